@@ -1,0 +1,49 @@
+# kmodinit — see README.md. Every target works from a fresh clone after `make deps`.
+
+SHELL := /bin/bash
+MUSL  := x86_64-unknown-linux-musl
+# The Debian kernel that `make deps` installs (the newest one with headers).
+KVER  ?= $(shell ls -1 /lib/modules 2>/dev/null | while read v; do [ -e /lib/modules/$$v/build ] && echo $$v; done | sort -V | tail -1)
+BUILD := build
+INIT  := $(BUILD)/init
+MKIMAGE := target/release/kmodinit-mkimage
+DEB_PKGS := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static \
+            e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc
+
+.PHONY: all deps init mkimage image demo test test-unit test-e2e lint bench fuzz clean
+
+all: init mkimage
+
+# Idempotent: apt-get runs only when a package is missing.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else echo "Debian packages: all present"; fi
+	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+
+# The static PID 1. musl target; `file` must say "statically linked".
+init:
+	cargo build --release -p kmodinit --target $(MUSL)
+	@mkdir -p $(BUILD)
+	cp target/$(MUSL)/release/kmodinit $(INIT)
+	@file $(INIT) | grep -q 'static' || { echo "error: $(INIT) is not static"; exit 1; }
+	@ls -l $(INIT) | awk '{printf "built %s: %d bytes (%.0f KiB)\n", $$9, $$5, $$5/1024}'
+
+mkimage:
+	cargo build --release -p kmodinit-mkimage
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test-unit:
+	cargo test --workspace
+
+test: lint test-unit
+
+clean:
+	cargo clean
+	rm -rf $(BUILD)

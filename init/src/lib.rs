@@ -1,0 +1,1 @@
+//! kmodinit's PID 1: boot sequence, mounts, kmsg logging, loader, switch_root.
