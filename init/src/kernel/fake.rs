@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,11 @@ pub struct FakeKernel {
     default_delay: Duration,
     delays: HashMap<String, Duration>,
     outcomes: HashMap<String, FakeOutcome>,
+    /// module → module whose `insert` must have begun before it returns.
+    gates: HashMap<String, String>,
+    gate_timeout: Duration,
+    started: Mutex<HashSet<String>>,
+    started_cv: Condvar,
     seq: AtomicU64,
     active: AtomicUsize,
     max_active: AtomicUsize,
@@ -81,6 +86,10 @@ impl FakeKernel {
             default_delay: Duration::ZERO,
             delays: HashMap::new(),
             outcomes: HashMap::new(),
+            gates: HashMap::new(),
+            gate_timeout: Duration::from_secs(30),
+            started: Mutex::new(HashSet::new()),
+            started_cv: Condvar::new(),
             seq: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             max_active: AtomicUsize::new(0),
@@ -119,6 +128,38 @@ impl FakeKernel {
     /// `module` answers `EEXIST`.
     pub fn exists(self, module: &str) -> Self {
         self.outcome(module, FakeOutcome::Exists)
+    }
+
+    /// `module`'s `insert` does not return until the `insert` of `other` has
+    /// begun (or [`FakeKernel::gate_timeout`] passed, then it fails with
+    /// `ETIMEDOUT`). Proves two calls overlap without timing assertions: a
+    /// loader that serialised them would make `module` time out.
+    pub fn wait_for_start(mut self, module: &str, other: &str) -> Self {
+        self.gates.insert(key(module), key(other));
+        self
+    }
+
+    /// How long a [`FakeKernel::wait_for_start`] gate waits (default 30 s).
+    pub fn gate_timeout(mut self, timeout: Duration) -> Self {
+        self.gate_timeout = timeout;
+        self
+    }
+
+    fn wait_gate(&self, other: &str) -> bool {
+        let deadline = Instant::now() + self.gate_timeout;
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        while !started.contains(other) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            started = self
+                .started_cv
+                .wait_timeout(started, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
     }
 
     fn lock_calls(&self) -> MutexGuard<'_, Vec<FakeCall>> {
@@ -177,6 +218,10 @@ impl FakeKernel {
     /// fake serves several loads (benchmarks).
     pub fn reset(&self) {
         self.lock_calls().clear();
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self.max_active.store(0, Ordering::SeqCst);
     }
 }
@@ -224,8 +269,24 @@ impl Kernel for FakeKernel {
             }),
         };
 
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned());
+        self.started_cv.notify_all();
+
         if !delay.is_zero() {
             std::thread::sleep(delay);
+        }
+        if let Some(other) = self.gates.get(name) {
+            if !self.wait_gate(other) {
+                return Err(InsertError::from_errno(
+                    libc::ETIMEDOUT,
+                    "finit_module",
+                    req.path,
+                    req.params,
+                ));
+            }
         }
         match outcome {
             FakeOutcome::Load => Ok(Inserted::Loaded),
