@@ -252,11 +252,12 @@ struct Run<'g> {
     graph: &'g Graph,
     /// Unfinished predecessors per node.
     waiting: Vec<usize>,
-    /// The first hard predecessor that did not succeed (its blocking root).
-    blocked_by: Vec<Option<usize>>,
     outcome: Vec<Option<Outcome>>,
     /// Nodes whose predecessors are all finished, not yet decided.
     ready: BinaryHeap<(usize, Reverse<usize>)>,
+    /// Set once a node entered `ready`: the one guard that makes every node
+    /// dispatched (and so passed to the kernel) at most once.
+    queued: Vec<bool>,
     decided: usize,
     in_flight: usize,
 }
@@ -267,21 +268,14 @@ impl<'g> Run<'g> {
         let mut run = Run {
             graph,
             waiting: graph.preds.iter().map(Vec::len).collect(),
-            blocked_by: vec![None; n],
             outcome: vec![None; n],
             ready: BinaryHeap::new(),
+            queued: vec![false; n],
             decided: 0,
             in_flight: 0,
         };
         for i in 0..n {
-            if let Some(why) = &graph.malformed[i] {
-                let mut o = Outcome::new(ModuleState::Failed);
-                o.error = Some(why.clone());
-                run.pending_finish(plan, i, o);
-            } else if plan.nodes[i].action == Action::Blacklisted {
-                // Never attempted, whatever its predecessors do.
-                let mut o = Outcome::new(ModuleState::Skipped);
-                o.error = Some("blacklisted".to_owned());
+            if let Some(o) = forced_outcome(plan, graph, i) {
                 run.pending_finish(plan, i, o);
             }
         }
@@ -294,7 +288,10 @@ impl<'g> Run<'g> {
     }
 
     fn push_ready(&mut self, id: usize) {
-        self.ready.push((self.graph.height[id], Reverse(id)));
+        if !self.queued[id] {
+            self.queued[id] = true;
+            self.ready.push((self.graph.height[id], Reverse(id)));
+        }
     }
 
     /// Records `id`'s outcome and releases its dependents; dependents that
@@ -310,42 +307,45 @@ impl<'g> Run<'g> {
             let root = outcome.blocked_by.unwrap_or(id);
             self.outcome[id] = Some(outcome);
             self.decided += 1;
-            for &(s, kind) in &self.graph.succs[id] {
+            let graph = self.graph;
+            for &(s, kind) in &graph.succs[id] {
                 if self.outcome[s].is_some() {
                     continue;
                 }
                 self.waiting[s] = self.waiting[s].saturating_sub(1);
-                if !ok {
-                    if kind == EdgeKind::Softdep {
-                        log::warn!(
-                            "kmodinit: softdep {} of {} did not load; loading {} anyway",
-                            plan.nodes[id].name,
-                            plan.nodes[s].name,
-                            plan.nodes[s].name
-                        );
-                    } else if self.blocked_by[s].is_none() {
-                        self.blocked_by[s] = Some(root);
+                if ok {
+                    if self.waiting[s] == 0 {
+                        self.push_ready(s);
                     }
-                }
-                if self.waiting[s] == 0 {
-                    match self.blocked_by[s] {
-                        // Blocked nodes are decided at once, so their own
-                        // dependents are released without waiting on a pool.
-                        Some(root) => {
-                            let mut o = Outcome::new(ModuleState::Blocked);
-                            o.blocked_by = Some(root);
-                            o.error = Some(format!(
-                                "not loaded: needs {}, which {}",
-                                plan.nodes[root].name,
-                                match self.outcome[root].as_ref().map(|o| o.state) {
-                                    Some(ModuleState::Skipped) => "was skipped",
-                                    _ => "failed",
-                                }
-                            ));
-                            stack.push((s, o));
-                        }
-                        None => self.push_ready(s),
+                } else if kind == EdgeKind::Softdep {
+                    log::warn!(
+                        "kmodinit: softdep {} of {} did not load; loading {} anyway",
+                        plan.nodes[id].name,
+                        plan.nodes[s].name,
+                        plan.nodes[s].name
+                    );
+                    if self.waiting[s] == 0 {
+                        self.push_ready(s);
                     }
+                } else {
+                    // Decided now, without waiting for its other
+                    // predecessors, so its own dependents are released at
+                    // once too. Blacklisted and malformed nodes stay what
+                    // they are whatever their predecessors did.
+                    let o = forced_outcome(plan, graph, s).unwrap_or_else(|| {
+                        let mut o = Outcome::new(ModuleState::Blocked);
+                        o.blocked_by = Some(root);
+                        o.error = Some(format!(
+                            "not loaded: needs {}, which {}",
+                            plan.nodes[root].name,
+                            match self.outcome[root].as_ref().map(|o| o.state) {
+                                Some(ModuleState::Skipped) => "was skipped",
+                                _ => "failed",
+                            }
+                        ));
+                        o
+                    });
+                    stack.push((s, o));
                 }
             }
         }
@@ -355,6 +355,9 @@ impl<'g> Run<'g> {
     /// that does, if any.
     fn next_insert(&mut self, plan: &Plan) -> Option<usize> {
         while let Some((_, Reverse(id))) = self.ready.pop() {
+            if self.outcome[id].is_some() {
+                continue;
+            }
             match plan.nodes[id].action {
                 Action::Insert { .. } => return Some(id),
                 Action::Builtin => {
@@ -528,6 +531,22 @@ impl<'g> Run<'g> {
             critical_path_s,
             failed_required_chains,
         }
+    }
+}
+
+/// The outcome of a node decided before the load starts, whatever its
+/// predecessors do: malformed nodes fail, blacklisted ones are skipped.
+fn forced_outcome(plan: &Plan, graph: &Graph, id: usize) -> Option<Outcome> {
+    if let Some(why) = &graph.malformed[id] {
+        let mut o = Outcome::new(ModuleState::Failed);
+        o.error = Some(why.clone());
+        Some(o)
+    } else if plan.nodes[id].action == Action::Blacklisted {
+        let mut o = Outcome::new(ModuleState::Skipped);
+        o.error = Some("blacklisted".to_owned());
+        Some(o)
+    } else {
+        None
     }
 }
 

@@ -1,5 +1,7 @@
 //! The loader against the fake kernel, on hand-made plans.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 mod common;
 
 use std::collections::HashMap;
@@ -64,7 +66,11 @@ fn chain_successor_starts_after_its_predecessor_ended() {
     let k = FakeKernel::new().delay("a", Duration::from_millis(5));
     let r = load_ok(&plan, &k, 8);
     check_load(&plan, &k, &no_outcomes(), &r, 8).unwrap();
-    let (a, bb, c) = (&k.calls_for("a")[0], &k.calls_for("b")[0], &k.calls_for("c")[0]);
+    let (a, bb, c) = (
+        &k.calls_for("a")[0],
+        &k.calls_for("b")[0],
+        &k.calls_for("c")[0],
+    );
     assert!(a.end_seq < bb.start_seq && bb.end_seq < c.start_seq);
 }
 
@@ -105,8 +111,14 @@ fn declared_params_reach_a_module_pulled_in_as_another_chains_dependency() {
     let r = load_ok(&plan, &k, 4);
     check_load(&plan, &k, &no_outcomes(), &r, 4).unwrap();
     assert_eq!(k.call_count("shared"), 1);
-    assert_eq!(k.calls_for("shared")[0].params, "mode=fast debug=0 path=\"a b\"");
-    assert_eq!(r.module("shared").unwrap().params, "mode=fast debug=0 path=\"a b\"");
+    assert_eq!(
+        k.calls_for("shared")[0].params,
+        "mode=fast debug=0 path=\"a b\""
+    );
+    assert_eq!(
+        r.module("shared").unwrap().params,
+        "mode=fast debug=0 path=\"a b\""
+    );
     assert_eq!(k.calls_for("nic")[0].params, "");
 }
 
@@ -196,16 +208,24 @@ fn a_panicking_kernel_call_fails_that_module_and_the_pool_finishes() {
     let plan = b.build();
     let outcomes: HashMap<String, FakeOutcome> = [("boom".to_owned(), FakeOutcome::Panic)].into();
     for jobs in [1, 3, 8] {
-        let k = FakeKernel::new().panic("boom").default_delay(Duration::from_micros(100));
+        let k = FakeKernel::new()
+            .panic("boom")
+            .default_delay(Duration::from_micros(100));
         let r = load_ok(&plan, &k, jobs);
         check_load(&plan, &k, &outcomes, &r, jobs).unwrap();
         let boom = r.module("boom").unwrap();
         assert_eq!(boom.state, ModuleState::Failed);
         let err = boom.error.as_deref().unwrap();
-        assert!(err.starts_with("panic: ") && err.contains("injected panic"), "{err}");
+        assert!(
+            err.starts_with("panic: ") && err.contains("injected panic"),
+            "{err}"
+        );
         assert_eq!(r.module("after_boom").unwrap().state, ModuleState::Blocked);
         assert_eq!(
-            r.modules.iter().filter(|m| m.state == ModuleState::Loaded).count(),
+            r.modules
+                .iter()
+                .filter(|m| m.state == ModuleState::Loaded)
+                .count(),
             20
         );
     }
@@ -243,7 +263,10 @@ fn builtin_and_loaded_modules_never_reach_the_kernel_blacklisted_are_skipped() {
     assert_eq!(r.module("mbcache").unwrap().state, ModuleState::Already);
     assert_eq!(r.module("floppy").unwrap().state, ModuleState::Skipped);
     assert_eq!(r.module("fd_user").unwrap().state, ModuleState::Blocked);
-    assert_eq!(r.module("fd_user").unwrap().blocked_by, Some(name("floppy")));
+    assert_eq!(
+        r.module("fd_user").unwrap().blocked_by,
+        Some(name("floppy"))
+    );
     let called: Vec<String> = k.calls().iter().map(|c| c.name.to_string()).collect();
     let mut called_sorted = called.clone();
     called_sorted.sort();
@@ -283,7 +306,11 @@ fn concurrency_stays_within_jobs_and_uses_more_than_one_worker() {
         }
         let r = load_ok(&plan, &k, jobs);
         check_load(&plan, &k, &no_outcomes(), &r, jobs).unwrap();
-        assert!(k.max_concurrent() <= jobs, "jobs {jobs}: {}", k.max_concurrent());
+        assert!(
+            k.max_concurrent() <= jobs,
+            "jobs {jobs}: {}",
+            k.max_concurrent()
+        );
         assert_eq!(r.jobs, jobs);
         if jobs > 1 {
             assert!(k.max_concurrent() >= 2);
@@ -312,9 +339,24 @@ fn a_malformed_plan_fails_the_bad_nodes_instead_of_hanging() {
     let mut b = PlanBuilder::new();
     b.module("ok", &[]);
     // Forward edge, self edge, out-of-range edge.
-    b.node("fwd", common::insert("fwd"), "", &[(2, EdgeKind::Dependency)]);
-    b.node("selfish", common::insert("selfish"), "", &[(2, EdgeKind::Chain)]);
-    b.node("far", common::insert("far"), "", &[(99, EdgeKind::Dependency)]);
+    b.node(
+        "fwd",
+        common::insert("fwd"),
+        "",
+        &[(2, EdgeKind::Dependency)],
+    );
+    b.node(
+        "selfish",
+        common::insert("selfish"),
+        "",
+        &[(2, EdgeKind::Chain)],
+    );
+    b.node(
+        "far",
+        common::insert("far"),
+        "",
+        &[(99, EdgeKind::Dependency)],
+    );
     b.module("user", &["far"]);
     let plan = b.build();
     let k = FakeKernel::new();

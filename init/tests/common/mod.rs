@@ -7,9 +7,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use kmodinit::kernel::{FakeCall, FakeKernel, FakeOutcome};
-use kmodinit::loader::{load, LoaderOptions};
+use kmodinit::loader::{load, LoaderOptions, MAX_AUTO_JOBS};
 use kmodinit::report::{LoadReport, ModuleState};
-use modules_manifest::{Action, Compression, Edge, EdgeKind, ModuleName, Plan, PlanChain, PlanNode};
+use modules_manifest::{
+    Action, Compression, Edge, EdgeKind, ModuleName, Plan, PlanChain, PlanNode,
+};
 
 /// Builds plans by hand: nodes in the order added (so preds must be added
 /// first, as the planner guarantees), chains add their `Chain` edges.
@@ -146,7 +148,12 @@ pub fn opts(jobs: usize) -> LoaderOptions {
 
 /// Runs `load` on another thread and fails the test if it has not returned
 /// within `limit`: a deadlock is a test failure, never a hung suite.
-pub fn load_with_watchdog(plan: &Plan, kernel: &FakeKernel, jobs: usize, limit: Duration) -> LoadReport {
+pub fn load_with_watchdog(
+    plan: &Plan,
+    kernel: &FakeKernel,
+    jobs: usize,
+    limit: Duration,
+) -> LoadReport {
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         s.spawn(move || {
@@ -190,7 +197,11 @@ pub fn expected_states(plan: &Plan, outcomes: &HashMap<String, FakeOutcome>) -> 
                 Action::AlreadyLoaded => ModuleState::Already,
                 Action::Blacklisted => ModuleState::Skipped,
                 Action::Insert { .. } => {
-                    match outcomes.get(node.name.as_str()).copied().unwrap_or_default() {
+                    match outcomes
+                        .get(node.name.as_str())
+                        .copied()
+                        .unwrap_or_default()
+                    {
                         FakeOutcome::Load => ModuleState::Loaded,
                         FakeOutcome::Exists => ModuleState::Already,
                         FakeOutcome::Fail(_) | FakeOutcome::Panic => ModuleState::Failed,
@@ -248,7 +259,10 @@ pub fn check_load(
             return Err(format!("entry {i} is {} not {}", m.name, node.name));
         }
         if m.state != expected[i] {
-            return Err(format!("{}: state {:?}, expected {:?}", node.name, m.state, expected[i]));
+            return Err(format!(
+                "{}: state {:?}, expected {:?}",
+                node.name, m.state, expected[i]
+            ));
         }
         if m.params != node.params {
             return Err(format!("{}: params {:?} in report", node.name, m.params));
@@ -261,15 +275,22 @@ pub fn check_load(
             )
             && !node.preds.iter().any(|e| e.from >= i);
         match (call, should_call) {
-            (Some(_), false) => return Err(format!("{} reached the kernel ({:?})", node.name, m.state)),
-            (None, true) => return Err(format!("{} never reached the kernel ({:?})", node.name, m.state)),
+            (Some(_), false) => {
+                return Err(format!("{} reached the kernel ({:?})", node.name, m.state))
+            }
+            (None, true) => {
+                return Err(format!(
+                    "{} never reached the kernel ({:?})",
+                    node.name, m.state
+                ))
+            }
             _ => {}
         }
         if let Some(c) = call {
             if c.params != node.params {
                 return Err(format!("{}: kernel got params {:?}", node.name, c.params));
             }
-            if m.worker.is_none_or(|w| w >= report.jobs) || m.start.is_none() || m.end.is_none() {
+            if m.worker.map_or(true, |w| w >= report.jobs) || m.start.is_none() || m.end.is_none() {
                 return Err(format!("{}: worker/start/end missing", node.name));
             }
             for e in node.preds.iter().filter(|e| e.from < i) {
@@ -307,14 +328,17 @@ pub fn check_load(
             _ => {}
         }
     }
-    if kernel.max_concurrent() > jobs.max(1) {
-        return Err(format!(
-            "{} concurrent calls with jobs = {jobs}",
-            kernel.max_concurrent()
-        ));
-    }
-    if report.jobs > jobs.max(1) {
+    // jobs = 0 is automatic: bounded by MAX_AUTO_JOBS.
+    let limit = if jobs == 0 { MAX_AUTO_JOBS } else { jobs };
+    if report.jobs > limit {
         return Err(format!("report says {} jobs, asked {jobs}", report.jobs));
+    }
+    if kernel.max_concurrent() > report.jobs {
+        return Err(format!(
+            "{} concurrent calls with {} workers",
+            kernel.max_concurrent(),
+            report.jobs
+        ));
     }
     Ok(())
 }
