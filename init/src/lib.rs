@@ -2,8 +2,13 @@
 
 pub mod blockdev;
 pub mod boot_config;
+pub mod clock;
+pub mod decompress;
 pub mod failure;
 pub mod handover;
+pub mod kernel;
 pub mod kmsg;
+pub mod loader;
 pub mod mount;
+pub mod report;
 pub mod switch_root;
