@@ -156,8 +156,7 @@ pub fn install_panic_hook(dev: &'static Path) {
             "panic in thread {}{where_}: {msg}",
             thread.name().unwrap_or("?")
         );
-        crate::kmsg::kmsg_write(dev, log::Level::Error, &text);
-        crate::kmsg::console_write(dev, &format!("kmodinit: {text}\n"));
+        crate::kmsg::announce(dev, Path::new("/proc"), &format!("kmodinit: {text}\n"));
     }));
 }
 
