@@ -33,6 +33,8 @@ pub enum BootError {
         source: ManifestError,
     },
     Config(ConfigError),
+    /// `/proc/sys/kernel/osrelease` (to find `/lib/modules/$(uname -r)`).
+    KernelRelease(io::Error),
     Index {
         dir: PathBuf,
         source: IndexError,
@@ -65,6 +67,10 @@ impl fmt::Display for BootError {
                 write!(f, "the manifest {} is invalid: {source}", path.display())
             }
             BootError::Config(e) => write!(f, "bad boot setting: {e}"),
+            BootError::KernelRelease(e) => write!(
+                f,
+                "cannot read the kernel release from /proc/sys/kernel/osrelease: {e}"
+            ),
             BootError::Index { dir, source } => write!(
                 f,
                 "cannot read the module index in {}: {source}",
@@ -110,6 +116,7 @@ impl BootError {
             BootError::Config(_) => vec![
                 "check root= (forms: /dev/NAME, UUID=, LABEL=, PARTUUID=, PARTLABEL=, MAJ:MIN)".into(),
             ],
+            BootError::KernelRelease(_) => vec!["is /proc mounted? the early mount errors above say".into()],
             BootError::Index { .. } => vec![
                 "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?".into(),
             ],

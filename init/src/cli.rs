@@ -148,14 +148,8 @@ pub fn dry_run(
         Some(m) => {
             let dir = match modules_dir {
                 Some(d) => d.to_path_buf(),
-                None => {
-                    boot::modules_dir(Path::new("/"), Path::new("/proc")).map_err(|source| {
-                        BootError::ReadManifest {
-                            path: "/proc/sys/kernel/osrelease".into(),
-                            source,
-                        }
-                    })?
-                }
+                None => boot::modules_dir(Path::new("/"), Path::new("/proc"))
+                    .map_err(BootError::KernelRelease)?,
             };
             let _ = writeln!(
                 s,
@@ -199,7 +193,7 @@ pub fn dry_run(
         Ok(c) => {
             let _ = writeln!(
                 s,
-                "exec {} (first that exists of: {}), argv {:?}, env {:?}",
+                "exec {} (first that exists of: {}), argv {:?} + the words the kernel passes to /init (e.g. single), env {:?}",
                 c.path,
                 cfg.init.explicit.clone().unwrap_or_else(|| {
                     let mut v = vec![cfg.init.manifest_path.clone()];
