@@ -56,8 +56,8 @@ struct Cli {
     #[arg(long, value_name = "SRC:DST")]
     add: Vec<AddSpec>,
 
-    /// Compression of the whole image. zstd (level 19) is the default: about
-    /// the size of xz, and the fastest for the kernel to unpack.
+    /// Compression of the whole image; the kernel unpacks all four
+    /// (CONFIG_RD_ZSTD/XZ/GZIP). Sizes and unpack times: initramfs/README.md.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Compress::Zstd)]
     compress: Compress,
 }
