@@ -50,7 +50,7 @@ struct Cli {
     init: Option<PathBuf>,
 
     /// Copy SRC into the image at DST (absolute, no `..`; split at the last
-    /// `:`). Repeatable. Files keep their permission bits, directories are
+    /// `:`; DST `/` lays a directory's contents over the root). Repeatable. Files keep their permission bits, directories are
     /// copied recursively, symlinks inside them stay symlinks; a symlink
     /// given as SRC itself is followed (like `cp -H`). Owner is always root.
     #[arg(long, value_name = "SRC:DST")]
