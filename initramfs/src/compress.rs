@@ -7,8 +7,9 @@ use std::io::{self, Write};
 /// How the cpio archive is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compress {
-    /// zstd level 19 (the default): within a few percent of xz's size and
-    /// the fastest of the three for the kernel to unpack.
+    /// zstd level 19 (the default): about 12% larger than xz and 22%
+    /// smaller than gzip, and the fastest to unpack on hardware and KVM
+    /// (under TCG emulation gzip unpacks slightly faster).
     Zstd,
     /// xz (LZMA2 preset 9 with the dictionary cut to the image size, CRC32
     /// check: the kernel's xz decoder does not support the default CRC64).

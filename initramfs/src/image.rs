@@ -33,7 +33,9 @@ pub const DEVICE_NODES: [(&str, u32, u32, u32); 2] =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddSpec {
     pub src: PathBuf,
-    pub dst: ImagePath,
+    /// `None`: DST is `/`, and SRC must be a directory whose contents are
+    /// laid over the image root.
+    pub dst: Option<ImagePath>,
 }
 
 /// Why an `--add` argument is unusable.
@@ -58,10 +60,16 @@ impl std::str::FromStr for AddSpec {
             .rsplit_once(':')
             .filter(|(s, d)| !s.is_empty() && !d.is_empty())
             .ok_or_else(|| AddSpecError::NoColon(spec.to_owned()))?;
-        let dst = ImagePath::absolute(dst).map_err(|source| AddSpecError::Dst {
-            spec: spec.to_owned(),
-            source,
-        })?;
+        let dst = match ImagePath::absolute(dst) {
+            Ok(p) => Some(p),
+            Err(PathError::Root(_)) => None,
+            Err(source) => {
+                return Err(AddSpecError::Dst {
+                    spec: spec.to_owned(),
+                    source,
+                })
+            }
+        };
         Ok(AddSpec {
             src: PathBuf::from(src),
             dst,
@@ -228,7 +236,10 @@ pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildErro
     }
 
     for add in &opts.add {
-        add_host_path(&mut tree, &add.src, &add.dst, true)?;
+        match &add.dst {
+            Some(dst) => add_host_path(&mut tree, &add.src, dst, true)?,
+            None => add_dir_contents(&mut tree, &add.src, None)?,
+        }
     }
     Ok((tree, selection, manifest))
 }
@@ -322,20 +333,7 @@ fn add_host_path(
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
         tree.insert(dst.clone(), dir_node(perm))?;
-        let mut children = Vec::new();
-        for entry in fs::read_dir(src).map_err(io_err)? {
-            children.push(entry.map_err(io_err)?.file_name());
-        }
-        children.sort();
-        for name in children {
-            let child_src = src.join(&name);
-            let name = name.to_str().ok_or_else(|| BuildError::AddUnsupported {
-                src: child_src.clone(),
-                what: "file name is not valid UTF-8".into(),
-            })?;
-            add_host_path(tree, &child_src, &dst.join(name)?, false)?;
-        }
-        return Ok(());
+        return add_dir_contents(tree, src, Some(dst));
     } else if ft.is_file() {
         Kind::File(Content::HostFile {
             path: src.to_owned(),
@@ -374,6 +372,43 @@ fn add_host_path(
         });
     };
     tree.insert(dst.clone(), Node { kind, perm })?;
+    Ok(())
+}
+
+/// Adds the entries of the host directory `src` below `dst` (the image root
+/// when `None`), recursively, symlinks kept.
+fn add_dir_contents(
+    tree: &mut Tree,
+    src: &Path,
+    dst: Option<&ImagePath>,
+) -> Result<(), BuildError> {
+    let io_err = |source| BuildError::AddSource {
+        src: src.to_owned(),
+        source,
+    };
+    if dst.is_none() && !fs::metadata(src).map_err(io_err)?.is_dir() {
+        return Err(BuildError::AddUnsupported {
+            src: src.to_owned(),
+            what: "only a directory can be added at /".into(),
+        });
+    }
+    let mut children = Vec::new();
+    for entry in fs::read_dir(src).map_err(io_err)? {
+        children.push(entry.map_err(io_err)?.file_name());
+    }
+    children.sort();
+    for name in children {
+        let child_src = src.join(&name);
+        let name = name.to_str().ok_or_else(|| BuildError::AddUnsupported {
+            src: child_src.clone(),
+            what: "file name is not valid UTF-8".into(),
+        })?;
+        let child_dst = match dst {
+            Some(d) => d.join(name)?,
+            None => ImagePath::relative(name)?,
+        };
+        add_host_path(tree, &child_src, &child_dst, false)?;
+    }
     Ok(())
 }
 
@@ -416,7 +451,7 @@ mod tests {
     fn add_spec_parses_and_refuses() {
         let a: AddSpec = "/bin/busybox:/bin/busybox".parse().unwrap();
         assert_eq!(a.src, PathBuf::from("/bin/busybox"));
-        assert_eq!(a.dst.as_str(), "bin/busybox");
+        assert_eq!(a.dst.unwrap().as_str(), "bin/busybox");
         let a: AddSpec = "odd:name:/x".parse().unwrap();
         assert_eq!(a.src, PathBuf::from("odd:name"));
 
@@ -432,7 +467,7 @@ mod tests {
         assert!(e.to_string().contains("not absolute"), "{e}");
         let e = "a:/bin/../etc/passwd".parse::<AddSpec>().unwrap_err();
         assert!(e.to_string().contains("\"..\""), "{e}");
-        assert!("a:/".parse::<AddSpec>().is_err());
+        assert_eq!("overlay:/".parse::<AddSpec>().unwrap().dst, None);
     }
 
     #[test]

@@ -50,14 +50,14 @@ struct Cli {
     init: Option<PathBuf>,
 
     /// Copy SRC into the image at DST (absolute, no `..`; split at the last
-    /// `:`). Repeatable. Files keep their permission bits, directories are
+    /// `:`; DST `/` lays a directory's contents over the root). Repeatable. Files keep their permission bits, directories are
     /// copied recursively, symlinks inside them stay symlinks; a symlink
     /// given as SRC itself is followed (like `cp -H`). Owner is always root.
     #[arg(long, value_name = "SRC:DST")]
     add: Vec<AddSpec>,
 
-    /// Compression of the whole image. zstd (level 19) is the default: about
-    /// the size of xz, and the fastest for the kernel to unpack.
+    /// Compression of the whole image; the kernel unpacks all four
+    /// (CONFIG_RD_ZSTD/XZ/GZIP). Sizes and unpack times: initramfs/README.md.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Compress::Zstd)]
     compress: Compress,
 }
@@ -169,10 +169,14 @@ fn human(bytes: u64) -> String {
 
 fn print_summary(s: &Summary) {
     println!("wrote {}", s.output.display());
-    println!(
-        "  modules:      {} files ({} builtin, satisfied without a file)",
-        s.modules, s.builtin
-    );
+    if s.builtin > 0 {
+        println!(
+            "  modules:      {} files (+{} builtin, no file needed)",
+            s.modules, s.builtin
+        );
+    } else {
+        println!("  modules:      {} files", s.modules);
+    }
     println!("  entries:      {}", s.entries);
     println!(
         "  uncompressed: {} ({} bytes)",

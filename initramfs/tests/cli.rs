@@ -506,6 +506,30 @@ fn add_copies_modes_directories_and_symlinks() {
 }
 
 #[test]
+fn add_a_directory_at_the_root_overlays_it() {
+    let f = Fixture::new();
+    let overlay = f.out("overlay");
+    fs::create_dir_all(overlay.join("sbin")).unwrap();
+    fs::create_dir_all(overlay.join("etc")).unwrap();
+    fs::write(overlay.join("sbin/init"), b"real init").unwrap();
+    fs::set_permissions(overlay.join("sbin/init"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::write(overlay.join("etc/hostname"), b"vm\n").unwrap();
+    let img = f.out("img");
+    let add = format!("{}:/", overlay.display());
+    ok(&f.build(&img, &["--compress", "none", "--add", &add]));
+    let m = members(&img);
+    assert_eq!(m["sbin/init"].header.mode, cpio::S_IFREG | 0o750);
+    assert_eq!(m["etc/hostname"].data, b"vm\n");
+    // Merged with the generated /etc/kmodinit.
+    assert!(m.contains_key("etc/kmodinit/manifest.json"));
+
+    // A file cannot be laid over the root.
+    let file = format!("{}:/", f.init().display());
+    let err = failed(&f.build(&f.out("img2"), &["--add", &file]));
+    assert!(err.contains("only a directory"), "{err}");
+}
+
+#[test]
 fn add_refuses_conflicts_and_missing_sources() {
     let f = Fixture::new();
     let img = f.out("img");
