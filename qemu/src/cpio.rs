@@ -162,6 +162,39 @@ impl Cpio {
         }
     }
 
+    /// Adds the tree under host directory `dir` at `prefix` in the archive
+    /// (directories, regular files with their mode, symlinks).
+    pub fn host_tree(&mut self, dir: &Path, prefix: &str) -> Result<&mut Self, HarnessError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut stack = vec![(dir.to_path_buf(), prefix.trim_matches('/').to_string())];
+        while let Some((host, inside)) = stack.pop() {
+            if !inside.is_empty() {
+                self.dir(&inside);
+            }
+            for entry in std::fs::read_dir(&host).map_err(io_err("listing", &host))? {
+                let entry = entry.map_err(io_err("listing", &host))?;
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let at = if inside.is_empty() {
+                    name
+                } else {
+                    format!("{inside}/{name}")
+                };
+                let meta = std::fs::symlink_metadata(&path).map_err(io_err("reading", &path))?;
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&path).map_err(io_err("reading", &path))?;
+                    self.symlink(&at, &target.to_string_lossy());
+                } else if meta.is_dir() {
+                    stack.push((path, at));
+                } else {
+                    let data = std::fs::read(&path).map_err(io_err("reading", &path))?;
+                    self.file(&at, data, meta.permissions().mode() & 0o7777);
+                }
+            }
+        }
+        Ok(self)
+    }
+
     /// Removes one entry; true if it was there.
     pub fn remove(&mut self, path: &str) -> bool {
         self.entries.remove(path.trim_matches('/')).is_some()
