@@ -165,11 +165,12 @@ fn run(o: &Options) -> Result<(), HarnessError> {
 
     // 5. What kmodinit said, the timeline, and the real init.
     println!("== kmodinit on the console");
+    // kmodinit's own log lines (`[ 2.3] kmodinit: …`), not the report dump.
     for line in boot
         .console
         .text()
         .lines()
-        .filter(|l| l.contains("kmodinit"))
+        .filter(|l| l.contains("] kmodinit") || l.starts_with("kmodinit"))
     {
         println!("   {}", line.trim_end());
     }
@@ -214,6 +215,7 @@ fn print_timeline(report: &serde_json::Value) {
         })
         .unwrap_or_default();
     rows.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(6).max(6);
     let t0 = load["boottime_load_start"].as_f64().unwrap_or(0.0);
     let t1 = load["boottime_load_end"].as_f64().unwrap_or(t0);
     let span = (t1 - t0).max(1e-6);
@@ -223,7 +225,7 @@ fn print_timeline(report: &serde_json::Value) {
         load["jobs"]
     );
     println!(
-        "   {:<18} {:>8} {:>8} {:>7}  {:<8} |{}|",
+        "   {:<w$} {:>8} {:>8} {:>7}  {:<8} |{}|",
         "module",
         "start",
         "end",
@@ -234,7 +236,7 @@ fn print_timeline(report: &serde_json::Value) {
     for (name, state, s, e) in &rows {
         if s.is_nan() || e.is_nan() {
             println!(
-                "   {name:<18} {:>8} {:>8} {:>7}  {state:<8} |{}|",
+                "   {name:<w$} {:>8} {:>8} {:>7}  {state:<8} |{}|",
                 "-",
                 "-",
                 "-",
@@ -256,7 +258,7 @@ fn print_timeline(report: &serde_json::Value) {
             " ".repeat(CHART_WIDTH - b)
         );
         println!(
-            "   {name:<18} {:>8.1} {:>8.1} {:>7.1}  {state:<8} |{bar}|",
+            "   {name:<w$} {:>8.1} {:>8.1} {:>7.1}  {state:<8} |{bar}|",
             (s - t0) * 1000.0,
             (e - t0) * 1000.0,
             (e - s) * 1000.0
