@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use modules_manifest::{plan, Action, DepIndex, KernelCmdline, Plan, PlanInput};
+use modules_manifest::{plan, DepIndex, KernelCmdline, Plan, PlanInput};
 
 use crate::boot::{self, BootError};
 use crate::boot_config::{self, BootConfig};
@@ -83,50 +83,6 @@ pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
         }
         None => Ok(HostCommand::Refuse),
     }
-}
-
-/// A listing of the plan: one line per node in load order.
-pub fn render_plan(p: &Plan) -> String {
-    let mut s = String::new();
-    for n in &p.nodes {
-        let action = match &n.action {
-            Action::Insert { path, .. } => format!("insert {path}"),
-            Action::Builtin => "builtin".into(),
-            Action::AlreadyLoaded => "already loaded".into(),
-            Action::Blacklisted => "blacklisted".into(),
-        };
-        let _ = write!(s, "{:>4}  {:<24} {action}", n.id, n.name.as_str());
-        if !n.params.is_empty() {
-            let _ = write!(s, "  params={:?}", n.params);
-        }
-        if n.required {
-            s.push_str("  [required]");
-        }
-        if !n.preds.is_empty() {
-            let preds: Vec<String> = n.preds.iter().map(|e| e.from.to_string()).collect();
-            let _ = write!(s, "  after {}", preds.join(","));
-        }
-        s.push('\n');
-    }
-    for c in &p.chains {
-        let names: Vec<&str> = c
-            .nodes
-            .iter()
-            .filter_map(|&i| p.nodes.get(i))
-            .map(|n| n.name.as_str())
-            .collect();
-        let _ = writeln!(
-            s,
-            "chain {:?}{}: {}",
-            c.name,
-            if c.required { " (required)" } else { "" },
-            names.join(" -> ")
-        );
-    }
-    for note in &p.notes {
-        let _ = writeln!(s, "note: {note}");
-    }
-    s
 }
 
 /// Plans `manifest` against the index in `modules_dir` with nothing loaded.
@@ -215,7 +171,7 @@ pub fn dry_run(
                     cfg.jobs.to_string()
                 };
                 let _ = writeln!(s, "load plan ({} node(s), jobs {jobs}):", p.nodes.len());
-                s.push_str(&render_plan(&p));
+                s.push_str(&p.render_text());
             }
         }
     }
@@ -227,7 +183,7 @@ pub fn dry_run(
         Some(r) => {
             let _ = writeln!(
                 s,
-                "root {} ({}), {}{}{}, wait {:?}; mount on {NEW_ROOT}, move /dev /proc /sys /run, free the initramfs, chroot",
+                "root {} ({}), {}{}{}, wait {}; mount on {NEW_ROOT}, move /dev /proc /sys /run, free the initramfs, chroot",
                 r.device,
                 if r.fstypes.is_empty() { "type detected".to_string() } else { r.fstypes.join(",") },
                 if r.options.read_only { "ro" } else { "rw" },

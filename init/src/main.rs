@@ -245,7 +245,7 @@ fn switch_to_root(
         return init_in_initramfs(config, kernel_args);
     };
     let scanner = BlockScanner::system();
-    log::info!("waiting for root {} ({:?})", root.device, root.wait);
+    log::info!("waiting for root {} ({})", root.device, root.wait);
     let found = blockdev::wait_for(
         root.wait,
         &mut RealWaiter::start(),
@@ -350,8 +350,7 @@ fn fail(b: &mut Boot, err: BootError) -> ! {
         b.report_written.then_some(REPORT_PATH),
         action,
     );
-    kmsg::kmsg_write(Path::new(DEV), log::Level::Error, &text);
-    kmsg::console_write(Path::new(DEV), &text);
+    kmsg::announce(Path::new(DEV), Path::new(PROC), &text);
     if action == FailureAction::Rescue {
         if let Some(d) = b.devkmsg.as_mut() {
             d.restore(Path::new(PROC));
@@ -388,7 +387,7 @@ fn host(args: &[String]) -> ExitCode {
             cmdline,
         } => cli::plan_from_files(&manifest, &modules_dir, &KernelCmdline::parse(&cmdline)).map(
             |p| match p {
-                Some(p) => cli::render_plan(&p),
+                Some(p) => p.render_text(),
                 None => format!("no manifest at {}\n", manifest.display()),
             },
         ),
