@@ -406,3 +406,28 @@ pub fn host_module_closure(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn farm_has_chains_over_shared_roots() {
+        let template = "@DECLS@\nKMI_MODULE(@SELF@, @EXPR@, 0);\n";
+        let sources = farm_sources(template);
+        assert_eq!(sources.len(), FARM_SHARED + FARM_CHAINS * FARM_CHAIN_LEN);
+        assert!(sources.len() >= 30);
+        let get = |n: &str| &sources.iter().find(|(m, _)| m == n).unwrap().1;
+        // The first module of chain 4 uses shared root 4 % 3 = 1.
+        assert!(get(&farm_module(4, 0)).contains("kmi_farm_s1_value()"));
+        // A middle module uses its chain predecessor only.
+        let mid = get(&farm_module(2, 2));
+        assert!(mid.contains("kmi_farm_c2_1_value()"));
+        assert!(!mid.contains("kmi_farm_s"));
+        // The last module of chain 2 also uses the next root: shared deps.
+        assert!(get(&farm_module(2, FARM_CHAIN_LEN - 1)).contains("kmi_farm_s0_value()"));
+        assert!(get(&farm_shared(0)).contains("KMI_MODULE(kmi_farm_s0, 100, 0)"));
+        assert_eq!(farm_chains().len(), FARM_CHAINS);
+    }
+}
