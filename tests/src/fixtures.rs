@@ -216,6 +216,16 @@ pub enum Recompress {
 }
 
 impl Recompress {
+    /// The name of the format (also the `kmodinit` cargo feature decoding it).
+    pub fn feature(self) -> &'static str {
+        match self {
+            Recompress::Xz => "xz",
+            Recompress::Zstd => "zstd",
+            Recompress::Gzip => "gzip",
+        }
+    }
+
+    /// The file-name extension after `.ko.`.
     pub fn extension(self) -> &'static str {
         match self {
             Recompress::Xz => "xz",

@@ -53,6 +53,14 @@ fn boot_compressed(how: Recompress) {
     let b = boot(env.vm(&dir, &image).disk(&disk));
     let c = &b.console;
     assert_init_never_died(&b);
+    assert!(
+        !c.contains(&format!("built without {} support", how.feature())),
+        "build/init lacks the `{}` cargo feature (init/Cargo.toml), so it cannot load \
+         .ko.{ext} on this kernel (no CONFIG_MODULE_DECOMPRESS), while DESIGN.md says \
+         .ko.{ext} modules load; console tail:\n{}",
+        how.feature(),
+        c.tail(30)
+    );
     assert_eq!(
         b.end,
         kmodinit_qemu::End::Marker(markers::DONE.into()),
