@@ -767,6 +767,21 @@ impl<'a> Builder<'a> {
                     chains.join(", ")
                 ));
             }
+            // Params only reach the kernel with an insert; say so rather
+            // than drop them silently.
+            let declared = params.get(&d.name).filter(|p| !p.is_empty());
+            match (&d.action, declared) {
+                (Action::Builtin, Some(p)) => notes.push(format!(
+                    "{} is builtin: parameters \"{p}\" cannot be applied by kmodinit; \
+                     put them on the kernel command line as {}.PARAM=VALUE",
+                    d.name, d.name
+                )),
+                (Action::AlreadyLoaded, Some(p)) => notes.push(format!(
+                    "{} is already loaded: parameters \"{p}\" are not applied",
+                    d.name
+                )),
+                _ => {}
+            }
         }
         let mut nodes: Vec<PlanNode> = order
             .iter()
@@ -1146,6 +1161,25 @@ mod tests {
             p.notes
         );
         assert_eq!(p.module_files().collect::<Vec<_>>(), vec!["k/a.ko"]);
+    }
+
+    #[test]
+    fn params_that_cannot_be_applied_are_noted() {
+        let idx = index("a", "bi", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "s", "modules": [{"name": "bi", "params": "x=1"}, {"name": "a", "params": "y=2"}]}]}"#,
+        );
+        let p = run(&m, &idx, "", &["a"]).unwrap();
+        let notes = p.notes.join("\n");
+        assert!(
+            notes.contains("bi is builtin: parameters \"x=1\""),
+            "{notes}"
+        );
+        assert!(notes.contains("bi.PARAM=VALUE"), "{notes}");
+        assert!(
+            notes.contains("a is already loaded: parameters \"y=2\""),
+            "{notes}"
+        );
     }
 
     #[test]
