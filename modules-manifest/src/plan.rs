@@ -23,9 +23,11 @@
 //! written to [`Plan::notes`] (booster #64: users must see which `crc32c` they
 //! got). A softdep with no candidate left is skipped with a note.
 //!
-//! Node order: Kahn's algorithm, always taking the ready node discovered
-//! first (chains in manifest order, then dependencies breadth-first), so the
-//! same input always gives the same plan.
+//! Node order: Kahn's algorithm; among ready nodes it takes first what a
+//! required chain needs, then by the first chain (in manifest order) that
+//! needs it, then in discovery order (chain entries, then dependencies
+//! breadth-first). So the same input always gives the same plan, and a
+//! loader that starts ready nodes by id serves required chains first.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -171,7 +173,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
     b.expand()?;
     let needed = b.chain_needs();
     b.check_blocklist(&needed)?;
-    let order = b.topo_order()?;
+    let order = b.topo_order(&needed)?;
     Ok(b.finish(&entries, &needed, &order, &params))
 }
 
@@ -644,8 +646,17 @@ impl<'a> Builder<'a> {
 
     /// Kahn's algorithm taking the smallest discovery id among ready nodes;
     /// on a cycle, an error naming it.
-    fn topo_order(&self) -> Result<Vec<usize>, PlanError> {
+    fn topo_order(&self, needed: &[BTreeSet<usize>]) -> Result<Vec<usize>, PlanError> {
         let n = self.drafts.len();
+        let chains = &self.input.manifest.chains;
+        // (not required, first chain needing it, discovery id): smallest first.
+        let key = |id: usize| -> (bool, usize, usize) {
+            let required = (0..chains.len()).any(|c| chains[c].required && needed[c].contains(&id));
+            let first = (0..chains.len())
+                .find(|&c| needed[c].contains(&id))
+                .unwrap_or(usize::MAX);
+            (!required, first, id)
+        };
         let mut indegree: Vec<usize> = self.drafts.iter().map(|d| d.preds.len()).collect();
         let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (id, d) in self.drafts.iter().enumerate() {
@@ -653,15 +664,17 @@ impl<'a> Builder<'a> {
                 succs[p].push(id);
             }
         }
-        let mut ready: BinaryHeap<Reverse<usize>> =
-            (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+        let mut ready: BinaryHeap<Reverse<(bool, usize, usize)>> = (0..n)
+            .filter(|&i| indegree[i] == 0)
+            .map(|i| Reverse(key(i)))
+            .collect();
         let mut order = Vec::with_capacity(n);
-        while let Some(Reverse(id)) = ready.pop() {
+        while let Some(Reverse((_, _, id))) = ready.pop() {
             order.push(id);
             for &s in &succs[id] {
                 indegree[s] -= 1;
                 if indegree[s] == 0 {
-                    ready.push(Reverse(s));
+                    ready.push(Reverse(key(s)));
                 }
             }
         }
