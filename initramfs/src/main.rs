@@ -169,10 +169,14 @@ fn human(bytes: u64) -> String {
 
 fn print_summary(s: &Summary) {
     println!("wrote {}", s.output.display());
-    println!(
-        "  modules:      {} files ({} builtin, satisfied without a file)",
-        s.modules, s.builtin
-    );
+    if s.builtin > 0 {
+        println!(
+            "  modules:      {} files (+{} builtin, no file needed)",
+            s.modules, s.builtin
+        );
+    } else {
+        println!("  modules:      {} files", s.modules);
+    }
     println!("  entries:      {}", s.entries);
     println!(
         "  uncompressed: {} ({} bytes)",

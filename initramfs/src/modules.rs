@@ -592,4 +592,29 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_pruned_index_is_planned_again_and_a_bad_pruning_is_caught() {
+        let t = fake_dir();
+        let manifest = Manifest::from_json(
+            br#"{"version": 1, "chains": [{"name": "s", "modules": ["a"], "required": true}]}"#,
+        )
+        .unwrap();
+        let mut sel = select(&manifest, t.path()).unwrap();
+        let rels: Vec<&str> = sel.files.iter().map(|f| f.rel.as_str()).collect();
+        // a, its dependency b, and the first provider of crypto-crc.
+        assert_eq!(rels.len(), 3, "{rels:?}");
+        assert!(rels.contains(&"kernel/a.ko") && rels.contains(&"kernel/b.ko"));
+        verify_pruned(&manifest, &sel).unwrap();
+
+        // Drop the alias lines: the softdep no longer resolves in the image,
+        // so PID 1 would plan a different set; the check must say so.
+        for (name, bytes) in &mut sel.index {
+            if *name == "modules.alias" {
+                bytes.clear();
+            }
+        }
+        let e = verify_pruned(&manifest, &sel).unwrap_err();
+        assert!(e.to_string().contains("plans differently"), "{e}");
+    }
 }
