@@ -11,7 +11,7 @@ use crate::report::BootReport;
 use crate::spec::Spec;
 use crate::stage::Image;
 use crate::stats::{ratio, secs, Series};
-use crate::vm::{kmb_fields, report_text, Vm};
+use crate::vm::{boot, kmb_fields, Boot};
 
 /// Paths and knobs shared by every case.
 #[derive(Debug, Clone)]
@@ -38,14 +38,25 @@ pub struct CaseOutput {
     pub hwm_kib: Vec<u64>,
 }
 
-/// Kernel command line shared by all boots: serial console, quiet kernel,
-/// and a panic that ends the VM at once (`-no-reboot`).
-const APPEND: &str = "console=ttyS0 quiet panic=-1";
+/// Kernel command line words shared by all boots (the harness adds
+/// `console=ttyS0 panic=-1`): a quiet kernel, as in production.
+const APPEND: &str = "quiet";
 
-fn vm(env: &Env, initrd: &Path, append: &str) -> Vm {
-    let mut v = Vm::new(&env.kernel, initrd, append);
-    v.smp = env.smp;
-    v
+fn run_vm(
+    env: &Env,
+    initrd: &Path,
+    append: &str,
+    disks: &[PathBuf],
+    work: &Path,
+) -> Result<Boot, String> {
+    boot(
+        &env.kernel,
+        initrd,
+        append,
+        disks,
+        env.smp,
+        &work.join("console.log"),
+    )
 }
 
 /// Builds a kmodinit image with `kmodinit-mkimage`.
@@ -104,10 +115,10 @@ const DONE_SCRIPT: &str = "#!/bin/busybox sh\n\
 B=/bin/busybox\n\
 read t rest < /proc/uptime\n\
 echo \"KMB exec_uptime=$t modules=$($B wc -l < /proc/modules)\"\n\
-echo KMB-REPORT-BEGIN\n\
+echo KMI-REPORT-BEGIN\n\
 $B cat /run/kmodinit/report.json\n\
 echo\n\
-echo KMB-REPORT-END\n\
+echo KMI-REPORT-END\n\
 $B poweroff -f\n";
 
 /// Chains as busybox sees them: each entry preceded by its pre-softdeps
@@ -244,9 +255,13 @@ pub fn load_case(
     for run in 0..env.runs {
         eprintln!("bench {key}: run {}/{}", run + 1, env.runs);
         if km_built.is_ok() {
-            let boot = vm(env, &km_path, APPEND).boot(&work)?;
-            match report_text(&boot.console).map(|t| BootReport::from_json(&t)) {
-                Some(Ok(r)) => {
+            let boot = run_vm(env, &km_path, APPEND, &[], &work)?;
+            match boot
+                .console
+                .report()
+                .and_then(BootReport::from_value)
+            {
+                Ok(r) => {
                     match r.load_wall_s() {
                         Some(w) => km.push(w),
                         None => km.note("report without load times"),
@@ -260,19 +275,21 @@ pub fn load_case(
                     if let Some(h) = r.vm_hwm_kib {
                         out.hwm_kib.push(h);
                     }
-                    if let Some(n) = kmb_fields(&boot.console).get("modules") {
+                    if let Some(n) = kmb_fields(boot.console.text()).get("modules") {
                         counts[0].push(n.clone());
                     }
                     last_report = Some(r);
                 }
-                Some(Err(e)) => km.note(e),
-                None => {
+                Err(_) => {
                     km.note(if boot.exited {
                         "no report on the console"
                     } else {
                         "timed out"
                     });
-                    let _ = std::fs::write(work.join("kmodinit-failed-console.log"), &boot.console);
+                    let _ = std::fs::write(
+                        work.join("kmodinit-failed-console.log"),
+                        boot.console.text(),
+                    );
                 }
             }
         }
@@ -280,8 +297,8 @@ pub fn load_case(
             .into_iter()
             .enumerate()
         {
-            let boot = vm(env, path, APPEND).boot(&work)?;
-            let f = kmb_fields(&boot.console);
+            let boot = run_vm(env, path, APPEND, &[], &work)?;
+            let f = kmb_fields(boot.console.text());
             match uptime_diff(&f) {
                 Some(d) => series.push(d),
                 None => {
@@ -292,11 +309,11 @@ pub fn load_case(
                     });
                     let _ = std::fs::write(
                         work.join(format!("busybox-{i}-failed-console.log")),
-                        &boot.console,
+                        boot.console.text(),
                     );
                 }
             }
-            if boot.console.contains("KMB-FAIL") {
+            if boot.console.text().contains("KMB-FAIL") {
                 series.note("modprobe failed for some module");
             }
             if let Some(n) = f.get("modules") {
@@ -414,42 +431,18 @@ pub fn load_case(
 /// A fixed UUID so the kernel command line and manifests can name the root.
 pub const ROOT_UUID: &str = "6b6d6f64-696e-6974-2d62-656e63680001";
 
-/// The real init on the benchmark's root disk: prints the uptime it starts
-/// at (and kmodinit's report when there is one), then powers off.
-const REAL_INIT: &str = "#!/bin/busybox sh\n\
-B=/bin/busybox\n\
-read up rest < /proc/uptime || { $B mount -t proc proc /proc; read up rest < /proc/uptime; }\n\
-echo \"KMB realinit_uptime=$up\"\n\
-if [ -f /run/kmodinit/report.json ]; then echo KMB-REPORT-BEGIN; $B cat /run/kmodinit/report.json; echo; echo KMB-REPORT-END; fi\n\
-$B poweroff -f\n";
-
+/// The root disk: the harness's real init (prints the uptime it starts at,
+/// kmodinit's report, /proc/modules, then powers off) on ext4 with our UUID.
 fn root_disk(work: &Path) -> Result<PathBuf, String> {
     let dir = work.join("rootfs");
     let _ = std::fs::remove_dir_all(&dir);
-    for d in ["bin", "sbin", "dev", "proc", "sys", "run", "tmp", "etc"] {
-        std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
-    }
-    std::fs::copy(crate::stage::BUSYBOX, dir.join("bin/busybox")).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("sbin/init"), REAL_INIT).map_err(|e| e.to_string())?;
-    let chmod = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
-    };
-    chmod(&dir.join("sbin/init")).map_err(|e| e.to_string())?;
-    chmod(&dir.join("bin/busybox")).map_err(|e| e.to_string())?;
+    kmodinit_qemu::RealInitRoot::new()
+        .populate(&dir)
+        .map_err(|e| e.to_string())?;
     let img = work.join("root.ext4");
-    let _ = std::fs::remove_file(&img);
-    let o = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-U", ROOT_UUID, "-L", "kmbroot", "-d"])
-        .arg(&dir)
-        .arg(&img)
-        .arg("64M")
-        .env("E2FSPROGS_FAKE_TIME", "1700000000")
-        .output()
-        .map_err(|e| format!("mkfs.ext4: {e}"))?;
-    if !o.status.success() {
-        return Err(format!("mkfs.ext4: {}", String::from_utf8_lossy(&o.stderr)));
-    }
+    let mut ext4 = kmodinit_qemu::Ext4Image::new(64).map_err(|e| e.to_string())?;
+    ext4.uuid = ROOT_UUID.to_string();
+    ext4.build(&dir, &img).map_err(|e| e.to_string())?;
     Ok(img)
 }
 
@@ -543,22 +536,19 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
             if size.is_none() {
                 continue;
             }
-            let mut v = vm(env, img, append);
-            v.disks.push(disk.clone());
-            let boot = v.boot(&work)?;
-            match kmb_fields(&boot.console)
-                .get("realinit_uptime")
-                .and_then(|u| u.parse::<f64>().ok())
-            {
-                Some(u) => series[i].push(u),
+            let boot = run_vm(env, img, append, std::slice::from_ref(&disk), &work)?;
+            match boot.console.real_init() {
+                Some(r) => series[i].push(r.uptime_s),
                 None => {
                     series[i].note(if boot.exited {
                         "real init never ran"
                     } else {
                         "timed out"
                     });
-                    let _ =
-                        std::fs::write(work.join(format!("failed-{i}-console.log")), &boot.console);
+                    let _ = std::fs::write(
+                        work.join(format!("failed-{i}-console.log")),
+                        boot.console.text(),
+                    );
                     eprintln!("bench boot: {name}: real init not reached");
                 }
             }

@@ -234,7 +234,7 @@ fn run(o: &Options) -> Result<(), String> {
                 std::env::var("BENCH_FARM_ROOT"),
             ) {
                 (Ok(m), Ok(r)) => (read_json(Path::new(&m))?, PathBuf::from(r)),
-                _ => (farm::manifest(), farm::build(&env.work, &env.release)?),
+                _ => (farm::manifest(), farm::build(&env.work.join("fixtures"))?),
             };
             cases::load_case(&env, "farm", "fixture farm", &manifest, &root, true)
         })();

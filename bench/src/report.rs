@@ -50,6 +50,11 @@ impl BootReport {
         serde_json::from_str(text).map_err(|e| format!("report.json: {e}"))
     }
 
+    /// Converts the JSON the harness cut out of the console.
+    pub fn from_value(v: serde_json::Value) -> Result<BootReport, String> {
+        serde_json::from_value(v).map_err(|e| format!("report.json: {e}"))
+    }
+
     /// The load phase's wall time in seconds, from the boot-level stamps
     /// (falling back to the load report's own when those are missing).
     pub fn load_wall_s(&self) -> Option<f64> {
