@@ -26,7 +26,10 @@ pub enum DeviceSpec {
     /// `/dev/NAME` (NAME as in `/sys/class/block`, `/` written as `!`).
     Name(String),
     /// `MAJ:MIN` in decimal.
-    Number { major: u32, minor: u32 },
+    Number {
+        major: u32,
+        minor: u32,
+    },
     /// Filesystem UUID (compared case-insensitively).
     Uuid(String),
     Label(String),
@@ -426,7 +429,9 @@ pub struct BlockScanner {
 }
 
 fn read_trimmed(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 impl BlockScanner {
@@ -522,7 +527,10 @@ impl BlockScanner {
                     let Some(f) = found(d) else { continue };
                     let Some(fs) = &f.fs else { continue };
                     let hit = match spec {
-                        DeviceSpec::Uuid(u) => fs.uuid.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(u)),
+                        DeviceSpec::Uuid(u) => fs
+                            .uuid
+                            .as_deref()
+                            .is_some_and(|x| x.eq_ignore_ascii_case(u)),
                         _ => fs.label.as_deref() == Some(spec_value(spec)),
                     };
                     if hit {
@@ -532,7 +540,10 @@ impl BlockScanner {
                 None
             }
             DeviceSpec::PartUuid(_) | DeviceSpec::PartLabel(_) => {
-                for disk in devices.iter().filter(|d| d.partition.is_none() && d.sectors > 0) {
+                for disk in devices
+                    .iter()
+                    .filter(|d| d.partition.is_none() && d.sectors > 0)
+                {
                     let Ok(node) = self.node(disk) else { continue };
                     let Some(parts) = read_partition_table(&node) else {
                         continue;
@@ -544,7 +555,8 @@ impl BlockScanner {
                     });
                     let Some(p) = hit else { continue };
                     if let Some(part) = devices.iter().find(|d| {
-                        d.disk.as_deref() == Some(disk.name.as_str()) && d.partition == Some(p.number)
+                        d.disk.as_deref() == Some(disk.name.as_str())
+                            && d.partition == Some(p.number)
                     }) {
                         return found(part);
                     }
@@ -557,7 +569,10 @@ impl BlockScanner {
 
 fn spec_value(spec: &DeviceSpec) -> &str {
     match spec {
-        DeviceSpec::Uuid(v) | DeviceSpec::Label(v) | DeviceSpec::PartUuid(v) | DeviceSpec::PartLabel(v) => v,
+        DeviceSpec::Uuid(v)
+        | DeviceSpec::Label(v)
+        | DeviceSpec::PartUuid(v)
+        | DeviceSpec::PartLabel(v) => v,
         DeviceSpec::Name(v) => v,
         DeviceSpec::Number { .. } => "",
     }
@@ -665,6 +680,7 @@ pub fn wait_for<T>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
@@ -681,34 +697,66 @@ mod tests {
 
     #[test]
     fn parses_device_specs() {
-        assert_eq!(DeviceSpec::parse("/dev/vda1"), Ok(DeviceSpec::Name("vda1".into())));
+        assert_eq!(
+            DeviceSpec::parse("/dev/vda1"),
+            Ok(DeviceSpec::Name("vda1".into()))
+        );
         assert_eq!(
             DeviceSpec::parse("/dev/cciss/c0d0"),
             Ok(DeviceSpec::Name("cciss!c0d0".into()))
         );
-        assert_eq!(DeviceSpec::parse("UUID=ab-cd"), Ok(DeviceSpec::Uuid("ab-cd".into())));
-        assert_eq!(DeviceSpec::parse("\"LABEL=my root\""), Ok(DeviceSpec::Label("my root".into())));
-        assert_eq!(DeviceSpec::parse("PARTUUID=x"), Ok(DeviceSpec::PartUuid("x".into())));
-        assert_eq!(DeviceSpec::parse("PARTLABEL=p"), Ok(DeviceSpec::PartLabel("p".into())));
+        assert_eq!(
+            DeviceSpec::parse("UUID=ab-cd"),
+            Ok(DeviceSpec::Uuid("ab-cd".into()))
+        );
+        assert_eq!(
+            DeviceSpec::parse("\"LABEL=my root\""),
+            Ok(DeviceSpec::Label("my root".into()))
+        );
+        assert_eq!(
+            DeviceSpec::parse("PARTUUID=x"),
+            Ok(DeviceSpec::PartUuid("x".into()))
+        );
+        assert_eq!(
+            DeviceSpec::parse("PARTLABEL=p"),
+            Ok(DeviceSpec::PartLabel("p".into()))
+        );
         assert_eq!(
             DeviceSpec::parse("/dev/disk/by-uuid/1234"),
             Ok(DeviceSpec::Uuid("1234".into()))
         );
         assert_eq!(
             DeviceSpec::parse("254:1"),
-            Ok(DeviceSpec::Number { major: 254, minor: 1 })
+            Ok(DeviceSpec::Number {
+                major: 254,
+                minor: 1
+            })
         );
-        for bad in ["", "UUID=", "vda", "/dev/", "/dev/../etc", "x:y", "/dev/a//b"] {
+        for bad in [
+            "",
+            "UUID=",
+            "vda",
+            "/dev/",
+            "/dev/../etc",
+            "x:y",
+            "/dev/a//b",
+        ] {
             assert!(DeviceSpec::parse(bad).is_err(), "{bad:?} must not parse");
         }
-        assert_eq!(DeviceSpec::parse("/dev/cciss/c0d0").map(|d| d.to_string()), Ok("/dev/cciss/c0d0".into()));
+        assert_eq!(
+            DeviceSpec::parse("/dev/cciss/c0d0").map(|d| d.to_string()),
+            Ok("/dev/cciss/c0d0".into())
+        );
     }
 
     #[test]
     fn probes_synthetic_ext4() {
         let fs = probe_filesystem(&ext4_image()).expect("ext4");
         assert_eq!(fs.fstype, "ext4");
-        assert_eq!(fs.uuid.as_deref(), Some("00112233-4455-6677-8899-aabbccddeeff"));
+        assert_eq!(
+            fs.uuid.as_deref(),
+            Some("00112233-4455-6677-8899-aabbccddeeff")
+        );
         assert_eq!(fs.label.as_deref(), Some("root"));
     }
 
@@ -731,7 +779,10 @@ mod tests {
         x[108..112].copy_from_slice(b"data");
         let fs = probe_filesystem(&x).expect("xfs");
         assert_eq!((fs.fstype, fs.label.as_deref()), ("xfs", Some("data")));
-        assert_eq!(fs.uuid.as_deref(), Some("abababab-abab-abab-abab-abababababab"));
+        assert_eq!(
+            fs.uuid.as_deref(),
+            Some("abababab-abab-abab-abab-abababababab")
+        );
 
         let mut b = vec![0u8; PROBE_BYTES];
         let sb = 64 * 1024;
@@ -773,11 +824,19 @@ mod tests {
     #[test]
     fn gpt_guid_is_mixed_endian() {
         let g = [
-            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
         ];
-        assert_eq!(format_guid_mixed(&g), "00112233-4455-6677-8899-aabbccddeeff");
+        assert_eq!(
+            format_guid_mixed(&g),
+            "00112233-4455-6677-8899-aabbccddeeff"
+        );
         let d = super::tests_support::gpt_disk(g, "rootfs");
-        assert_eq!(mbr_partitions(&d), None, "protective MBR is not an MBR table");
+        assert_eq!(
+            mbr_partitions(&d),
+            None,
+            "protective MBR is not an MBR table"
+        );
         let h = gpt_header(&d, 512).expect("header");
         assert_eq!(gpt_header(&d, 4096), None);
         let start = h.entries_offset as usize;
@@ -847,10 +906,15 @@ mod tests {
             sleeps: Vec::new(),
         };
         let mut polls = 0;
-        let r = wait_for(RootWait::Forever, &mut w, || {
-            polls += 1;
-            (polls == 50).then_some(polls)
-        }, |_| {});
+        let r = wait_for(
+            RootWait::Forever,
+            &mut w,
+            || {
+                polls += 1;
+                (polls == 50).then_some(polls)
+            },
+            |_| {},
+        );
         assert_eq!(r, Ok(50));
         assert_eq!(w.sleeps.len(), 49);
     }
@@ -859,6 +923,7 @@ mod tests {
 /// Scanner tests on a fake sysfs tree whose device "nodes" are plain image
 /// files in a temp directory (never host devices).
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod scan_tests {
     use super::*;
     use std::process::Command;
@@ -867,7 +932,8 @@ mod scan_tests {
 
     impl TempDir {
         fn new(tag: &str) -> TempDir {
-            let p = std::env::temp_dir().join(format!("kmodinit-blockdev-{}-{tag}", std::process::id()));
+            let p = std::env::temp_dir()
+                .join(format!("kmodinit-blockdev-{}-{tag}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             TempDir(p)
@@ -926,16 +992,33 @@ mod scan_tests {
         let s = scanner(&t.0);
         assert_eq!(s.devices().len(), 2);
 
-        let by_uuid = s.find(&DeviceSpec::Uuid(uuid.to_uppercase())).expect("by uuid");
+        let by_uuid = s
+            .find(&DeviceSpec::Uuid(uuid.to_uppercase()))
+            .expect("by uuid");
         assert_eq!(by_uuid.device.name, "vdb");
         assert_eq!(by_uuid.node, t.0.join("dev/vdb"));
         let fs = by_uuid.fs.expect("probed");
         assert_eq!(fs.fstype, "ext4");
         assert_eq!(fs.label.as_deref(), Some("kroot"));
 
-        assert_eq!(s.find(&DeviceSpec::Label("kroot".into())).map(|f| f.device.name), Some("vdb".into()));
-        assert_eq!(s.find(&DeviceSpec::Name("vdb".into())).map(|f| f.device.minor), Some(16));
-        assert_eq!(s.find(&DeviceSpec::Number { major: 254, minor: 0 }).map(|f| f.device.name), Some("vda".into()));
+        assert_eq!(
+            s.find(&DeviceSpec::Label("kroot".into()))
+                .map(|f| f.device.name),
+            Some("vdb".into())
+        );
+        assert_eq!(
+            s.find(&DeviceSpec::Name("vdb".into()))
+                .map(|f| f.device.minor),
+            Some(16)
+        );
+        assert_eq!(
+            s.find(&DeviceSpec::Number {
+                major: 254,
+                minor: 0
+            })
+            .map(|f| f.device.name),
+            Some("vda".into())
+        );
         assert_eq!(s.find(&DeviceSpec::Label("other".into())), None);
         assert_eq!(s.find(&DeviceSpec::Name("sda".into())), None);
     }
@@ -944,7 +1027,8 @@ mod scan_tests {
     fn finds_a_gpt_partition_by_partuuid_and_partlabel() {
         let t = TempDir::new("gpt");
         let guid = [
-            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
         ];
         let disk = super::tests_support::gpt_disk(guid, "rootfs");
         add_dev(&t.0, "vda", None, "254:0", &disk);
@@ -954,18 +1038,27 @@ mod scan_tests {
         let devs = s.devices();
         assert_eq!(devs[1].disk.as_deref(), Some("vda"));
         let hit = s
-            .find(&DeviceSpec::PartUuid("00112233-4455-6677-8899-AABBCCDDEEFF".into()))
+            .find(&DeviceSpec::PartUuid(
+                "00112233-4455-6677-8899-AABBCCDDEEFF".into(),
+            ))
             .expect("partuuid");
         assert_eq!(hit.device.name, "vda2");
         assert_eq!(
-            s.find(&DeviceSpec::PartLabel("rootfs".into())).map(|f| f.device.name),
+            s.find(&DeviceSpec::PartLabel("rootfs".into()))
+                .map(|f| f.device.name),
             Some("vda2".into())
         );
-        assert_eq!(s.find(&DeviceSpec::PartUuid("00000000-0000-0000-0000-000000000000".into())), None);
+        assert_eq!(
+            s.find(&DeviceSpec::PartUuid(
+                "00000000-0000-0000-0000-000000000000".into()
+            )),
+            None
+        );
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests_support {
     /// A 40-sector disk with a protective MBR and a GPT whose second entry
     /// is used.

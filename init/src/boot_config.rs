@@ -116,17 +116,24 @@ pub fn parse_mount_options(s: &str) -> (MsFlags, String, Option<bool>) {
 }
 
 /// Merges the command line (which wins, field by field) over the manifest.
-pub fn merge(cmdline: &KernelCmdline, manifest: Option<&Manifest>) -> Result<BootConfig, ConfigError> {
+pub fn merge(
+    cmdline: &KernelCmdline,
+    manifest: Option<&Manifest>,
+) -> Result<BootConfig, ConfigError> {
     let mroot = manifest.and_then(|m| m.root.as_ref());
     let device = match (&cmdline.root, mroot.and_then(|r| r.device.as_ref())) {
-        (Some(d), _) => Some(DeviceSpec::parse(d).map_err(|error| ConfigError::RootDevice {
-            from: "kernel command line root=",
-            error,
-        })?),
-        (None, Some(d)) => Some(DeviceSpec::parse(d).map_err(|error| ConfigError::RootDevice {
-            from: "manifest root.device",
-            error,
-        })?),
+        (Some(d), _) => Some(
+            DeviceSpec::parse(d).map_err(|error| ConfigError::RootDevice {
+                from: "kernel command line root=",
+                error,
+            })?,
+        ),
+        (None, Some(d)) => Some(
+            DeviceSpec::parse(d).map_err(|error| ConfigError::RootDevice {
+                from: "manifest root.device",
+                error,
+            })?,
+        ),
         (None, None) => None,
     };
     let root = device.map(|device| {
@@ -190,6 +197,7 @@ pub fn merge(cmdline: &KernelCmdline, manifest: Option<&Manifest>) -> Result<Boo
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use modules_manifest::manifest::{InitSpec, RootSpec};
@@ -307,7 +315,10 @@ mod tests {
         assert_eq!(f, MsFlags::MS_NOSUID);
         assert_eq!(d, "errors=remount-ro");
         assert_eq!(ro, Some(false));
-        assert_eq!(parse_mount_options(""), (MsFlags::empty(), String::new(), None));
+        assert_eq!(
+            parse_mount_options(""),
+            (MsFlags::empty(), String::new(), None)
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ pub enum FailureAction {
 
 /// `kmodinit.on_failure=` wins over the manifest; by default rescue if the
 /// image has a shell, else halt. A rescue without a shell halts.
-pub fn choose(cmdline: Option<OnFailure>, manifest: Option<OnFailure>, shell_exists: bool) -> FailureAction {
+pub fn choose(
+    cmdline: Option<OnFailure>,
+    manifest: Option<OnFailure>,
+    shell_exists: bool,
+) -> FailureAction {
     match cmdline.or(manifest) {
         Some(OnFailure::Reboot) => FailureAction::Reboot,
         Some(OnFailure::Poweroff) => FailureAction::Poweroff,
@@ -47,7 +51,12 @@ impl FailureAction {
 
 /// The multi-line explanation printed on the console and the kernel log.
 /// `what` names the failed step and its cause; `hints` say what to try.
-pub fn explain(what: &str, hints: &[String], report: Option<&str>, action: FailureAction) -> String {
+pub fn explain(
+    what: &str,
+    hints: &[String],
+    report: Option<&str>,
+    action: FailureAction,
+) -> String {
     let mut s = String::from("\n*** kmodinit: the boot cannot continue ***\n");
     for line in what.lines() {
         s.push_str("  ");
@@ -153,6 +162,7 @@ pub fn install_panic_hook(dev: &'static Path) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
@@ -162,8 +172,14 @@ mod tests {
         assert_eq!(choose(None, None, true), A::Rescue);
         assert_eq!(choose(None, None, false), A::Halt);
         assert_eq!(choose(None, Some(OnFailure::Reboot), true), A::Reboot);
-        assert_eq!(choose(Some(OnFailure::Poweroff), Some(OnFailure::Reboot), true), A::Poweroff);
-        assert_eq!(choose(Some(OnFailure::Rescue), Some(OnFailure::Halt), false), A::Halt);
+        assert_eq!(
+            choose(Some(OnFailure::Poweroff), Some(OnFailure::Reboot), true),
+            A::Poweroff
+        );
+        assert_eq!(
+            choose(Some(OnFailure::Rescue), Some(OnFailure::Halt), false),
+            A::Halt
+        );
         assert_eq!(choose(Some(OnFailure::Halt), None, true), A::Halt);
     }
 

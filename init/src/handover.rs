@@ -41,7 +41,11 @@ pub struct NoInit {
 impl fmt::Display for NoInit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.explicit {
-            write!(f, "init={} does not exist or is not executable", self.tried.join(", "))
+            write!(
+                f,
+                "init={} does not exist or is not executable",
+                self.tried.join(", ")
+            )
         } else {
             write!(f, "no executable init among {}", self.tried.join(", "))
         }
@@ -117,7 +121,9 @@ pub fn is_executable(root: &Path, path: &str) -> bool {
 pub fn exec(cmd: &InitCommand) -> io::Error {
     let cstrings = |v: &[String]| -> Result<Vec<CString>, io::Error> {
         v.iter()
-            .map(|s| CString::new(s.as_str()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput)))
+            .map(|s| {
+                CString::new(s.as_str()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+            })
             .collect()
     };
     let (path, argv, env) = match (
@@ -126,7 +132,12 @@ pub fn exec(cmd: &InitCommand) -> io::Error {
         cstrings(&cmd.env),
     ) {
         (Ok(p), Ok(a), Ok(e)) => (p, a, e),
-        _ => return io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in init path, argument or environment"),
+        _ => {
+            return io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "NUL byte in init path, argument or environment",
+            )
+        }
     };
     match nix::unistd::execve(&path, &argv, &env) {
         Err(e) => e.into(),
@@ -135,6 +146,7 @@ pub fn exec(cmd: &InitCommand) -> io::Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
@@ -166,7 +178,10 @@ mod tests {
         let c = choose_init(&cfg(None), &args(&["emergency"]), |p| p == "/bin/sh").unwrap();
         assert_eq!(c.argv, args(&["/bin/sh", "emergency"]));
         let e = choose_init(&cfg(None), &[], |_| false).unwrap_err();
-        assert_eq!(e.tried, args(&["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"]));
+        assert_eq!(
+            e.tried,
+            args(&["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"])
+        );
         assert!(!e.explicit);
     }
 
@@ -176,7 +191,10 @@ mod tests {
         assert_eq!(c.argv, args(&["/bin/busybox", "a"]));
         let e = choose_init(&cfg(Some("/nope")), &[], |p| p != "/nope").unwrap_err();
         assert!(e.explicit);
-        assert_eq!(e.to_string(), "init=/nope does not exist or is not executable");
+        assert_eq!(
+            e.to_string(),
+            "init=/nope does not exist or is not executable"
+        );
     }
 
     #[test]
@@ -186,10 +204,14 @@ mod tests {
         std::fs::create_dir_all(d.join("sbin")).unwrap();
         std::fs::write(d.join("sbin/init"), "#!/bin/sh\n").unwrap();
         assert!(!is_executable(&d, "/sbin/init"));
-        std::fs::set_permissions(d.join("sbin/init"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(d.join("sbin/init"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
         assert!(is_executable(&d, "/sbin/init"));
         std::os::unix::fs::symlink("/nonexistent/systemd", d.join("sbin/abs")).unwrap();
-        assert!(is_executable(&d, "/sbin/abs"), "absolute links resolve after chroot");
+        assert!(
+            is_executable(&d, "/sbin/abs"),
+            "absolute links resolve after chroot"
+        );
         assert!(!is_executable(&d, "/bin/sh"));
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -267,13 +267,18 @@ impl DevkmsgRatelimit {
     pub fn restore(&mut self, proc: &Path) {
         if let Some(prev) = self.previous.take() {
             let path = proc.join("sys/kernel/printk_devkmsg");
-            let target = if path.exists() { path } else { self.sysctl.clone() };
+            let target = if path.exists() {
+                path
+            } else {
+                self.sysctl.clone()
+            };
             let _ = std::fs::write(target, format!("{prev}\n"));
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
@@ -292,7 +297,10 @@ mod tests {
         let v = Verbosity::from_cmdline(false, false);
         assert_eq!((v.kmsg, v.console), (LevelFilter::Info, LevelFilter::Info));
         let v = Verbosity::from_cmdline(true, true);
-        assert_eq!((v.kmsg, v.console), (LevelFilter::Debug, LevelFilter::Debug));
+        assert_eq!(
+            (v.kmsg, v.console),
+            (LevelFilter::Debug, LevelFilter::Debug)
+        );
     }
 
     #[test]
@@ -301,7 +309,10 @@ mod tests {
         assert_eq!(parse_console_loglevel(""), None);
         assert!(kernel_echoes(Level::Info, 7));
         assert!(!kernel_echoes(Level::Debug, 7));
-        assert!(!kernel_echoes(Level::Warn, 4), "quiet: warnings are ours to show");
+        assert!(
+            !kernel_echoes(Level::Warn, 4),
+            "quiet: warnings are ours to show"
+        );
         assert!(kernel_echoes(Level::Error, 4));
     }
 

@@ -1,7 +1,9 @@
 //! kmodinit's PID 1: boot sequence, mounts, kmsg logging, loader, switch_root.
 
 pub mod blockdev;
+pub mod boot;
 pub mod boot_config;
+pub mod cli;
 pub mod clock;
 pub mod decompress;
 pub mod failure;

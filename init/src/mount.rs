@@ -174,6 +174,7 @@ pub fn mount_all(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use std::cell::RefCell;
@@ -218,7 +219,10 @@ mod tests {
             assert!(flags.contains(MsFlags::MS_NOSUID), "{target:?}");
         }
         let dev = calls.iter().find(|c| c.1 == "devtmpfs").unwrap();
-        assert!(!dev.2.contains(MsFlags::MS_NODEV), "/dev needs device nodes");
+        assert!(
+            !dev.2.contains(MsFlags::MS_NODEV),
+            "/dev needs device nodes"
+        );
         let proc_ = calls.iter().find(|c| c.1 == "proc").unwrap();
         assert!(proc_.2.contains(MsFlags::MS_NOEXEC | MsFlags::MS_NODEV));
     }

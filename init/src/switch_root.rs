@@ -22,14 +22,22 @@ pub const MOVED_MOUNTS: &[&str] = &["/dev", "/proc", "/sys", "/run"];
 /// A step of switch_root that failed, naming the device, path and step.
 #[derive(Debug)]
 pub enum SwitchRootError {
-    CreateMountPoint { path: PathBuf, source: io::Error },
+    CreateMountPoint {
+        path: PathBuf,
+        source: io::Error,
+    },
     /// Every candidate filesystem type failed.
     Mount {
         device: PathBuf,
         attempts: Vec<(String, io::Error)>,
     },
-    NoFsType { device: PathBuf },
-    Enter { step: &'static str, source: io::Error },
+    NoFsType {
+        device: PathBuf,
+    },
+    Enter {
+        step: &'static str,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for SwitchRootError {
@@ -62,7 +70,11 @@ impl std::error::Error for SwitchRootError {}
 /// Filesystem types to try, in order: the explicit list, else what the
 /// superblock says, else every block filesystem `/proc/filesystems` lists
 /// (lines without `nodev`).
-pub fn fstype_candidates(explicit: &[String], detected: Option<&FsInfo>, proc_filesystems: &str) -> Vec<String> {
+pub fn fstype_candidates(
+    explicit: &[String],
+    detected: Option<&FsInfo>,
+    proc_filesystems: &str,
+) -> Vec<String> {
     if !explicit.is_empty() {
         return explicit.to_vec();
     }
@@ -104,9 +116,19 @@ pub fn mount_root(
             flags |= MsFlags::MS_RDONLY;
         }
         let mut r = nix::mount::mount(Some(device), target, Some(t.as_str()), flags, data);
-        if matches!(r, Err(nix::errno::Errno::EACCES | nix::errno::Errno::EROFS)) && !opts.read_only {
-            log::warn!("{} is write-protected: mounting it read-only", device.display());
-            r = nix::mount::mount(Some(device), target, Some(t.as_str()), flags | MsFlags::MS_RDONLY, data);
+        if matches!(r, Err(nix::errno::Errno::EACCES | nix::errno::Errno::EROFS)) && !opts.read_only
+        {
+            log::warn!(
+                "{} is write-protected: mounting it read-only",
+                device.display()
+            );
+            r = nix::mount::mount(
+                Some(device),
+                target,
+                Some(t.as_str()),
+                flags | MsFlags::MS_RDONLY,
+                data,
+            );
         }
         match r {
             Ok(()) => return Ok(t.clone()),
@@ -136,22 +158,32 @@ pub fn move_mounts(old_root: &Path, new_root: &Path, mounts: &[&str]) -> Vec<Str
             ));
             continue;
         }
-        if let Err(e) = nix::mount::mount(Some(&from), &to, None::<&str>, MsFlags::MS_MOVE, None::<&str>) {
-            problems.push(format!("moving {} to {}: {e}", from.display(), to.display()));
+        if let Err(e) = nix::mount::mount(
+            Some(&from),
+            &to,
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        ) {
+            problems.push(format!(
+                "moving {} to {}: {e}",
+                from.display(),
+                to.display()
+            ));
         }
     }
     problems
 }
 
-const RAMFS_MAGIC: i64 = 0x8584_58f6;
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
 /// True if `path` lives on ramfs/tmpfs, i.e. is an initramfs we may wipe.
 pub fn is_initramfs(path: &Path) -> bool {
     match nix::sys::statfs::statfs(path) {
         Ok(s) => {
-            let t = s.filesystem_type().0 as i64;
-            t == RAMFS_MAGIC || t == TMPFS_MAGIC
+            let t = s.filesystem_type();
+            // Neither nix nor libc names ramfs' magic; the field's width
+            // differs between libcs, hence `as _`.
+            const RAMFS_MAGIC: u32 = 0x8584_58f6;
+            t == nix::sys::statfs::FsType(RAMFS_MAGIC as _) || t == nix::sys::statfs::TMPFS_MAGIC
         }
         Err(_) => false,
     }
@@ -200,9 +232,11 @@ fn remove_tree(dir: &Path, dev: u64) -> usize {
 /// Makes `new_root` the root: chdir into it, move it over `/`, chroot,
 /// chdir `/` (what `switch_root` does; pivot_root does not work on rootfs).
 pub fn enter(new_root: &Path) -> Result<(), SwitchRootError> {
-    let step = |step: &'static str| move |e: nix::errno::Errno| SwitchRootError::Enter {
-        step,
-        source: e.into(),
+    let step = |step: &'static str| {
+        move |e: nix::errno::Errno| SwitchRootError::Enter {
+            step,
+            source: e.into(),
+        }
     };
     nix::unistd::chdir(new_root).map_err(step("chdir to the new root"))?;
     nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
@@ -213,6 +247,7 @@ pub fn enter(new_root: &Path) -> Result<(), SwitchRootError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
@@ -224,8 +259,14 @@ mod tests {
             label: None,
         };
         let procfs = "nodev\tsysfs\nnodev\ttmpfs\n\text4\n\tvfat\nnodev\tproc\n";
-        assert_eq!(fstype_candidates(&["xfs".into()], Some(&fs), procfs), vec!["xfs"]);
-        assert_eq!(fstype_candidates(&[], Some(&fs), procfs), vec!["ext3", "ext4"]);
+        assert_eq!(
+            fstype_candidates(&["xfs".into()], Some(&fs), procfs),
+            vec!["xfs"]
+        );
+        assert_eq!(
+            fstype_candidates(&[], Some(&fs), procfs),
+            vec!["ext3", "ext4"]
+        );
         assert_eq!(fstype_candidates(&[], None, procfs), vec!["ext4", "vfat"]);
         assert!(fstype_candidates(&[], None, "nodev\ttmpfs\n").is_empty());
     }
