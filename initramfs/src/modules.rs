@@ -418,3 +418,178 @@ pub fn summary_counts(selection: &Selection) -> BTreeMap<&'static str, usize> {
     }
     m
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (BRIEF)
+mod tests {
+    use super::*;
+
+    /// A small module directory: a → b (dependency), a softdeps on the
+    /// alias crypto-crc (crc_x or crc_y), c unrelated.
+    fn fake_dir() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        fs::create_dir_all(d.join("kernel/sub")).unwrap();
+        for f in ["a.ko", "b.ko", "c.ko", "crc_x.ko", "sub/crc-y.ko.xz"] {
+            fs::write(d.join("kernel").join(f), f.as_bytes()).unwrap();
+        }
+        fs::write(
+            d.join("modules.dep"),
+            "kernel/a.ko: kernel/b.ko\nkernel/b.ko:\nkernel/c.ko: kernel/b.ko\n\
+             kernel/crc_x.ko:\nkernel/sub/crc-y.ko.xz:\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("modules.softdep"),
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep a pre: crypto-crc\nsoftdep c pre: b post: a\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("modules.alias"),
+            "# Aliases extracted from modules themselves.\n\
+             alias crypto-crc crc_x\nalias crypto-crc crc_y\n\
+             alias pci:v00001AF4d*sv*sd*bc*sc*i* a\nalias foo c\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("modules.builtin"),
+            "kernel/lib/crc16.ko\nkernel/fs/ext2.ko\n",
+        )
+        .unwrap();
+        t
+    }
+
+    fn pruned(dir: &Path, files: &[&str]) -> BTreeMap<&'static str, String> {
+        let included: BTreeSet<&str> = files.iter().copied().collect();
+        prune_index(dir, &included, &BTreeSet::new())
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn prunes_every_index_file_to_the_included_modules() {
+        let t = fake_dir();
+        let p = pruned(
+            t.path(),
+            &["kernel/a.ko", "kernel/b.ko", "kernel/sub/crc-y.ko.xz"],
+        );
+        assert_eq!(
+            p["modules.dep"],
+            "kernel/a.ko: kernel/b.ko\nkernel/b.ko:\nkernel/sub/crc-y.ko.xz:\n"
+        );
+        assert_eq!(p["modules.softdep"], "softdep a pre: crypto-crc\n");
+        // crc_y matches crc-y.ko.xz through name normalisation; crc_x is out.
+        assert_eq!(
+            p["modules.alias"],
+            "alias crypto-crc crc_y\nalias pci:v00001AF4d*sv*sd*bc*sc*i* a\n"
+        );
+        // Small: copied whole.
+        assert_eq!(
+            p["modules.builtin"],
+            "kernel/lib/crc16.ko\nkernel/fs/ext2.ko\n"
+        );
+    }
+
+    #[test]
+    fn a_dependency_missing_from_the_selection_is_an_error() {
+        let t = fake_dir();
+        let included: BTreeSet<&str> = ["kernel/a.ko"].into_iter().collect();
+        let e = prune_index(t.path(), &included, &BTreeSet::new()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("kernel/a.ko") && msg.contains("kernel/b.ko"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn optional_index_files_may_be_absent_but_modules_dep_may_not() {
+        let t = fake_dir();
+        for f in ["modules.softdep", "modules.alias", "modules.builtin"] {
+            fs::remove_file(t.path().join(f)).unwrap();
+        }
+        let p = pruned(t.path(), &["kernel/b.ko"]);
+        assert_eq!(p.keys().copied().collect::<Vec<_>>(), ["modules.dep"]);
+        fs::remove_file(t.path().join("modules.dep")).unwrap();
+        let e = prune_index(t.path(), &BTreeSet::new(), &BTreeSet::new()).unwrap_err();
+        assert!(e.to_string().contains("modules.dep"), "{e}");
+    }
+
+    #[test]
+    fn a_large_builtin_list_is_cut_to_the_planned_builtins() {
+        let t = fake_dir();
+        let mut big = String::new();
+        for i in 0..5000 {
+            big.push_str(&format!("kernel/drivers/x/builtin_{i}.ko\n"));
+        }
+        big.push_str("kernel/lib/crc16.ko\n");
+        fs::write(t.path().join("modules.builtin"), big).unwrap();
+        let planned: BTreeSet<ModuleName> = [ModuleName::new("crc16").unwrap()].into();
+        let out = prune_index(t.path(), &BTreeSet::new(), &planned).unwrap();
+        let builtin = &out.iter().find(|(n, _)| *n == "modules.builtin").unwrap().1;
+        assert_eq!(builtin, b"kernel/lib/crc16.ko\n");
+    }
+
+    #[test]
+    fn module_paths_must_stay_inside_the_module_directory() {
+        let t = fake_dir();
+        let d = t.path();
+        let canon = fs::canonicalize(d).unwrap();
+        let ok = resolve_module_file(d, &canon, "kernel/a.ko").unwrap();
+        assert_eq!(ok.size, 4);
+        assert_eq!(ok.source, canon.join("kernel/a.ko"));
+
+        for (rel, why) in [
+            ("../etc/passwd", "\"..\""),
+            ("kernel/../../x.ko", "\"..\""),
+            ("/etc/passwd", "absolute"),
+            ("", "empty"),
+        ] {
+            let e = resolve_module_file(d, &canon, rel).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(why), "{rel}: {msg}");
+            assert!(matches!(e, ModulesError::UnsafePath { .. }), "{rel}: {msg}");
+        }
+
+        // A symlink that leaves the directory is refused, naming the path;
+        // one that stays inside is followed.
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("evil.ko"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("evil.ko"), d.join("kernel/evil.ko"))
+            .unwrap();
+        let e = resolve_module_file(d, &canon, "kernel/evil.ko").unwrap_err();
+        assert!(e.to_string().contains("kernel/evil.ko"), "{e}");
+        assert!(e.to_string().contains("outside"), "{e}");
+        std::os::unix::fs::symlink("a.ko", d.join("kernel/alias.ko")).unwrap();
+        let ok = resolve_module_file(d, &canon, "kernel/alias.ko").unwrap();
+        assert_eq!(ok.source, canon.join("kernel/a.ko"));
+
+        fs::create_dir(d.join("kernel/dir.ko")).unwrap();
+        assert!(matches!(
+            resolve_module_file(d, &canon, "kernel/dir.ko"),
+            Err(ModulesError::NotAFile { .. })
+        ));
+        assert!(matches!(
+            resolve_module_file(d, &canon, "kernel/missing.ko"),
+            Err(ModulesError::ModuleFile { .. })
+        ));
+    }
+
+    #[test]
+    fn kernel_release_must_be_one_plain_component() {
+        let root = Path::new("/r");
+        assert_eq!(
+            module_dir(root, "6.1.0-56-amd64").unwrap(),
+            PathBuf::from("/r/lib/modules/6.1.0-56-amd64")
+        );
+        for bad in ["", ".", "..", "a/b", "../x"] {
+            assert!(
+                matches!(module_dir(root, bad), Err(ModulesError::BadRelease(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

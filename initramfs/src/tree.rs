@@ -355,3 +355,200 @@ pub fn host_file(path: &Path) -> io::Result<(u32, Content)> {
         },
     ))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (BRIEF)
+mod tests {
+    use super::*;
+    use crate::cpio;
+
+    fn p(s: &str) -> ImagePath {
+        ImagePath::relative(s).unwrap()
+    }
+
+    fn file(bytes: &[u8], perm: u32) -> Node {
+        Node {
+            kind: Kind::File(Content::Bytes(bytes.to_vec())),
+            perm,
+        }
+    }
+
+    fn dir(perm: u32) -> Node {
+        Node {
+            kind: Kind::Dir,
+            perm,
+        }
+    }
+
+    #[test]
+    fn image_paths_are_normalised_and_dotdot_refused() {
+        assert_eq!(
+            ImagePath::absolute("/bin//busybox").unwrap().as_str(),
+            "bin/busybox"
+        );
+        assert_eq!(ImagePath::absolute("/./etc/").unwrap().as_str(), "etc");
+        assert_eq!(
+            ImagePath::absolute("bin/sh"),
+            Err(PathError::NotAbsolute("bin/sh".into()))
+        );
+        assert_eq!(
+            ImagePath::absolute("/a/../b"),
+            Err(PathError::DotDot("/a/../b".into()))
+        );
+        assert_eq!(ImagePath::absolute("/"), Err(PathError::Root("/".into())));
+        assert!(p("a").join("../b").is_err());
+        assert_eq!(p("a/b").parent(), Some(p("a")));
+        assert_eq!(p("a").parent(), None);
+        assert_eq!(p("a/b").to_string(), "/a/b");
+    }
+
+    #[test]
+    fn parents_are_created_and_members_come_out_sorted_with_sequential_inodes() {
+        let mut t = Tree::new();
+        t.insert(p("usr/bin/z"), file(b"z", 0o755)).unwrap();
+        t.insert(p("a-file"), file(b"", 0o600)).unwrap();
+        t.insert(p("usr/lib"), dir(0o700)).unwrap();
+        let (bytes, len) = t.write_cpio(42, Vec::new()).unwrap();
+        assert_eq!(len, bytes.len() as u64);
+        let members = cpio::read(&bytes).unwrap();
+        let names: Vec<&str> = members.iter().map(|m| m.header.name.as_str()).collect();
+        assert_eq!(names, ["a-file", "usr", "usr/bin", "usr/bin/z", "usr/lib"]);
+        for (i, m) in members.iter().enumerate() {
+            assert_eq!(m.header.ino, i as u32 + 1);
+            assert_eq!((m.header.uid, m.header.gid, m.header.mtime), (0, 0, 42));
+        }
+        assert_eq!(members[0].header.mode, cpio::S_IFREG | 0o600);
+        assert_eq!(members[1].header.mode, cpio::S_IFDIR | DEFAULT_DIR_PERM);
+        assert_eq!(members[3].header.mode, cpio::S_IFREG | 0o755);
+        assert_eq!(members[3].data, b"z");
+        assert_eq!(members[4].header.mode, cpio::S_IFDIR | 0o700);
+    }
+
+    #[test]
+    fn nlink_counts_subdirectories() {
+        let mut t = Tree::new();
+        t.insert(p("d/x"), dir(0o755)).unwrap();
+        t.insert(p("d/y"), dir(0o755)).unwrap();
+        t.insert(p("d/f"), file(b"", 0o644)).unwrap();
+        let members = cpio::read(&t.write_cpio(0, Vec::new()).unwrap().0).unwrap();
+        let nlink = |n: &str| {
+            members
+                .iter()
+                .find(|m| m.header.name == n)
+                .unwrap()
+                .header
+                .nlink
+        };
+        assert_eq!(nlink("d"), 4, "2 + two subdirectories");
+        assert_eq!(nlink("d/x"), 2);
+        assert_eq!(nlink("d/f"), 1);
+    }
+
+    #[test]
+    fn devices_symlinks_and_fifos_are_encoded() {
+        let mut t = Tree::new();
+        t.insert(
+            p("dev/console"),
+            Node {
+                kind: Kind::CharDev { major: 5, minor: 1 },
+                perm: 0o600,
+            },
+        )
+        .unwrap();
+        t.insert(
+            p("dev/vda"),
+            Node {
+                kind: Kind::BlockDev {
+                    major: 254,
+                    minor: 0,
+                },
+                perm: 0o660,
+            },
+        )
+        .unwrap();
+        t.insert(
+            p("dev/fifo"),
+            Node {
+                kind: Kind::Fifo,
+                perm: 0o644,
+            },
+        )
+        .unwrap();
+        t.insert(
+            p("bin/sh"),
+            Node {
+                kind: Kind::Symlink("busybox".into()),
+                perm: 0o777,
+            },
+        )
+        .unwrap();
+        let members = cpio::read(&t.write_cpio(0, Vec::new()).unwrap().0).unwrap();
+        let get = |n: &str| members.iter().find(|m| m.header.name == n).unwrap();
+        let c = &get("dev/console").header;
+        assert_eq!(
+            (c.mode, c.rdev_major, c.rdev_minor, c.size),
+            (cpio::S_IFCHR | 0o600, 5, 1, 0)
+        );
+        let b = &get("dev/vda").header;
+        assert_eq!(
+            (b.mode, b.rdev_major, b.rdev_minor),
+            (cpio::S_IFBLK | 0o660, 254, 0)
+        );
+        assert_eq!(get("dev/fifo").header.mode, cpio::S_IFIFO | 0o644);
+        let l = get("bin/sh");
+        assert_eq!(l.header.mode, cpio::S_IFLNK | 0o777);
+        assert_eq!(l.data, b"busybox");
+    }
+
+    #[test]
+    fn conflicts_are_refused_and_directories_merge() {
+        let mut t = Tree::new();
+        t.insert(p("init"), file(b"a", 0o755)).unwrap();
+        let e = t.insert(p("init"), file(b"b", 0o755)).unwrap_err();
+        assert_eq!(e.path, p("init"));
+        assert!(e.to_string().contains("/init is added twice"), "{e}");
+        // A file cannot have children.
+        let e = t.insert(p("init/x"), file(b"", 0o644)).unwrap_err();
+        assert_eq!(e.path, p("init"));
+        // A directory over a file, or a file over a directory.
+        assert!(t.insert(p("init"), dir(0o755)).is_err());
+        t.insert(p("root"), dir(0o755)).unwrap();
+        assert!(t.insert(p("root"), file(b"", 0o644)).is_err());
+        // The same directory twice is fine; the later mode wins.
+        t.insert(p("root"), dir(0o700)).unwrap();
+        assert_eq!(t.get(&p("root")).unwrap().perm, 0o700);
+    }
+
+    #[test]
+    fn host_files_are_streamed_and_a_changed_size_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        std::fs::write(&src, b"12345").unwrap();
+        let (perm, content) = host_file(&src).unwrap();
+        let mut t = Tree::new();
+        t.insert(
+            p("f"),
+            Node {
+                kind: Kind::File(content.clone()),
+                perm,
+            },
+        )
+        .unwrap();
+        let members = cpio::read(&t.write_cpio(0, Vec::new()).unwrap().0).unwrap();
+        assert_eq!(members[0].data, b"12345");
+
+        std::fs::write(&src, b"123").unwrap();
+        let e = t.write_cpio(0, Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("promised 5"), "{e}");
+    }
+
+    #[test]
+    fn largest_files_sorted_by_size_then_path() {
+        let mut t = Tree::new();
+        t.insert(p("small"), file(b"1", 0o644)).unwrap();
+        t.insert(p("b/big"), file(b"12345", 0o644)).unwrap();
+        t.insert(p("a/big"), file(b"12345", 0o644)).unwrap();
+        let l = t.largest_files(2);
+        assert_eq!(l, vec![(p("a/big"), 5), (p("b/big"), 5)]);
+    }
+}
