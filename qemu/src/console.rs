@@ -198,6 +198,7 @@ pub fn parse_proc_modules_line(line: &str) -> Result<ProcModule, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

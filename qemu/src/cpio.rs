@@ -213,10 +213,8 @@ impl Cpio {
     /// The archive bytes (uncompressed newc, with the trailer).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut ino = 1u32;
-        for (path, e) in &self.entries {
+        for (ino, (path, e)) in (1u32..).zip(self.entries.iter()) {
             write_entry(&mut out, ino, path, e);
-            ino += 1;
         }
         write_entry(
             &mut out,
@@ -272,6 +270,7 @@ fn pad4(out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

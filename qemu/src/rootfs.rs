@@ -77,6 +77,8 @@ impl RealInitRoot {
             r#"#!/bin/busybox sh
 # The real init of kmodinit's QEMU tests: print what we see, then power off.
 export PATH=/bin:/sbin
+# In an initramfs that only has /bin/busybox, make the applet links first.
+[ -e /bin/cat ] || /bin/busybox --install -s /bin
 [ -e /proc/self ] || mount -t proc proc /proc
 [ -e /sys/module ] || mount -t sysfs sysfs /sys
 echo "{REAL_INIT}$$ args=[$*] uptime=$(cut -d' ' -f1 /proc/uptime) argc=$#"

@@ -360,6 +360,7 @@ pub fn scratch_dir(base: &Path, name: &str) -> Result<PathBuf, HarnessError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

@@ -157,7 +157,7 @@ pub fn build(kernel: &HostKernel, out: &Path, farm: bool) -> Result<Fixtures, Ha
             .arg("modules"),
     )?;
 
-    stage_tree(kernel, &stage, &fixtures.built, &[])?;
+    stage_tree(kernel, &stage, None, &fixtures.built, &[])?;
     std::fs::write(&stamp, stamp_value).map_err(io("writing", &stamp))?;
     Ok(fixtures)
 }
@@ -226,13 +226,14 @@ impl Recompress {
 }
 
 /// Stages `STAGE/lib/modules/REL`: hardlinks (or copies) of the host's
-/// `kernel/` tree and `modules.builtin*`/`modules.order`, the given fixture
+/// `kernel/` tree (or only the `only` paths, relative to the module dir) and `modules.builtin*`/`modules.order`, the given fixture
 /// `.ko` files in `extra/`, the listed modules (`kernel/…` relative paths)
 /// recompressed, then `depmod -b STAGE REL`. Never writes into a hardlinked
 /// file: recompression writes a new file and unlinks the old name.
 pub fn stage_tree(
     kernel: &HostKernel,
     stage: &Path,
+    only: Option<&[String]>,
     extra: &[(String, PathBuf)],
     recompress: &[(String, Recompress)],
 ) -> Result<(), HarnessError> {
@@ -241,21 +242,19 @@ pub fn stage_tree(
         std::fs::remove_dir_all(stage).map_err(io("removing", stage))?;
     }
     std::fs::create_dir_all(&dst).map_err(io("creating", &dst))?;
-    let linked = run_command(
-        Command::new("cp")
-            .arg("-al")
-            .arg(kernel.modules_dir.join("kernel"))
-            .arg(dst.join("kernel")),
-    );
-    if linked.is_err() {
-        // Another filesystem: hardlinks impossible, copy instead.
-        let _ = std::fs::remove_dir_all(dst.join("kernel"));
-        run_command(
-            Command::new("cp")
-                .arg("-a")
-                .arg(kernel.modules_dir.join("kernel"))
-                .arg(dst.join("kernel")),
-        )?;
+    if let Some(paths) = only {
+        for rel in paths {
+            let from = kernel.modules_dir.join(rel);
+            let to = dst.join(rel);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            }
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(io("copying", &from))?;
+            }
+        }
+    } else {
+        link_kernel_tree(kernel, &dst)?;
     }
     for f in [
         "modules.builtin",
@@ -303,6 +302,30 @@ pub fn stage_tree(
             .arg("-b")
             .arg(stage)
             .arg(&kernel.release),
+    )?;
+    Ok(())
+}
+
+/// `DST/kernel` as hardlinks of the host's tree (a copy across filesystems).
+fn link_kernel_tree(kernel: &HostKernel, dst: &Path) -> Result<(), HarnessError> {
+    let from = kernel.modules_dir.join("kernel");
+    if run_command(
+        Command::new("cp")
+            .arg("-al")
+            .arg(&from)
+            .arg(dst.join("kernel")),
+    )
+    .is_ok()
+    {
+        return Ok(());
+    }
+    // Another filesystem: hardlinks are impossible, copy instead.
+    let _ = std::fs::remove_dir_all(dst.join("kernel"));
+    run_command(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&from)
+            .arg(dst.join("kernel")),
     )?;
     Ok(())
 }

@@ -200,3 +200,102 @@ pub fn assert_init_never_died(boot: &Boot) {
         boot.console.tail(40)
     );
 }
+
+/// The banner PID 1 prints before its failure action (init/src/failure.rs).
+pub const FATAL_BANNER: &str = "the boot cannot continue";
+
+impl Env {
+    /// Writes the real init script to `dir/realinit.sh` (executable), for
+    /// images that exec it inside the initramfs (`--add …:/sbin/init`).
+    pub fn real_init_script(&self, dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("realinit.sh");
+        std::fs::write(&p, RealInitRoot::new().script()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        p
+    }
+
+    /// An image over the fixture stage whose real init runs inside the
+    /// initramfs (no root): busybox at /bin/busybox and /bin/sh (rescue),
+    /// the real-init script at /sbin/init. Uncompressed, so tests can edit it.
+    pub fn fixture_image(&self, dir: &Path, manifest: &serde_json::Value) -> PathBuf {
+        let script = self.real_init_script(dir);
+        let bb = Path::new(BUSYBOX);
+        self.mkimage(
+            dir,
+            manifest,
+            Some(&self.fixtures().stage),
+            &[
+                (bb, "/bin/busybox"),
+                (bb, "/bin/sh"),
+                (&script, "/sbin/init"),
+            ],
+            "none",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Replaces or removes files of an uncompressed image (as the tests need a
+/// broken image that `kmodinit-mkimage` would refuse to build).
+pub fn edit_image(image: &Path, edit: impl FnOnce(&mut kmodinit_qemu::cpio::Cpio)) {
+    let bytes = std::fs::read(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
+    let mut c = kmodinit_qemu::cpio::Cpio::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    edit(&mut c);
+    c.write(image).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The manifest path inside the image.
+pub const IMAGE_MANIFEST: &str = "etc/kmodinit/manifest.json";
+
+/// `(start, end)` of every module the report says was inserted.
+pub fn load_intervals(report: &serde_json::Value) -> Vec<(String, f64, f64)> {
+    report["load"]["modules"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| {
+                    Some((
+                        m["name"].as_str()?.to_string(),
+                        m["start"].as_f64()?,
+                        m["end"].as_f64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The most modules whose load intervals contain one same instant.
+pub fn max_overlap(intervals: &[(String, f64, f64)]) -> usize {
+    let mut events: Vec<(f64, i32)> = Vec::new();
+    for (_, s, e) in intervals {
+        events.push((*s, 1));
+        events.push((*e, -1));
+    }
+    // Ends sort before starts at the same instant: touching is not overlapping.
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut cur, mut best) = (0i32, 0i32);
+    for (_, d) in events {
+        cur += d;
+        best = best.max(cur);
+    }
+    best.max(0) as usize
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_counts_intersections_not_touching() {
+        let iv = |v: &[(f64, f64)]| -> Vec<(String, f64, f64)> {
+            v.iter().map(|(s, e)| ("m".to_string(), *s, *e)).collect()
+        };
+        assert_eq!(max_overlap(&iv(&[(0.0, 1.0), (1.0, 2.0)])), 1);
+        assert_eq!(max_overlap(&iv(&[(0.0, 1.0), (0.5, 2.0), (0.7, 0.8)])), 3);
+        assert_eq!(max_overlap(&[]), 0);
+    }
+}

@@ -2,6 +2,8 @@
 //! (built with the harness's own cpio writer) insmods the fixtures, or the
 //! virtio + ext4 stack, and switch_roots into the real-init disk.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
