@@ -186,17 +186,152 @@ fn uptime_diff(fields: &std::collections::BTreeMap<String, String>) -> Option<f6
     Some(b - a)
 }
 
+fn count(c: &[String]) -> String {
+    let mut c = c.to_vec();
+    c.sort();
+    c.dedup();
+    if c.is_empty() {
+        "–".into()
+    } else {
+        c.join("/")
+    }
+}
+
+/// kmodinit's runs of one variant: wall times, critical paths and reports.
+#[derive(Debug, Default)]
+struct KmSeries {
+    wall: Series,
+    crit: Series,
+    counts: Vec<String>,
+    hwm: Vec<u64>,
+    reports: Vec<BootReport>,
+}
+
+impl KmSeries {
+    /// Boots a kmodinit image once and records what its report says; the
+    /// report is also kept as `report-TAG.json` in `work`.
+    fn boot(
+        &mut self,
+        env: &Env,
+        img: &Path,
+        append: &str,
+        work: &Path,
+        tag: &str,
+    ) -> Result<(), String> {
+        let boot = run_vm(env, img, append, &[], work)?;
+        let value = match boot.console.report() {
+            Ok(v) => v,
+            Err(_) => {
+                self.wall.note(if boot.exited {
+                    "no report on the console"
+                } else {
+                    "timed out"
+                });
+                let _ = std::fs::write(
+                    work.join(format!("failed-{tag}-console.log")),
+                    boot.console.text(),
+                );
+                return Ok(());
+            }
+        };
+        let _ = std::fs::write(work.join(format!("report-{tag}.json")), value.to_string());
+        let r = match BootReport::from_value(value) {
+            Ok(r) => r,
+            Err(e) => {
+                self.wall.note(e);
+                return Ok(());
+            }
+        };
+        match r.load_wall_s() {
+            Some(w) => self.wall.push(w),
+            None => self.wall.note("report without load times"),
+        }
+        if let Some(l) = &r.load {
+            self.crit.push(l.critical_path_s);
+        }
+        if r.failures() > 0 {
+            self.wall
+                .note(format!("{} modules failed or blocked", r.failures()));
+        }
+        if let Some(h) = r.vm_hwm_kib {
+            self.hwm.push(h);
+        }
+        if let Some(n) = kmb_fields(boot.console.text()).get("modules") {
+            self.counts.push(n.clone());
+        }
+        self.reports.push(r);
+        Ok(())
+    }
+
+    /// The report whose load wall time is closest to the median.
+    fn median_report(&self) -> Option<&BootReport> {
+        let m = self.wall.median()?;
+        self.reports.iter().min_by(|a, b| {
+            let da = (a.load_wall_s().unwrap_or(f64::INFINITY) - m).abs();
+            let db = (b.load_wall_s().unwrap_or(f64::INFINITY) - m).abs();
+            da.total_cmp(&db)
+        })
+    }
+
+    fn jobs(&self) -> String {
+        self.reports
+            .iter()
+            .find_map(|r| r.load.as_ref().map(|l| l.jobs.to_string()))
+            .unwrap_or_else(|| "?".into())
+    }
+
+    /// Modules that failed or were blocked in any run.
+    fn failed_modules(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .reports
+            .iter()
+            .filter_map(|r| r.load.as_ref())
+            .flat_map(|l| l.modules.iter())
+            .filter(|m| m.state == "failed" || m.state == "blocked")
+            .map(|m| format!("{} ({})", m.name, m.state))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// One load-phase case (1 or 2).
+#[derive(Debug, Clone)]
+pub struct LoadCase {
+    /// File-name stem of its scratch dir and SVG.
+    pub key: String,
+    pub title: String,
+    pub manifest: serde_json::Value,
+    /// Holds `lib/modules/RELEASE`.
+    pub modules_root: PathBuf,
+    /// Add the Σ delay_ms row (fixture farm only).
+    pub physical_limit: bool,
+    pub runs: usize,
+    /// Also boot kmodinit with `kmodinit.jobs=N`.
+    pub wide_jobs: Option<usize>,
+}
+
 /// Cases 1 and 2: the load phase of `manifest` (modules under
 /// `modules_root`), kmodinit against sequential and per-chain busybox
 /// modprobe. `physical_limit` adds the Σ delay_ms row (fixture farm only).
-pub fn load_case(
-    env: &Env,
-    key: &str,
-    title: &str,
-    manifest: &serde_json::Value,
-    modules_root: &Path,
-    physical_limit: bool,
-) -> Result<CaseOutput, String> {
+pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
+    let LoadCase {
+        key,
+        title,
+        manifest,
+        modules_root,
+        physical_limit,
+        runs,
+        wide_jobs,
+    } = case;
+    let (key, title, physical_limit, runs, wide_jobs) = (
+        key.as_str(),
+        title.as_str(),
+        *physical_limit,
+        *runs,
+        *wide_jobs,
+    );
     let work = env.work.join(key);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let spec = Spec::from_manifest(manifest)?;
@@ -241,56 +376,27 @@ pub fn load_case(
         &km_path,
     );
 
-    let (mut km, mut crit, mut seq, mut par) = (
-        Series::default(),
-        Series::default(),
-        Series::default(),
-        Series::default(),
-    );
-    let mut counts: [Vec<String>; 3] = Default::default();
-    let mut last_report: Option<BootReport> = None;
+    let (mut seq, mut par) = (Series::default(), Series::default());
+    let mut km = KmSeries::default();
+    // A second kmodinit variant with a wider pool, when asked for: shows how
+    // much of the gap to the critical path is the automatic pool width.
+    let mut km_wide = KmSeries::default();
+    let mut counts: [Vec<String>; 2] = Default::default();
     if let Err(e) = &km_built {
-        km.note(format!("kmodinit image not built: {e}"));
+        km.wall.note(format!("kmodinit image not built: {e}"));
     }
-    for run in 0..env.runs {
-        eprintln!("bench {key}: run {}/{}", run + 1, env.runs);
+    for run in 0..runs {
+        eprintln!("bench {key}: run {}/{runs}", run + 1);
         if km_built.is_ok() {
-            let boot = run_vm(env, &km_path, APPEND, &[], &work)?;
-            match boot
-                .console
-                .report()
-                .and_then(BootReport::from_value)
-            {
-                Ok(r) => {
-                    match r.load_wall_s() {
-                        Some(w) => km.push(w),
-                        None => km.note("report without load times"),
-                    }
-                    if let Some(l) = &r.load {
-                        crit.push(l.critical_path_s);
-                    }
-                    if r.failures() > 0 {
-                        km.note(format!("{} modules failed or blocked", r.failures()));
-                    }
-                    if let Some(h) = r.vm_hwm_kib {
-                        out.hwm_kib.push(h);
-                    }
-                    if let Some(n) = kmb_fields(boot.console.text()).get("modules") {
-                        counts[0].push(n.clone());
-                    }
-                    last_report = Some(r);
-                }
-                Err(_) => {
-                    km.note(if boot.exited {
-                        "no report on the console"
-                    } else {
-                        "timed out"
-                    });
-                    let _ = std::fs::write(
-                        work.join("kmodinit-failed-console.log"),
-                        boot.console.text(),
-                    );
-                }
+            km.boot(env, &km_path, APPEND, &work, &format!("auto-{run}"))?;
+            if let Some(j) = wide_jobs {
+                km_wide.boot(
+                    env,
+                    &km_path,
+                    &format!("{APPEND} kmodinit.jobs={j}"),
+                    &work,
+                    &format!("jobs{j}-{run}"),
+                )?;
             }
         }
         for (i, (path, series)) in [(&seq_path, &mut seq), (&par_path, &mut par)]
@@ -317,13 +423,14 @@ pub fn load_case(
                 series.note("modprobe failed for some module");
             }
             if let Some(n) = f.get("modules") {
-                counts[i + 1].push(n.clone());
+                counts[i].push(n.clone());
             }
         }
     }
 
-    // Timeline of the last kmodinit run.
-    if let Some(r) = &last_report {
+    // Timeline of the kmodinit run closest to the median.
+    let shown = km.median_report();
+    if let Some(r) = shown {
         let bars = crate::svg::bars_from_report(r);
         let preds = spec.preds(&index)?;
         let mut edges: Vec<(String, String)> = Vec::new();
@@ -355,47 +462,52 @@ pub fn load_case(
         std::fs::write(&p, svg).map_err(|e| format!("{}: {e}", p.display()))?;
     }
 
-    let km_med = km.median();
+    let km_med = km.wall.median();
+    out.hwm_kib = km.hwm.clone();
     let md = &mut out.markdown;
     let _ = writeln!(md, "| variant | median (s) | runs min–max (s) | ratio to kmodinit | modules in /proc/modules | notes |");
     let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | --- |");
-    let count = |c: &Vec<String>| {
-        let mut c = c.clone();
-        c.sort();
-        c.dedup();
-        if c.is_empty() {
-            "–".into()
-        } else {
-            c.join("/")
-        }
-    };
     let _ = writeln!(
         md,
-        "| kmodinit (report: load_end − load_start) | {} | {} | 1.00× | {} | {} |",
+        "| kmodinit, automatic pool ({} workers; report: load_end − load_start) | {} | {} | 1.00× | {} | {} |",
+        km.jobs(),
         secs(km_med),
-        km.spread(),
-        count(&counts[0]),
-        km.notes.join("; ")
+        km.wall.spread(),
+        count(&km.counts),
+        km.wall.notes.join("; ")
     );
+    if let Some(j) = wide_jobs {
+        let _ = writeln!(
+            md,
+            "| kmodinit, `kmodinit.jobs={j}` | {} | {} | {} | {} | {} |",
+            secs(km_wide.wall.median()),
+            km_wide.wall.spread(),
+            ratio(km_wide.wall.median(), km_med),
+            count(&km_wide.counts),
+            km_wide.wall.notes.join("; ")
+        );
+    }
+    for (name, series, c) in [
+        ("busybox modprobe, sequential", &seq, &counts[0]),
+        ("busybox modprobe, one job per chain", &par, &counts[1]),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} |",
+            secs(series.median()),
+            series.spread(),
+            ratio(series.median(), km_med),
+            count(c),
+            series.notes.join("; ")
+        );
+    }
     let _ = writeln!(
         md,
-        "| busybox modprobe, sequential | {} | {} | {} | {} | {} |",
-        secs(seq.median()),
-        seq.spread(),
-        ratio(seq.median(), km_med),
-        count(&counts[1]),
-        seq.notes.join("; ")
+        "| critical path (kmodinit report: measured module times on the longest path) | {} | {} | {} | | |",
+        secs(km.crit.median()),
+        km.crit.spread(),
+        ratio(km.crit.median(), km_med)
     );
-    let _ = writeln!(
-        md,
-        "| busybox modprobe, one job per chain | {} | {} | {} | {} | {} |",
-        secs(par.median()),
-        par.spread(),
-        ratio(par.median(), km_med),
-        count(&counts[2]),
-        par.notes.join("; ")
-    );
-    let _ = writeln!(md, "| critical path (kmodinit report) | {} | {} | {} | | measured per-module times along the longest path |", secs(crit.median()), crit.spread(), ratio(crit.median(), km_med));
     if physical_limit {
         let (ms, path) = spec.longest_delay_path(&index)?;
         let limit = ms as f64 / 1000.0;
@@ -405,14 +517,43 @@ pub fn load_case(
             ratio(Some(limit), km_med),
             path.join(" → ")
         );
-        let _ = writeln!(md, "\nkmodinit / physical limit = **{}** (target ≤ 1.10×); kmodinit / report critical path = **{}**.", ratio(km_med, Some(limit)), ratio(km_med, crit.median()));
+        let _ = writeln!(
+            md,
+            "\nkmodinit / physical limit = **{}** (target ≤ 1.10×); kmodinit / its own critical path = **{}**.",
+            ratio(km_med, Some(limit)),
+            ratio(km_med, km.crit.median())
+        );
+        if let Some(j) = wide_jobs {
+            let _ = writeln!(
+                md,
+                "With `kmodinit.jobs={j}`: **{}** of the physical limit.",
+                ratio(km_wide.wall.median(), Some(limit))
+            );
+            out.summary.push((
+                format!("{title}: kmodinit jobs={j} / physical limit"),
+                ratio(km_wide.wall.median(), Some(limit)),
+            ));
+        }
         out.summary.push((
             format!("{title}: kmodinit / physical limit (target ≤ 1.10×)"),
             ratio(km_med, Some(limit)),
         ));
     }
-    let _ = writeln!(md, "\n{} modules planned ({} chains); ratios are variant / kmodinit (> 1 means kmodinit is faster).", closure.len(), spec.chains.len());
-    if last_report.is_some() {
+    let failed = km.failed_modules();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nModules kmodinit reported failed or blocked (no such hardware in the VM, or a failed chain predecessor): {}.",
+            failed.join(", ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n{} modules planned ({} chains), {runs} runs; ratios are variant / kmodinit (> 1 means kmodinit is faster).",
+        closure.len(),
+        spec.chains.len()
+    );
+    if shown.is_some() {
         let _ = writeln!(md, "\n![{title} timeline]({key}.svg)");
     }
     out.summary
