@@ -523,6 +523,21 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
             ratio(km_med, Some(limit)),
             ratio(km_med, km.crit.median())
         );
+        if let Some(load) = shown.and_then(|r| r.load.as_ref()) {
+            let over: Vec<f64> = load
+                .modules
+                .iter()
+                .filter_map(|m| Some((m.end? - m.start?) * 1000.0 - spec.delay_ms(&m.name) as f64))
+                .collect();
+            if let Some(o) = crate::stats::median(&over) {
+                let _ = writeln!(
+                    md,
+                    "Per-module overhead in the timeline's run (measured time − its delay_ms, median): {o:.0} ms: \
+                     the cost of one insertion under TCG here, which each of the {} modules on the longest path adds to the physical limit.",
+                    path.len()
+                );
+            }
+        }
         if let Some(j) = wide_jobs {
             let _ = writeln!(
                 md,

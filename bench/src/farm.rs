@@ -49,7 +49,10 @@ pub fn manifest() -> serde_json::Value {
 /// modules root for images (`ROOT/lib/modules/RELEASE`).
 pub fn build(out: &Path) -> Result<PathBuf, String> {
     let kernel = kmodinit_qemu::HostKernel::find().map_err(|e| e.to_string())?;
-    let f = fixtures::build(&kernel, out, true).map_err(|e| e.to_string())?;
+    // Kbuild needs an absolute M= directory.
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let out = std::fs::canonicalize(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let f = fixtures::build(&kernel, &out, true).map_err(|e| e.to_string())?;
     Ok(f.stage)
 }
 

@@ -146,11 +146,20 @@ fn machine_facts(release: &str, smp: u32) -> String {
         .unwrap_or_else(|| "unknown".into());
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!(
-        "- date (UTC): {}\n- host CPU: {cpu}, {cpus} CPUs online\n- host kernel: {}\n- QEMU: {} (`-accel tcg -smp {smp} -m 1024`, q35)\n- guest kernel: {release}\n",
+        "- date (UTC): {}\n- host CPU: {cpu}, {cpus} CPUs online; load average at start {}\n- host kernel: {}\n- QEMU: {} (`-accel tcg -smp {smp} -m 1024`, q35)\n- guest kernel: {release}\n",
         command_line("date", &["-u", "+%Y-%m-%d %H:%M"]),
+        load_average(),
         command_line("uname", &["-r"]),
         command_line("qemu-system-x86_64", &["--version"]),
     )
+}
+
+/// The 1/5/15-minute load averages: the machine is shared, and a loaded
+/// host slows every TCG guest.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The server manifest from `core` (or the environment's choice).
@@ -250,7 +259,7 @@ fn run(o: &Options) -> Result<(), String> {
                 std::env::var("BENCH_FARM_ROOT"),
             ) {
                 (Ok(m), Ok(r)) => (read_json(Path::new(&m))?, PathBuf::from(r)),
-                _ => (farm::manifest(), farm::build(&env.work.join("fixtures"))?),
+                _ => (farm::manifest(), farm::build(Path::new("build/fixtures"))?),
             };
             cases::load_case(
                 &env,
