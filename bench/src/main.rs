@@ -344,8 +344,9 @@ fn run(o: &Options) -> Result<(), String> {
     }
     let _ = writeln!(
         md,
-        "\n_Whole run: {:.0} s._",
-        started.elapsed().as_secs_f64()
+        "\n_Whole run: {:.0} s; load average at the end {}._",
+        started.elapsed().as_secs_f64(),
+        load_average()
     );
     let latest = o.results.join("latest.md");
     std::fs::write(&latest, &md).map_err(|e| format!("{}: {e}", latest.display()))?;
