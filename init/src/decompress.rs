@@ -9,7 +9,7 @@
 //! headers claim.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 
 use modules_manifest::Compression;
 
@@ -109,42 +109,55 @@ pub fn decompress_slice(
     }
 }
 
-/// A `Write` that refuses to grow past `limit`, so a bomb stops at the limit
-/// instead of after exhausting memory.
-#[cfg_attr(not(feature = "xz"), allow(dead_code))]
-struct Bounded {
-    out: Vec<u8>,
-    limit: usize,
-    overflowed: bool,
-}
+/// The largest xz dictionary accepted (64 MiB, what `xz -9` uses; the kernel
+/// compresses modules with 1 MiB). The decoder allocates the dictionary the
+/// file declares, so this bounds its memory whatever the file says.
+#[cfg(feature = "xz")]
+const MAX_XZ_DICT_BYTES: usize = 64 << 20;
 
-impl io::Write for Bounded {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.out.len().saturating_add(buf.len()) > self.limit {
-            self.overflowed = true;
-            return Err(io::Error::other("output limit reached"));
-        }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+/// Output is produced in chunks of this size, so the limit is checked every
+/// 64 KiB rather than after a whole block.
+#[cfg(feature = "xz")]
+const CHUNK_BYTES: usize = 64 << 10;
 
 #[cfg(feature = "xz")]
 fn xz(data: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
-    let mut out = Bounded {
-        out: Vec::new(),
-        limit,
-        overflowed: false,
-    };
+    use xz4rust::{XzDecoder, XzNextBlockResult};
+    let corrupt = |e: &dyn fmt::Display| DecompressError::Corrupt(Compression::Xz, e.to_string());
+    let mut decoder = XzDecoder::with_alloc_dict_size(xz4rust::DICT_SIZE_MIN, MAX_XZ_DICT_BYTES);
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut out = Vec::new();
     let mut input = data;
-    match lzma_rs::xz_decompress(&mut input, &mut out) {
-        Ok(()) => Ok(out.out),
-        Err(_) if out.overflowed => Err(DecompressError::TooLarge(limit)),
-        Err(e) => Err(DecompressError::Corrupt(Compression::Xz, e.to_string())),
+    loop {
+        let step = decoder.decode(input, &mut chunk).map_err(|e| match e {
+            xz4rust::XzError::DictionaryTooLarge(n) => corrupt(&format_args!(
+                "declares a {} MiB dictionary, over the {} MiB limit",
+                n >> 20,
+                MAX_XZ_DICT_BYTES >> 20
+            )),
+            e => corrupt(&e),
+        })?;
+        let (consumed, produced) = (step.input_consumed(), step.output_produced());
+        if out.len() + produced > limit {
+            return Err(DecompressError::TooLarge(limit));
+        }
+        out.extend_from_slice(&chunk[..produced]);
+        input = &input[consumed.min(input.len())..];
+        match step {
+            XzNextBlockResult::EndOfStream(..) => {
+                // Streams may be followed by zero padding or another stream.
+                let next = input.iter().position(|&b| b != 0).unwrap_or(input.len());
+                input = &input[next..];
+                if input.is_empty() {
+                    return Ok(out);
+                }
+                decoder.reset();
+            }
+            XzNextBlockResult::NeedMoreData(..) if consumed == 0 && produced == 0 => {
+                return Err(corrupt(&"truncated file"));
+            }
+            XzNextBlockResult::NeedMoreData(..) => {}
+        }
     }
 }
 
@@ -160,8 +173,7 @@ fn zstd(data: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
     let mut input = data;
     // A file may hold several frames back to back; decode them all.
     while !input.is_empty() {
-        let decoder =
-            ruzstd::decoding::StreamingDecoder::new(&mut input).map_err(|e| corrupt(&e))?;
+        let decoder = ruzstd::StreamingDecoder::new(&mut input).map_err(|e| corrupt(&e))?;
         let room = (limit - out.len()) as u64;
         decoder
             .take(room + 1)

@@ -21,7 +21,7 @@ use crate::kernel::{InsertError, InsertRequest, Inserted, Kernel};
 use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
 
 /// The widest pool [`auto_jobs`] picks.
-pub const MAX_AUTO_JOBS: usize = 16;
+pub const MAX_AUTO_JOBS: usize = 32;
 
 /// How the loader runs. The zero value (`Default`) means: automatic pool
 /// width, module paths taken as the plan gives them.
@@ -35,13 +35,17 @@ pub struct LoaderOptions {
 }
 
 /// The pool width used when `jobs` is 0, for a plan in which at most `width`
-/// modules can load at the same time, on a machine with `cpus` CPUs.
+/// modules can load at the same time: `width`, at most [`MAX_AUTO_JOBS`].
 ///
-/// Module init mostly sleeps (waiting on hardware, firmware, timers), so more
-/// workers than CPUs pays; past the plan's width extra workers only idle.
-/// See `init/REPORT.md` and the loader benchmark for the figures.
-pub fn auto_jobs(width: usize, cpus: usize) -> usize {
-    width.min((2 * cpus).max(4)).clamp(1, MAX_AUTO_JOBS)
+/// There is deliberately no CPU term. Module init mostly sleeps (hardware,
+/// firmware, timers), and the loader benchmark shows wall time reaches the
+/// critical path only once the pool is as wide as the graph (32 sleeping
+/// modules on 2 CPUs: 16 workers 2.2× the critical path, 32 workers 1.2×),
+/// while a pool wider than the CPUs cost nothing measurable when module init
+/// burns CPU instead. An idle worker costs a thread spawn (tens of µs).
+/// Figures: `init/REPORT.md`, `cargo bench -p kmodinit --bench loader`.
+pub fn auto_jobs(width: usize) -> usize {
+    width.clamp(1, MAX_AUTO_JOBS)
 }
 
 /// Loads `plan` with `kernel`: every `Insert` node is passed to
@@ -59,9 +63,8 @@ pub fn auto_jobs(width: usize, cpus: usize) -> usize {
 pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadReport {
     let boottime_load_start = boottime();
     let graph = Graph::new(plan);
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let requested = if opts.jobs == 0 {
-        auto_jobs(graph.width, cpus)
+        auto_jobs(graph.width)
     } else {
         opts.jobs
     };
@@ -71,17 +74,45 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
         .max(usize::from(graph.inserts > 0));
 
     let mut run = Run::new(plan, &graph);
-    if jobs > 0 {
+    let mut workers = jobs;
+    if jobs > 1 {
         let scoped = crossbeam::scope(|scope| {
             let (work_tx, work_rx) = channel::unbounded::<Job<'_>>();
             let (done_tx, done_rx) = channel::unbounded::<Done>();
+            let mut spawned = 0;
             for worker in 0..jobs {
                 let work_rx = work_rx.clone();
                 let done_tx = done_tx.clone();
-                scope.spawn(move |_| work(worker, kernel, &work_rx, &done_tx));
+                let spawn = scope
+                    .builder()
+                    .name(format!("kmodinit-load-{worker}"))
+                    .spawn(move |_| work(worker, kernel, &work_rx, &done_tx));
+                match spawn {
+                    Ok(_) => spawned += 1,
+                    Err(e) => {
+                        // Early boot may be short of memory or threads: go on
+                        // with the workers we have, or on this thread.
+                        log::warn!(
+                            "kmodinit: could not start loader worker {worker} of {jobs}: {e}"
+                        );
+                        break;
+                    }
+                }
             }
             drop(done_tx);
-            run.coordinate(plan, opts, &work_tx, &done_rx);
+            if spawned > 0 {
+                run.coordinate(
+                    plan,
+                    opts,
+                    &mut Threads {
+                        work: &work_tx,
+                        done: &done_rx,
+                    },
+                );
+            } else {
+                run.coordinate(plan, opts, &mut Inline::new(kernel));
+            }
+            workers = spawned.max(1);
             // Closing the work channel ends every worker.
             drop(work_tx);
         });
@@ -91,11 +122,20 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
             // for every node it could not get a completion for.
             log::error!("kmodinit: a loader worker panicked outside a module insertion");
         }
+    } else if jobs == 1 {
+        // One worker: the calling thread is that worker, no thread needed.
+        run.coordinate(plan, opts, &mut Inline::new(kernel));
     } else {
         run.settle_without_pool(plan);
     }
     let boottime_load_end = boottime();
-    run.into_report(plan, &graph, jobs, boottime_load_start, boottime_load_end)
+    run.into_report(
+        plan,
+        &graph,
+        workers,
+        boottime_load_start,
+        boottime_load_end,
+    )
 }
 
 /// One node a worker should insert.
@@ -116,6 +156,78 @@ struct Done {
     result: Result<Inserted, InsertError>,
 }
 
+/// Where the coordinator sends ready jobs and gets completions from.
+trait Dispatch<'p> {
+    /// Hands `job` to a worker; gives it back if no worker can take it.
+    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
+    /// The next completion; `None` when none can come any more.
+    fn recv(&mut self) -> Option<Done>;
+}
+
+/// The pool: worker threads behind two channels.
+struct Threads<'c, 'p> {
+    work: &'c channel::Sender<Job<'p>>,
+    done: &'c channel::Receiver<Done>,
+}
+
+impl<'p> Dispatch<'p> for Threads<'_, 'p> {
+    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
+        self.work.send(job).map_err(|e| e.into_inner())
+    }
+
+    fn recv(&mut self) -> Option<Done> {
+        self.done.recv().ok()
+    }
+}
+
+/// A pool of one: the coordinator's own thread makes each call as it is
+/// dispatched.
+struct Inline<'k, K> {
+    kernel: &'k K,
+    done: std::collections::VecDeque<Done>,
+}
+
+impl<'k, K: Kernel> Inline<'k, K> {
+    fn new(kernel: &'k K) -> Self {
+        Inline {
+            kernel,
+            done: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<'p, K: Kernel> Dispatch<'p> for Inline<'_, K> {
+    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
+        self.done.push_back(insert(0, self.kernel, &job));
+        Ok(())
+    }
+
+    fn recv(&mut self) -> Option<Done> {
+        self.done.pop_front()
+    }
+}
+
+/// One kernel call, timed, with a panic turned into that module's failure.
+fn insert<K: Kernel>(worker: usize, kernel: &K, job: &Job<'_>) -> Done {
+    let req = InsertRequest {
+        name: job.name,
+        path: &job.path,
+        compression: job.compression,
+        params: job.params,
+    };
+    let start = boottime();
+    let result = catch_unwind(AssertUnwindSafe(|| kernel.insert(&req)))
+        .unwrap_or_else(|payload| Err(InsertError::other(panic_message(&*payload))));
+    let end = boottime();
+    Done {
+        id: job.id,
+        worker,
+        start,
+        end,
+        result,
+    }
+}
+
 fn work<K: Kernel>(
     worker: usize,
     kernel: &K,
@@ -123,24 +235,7 @@ fn work<K: Kernel>(
     done: &channel::Sender<Done>,
 ) {
     for job in jobs.iter() {
-        let req = InsertRequest {
-            name: job.name,
-            path: &job.path,
-            compression: job.compression,
-            params: job.params,
-        };
-        let start = boottime();
-        let result = catch_unwind(AssertUnwindSafe(|| kernel.insert(&req)))
-            .unwrap_or_else(|payload| Err(InsertError::other(panic_message(&*payload))));
-        let end = boottime();
-        let reply = Done {
-            id: job.id,
-            worker,
-            start,
-            end,
-            result,
-        };
-        if done.send(reply).is_err() {
+        if done.send(insert(worker, kernel, &job)).is_err() {
             // The coordinator is gone; nobody is left to tell.
             return;
         }
@@ -169,8 +264,10 @@ struct Graph {
     height: Vec<usize>,
     /// Insert nodes.
     inserts: usize,
-    /// Most Insert nodes on one depth level: a cheap estimate of how many
-    /// modules can load at once.
+    /// An upper bound of how many kernel calls can ever run at once: the
+    /// Insert nodes, less those that share one dependency path with others
+    /// (nodes on one path never overlap, so an antichain holds at most one
+    /// of them).
     width: usize,
 }
 
@@ -199,19 +296,16 @@ impl Graph {
                 height[i] = height[i].max(height[s] + 1);
             }
         }
-        let mut depth = vec![0usize; n];
-        for i in 0..n {
-            for &(p, _) in &preds[i] {
-                depth[i] = depth[i].max(depth[p] + 1);
-            }
-        }
         let is_insert = |i: usize| matches!(plan.nodes[i].action, Action::Insert { .. });
         let inserts = (0..n).filter(|&i| is_insert(i)).count();
-        let mut per_level = vec![0usize; n];
-        for i in (0..n).filter(|&i| is_insert(i)) {
-            per_level[depth[i]] += 1;
+        // Longest path counted in Insert nodes.
+        let mut path = vec![0usize; n];
+        for i in 0..n {
+            let longest_pred = preds[i].iter().map(|&(p, _)| path[p]).max().unwrap_or(0);
+            path[i] = longest_pred + usize::from(is_insert(i));
         }
-        let width = per_level.into_iter().max().unwrap_or(0);
+        let longest = path.into_iter().max().unwrap_or(0);
+        let width = (inserts + 1).saturating_sub(longest).min(inserts);
         Graph {
             preds,
             succs,
@@ -380,8 +474,7 @@ impl<'g> Run<'g> {
         &mut self,
         plan: &'p Plan,
         opts: &LoaderOptions,
-        work: &channel::Sender<Job<'p>>,
-        done: &channel::Receiver<Done>,
+        pool: &mut dyn Dispatch<'p>,
     ) {
         let n = plan.nodes.len();
         while self.decided < n {
@@ -397,10 +490,10 @@ impl<'g> Run<'g> {
                     compression: *compression,
                     params: &node.params,
                 };
-                if work.send(job).is_err() {
-                    // Every worker is gone (cannot happen while we hold the
-                    // receivers alive through the scope); fail the node
-                    // rather than wait for an answer that never comes.
+                if pool.send(job).is_err() {
+                    // Every worker is gone (cannot happen while the scope
+                    // keeps them alive); fail the node rather than wait for
+                    // an answer that never comes.
                     let mut o = Outcome::new(ModuleState::Failed);
                     o.error = Some("internal error: no loader worker left".to_owned());
                     self.pending_finish(plan, id, o);
@@ -418,8 +511,8 @@ impl<'g> Run<'g> {
                 self.fail_stuck(plan);
                 break;
             }
-            match done.recv() {
-                Ok(d) => {
+            match pool.recv() {
+                Some(d) => {
                     self.in_flight -= 1;
                     let mut o = match d.result {
                         Ok(Inserted::Loaded) => Outcome::new(ModuleState::Loaded),
@@ -435,7 +528,7 @@ impl<'g> Run<'g> {
                     o.worker = Some(d.worker);
                     self.pending_finish(plan, d.id, o);
                 }
-                Err(_) => {
+                None => {
                     // All workers exited: whatever is in flight is lost.
                     self.fail_stuck(plan);
                     break;

@@ -19,21 +19,47 @@ fn sample() -> Vec<u8> {
     std::fs::read(data("sample.ko")).unwrap()
 }
 
-const FORMATS: [(Compression, &str); 3] = [
+const ALL_FORMATS: [(Compression, &str); 3] = [
     (Compression::Xz, "xz"),
     (Compression::Zstd, "zst"),
     (Compression::Gzip, "gz"),
 ];
 
+/// Whether this build has the decoder (cargo features `xz`, `zstd`, `gzip`).
+fn built_in(c: Compression) -> bool {
+    match c {
+        Compression::Xz => cfg!(feature = "xz"),
+        Compression::Zstd => cfg!(feature = "zstd"),
+        Compression::Gzip => cfg!(feature = "gzip"),
+        Compression::None => false,
+    }
+}
+
+/// The formats this build decodes.
+fn formats() -> impl Iterator<Item = (Compression, &'static str)> {
+    ALL_FORMATS.into_iter().filter(|(c, _)| built_in(*c))
+}
+
+#[test]
+fn a_format_left_out_of_the_build_says_so() {
+    for (c, ext) in ALL_FORMATS.into_iter().filter(|(c, _)| !built_in(*c)) {
+        let bytes = std::fs::read(data(&format!("sample.ko.{ext}"))).unwrap();
+        let err = decompress_slice(c, &bytes, MAX_DECOMPRESSED_BYTES).unwrap_err();
+        assert_eq!(err, DecompressError::Unsupported(c));
+        assert!(err.to_string().contains("built without"), "{err}");
+    }
+}
+
 #[test]
 fn every_format_round_trips_the_sample() {
-    for (c, ext) in FORMATS {
+    for (c, ext) in formats() {
         let f = File::open(data(&format!("sample.ko.{ext}"))).unwrap();
         let out = decompress(c, f, MAX_DECOMPRESSED_BYTES).unwrap();
         assert_eq!(out, sample(), "{ext}");
     }
 }
 
+#[cfg(feature = "zstd")]
 #[test]
 fn zstd_files_with_several_frames_decode_whole() {
     let f = File::open(data("two-frames.ko.zst")).unwrap();
@@ -46,7 +72,7 @@ fn zstd_files_with_several_frames_decode_whole() {
 #[test]
 fn a_bomb_is_refused_at_the_limit() {
     // 100 MiB of zeros in each format, against the 64 MiB limit.
-    for (c, ext) in FORMATS {
+    for (c, ext) in formats() {
         let f = File::open(data(&format!("bomb.ko.{ext}"))).unwrap();
         let err = decompress(c, f, MAX_DECOMPRESSED_BYTES).unwrap_err();
         assert_eq!(
@@ -61,7 +87,7 @@ fn a_bomb_is_refused_at_the_limit() {
 #[test]
 fn output_one_byte_over_the_limit_is_refused_and_exactly_at_it_accepted() {
     let len = sample().len();
-    for (c, ext) in FORMATS {
+    for (c, ext) in formats() {
         let bytes = std::fs::read(data(&format!("sample.ko.{ext}"))).unwrap();
         assert_eq!(
             decompress_slice(c, &bytes, len).unwrap().len(),
@@ -79,7 +105,7 @@ fn output_one_byte_over_the_limit_is_refused_and_exactly_at_it_accepted() {
 #[test]
 fn corrupt_and_truncated_data_are_errors_not_panics() {
     let plain = sample();
-    for (c, ext) in FORMATS {
+    for (c, ext) in formats() {
         let good = std::fs::read(data(&format!("sample.ko.{ext}"))).unwrap();
         let mut flipped = good.clone();
         let mid = flipped.len() / 2;
@@ -109,5 +135,31 @@ fn uncompressed_is_not_decompressed() {
     assert_eq!(
         decompress_slice(Compression::None, b"x", 10),
         Err(DecompressError::NotCompressed)
+    );
+}
+
+#[cfg(feature = "xz")]
+#[test]
+fn xz_with_the_default_crc64_check_decodes() {
+    let f = File::open(data("sample-crc64.ko.xz")).unwrap();
+    assert_eq!(
+        decompress(Compression::Xz, f, MAX_DECOMPRESSED_BYTES).unwrap(),
+        sample()
+    );
+}
+
+#[cfg(feature = "xz")]
+#[test]
+fn xz_declaring_a_dictionary_over_64_mib_is_refused() {
+    // The decoder would allocate what the header declares: refuse it.
+    let f = File::open(data("bigdict.ko.xz")).unwrap();
+    let err = decompress(Compression::Xz, f, MAX_DECOMPRESSED_BYTES).unwrap_err();
+    assert!(
+        matches!(err, DecompressError::Corrupt(Compression::Xz, _)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().to_lowercase().contains("dictionary"),
+        "{err}"
     );
 }

@@ -58,6 +58,13 @@ impl RealKernel {
         }
     }
 
+    /// Refuses modules that decompress to more than `bytes` (default
+    /// [`MAX_DECOMPRESSED_BYTES`], 64 MiB).
+    pub fn max_decompressed(mut self, bytes: usize) -> Self {
+        self.max_decompressed = bytes;
+        self
+    }
+
     /// True when the kernel says it decompresses `compression` itself.
     fn kernel_decompresses(&self, compression: Compression) -> bool {
         let Some(name) = compression.kernel_name() else {
