@@ -616,6 +616,15 @@ pub enum RootWait {
     Upto(Duration),
 }
 
+impl fmt::Display for RootWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootWait::Forever => f.write_str("rootwait: no time limit"),
+            RootWait::Upto(d) => write!(f, "up to {:.1} s", d.as_secs_f64()),
+        }
+    }
+}
+
 /// The first poll interval; doubled each round up to [`POLL_MAX`], so a
 /// device that shows up quickly is found quickly and a slow one costs little.
 pub const POLL_MIN: Duration = Duration::from_millis(10);

@@ -2,6 +2,7 @@
 //! the error each step can end in.
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub enum BootError {
         source: ManifestError,
     },
     Config(ConfigError),
+    /// `/proc/sys/kernel/osrelease` (to find `/lib/modules/$(uname -r)`).
+    KernelRelease(io::Error),
     Index {
         dir: PathBuf,
         source: IndexError,
@@ -65,6 +68,10 @@ impl fmt::Display for BootError {
                 write!(f, "the manifest {} is invalid: {source}", path.display())
             }
             BootError::Config(e) => write!(f, "bad boot setting: {e}"),
+            BootError::KernelRelease(e) => write!(
+                f,
+                "cannot read the kernel release from /proc/sys/kernel/osrelease: {e}"
+            ),
             BootError::Index { dir, source } => write!(
                 f,
                 "cannot read the module index in {}: {source}",
@@ -110,6 +117,7 @@ impl BootError {
             BootError::Config(_) => vec![
                 "check root= (forms: /dev/NAME, UUID=, LABEL=, PARTUUID=, PARTLABEL=, MAJ:MIN)".into(),
             ],
+            BootError::KernelRelease(_) => vec!["is /proc mounted? the early mount errors above say".into()],
             BootError::Index { .. } => vec![
                 "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?".into(),
             ],
@@ -133,6 +141,23 @@ impl BootError {
         };
         h.push(debug);
         h
+    }
+}
+
+/// Runs the boot `f`, turning a panic into [`BootError::Panic`] (the panic
+/// hook has already logged where it happened). Returns what stopped the
+/// boot: `f` only returns on failure, its success being an exec.
+pub fn run_guarded(f: impl FnOnce() -> Result<Infallible, BootError>) -> BootError {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Err(e)) => e,
+        Ok(Ok(never)) => match never {},
+        Err(payload) => BootError::Panic(
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into()),
+        ),
     }
 }
 
@@ -185,6 +210,20 @@ pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+
+    #[test]
+    fn panics_become_boot_errors() {
+        let e = run_guarded(|| panic!("boom {}", 42));
+        assert!(matches!(&e, BootError::Panic(m) if m == "boom 42"), "{e:?}");
+        let e = run_guarded(|| std::panic::panic_any(7u8));
+        assert_eq!(e.to_string(), "internal error (panic): (no message)");
+        let e = run_guarded(|| {
+            Err(BootError::Plan(PlanError {
+                message: "x".into(),
+            }))
+        });
+        assert!(matches!(e, BootError::Plan(_)));
+    }
 
     #[test]
     fn proc_modules_names() {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use modules_manifest::{plan, Action, DepIndex, KernelCmdline, Plan, PlanInput};
+use modules_manifest::{plan, DepIndex, KernelCmdline, Plan, PlanInput};
 
 use crate::boot::{self, BootError};
 use crate::boot_config::{self, BootConfig};
@@ -85,50 +85,6 @@ pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
     }
 }
 
-/// A listing of the plan: one line per node in load order.
-pub fn render_plan(p: &Plan) -> String {
-    let mut s = String::new();
-    for n in &p.nodes {
-        let action = match &n.action {
-            Action::Insert { path, .. } => format!("insert {path}"),
-            Action::Builtin => "builtin".into(),
-            Action::AlreadyLoaded => "already loaded".into(),
-            Action::Blacklisted => "blacklisted".into(),
-        };
-        let _ = write!(s, "{:>4}  {:<24} {action}", n.id, n.name.as_str());
-        if !n.params.is_empty() {
-            let _ = write!(s, "  params={:?}", n.params);
-        }
-        if n.required {
-            s.push_str("  [required]");
-        }
-        if !n.preds.is_empty() {
-            let preds: Vec<String> = n.preds.iter().map(|e| e.from.to_string()).collect();
-            let _ = write!(s, "  after {}", preds.join(","));
-        }
-        s.push('\n');
-    }
-    for c in &p.chains {
-        let names: Vec<&str> = c
-            .nodes
-            .iter()
-            .filter_map(|&i| p.nodes.get(i))
-            .map(|n| n.name.as_str())
-            .collect();
-        let _ = writeln!(
-            s,
-            "chain {:?}{}: {}",
-            c.name,
-            if c.required { " (required)" } else { "" },
-            names.join(" -> ")
-        );
-    }
-    for note in &p.notes {
-        let _ = writeln!(s, "note: {note}");
-    }
-    s
-}
-
 /// Plans `manifest` against the index in `modules_dir` with nothing loaded.
 pub fn plan_from_files(
     manifest_path: &Path,
@@ -192,14 +148,8 @@ pub fn dry_run(
         Some(m) => {
             let dir = match modules_dir {
                 Some(d) => d.to_path_buf(),
-                None => {
-                    boot::modules_dir(Path::new("/"), Path::new("/proc")).map_err(|source| {
-                        BootError::ReadManifest {
-                            path: "/proc/sys/kernel/osrelease".into(),
-                            source,
-                        }
-                    })?
-                }
+                None => boot::modules_dir(Path::new("/"), Path::new("/proc"))
+                    .map_err(BootError::KernelRelease)?,
             };
             let _ = writeln!(
                 s,
@@ -215,7 +165,7 @@ pub fn dry_run(
                     cfg.jobs.to_string()
                 };
                 let _ = writeln!(s, "load plan ({} node(s), jobs {jobs}):", p.nodes.len());
-                s.push_str(&render_plan(&p));
+                s.push_str(&p.render_text());
             }
         }
     }
@@ -227,7 +177,7 @@ pub fn dry_run(
         Some(r) => {
             let _ = writeln!(
                 s,
-                "root {} ({}), {}{}{}, wait {:?}; mount on {NEW_ROOT}, move /dev /proc /sys /run, free the initramfs, chroot",
+                "root {} ({}), {}{}{}, wait {}; mount on {NEW_ROOT}, move /dev /proc /sys /run, free the initramfs, chroot",
                 r.device,
                 if r.fstypes.is_empty() { "type detected".to_string() } else { r.fstypes.join(",") },
                 if r.options.read_only { "ro" } else { "rw" },
@@ -243,7 +193,7 @@ pub fn dry_run(
         Ok(c) => {
             let _ = writeln!(
                 s,
-                "exec {} (first that exists of: {}), argv {:?}, env {:?}",
+                "exec {} (first that exists of: {}), argv {:?} + the words the kernel passes to /init (e.g. single), env {:?}",
                 c.path,
                 cfg.init.explicit.clone().unwrap_or_else(|| {
                     let mut v = vec![cfg.init.manifest_path.clone()];
@@ -313,6 +263,64 @@ mod tests {
                 modules_dir: None
             })
         );
+    }
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kmodinit-cli-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("mods/kernel")).unwrap();
+        d
+    }
+
+    #[test]
+    fn dry_run_says_what_the_boot_would_do() {
+        let d = temp("dry");
+        std::fs::write(
+            d.join("mods/modules.dep"),
+            "kernel/a.ko:\nkernel/b.ko: kernel/a.ko\n",
+        )
+        .unwrap();
+        let manifest = d.join("m.json");
+        std::fs::write(
+            &manifest,
+            r#"{"version": 1, "chains": [{"name": "disk", "modules": ["b"], "required": true}],
+                "root": {"device": "LABEL=r", "wait_ms": 500}, "on_failure": "poweroff"}"#,
+        )
+        .unwrap();
+        let out = dry_run(
+            "root=/dev/vda rw init=/bin/sh kmodinit.on_failure=reboot",
+            Some(&manifest),
+            Some(&d.join("mods")),
+        )
+        .unwrap();
+        assert!(
+            out.contains("kernel/a.ko") && out.contains("kernel/b.ko"),
+            "{out}"
+        );
+        assert!(out.contains("root /dev/vda (type detected), rw"), "{out}");
+        assert!(out.contains("wait up to 0.5 s"), "{out}");
+        assert!(
+            out.contains("exec /bin/sh (first that exists of: /bin/sh)"),
+            "{out}"
+        );
+        assert!(out.contains("on failure: rebooting"), "{out}");
+
+        let out = dry_run("quiet", Some(&d.join("none.json")), None).unwrap();
+        assert!(out.contains("not found, boot with no modules"), "{out}");
+        assert!(
+            out.contains("no root: exec the init inside the initramfs"),
+            "{out}"
+        );
+        assert!(out.contains("on failure: starting a rescue shell"), "{out}");
+
+        std::fs::write(
+            &manifest,
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["nope"]}]}"#,
+        )
+        .unwrap();
+        let e = dry_run("", Some(&manifest), Some(&d.join("mods"))).unwrap_err();
+        assert!(matches!(e, BootError::Plan(_)), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

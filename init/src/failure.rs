@@ -104,23 +104,48 @@ pub fn carry_out(action: FailureAction, dev: &Path) -> ! {
     }
 }
 
-/// Points fds 0, 1, 2 at the console so a shell can talk to the user.
-/// Best effort.
+/// The terminal behind `/dev/console`: the last name in
+/// `/sys/class/tty/console/active` (the kernel's preferred console), e.g.
+/// `ttyS0` for `console=tty0 console=ttyS0`.
+pub fn active_console(active: &str) -> Option<&str> {
+    active.split_whitespace().last()
+}
+
+/// Points fds 0, 1, 2 at the console so a shell can talk to the user. The
+/// real terminal behind `/dev/console` is preferred and made our controlling
+/// terminal (`/dev/console` itself cannot be one), so the rescue shell gets
+/// job control and Ctrl-C. Best effort.
 pub fn console_stdio(dev: &Path) {
     use std::os::fd::AsRawFd;
-    let Ok(c) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dev.join("console"))
-    else {
+    let open = |p: &Path| std::fs::OpenOptions::new().read(true).write(true).open(p);
+    let tty = std::fs::read_to_string("/sys/class/tty/console/active")
+        .ok()
+        .and_then(|a| active_console(&a).map(|n| dev.join(n)))
+        .and_then(|p| open(&p).ok());
+    let is_tty = tty.is_some();
+    let Some(c) = tty.or_else(|| open(&dev.join("console")).ok()) else {
         return;
     };
-    for fd in 0..3 {
-        // SAFETY: dup2 on a valid open fd onto 0..2; no Rust object owns
-        // fds 0..2 in PID 1 other than through std's stdio, which stays
-        // valid (it now refers to the console).
+    if is_tty {
+        // A new session (PID 1 starts in session 0, so this succeeds) whose
+        // controlling terminal is the console's tty.
+        let _ = nix::unistd::setsid();
+        // SAFETY: TIOCSCTTY on a valid open terminal fd; arg 1 steals it
+        // from another session if needed (we are root).
         unsafe {
-            libc::dup2(c.as_raw_fd(), fd);
+            libc::ioctl(c.as_raw_fd(), libc::TIOCSCTTY, 1);
+        }
+    }
+    dup_to_stdio(&c);
+}
+
+fn dup_to_stdio(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    for fd in 0..3 {
+        // SAFETY: dup2 of a valid open fd onto 0..2; std's stdio handles
+        // stay valid (they now refer to the console).
+        unsafe {
+            libc::dup2(f.as_raw_fd(), fd);
         }
     }
 }
@@ -131,7 +156,13 @@ pub fn ensure_stdio(dev: &Path) {
     // SAFETY: F_GETFD only queries fd 0.
     let missing = unsafe { libc::fcntl(0, libc::F_GETFD) } == -1;
     if missing {
-        console_stdio(dev);
+        if let Ok(c) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dev.join("console"))
+        {
+            dup_to_stdio(&c);
+        }
     }
 }
 
@@ -156,8 +187,7 @@ pub fn install_panic_hook(dev: &'static Path) {
             "panic in thread {}{where_}: {msg}",
             thread.name().unwrap_or("?")
         );
-        crate::kmsg::kmsg_write(dev, log::Level::Error, &text);
-        crate::kmsg::console_write(dev, &format!("kmodinit: {text}\n"));
+        crate::kmsg::announce(dev, Path::new("/proc"), &format!("kmodinit: {text}\n"));
     }));
 }
 
@@ -181,6 +211,13 @@ mod tests {
             A::Halt
         );
         assert_eq!(choose(Some(OnFailure::Halt), None, true), A::Halt);
+    }
+
+    #[test]
+    fn preferred_console_is_the_last_active() {
+        assert_eq!(active_console("tty0 ttyS0\n"), Some("ttyS0"));
+        assert_eq!(active_console("ttyS0\n"), Some("ttyS0"));
+        assert_eq!(active_console(""), None);
     }
 
     #[test]

@@ -40,11 +40,19 @@ pub fn syslog_priority(level: Level) -> u8 {
 /// Formats one `/dev/kmsg` record (one write = one record). Newlines inside
 /// the message would start a new record without a priority: replaced.
 pub fn kmsg_record(level: Level, msg: &str) -> String {
+    let msg = untagged(msg);
     format!(
         "<{}>{TAG}: {}\n",
         syslog_priority(level),
         msg.replace('\n', " | ")
     )
+}
+
+/// A message that already starts with our tag is not tagged twice.
+fn untagged(msg: &str) -> &str {
+    msg.strip_prefix(TAG)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(msg)
 }
 
 /// Verbosity: what reaches the kernel log and the console.
@@ -145,7 +153,7 @@ impl KmsgLogger {
         }
         let echoed = kmsg_ok && kernel_echoes(level, kernel_level);
         if level <= verbosity.console && !echoed {
-            let line = format!("{TAG}: {msg}\n");
+            let line = format!("{TAG}: {}\n", untagged(msg));
             match sinks.console.as_mut() {
                 Some(c) => {
                     let _ = c.write_all(line.as_bytes());
@@ -218,12 +226,27 @@ pub fn console_write(dev: &Path, text: &str) {
     }
 }
 
-/// Writes each line of `text` to the kernel log at `level`, bypassing `log`.
-pub fn kmsg_write(dev: &Path, level: Level, text: &str) {
-    if let Some(mut k) = open_append(&dev.join("kmsg")) {
-        for line in text.lines() {
-            let _ = k.write_all(kmsg_record(level, line).as_bytes());
-        }
+/// Writes each non-empty line of `text` to the kernel log at `level`,
+/// bypassing `log`. Returns false if `/dev/kmsg` could not be written.
+pub fn kmsg_write(dev: &Path, level: Level, text: &str) -> bool {
+    let Some(mut k) = open_append(&dev.join("kmsg")) else {
+        return false;
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .all(|line| k.write_all(kmsg_record(level, line).as_bytes()).is_ok())
+}
+
+/// Says `text` as an error on the kernel log and, unless the kernel echoes
+/// error records there itself, on the console: shown exactly once, whatever
+/// `quiet` or `loglevel=` say. For the fatal-error explanation and panics.
+pub fn announce(dev: &Path, proc: &Path, text: &str) {
+    let echoed = std::fs::read_to_string(proc.join("sys/kernel/printk"))
+        .ok()
+        .and_then(|s| parse_console_loglevel(&s))
+        .is_some_and(|l| kernel_echoes(Level::Error, l));
+    if !kmsg_write(dev, Level::Error, text) || !echoed {
+        console_write(dev, text);
     }
 }
 
@@ -288,6 +311,7 @@ mod tests {
         assert_eq!(kmsg_record(Level::Warn, "x"), "<4>kmodinit: x\n");
         assert_eq!(kmsg_record(Level::Info, "a\nb"), "<6>kmodinit: a | b\n");
         assert_eq!(kmsg_record(Level::Trace, "x"), "<7>kmodinit: x\n");
+        assert_eq!(kmsg_record(Level::Info, "kmodinit: x"), "<6>kmodinit: x\n");
     }
 
     #[test]
@@ -353,6 +377,33 @@ mod tests {
         let console = std::fs::read_to_string(d.join("console")).unwrap();
         assert_eq!(console.lines().count(), 200);
         assert!(!console.contains("bad") && !console.contains("hidden"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn announce_shows_once() {
+        let d = temp("announce");
+        for (level, console_lines) in [("7 4 1 7\n", 0), ("1 4 1 7\n", 3)] {
+            std::fs::write(d.join("kmsg"), "").unwrap();
+            std::fs::write(d.join("console"), "").unwrap();
+            std::fs::write(d.join("sys/kernel/printk"), level).unwrap();
+            announce(&d, &d, "\n*** failed ***\n  why\n  now halting\n");
+            let kmsg = std::fs::read_to_string(d.join("kmsg")).unwrap();
+            assert_eq!(
+                kmsg.lines().collect::<Vec<_>>(),
+                [
+                    "<3>kmodinit: *** failed ***",
+                    "<3>kmodinit:   why",
+                    "<3>kmodinit:   now halting"
+                ]
+            );
+            let console = std::fs::read_to_string(d.join("console")).unwrap();
+            assert_eq!(
+                console.lines().filter(|l| !l.is_empty()).count(),
+                console_lines,
+                "printk {level}"
+            );
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 

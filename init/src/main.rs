@@ -28,7 +28,12 @@ const PROC: &str = "/proc";
 
 fn main() -> ExitCode {
     let boottime_init_start = clock::boottime();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // args_os: std::env::args() would panic on a non-UTF-8 argument, before
+    // any panic protection is in place.
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if nix::unistd::getpid().as_raw() == 1 {
         pid1(boottime_init_start, args)
     }
@@ -59,17 +64,7 @@ fn pid1(boottime_init_start: f64, kernel_args: Vec<String>) -> ! {
         cmdline_on_failure: None,
         manifest_on_failure: None,
     };
-    let err = match panic::catch_unwind(AssertUnwindSafe(|| boot(&mut b, &kernel_args))) {
-        Ok(Err(e)) => e,
-        Ok(Ok(never)) => match never {},
-        Err(payload) => BootError::Panic(
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".into()),
-        ),
-    };
+    let err = boot::run_guarded(|| boot(&mut b, &kernel_args));
     fail(&mut b, err)
 }
 
@@ -180,12 +175,8 @@ fn load_modules(
     cmdline: &KernelCmdline,
     config: &BootConfig,
 ) -> Result<(), BootError> {
-    let modules_dir = boot::modules_dir(Path::new("/"), Path::new(PROC)).map_err(|source| {
-        BootError::ReadManifest {
-            path: "/proc/sys/kernel/osrelease".into(),
-            source,
-        }
-    })?;
+    let modules_dir =
+        boot::modules_dir(Path::new("/"), Path::new(PROC)).map_err(BootError::KernelRelease)?;
     let index = DepIndex::load(&modules_dir).map_err(|source| BootError::Index {
         dir: modules_dir.clone(),
         source,
@@ -245,7 +236,7 @@ fn switch_to_root(
         return init_in_initramfs(config, kernel_args);
     };
     let scanner = BlockScanner::system();
-    log::info!("waiting for root {} ({:?})", root.device, root.wait);
+    log::info!("waiting for root {} ({})", root.device, root.wait);
     let found = blockdev::wait_for(
         root.wait,
         &mut RealWaiter::start(),
@@ -334,8 +325,15 @@ fn exec_init(b: &mut Boot, init: &InitCommand) -> BootError {
 }
 
 /// The failure path: explain on the console and the kernel log, record the
-/// error in the report, then carry out `on_failure`. Never returns.
+/// error in the report, then carry out `on_failure`. Never returns, even if
+/// explaining panics (then it halts).
 fn fail(b: &mut Boot, err: BootError) -> ! {
+    let action = panic::catch_unwind(AssertUnwindSafe(|| explain_failure(b, &err)))
+        .unwrap_or(FailureAction::Halt);
+    failure::carry_out(action, Path::new(DEV))
+}
+
+fn explain_failure(b: &mut Boot, err: &BootError) -> FailureAction {
     let action = failure::choose(
         b.cmdline_on_failure,
         b.manifest_on_failure,
@@ -350,14 +348,13 @@ fn fail(b: &mut Boot, err: BootError) -> ! {
         b.report_written.then_some(REPORT_PATH),
         action,
     );
-    kmsg::kmsg_write(Path::new(DEV), log::Level::Error, &text);
-    kmsg::console_write(Path::new(DEV), &text);
+    kmsg::announce(Path::new(DEV), Path::new(PROC), &text);
     if action == FailureAction::Rescue {
         if let Some(d) = b.devkmsg.as_mut() {
             d.restore(Path::new(PROC));
         }
     }
-    failure::carry_out(action, Path::new(DEV))
+    action
 }
 
 /// Not PID 1: refuse to touch the machine; `plan` and `--dry-run` only read.
@@ -388,7 +385,7 @@ fn host(args: &[String]) -> ExitCode {
             cmdline,
         } => cli::plan_from_files(&manifest, &modules_dir, &KernelCmdline::parse(&cmdline)).map(
             |p| match p {
-                Some(p) => cli::render_plan(&p),
+                Some(p) => p.render_text(),
                 None => format!("no manifest at {}\n", manifest.display()),
             },
         ),
