@@ -55,7 +55,7 @@ demo: init mkimage
 
 # QEMU boots (each test is #[ignore]d so `cargo test` alone stays fast).
 test-e2e: init mkimage fixtures
-	cargo test -p kmodinit-e2e -- --ignored --test-threads=2
+	cargo test -p kmodinit-e2e --no-fail-fast -- --ignored --test-threads=2
 
 test: lint test-unit test-e2e
 

@@ -272,6 +272,17 @@ pub fn stage_tree(
         let to = extra_dir.join(format!("{name}.ko"));
         std::fs::copy(ko, &to).map_err(io("copying", ko))?;
     }
+    // The host's kmod may lack zlib (Debian 12: `-ZLIB`), so its depmod
+    // skips `.ko.gz`: index those trees before compressing, then rename the
+    // entries, as a depmod with zlib would have written them.
+    let gzip: Vec<&String> = recompress
+        .iter()
+        .filter(|(_, how)| *how == Recompress::Gzip)
+        .map(|(rel, _)| rel)
+        .collect();
+    if !gzip.is_empty() {
+        depmod(stage, &kernel.release)?;
+    }
     for (rel, how) in recompress {
         let file = dst.join(rel);
         let mut cmd = match how {
@@ -297,12 +308,41 @@ pub fn stage_tree(
             std::fs::remove_file(&file).map_err(io("removing", &file))?;
         }
     }
-    run_command(
-        Command::new("depmod")
-            .arg("-b")
-            .arg(stage)
-            .arg(&kernel.release),
-    )?;
+    if gzip.is_empty() {
+        return depmod(stage, &kernel.release);
+    }
+    let dep_file = dst.join("modules.dep");
+    let text = std::fs::read_to_string(&dep_file).map_err(io("reading", &dep_file))?;
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let (path, deps) = line.split_once(':').unwrap_or((line, ""));
+        let rename = |p: &str| {
+            if gzip.iter().any(|g| g.as_str() == p) {
+                format!("{p}.gz")
+            } else {
+                p.to_string()
+            }
+        };
+        let deps: Vec<String> = deps.split_whitespace().map(rename).collect();
+        out.push_str(&rename(path));
+        out.push(':');
+        for d in deps {
+            out.push(' ');
+            out.push_str(&d);
+        }
+        out.push('\n');
+    }
+    std::fs::write(&dep_file, out).map_err(io("writing", &dep_file))?;
+    // The binary index still names the .ko files: drop it, the text wins.
+    let bin = dst.join("modules.dep.bin");
+    if bin.exists() {
+        std::fs::remove_file(&bin).map_err(io("removing", &bin))?;
+    }
+    Ok(())
+}
+
+fn depmod(stage: &Path, release: &str) -> Result<(), HarnessError> {
+    run_command(Command::new("depmod").arg("-b").arg(stage).arg(release))?;
     Ok(())
 }
 
@@ -365,4 +405,29 @@ pub fn host_module_closure(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn farm_has_chains_over_shared_roots() {
+        let template = "@DECLS@\nKMI_MODULE(@SELF@, @EXPR@, 0);\n";
+        let sources = farm_sources(template);
+        assert_eq!(sources.len(), FARM_SHARED + FARM_CHAINS * FARM_CHAIN_LEN);
+        assert!(sources.len() >= 30);
+        let get = |n: &str| &sources.iter().find(|(m, _)| m == n).unwrap().1;
+        // The first module of chain 4 uses shared root 4 % 3 = 1.
+        assert!(get(&farm_module(4, 0)).contains("kmi_farm_s1_value()"));
+        // A middle module uses its chain predecessor only.
+        let mid = get(&farm_module(2, 2));
+        assert!(mid.contains("kmi_farm_c2_1_value()"));
+        assert!(!mid.contains("kmi_farm_s"));
+        // The last module of chain 2 also uses the next root: shared deps.
+        assert!(get(&farm_module(2, FARM_CHAIN_LEN - 1)).contains("kmi_farm_s0_value()"));
+        assert!(get(&farm_shared(0)).contains("KMI_MODULE(kmi_farm_s0, 100, 0)"));
+        assert_eq!(farm_chains().len(), FARM_CHAINS);
+    }
 }

@@ -88,9 +88,9 @@ impl Env {
         })
     }
 
-    /// A fresh directory for one test.
-    pub fn scratch(&self, name: &str) -> PathBuf {
-        scratch_dir(&self.work, name).unwrap_or_else(|e| panic!("scratch dir: {e}"))
+    /// A fresh directory for one test (see [`Scratch`]).
+    pub fn scratch(&self, name: &str) -> Scratch {
+        Scratch::new(&self.work, name)
     }
 
     /// Runs `kmodinit-mkimage`: the manifest is written to `dir/manifest.json`,
@@ -168,6 +168,59 @@ impl Env {
             .log_file(dir.join("console.log"))
             .stop_on(markers::DONE)
             .timeout(Duration::from_secs(120))
+    }
+}
+
+/// A test's scratch directory under `build/e2e`. When the test passes, the
+/// big files (disk and initramfs images, staged trees) are removed on drop
+/// and only `console.log` stays; after a failure everything stays for
+/// inspection.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(base: &Path, name: &str) -> Scratch {
+        Scratch {
+            path: scratch_dir(base, name).unwrap_or_else(|e| panic!("scratch dir: {e}")),
+        }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == "console.log") {
+                continue;
+            }
+            // Best effort: a leftover file only costs disk space.
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
     }
 }
 

@@ -9,10 +9,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use kmodinit_e2e::fixtures::{self, host_module_closure, Fixtures};
-use kmodinit_e2e::{workspace_root, BUSYBOX};
+use kmodinit_e2e::{workspace_root, Scratch, BUSYBOX};
 use kmodinit_qemu::cpio::Cpio;
 use kmodinit_qemu::rootfs::markers;
-use kmodinit_qemu::{scratch_dir, Ext4Image, GptDisk, HostKernel, RealInitRoot, Vm};
+use kmodinit_qemu::{Ext4Image, GptDisk, HostKernel, RealInitRoot, Vm};
 
 fn kernel() -> &'static HostKernel {
     static K: OnceLock<HostKernel> = OnceLock::new();
@@ -26,8 +26,8 @@ fn fixtures() -> &'static Fixtures {
     })
 }
 
-fn scratch(name: &str) -> PathBuf {
-    scratch_dir(&workspace_root().join("build/e2e"), name).unwrap()
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&workspace_root().join("build/e2e"), name)
 }
 
 /// An initramfs with busybox, the real-init tree, the given files, and an
