@@ -419,8 +419,15 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
                     );
                 }
             }
-            if boot.console.text().contains("KMB-FAIL") {
-                series.note("modprobe failed for some module");
+            let failed: Vec<&str> = boot
+                .console
+                .text()
+                .lines()
+                .filter_map(|l| l.split("KMB-FAIL ").nth(1))
+                .map(str::trim)
+                .collect();
+            if !failed.is_empty() {
+                series.note(format!("modprobe failed: {}", failed.join(", ")));
             }
             if let Some(n) = f.get("modules") {
                 counts[i].push(n.clone());
