@@ -561,6 +561,27 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
             ratio(km_med, Some(limit)),
         ));
     }
+    if let Some(r) = shown {
+        let origin = r
+            .load
+            .as_ref()
+            .map_or(r.boottime_load_start, |l| l.boottime_load_start);
+        let first = r
+            .load
+            .iter()
+            .flat_map(|l| l.modules.iter())
+            .filter_map(|m| m.start)
+            .fold(f64::INFINITY, f64::min);
+        if first.is_finite() && origin > 0.0 {
+            let _ = writeln!(
+                md,
+                "\nIn the timeline's run the first insertion began {:.0} ms after the load phase's start stamp \
+                 (set-up inside the measured phase), and /init reached the load phase {:.0} ms after its first line.",
+                (first - origin) * 1000.0,
+                (r.boottime_load_start - r.boottime_init_start) * 1000.0
+            );
+        }
+    }
     let failed = km.failed_modules();
     if !failed.is_empty() {
         let _ = writeln!(
