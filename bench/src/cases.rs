@@ -560,6 +560,10 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
             format!("{title}: kmodinit / physical limit (target ≤ 1.10×)"),
             ratio(km_med, Some(limit)),
         ));
+        out.summary.push((
+            format!("{title}: kmodinit / its measured critical path"),
+            ratio(km_med, km.crit.median()),
+        ));
     }
     if let Some(r) = shown {
         let origin = r
