@@ -27,6 +27,8 @@ const CHAR_PX: f64 = 5.2;
 pub struct Bar {
     pub name: String,
     pub row: String,
+    /// Bars of one group (the module's first chain) share a colour.
+    pub group: String,
     pub start_ms: f64,
     pub end_ms: f64,
 }
@@ -53,6 +55,7 @@ pub fn bars_from_report(report: &BootReport) -> Vec<Bar> {
             Some(Bar {
                 name: m.name.clone(),
                 row,
+                group: m.chains.first().cloned().unwrap_or_default(),
                 start_ms: (start - origin) * 1000.0,
                 end_ms: (end - origin) * 1000.0,
             })
@@ -69,6 +72,17 @@ fn tick_step(span_ms: f64, want: f64) -> f64 {
         .map(|m| m * mag)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag)
+}
+
+/// A stable hue per group name; dependencies (no chain) are grey-blue.
+fn hue_of(group: &str) -> String {
+    if group.is_empty() {
+        return "hsl(215,15%,78%)".into();
+    }
+    let h = group.bytes().fold(2166136261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16777619)
+    });
+    format!("hsl({},60%,72%)", (h % 24) * 15)
 }
 
 fn escape(text: &str) -> String {
@@ -117,12 +131,12 @@ pub fn render(title: &str, bars: &[Bar], edges: &[(String, String)]) -> String {
         // greedily, so no two labels overlap.
         let mut lane_ends: Vec<f64> = Vec::new();
         let mut labels = String::new();
-        for (i, b) in row_bars.iter().enumerate() {
+        for b in row_bars.iter() {
             let (x0, x1) = (x_of(b.start_ms), x_of(b.end_ms).max(x_of(b.start_ms) + 1.0));
-            let hue = (i * 47) % 360;
+            let hue = hue_of(&b.group);
             let _ = writeln!(
                 body,
-                r##"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR_PX}" fill="hsl({hue},55%,72%)" stroke="#335" stroke-width="0.5"><title>{} {:.1}–{:.1} ms</title></rect>"##,
+                r##"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{BAR_PX}" fill="{hue}" stroke="#335" stroke-width="0.5"><title>{} {:.1}–{:.1} ms</title></rect>"##,
                 x1 - x0,
                 escape(&b.name),
                 b.start_ms,
@@ -248,6 +262,7 @@ mod tests {
         Bar {
             name: name.into(),
             row: row.into(),
+            group: String::new(),
             start_ms: s,
             end_ms: e,
         }
