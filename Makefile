@@ -62,3 +62,10 @@ test: lint test-unit test-e2e
 clean:
 	cargo clean
 	rm -rf $(BUILD)
+
+# Boots kmodinit and baseline images under QEMU (TCG, -smp 2), BENCH_RUNS runs
+# each (default 5; BENCH_CASES=1,2,3,4 picks cases); writes
+# bench/results/latest.md, the timeline SVGs and README's benchmark section.
+bench: init mkimage
+	cargo build --release -p kmodinit-bench
+	KVER=$(KVER) target/release/kmodinit-bench

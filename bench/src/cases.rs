@@ -1,0 +1,848 @@
+//! The benchmark cases of issue #7. Each builds its images once, boots every
+//! variant `runs` times (interleaved, so drift on the shared machine hits all
+//! variants alike) and returns a markdown section plus README summary rows.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::moddep::ModDep;
+use crate::report::BootReport;
+use crate::spec::Spec;
+use crate::stage::Image;
+use crate::stats::{ratio, secs, Series};
+use crate::vm::{boot, kmb_fields, Boot};
+
+/// Paths and knobs shared by every case.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub release: String,
+    pub kernel: PathBuf,
+    /// Scratch space for images and disks.
+    pub work: PathBuf,
+    /// Where SVGs go.
+    pub results: PathBuf,
+    pub runs: usize,
+    pub init_bin: PathBuf,
+    pub mkimage: PathBuf,
+    pub smp: u32,
+}
+
+/// One case's output.
+#[derive(Debug, Default)]
+pub struct CaseOutput {
+    pub markdown: String,
+    /// (what, value) lines for the README summary.
+    pub summary: Vec<(String, String)>,
+    /// Peak RSS samples from kmodinit's reports, KiB.
+    pub hwm_kib: Vec<u64>,
+}
+
+/// Kernel command line words shared by all boots (the harness adds
+/// `console=ttyS0 panic=-1`): a quiet kernel, as in production.
+const APPEND: &str = "quiet";
+
+fn run_vm(
+    env: &Env,
+    initrd: &Path,
+    append: &str,
+    disks: &[PathBuf],
+    work: &Path,
+) -> Result<Boot, String> {
+    boot(
+        &env.kernel,
+        initrd,
+        append,
+        disks,
+        env.smp,
+        &work.join("console.log"),
+    )
+}
+
+/// Builds a kmodinit image with `kmodinit-mkimage`.
+fn mkimage(
+    env: &Env,
+    manifest: &serde_json::Value,
+    modules_root: &Path,
+    adds: &[(PathBuf, &str)],
+    compress: &str,
+    out: &Path,
+) -> Result<u64, String> {
+    if !env.mkimage.exists() || !env.init_bin.exists() {
+        return Err(format!(
+            "{} or {} missing (make init mkimage)",
+            env.mkimage.display(),
+            env.init_bin.display()
+        ));
+    }
+    let mpath = out.with_extension("manifest.json");
+    std::fs::write(
+        &mpath,
+        serde_json::to_vec_pretty(manifest).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("{}: {e}", mpath.display()))?;
+    let mut cmd = Command::new(&env.mkimage);
+    cmd.arg("--manifest")
+        .arg(&mpath)
+        .args(["--kernel-release", &env.release])
+        .arg("--output")
+        .arg(out)
+        .arg("--modules-root")
+        .arg(modules_root)
+        .arg("--init")
+        .arg(&env.init_bin)
+        .args(["--compress", compress]);
+    for (src, dst) in adds {
+        cmd.arg("--add").arg(format!("{}:{dst}", src.display()));
+    }
+    let o = cmd
+        .output()
+        .map_err(|e| format!("{}: {e}", env.mkimage.display()))?;
+    if !o.status.success() {
+        return Err(format!(
+            "kmodinit-mkimage failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    std::fs::metadata(out)
+        .map(|m| m.len())
+        .map_err(|e| format!("{}: {e}", out.display()))
+}
+
+/// The init that kmodinit execs inside the initramfs in cases 1 and 2: dumps
+/// the report on the console and powers off.
+const DONE_SCRIPT: &str = "#!/bin/busybox sh\n\
+B=/bin/busybox\n\
+read t rest < /proc/uptime\n\
+echo \"KMB exec_uptime=$t modules=$($B wc -l < /proc/modules)\"\n\
+echo KMI-REPORT-BEGIN\n\
+$B cat /run/kmodinit/report.json\n\
+echo\n\
+echo KMI-REPORT-END\n\
+$B poweroff -f\n";
+
+/// Chains as busybox sees them: each entry preceded by its pre-softdeps
+/// (busybox modprobe ignores `modules.softdep`), so both loaders insert the
+/// same set of modules.
+fn busybox_chains(spec: &Spec, index: &ModDep) -> Vec<Vec<String>> {
+    spec.chains
+        .iter()
+        .map(|(_, chain)| {
+            let mut out: Vec<String> = Vec::new();
+            for m in chain {
+                for s in index.softdeps.get(m).into_iter().flatten() {
+                    if !out.contains(s) {
+                        out.push(s.clone());
+                    }
+                }
+                out.push(m.clone());
+            }
+            out
+        })
+        .collect()
+}
+
+/// A busybox `/init` that modprobes every chain, one after the other or one
+/// background job per chain, timing the phase with /proc/uptime.
+fn modprobe_script(chains: &[Vec<String>], parallel: bool) -> String {
+    let mut s = String::from(
+        "#!/bin/sh\nB=/bin/busybox\n$B mount -t proc proc /proc\n$B mount -t sysfs sysfs /sys\n\
+         $B mount -t devtmpfs devtmpfs /dev\nread t0 rest < /proc/uptime\n",
+    );
+    for c in chains {
+        let body = format!(
+            "for m in {}; do $B modprobe $m || {{ echo \"KMB-FAIL $m\"; break; }}; done",
+            c.join(" ")
+        );
+        if parallel {
+            let _ = writeln!(s, "( {body} ) &");
+        } else {
+            let _ = writeln!(s, "{body}");
+        }
+    }
+    if parallel {
+        s.push_str("wait\n");
+    }
+    s.push_str(
+        "read t1 rest < /proc/uptime\n\
+         echo \"KMB load_start=$t0 load_end=$t1 modules=$($B wc -l < /proc/modules)\"\n\
+         $B poweroff -f\n",
+    );
+    s
+}
+
+/// `modprobe.d` options so dependencies get their params too, as the
+/// manifest gives them to kmodinit.
+fn modprobe_options(spec: &Spec) -> String {
+    spec.params
+        .iter()
+        .map(|(m, p)| format!("options {m} {p}\n"))
+        .collect()
+}
+
+fn uptime_diff(fields: &std::collections::BTreeMap<String, String>) -> Option<f64> {
+    let a: f64 = fields.get("load_start")?.parse().ok()?;
+    let b: f64 = fields.get("load_end")?.parse().ok()?;
+    Some(b - a)
+}
+
+fn count(c: &[String]) -> String {
+    let mut c = c.to_vec();
+    c.sort();
+    c.dedup();
+    if c.is_empty() {
+        "–".into()
+    } else {
+        c.join("/")
+    }
+}
+
+/// kmodinit's runs of one variant: wall times, critical paths and reports.
+#[derive(Debug, Default)]
+struct KmSeries {
+    wall: Series,
+    crit: Series,
+    counts: Vec<String>,
+    hwm: Vec<u64>,
+    reports: Vec<BootReport>,
+}
+
+impl KmSeries {
+    /// Boots a kmodinit image once and records what its report says; the
+    /// report is also kept as `report-TAG.json` in `work`.
+    fn boot(
+        &mut self,
+        env: &Env,
+        img: &Path,
+        append: &str,
+        work: &Path,
+        tag: &str,
+    ) -> Result<(), String> {
+        let boot = run_vm(env, img, append, &[], work)?;
+        let value = match boot.console.report() {
+            Ok(v) => v,
+            Err(_) => {
+                self.wall.note(if boot.exited {
+                    "no report on the console"
+                } else {
+                    "timed out"
+                });
+                let _ = std::fs::write(
+                    work.join(format!("failed-{tag}-console.log")),
+                    boot.console.text(),
+                );
+                return Ok(());
+            }
+        };
+        let _ = std::fs::write(work.join(format!("report-{tag}.json")), value.to_string());
+        let r = match BootReport::from_value(value) {
+            Ok(r) => r,
+            Err(e) => {
+                self.wall.note(e);
+                return Ok(());
+            }
+        };
+        match r.load_wall_s() {
+            Some(w) => self.wall.push(w),
+            None => self.wall.note("report without load times"),
+        }
+        if let Some(l) = &r.load {
+            self.crit.push(l.critical_path_s);
+        }
+        if r.failures() > 0 {
+            self.wall
+                .note(format!("{} modules failed or blocked", r.failures()));
+        }
+        if let Some(h) = r.vm_hwm_kib {
+            self.hwm.push(h);
+        }
+        if let Some(n) = kmb_fields(boot.console.text()).get("modules") {
+            self.counts.push(n.clone());
+        }
+        self.reports.push(r);
+        Ok(())
+    }
+
+    /// The report whose load wall time is closest to the median.
+    fn median_report(&self) -> Option<&BootReport> {
+        let m = self.wall.median()?;
+        self.reports.iter().min_by(|a, b| {
+            let da = (a.load_wall_s().unwrap_or(f64::INFINITY) - m).abs();
+            let db = (b.load_wall_s().unwrap_or(f64::INFINITY) - m).abs();
+            da.total_cmp(&db)
+        })
+    }
+
+    fn jobs(&self) -> String {
+        self.reports
+            .iter()
+            .find_map(|r| r.load.as_ref().map(|l| l.jobs.to_string()))
+            .unwrap_or_else(|| "?".into())
+    }
+
+    /// Modules that failed or were blocked in any run.
+    fn failed_modules(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .reports
+            .iter()
+            .filter_map(|r| r.load.as_ref())
+            .flat_map(|l| l.modules.iter())
+            .filter(|m| m.state == "failed" || m.state == "blocked")
+            .map(|m| format!("{} ({})", m.name, m.state))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// One load-phase case (1 or 2).
+#[derive(Debug, Clone)]
+pub struct LoadCase {
+    /// File-name stem of its scratch dir and SVG.
+    pub key: String,
+    pub title: String,
+    pub manifest: serde_json::Value,
+    /// Holds `lib/modules/RELEASE`.
+    pub modules_root: PathBuf,
+    /// Add the Σ delay_ms row (fixture farm only).
+    pub physical_limit: bool,
+    pub runs: usize,
+    /// Also boot kmodinit with `kmodinit.jobs=N` (the pool width's effect).
+    pub alt_jobs: Option<usize>,
+}
+
+/// Cases 1 and 2: the load phase of `manifest` (modules under
+/// `modules_root`), kmodinit against sequential and per-chain busybox
+/// modprobe. `physical_limit` adds the Σ delay_ms row (fixture farm only).
+pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
+    let LoadCase {
+        key,
+        title,
+        manifest,
+        modules_root,
+        physical_limit,
+        runs,
+        alt_jobs,
+    } = case;
+    let (key, title, physical_limit, runs, alt_jobs) = (
+        key.as_str(),
+        title.as_str(),
+        *physical_limit,
+        *runs,
+        *alt_jobs,
+    );
+    let work = env.work.join(key);
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let spec = Spec::from_manifest(manifest)?;
+    let index = ModDep::load(&modules_root.join("lib/modules").join(&env.release))?;
+    let closure = index.closure(&spec.roots())?;
+    let chains = busybox_chains(&spec, &index);
+    let mut out = CaseOutput::default();
+
+    // Images.
+    let mut bb = Image::busybox()?;
+    bb.add_modules(modules_root, &env.release, &index, &closure, &work)?;
+    bb.add_file("/etc/modprobe.d/bench.conf", 0o644, modprobe_options(&spec));
+    let mut seq_img = Image {
+        entries: bb.entries.clone(),
+    };
+    seq_img.add_file("/init", 0o755, modprobe_script(&chains, false));
+    let seq_path = work.join("busybox-seq.img");
+    seq_img.write(&seq_path, "none")?;
+    let mut par_img = bb;
+    par_img.add_file("/init", 0o755, modprobe_script(&chains, true));
+    let par_path = work.join("busybox-par.img");
+    par_img.write(&par_path, "none")?;
+
+    let mut km_manifest = manifest.clone();
+    km_manifest["init"] = serde_json::json!({"path": "/bin/busybox", "args": ["sh", "/kmb-done"]});
+    if let Some(o) = km_manifest.as_object_mut() {
+        o.remove("root");
+        o.insert("on_failure".into(), serde_json::json!("poweroff"));
+    }
+    let done = work.join("kmb-done");
+    std::fs::write(&done, DONE_SCRIPT).map_err(|e| e.to_string())?;
+    let km_path = work.join("kmodinit.img");
+    let km_built = mkimage(
+        env,
+        &km_manifest,
+        modules_root,
+        &[
+            (PathBuf::from(crate::stage::BUSYBOX), "/bin/busybox"),
+            (done.clone(), "/kmb-done"),
+        ],
+        "none",
+        &km_path,
+    );
+
+    let (mut seq, mut par) = (Series::default(), Series::default());
+    let mut km = KmSeries::default();
+    // A second kmodinit variant with another pool width, when asked for:
+    // shows how much of the result is the automatic pool width.
+    let mut km_alt = KmSeries::default();
+    let mut counts: [Vec<String>; 2] = Default::default();
+    if let Err(e) = &km_built {
+        km.wall.note(format!("kmodinit image not built: {e}"));
+    }
+    for run in 0..runs {
+        eprintln!("bench {key}: run {}/{runs}", run + 1);
+        if km_built.is_ok() {
+            km.boot(env, &km_path, APPEND, &work, &format!("auto-{run}"))?;
+            if let Some(j) = alt_jobs {
+                km_alt.boot(
+                    env,
+                    &km_path,
+                    &format!("{APPEND} kmodinit.jobs={j}"),
+                    &work,
+                    &format!("jobs{j}-{run}"),
+                )?;
+            }
+        }
+        for (i, (path, series)) in [(&seq_path, &mut seq), (&par_path, &mut par)]
+            .into_iter()
+            .enumerate()
+        {
+            let boot = run_vm(env, path, APPEND, &[], &work)?;
+            let f = kmb_fields(boot.console.text());
+            match uptime_diff(&f) {
+                Some(d) => series.push(d),
+                None => {
+                    series.note(if boot.exited {
+                        "no timing line"
+                    } else {
+                        "timed out"
+                    });
+                    let _ = std::fs::write(
+                        work.join(format!("busybox-{i}-failed-console.log")),
+                        boot.console.text(),
+                    );
+                }
+            }
+            let failed: Vec<&str> = boot
+                .console
+                .text()
+                .lines()
+                .filter_map(|l| l.split("KMB-FAIL ").nth(1))
+                .map(str::trim)
+                .collect();
+            if !failed.is_empty() {
+                series.note(format!("modprobe failed: {}", failed.join(", ")));
+            }
+            if let Some(n) = f.get("modules") {
+                counts[i].push(n.clone());
+            }
+        }
+    }
+
+    // Timeline of the kmodinit run closest to the median.
+    let shown = km.median_report();
+    if let Some(r) = shown {
+        let bars = crate::svg::bars_from_report(r);
+        let preds = spec.preds(&index)?;
+        let mut edges: Vec<(String, String)> = Vec::new();
+        for (n, ps) in &preds {
+            let direct = index.direct_deps(n);
+            let listed = index
+                .modules
+                .get(n)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default();
+            for p in ps {
+                // Draw direct deps, softdeps and chain order, not the
+                // transitive closure that modules.dep spells out.
+                if direct.contains(p) || !listed.contains(p) {
+                    edges.push((p.clone(), n.clone()));
+                }
+            }
+        }
+        let svg = crate::svg::render(
+            &format!(
+                "kmodinit load phase: {title} ({} workers, -smp {})",
+                r.load.as_ref().map_or(0, |l| l.jobs),
+                env.smp
+            ),
+            &bars,
+            &edges,
+        );
+        let p = env.results.join(format!("{key}.svg"));
+        std::fs::write(&p, svg).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+
+    let km_med = km.wall.median();
+    out.hwm_kib = km.hwm.clone();
+    let md = &mut out.markdown;
+    let _ = writeln!(md, "| variant | median (s) | runs min–max (s) | ratio to kmodinit | modules in /proc/modules | notes |");
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | --- |");
+    let _ = writeln!(
+        md,
+        "| kmodinit, automatic pool ({} workers; report: load_end − load_start) | {} | {} | 1.00× | {} | {} |",
+        km.jobs(),
+        secs(km_med),
+        km.wall.spread(),
+        count(&km.counts),
+        km.wall.notes.join("; ")
+    );
+    if let Some(j) = alt_jobs {
+        let _ = writeln!(
+            md,
+            "| kmodinit, `kmodinit.jobs={j}` | {} | {} | {} | {} | {} |",
+            secs(km_alt.wall.median()),
+            km_alt.wall.spread(),
+            ratio(km_alt.wall.median(), km_med),
+            count(&km_alt.counts),
+            km_alt.wall.notes.join("; ")
+        );
+    }
+    for (name, series, c) in [
+        ("busybox modprobe, sequential", &seq, &counts[0]),
+        ("busybox modprobe, one job per chain", &par, &counts[1]),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} |",
+            secs(series.median()),
+            series.spread(),
+            ratio(series.median(), km_med),
+            count(c),
+            series.notes.join("; ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| critical path (kmodinit report: measured module times on the longest path) | {} | {} | {} | | |",
+        secs(km.crit.median()),
+        km.crit.spread(),
+        ratio(km.crit.median(), km_med)
+    );
+    if physical_limit {
+        let (ms, path) = spec.longest_delay_path(&index)?;
+        let limit = ms as f64 / 1000.0;
+        let _ = writeln!(
+            md,
+            "| physical limit: Σ delay_ms on the longest path | {limit:.3} | | {} | | {} |",
+            ratio(Some(limit), km_med),
+            path.join(" → ")
+        );
+        let _ = writeln!(
+            md,
+            "\nkmodinit / physical limit = **{}** (target ≤ 1.10×); kmodinit / its own critical path = **{}**.",
+            ratio(km_med, Some(limit)),
+            ratio(km_med, km.crit.median())
+        );
+        if let Some(load) = shown.and_then(|r| r.load.as_ref()) {
+            let over: Vec<f64> = load
+                .modules
+                .iter()
+                .filter_map(|m| Some((m.end? - m.start?) * 1000.0 - spec.delay_ms(&m.name) as f64))
+                .collect();
+            if let Some(o) = crate::stats::median(&over) {
+                let _ = writeln!(
+                    md,
+                    "Per-module overhead in the timeline's run (measured time − its delay_ms, median): {o:.0} ms: \
+                     the cost of one insertion under TCG here, which each of the {} modules on the longest path adds to the physical limit.",
+                    path.len()
+                );
+            }
+        }
+        if let Some(j) = alt_jobs {
+            let _ = writeln!(
+                md,
+                "With `kmodinit.jobs={j}`: **{}** of the physical limit.",
+                ratio(km_alt.wall.median(), Some(limit))
+            );
+            out.summary.push((
+                format!("{title}: kmodinit jobs={j} / physical limit"),
+                ratio(km_alt.wall.median(), Some(limit)),
+            ));
+        }
+        out.summary.push((
+            format!("{title}: kmodinit / physical limit (target ≤ 1.10×)"),
+            ratio(km_med, Some(limit)),
+        ));
+        out.summary.push((
+            format!("{title}: kmodinit / its measured critical path"),
+            ratio(km_med, km.crit.median()),
+        ));
+    }
+    if let Some(r) = shown {
+        let origin = r
+            .load
+            .as_ref()
+            .map_or(r.boottime_load_start, |l| l.boottime_load_start);
+        let first = r
+            .load
+            .iter()
+            .flat_map(|l| l.modules.iter())
+            .filter_map(|m| m.start)
+            .fold(f64::INFINITY, f64::min);
+        if first.is_finite() && origin > 0.0 {
+            let _ = writeln!(
+                md,
+                "\nIn the timeline's run the first insertion began {:.0} ms after the load phase's start stamp \
+                 (set-up inside the measured phase), and /init reached the load phase {:.0} ms after its first line.",
+                (first - origin) * 1000.0,
+                (r.boottime_load_start - r.boottime_init_start) * 1000.0
+            );
+        }
+    }
+    let failed = km.failed_modules();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nModules kmodinit reported failed or blocked (no such hardware in the VM, or a failed chain predecessor): {}.",
+            failed.join(", ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n{} modules planned ({} chains), {runs} runs; ratios are variant / kmodinit (> 1 means kmodinit is faster).",
+        closure.len(),
+        spec.chains.len()
+    );
+    if shown.is_some() {
+        let _ = writeln!(md, "\n![{title} timeline]({key}.svg)");
+    }
+    out.summary
+        .push((format!("{title}: kmodinit load (median s)"), secs(km_med)));
+    out.summary.push((
+        format!("{title}: busybox sequential / kmodinit"),
+        ratio(seq.median(), km_med),
+    ));
+    out.summary.push((
+        format!("{title}: busybox per-chain / kmodinit"),
+        ratio(par.median(), km_med),
+    ));
+    Ok(out)
+}
+
+/// A fixed UUID so the kernel command line and manifests can name the root.
+pub const ROOT_UUID: &str = "6b6d6f64-696e-6974-2d62-656e63680001";
+
+/// The root disk: the harness's real init (prints the uptime it starts at,
+/// kmodinit's report, /proc/modules, then powers off) on ext4 with our UUID.
+fn root_disk(work: &Path) -> Result<PathBuf, String> {
+    let dir = work.join("rootfs");
+    let _ = std::fs::remove_dir_all(&dir);
+    kmodinit_qemu::RealInitRoot::new()
+        .populate(&dir)
+        .map_err(|e| e.to_string())?;
+    let img = work.join("root.ext4");
+    let mut ext4 = kmodinit_qemu::Ext4Image::new(64).map_err(|e| e.to_string())?;
+    ext4.uuid = ROOT_UUID.to_string();
+    ext4.build(&dir, &img).map_err(|e| e.to_string())?;
+    Ok(img)
+}
+
+/// The modules a virtio ext4 root needs, as chains.
+fn root_manifest() -> serde_json::Value {
+    serde_json::json!({
+        "version": 1,
+        "chains": [
+            {"name": "storage", "modules": ["virtio_pci", "virtio_blk"], "required": true},
+            {"name": "fs", "modules": ["ext4"], "required": true}
+        ],
+        "root": {"device": format!("UUID={ROOT_UUID}"), "fstype": "ext4", "flags": "ro", "wait_ms": 20000},
+        "init": {"path": "/sbin/init", "args": []},
+        "on_failure": "poweroff"
+    })
+}
+
+/// A minimal busybox `/init` that insmods the closure in order and
+/// switch_roots, the smallest thing that can boot this root.
+fn insmod_script(release: &str, index: &ModDep, closure: &[String]) -> String {
+    let mut s = String::from(
+        "#!/bin/sh\nB=/bin/busybox\n$B mount -t proc proc /proc\n$B mount -t sysfs sysfs /sys\n\
+         $B mount -t devtmpfs devtmpfs /dev\n",
+    );
+    for m in closure {
+        if let Some((rel, _)) = index.modules.get(m) {
+            let _ = writeln!(s, "$B insmod /lib/modules/{release}/{rel}");
+        }
+    }
+    s.push_str(
+        "i=0\nwhile [ ! -b /dev/vda ] && [ $i -lt 2000 ]; do $B usleep 10000; i=$((i+1)); done\n\
+         $B mount -t ext4 -o ro /dev/vda /newroot\n\
+         for d in dev proc sys run; do $B mount --move /$d /newroot/$d 2>/dev/null; done\n\
+         exec $B switch_root /newroot /sbin/init\n",
+    );
+    s
+}
+
+/// Case 3: uptime when the real init starts, for three initramfs images.
+pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
+    let work = env.work.join("boot");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let disk = root_disk(&work)?;
+    let manifest = root_manifest();
+    let spec = Spec::from_manifest(&manifest)?;
+    let index = ModDep::load(&Path::new("/lib/modules").join(&env.release))?;
+    let closure = index.closure(&spec.roots())?;
+
+    let mut bb = Image::busybox()?;
+    bb.add_modules(Path::new("/"), &env.release, &index, &closure, &work)?;
+    bb.add_file(
+        "/init",
+        0o755,
+        insmod_script(&env.release, &index, &closure),
+    );
+    let bb_path = work.join("busybox-insmod.img");
+    let bb_size = bb.write(&bb_path, "zstd")?;
+
+    let km_path = work.join("kmodinit.img");
+    let km_size = mkimage(env, &manifest, Path::new("/"), &[], "zstd", &km_path);
+    let deb_path = PathBuf::from(format!("/boot/initrd.img-{}", env.release));
+    let deb_size = std::fs::metadata(&deb_path).map(|m| m.len()).ok();
+
+    let variants: Vec<(&str, PathBuf, String, Option<u64>)> = vec![
+        (
+            "kmodinit",
+            km_path.clone(),
+            APPEND.to_string(),
+            km_size.as_ref().ok().copied(),
+        ),
+        (
+            "kmodinit, kmodinit.jobs=1",
+            km_path.clone(),
+            format!("{APPEND} kmodinit.jobs=1"),
+            km_size.as_ref().ok().copied(),
+        ),
+        (
+            "Debian initramfs-tools",
+            deb_path.clone(),
+            format!("root=UUID={ROOT_UUID} ro {APPEND}"),
+            deb_size,
+        ),
+        (
+            "busybox sh, insmod in order",
+            bb_path.clone(),
+            APPEND.to_string(),
+            Some(bb_size),
+        ),
+    ];
+    let mut series: Vec<Series> = vec![Series::default(); variants.len()];
+    if let Err(e) = &km_size {
+        series[0].note(format!("kmodinit image not built: {e}"));
+    }
+    for run in 0..env.runs {
+        eprintln!("bench boot: run {}/{}", run + 1, env.runs);
+        for (i, (name, img, append, size)) in variants.iter().enumerate() {
+            if size.is_none() {
+                continue;
+            }
+            let boot = run_vm(env, img, append, std::slice::from_ref(&disk), &work)?;
+            match boot.console.real_init() {
+                Some(r) => series[i].push(r.uptime_s),
+                None => {
+                    series[i].note(if boot.exited {
+                        "real init never ran"
+                    } else {
+                        "timed out"
+                    });
+                    let _ = std::fs::write(
+                        work.join(format!("failed-{i}-console.log")),
+                        boot.console.text(),
+                    );
+                    eprintln!("bench boot: {name}: real init not reached");
+                }
+            }
+        }
+    }
+    let mut out = CaseOutput::default();
+    let km_med = series[0].median();
+    let md = &mut out.markdown;
+    let _ = writeln!(md, "| initramfs | real init starts at (median uptime, s) | runs min–max (s) | ratio to kmodinit | image size (bytes) | notes |");
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | --- |");
+    for (i, (name, img, _, size)) in variants.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {name} (`{}`) | {} | {} | {} | {} | {} |",
+            img.file_name()
+                .map_or(String::new(), |f| f.to_string_lossy().into_owned()),
+            secs(series[i].median()),
+            series[i].spread(),
+            ratio(series[i].median(), km_med),
+            size.map_or("–".into(), |s| s.to_string()),
+            series[i].notes.join("; ")
+        );
+        out.summary.push((
+            format!("boot to real init: {name} (median s)"),
+            secs(series[i].median()),
+        ));
+        out.summary.push((
+            format!("image size: {name} (bytes)"),
+            size.map_or("–".into(), |s| s.to_string()),
+        ));
+    }
+    let _ = writeln!(
+        md,
+        "\nModules: {} (closure of virtio_pci, virtio_blk, ext4 with softdeps). kmodinit and busybox images zstd-compressed; the busybox one carries a {}-byte static busybox. Debian's image is the installed `/boot/initrd.img-{}` (zstd, MODULES=most, udev).",
+        closure.join(", "),
+        std::fs::metadata(crate::stage::BUSYBOX).map(|m| m.len()).unwrap_or(0),
+        env.release
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_script_backgrounds_every_chain_and_waits() {
+        let chains = vec![
+            vec!["a".to_string(), "b".to_string()],
+            vec!["c".to_string()],
+        ];
+        let s = modprobe_script(&chains, true);
+        assert_eq!(s.matches(") &").count(), 2);
+        assert!(s.contains("for m in a b;"));
+        assert!(s.contains("\nwait\n"));
+        let s = modprobe_script(&chains, false);
+        assert!(!s.contains('&'));
+        assert!(s.find("read t0").unwrap() < s.find("for m in a b").unwrap());
+        assert!(s.find("for m in c").unwrap() < s.find("read t1").unwrap());
+    }
+
+    #[test]
+    fn busybox_chains_get_softdeps_first() {
+        let mut index = ModDep::default();
+        index
+            .softdeps
+            .insert("ext4".into(), vec!["crc32c_generic".into()]);
+        let spec = Spec {
+            chains: vec![("fs".into(), vec!["ext4".into()])],
+            ..Spec::default()
+        };
+        assert_eq!(
+            busybox_chains(&spec, &index),
+            vec![vec!["crc32c_generic", "ext4"]]
+        );
+    }
+
+    #[test]
+    fn insmod_script_loads_in_the_given_order_then_switches_root() {
+        let mut index = ModDep::default();
+        index
+            .modules
+            .insert("a".into(), ("kernel/a.ko".into(), vec![]));
+        index
+            .modules
+            .insert("b".into(), ("kernel/b.ko".into(), vec!["a".into()]));
+        let s = insmod_script("6.1", &index, &["a".into(), "b".into()]);
+        let a = s.find("insmod /lib/modules/6.1/kernel/a.ko").unwrap();
+        let b = s.find("insmod /lib/modules/6.1/kernel/b.ko").unwrap();
+        assert!(a < b);
+        assert!(s.ends_with("exec $B switch_root /newroot /sbin/init\n"));
+    }
+
+    #[test]
+    fn uptime_diff_needs_both_stamps() {
+        let mut f = std::collections::BTreeMap::new();
+        f.insert("load_start".to_string(), "2.50".to_string());
+        assert_eq!(uptime_diff(&f), None);
+        f.insert("load_end".to_string(), "4.00".to_string());
+        assert_eq!(uptime_diff(&f), Some(1.5));
+    }
+}
