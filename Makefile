@@ -10,7 +10,7 @@ MKIMAGE := target/release/kmodinit-mkimage
 DEB_PKGS := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static \
             e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc
 
-.PHONY: all deps init mkimage image demo test test-unit test-e2e lint bench fuzz clean
+.PHONY: all deps init mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean
 
 all: init mkimage
 
@@ -42,7 +42,22 @@ lint:
 test-unit:
 	cargo test --workspace
 
-test: lint test-unit
+# The fixture kernel modules (tests/fixtures/*.c + the generated benchmark
+# farm), built against the installed headers and staged with depmod into
+# build/fixtures/stage. Skipped when nothing changed.
+fixtures:
+	cargo run -q -p kmodinit-e2e --bin kmodinit-fixtures -- --farm
+
+# The README's first command: build /init and the image, make a root disk,
+# boot it under QEMU (TCG) and show the module timeline and the real init.
+demo: init mkimage
+	cargo run -q --release -p kmodinit-qemu --bin kmodinit-demo -- --init $(INIT) --mkimage $(MKIMAGE)
+
+# QEMU boots (each test is #[ignore]d so `cargo test` alone stays fast).
+test-e2e: init mkimage fixtures
+	cargo test -p kmodinit-e2e --no-fail-fast -- --ignored --test-threads=2
+
+test: lint test-unit test-e2e
 
 clean:
 	cargo clean

@@ -143,6 +143,10 @@ pub struct AliasTable {
 struct GlobAlias {
     pattern: String,
     prefix_len: usize,
+    /// The first 16 bytes of the prefix, big-endian, zero-padded: ordering
+    /// by it agrees with ordering the prefixes (zero is the smallest byte),
+    /// so sorting compares integers and falls back to bytes only on ties.
+    sort_key: u128,
     module: ModuleName,
 }
 
@@ -225,9 +229,13 @@ impl AliasTable {
                 Ok(false)
             }
             Some(prefix_len) => {
+                let mut key = [0u8; 16];
+                let head = &pattern.as_bytes()[..prefix_len.min(16)];
+                key[..head.len()].copy_from_slice(head);
                 self.globs.push(GlobAlias {
                     pattern,
                     prefix_len,
+                    sort_key: u128::from_be_bytes(key),
                     module,
                 });
                 Ok(true)
@@ -237,7 +245,11 @@ impl AliasTable {
 
     fn sort_globs(&mut self) {
         // Stable, and nearly linear on already sorted input.
-        self.globs.sort_by(|a, b| a.prefix().cmp(b.prefix()));
+        self.globs.sort_by(|a, b| {
+            a.sort_key
+                .cmp(&b.sort_key)
+                .then_with(|| a.prefix().cmp(b.prefix()))
+        });
     }
 
     /// Every module whose alias matches `name` (exact or glob), sorted and

@@ -1,0 +1,130 @@
+//! A real-init root filesystem: static busybox plus an `/sbin/init` script
+//! that reports what it sees (its PID and arguments, kmodinit's report,
+//! `/proc/modules`, module parameters) between markers, then powers off.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{io_err, run, HarnessError};
+
+/// The marker lines the real init prints (see [`RealInitRoot::script`]).
+pub mod markers {
+    /// `KMI-REALINIT pid=1 args=[…] uptime=S argc=N`.
+    pub const REAL_INIT: &str = "KMI-REALINIT pid=";
+    /// `KMI-ROOT <the /proc/mounts line of />`.
+    pub const ROOT: &str = "KMI-ROOT ";
+    pub const REPORT_BEGIN: &str = "KMI-REPORT-BEGIN";
+    pub const REPORT_END: &str = "KMI-REPORT-END";
+    pub const MODULES_BEGIN: &str = "KMI-MODULES-BEGIN";
+    pub const MODULES_END: &str = "KMI-MODULES-END";
+    pub const PARAMS_BEGIN: &str = "KMI-PARAMS-BEGIN";
+    pub const PARAMS_END: &str = "KMI-PARAMS-END";
+    /// Printed last, just before `poweroff -f`: stop the VM on it.
+    pub const DONE: &str = "KMI-REALINIT-DONE";
+}
+
+/// The host's static busybox (`busybox-static`).
+pub const HOST_BUSYBOX: &str = "/bin/busybox";
+
+/// Builder of the real init's root tree.
+#[derive(Debug, Clone)]
+pub struct RealInitRoot {
+    busybox: PathBuf,
+    param_modules: Vec<String>,
+    power_off: bool,
+}
+
+impl Default for RealInitRoot {
+    fn default() -> Self {
+        RealInitRoot {
+            busybox: PathBuf::from(HOST_BUSYBOX),
+            param_modules: vec!["kmi_*".into()],
+            power_off: true,
+        }
+    }
+}
+
+impl RealInitRoot {
+    pub fn new() -> RealInitRoot {
+        RealInitRoot::default()
+    }
+
+    /// Module-name globs whose `/sys/module/*/parameters/*` get dumped
+    /// (default `kmi_*`, the fixture modules).
+    pub fn params_of(mut self, glob: impl Into<String>) -> RealInitRoot {
+        self.param_modules.push(glob.into());
+        self
+    }
+
+    /// When false, the init sleeps forever instead of powering off (the VM
+    /// is then stopped on [`markers::DONE`]).
+    pub fn power_off(mut self, yes: bool) -> RealInitRoot {
+        self.power_off = yes;
+        self
+    }
+
+    /// The `/sbin/init` shell script.
+    pub fn script(&self) -> String {
+        use markers::*;
+        let globs = self.param_modules.join(" ");
+        let end = if self.power_off {
+            "sync\npoweroff -f\n"
+        } else {
+            "while :; do sleep 3600; done\n"
+        };
+        format!(
+            r#"#!/bin/busybox sh
+# The real init of kmodinit's QEMU tests: print what we see, then power off.
+export PATH=/bin:/sbin
+# In an initramfs that only has /bin/busybox, make the applet links first.
+[ -e /bin/cat ] || /bin/busybox --install -s /bin
+[ -e /proc/self ] || mount -t proc proc /proc
+[ -e /sys/module ] || mount -t sysfs sysfs /sys
+echo "{REAL_INIT}$$ args=[$*] uptime=$(cut -d' ' -f1 /proc/uptime) argc=$#"
+echo "{ROOT}$(grep ' / ' /proc/mounts | tail -n 1)"
+echo {REPORT_BEGIN}
+cat /run/kmodinit/report.json || echo "KMI-NO-REPORT"
+echo
+echo {REPORT_END}
+echo {MODULES_BEGIN}
+cat /proc/modules
+echo {MODULES_END}
+echo {PARAMS_BEGIN}
+for f in $(for m in {globs}; do ls -d /sys/module/$m/parameters/* 2>/dev/null; done); do
+  [ -r "$f" ] && echo "$f=$(cat "$f")"
+done
+echo {PARAMS_END}
+echo "KMI-TAINT $(cat /proc/sys/kernel/tainted)"
+echo {DONE}
+{end}"#
+        )
+    }
+
+    /// Fills `dir` with the root tree: `/bin/busybox` and its applet links,
+    /// `/sbin/init`, and the empty mount points `dev proc sys run tmp`.
+    pub fn populate(&self, dir: &Path) -> Result<(), HarnessError> {
+        for d in ["bin", "sbin", "dev", "proc", "sys", "run", "tmp", "etc"] {
+            let p = dir.join(d);
+            std::fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+        }
+        let bb = dir.join("bin/busybox");
+        std::fs::copy(&self.busybox, &bb).map_err(io_err("copying busybox to", &bb))?;
+        let list = run(Command::new(&self.busybox).arg("--list"))?;
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let applet = applet.trim();
+            if applet.is_empty() || applet == "busybox" || applet == "init" {
+                continue;
+            }
+            let link = dir.join("bin").join(applet);
+            if !link.exists() {
+                std::os::unix::fs::symlink("busybox", &link).map_err(io_err("linking", &link))?;
+            }
+        }
+        let init = dir.join("sbin/init");
+        std::fs::write(&init, self.script()).map_err(io_err("writing", &init))?;
+        std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod", &init))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,325 @@
+//! Group 4: failures. A missing module file, a module whose init fails
+//! (`kmi_fail`, -ENODEV), a malformed manifest, an unknown module, a root
+//! device that never appears (each `on_failure` mode) and a wrong fstype:
+//! the console explains, the machine does what `on_failure` says, and PID 1
+//! never dies ("Attempted to kill init").
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::time::Duration;
+
+use kmodinit_e2e::{
+    assert_init_never_died, boot, edit_image, report_modules, report_state, Env, FATAL_BANNER,
+    IMAGE_MANIFEST,
+};
+use kmodinit_qemu::rootfs::markers;
+use kmodinit_qemu::{Boot, End};
+use serde_json::json;
+
+fn assert_real_init_ran(b: &Boot) {
+    assert_init_never_died(b);
+    assert_eq!(
+        b.console.real_init().map(|i| i.pid),
+        Some(1),
+        "the real init did not run; tail:\n{}",
+        b.console.tail(40)
+    );
+}
+
+fn assert_fatal_then_power_off(b: &Boot) {
+    assert_init_never_died(b);
+    assert!(
+        b.console.contains(FATAL_BANNER),
+        "no fatal-error banner; tail:\n{}",
+        b.console.tail(40)
+    );
+    assert!(
+        b.powered_off(),
+        "on_failure=poweroff did not power off ({:?}); tail:\n{}",
+        b.end,
+        b.console.tail(40)
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn missing_module_file_fails_that_module_only() {
+    let env = Env::get();
+    let dir = env.scratch("fail-missing-file");
+    let manifest = json!({
+        "version": 1,
+        "chains": [{"name": "a", "modules": ["kmi_a"]}, {"name": "e", "modules": ["kmi_e"]}],
+        "on_failure": "poweroff"
+    });
+    let image = env.fixture_image(&dir, &manifest);
+    edit_image(&image, |c| {
+        let path = c
+            .paths()
+            .into_iter()
+            .find(|p| p.ends_with("/kmi_e.ko"))
+            .map(str::to_string)
+            .expect("kmi_e.ko in the image");
+        assert!(c.remove(&path));
+    });
+    let b = boot(env.vm(&dir, &image));
+    assert_real_init_ran(&b);
+    let report = b.console.report().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report_state(&report, "kmi_e").as_deref(), Some("failed"));
+    let e = report_modules(&report, "kmi_e");
+    let error = e[0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("kmi_e"),
+        "error should name the file: {error:?}"
+    );
+    assert_eq!(report_state(&report, "kmi_a").as_deref(), Some("loaded"));
+    assert_eq!(report_state(&report, "kmi_base").as_deref(), Some("loaded"));
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn failing_init_blocks_its_dependents_and_nothing_else() {
+    let env = Env::get();
+    let dir = env.scratch("fail-enodev");
+    let manifest = json!({
+        "version": 1,
+        "chains": [
+            {"name": "broken", "modules": ["kmi_fail_dep"]},
+            {"name": "fine", "modules": ["kmi_a", "kmi_c"]}
+        ],
+        "on_failure": "poweroff"
+    });
+    let image = env.fixture_image(&dir, &manifest);
+    let b = boot(env.vm(&dir, &image));
+    assert_real_init_ran(&b);
+    let report = b.console.report().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report_state(&report, "kmi_fail").as_deref(), Some("failed"));
+    let fail = report_modules(&report, "kmi_fail");
+    let error = fail[0]["error"].as_str().unwrap_or("").to_lowercase();
+    assert!(
+        error.contains("enodev") || error.contains("no such device"),
+        "{error:?}"
+    );
+    let dep = report_modules(&report, "kmi_fail_dep");
+    assert_eq!(dep.len(), 1);
+    assert_eq!(dep[0]["state"], "blocked", "{}", dep[0]);
+    assert_eq!(dep[0]["blocked_by"], "kmi_fail", "{}", dep[0]);
+    for m in ["kmi_base", "kmi_a", "kmi_b", "kmi_c"] {
+        assert_eq!(report_state(&report, m).as_deref(), Some("loaded"), "{m}");
+    }
+    let names: Vec<String> = b
+        .console
+        .proc_modules()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "kmi_fail" || n == "kmi_fail_dep"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "kmi_c"), "{names:?}");
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn failing_required_chain_triggers_on_failure() {
+    let env = Env::get();
+    let dir = env.scratch("fail-required");
+    let manifest = json!({
+        "version": 1,
+        "chains": [
+            {"name": "broken", "modules": ["kmi_fail_dep"], "required": true},
+            {"name": "fine", "modules": ["kmi_e"]}
+        ],
+        "on_failure": "poweroff"
+    });
+    let image = env.fixture_image(&dir, &manifest);
+    let b = boot(env.vm(&dir, &image));
+    assert_fatal_then_power_off(&b);
+    assert!(
+        b.console.real_init().is_none(),
+        "the real init must not run"
+    );
+    let banner_at = b.console.text().find(FATAL_BANNER).unwrap_or(0);
+    let explanation = &b.console.text()[banner_at..];
+    assert!(
+        explanation.contains("broken"),
+        "the chain is not named:\n{explanation}"
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn malformed_manifest_is_explained_with_its_line() {
+    let env = Env::get();
+    let dir = env.scratch("fail-malformed");
+    let image = env.fixture_image(&dir, &json!({"version": 1, "chains": []}));
+    edit_image(&image, |c| {
+        c.file(
+            IMAGE_MANIFEST,
+            b"{\"version\": 1,\n \"chains\": [ {\"name\": \"x\", \"modules\": [ } ]\n}\n".to_vec(),
+            0o644,
+        );
+    });
+    let b = boot(env.vm(&dir, &image).append("kmodinit.on_failure=poweroff"));
+    assert_fatal_then_power_off(&b);
+    let text = b.console.text();
+    let at = text.find(FATAL_BANNER).unwrap_or(0);
+    let explanation = &text[at..];
+    assert!(explanation.contains("manifest"), "{explanation}");
+    assert!(
+        explanation.contains("line 2"),
+        "no line number: {explanation}"
+    );
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn unknown_module_is_named() {
+    let env = Env::get();
+    let dir = env.scratch("fail-unknown");
+    let image = env.fixture_image(
+        &dir,
+        &json!({"version": 1, "chains": [{"name": "e", "modules": ["kmi_e"]}]}),
+    );
+    edit_image(&image, |c| {
+        c.file(
+            IMAGE_MANIFEST,
+            br#"{"version": 1, "chains": [{"name": "ghost", "modules": ["kmi_nonexistent"], "required": true}], "on_failure": "poweroff"}"#.to_vec(),
+            0o644,
+        );
+    });
+    let b = boot(env.vm(&dir, &image));
+    assert_init_never_died(&b);
+    let mentions = b
+        .console
+        .text()
+        .lines()
+        .filter(|l| l.contains("kmi_nonexistent") && !l.contains("KMI-"))
+        .count();
+    assert!(
+        mentions > 0,
+        "the unknown module is not named; tail:\n{}",
+        b.console.tail(40)
+    );
+    assert!(
+        b.powered_off(),
+        "a required chain with an unknown module must trigger on_failure=poweroff; tail:\n{}",
+        b.console.tail(40)
+    );
+}
+
+/// A manifest whose root never appears, with the given failure mode.
+fn root_missing_image(env: &Env, dir: &std::path::Path, mode: &str) -> std::path::PathBuf {
+    env.fixture_image(
+        dir,
+        &json!({
+            "version": 1,
+            "chains": [{"name": "e", "modules": ["kmi_e"]}],
+            "root": {"device": "UUID=0badc0de-0000-4000-8000-000000000000", "fstype": "ext4", "wait_ms": 1500},
+            "on_failure": mode
+        }),
+    )
+}
+
+fn assert_root_explained(b: &Boot) {
+    assert_init_never_died(b);
+    let text = b.console.text();
+    let at = text
+        .find(FATAL_BANNER)
+        .unwrap_or_else(|| panic!("no fatal banner; tail:\n{}", b.console.tail(40)));
+    assert!(
+        text[at..].contains("0badc0de-0000-4000-8000-000000000000"),
+        "the missing device is not named:\n{}",
+        &text[at..]
+    );
+    assert!(b.console.real_init().is_none());
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn root_missing_poweroff() {
+    let env = Env::get();
+    let dir = env.scratch("root-missing-poweroff");
+    let b = boot(env.vm(&dir, &root_missing_image(env, &dir, "poweroff")));
+    assert_root_explained(&b);
+    assert!(b.powered_off(), "{:?}\n{}", b.end, b.console.tail(20));
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn root_missing_reboot() {
+    let env = Env::get();
+    let dir = env.scratch("root-missing-reboot");
+    let b = boot(env.vm(&dir, &root_missing_image(env, &dir, "reboot")));
+    assert_root_explained(&b);
+    assert!(
+        b.console.contains("reboot: Restarting system"),
+        "{:?}\n{}",
+        b.end,
+        b.console.tail(20)
+    );
+    assert!(matches!(b.end, End::Exited { .. }), "{:?}", b.end);
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn root_missing_halt() {
+    let env = Env::get();
+    let dir = env.scratch("root-missing-halt");
+    let b = boot(
+        env.vm(&dir, &root_missing_image(env, &dir, "halt"))
+            .stop_on("reboot: System halted"),
+    );
+    assert_root_explained(&b);
+    assert_eq!(b.end, End::Marker("reboot: System halted".into()));
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn root_missing_rescue_starts_a_shell_on_the_console() {
+    let env = Env::get();
+    let dir = env.scratch("root-missing-rescue");
+    let b = boot(
+        env.vm(&dir, &root_missing_image(env, &dir, "rescue"))
+            // Typed once the failure is shown; the console tty keeps it
+            // until the shell reads it. The shell computes 42: the echo of
+            // the typed line alone cannot match the stop marker.
+            .send_when(FATAL_BANNER, "echo KMI-RESCUE-$((6*7))\n")
+            .stop_on("KMI-RESCUE-42")
+            .timeout(Duration::from_secs(120)),
+    );
+    assert_root_explained(&b);
+    assert_eq!(b.end, End::Marker("KMI-RESCUE-42".into()));
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn wrong_fstype_is_explained_and_on_failure_applies() {
+    let env = Env::get();
+    let dir = env.scratch("wrong-fstype");
+    let (fs, disk) = env.root_disk(&dir);
+    let manifest = json!({
+        "version": 1,
+        "chains": [
+            {"name": "storage", "modules": ["virtio_pci", "virtio_blk"], "required": true},
+            {"name": "fs", "modules": ["ext4"], "required": true}
+        ],
+        // ext4 serves ext2 too, but refuses this ext4 filesystem as ext2.
+        "root": {"device": format!("UUID={}", fs.uuid), "fstype": "ext2", "flags": "ro"},
+        "on_failure": "poweroff"
+    });
+    let image = env
+        .mkimage(&dir, &manifest, None, &[], "gzip")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = boot(env.vm(&dir, &image).disk(&disk));
+    assert_fatal_then_power_off(&b);
+    let text = b.console.text();
+    let at = text.find(FATAL_BANNER).unwrap_or(0);
+    assert!(
+        text[at..].contains("ext2"),
+        "fstype not named:\n{}",
+        &text[at..]
+    );
+    assert!(!text.contains(markers::REAL_INIT));
+}
