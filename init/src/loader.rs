@@ -13,7 +13,7 @@ use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use crossbeam::channel;
+use crossbeam_channel as channel;
 use modules_manifest::{Action, Compression, EdgeKind, ModuleName, Plan};
 
 use crate::clock::boottime;
@@ -76,19 +76,21 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
     let mut run = Run::new(plan, &graph);
     let mut workers = jobs;
     if jobs > 1 {
-        let scoped = crossbeam::scope(|scope| {
+        // std's scope joins every worker before it returns. The handles are
+        // joined explicitly so that a worker panic is counted here rather
+        // than re-raised by the scope.
+        let panicked = std::thread::scope(|scope| {
             let (work_tx, work_rx) = channel::unbounded::<Job<'_>>();
             let (done_tx, done_rx) = channel::unbounded::<Done>();
-            let mut spawned = 0;
+            let mut handles = Vec::with_capacity(jobs);
             for worker in 0..jobs {
                 let work_rx = work_rx.clone();
                 let done_tx = done_tx.clone();
-                let spawn = scope
-                    .builder()
+                let spawn = std::thread::Builder::new()
                     .name(format!("kmodinit-load-{worker}"))
-                    .spawn(move |_| work(worker, kernel, &work_rx, &done_tx));
+                    .spawn_scoped(scope, move || work(worker, kernel, &work_rx, &done_tx));
                 match spawn {
-                    Ok(_) => spawned += 1,
+                    Ok(h) => handles.push(h),
                     Err(e) => {
                         // Early boot may be short of memory or threads: go on
                         // with the workers we have, or on this thread.
@@ -100,7 +102,9 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
                 }
             }
             drop(done_tx);
-            if spawned > 0 {
+            if handles.is_empty() {
+                run.coordinate(plan, opts, &mut Inline::new(kernel));
+            } else {
                 run.coordinate(
                     plan,
                     opts,
@@ -109,14 +113,13 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
                         done: &done_rx,
                     },
                 );
-            } else {
-                run.coordinate(plan, opts, &mut Inline::new(kernel));
             }
-            workers = spawned.max(1);
+            workers = handles.len().max(1);
             // Closing the work channel ends every worker.
             drop(work_tx);
+            handles.into_iter().any(|h| h.join().is_err())
         });
-        if scoped.is_err() {
+        if panicked {
             // Workers catch panics around the kernel call; anything else
             // panicking is a loader bug. The coordinator already accounted
             // for every node it could not get a completion for.
