@@ -1,0 +1,250 @@
+//! [`RealKernel`]: the module syscalls. The only `unsafe` code of the loader.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+
+use modules_manifest::Compression;
+
+use super::{InsertError, InsertRequest, Inserted, Kernel};
+use crate::decompress::{self, MAX_DECOMPRESSED_BYTES};
+
+/// `MODULE_INIT_COMPRESSED_FILE` from `<linux/module.h>` (Linux ≥ 5.17): the
+/// kernel decompresses the file itself.
+const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
+
+/// How many decompressed module images may be in memory at once. Modules are
+/// a few MiB at most and early-boot RAM can be tight; two keeps a second
+/// decompression overlapping a slow module init without letting a wide pool
+/// hold dozens of images.
+pub const DECOMPRESSED_IMAGES_IN_MEMORY: usize = 2;
+
+/// The real kernel: `finit_module(2)`, falling back to user-space
+/// decompression and `init_module(2)`. Thread-safe.
+#[derive(Debug)]
+pub struct RealKernel {
+    compression_file: PathBuf,
+    /// The formats the kernel decompresses itself, read once on first use.
+    kernel_formats: OnceLock<Vec<String>>,
+    slots: Slots,
+    max_decompressed: usize,
+}
+
+impl Default for RealKernel {
+    fn default() -> Self {
+        RealKernel::new()
+    }
+}
+
+impl RealKernel {
+    /// The real kernel, asking `/sys/module/compression` which formats it
+    /// decompresses itself.
+    pub fn new() -> Self {
+        RealKernel::with_compression_file("/sys/module/compression")
+    }
+
+    /// As [`RealKernel::new`], reading the kernel's decompression format from
+    /// `path` instead (tests).
+    pub fn with_compression_file(path: impl Into<PathBuf>) -> Self {
+        RealKernel {
+            compression_file: path.into(),
+            kernel_formats: OnceLock::new(),
+            slots: Slots::new(DECOMPRESSED_IMAGES_IN_MEMORY),
+            max_decompressed: MAX_DECOMPRESSED_BYTES,
+        }
+    }
+
+    /// True when the kernel says it decompresses `compression` itself.
+    fn kernel_decompresses(&self, compression: Compression) -> bool {
+        let Some(name) = compression.kernel_name() else {
+            return false;
+        };
+        self.kernel_formats
+            .get_or_init(|| {
+                // Absent on kernels without CONFIG_MODULE_DECOMPRESS: that
+                // simply means "decompress in user space".
+                std::fs::read_to_string(&self.compression_file)
+                    .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                    .unwrap_or_default()
+            })
+            .iter()
+            .any(|f| f == name)
+    }
+
+    fn insert_decompressed(
+        &self,
+        req: &InsertRequest<'_>,
+        file: File,
+        params: &CString,
+    ) -> Result<Inserted, InsertError> {
+        let _slot = self.slots.acquire();
+        let image = decompress::decompress(req.compression, file, self.max_decompressed)
+            .map_err(|e| InsertError::other(format!("{}: {e}", req.path.display())))?;
+        init_module(&image, params, req)
+    }
+}
+
+impl Kernel for RealKernel {
+    fn insert(&self, req: &InsertRequest<'_>) -> Result<Inserted, InsertError> {
+        let params = CString::new(req.params).map_err(|_| {
+            InsertError::other(format!("parameters {:?} contain a NUL byte", req.params))
+        })?;
+        let file = open(req.path)?;
+
+        if req.compression == Compression::None {
+            return match finit_module(&file, &params, 0) {
+                Err(libc::ENOSYS) => {
+                    // No finit_module (very old kernels): the only case where
+                    // an uncompressed module is read into memory.
+                    let image = read_bounded(file, req.path, MAX_DECOMPRESSED_BYTES)?;
+                    init_module(&image, &params, req)
+                }
+                r => finish(r, "finit_module", req),
+            };
+        }
+
+        if self.kernel_decompresses(req.compression) {
+            match finit_module(&file, &params, MODULE_INIT_COMPRESSED_FILE) {
+                // The kernel refused the flag or the format after all: fall
+                // back to user space like kmod does.
+                Err(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS) => {}
+                r => return finish(r, "finit_module", req),
+            }
+            let file = open(req.path)?;
+            return self.insert_decompressed(req, file, &params);
+        }
+        self.insert_decompressed(req, file, &params)
+    }
+}
+
+fn open(path: &Path) -> Result<File, InsertError> {
+    File::open(path).map_err(|e| {
+        let errno = e.raw_os_error();
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            format!("module file {} does not exist", path.display())
+        } else {
+            format!("cannot open module file {}: {e}", path.display())
+        };
+        InsertError { errno, message }
+    })
+}
+
+fn read_bounded(file: File, path: &Path, limit: usize) -> Result<Vec<u8>, InsertError> {
+    let mut image = Vec::new();
+    let limit_plus_one = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit_plus_one)
+        .read_to_end(&mut image)
+        .map_err(|e| InsertError {
+            errno: e.raw_os_error(),
+            message: format!("cannot read module file {}: {e}", path.display()),
+        })?;
+    if image.len() > limit {
+        return Err(InsertError::other(format!(
+            "module file {} is larger than {} MiB",
+            path.display(),
+            limit >> 20
+        )));
+    }
+    Ok(image)
+}
+
+/// Turns a syscall result into the trait's answer: `EEXIST` is success.
+fn finish(
+    r: Result<(), i32>,
+    syscall: &str,
+    req: &InsertRequest<'_>,
+) -> Result<Inserted, InsertError> {
+    match r {
+        Ok(()) => Ok(Inserted::Loaded),
+        Err(libc::EEXIST) => Ok(Inserted::AlreadyLoaded),
+        Err(errno) => Err(InsertError::from_errno(
+            errno, syscall, req.path, req.params,
+        )),
+    }
+}
+
+fn init_module(
+    image: &[u8],
+    params: &CString,
+    req: &InsertRequest<'_>,
+) -> Result<Inserted, InsertError> {
+    // SAFETY: `image` is a live slice for the whole call and the kernel only
+    // reads `image.len()` bytes from it; `params` is a NUL-terminated string
+    // that outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_init_module,
+            image.as_ptr(),
+            image.len() as libc::c_ulong,
+            params.as_ptr(),
+        )
+    };
+    finish(check(rc), "init_module", req)
+}
+
+fn finit_module(file: &File, params: &CString, flags: libc::c_uint) -> Result<(), i32> {
+    // SAFETY: the fd is owned by `file`, open for the whole call; `params` is
+    // a NUL-terminated string that outlives the call; the kernel reads both
+    // and writes nothing into our memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            file.as_raw_fd(),
+            params.as_ptr(),
+            flags,
+        )
+    };
+    check(rc)
+}
+
+fn check(rc: libc::c_long) -> Result<(), i32> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    }
+}
+
+/// A counting semaphore bounding the decompressed images in memory.
+#[derive(Debug)]
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Slots {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(PoisonError::into_inner);
+        *free += 1;
+        self.0.freed.notify_one();
+    }
+}

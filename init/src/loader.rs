@@ -1,0 +1,634 @@
+//! The parallel loader: runs a [`Plan`] against a [`Kernel`] on a pool of
+//! worker threads, inserting every module exactly once, each as soon as
+//! everything it needs has loaded.
+//!
+//! One thread, the coordinator (the caller of [`load`]), owns all scheduling
+//! state: it counts each node's unfinished predecessors, hands ready nodes to
+//! the workers over a channel, receives their completions on another and
+//! releases dependents. Workers only make kernel calls. "Exactly once" is
+//! therefore a property of one single-threaded loop, not of shared state.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+
+use crossbeam::channel;
+use modules_manifest::{Action, Compression, EdgeKind, ModuleName, Plan};
+
+use crate::clock::boottime;
+use crate::kernel::{InsertError, InsertRequest, Inserted, Kernel};
+use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
+
+/// The widest pool [`auto_jobs`] picks.
+pub const MAX_AUTO_JOBS: usize = 16;
+
+/// How the loader runs. The zero value (`Default`) means: automatic pool
+/// width, module paths taken as the plan gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoaderOptions {
+    /// Directory the plan's relative module paths are joined to
+    /// (`/lib/modules/$(uname -r)`).
+    pub modules_dir: PathBuf,
+    /// Pool width; 0 = automatic ([`auto_jobs`]).
+    pub jobs: usize,
+}
+
+/// The pool width used when `jobs` is 0, for a plan in which at most `width`
+/// modules can load at the same time, on a machine with `cpus` CPUs.
+///
+/// Module init mostly sleeps (waiting on hardware, firmware, timers), so more
+/// workers than CPUs pays; past the plan's width extra workers only idle.
+/// See `init/REPORT.md` and the loader benchmark for the figures.
+pub fn auto_jobs(width: usize, cpus: usize) -> usize {
+    width.min((2 * cpus).max(4)).clamp(1, MAX_AUTO_JOBS)
+}
+
+/// Loads `plan` with `kernel`: every `Insert` node is passed to
+/// [`Kernel::insert`] at most once, only after all its predecessors finished
+/// (and, for `Dependency` and `Chain` edges, succeeded); `Builtin` and
+/// `AlreadyLoaded` nodes are satisfied without a kernel call; `Blacklisted`
+/// nodes are skipped. A failed module blocks its transitive dependents
+/// (through `Dependency` and `Chain` edges, not `Softdep`) and nothing else.
+///
+/// Blocking: returns when every node has an outcome, after every worker
+/// thread has been joined. Never panics, even when the kernel implementation
+/// does (that module fails with "panic: …"), and never hangs on a malformed
+/// plan (a predecessor id that is out of range or not smaller than the
+/// node's own id fails that node). Logs one line per module.
+pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadReport {
+    let boottime_load_start = boottime();
+    let graph = Graph::new(plan);
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let requested = if opts.jobs == 0 {
+        auto_jobs(graph.width, cpus)
+    } else {
+        opts.jobs
+    };
+    // No point in threads that would never get work.
+    let jobs = requested
+        .min(graph.inserts)
+        .max(usize::from(graph.inserts > 0));
+
+    let mut run = Run::new(plan, &graph);
+    if jobs > 0 {
+        let scoped = crossbeam::scope(|scope| {
+            let (work_tx, work_rx) = channel::unbounded::<Job<'_>>();
+            let (done_tx, done_rx) = channel::unbounded::<Done>();
+            for worker in 0..jobs {
+                let work_rx = work_rx.clone();
+                let done_tx = done_tx.clone();
+                scope.spawn(move |_| work(worker, kernel, &work_rx, &done_tx));
+            }
+            drop(done_tx);
+            run.coordinate(plan, opts, &work_tx, &done_rx);
+            // Closing the work channel ends every worker.
+            drop(work_tx);
+        });
+        if scoped.is_err() {
+            // Workers catch panics around the kernel call; anything else
+            // panicking is a loader bug. The coordinator already accounted
+            // for every node it could not get a completion for.
+            log::error!("kmodinit: a loader worker panicked outside a module insertion");
+        }
+    } else {
+        run.settle_without_pool(plan);
+    }
+    let boottime_load_end = boottime();
+    run.into_report(plan, &graph, jobs, boottime_load_start, boottime_load_end)
+}
+
+/// One node a worker should insert.
+struct Job<'p> {
+    id: usize,
+    name: &'p ModuleName,
+    path: PathBuf,
+    compression: Compression,
+    params: &'p str,
+}
+
+/// A worker's answer for one job.
+struct Done {
+    id: usize,
+    worker: usize,
+    start: f64,
+    end: f64,
+    result: Result<Inserted, InsertError>,
+}
+
+fn work<K: Kernel>(
+    worker: usize,
+    kernel: &K,
+    jobs: &channel::Receiver<Job<'_>>,
+    done: &channel::Sender<Done>,
+) {
+    for job in jobs.iter() {
+        let req = InsertRequest {
+            name: job.name,
+            path: &job.path,
+            compression: job.compression,
+            params: job.params,
+        };
+        let start = boottime();
+        let result = catch_unwind(AssertUnwindSafe(|| kernel.insert(&req)))
+            .unwrap_or_else(|payload| Err(InsertError::other(panic_message(&*payload))));
+        let end = boottime();
+        let reply = Done {
+            id: job.id,
+            worker,
+            start,
+            end,
+            result,
+        };
+        if done.send(reply).is_err() {
+            // The coordinator is gone; nobody is left to tell.
+            return;
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    format!("panic: {text}")
+}
+
+/// The plan's edges, checked and indexed for the coordinator.
+struct Graph {
+    /// For each node: the valid predecessor edges (from < node id).
+    preds: Vec<Vec<(usize, EdgeKind)>>,
+    /// For each node: (dependent, edge kind), the reverse of `preds`.
+    succs: Vec<Vec<(usize, EdgeKind)>>,
+    /// For each node: why the plan is malformed there, if it is.
+    malformed: Vec<Option<String>>,
+    /// Nodes on the longest unit-cost path from each node to a sink:
+    /// ready nodes with more work behind them go to the pool first.
+    height: Vec<usize>,
+    /// Insert nodes.
+    inserts: usize,
+    /// Most Insert nodes on one depth level: a cheap estimate of how many
+    /// modules can load at once.
+    width: usize,
+}
+
+impl Graph {
+    fn new(plan: &Plan) -> Self {
+        let n = plan.nodes.len();
+        let mut preds = vec![Vec::new(); n];
+        let mut succs = vec![Vec::new(); n];
+        let mut malformed = vec![None; n];
+        for (i, node) in plan.nodes.iter().enumerate() {
+            for e in &node.preds {
+                if e.from < i {
+                    preds[i].push((e.from, e.kind));
+                    succs[e.from].push((i, e.kind));
+                } else {
+                    malformed[i] = Some(format!(
+                        "malformed plan: {} (node {i}) waits for node {}, which is not an earlier node",
+                        node.name, e.from
+                    ));
+                }
+            }
+        }
+        let mut height = vec![1usize; n];
+        for i in (0..n).rev() {
+            for &(s, _) in &succs[i] {
+                height[i] = height[i].max(height[s] + 1);
+            }
+        }
+        let mut depth = vec![0usize; n];
+        for i in 0..n {
+            for &(p, _) in &preds[i] {
+                depth[i] = depth[i].max(depth[p] + 1);
+            }
+        }
+        let is_insert = |i: usize| matches!(plan.nodes[i].action, Action::Insert { .. });
+        let inserts = (0..n).filter(|&i| is_insert(i)).count();
+        let mut per_level = vec![0usize; n];
+        for i in (0..n).filter(|&i| is_insert(i)) {
+            per_level[depth[i]] += 1;
+        }
+        let width = per_level.into_iter().max().unwrap_or(0);
+        Graph {
+            preds,
+            succs,
+            malformed,
+            height,
+            inserts,
+            width,
+        }
+    }
+}
+
+/// The outcome of one node while the load runs.
+#[derive(Debug, Clone)]
+struct Outcome {
+    state: ModuleState,
+    error: Option<String>,
+    blocked_by: Option<usize>,
+    start: Option<f64>,
+    end: Option<f64>,
+    worker: Option<usize>,
+}
+
+impl Outcome {
+    fn new(state: ModuleState) -> Self {
+        Outcome {
+            state,
+            error: None,
+            blocked_by: None,
+            start: None,
+            end: None,
+            worker: None,
+        }
+    }
+}
+
+/// The coordinator's state: only the coordinator thread touches it.
+struct Run<'g> {
+    graph: &'g Graph,
+    /// Unfinished predecessors per node.
+    waiting: Vec<usize>,
+    outcome: Vec<Option<Outcome>>,
+    /// Nodes whose predecessors are all finished, not yet decided.
+    ready: BinaryHeap<(usize, Reverse<usize>)>,
+    /// Set once a node entered `ready`: the one guard that makes every node
+    /// dispatched (and so passed to the kernel) at most once.
+    queued: Vec<bool>,
+    decided: usize,
+    in_flight: usize,
+}
+
+impl<'g> Run<'g> {
+    fn new(plan: &Plan, graph: &'g Graph) -> Self {
+        let n = plan.nodes.len();
+        let mut run = Run {
+            graph,
+            waiting: graph.preds.iter().map(Vec::len).collect(),
+            outcome: vec![None; n],
+            ready: BinaryHeap::new(),
+            queued: vec![false; n],
+            decided: 0,
+            in_flight: 0,
+        };
+        for i in 0..n {
+            if let Some(o) = forced_outcome(plan, graph, i) {
+                run.pending_finish(plan, i, o);
+            }
+        }
+        for i in 0..n {
+            if run.outcome[i].is_none() && run.waiting[i] == 0 {
+                run.push_ready(i);
+            }
+        }
+        run
+    }
+
+    fn push_ready(&mut self, id: usize) {
+        if !self.queued[id] {
+            self.queued[id] = true;
+            self.ready.push((self.graph.height[id], Reverse(id)));
+        }
+    }
+
+    /// Records `id`'s outcome and releases its dependents; dependents that
+    /// become ready are queued (not started: the caller dispatches).
+    fn pending_finish(&mut self, plan: &Plan, id: usize, outcome: Outcome) {
+        let mut stack = vec![(id, outcome)];
+        while let Some((id, outcome)) = stack.pop() {
+            if self.outcome[id].is_some() {
+                continue;
+            }
+            log_outcome(plan, id, &outcome);
+            let ok = outcome.state.is_satisfied();
+            let root = outcome.blocked_by.unwrap_or(id);
+            self.outcome[id] = Some(outcome);
+            self.decided += 1;
+            let graph = self.graph;
+            for &(s, kind) in &graph.succs[id] {
+                if self.outcome[s].is_some() {
+                    continue;
+                }
+                self.waiting[s] = self.waiting[s].saturating_sub(1);
+                if ok {
+                    if self.waiting[s] == 0 {
+                        self.push_ready(s);
+                    }
+                } else if kind == EdgeKind::Softdep {
+                    log::warn!(
+                        "kmodinit: softdep {} of {} did not load; loading {} anyway",
+                        plan.nodes[id].name,
+                        plan.nodes[s].name,
+                        plan.nodes[s].name
+                    );
+                    if self.waiting[s] == 0 {
+                        self.push_ready(s);
+                    }
+                } else {
+                    // Decided now, without waiting for its other
+                    // predecessors, so its own dependents are released at
+                    // once too. Blacklisted and malformed nodes stay what
+                    // they are whatever their predecessors did.
+                    let o = forced_outcome(plan, graph, s).unwrap_or_else(|| {
+                        let mut o = Outcome::new(ModuleState::Blocked);
+                        o.blocked_by = Some(root);
+                        o.error = Some(format!(
+                            "not loaded: needs {}, which {}",
+                            plan.nodes[root].name,
+                            match self.outcome[root].as_ref().map(|o| o.state) {
+                                Some(ModuleState::Skipped) => "was skipped",
+                                _ => "failed",
+                            }
+                        ));
+                        o
+                    });
+                    stack.push((s, o));
+                }
+            }
+        }
+    }
+
+    /// Decides ready nodes that need no kernel call; returns the next node
+    /// that does, if any.
+    fn next_insert(&mut self, plan: &Plan) -> Option<usize> {
+        while let Some((_, Reverse(id))) = self.ready.pop() {
+            if self.outcome[id].is_some() {
+                continue;
+            }
+            match plan.nodes[id].action {
+                Action::Insert { .. } => return Some(id),
+                Action::Builtin => {
+                    self.pending_finish(plan, id, Outcome::new(ModuleState::Builtin))
+                }
+                Action::AlreadyLoaded => {
+                    self.pending_finish(plan, id, Outcome::new(ModuleState::Already))
+                }
+                Action::Blacklisted => {
+                    let mut o = Outcome::new(ModuleState::Skipped);
+                    o.error = Some("blacklisted".to_owned());
+                    self.pending_finish(plan, id, o)
+                }
+            }
+        }
+        None
+    }
+
+    fn coordinate<'p>(
+        &mut self,
+        plan: &'p Plan,
+        opts: &LoaderOptions,
+        work: &channel::Sender<Job<'p>>,
+        done: &channel::Receiver<Done>,
+    ) {
+        let n = plan.nodes.len();
+        while self.decided < n {
+            while let Some(id) = self.next_insert(plan) {
+                let node = &plan.nodes[id];
+                let Action::Insert { path, compression } = &node.action else {
+                    continue;
+                };
+                let job = Job {
+                    id,
+                    name: &node.name,
+                    path: opts.modules_dir.join(path),
+                    compression: *compression,
+                    params: &node.params,
+                };
+                if work.send(job).is_err() {
+                    // Every worker is gone (cannot happen while we hold the
+                    // receivers alive through the scope); fail the node
+                    // rather than wait for an answer that never comes.
+                    let mut o = Outcome::new(ModuleState::Failed);
+                    o.error = Some("internal error: no loader worker left".to_owned());
+                    self.pending_finish(plan, id, o);
+                    continue;
+                }
+                self.in_flight += 1;
+            }
+            if self.decided >= n {
+                break;
+            }
+            if self.in_flight == 0 {
+                // Nothing running and nothing ready, yet undecided nodes:
+                // the plan's edges cannot be satisfied. Fail them instead of
+                // waiting forever.
+                self.fail_stuck(plan);
+                break;
+            }
+            match done.recv() {
+                Ok(d) => {
+                    self.in_flight -= 1;
+                    let mut o = match d.result {
+                        Ok(Inserted::Loaded) => Outcome::new(ModuleState::Loaded),
+                        Ok(Inserted::AlreadyLoaded) => Outcome::new(ModuleState::Already),
+                        Err(e) => {
+                            let mut o = Outcome::new(ModuleState::Failed);
+                            o.error = Some(e.message);
+                            o
+                        }
+                    };
+                    o.start = Some(d.start);
+                    o.end = Some(d.end);
+                    o.worker = Some(d.worker);
+                    self.pending_finish(plan, d.id, o);
+                }
+                Err(_) => {
+                    // All workers exited: whatever is in flight is lost.
+                    self.fail_stuck(plan);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Decides everything without a pool: the plan has nothing to insert,
+    /// only satisfied, skipped or blocked nodes.
+    fn settle_without_pool(&mut self, plan: &Plan) {
+        while let Some(id) = self.next_insert(plan) {
+            // Unreachable (no Insert nodes), but never drop a node silently.
+            let mut o = Outcome::new(ModuleState::Failed);
+            o.error = Some("internal error: no loader worker".to_owned());
+            self.pending_finish(plan, id, o);
+        }
+        if self.decided < plan.nodes.len() {
+            self.fail_stuck(plan);
+        }
+    }
+
+    fn fail_stuck(&mut self, plan: &Plan) {
+        for i in 0..plan.nodes.len() {
+            if self.outcome[i].is_none() {
+                let mut o = Outcome::new(ModuleState::Failed);
+                o.error = Some(
+                    "internal error: the loader could not schedule this module (malformed plan?)"
+                        .to_owned(),
+                );
+                self.pending_finish(plan, i, o);
+            }
+        }
+    }
+
+    fn into_report(
+        self,
+        plan: &Plan,
+        graph: &Graph,
+        jobs: usize,
+        boottime_load_start: f64,
+        boottime_load_end: f64,
+    ) -> LoadReport {
+        let n = plan.nodes.len();
+        let mut chains: Vec<Vec<String>> = vec![Vec::new(); n];
+        for c in &plan.chains {
+            for &id in &c.nodes {
+                if let Some(list) = chains.get_mut(id) {
+                    if !list.contains(&c.name) {
+                        list.push(c.name.clone());
+                    }
+                }
+            }
+        }
+        let outcomes: Vec<Outcome> = self
+            .outcome
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    let mut o = Outcome::new(ModuleState::Failed);
+                    o.error = Some("internal error: module left undecided".to_owned());
+                    o
+                })
+            })
+            .collect();
+        let modules: Vec<ModuleReport> = plan
+            .nodes
+            .iter()
+            .zip(outcomes)
+            .zip(chains)
+            .map(|((node, o), chains)| ModuleReport {
+                name: node.name.clone(),
+                state: o.state,
+                params: node.params.clone(),
+                error: o.error,
+                blocked_by: o.blocked_by.map(|b| plan.nodes[b].name.clone()),
+                start: o.start,
+                end: o.end,
+                worker: o.worker,
+                chains,
+            })
+            .collect();
+
+        let (critical_path_s, path) = critical_path(graph, &modules);
+        let failed_required_chains = failed_required_chains(plan, &modules);
+        LoadReport {
+            critical_path: path.into_iter().map(|i| modules[i].name.clone()).collect(),
+            modules,
+            jobs,
+            boottime_load_start,
+            boottime_load_end,
+            wall_s: (boottime_load_end - boottime_load_start).max(0.0),
+            critical_path_s,
+            failed_required_chains,
+        }
+    }
+}
+
+/// The outcome of a node decided before the load starts, whatever its
+/// predecessors do: malformed nodes fail, blacklisted ones are skipped.
+fn forced_outcome(plan: &Plan, graph: &Graph, id: usize) -> Option<Outcome> {
+    if let Some(why) = &graph.malformed[id] {
+        let mut o = Outcome::new(ModuleState::Failed);
+        o.error = Some(why.clone());
+        Some(o)
+    } else if plan.nodes[id].action == Action::Blacklisted {
+        let mut o = Outcome::new(ModuleState::Skipped);
+        o.error = Some("blacklisted".to_owned());
+        Some(o)
+    } else {
+        None
+    }
+}
+
+/// The longest path through the plan's edges when each module costs its
+/// measured kernel-call time: what an unlimited pool could have achieved.
+fn critical_path(graph: &Graph, modules: &[ModuleReport]) -> (f64, Vec<usize>) {
+    let n = modules.len();
+    let mut finish = vec![0.0f64; n];
+    let mut via: Vec<Option<usize>> = vec![None; n];
+    for i in 0..n {
+        let mut best = 0.0f64;
+        for &(p, _) in &graph.preds[i] {
+            if finish[p] > best || (via[i].is_none() && finish[p] >= best && finish[p] > 0.0) {
+                best = finish[p];
+                via[i] = Some(p);
+            }
+        }
+        finish[i] = best + modules[i].duration();
+    }
+    let Some(mut last) = (0..n).max_by(|&a, &b| finish[a].total_cmp(&finish[b]).then(b.cmp(&a)))
+    else {
+        return (0.0, Vec::new());
+    };
+    let cost = finish[last];
+    if cost <= 0.0 {
+        return (0.0, Vec::new());
+    }
+    let mut path = vec![last];
+    while let Some(p) = via[last] {
+        path.push(p);
+        last = p;
+    }
+    path.reverse();
+    (cost, path)
+}
+
+fn failed_required_chains(plan: &Plan, modules: &[ModuleReport]) -> Vec<ChainFailure> {
+    let mut out = Vec::new();
+    for chain in plan.chains.iter().filter(|c| c.required) {
+        let first_bad = chain
+            .nodes
+            .iter()
+            .filter_map(|&id| modules.get(id))
+            .find(|m| !m.state.is_satisfied());
+        if let Some(m) = first_bad {
+            let root = m
+                .blocked_by
+                .as_ref()
+                .and_then(|b| modules.iter().find(|r| &r.name == b))
+                .unwrap_or(m);
+            out.push(ChainFailure {
+                chain: chain.name.clone(),
+                module: root.name.clone(),
+                error: root
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("{:?}", root.state)),
+            });
+        }
+    }
+    out
+}
+
+fn log_outcome(plan: &Plan, id: usize, o: &Outcome) {
+    let node = &plan.nodes[id];
+    let name = &node.name;
+    let params = if node.params.is_empty() {
+        String::new()
+    } else {
+        format!(" (params: {})", node.params)
+    };
+    let ms = match (o.start, o.end) {
+        (Some(s), Some(e)) => (e - s).max(0.0) * 1e3,
+        _ => 0.0,
+    };
+    let error = o.error.as_deref().unwrap_or("");
+    match o.state {
+        ModuleState::Loaded => log::info!("kmodinit: loaded {name} in {ms:.1} ms{params}"),
+        ModuleState::Already => log::info!("kmodinit: {name} was already loaded"),
+        ModuleState::Builtin => log::info!("kmodinit: {name} is built into the kernel"),
+        ModuleState::Skipped => log::warn!("kmodinit: skipped {name}: {error}"),
+        ModuleState::Failed => log::error!("kmodinit: failed to load {name}{params}: {error}"),
+        ModuleState::Blocked => log::error!("kmodinit: did not load {name}: {error}"),
+    }
+}

@@ -1,0 +1,206 @@
+//! What happened during boot, as `/run/kmodinit/report.json`. The schema is
+//! documented in `init/REPORT.md`; every time is `CLOCK_BOOTTIME` seconds
+//! (see [`crate::clock::boottime`]).
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use modules_manifest::ModuleName;
+use serde::Serialize;
+
+/// The version of the report.json schema this build writes.
+pub const REPORT_VERSION: u32 = 1;
+
+/// What became of one plan node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleState {
+    /// Inserted by this load.
+    Loaded,
+    /// Already in the kernel: listed in `/proc/modules` before the load, or
+    /// the kernel answered `EEXIST`.
+    Already,
+    /// Built into the kernel (`modules.builtin`).
+    Builtin,
+    /// The insertion failed (`error` says why).
+    Failed,
+    /// Not attempted on purpose (blacklisted).
+    Skipped,
+    /// Not attempted because a module it needs failed, was skipped or was
+    /// blocked (`blocked_by` names the module that failed or was skipped).
+    Blocked,
+}
+
+impl ModuleState {
+    /// True when the module is available to its dependents.
+    pub fn is_satisfied(self) -> bool {
+        matches!(
+            self,
+            ModuleState::Loaded | ModuleState::Already | ModuleState::Builtin
+        )
+    }
+}
+
+/// One plan node's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModuleReport {
+    pub name: ModuleName,
+    pub state: ModuleState,
+    /// The parameter string passed to the kernel (or that would have been).
+    pub params: String,
+    /// Why it failed or was skipped.
+    pub error: Option<String>,
+    /// For `blocked`: the module whose failure (or skip) blocked this one.
+    pub blocked_by: Option<ModuleName>,
+    /// When the kernel call started / ended; `None` when no call was made.
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    /// The pool worker (0-based) that made the kernel call.
+    pub worker: Option<usize>,
+    /// Names of the chains whose entries this module is.
+    pub chains: Vec<String>,
+}
+
+impl ModuleReport {
+    /// Seconds spent in the kernel call (0 when none was made).
+    pub fn duration(&self) -> f64 {
+        match (self.start, self.end) {
+            (Some(s), Some(e)) if e > s => e - s,
+            _ => 0.0,
+        }
+    }
+}
+
+/// A required chain that could not complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainFailure {
+    pub chain: String,
+    /// The module that failed (or was skipped) and stopped the chain.
+    pub module: ModuleName,
+    pub error: String,
+}
+
+/// The load phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadReport {
+    /// One entry per plan node, in plan order.
+    pub modules: Vec<ModuleReport>,
+    /// The pool width used.
+    pub jobs: usize,
+    pub boottime_load_start: f64,
+    pub boottime_load_end: f64,
+    /// `boottime_load_end - boottime_load_start`.
+    pub wall_s: f64,
+    /// The longest dependency path under the measured per-module times: the
+    /// least wall time any schedule could have achieved.
+    pub critical_path_s: f64,
+    /// The modules of that path, first to last.
+    pub critical_path: Vec<ModuleName>,
+    /// Required chains that could not complete; empty on success.
+    pub failed_required_chains: Vec<ChainFailure>,
+}
+
+impl LoadReport {
+    /// The report entry for `name`.
+    pub fn module(&self, name: &str) -> Option<&ModuleReport> {
+        self.modules.iter().find(|m| m.name.as_str() == name)
+    }
+
+    /// True when every required chain completed.
+    pub fn required_ok(&self) -> bool {
+        self.failed_required_chains.is_empty()
+    }
+}
+
+/// The whole boot, written to `/run/kmodinit/report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// [`REPORT_VERSION`].
+    pub version: u32,
+    /// First line of `main`.
+    pub boottime_init_start: f64,
+    pub boottime_load_start: f64,
+    pub boottime_load_end: f64,
+    /// Just before exec of the real init; `None` until then.
+    pub boottime_exec: Option<f64>,
+    /// `/proc/cmdline` as read.
+    pub cmdline: String,
+    /// Path of the manifest used, if one was read.
+    pub manifest: Option<String>,
+    pub load: Option<LoadReport>,
+    pub notes: Vec<String>,
+    pub errors: Vec<String>,
+    /// Peak resident memory of `/init` (`VmHWM` of `/proc/self/status`).
+    pub vm_hwm_kib: Option<u64>,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            version: REPORT_VERSION,
+            boottime_init_start: 0.0,
+            boottime_load_start: 0.0,
+            boottime_load_end: 0.0,
+            boottime_exec: None,
+            cmdline: String::new(),
+            manifest: None,
+            load: None,
+            notes: Vec::new(),
+            errors: Vec::new(),
+            vm_hwm_kib: None,
+        }
+    }
+}
+
+impl Report {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail (no maps with non-string
+        // keys, no fallible Serialize impls); stay total anyway.
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            format!("{{\"version\":{REPORT_VERSION},\"errors\":[\"report: {e}\"]}}")
+        })
+    }
+
+    /// Writes the report as JSON to `path` atomically: the parent directory
+    /// is created, the JSON goes to a temporary file beside `path`, is synced
+    /// and renamed over it, so a reader sees the old report or the new one,
+    /// never half of one.
+    pub fn write(&self, path: &Path) -> io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir)?;
+        let file_name = path.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("report path {} has no file name", path.display()),
+            )
+        })?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(format!(".tmp{}", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(self.to_json().as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Reads `VmHWM` from `/proc/self/status` (kibibytes), if available.
+    pub fn read_vm_hwm_kib() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}

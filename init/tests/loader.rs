@@ -1,0 +1,417 @@
+//! The loader against the fake kernel, on hand-made plans.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use kmodinit::kernel::{FakeKernel, FakeOutcome};
+use kmodinit::report::ModuleState;
+use modules_manifest::{Action, EdgeKind, Plan};
+
+/// The contract's example: storage = [virtio_pci, virtio_blk(queue_depth)],
+/// fs = [ext4] with jbd2, mbcache, crc16 and softdep crc32c_generic.
+fn design_example() -> Plan {
+    let mut b = PlanBuilder::new();
+    b.module("virtio_pci", &[]);
+    b.module("virtio_blk", &[]);
+    b.params("virtio_blk", "queue_depth=128");
+    b.module("crc16", &[]);
+    b.module("mbcache", &[]);
+    b.module("jbd2", &[]);
+    b.module("crc32c_generic", &[]);
+    b.module("ext4", &["crc16", "mbcache", "jbd2"]);
+    b.edge("crc32c_generic", "ext4", EdgeKind::Softdep);
+    b.chain("storage", true, &["virtio_pci", "virtio_blk"]);
+    b.chain("fs", false, &["ext4"]);
+    b.build()
+}
+
+fn no_outcomes() -> HashMap<String, FakeOutcome> {
+    HashMap::new()
+}
+
+#[test]
+fn design_example_loads_everything_once_in_order() {
+    let plan = design_example();
+    for jobs in [1, 2, 4, 16] {
+        let k = FakeKernel::new().default_delay(Duration::from_micros(300));
+        let r = load_ok(&plan, &k, jobs);
+        check_load(&plan, &k, &no_outcomes(), &r, jobs).unwrap();
+        assert_eq!(k.calls().len(), plan.nodes.len());
+        assert!(r.modules.iter().all(|m| m.state == ModuleState::Loaded));
+        assert!(r.failed_required_chains.is_empty());
+        assert_eq!(k.calls_for("virtio_blk")[0].params, "queue_depth=128");
+        assert_eq!(
+            k.calls_for("ext4")[0].path,
+            std::path::Path::new("/lib/modules/test/kernel/ext4.ko")
+        );
+        assert_eq!(r.module("virtio_blk").unwrap().chains, vec!["storage"]);
+        assert!(r.module("jbd2").unwrap().chains.is_empty());
+    }
+}
+
+#[test]
+fn chain_successor_starts_after_its_predecessor_ended() {
+    // b does not depend on a, only follows it in the chain.
+    let mut b = PlanBuilder::new();
+    b.module("a", &[]);
+    b.module("b", &[]);
+    b.module("c", &[]);
+    b.chain("ch", true, &["a", "b", "c"]);
+    let plan = b.build();
+    let k = FakeKernel::new().delay("a", Duration::from_millis(5));
+    let r = load_ok(&plan, &k, 8);
+    check_load(&plan, &k, &no_outcomes(), &r, 8).unwrap();
+    let (a, bb, c) = (
+        &k.calls_for("a")[0],
+        &k.calls_for("b")[0],
+        &k.calls_for("c")[0],
+    );
+    assert!(a.end_seq < bb.start_seq && bb.end_seq < c.start_seq);
+}
+
+#[test]
+fn a_dependency_of_a_later_chain_entry_loads_while_the_first_still_runs() {
+    // chain [slow, mid, last]; last needs dep. Eager scheduling starts dep at
+    // once. `slow` refuses to finish until dep has started: a loader that
+    // waited for the chain to reach `last` would make it time out.
+    let mut b = PlanBuilder::new();
+    b.module("slow", &[]);
+    b.module("mid", &[]);
+    b.module("dep", &[]);
+    b.module("last", &["dep"]);
+    b.chain("ch", true, &["slow", "mid", "last"]);
+    let plan = b.build();
+    let k = FakeKernel::new().wait_for_start("slow", "dep");
+    let r = load_ok(&plan, &k, 4);
+    check_load(&plan, &k, &no_outcomes(), &r, 4).unwrap();
+    assert_eq!(r.module("slow").unwrap().state, ModuleState::Loaded);
+    assert!(k.calls_for("dep")[0].start_seq < k.calls_for("slow")[0].end_seq);
+    assert!(k.max_concurrent() >= 2);
+}
+
+#[test]
+fn declared_params_reach_a_module_pulled_in_as_another_chains_dependency() {
+    // Chain "net" needs `shared` as a dependency of `nic` (and reaches it
+    // first); chain "tune" declares `shared` with params. The plan node
+    // carries the params; the loader must pass them verbatim, whoever pulls
+    // the module in.
+    let mut b = PlanBuilder::new();
+    b.module("shared", &[]);
+    b.params("shared", "mode=fast debug=0 path=\"a b\"");
+    b.module("nic", &["shared"]);
+    b.chain("net", true, &["nic"]);
+    b.chain("tune", false, &["shared"]);
+    let plan = b.build();
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 4);
+    check_load(&plan, &k, &no_outcomes(), &r, 4).unwrap();
+    assert_eq!(k.call_count("shared"), 1);
+    assert_eq!(
+        k.calls_for("shared")[0].params,
+        "mode=fast debug=0 path=\"a b\""
+    );
+    assert_eq!(
+        r.module("shared").unwrap().params,
+        "mode=fast debug=0 path=\"a b\""
+    );
+    assert_eq!(k.calls_for("nic")[0].params, "");
+}
+
+#[test]
+fn a_failure_blocks_exactly_its_transitive_dependents() {
+    //   base ─► bad ─► mid ─► top        other ─► free
+    //            └──────────► side       bad ┄softdep┄► soft
+    let mut b = PlanBuilder::new();
+    b.module("base", &[]);
+    b.module("bad", &["base"]);
+    b.module("mid", &["bad"]);
+    b.module("top", &["mid", "base"]);
+    b.module("side", &["bad"]);
+    b.module("other", &[]);
+    b.module("free", &["other"]);
+    b.module("soft", &[]);
+    b.edge("bad", "soft", EdgeKind::Softdep);
+    b.module("after", &[]);
+    b.chain("c1", true, &["top", "after"]);
+    b.chain("c2", false, &["free"]);
+    let plan = b.build();
+    let outcomes: HashMap<String, FakeOutcome> =
+        [("bad".to_owned(), FakeOutcome::Fail(libc::ENODEV))].into();
+    let k = FakeKernel::new().fail("bad", libc::ENODEV);
+    let r = load_ok(&plan, &k, 4);
+    check_load(&plan, &k, &outcomes, &r, 4).unwrap();
+
+    let state = |n: &str| r.module(n).unwrap().state;
+    assert_eq!(state("bad"), ModuleState::Failed);
+    for blocked in ["mid", "top", "side", "after"] {
+        assert_eq!(state(blocked), ModuleState::Blocked, "{blocked}");
+        assert_eq!(r.module(blocked).unwrap().blocked_by, Some(name("bad")));
+        assert_eq!(k.call_count(blocked), 0);
+    }
+    for fine in ["base", "other", "free", "soft"] {
+        assert_eq!(state(fine), ModuleState::Loaded, "{fine}");
+    }
+    let err = r.module("bad").unwrap().error.clone().unwrap();
+    assert!(err.contains("hardware"), "{err}");
+    // c1 is required and cannot complete: reported with the culprit.
+    assert_eq!(r.failed_required_chains.len(), 1);
+    let f = &r.failed_required_chains[0];
+    assert_eq!((f.chain.as_str(), f.module.as_str()), ("c1", "bad"));
+    assert_eq!(f.error, err);
+}
+
+#[test]
+fn an_optional_chain_failing_is_not_a_required_failure() {
+    let mut b = PlanBuilder::new();
+    b.module("x", &[]);
+    b.module("y", &[]);
+    b.chain("opt", false, &["x"]);
+    b.chain("req", true, &["y"]);
+    let plan = b.build();
+    let k = FakeKernel::new().fail("x", libc::ENOEXEC);
+    let r = load_ok(&plan, &k, 2);
+    assert_eq!(r.module("x").unwrap().state, ModuleState::Failed);
+    assert!(r.failed_required_chains.is_empty());
+    assert!(r.required_ok());
+}
+
+#[test]
+fn a_failed_softdep_does_not_block() {
+    let mut b = PlanBuilder::new();
+    b.module("crc32c_intel", &[]);
+    b.module("ext4", &[]);
+    b.edge("crc32c_intel", "ext4", EdgeKind::Softdep);
+    b.chain("fs", true, &["ext4"]);
+    let plan = b.build();
+    let k = FakeKernel::new().fail("crc32c_intel", libc::ENODEV);
+    let r = load_ok(&plan, &k, 2);
+    assert_eq!(r.module("ext4").unwrap().state, ModuleState::Loaded);
+    assert_eq!(r.module("crc32c_intel").unwrap().state, ModuleState::Failed);
+    assert!(r.failed_required_chains.is_empty());
+    // Still ordered after the softdep.
+    assert!(k.calls_for("crc32c_intel")[0].end_seq < k.calls_for("ext4")[0].start_seq);
+}
+
+#[test]
+fn a_panicking_kernel_call_fails_that_module_and_the_pool_finishes() {
+    let mut b = PlanBuilder::new();
+    for i in 0..20 {
+        b.module(&format!("m{i}"), &[]);
+    }
+    b.module("boom", &[]);
+    b.module("after_boom", &["boom"]);
+    let plan = b.build();
+    let outcomes: HashMap<String, FakeOutcome> = [("boom".to_owned(), FakeOutcome::Panic)].into();
+    for jobs in [1, 3, 8] {
+        let k = FakeKernel::new()
+            .panic("boom")
+            .default_delay(Duration::from_micros(100));
+        let r = load_ok(&plan, &k, jobs);
+        check_load(&plan, &k, &outcomes, &r, jobs).unwrap();
+        let boom = r.module("boom").unwrap();
+        assert_eq!(boom.state, ModuleState::Failed);
+        let err = boom.error.as_deref().unwrap();
+        assert!(
+            err.starts_with("panic: ") && err.contains("injected panic"),
+            "{err}"
+        );
+        assert_eq!(r.module("after_boom").unwrap().state, ModuleState::Blocked);
+        assert_eq!(
+            r.modules
+                .iter()
+                .filter(|m| m.state == ModuleState::Loaded)
+                .count(),
+            20
+        );
+    }
+}
+
+#[test]
+fn eexist_counts_as_already_loaded_and_releases_dependents() {
+    let mut b = PlanBuilder::new();
+    b.module("there", &[]);
+    b.module("user", &["there"]);
+    let plan = b.build();
+    let k = FakeKernel::new().exists("there");
+    let r = load_ok(&plan, &k, 2);
+    assert_eq!(r.module("there").unwrap().state, ModuleState::Already);
+    assert_eq!(r.module("user").unwrap().state, ModuleState::Loaded);
+    assert_eq!(k.call_count("there"), 1);
+}
+
+#[test]
+fn builtin_and_loaded_modules_never_reach_the_kernel_blacklisted_are_skipped() {
+    let mut b = PlanBuilder::new();
+    b.node("crc16", Action::Builtin, "", &[]);
+    b.node("mbcache", Action::AlreadyLoaded, "", &[]);
+    b.node("floppy", Action::Blacklisted, "", &[]);
+    b.module("ext4", &["crc16", "mbcache"]);
+    b.module("fd_user", &["floppy"]);
+    b.module("unrelated", &[]);
+    b.chain("fs", true, &["ext4"]);
+    b.chain("fd", true, &["fd_user"]);
+    let plan = b.build();
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 4);
+    check_load(&plan, &k, &no_outcomes(), &r, 4).unwrap();
+    assert_eq!(r.module("crc16").unwrap().state, ModuleState::Builtin);
+    assert_eq!(r.module("mbcache").unwrap().state, ModuleState::Already);
+    assert_eq!(r.module("floppy").unwrap().state, ModuleState::Skipped);
+    assert_eq!(r.module("fd_user").unwrap().state, ModuleState::Blocked);
+    assert_eq!(
+        r.module("fd_user").unwrap().blocked_by,
+        Some(name("floppy"))
+    );
+    let called: Vec<String> = k.calls().iter().map(|c| c.name.to_string()).collect();
+    let mut called_sorted = called.clone();
+    called_sorted.sort();
+    assert_eq!(called_sorted, vec!["ext4", "unrelated"]);
+    assert_eq!(r.failed_required_chains.len(), 1);
+    assert_eq!(r.failed_required_chains[0].module.as_str(), "floppy");
+}
+
+#[test]
+fn a_plan_with_nothing_to_insert_needs_no_pool() {
+    let mut b = PlanBuilder::new();
+    b.node("a", Action::Builtin, "", &[]);
+    b.node("b", Action::AlreadyLoaded, "", &[(0, EdgeKind::Dependency)]);
+    let plan = b.build();
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 0);
+    assert_eq!(r.jobs, 0);
+    assert!(k.calls().is_empty());
+    assert_eq!(r.modules[1].state, ModuleState::Already);
+    let empty = PlanBuilder::new().build();
+    let r = load_ok(&empty, &k, 0);
+    assert!(r.modules.is_empty() && r.critical_path.is_empty());
+}
+
+#[test]
+fn concurrency_stays_within_jobs_and_uses_more_than_one_worker() {
+    let mut b = PlanBuilder::new();
+    for i in 0..24 {
+        b.module(&format!("w{i}"), &[]);
+    }
+    let plan = b.build();
+    for jobs in [1, 2, 3, 5] {
+        let mut k = FakeKernel::new().default_delay(Duration::from_millis(2));
+        if jobs > 1 {
+            // w0 cannot finish before w1 started: at least two in flight.
+            k = k.wait_for_start("w0", "w1");
+        }
+        let r = load_ok(&plan, &k, jobs);
+        check_load(&plan, &k, &no_outcomes(), &r, jobs).unwrap();
+        assert!(
+            k.max_concurrent() <= jobs,
+            "jobs {jobs}: {}",
+            k.max_concurrent()
+        );
+        assert_eq!(r.jobs, jobs);
+        if jobs > 1 {
+            assert!(k.max_concurrent() >= 2);
+            assert_eq!(r.module("w0").unwrap().state, ModuleState::Loaded);
+        } else {
+            assert_eq!(k.threads_used(), 1);
+        }
+    }
+}
+
+#[test]
+fn the_pool_is_never_wider_than_the_modules_to_insert() {
+    let mut b = PlanBuilder::new();
+    b.module("a", &[]);
+    b.module("b", &["a"]);
+    let plan = b.build();
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 64);
+    assert_eq!(r.jobs, 2);
+    let r = load_ok(&plan, &k, 0);
+    assert!(r.jobs >= 1 && r.jobs <= 2);
+}
+
+#[test]
+fn a_malformed_plan_fails_the_bad_nodes_instead_of_hanging() {
+    let mut b = PlanBuilder::new();
+    b.module("ok", &[]);
+    // Forward edge, self edge, out-of-range edge.
+    b.node(
+        "fwd",
+        common::insert("fwd"),
+        "",
+        &[(2, EdgeKind::Dependency)],
+    );
+    b.node(
+        "selfish",
+        common::insert("selfish"),
+        "",
+        &[(2, EdgeKind::Chain)],
+    );
+    b.node(
+        "far",
+        common::insert("far"),
+        "",
+        &[(99, EdgeKind::Dependency)],
+    );
+    b.module("user", &["far"]);
+    let plan = b.build();
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 4);
+    check_load(&plan, &k, &no_outcomes(), &r, 4).unwrap();
+    for bad in ["fwd", "selfish", "far"] {
+        let m = r.module(bad).unwrap();
+        assert_eq!(m.state, ModuleState::Failed);
+        assert!(m.error.as_deref().unwrap().contains("malformed plan"));
+    }
+    assert_eq!(r.module("user").unwrap().blocked_by, Some(name("far")));
+    assert_eq!(r.module("ok").unwrap().state, ModuleState::Loaded);
+    assert_eq!(k.calls().len(), 1);
+}
+
+#[test]
+fn critical_path_is_the_longest_path_under_measured_durations() {
+    // a → c ← b, and d alone: the path is (the slower of a and b), c — or d
+    // alone if it was slower than both; whichever the measured times say.
+    let mut b = PlanBuilder::new();
+    b.module("a", &[]);
+    b.module("b", &[]);
+    b.module("c", &["a", "b"]);
+    b.module("d", &[]);
+    let plan = b.build();
+    let k = FakeKernel::new()
+        .delay("a", Duration::from_millis(20))
+        .delay("b", Duration::from_millis(1));
+    let r = load_ok(&plan, &k, 4);
+    let d = |n: &str| r.module(n).unwrap().duration();
+    let via_c = d("a").max(d("b")) + d("c");
+    let (expect_cost, expect_path) = if d("d") > via_c {
+        (d("d"), vec!["d"])
+    } else if d("a") >= d("b") {
+        (via_c, vec!["a", "c"])
+    } else {
+        (via_c, vec!["b", "c"])
+    };
+    let names: Vec<&str> = r.critical_path.iter().map(|n| n.as_str()).collect();
+    assert_eq!(names, expect_path);
+    assert!((r.critical_path_s - expect_cost).abs() < 1e-9);
+    assert!(r.wall_s >= r.critical_path_s);
+    assert!(r.boottime_load_end >= r.boottime_load_start);
+}
+
+#[test]
+fn each_worker_is_named_and_timings_are_boottime() {
+    let plan = design_example();
+    let k = FakeKernel::new();
+    let before = kmodinit::clock::boottime();
+    let r = load_ok(&plan, &k, 3);
+    let after = kmodinit::clock::boottime();
+    for m in &r.modules {
+        let (s, e) = (m.start.unwrap(), m.end.unwrap());
+        assert!(before <= s && s <= e && e <= after);
+        assert!(m.worker.unwrap() < 3);
+    }
+}

@@ -1,0 +1,191 @@
+//! Thousands of random plans against a fake kernel with random delays,
+//! failures, EEXIST and panics, on pools from 1 to 64 workers: no double
+//! load, no deadlock (a watchdog aborts the run), every module accounted for
+//! with exactly the state a sequential reference computes.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kmodinit::kernel::{FakeKernel, FakeOutcome};
+use modules_manifest::{Action, EdgeKind, Plan};
+
+/// xorshift64*: a tiny deterministic generator, so a failing seed replays.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+struct Case {
+    plan: Plan,
+    kernel: FakeKernel,
+    outcomes: HashMap<String, FakeOutcome>,
+}
+
+fn random_case(rng: &mut Rng) -> Case {
+    let mut b = PlanBuilder::new();
+    let size = match rng.below(4) {
+        0 => 8,
+        1 | 2 => 40,
+        _ => 120,
+    };
+    let n = 1 + rng.below(size);
+    // Graph shape: how many predecessors a node takes, and from how far back
+    // (a short reach gives deep graphs, a long one wide graphs with shared deps).
+    let max_preds = rng.below(5);
+    let reach = 1 + rng.below(n);
+    let mut kernel = FakeKernel::new().gate_timeout(Duration::from_secs(1));
+    let mut outcomes = HashMap::new();
+    let fail_pct = rng.below(12);
+    let panic_pct = rng.below(4);
+    for i in 0..n {
+        let name = format!("m{i}");
+        let action = match rng.below(100) {
+            0..=3 => Action::Builtin,
+            4..=7 => Action::AlreadyLoaded,
+            8..=10 => Action::Blacklisted,
+            _ => insert(&name),
+        };
+        let mut preds = Vec::new();
+        if i > 0 {
+            for _ in 0..rng.below(max_preds + 1) {
+                let from = i - 1 - rng.below(reach.min(i));
+                let kind = match rng.below(10) {
+                    0 | 1 => EdgeKind::Softdep,
+                    2 => EdgeKind::Chain,
+                    _ => EdgeKind::Dependency,
+                };
+                if !preds.contains(&(from, kind)) {
+                    preds.push((from, kind));
+                }
+            }
+        }
+        let params = if rng.chance(20) {
+            format!("p{i}={}", rng.below(1000))
+        } else {
+            String::new()
+        };
+        b.node(&name, action, &params, &preds);
+        let r = rng.below(100);
+        let outcome = if r < fail_pct {
+            FakeOutcome::Fail([libc::ENODEV, libc::EINVAL, libc::ENOEXEC][rng.below(3)])
+        } else if r < fail_pct + panic_pct {
+            FakeOutcome::Panic
+        } else if r < fail_pct + panic_pct + 3 {
+            FakeOutcome::Exists
+        } else {
+            FakeOutcome::Load
+        };
+        if outcome != FakeOutcome::Load {
+            kernel = kernel.outcome(&name, outcome);
+            outcomes.insert(name.clone(), outcome);
+        }
+        if rng.chance(50) {
+            kernel = kernel.delay(&name, Duration::from_micros(rng.below(200) as u64));
+        }
+    }
+    // Chains over increasing subsets of nodes.
+    for c in 0..rng.below(4) {
+        let mut entries = Vec::new();
+        for i in 0..n {
+            if rng.chance(15) {
+                entries.push(format!("m{i}"));
+            }
+        }
+        let refs: Vec<&str> = entries.iter().map(String::as_str).collect();
+        b.chain(&format!("chain{c}"), rng.chance(50), &refs);
+    }
+    let mut plan = b.build();
+    // Now and then, a malformed edge the planner would never emit.
+    if n > 1 && rng.chance(3) {
+        let victim = rng.below(n);
+        let bad_from = victim + rng.below(3 * n);
+        plan.nodes[victim].preds.push(modules_manifest::Edge {
+            from: bad_from,
+            kind: EdgeKind::Dependency,
+        });
+    }
+    Case {
+        plan,
+        kernel,
+        outcomes,
+    }
+}
+
+fn quiet_injected_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let injected = info
+                .payload()
+                .downcast_ref::<String>()
+                .is_some_and(|m| m.contains("injected panic"));
+            if !injected {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn run(seed_base: u64, cases: u64, jobs_of: impl Fn(&mut Rng) -> usize) -> usize {
+    quiet_injected_panics();
+    let mut modules = 0;
+    for seed in seed_base..seed_base + cases {
+        let mut rng = Rng::new(seed);
+        let case = random_case(&mut rng);
+        let jobs = jobs_of(&mut rng);
+        let report = load_with_watchdog(&case.plan, &case.kernel, jobs, Duration::from_secs(120));
+        if let Err(e) = check_load(&case.plan, &case.kernel, &case.outcomes, &report, jobs) {
+            panic!("seed {seed}, jobs {jobs}: {e}\nplan: {:#?}", case.plan);
+        }
+        modules += case.plan.nodes.len();
+    }
+    modules
+}
+
+#[test]
+fn thousands_of_random_plans_on_32_workers() {
+    let t = Instant::now();
+    let modules = run(1, 2000, |_| 32);
+    eprintln!(
+        "32 workers: 2000 plans, {modules} modules in {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn random_plans_on_1_to_64_workers() {
+    let t = Instant::now();
+    let modules = run(1_000_000, 1500, |rng| 1 + rng.below(64));
+    eprintln!(
+        "1..64 workers: 1500 plans, {modules} modules in {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn random_plans_with_automatic_width() {
+    let modules = run(2_000_000, 300, |_| 0);
+    assert!(modules > 0);
+}
