@@ -1,12 +1,38 @@
 //! The depmod index of one kernel's module directory: `modules.dep`,
-//! `modules.builtin`, `modules.softdep`, `modules.alias`. SKELETON (issue 2).
+//! `modules.builtin`, `modules.softdep`, `modules.alias`.
+//!
+//! Parsing follows kmod's reading of the text files (not the `.bin` tries):
+//!
+//! - `modules.dep`: `path: dep-path dep-path…`, one module per line. Paths are
+//!   relative to the module directory; an absolute path or a `..` component
+//!   is refused (the loader joins these paths to the module directory). A
+//!   module listed twice keeps its first line, as kmod's text lookup does.
+//! - `modules.builtin`: one module path per line.
+//! - `modules.softdep`: `softdep NAME [pre: A B…] [post: C…]`. Tokens before
+//!   any `pre:`/`post:` keyword are ignored, as kmod ignores them (Debian 6.1
+//!   ships `softdep cifs gcm` lines, a known upstream slip); they are kept in
+//!   [`SoftDep::ignored`] so the plan can say so. Unlike kmod, which uses only
+//!   the first `softdep` line of a module, all lines of a module are merged:
+//!   depmod writes one line per `MODULE_SOFTDEP()` and the module author meant
+//!   all of them. `weakdep` lines are tolerated and ignored.
+//! - `modules.alias`: `alias PATTERN MODULE`. Patterns are normalised like
+//!   kmod's `alias_normalize` (`-` → `_` outside `[…]`) and matched with
+//!   fnmatch semantics (`*`, `?`, `[…]`, `[!…]`, `\` escapes).
+//!
+//! `#` comment lines and blank lines are skipped in every file. Every other
+//! malformed line is an [`IndexError`] naming the file and line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::name::ModuleName;
+
+/// The largest depmod file [`DepIndex::load`] reads, in bytes. Debian 6.1's
+/// `modules.alias` is about 1.3 MB; anything this big is not an index.
+pub const MAX_INDEX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How a module file is compressed, from its file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -62,13 +88,21 @@ pub struct ModuleEntry {
 pub struct SoftDep {
     pub pre: Vec<String>,
     pub post: Vec<String>,
+    /// Tokens that stood before any `pre:`/`post:` keyword. kmod ignores
+    /// them, and so does the planner (it mentions them in its notes).
+    pub ignored: Vec<String>,
 }
 
 /// The parsed index. Lookups are by normalised [`ModuleName`].
 #[derive(Debug, Clone, Default)]
 pub struct DepIndex {
     pub modules: HashMap<ModuleName, ModuleEntry>,
-    // builtin, softdeps, aliases: to be completed (issue 2)
+    /// `modules.builtin`: satisfied without loading anything.
+    pub builtin: HashSet<ModuleName>,
+    /// `modules.softdep`, all lines of a module merged.
+    pub softdeps: HashMap<ModuleName, SoftDep>,
+    /// `modules.alias`.
+    pub aliases: AliasTable,
 }
 
 /// A depmod file that cannot be used: file, line number and what is wrong.
@@ -91,14 +125,692 @@ impl std::fmt::Display for IndexError {
 
 impl std::error::Error for IndexError {}
 
-impl DepIndex {
-    /// Reads the depmod files of `dir` (e.g. `/lib/modules/6.1.0-56-amd64`).
-    /// `modules.dep` is required; the others are optional.
-    pub fn load(_dir: &Path) -> Result<DepIndex, IndexError> {
-        todo!("issue 2")
+/// `modules.alias`: exact aliases in a hash map; glob patterns grouped by
+/// their literal prefix (the text before the first `*`, `?`, `[` or `\`), so
+/// a lookup tests only the patterns whose prefix starts the looked-up name
+/// instead of scanning all of them (Debian 6.1 has 22,000 glob aliases).
+#[derive(Debug, Clone, Default)]
+pub struct AliasTable {
+    exact: HashMap<String, Vec<ModuleName>>,
+    globs: HashMap<String, Vec<(String, ModuleName)>>,
+    len: usize,
+}
+
+impl AliasTable {
+    /// Adds `alias PATTERN MODULE`. Fails (with the reason) on a pattern that
+    /// kmod would refuse: an unbalanced `[`/`]`.
+    pub fn insert(&mut self, pattern: &str, module: ModuleName) -> Result<(), String> {
+        let pattern = normalize_alias(pattern)?;
+        match pattern.find(['*', '?', '[', '\\']) {
+            None => self.exact.entry(pattern).or_default().push(module),
+            Some(i) => {
+                let prefix = pattern[..i].to_owned();
+                self.globs
+                    .entry(prefix)
+                    .or_default()
+                    .push((pattern, module));
+            }
+        }
+        self.len += 1;
+        Ok(())
     }
 
+    /// Every module whose alias matches `name` (exact or glob), sorted and
+    /// without duplicates. `name` is normalised like a pattern first.
+    pub fn lookup(&self, name: &str) -> Vec<ModuleName> {
+        let Ok(name) = normalize_alias(name) else {
+            return Vec::new();
+        };
+        let mut out: Vec<ModuleName> = self.exact.get(&name).cloned().unwrap_or_default();
+        for i in 0..=name.len() {
+            if !name.is_char_boundary(i) {
+                continue;
+            }
+            if let Some(patterns) = self.globs.get(&name[..i]) {
+                for (pattern, module) in patterns {
+                    if fnmatch(pattern.as_bytes(), name.as_bytes()) {
+                        out.push(module.clone());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Number of `alias` lines.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// kmod's `alias_normalize`: `-` becomes `_` except inside `[…]`; an
+/// unterminated `[` or a stray `]` is an error.
+fn normalize_alias(raw: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut in_bracket = false;
+    for c in raw.chars() {
+        match c {
+            '[' if !in_bracket => {
+                in_bracket = true;
+                out.push(c);
+            }
+            ']' if in_bracket => {
+                in_bracket = false;
+                out.push(c);
+            }
+            ']' => return Err(format!("alias {raw:?} has a ']' without '['")),
+            '-' if !in_bracket => out.push('_'),
+            _ => out.push(c),
+        }
+    }
+    if in_bracket {
+        return Err(format!("alias {raw:?} has a '[' without ']'"));
+    }
+    Ok(out)
+}
+
+/// fnmatch(3) with flags 0 on bytes: `*` any run, `?` one byte, `[…]` a set
+/// (ranges, `!`/`^` negation, `]` first is literal), `\x` a literal `x`.
+/// Iterative with single-star backtracking, so it is linear-ish and cannot
+/// recurse deeply on hostile patterns.
+pub fn fnmatch(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0usize, 0usize);
+    // Where to resume after the last `*`: (pattern index after it, text index).
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() {
+            if pattern[p] == b'*' {
+                star = Some((p + 1, t));
+                p += 1;
+                continue;
+            }
+            if let Some(next) = match_one(pattern, p, text[t]) {
+                p = next;
+                t += 1;
+                continue;
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                p = sp;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    while p < pattern.len() && pattern[p] == b'*' {
+        p += 1;
+    }
+    p == pattern.len()
+}
+
+/// Matches the single pattern element at `p` (not `*`) against `c`; returns
+/// the index after the element on a match.
+fn match_one(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
+    match pattern[p] {
+        b'?' => Some(p + 1),
+        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
+        b'[' => match match_bracket(pattern, p, c) {
+            Some((true, next)) => Some(next),
+            Some((false, _)) => None,
+            // No closing `]`: the `[` is an ordinary character.
+            None => (c == b'[').then_some(p + 1),
+        },
+        other => (other == c).then_some(p + 1),
+    }
+}
+
+/// `pattern[p]` is `[`. Returns whether `c` is in the set and the index after
+/// the closing `]`, or `None` if the set is not terminated.
+fn match_bracket(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
+    let mut q = p + 1;
+    let negate = matches!(pattern.get(q), Some(b'!') | Some(b'^'));
+    if negate {
+        q += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let &b = pattern.get(q)?;
+        if b == b']' && !first {
+            return Some((matched != negate, q + 1));
+        }
+        first = false;
+        let (lo, after) = if b == b'\\' {
+            (*pattern.get(q + 1)?, q + 2)
+        } else {
+            (b, q + 1)
+        };
+        if pattern.get(after) == Some(&b'-') && pattern.get(after + 1).is_some_and(|&e| e != b']') {
+            let (hi, after_hi) = if pattern[after + 1] == b'\\' {
+                (*pattern.get(after + 2)?, after + 3)
+            } else {
+                (pattern[after + 1], after + 2)
+            };
+            if lo <= c && c <= hi {
+                matched = true;
+            }
+            q = after_hi;
+        } else {
+            if lo == c {
+                matched = true;
+            }
+            q = after;
+        }
+    }
+}
+
+/// Refuses module paths that would escape the module directory when joined.
+fn check_module_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        return Err(format!(
+            "module path {path:?} is absolute; depmod paths are relative to the module directory"
+        ));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "module path {path:?} has a \"..\" component; depmod paths stay inside the module directory"
+        ));
+    }
+    if path.contains('\0') {
+        return Err(format!("module path {path:?} contains a NUL byte"));
+    }
+    Ok(())
+}
+
+/// Module name and compression of a `modules.dep` path.
+fn module_of_path(path: &str) -> Result<(ModuleName, Compression), String> {
+    check_module_path(path)?;
+    let compression = Compression::from_path(path)
+        .ok_or_else(|| format!("{path:?} is not a module file (.ko, .ko.xz, .ko.zst or .ko.gz)"))?;
+    let name = ModuleName::from_path(path).map_err(|e| format!("{path:?}: {e}"))?;
+    Ok((name, compression))
+}
+
+/// Lines worth reading: 1-based number and text, without blanks and comments.
+fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter_map(|(i, l)| {
+        let l = l.trim();
+        (!l.is_empty() && !l.starts_with('#')).then_some((i + 1, l))
+    })
+}
+
+fn parse_dep(
+    text: &str,
+    file: &str,
+    modules: &mut HashMap<ModuleName, ModuleEntry>,
+) -> Result<(), IndexError> {
+    let err = |line: usize, message: String| IndexError {
+        file: file.to_owned(),
+        line,
+        message,
+    };
+    for (no, line) in content_lines(text) {
+        let Some((path, deps)) = line.split_once(':') else {
+            return Err(err(
+                no,
+                format!("expected \"path: dependencies\", found {line:?} (no ':')"),
+            ));
+        };
+        let path = path.trim();
+        let (name, compression) = module_of_path(path).map_err(|m| err(no, m))?;
+        let deps = deps
+            .split_whitespace()
+            .map(|d| module_of_path(d).map(|(n, _)| n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| err(no, format!("dependency of {name}: {m}")))?;
+        // First line wins, as kmod's text lookup stops at the first match.
+        modules.entry(name.clone()).or_insert(ModuleEntry {
+            name,
+            path: path.to_owned(),
+            compression,
+            deps,
+        });
+    }
+    Ok(())
+}
+
+fn parse_builtin(
+    text: &str,
+    file: &str,
+    builtin: &mut HashSet<ModuleName>,
+) -> Result<(), IndexError> {
+    for (no, line) in content_lines(text) {
+        let name = check_module_path(line)
+            .and_then(|()| ModuleName::from_path(line).map_err(|e| format!("{line:?}: {e}")))
+            .map_err(|message| IndexError {
+                file: file.to_owned(),
+                line: no,
+                message,
+            })?;
+        builtin.insert(name);
+    }
+    Ok(())
+}
+
+fn parse_softdep(
+    text: &str,
+    file: &str,
+    softdeps: &mut HashMap<ModuleName, SoftDep>,
+) -> Result<(), IndexError> {
+    let err = |line: usize, message: String| IndexError {
+        file: file.to_owned(),
+        line,
+        message,
+    };
+    for (no, line) in content_lines(text) {
+        let mut tokens = line.split_whitespace();
+        match tokens.next() {
+            Some("softdep") => {}
+            // kmod >= 33 writes weak dependencies here; they are hints for
+            // image builders, not load-order edges, so they are skipped.
+            Some("weakdep") => continue,
+            Some(other) => {
+                return Err(err(
+                    no,
+                    format!("expected \"softdep NAME pre: … post: …\", found keyword {other:?}"),
+                ))
+            }
+            None => continue,
+        }
+        let raw_name = tokens
+            .next()
+            .ok_or_else(|| err(no, "\"softdep\" without a module name".to_owned()))?;
+        let name = ModuleName::new(raw_name).map_err(|e| err(no, e.to_string()))?;
+        let entry = softdeps.entry(name).or_default();
+        #[derive(Clone, Copy)]
+        enum Mode {
+            None,
+            Pre,
+            Post,
+        }
+        let mut mode = Mode::None;
+        for token in tokens {
+            match token {
+                "pre:" => mode = Mode::Pre,
+                "post:" => mode = Mode::Post,
+                _ => match mode {
+                    Mode::None => entry.ignored.push(token.to_owned()),
+                    Mode::Pre => entry.pre.push(token.to_owned()),
+                    Mode::Post => entry.post.push(token.to_owned()),
+                },
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_alias(text: &str, file: &str, aliases: &mut AliasTable) -> Result<(), IndexError> {
+    let err = |line: usize, message: String| IndexError {
+        file: file.to_owned(),
+        line,
+        message,
+    };
+    for (no, line) in content_lines(text) {
+        let mut tokens = line.split_whitespace();
+        let (Some("alias"), Some(pattern), Some(module), None) =
+            (tokens.next(), tokens.next(), tokens.next(), tokens.next())
+        else {
+            return Err(err(
+                no,
+                format!("expected \"alias PATTERN MODULE\", found {line:?}"),
+            ));
+        };
+        let module = ModuleName::new(module).map_err(|e| err(no, e.to_string()))?;
+        aliases.insert(pattern, module).map_err(|m| err(no, m))?;
+    }
+    Ok(())
+}
+
+/// Reads `dir/name` as UTF-8 text; `Ok(None)` if it does not exist.
+fn read_index_file(dir: &Path, name: &str) -> Result<Option<String>, IndexError> {
+    let path = dir.join(name);
+    let file_label = path.display().to_string();
+    let io_err = |e: std::io::Error| IndexError {
+        file: file_label.clone(),
+        line: 0,
+        message: e.to_string(),
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_INDEX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_INDEX_FILE_BYTES {
+        return Err(IndexError {
+            file: file_label,
+            line: 0,
+            message: format!("larger than {MAX_INDEX_FILE_BYTES} bytes: not a depmod index"),
+        });
+    }
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..valid]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        IndexError {
+            file: file_label.clone(),
+            line,
+            message: "not valid UTF-8".to_owned(),
+        }
+    })
+}
+
+impl DepIndex {
+    /// Reads the depmod files of `dir` (e.g. `/lib/modules/6.1.0-56-amd64`).
+    /// `modules.dep` is required; the others are optional. The only I/O of
+    /// this crate.
+    pub fn load(dir: &Path) -> Result<DepIndex, IndexError> {
+        let dep = read_index_file(dir, "modules.dep")?.ok_or_else(|| IndexError {
+            file: dir.join("modules.dep").display().to_string(),
+            line: 0,
+            message: "missing (run depmod for this kernel)".to_owned(),
+        })?;
+        let label = |n: &str| dir.join(n).display().to_string();
+        let mut index = DepIndex::default();
+        parse_dep(&dep, &label("modules.dep"), &mut index.modules)?;
+        if let Some(text) = read_index_file(dir, "modules.builtin")? {
+            parse_builtin(&text, &label("modules.builtin"), &mut index.builtin)?;
+        }
+        if let Some(text) = read_index_file(dir, "modules.softdep")? {
+            parse_softdep(&text, &label("modules.softdep"), &mut index.softdeps)?;
+        }
+        if let Some(text) = read_index_file(dir, "modules.alias")? {
+            parse_alias(&text, &label("modules.alias"), &mut index.aliases)?;
+        }
+        Ok(index)
+    }
+
+    /// The pure twin of [`DepIndex::load`]: the texts of `modules.dep`,
+    /// `modules.builtin`, `modules.softdep` and `modules.alias` (pass `""`
+    /// for a missing file). Errors name the file by its base name.
+    pub fn parse(
+        dep: &str,
+        builtin: &str,
+        softdep: &str,
+        alias: &str,
+    ) -> Result<DepIndex, IndexError> {
+        let mut index = DepIndex::default();
+        parse_dep(dep, "modules.dep", &mut index.modules)?;
+        parse_builtin(builtin, "modules.builtin", &mut index.builtin)?;
+        parse_softdep(softdep, "modules.softdep", &mut index.softdeps)?;
+        parse_alias(alias, "modules.alias", &mut index.aliases)?;
+        Ok(index)
+    }
+
+    /// The `modules.dep` entry of a module.
     pub fn module(&self, name: &ModuleName) -> Option<&ModuleEntry> {
         self.modules.get(name)
+    }
+
+    /// True if the module is built into the kernel (`modules.builtin`).
+    pub fn is_builtin(&self, name: &ModuleName) -> bool {
+        self.builtin.contains(name)
+    }
+
+    /// True if the module exists as a file (`modules.dep`) or is builtin.
+    pub fn contains(&self, name: &ModuleName) -> bool {
+        self.modules.contains_key(name) || self.builtin.contains(name)
+    }
+
+    /// The merged `softdep` lines of a module.
+    pub fn softdep(&self, name: &ModuleName) -> Option<&SoftDep> {
+        self.softdeps.get(name)
+    }
+
+    /// What `name_or_alias` means, in kmod's lookup order, stopping at the
+    /// first source that knows it: a module of `modules.dep`, then a builtin
+    /// module, then the modules whose `modules.alias` patterns match (sorted,
+    /// deduplicated; alias targets are returned even if the index has no file
+    /// for them, so callers can tell "unknown" from "pruned"). Empty if
+    /// nothing matches. Exact aliases are a hash lookup; glob patterns are
+    /// tested only when their literal prefix starts `name_or_alias`.
+    pub fn resolve(&self, name_or_alias: &str) -> Vec<ModuleName> {
+        if let Ok(name) = ModuleName::new(name_or_alias) {
+            if self.contains(&name) {
+                return vec![name];
+            }
+        }
+        self.aliases.lookup(name_or_alias)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> ModuleName {
+        ModuleName::new(s).unwrap()
+    }
+
+    const DEP: &str = "\
+kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
+kernel/fs/mbcache.ko:
+kernel/fs/jbd2/jbd2.ko:
+kernel/lib/crc16.ko.xz:
+kernel/crypto/crc32c_generic.ko.zst:
+kernel/arch/x86/crypto/crc32c-intel.ko.gz:
+";
+
+    const ALIAS: &str = "\
+# Aliases extracted from modules themselves.
+alias crypto-crc32c crc32c_intel
+alias crypto-crc32c crc32c_generic
+alias crc32c crc32c_generic
+alias pci:v00001AF4d00001001sv*sd*bc*sc*i* virtio_blk
+alias fs-ext4 ext4
+alias acpi*:PNP0A0[38]:* pci_root
+alias usb:v0B95p[1-7]*d* asix
+";
+
+    #[test]
+    fn dep_lines_give_paths_compression_and_deps() {
+        let idx = DepIndex::parse(DEP, "", "", "").unwrap();
+        assert_eq!(idx.modules.len(), 6);
+        let ext4 = idx.module(&n("ext4")).unwrap();
+        assert_eq!(ext4.path, "kernel/fs/ext4/ext4.ko");
+        assert_eq!(ext4.compression, Compression::None);
+        assert_eq!(ext4.deps, vec![n("crc16"), n("mbcache"), n("jbd2")]);
+        assert_eq!(
+            idx.module(&n("crc16")).unwrap().compression,
+            Compression::Xz
+        );
+        assert_eq!(
+            idx.module(&n("crc32c_generic")).unwrap().compression,
+            Compression::Zstd
+        );
+        let intel = idx.module(&n("crc32c_intel")).unwrap();
+        assert_eq!(intel.compression, Compression::Gzip);
+        assert_eq!(intel.path, "kernel/arch/x86/crypto/crc32c-intel.ko.gz");
+    }
+
+    #[test]
+    fn dep_line_without_colon_names_file_and_line() {
+        let e = DepIndex::parse("a.ko:\n\nkernel/b.ko kernel/c.ko\n", "", "", "").unwrap_err();
+        assert_eq!(e.file, "modules.dep");
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("no ':'"), "{e}");
+        assert!(e.to_string().starts_with("modules.dep:3: "), "{e}");
+    }
+
+    #[test]
+    fn dep_paths_that_escape_are_refused() {
+        let e = DepIndex::parse("../../etc/evil.ko:\n", "", "", "").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("../../etc/evil.ko"), "{e}");
+        let e = DepIndex::parse("a.ko: /abs/b.ko\n", "", "", "").unwrap_err();
+        assert!(
+            e.message.contains("/abs/b.ko") && e.message.contains("absolute"),
+            "{e}"
+        );
+        let e = DepIndex::parse("kernel/x/../y.ko:\n", "", "", "").unwrap_err();
+        assert!(e.message.contains(".."), "{e}");
+    }
+
+    #[test]
+    fn dep_non_module_file_and_bad_name_are_errors() {
+        let e = DepIndex::parse("kernel/a.ko:\nkernel/readme.txt:\n", "", "", "").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("readme.txt"), "{e}");
+        let e = DepIndex::parse("kernel/a b.ko:\n", "", "", "").unwrap_err();
+        assert!(e.message.contains("a b"), "{e}");
+    }
+
+    #[test]
+    fn first_dep_line_of_a_module_wins() {
+        let idx = DepIndex::parse(
+            "updates/a.ko:\nkernel/a.ko: kernel/b.ko\nkernel/b.ko:\n",
+            "",
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(idx.module(&n("a")).unwrap().path, "updates/a.ko");
+    }
+
+    #[test]
+    fn builtin_lines_become_names() {
+        let idx = DepIndex::parse(
+            "",
+            "kernel/arch/x86/crypto/libblake2s-x86_64.ko\nkernel/fs/ext4/ext4.ko\n",
+            "",
+            "",
+        )
+        .unwrap();
+        assert!(idx.is_builtin(&n("libblake2s_x86_64")));
+        assert!(idx.is_builtin(&n("ext4")));
+        assert!(idx.contains(&n("ext4")));
+        assert!(!idx.is_builtin(&n("xfs")));
+        let e = DepIndex::parse("", "ok.ko\n/abs/x.ko\n", "", "").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("modules.builtin", 2));
+    }
+
+    #[test]
+    fn softdep_lines_merge_and_keep_kmod_quirks() {
+        let text = "\
+# Soft dependencies extracted from modules themselves.
+softdep ext4 pre: crypto-crc32c
+softdep btrfs pre: blake2b-256 sha256
+softdep btrfs pre: crypto-crc32c post: xxhash64
+softdep cifs gcm
+weakdep foo bar
+softdep vfio post: vfio_iommu_type1 pre: a
+";
+        let idx = DepIndex::parse("", "", text, "").unwrap();
+        let btrfs = idx.softdep(&n("btrfs")).unwrap();
+        assert_eq!(btrfs.pre, vec!["blake2b-256", "sha256", "crypto-crc32c"]);
+        assert_eq!(btrfs.post, vec!["xxhash64"]);
+        let cifs = idx.softdep(&n("cifs")).unwrap();
+        assert!(cifs.pre.is_empty());
+        assert_eq!(cifs.ignored, vec!["gcm"]);
+        assert!(idx.softdep(&n("foo")).is_none());
+        let vfio = idx.softdep(&n("vfio")).unwrap();
+        assert_eq!(
+            (vfio.pre.clone(), vfio.post.clone()),
+            (vec!["a".to_owned()], vec!["vfio_iommu_type1".to_owned()])
+        );
+    }
+
+    #[test]
+    fn softdep_errors_name_the_line() {
+        let e = DepIndex::parse("", "", "softdep a pre: b\nsoftdep\n", "").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("modules.softdep", 2));
+        assert!(e.message.contains("without a module name"), "{e}");
+        let e = DepIndex::parse("", "", "options a b=1\n", "").unwrap_err();
+        assert!(e.message.contains("options"), "{e}");
+        let e = DepIndex::parse("", "", "softdep ../x pre: y\n", "").unwrap_err();
+        assert!(e.message.contains("../x"), "{e}");
+    }
+
+    #[test]
+    fn alias_lines_must_have_three_fields() {
+        let e = DepIndex::parse("", "", "", "alias a b\nalias only\n").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("modules.alias", 2));
+        let e = DepIndex::parse("", "", "", "alias a b c\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = DepIndex::parse("", "", "", "alias x[ab mod\n").unwrap_err();
+        assert!(e.message.contains("'['"), "{e}");
+    }
+
+    #[test]
+    fn resolve_prefers_module_then_builtin_then_aliases() {
+        let idx = DepIndex::parse(DEP, "kernel/fs/crc32c.ko\n", "", ALIAS).unwrap();
+        assert_eq!(idx.resolve("ext4"), vec![n("ext4")]);
+        // "crc32c" is builtin here, so the alias of that name is not consulted.
+        assert_eq!(idx.resolve("crc32c"), vec![n("crc32c")]);
+        // Both spellings of the alias; results sorted.
+        assert_eq!(
+            idx.resolve("crypto-crc32c"),
+            vec![n("crc32c_generic"), n("crc32c_intel")]
+        );
+        assert_eq!(idx.resolve("crypto_crc32c"), idx.resolve("crypto-crc32c"));
+        assert_eq!(idx.resolve("fs-ext4"), vec![n("ext4")]);
+        assert!(idx.resolve("nothing-here").is_empty());
+        assert_eq!(
+            idx.resolve("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"),
+            vec![n("virtio_blk")]
+        );
+        assert_eq!(idx.resolve("acpi:PNP0A08:"), vec![n("pci_root")]);
+        assert_eq!(idx.resolve("acpiX:PNP0A03:yz"), vec![n("pci_root")]);
+        assert!(idx.resolve("acpi:PNP0A05:").is_empty());
+        assert_eq!(idx.resolve("usb:v0B95p7720d0001"), vec![n("asix")]);
+        assert!(idx.resolve("usb:v0B95p8720d0001").is_empty());
+        assert_eq!(idx.aliases.len(), 7);
+    }
+
+    #[test]
+    fn fnmatch_matches_like_libc() {
+        let m = |p: &str, t: &str| fnmatch(p.as_bytes(), t.as_bytes());
+        assert!(m("*", ""));
+        assert!(m("a*b*c", "aXXbYYc"));
+        assert!(!m("a*b*c", "aXXbYY"));
+        assert!(m("a?c", "abc"));
+        assert!(!m("a?c", "ac"));
+        assert!(m("[a-c]x", "bx"));
+        assert!(!m("[!a-c]x", "bx"));
+        assert!(m("[!a-c]x", "dx"));
+        assert!(m("[^a-c]x", "dx"));
+        assert!(m("[]]", "]"));
+        assert!(m("[a-]", "-"));
+        assert!(m("\\*", "*"));
+        assert!(!m("\\*", "a"));
+        assert!(m("x[", "x["));
+        assert!(m("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaab"));
+        assert!(!m("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert!(m("pci:v*d*sv*sd*bc01sc*i*", "pci:v1d2sv3sd4bc01sc00i00"));
+    }
+
+    #[test]
+    fn load_reads_a_directory_and_names_missing_dep() {
+        let dir = std::env::temp_dir().join(format!("kmodinit-depmod-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = DepIndex::load(&dir.join("nope")).unwrap_err();
+        assert!(e.file.ends_with("nope/modules.dep"), "{e}");
+        std::fs::write(dir.join("modules.dep"), DEP).unwrap();
+        std::fs::write(dir.join("modules.alias"), ALIAS).unwrap();
+        let idx = DepIndex::load(&dir).unwrap();
+        assert_eq!(idx.modules.len(), 6);
+        assert_eq!(idx.aliases.len(), 7);
+        assert!(idx.builtin.is_empty());
+        std::fs::write(dir.join("modules.softdep"), "softdep\n").unwrap();
+        let e = DepIndex::load(&dir).unwrap_err();
+        assert!(e.to_string().contains("modules.softdep:1:"), "{e}");
+        std::fs::write(dir.join("modules.softdep"), b"softdep a pre: \xff\n").unwrap();
+        let e = DepIndex::load(&dir).unwrap_err();
+        assert!(e.message.contains("UTF-8"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,9 +13,12 @@ pub mod name;
 pub mod plan;
 
 pub use cmdline::KernelCmdline;
-pub use depmod::{Compression, DepIndex, ModuleEntry};
-pub use manifest::{Manifest, OnFailure};
+pub use depmod::{AliasTable, Compression, DepIndex, IndexError, ModuleEntry, SoftDep};
+pub use manifest::{
+    ChainEntry, ChainSpec, InitSpec, Manifest, ManifestError, ModuleSpec, OnFailure, RootSpec,
+};
 pub use name::ModuleName;
 pub use plan::{
-    plan, Action, Edge, EdgeKind, NodeId, Plan, PlanChain, PlanInput, PlanNode, Reason,
+    plan, Action, CriticalPath, Edge, EdgeKind, NodeId, Plan, PlanChain, PlanError, PlanInput,
+    PlanNode, Reason,
 };

@@ -1,10 +1,17 @@
-//! The manifest, JSON version 1 (see DESIGN.md). SKELETON: the types are the
-//! contract other crates build against; parsing and validation are to be
-//! completed (issue 2).
+//! The manifest, JSON version 1 (see DESIGN.md).
+//!
+//! [`Manifest::from_json`] does the schema-level checks: unknown fields,
+//! wrong types, `version` other than 1, names that are not plain module
+//! names, empty or duplicate chain names, a module listed twice in one chain,
+//! and one module declared with two different parameter strings. Errors carry
+//! the JSON path and, for syntax and type errors, the line and column.
+//! Checks that need the module index (unknown module, cycles, blocklist) are
+//! [`crate::plan()`]'s.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::name::ModuleName;
 
@@ -110,9 +117,686 @@ impl std::fmt::Display for ManifestError {
 
 impl std::error::Error for ManifestError {}
 
+/// The largest manifest [`Manifest::from_json`] accepts, in bytes.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+
+/// The widest worker pool a manifest may ask for (`jobs`).
+pub const MAX_JOBS: usize = 1024;
+
+/// The longest chain name, in bytes (it is printed in logs and reports).
+pub const MAX_CHAIN_NAME_BYTES: usize = 255;
+
+impl ManifestError {
+    fn at(path: impl Into<String>, message: impl Into<String>) -> ManifestError {
+        ManifestError {
+            path: path.into(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a module's parameters were declared, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamsSource {
+    /// JSON path of the `params` value, e.g. `chains[0].modules[1].params`.
+    pub path: String,
+    pub params: String,
+}
+
 impl Manifest {
     /// Parses and schema-checks a manifest. Never panics on any input.
-    pub fn from_json(_bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        todo!("issue 2")
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::at(
+                "",
+                format!(
+                    "the manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES} bytes (1 MiB)",
+                    bytes.len()
+                ),
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawManifest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = match e.path().to_string() {
+                p if p == "." => String::new(),
+                p => p,
+            };
+            json_error(path, e.inner())
+        })?;
+        de.end().map_err(|e| json_error(String::new(), &e))?;
+        let manifest = Manifest {
+            version: raw.version.0,
+            chains: raw
+                .chains
+                .into_iter()
+                .map(|c| ChainSpec {
+                    name: c.name.0,
+                    modules: c.modules,
+                    required: c.required,
+                })
+                .collect(),
+            modules: raw.modules.0,
+            blocklist: raw.blocklist,
+            jobs: raw.jobs.0,
+            root: raw.root.map(|r| RootSpec {
+                device: r.device.map(|s| s.0),
+                fstype: r.fstype.map(|s| s.0),
+                flags: r.flags.map(|s| s.0),
+                wait_ms: r.wait_ms,
+            }),
+            init: raw
+                .init
+                .map(|i| InitSpec {
+                    path: i.path.0,
+                    args: i.args.into_iter().map(|a| a.0).collect(),
+                })
+                .unwrap_or_default(),
+            on_failure: raw.on_failure,
+        };
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// The cross-field checks of [`Manifest::from_json`], for a manifest
+    /// built in code: duplicate or empty chain names, a module twice in one
+    /// chain, conflicting parameter strings.
+    pub fn check(&self) -> Result<(), ManifestError> {
+        if self.version != 1 {
+            return Err(ManifestError::at(
+                "version",
+                format!(
+                    "unsupported manifest version {}; this kmodinit reads version 1",
+                    self.version
+                ),
+            ));
+        }
+        let mut chain_names: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, chain) in self.chains.iter().enumerate() {
+            let path = format!("chains[{i}].name");
+            check_chain_name(&chain.name).map_err(|m| ManifestError::at(&path, m))?;
+            if let Some(first) = chain_names.insert(&chain.name, i) {
+                return Err(ManifestError::at(
+                    path,
+                    format!(
+                        "chain name {:?} is used twice (chains[{first}] and chains[{i}]); chain names must be unique",
+                        chain.name
+                    ),
+                ));
+            }
+            let mut seen: BTreeMap<&ModuleName, usize> = BTreeMap::new();
+            for (j, entry) in chain.modules.iter().enumerate() {
+                if let Some(first) = seen.insert(&entry.name, j) {
+                    return Err(ManifestError::at(
+                        format!("chains[{i}].modules[{j}]"),
+                        format!(
+                            "module {} appears twice in chain {:?} (entries {first} and {j}); a chain loads each module once",
+                            entry.name, chain.name
+                        ),
+                    ));
+                }
+            }
+        }
+        self.declared_params().map(|_| ())
+    }
+
+    /// The parameters each module is declared with (chain entries and the
+    /// `modules` section), with where they were declared. Two different
+    /// strings for one module are an error naming the module and both places:
+    /// parameters belong to the module, not to the place that names it.
+    pub fn declared_params(&self) -> Result<BTreeMap<ModuleName, ParamsSource>, ManifestError> {
+        let mut out: BTreeMap<ModuleName, ParamsSource> = BTreeMap::new();
+        let sections = self.modules.iter().map(|(name, spec)| {
+            (
+                name,
+                spec.params.as_deref(),
+                format!("modules.{name}.params"),
+            )
+        });
+        let entries = self.chains.iter().enumerate().flat_map(|(i, c)| {
+            c.modules.iter().enumerate().map(move |(j, e)| {
+                (
+                    &e.name,
+                    e.params.as_deref(),
+                    format!("chains[{i}].modules[{j}].params"),
+                )
+            })
+        });
+        // Chain entries first, so an error points at the `modules` section
+        // only when that is where the second declaration is.
+        let mut all: Vec<_> = entries.collect();
+        all.extend(sections);
+        for (name, params, path) in all {
+            let Some(params) = params.map(str::trim).filter(|p| !p.is_empty()) else {
+                continue;
+            };
+            if params.contains('\0') {
+                return Err(ManifestError::at(path, "parameters contain a NUL byte"));
+            }
+            match out.get(name) {
+                Some(prev) if prev.params != params => {
+                    return Err(ManifestError::at(
+                        &path,
+                        format!(
+                            "module {name} has two different parameter strings: {:?} at {} and {params:?} at {path}; \
+                             parameters belong to the module, declare them once",
+                            prev.params, prev.path
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    out.insert(
+                        name.clone(),
+                        ParamsSource {
+                            path,
+                            params: params.to_owned(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn check_chain_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("empty chain name".to_owned());
+    }
+    if name.len() > MAX_CHAIN_NAME_BYTES {
+        return Err(format!(
+            "chain name {name:?} is longer than {MAX_CHAIN_NAME_BYTES} bytes"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("chain name {name:?} contains a control character"));
+    }
+    Ok(())
+}
+
+/// A serde_json error as a [`ManifestError`]. serde_json appends
+/// "at line L column C" to its messages; that part goes into the fields.
+fn json_error(path: String, e: &serde_json::Error) -> ManifestError {
+    let mut message = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    if let Some(stripped) = message.strip_suffix(&suffix) {
+        message = stripped.to_owned();
+    }
+    ManifestError {
+        path,
+        line: e.line(),
+        column: e.column(),
+        message,
+    }
+}
+
+// ---- the wire format: private types that serde fills, then converted ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    version: Version,
+    #[serde(default)]
+    chains: Vec<RawChain>,
+    #[serde(default)]
+    modules: ModulesTable,
+    #[serde(default)]
+    blocklist: Vec<ModuleName>,
+    #[serde(default)]
+    jobs: Jobs,
+    #[serde(default)]
+    root: Option<RawRoot>,
+    #[serde(default)]
+    init: Option<RawInit>,
+    #[serde(default)]
+    on_failure: Option<OnFailure>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    name: ChainName,
+    modules: Vec<ChainEntry>,
+    #[serde(default)]
+    required: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    name: ModuleName,
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoot {
+    #[serde(default)]
+    device: Option<NonEmpty>,
+    #[serde(default)]
+    fstype: Option<NonEmpty>,
+    #[serde(default)]
+    flags: Option<NoNul>,
+    #[serde(default)]
+    wait_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInit {
+    #[serde(default = "default_init_path")]
+    path: InitPath,
+    #[serde(default)]
+    args: Vec<NoNul>,
+}
+
+fn default_init_path() -> InitPath {
+    InitPath(InitSpec::default().path)
+}
+
+/// Each newtype below checks its value while serde still knows the line and
+/// column, so the error carries them.
+struct Version(u32);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v != 1 {
+            return Err(de::Error::custom(format!(
+                "unsupported manifest version {v}; this kmodinit reads version 1"
+            )));
+        }
+        Ok(Version(v))
+    }
+}
+
+#[derive(Default)]
+struct Jobs(usize);
+
+impl<'de> Deserialize<'de> for Jobs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = usize::deserialize(d)?;
+        if v > MAX_JOBS {
+            return Err(de::Error::custom(format!(
+                "jobs = {v} is more than {MAX_JOBS}; use 0 for automatic"
+            )));
+        }
+        Ok(Jobs(v))
+    }
+}
+
+struct ChainName(String);
+
+impl<'de> Deserialize<'de> for ChainName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_chain_name(&s).map_err(de::Error::custom)?;
+        Ok(ChainName(s))
+    }
+}
+
+/// Module parameters: no NUL (the kernel reads a C string); surrounding
+/// whitespace trimmed; empty means none.
+struct Params(String);
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.contains('\0') {
+            return Err(de::Error::custom("parameters contain a NUL byte"));
+        }
+        Ok(Params(s.trim().to_owned()))
+    }
+}
+
+fn params_opt(p: Option<Params>) -> Option<String> {
+    p.map(|p| p.0).filter(|p| !p.is_empty())
+}
+
+struct NoNul(String);
+
+impl<'de> Deserialize<'de> for NoNul {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.contains('\0') {
+            return Err(de::Error::custom("string contains a NUL byte"));
+        }
+        Ok(NoNul(s))
+    }
+}
+
+struct NonEmpty(String);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = NoNul::deserialize(d)?.0;
+        if s.trim().is_empty() {
+            return Err(de::Error::custom(
+                "empty string; leave the field out instead",
+            ));
+        }
+        Ok(NonEmpty(s))
+    }
+}
+
+struct InitPath(String);
+
+impl<'de> Deserialize<'de> for InitPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = NoNul::deserialize(d)?.0;
+        if !s.starts_with('/') {
+            return Err(de::Error::custom(format!(
+                "init path {s:?} is not absolute"
+            )));
+        }
+        Ok(InitPath(s))
+    }
+}
+
+/// A chain entry is `"name"` or `{"name": …, "params": …}`. A hand-written
+/// visitor instead of `#[serde(untagged)]`, so a wrong entry gets the real
+/// reason (and path) instead of "did not match any variant".
+impl<'de> Deserialize<'de> for ChainEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = ChainEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a module name or {\"name\": …, \"params\": …}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ChainEntry, E> {
+                let name = ModuleName::new(v).map_err(E::custom)?;
+                Ok(ChainEntry { name, params: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ChainEntry, A::Error> {
+                let raw = RawEntry::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ChainEntry {
+                    name: raw.name,
+                    params: params_opt(raw.params),
+                })
+            }
+        }
+        d.deserialize_any(EntryVisitor)
+    }
+}
+
+/// The `modules` object. Keys are normalised, so `virtio-blk` and
+/// `virtio_blk` in one object are the same module: that is an error rather
+/// than a silent overwrite.
+#[derive(Default)]
+struct ModulesTable(BTreeMap<ModuleName, ModuleSpec>);
+
+impl<'de> Deserialize<'de> for ModulesTable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TableVisitor;
+        impl<'de> Visitor<'de> for TableVisitor {
+            type Value = ModulesTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of module name → {\"params\": …}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ModulesTable, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = map.next_key::<ModuleName>()? {
+                    let spec: RawSpec = map.next_value()?;
+                    if out.contains_key(&name) {
+                        return Err(de::Error::custom(format!(
+                            "module {name} is listed twice (names are compared with '-' and '_' as the same)"
+                        )));
+                    }
+                    out.insert(
+                        name,
+                        ModuleSpec {
+                            params: params_opt(spec.params),
+                        },
+                    );
+                }
+                Ok(ModulesTable(out))
+            }
+        }
+        d.deserialize_map(TableVisitor)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> ModuleName {
+        ModuleName::new(s).unwrap()
+    }
+
+    fn err(json: &str) -> ManifestError {
+        Manifest::from_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let m = Manifest::from_json(
+            br#"{
+  "version": 1,
+  "chains": [
+    { "name": "storage", "modules": ["virtio_pci", {"name": "virtio_blk", "params": "queue_depth=128"}], "required": true },
+    { "name": "fs", "modules": ["ext4"] }
+  ],
+  "modules": { "driver_common": { "params": "opt=b" } },
+  "blocklist": ["floppy"],
+  "jobs": 0,
+  "root": { "device": "UUID=1234", "fstype": "ext4", "flags": "ro", "wait_ms": 10000 },
+  "init": { "path": "/sbin/init", "args": [] },
+  "on_failure": "rescue"
+}"#,
+        )
+        .unwrap();
+        assert_eq!(m.chains.len(), 2);
+        assert_eq!(m.chains[0].modules[1].name, n("virtio_blk"));
+        assert_eq!(
+            m.chains[0].modules[1].params.as_deref(),
+            Some("queue_depth=128")
+        );
+        assert!(m.chains[0].required && !m.chains[1].required);
+        assert_eq!(
+            m.modules[&n("driver_common")].params.as_deref(),
+            Some("opt=b")
+        );
+        assert_eq!(m.blocklist, vec![n("floppy")]);
+        assert_eq!(m.root.as_ref().unwrap().wait_ms, Some(10000));
+        assert_eq!(m.on_failure, Some(OnFailure::Rescue));
+    }
+
+    #[test]
+    fn defaults() {
+        let m = Manifest::from_json(br#"{"version": 1}"#).unwrap();
+        assert!(m.chains.is_empty() && m.modules.is_empty() && m.blocklist.is_empty());
+        assert_eq!(m.jobs, 0);
+        assert_eq!(m.root, None);
+        assert_eq!(m.init, InitSpec::default());
+        assert_eq!(m.init.path, "/sbin/init");
+        assert_eq!(m.on_failure, None);
+        let m = Manifest::from_json(
+            br#"{"version": 1, "chains": [{"name": "c", "modules": ["virtio-blk"]}], "init": {"args": ["x"]}}"#,
+        )
+        .unwrap();
+        assert!(!m.chains[0].required);
+        assert_eq!(m.chains[0].modules[0].name.as_str(), "virtio_blk");
+        assert_eq!(m.init.path, "/sbin/init");
+        assert_eq!(m.init.args, vec!["x"]);
+    }
+
+    #[test]
+    fn unknown_field_names_path_line_and_column() {
+        let e = err("{\"version\": 1,\n \"chains\": [{\"name\": \"a\", \"modules\": [], \"requird\": true}]}");
+        assert_eq!(e.path, "chains[0].requird");
+        assert_eq!(e.line, 2);
+        assert!(e.column > 0);
+        assert!(e.message.contains("requird"), "{e}");
+        assert!(!e.message.contains("at line"), "{e}");
+        assert!(e.to_string().contains("line 2, column"), "{e}");
+        let e = err(r#"{"version": 1, "colour": "red"}"#);
+        assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_path() {
+        let e = err(
+            r#"{"version": 1, "chains": [{"name": "a", "modules": ["x"]}, {"name": "b", "modules": [{"name": "y", "params": 7}]}]}"#,
+        );
+        assert_eq!(e.path, "chains[1].modules[0].params");
+        assert!(e.message.contains("integer"), "{e}");
+        let e = err(r#"{"version": 1, "jobs": "four"}"#);
+        assert_eq!(e.path, "jobs");
+        let e = err(r#"{"version": 1, "chains": [{"name": "a", "modules": [3]}]}"#);
+        assert_eq!(e.path, "chains[0].modules[0]");
+        assert!(e.message.contains("module name"), "{e}");
+        let e = err(
+            r#"{"version": 1, "chains": [{"name": "a", "modules": [{"name": "x", "parms": "a=1"}]}]}"#,
+        );
+        assert_eq!(e.path, "chains[0].modules[0].parms");
+        let e = err(r#"{"version": 1, "on_failure": "explode"}"#);
+        assert_eq!(e.path, "on_failure");
+        assert!(e.message.contains("explode"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let e = err("{\"version\": 1,\n\n  \"chains\": [,]}");
+        assert_eq!(e.line, 3);
+        assert!(e.column > 0);
+        let e = err(r#"{"version": 1} trailing"#);
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("trailing"), "{e}");
+        let e = err("");
+        assert!(e.message.contains("EOF"), "{e}");
+    }
+
+    #[test]
+    fn version_must_be_1() {
+        let e = err(r#"{"version": 2}"#);
+        assert_eq!(e.path, "version");
+        assert!(e.message.contains("version 2"), "{e}");
+        assert!(e.line > 0);
+        let e = err(r#"{"chains": []}"#);
+        assert!(e.message.contains("version"), "{e}");
+    }
+
+    #[test]
+    fn path_like_module_names_are_refused_with_their_place() {
+        let e =
+            err(r#"{"version": 1, "chains": [{"name": "a", "modules": ["ok", "../../etc/x"]}]}"#);
+        assert_eq!(e.path, "chains[0].modules[1]");
+        assert!(e.message.contains("../../etc/x"), "{e}");
+        let e = err(r#"{"version": 1, "chains": [{"name": "a", "modules": [{"name": "a/b"}]}]}"#);
+        assert_eq!(e.path, "chains[0].modules[0].name");
+        let e = err(r#"{"version": 1, "blocklist": ["fine", "x/y"]}"#);
+        assert_eq!(e.path, "blocklist[1]");
+        let e = err(r#"{"version": 1, "modules": {"a/b": {}}}"#);
+        assert!(e.path.starts_with("modules"), "{e}");
+        assert!(e.message.contains("a/b"), "{e}");
+    }
+
+    #[test]
+    fn conflicting_params_name_module_and_both_places() {
+        let e = err(r#"{"version": 1,
+                "chains": [{"name": "a", "modules": [{"name": "virtio_blk", "params": "q=1"}]},
+                           {"name": "b", "modules": [{"name": "virtio-blk", "params": "q=2"}]}]}"#);
+        assert!(e.message.contains("virtio_blk"), "{e}");
+        assert!(e.message.contains("chains[0].modules[0].params"), "{e}");
+        assert!(e.message.contains("chains[1].modules[0].params"), "{e}");
+        assert_eq!(e.path, "chains[1].modules[0].params");
+        let e = err(r#"{"version": 1,
+                "chains": [{"name": "a", "modules": [{"name": "x", "params": "q=1"}]}],
+                "modules": {"x": {"params": "q=3"}}}"#);
+        assert!(e.message.contains("modules.x.params"), "{e}");
+        assert!(
+            e.message.contains("\"q=1\"") && e.message.contains("\"q=3\""),
+            "{e}"
+        );
+        // The same string twice, or params in one place only, is fine.
+        Manifest::from_json(
+            br#"{"version": 1,
+                "chains": [{"name": "a", "modules": [{"name": "x", "params": "q=1"}, "y"]},
+                           {"name": "b", "modules": ["x"]}],
+                "modules": {"x": {"params": " q=1 "}, "y": {"params": "z=1"}}}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn chain_name_checks() {
+        let e = err(r#"{"version": 1, "chains": [{"name": "", "modules": []}]}"#);
+        assert_eq!(e.path, "chains[0].name");
+        assert!(e.message.contains("empty chain name"), "{e}");
+        let e = err(
+            r#"{"version": 1, "chains": [{"name": "a", "modules": []}, {"name": "b", "modules": []}, {"name": "a", "modules": []}]}"#,
+        );
+        assert_eq!(e.path, "chains[2].name");
+        assert!(
+            e.message.contains("\"a\"") && e.message.contains("chains[0]"),
+            "{e}"
+        );
+        let e = err(r#"{"version": 1, "chains": [{"name": "a", "modules": ["x", "y", "x"]}]}"#);
+        assert_eq!(e.path, "chains[0].modules[2]");
+        assert!(e.message.contains("twice"), "{e}");
+        let e = err(r#"{"version": 1, "chains": [{"name": "a"}]}"#);
+        assert!(e.message.contains("modules"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_module_keys_after_normalising() {
+        let e = err(
+            r#"{"version": 1, "modules": {"virtio-blk": {}, "virtio_blk": {"params": "a=1"}}}"#,
+        );
+        assert!(
+            e.message.contains("virtio_blk") && e.message.contains("twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn value_checks() {
+        let e = err(r#"{"version": 1, "jobs": 100000}"#);
+        assert_eq!(e.path, "jobs");
+        let e = err(r#"{"version": 1, "init": {"path": "sbin/init"}}"#);
+        assert_eq!(e.path, "init.path");
+        let e = err(r#"{"version": 1, "root": {"device": ""}}"#);
+        assert_eq!(e.path, "root.device");
+        let e = err(r#"{"version": 1, "modules": {"x": {"params": "a\u0000b"}}}"#);
+        assert!(e.message.contains("NUL"), "{e}");
+        let e = err(r#"{"version": 1, "jobs": -1}"#);
+        assert_eq!(e.path, "jobs");
+    }
+
+    #[test]
+    fn oversized_manifest_is_refused() {
+        let big = format!(
+            r#"{{"version": 1, "blocklist": [{}"x"]}}"#,
+            "\"x\",".repeat(300_000)
+        );
+        let e = Manifest::from_json(big.as_bytes()).unwrap_err();
+        assert!(e.message.contains("1 MiB"), "{e}");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for input in [
+            &b"\xff\xfe"[..],
+            b"null",
+            b"[]",
+            b"{\"version\": 1, \"chains\": {}}",
+            b"{\"version\": 1e400}",
+            b"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{",
+        ] {
+            assert!(Manifest::from_json(input).is_err());
+        }
     }
 }

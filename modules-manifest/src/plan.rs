@@ -1,13 +1,43 @@
-//! The load plan: a DAG of module nodes. SKELETON: the types are the contract
-//! the loader, the image builder and the report build against (issue 2).
+//! The load plan: a DAG of module nodes, built by the pure function [`plan()`].
+//!
+//! What goes in: every chain entry (a module name or an alias, resolved with
+//! [`DepIndex::resolve`]), the transitive `modules.dep` dependencies of every
+//! module that will be inserted, and the `pre:` softdeps of those modules
+//! (and their own dependencies and softdeps). `post:` softdeps are not
+//! loaded; the plan says so in its notes.
+//!
+//! Edges, all "must finish before": [`EdgeKind::Dependency`] for every module
+//! `modules.dep` lists (depmod writes the transitive closure; all of it is
+//! kept, which is redundant but never wrong), [`EdgeKind::Softdep`] for a
+//! chosen `pre:` softdep, [`EdgeKind::Chain`] from the previous entry of a
+//! chain. Between two nodes there is at most one edge; when several reasons
+//! apply the strongest kind is kept: Dependency, then Chain, then Softdep.
+//!
+//! Choosing among several modules for one alias (a softdep like
+//! `crypto-crc32c`, or a chain entry that is an alias), deterministically:
+//! only candidates the index has a file for (or that are builtin or already
+//! loaded) count, minus the module itself, the manifest's `blocklist` and the
+//! command line's `modprobe.blacklist`; among those, prefer one a chain names
+//! explicitly (softdeps only), then a builtin or already loaded one (it costs
+//! nothing), then the first by name. The choice and the alternatives are
+//! written to [`Plan::notes`] (booster #64: users must see which `crc32c` they
+//! got). A softdep with no candidate left is skipped with a note.
+//!
+//! Node order: Kahn's algorithm; among ready nodes it takes first what a
+//! required chain needs, then by the first chain (in manifest order) that
+//! needs it, then in discovery order (chain entries, then dependencies
+//! breadth-first). So the same input always gives the same plan, and a
+//! loader that starts ready nodes by id serves required chains first.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::cmdline::KernelCmdline;
 use crate::depmod::{Compression, DepIndex};
-use crate::manifest::Manifest;
+use crate::manifest::{ChainSpec, Manifest};
 use crate::name::ModuleName;
 
 /// Index of a node in [`Plan::nodes`].
@@ -125,15 +155,724 @@ pub struct CriticalPath {
 }
 
 /// Builds the plan. Pure and deterministic.
-pub fn plan(_input: PlanInput<'_>) -> Result<Plan, PlanError> {
-    todo!("issue 2")
+///
+/// Errors (each message names the module and chain): a manifest that fails
+/// [`Manifest::check`]; a chain entry that is neither a module, a builtin nor
+/// an alias of one; a module whose dependency has no `modules.dep` line; a
+/// module on the manifest's `blocklist` that a chain needs; one module given
+/// two parameter strings (also through an alias); a cycle in chain order +
+/// dependencies + softdeps, named like `a → b → a`.
+pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
+    input.manifest.check().map_err(|e| PlanError {
+        message: e.to_string(),
+    })?;
+    let mut b = Builder::new(input);
+    let entries = b.resolve_chains()?;
+    let params = b.params(&entries)?;
+    b.add_chains(&entries)?;
+    b.expand()?;
+    let needed = b.chain_needs();
+    b.check_blocklist(&needed)?;
+    let order = b.topo_order(&needed)?;
+    Ok(b.finish(&entries, &needed, &order, &params))
+}
+
+/// A node while the graph is being built; ids are discovery order.
+#[derive(Debug)]
+struct Draft {
+    name: ModuleName,
+    action: Action,
+    reasons: Vec<Reason>,
+    /// Predecessor id → strongest edge kind.
+    preds: BTreeMap<usize, EdgeKind>,
+}
+
+#[derive(Debug)]
+struct Builder<'a> {
+    input: PlanInput<'a>,
+    drafts: Vec<Draft>,
+    ids: HashMap<ModuleName, usize>,
+    /// Nodes whose dependencies and softdeps are still to be added.
+    queue: VecDeque<usize>,
+    /// Modules a chain names (after alias resolution): preferred softdep
+    /// candidates.
+    chain_targets: BTreeSet<ModuleName>,
+    /// (from, to) → chain name, to explain chain edges in cycle messages.
+    chain_edges: HashMap<(usize, usize), String>,
+    notes: Vec<String>,
+}
+
+/// A chain entry after alias resolution.
+#[derive(Debug)]
+struct ResolvedEntry {
+    chain: usize,
+    position: usize,
+    module: ModuleName,
+}
+
+fn kind_rank(k: EdgeKind) -> u8 {
+    match k {
+        EdgeKind::Dependency => 2,
+        EdgeKind::Chain => 1,
+        EdgeKind::Softdep => 0,
+    }
+}
+
+fn err(message: String) -> PlanError {
+    PlanError { message }
+}
+
+impl<'a> Builder<'a> {
+    fn new(input: PlanInput<'a>) -> Self {
+        Builder {
+            input,
+            drafts: Vec::new(),
+            ids: HashMap::new(),
+            queue: VecDeque::new(),
+            chain_targets: BTreeSet::new(),
+            chain_edges: HashMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn known(&self, name: &ModuleName) -> bool {
+        self.input.index.contains(name) || self.input.loaded.contains(name)
+    }
+
+    fn free(&self, name: &ModuleName) -> bool {
+        self.input.index.is_builtin(name) || self.input.loaded.contains(name)
+    }
+
+    /// Splits alias candidates into usable ones, best first, and excluded
+    /// ones with the reason.
+    fn rank_candidates(
+        &self,
+        candidates: Vec<ModuleName>,
+        itself: Option<&ModuleName>,
+        prefer_chain_targets: bool,
+    ) -> (Vec<ModuleName>, Vec<(ModuleName, &'static str)>) {
+        let mut usable = Vec::new();
+        let mut excluded = Vec::new();
+        for c in candidates {
+            if Some(&c) == itself {
+                excluded.push((c, "the module itself"));
+            } else if !self.known(&c) {
+                excluded.push((c, "not in the index"));
+            } else if self.input.manifest.blocklist.contains(&c) {
+                excluded.push((c, "on the manifest blocklist"));
+            } else if self.input.cmdline.blacklist.contains(&c) {
+                excluded.push((c, "blacklisted on the kernel command line"));
+            } else {
+                usable.push(c);
+            }
+        }
+        usable.sort_by_key(|c| {
+            (
+                !(prefer_chain_targets && self.chain_targets.contains(c)),
+                !self.free(c),
+                c.clone(),
+            )
+        });
+        (usable, excluded)
+    }
+
+    /// `"X → Y (also matched: …; not used: …)"` for notes.
+    fn choice_text(
+        &self,
+        chosen: &ModuleName,
+        usable: &[ModuleName],
+        excluded: &[(ModuleName, &'static str)],
+        prefer_chain_targets: bool,
+    ) -> String {
+        let mut t = chosen.to_string();
+        let why = if prefer_chain_targets && self.chain_targets.contains(chosen) {
+            "named in a chain"
+        } else if self.free(chosen) {
+            "builtin or already loaded"
+        } else {
+            "first by name"
+        };
+        let others: Vec<&str> = usable[1..].iter().map(ModuleName::as_str).collect();
+        let mut extra = Vec::new();
+        if !others.is_empty() {
+            extra.push(format!(
+                "also matched: {}; chosen: {why}",
+                others.join(", ")
+            ));
+        }
+        if !excluded.is_empty() {
+            let ex: Vec<String> = excluded.iter().map(|(m, r)| format!("{m}: {r}")).collect();
+            extra.push(format!("not used: {}", ex.join(", ")));
+        }
+        if !extra.is_empty() {
+            let _ = write!(t, " ({})", extra.join("; "));
+        }
+        t
+    }
+
+    /// Resolves every chain entry to one module.
+    fn resolve_chains(&mut self) -> Result<Vec<ResolvedEntry>, PlanError> {
+        let manifest = self.input.manifest;
+        let mut out = Vec::new();
+        for (ci, chain) in manifest.chains.iter().enumerate() {
+            for (pos, entry) in chain.modules.iter().enumerate() {
+                let module = self.resolve_entry(chain, pos, &entry.name)?;
+                self.chain_targets.insert(module.clone());
+                out.push(ResolvedEntry {
+                    chain: ci,
+                    position: pos,
+                    module,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn resolve_entry(
+        &mut self,
+        chain: &ChainSpec,
+        pos: usize,
+        name: &ModuleName,
+    ) -> Result<ModuleName, PlanError> {
+        if self.known(name) {
+            return Ok(name.clone());
+        }
+        let candidates = self.input.index.resolve(name.as_str());
+        if candidates.is_empty() {
+            return Err(err(format!(
+                "chain {:?} entry {pos} ({name}): no such module or alias in modules.dep, \
+                 modules.builtin or modules.alias",
+                chain.name
+            )));
+        }
+        let all = candidates.clone();
+        let (usable, excluded) = self.rank_candidates(candidates, None, false);
+        let chosen = match usable.first() {
+            Some(c) => c.clone(),
+            None => {
+                // Every candidate is excluded. One that is merely blocked
+                // keeps the chain's intent visible (the blocklist check or a
+                // Blacklisted node reports it); none in the index is an error.
+                match all.iter().find(|c| self.known(c)) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let list: Vec<&str> = all.iter().map(ModuleName::as_str).collect();
+                        return Err(err(format!(
+                            "chain {:?} entry {pos} ({name}): the alias matches {} but the \
+                             index has no file for any of them",
+                            chain.name,
+                            list.join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        let text = self.choice_text(&chosen, &usable, &excluded, false);
+        self.notes.push(format!(
+            "chain {:?} entry {pos}: alias {name} → {text}",
+            chain.name
+        ));
+        Ok(chosen)
+    }
+
+    /// Declared parameters by resolved module, checked for conflicts again
+    /// now that aliases are resolved.
+    fn params(&self, entries: &[ResolvedEntry]) -> Result<BTreeMap<ModuleName, String>, PlanError> {
+        let manifest = self.input.manifest;
+        let mut declared: BTreeMap<ModuleName, (String, String)> = BTreeMap::new();
+        let from_entries = entries.iter().filter_map(|e| {
+            let spec = &manifest.chains[e.chain].modules[e.position];
+            spec.params.as_deref().map(|p| {
+                (
+                    e.module.clone(),
+                    p,
+                    format!("chains[{}].modules[{}].params", e.chain, e.position),
+                )
+            })
+        });
+        let from_section = manifest.modules.iter().filter_map(|(name, spec)| {
+            spec.params
+                .as_deref()
+                .map(|p| (name.clone(), p, format!("modules.{name}.params")))
+        });
+        for (module, p, place) in from_entries.chain(from_section) {
+            let p = p.trim();
+            if p.is_empty() {
+                continue;
+            }
+            if let Some((prev, prev_place)) = declared.get(&module) {
+                if prev != p {
+                    return Err(err(format!(
+                        "module {module} has two different parameter strings: {prev:?} at \
+                         {prev_place} and {p:?} at {place}; parameters belong to the module, \
+                         declare them once"
+                    )));
+                }
+                continue;
+            }
+            declared.insert(module, (p.to_owned(), place));
+        }
+        let mut out: BTreeMap<ModuleName, String> =
+            declared.into_iter().map(|(m, (p, _))| (m, p)).collect();
+        for (module, extra) in &self.input.cmdline.module_params {
+            let joined = extra.join(" ");
+            if joined.is_empty() {
+                continue;
+            }
+            let slot = out.entry(module.clone()).or_default();
+            if !slot.is_empty() {
+                slot.push(' ');
+            }
+            slot.push_str(&joined);
+        }
+        Ok(out)
+    }
+
+    /// The node of `name`, created (and queued for expansion) if new.
+    /// `None` if the index does not know the module.
+    fn node(&mut self, name: &ModuleName) -> Option<usize> {
+        if let Some(&id) = self.ids.get(name) {
+            return Some(id);
+        }
+        let index = self.input.index;
+        let action = if index.is_builtin(name) {
+            Action::Builtin
+        } else if self.input.loaded.contains(name) {
+            Action::AlreadyLoaded
+        } else if self.input.cmdline.blacklist.contains(name) {
+            Action::Blacklisted
+        } else {
+            let entry = index.module(name)?;
+            Action::Insert {
+                path: entry.path.clone(),
+                compression: entry.compression,
+            }
+        };
+        let id = self.drafts.len();
+        if matches!(action, Action::Insert { .. }) {
+            self.queue.push_back(id);
+        }
+        self.drafts.push(Draft {
+            name: name.clone(),
+            action,
+            reasons: Vec::new(),
+            preds: BTreeMap::new(),
+        });
+        self.ids.insert(name.clone(), id);
+        Some(id)
+    }
+
+    fn edge(&mut self, from: usize, to: usize, kind: EdgeKind) {
+        let slot = self.drafts[to].preds.entry(from).or_insert(kind);
+        if kind_rank(kind) > kind_rank(*slot) {
+            *slot = kind;
+        }
+    }
+
+    fn reason(&mut self, id: usize, reason: Reason) {
+        let reasons = &mut self.drafts[id].reasons;
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    }
+
+    fn add_chains(&mut self, entries: &[ResolvedEntry]) -> Result<(), PlanError> {
+        let manifest = self.input.manifest;
+        let mut prev: Option<(usize, usize)> = None; // (chain, node)
+        for e in entries {
+            let chain = &manifest.chains[e.chain];
+            let id = self.node(&e.module).ok_or_else(|| {
+                err(format!(
+                    "chain {:?} entry {} ({}): no such module in modules.dep",
+                    chain.name, e.position, e.module
+                ))
+            })?;
+            self.reason(
+                id,
+                Reason::Chain {
+                    chain: chain.name.clone(),
+                    position: e.position,
+                },
+            );
+            if let Some((pc, pid)) = prev {
+                if pc == e.chain {
+                    self.edge(pid, id, EdgeKind::Chain);
+                    self.chain_edges.insert((pid, id), chain.name.clone());
+                }
+            }
+            prev = Some((e.chain, id));
+        }
+        Ok(())
+    }
+
+    /// Adds dependencies and `pre:` softdeps until nothing new turns up.
+    fn expand(&mut self) -> Result<(), PlanError> {
+        let index = self.input.index;
+        while let Some(id) = self.queue.pop_front() {
+            let name = self.drafts[id].name.clone();
+            let Some(entry) = index.module(&name) else {
+                continue;
+            };
+            for dep in &entry.deps {
+                if *dep == name {
+                    return Err(err(format!(
+                        "dependency cycle: {name} → {name} (modules.dep lists {name} as its own dependency)"
+                    )));
+                }
+                let dep_id = self.node(dep).ok_or_else(|| {
+                    err(format!(
+                        "module {name} depends on {dep} (modules.dep), but {dep} has no line of \
+                         its own in modules.dep"
+                    ))
+                })?;
+                self.edge(dep_id, id, EdgeKind::Dependency);
+                self.reason(
+                    dep_id,
+                    Reason::DependencyOf {
+                        module: name.clone(),
+                    },
+                );
+            }
+            let Some(soft) = index.softdep(&name) else {
+                continue;
+            };
+            for alias in &soft.pre {
+                let candidates = index.resolve(alias);
+                let (usable, excluded) = self.rank_candidates(candidates, Some(&name), true);
+                let Some(chosen) = usable.first().cloned() else {
+                    let why = if excluded.is_empty() {
+                        "nothing in the index matches".to_owned()
+                    } else {
+                        let ex: Vec<String> =
+                            excluded.iter().map(|(m, r)| format!("{m}: {r}")).collect();
+                        format!("no usable match ({})", ex.join(", "))
+                    };
+                    self.notes
+                        .push(format!("softdep {name} pre: {alias} skipped: {why}"));
+                    continue;
+                };
+                let Some(soft_id) = self.node(&chosen) else {
+                    // rank_candidates keeps only modules the index knows.
+                    continue;
+                };
+                let normalised_alias = ModuleName::new(alias).ok();
+                if usable.len() > 1
+                    || !excluded.is_empty()
+                    || normalised_alias.as_ref() != Some(&chosen)
+                {
+                    let text = self.choice_text(&chosen, &usable, &excluded, true);
+                    self.notes
+                        .push(format!("softdep {name} pre: {alias} → {text}"));
+                }
+                self.edge(soft_id, id, EdgeKind::Softdep);
+                self.reason(
+                    soft_id,
+                    Reason::SoftdepOf {
+                        module: name.clone(),
+                        alias: alias.clone(),
+                    },
+                );
+            }
+            if !soft.post.is_empty() {
+                self.notes.push(format!(
+                    "softdep {name} post: {} not loaded (kmodinit loads only pre: softdeps)",
+                    soft.post.join(" ")
+                ));
+            }
+            if !soft.ignored.is_empty() {
+                self.notes.push(format!(
+                    "softdep {name}: {} ignored (no pre:/post: keyword; kmod ignores these too)",
+                    soft.ignored.join(" ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// For every chain, the nodes it needs: its entries and everything that
+    /// must finish before them.
+    fn chain_needs(&self) -> Vec<BTreeSet<usize>> {
+        let manifest = self.input.manifest;
+        manifest
+            .chains
+            .iter()
+            .map(|chain| {
+                let mut seen = BTreeSet::new();
+                // The chain's entries, under their resolved names.
+                let mut stack: Vec<usize> = self
+                    .drafts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| {
+                        d.reasons.iter().any(
+                            |r| matches!(r, Reason::Chain { chain: c, .. } if *c == chain.name),
+                        )
+                    })
+                    .map(|(id, _)| id)
+                    .collect();
+                while let Some(id) = stack.pop() {
+                    if seen.insert(id) {
+                        stack.extend(self.drafts[id].preds.keys().copied());
+                    }
+                }
+                seen
+            })
+            .collect()
+    }
+
+    fn why_text(&self, id: usize) -> String {
+        let parts: Vec<String> = self.drafts[id].reasons.iter().map(reason_text).collect();
+        parts.join(", ")
+    }
+
+    fn check_blocklist(&self, needed: &[BTreeSet<usize>]) -> Result<(), PlanError> {
+        let manifest = self.input.manifest;
+        for blocked in &manifest.blocklist {
+            let Some(&id) = self.ids.get(blocked) else {
+                continue;
+            };
+            let chain = needed
+                .iter()
+                .position(|set| set.contains(&id))
+                .map(|c| manifest.chains[c].name.as_str())
+                .unwrap_or("?");
+            return Err(err(format!(
+                "module {blocked} is on the manifest's blocklist, but chain {chain:?} needs it ({})",
+                self.why_text(id)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Kahn's algorithm taking the smallest discovery id among ready nodes;
+    /// on a cycle, an error naming it.
+    fn topo_order(&self, needed: &[BTreeSet<usize>]) -> Result<Vec<usize>, PlanError> {
+        let n = self.drafts.len();
+        let chains = &self.input.manifest.chains;
+        // (not required, first chain needing it, discovery id): smallest first.
+        let key = |id: usize| -> (bool, usize, usize) {
+            let required = (0..chains.len()).any(|c| chains[c].required && needed[c].contains(&id));
+            let first = (0..chains.len())
+                .find(|&c| needed[c].contains(&id))
+                .unwrap_or(usize::MAX);
+            (!required, first, id)
+        };
+        let mut indegree: Vec<usize> = self.drafts.iter().map(|d| d.preds.len()).collect();
+        let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (id, d) in self.drafts.iter().enumerate() {
+            for &p in d.preds.keys() {
+                succs[p].push(id);
+            }
+        }
+        let mut ready: BinaryHeap<Reverse<(bool, usize, usize)>> = (0..n)
+            .filter(|&i| indegree[i] == 0)
+            .map(|i| Reverse(key(i)))
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(Reverse((_, _, id))) = ready.pop() {
+            order.push(id);
+            for &s in &succs[id] {
+                indegree[s] -= 1;
+                if indegree[s] == 0 {
+                    ready.push(Reverse(key(s)));
+                }
+            }
+        }
+        if order.len() == n {
+            return Ok(order);
+        }
+        Err(err(self.cycle_message(&indegree)))
+    }
+
+    /// Every node left with a nonzero indegree after Kahn has a predecessor
+    /// that is also left, so walking predecessors must revisit a node.
+    fn cycle_message(&self, indegree: &[usize]) -> String {
+        let left = |i: usize| indegree[i] > 0;
+        let Some(start) = (0..self.drafts.len()).find(|&i| left(i)) else {
+            return "dependency cycle".to_owned();
+        };
+        let mut walk = vec![start];
+        let mut pos: HashMap<usize, usize> = HashMap::from([(start, 0)]);
+        let mut cur = start;
+        let cycle = loop {
+            let Some(&p) = self.drafts[cur].preds.keys().find(|&&p| left(p)) else {
+                return "dependency cycle".to_owned();
+            };
+            if let Some(&at) = pos.get(&p) {
+                // walk[at..] goes backwards along edges; reverse it so each
+                // node is followed by one that must load after it.
+                let mut c: Vec<usize> = walk[at..].to_vec();
+                c.reverse();
+                break c;
+            }
+            pos.insert(p, walk.len());
+            walk.push(p);
+            cur = p;
+        };
+        let mut names: Vec<&str> = cycle
+            .iter()
+            .map(|&i| self.drafts[i].name.as_str())
+            .collect();
+        names.push(self.drafts[cycle[0]].name.as_str());
+        let mut why = Vec::new();
+        for w in 0..cycle.len() {
+            let (from, to) = (cycle[w], cycle[(w + 1) % cycle.len()]);
+            let (f, t) = (&self.drafts[from].name, &self.drafts[to].name);
+            let kind = self.drafts[to].preds.get(&from).copied();
+            why.push(match kind {
+                Some(EdgeKind::Chain) => format!(
+                    "chain {:?} lists {t} after {f}",
+                    self.chain_edges
+                        .get(&(from, to))
+                        .map(String::as_str)
+                        .unwrap_or("?")
+                ),
+                Some(EdgeKind::Softdep) => format!("{t} has softdep pre: {f}"),
+                _ => format!("{t} needs {f} (modules.dep)"),
+            });
+        }
+        format!(
+            "dependency cycle: {} ({})",
+            names.join(" → "),
+            why.join("; ")
+        )
+    }
+
+    fn finish(
+        self,
+        entries: &[ResolvedEntry],
+        needed: &[BTreeSet<usize>],
+        order: &[usize],
+        params: &BTreeMap<ModuleName, String>,
+    ) -> Plan {
+        let manifest = self.input.manifest;
+        let mut new_id = vec![0usize; self.drafts.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_id[old] = new;
+        }
+        let required_chains: Vec<usize> = (0..manifest.chains.len())
+            .filter(|&c| manifest.chains[c].required)
+            .collect();
+        let mut notes = self.notes.clone();
+        for (old, d) in self.drafts.iter().enumerate() {
+            if d.action == Action::Blacklisted {
+                let chains: Vec<&str> = (0..manifest.chains.len())
+                    .filter(|&c| needed[c].contains(&old))
+                    .map(|c| manifest.chains[c].name.as_str())
+                    .collect();
+                notes.push(format!(
+                    "{} is blacklisted on the kernel command line (modprobe.blacklist): not loaded; \
+                     chains that need it ({}) will not complete",
+                    d.name,
+                    chains.join(", ")
+                ));
+            }
+        }
+        let mut nodes: Vec<PlanNode> = order
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| {
+                let d = &self.drafts[old];
+                let mut preds: Vec<Edge> = d
+                    .preds
+                    .iter()
+                    .map(|(&p, &kind)| Edge {
+                        from: new_id[p],
+                        kind,
+                    })
+                    .collect();
+                preds.sort_by_key(|e| e.from);
+                PlanNode {
+                    id: new,
+                    name: d.name.clone(),
+                    action: d.action.clone(),
+                    params: params.get(&d.name).cloned().unwrap_or_default(),
+                    required: required_chains.iter().any(|&c| needed[c].contains(&old)),
+                    preds,
+                    succs: Vec::new(),
+                    reasons: d.reasons.clone(),
+                }
+            })
+            .collect();
+        for i in 0..nodes.len() {
+            let preds: Vec<NodeId> = nodes[i].preds.iter().map(|e| e.from).collect();
+            for p in preds {
+                nodes[p].succs.push(i);
+            }
+        }
+        let chains = manifest
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(ci, c)| PlanChain {
+                name: c.name.clone(),
+                required: c.required,
+                nodes: entries
+                    .iter()
+                    .filter(|e| e.chain == ci)
+                    .filter_map(|e| self.ids.get(&e.module).map(|&old| new_id[old]))
+                    .collect(),
+            })
+            .collect();
+        Plan {
+            nodes,
+            chains,
+            notes,
+        }
+    }
+}
+
+fn reason_text(r: &Reason) -> String {
+    match r {
+        Reason::Chain { chain, position } => format!("chain {chain} #{position}"),
+        Reason::DependencyOf { module } => format!("dep of {module}"),
+        Reason::SoftdepOf { module, alias } => {
+            if alias.as_str() == module.as_str() {
+                format!("softdep of {module}")
+            } else {
+                format!("softdep of {module} ({alias})")
+            }
+        }
+    }
 }
 
 impl Plan {
     /// The longest chain of dependent nodes when node `n` costs `cost(n)`
     /// (seconds). Satisfied nodes should be given cost 0 by the caller.
-    pub fn critical_path(&self, _cost: impl Fn(&PlanNode) -> f64) -> CriticalPath {
-        todo!("issue 2")
+    /// Every edge kind counts: each one delays its successor's start. Ties
+    /// go to the smaller node id; an empty plan gives cost 0 and no nodes.
+    pub fn critical_path(&self, cost: impl Fn(&PlanNode) -> f64) -> CriticalPath {
+        let n = self.nodes.len();
+        let mut finish = vec![0f64; n];
+        let mut via: Vec<Option<NodeId>> = vec![None; n];
+        for node in &self.nodes {
+            let mut start = 0f64;
+            for e in &node.preds {
+                // Nodes are topologically ordered, so preds are done.
+                if e.from < node.id && finish[e.from] > start {
+                    start = finish[e.from];
+                    via[node.id] = Some(e.from);
+                }
+            }
+            let c = cost(node);
+            finish[node.id] = start + if c.is_finite() && c > 0.0 { c } else { 0.0 };
+        }
+        let mut end = None;
+        let mut best = 0f64;
+        for (i, &f) in finish.iter().enumerate() {
+            if end.is_none() || f > best {
+                best = f;
+                end = Some(i);
+            }
+        }
+        let mut nodes = Vec::new();
+        let mut cur = end;
+        while let Some(i) = cur {
+            nodes.push(i);
+            cur = via[i];
+        }
+        nodes.reverse();
+        CriticalPath { cost: best, nodes }
     }
 
     /// Module files the image must hold (Insert actions), in node order.
@@ -142,5 +881,550 @@ impl Plan {
             Action::Insert { path, .. } => Some(path.as_str()),
             _ => None,
         })
+    }
+
+    /// The node of a module, if the plan has one.
+    pub fn node(&self, name: &ModuleName) -> Option<&PlanNode> {
+        self.nodes.iter().find(|n| &n.name == name)
+    }
+
+    /// A human-readable listing for `kmodinit plan`: a summary, the chains,
+    /// one line per node (id, name, action or path, params, what it waits
+    /// for, why it is there), then the notes.
+    pub fn render_text(&self) -> String {
+        let mut t = String::new();
+        let inserts = self.module_files().count();
+        let _ = writeln!(
+            t,
+            "plan: {} modules ({} to insert, {} satisfied), {} chains",
+            self.nodes.len(),
+            inserts,
+            self.nodes.len() - inserts,
+            self.chains.len()
+        );
+        for c in &self.chains {
+            let names: Vec<&str> = c
+                .nodes
+                .iter()
+                .map(|&i| self.nodes[i].name.as_str())
+                .collect();
+            let _ = writeln!(
+                t,
+                "chain {}{}: {}",
+                c.name,
+                if c.required { " (required)" } else { "" },
+                names.join(" → ")
+            );
+        }
+        let width = self
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str().len())
+            .max()
+            .unwrap_or(0);
+        let idw = self.nodes.len().saturating_sub(1).to_string().len();
+        for node in &self.nodes {
+            let action = match &node.action {
+                Action::Insert { path, .. } => path.clone(),
+                Action::Builtin => "(builtin)".to_owned(),
+                Action::AlreadyLoaded => "(already loaded)".to_owned(),
+                Action::Blacklisted => "(blacklisted: not loaded)".to_owned(),
+            };
+            let after: Vec<String> = node
+                .preds
+                .iter()
+                .map(|e| {
+                    let name = self.nodes[e.from].name.as_str();
+                    match e.kind {
+                        EdgeKind::Dependency => name.to_owned(),
+                        EdgeKind::Softdep => format!("{name} (softdep)"),
+                        EdgeKind::Chain => format!("{name} (chain)"),
+                    }
+                })
+                .collect();
+            let why: Vec<String> = node.reasons.iter().map(reason_text).collect();
+            let _ = writeln!(
+                t,
+                "{:>idw$} {:<width$} {}{} params: {} after: {} why: {}",
+                node.id,
+                node.name.as_str(),
+                if node.required { "* " } else { "  " },
+                action,
+                if node.params.is_empty() {
+                    "-"
+                } else {
+                    &node.params
+                },
+                if after.is_empty() {
+                    "-".to_owned()
+                } else {
+                    after.join(", ")
+                },
+                why.join(", ")
+            );
+        }
+        for note in &self.notes {
+            let _ = writeln!(t, "note: {note}");
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+
+    fn n(s: &str) -> ModuleName {
+        ModuleName::new(s).unwrap()
+    }
+
+    /// `deps` is `"a: b c; b: c; c"`: module a depends on b and c, …
+    fn dep_text(deps: &str) -> String {
+        deps.split(';')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (m, ds) = l.split_once(':').unwrap_or((l, ""));
+                let ds: Vec<String> = ds.split_whitespace().map(|d| format!("k/{d}.ko")).collect();
+                format!("k/{}.ko: {}\n", m.trim(), ds.join(" "))
+            })
+            .collect()
+    }
+
+    fn index(deps: &str, builtin: &str, softdep: &str, alias: &str) -> DepIndex {
+        let builtin: String = builtin
+            .split_whitespace()
+            .map(|b| format!("kernel/{b}.ko\n"))
+            .collect();
+        DepIndex::parse(&dep_text(deps), &builtin, softdep, alias).unwrap()
+    }
+
+    fn manifest(json: &str) -> Manifest {
+        Manifest::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn run(
+        m: &Manifest,
+        idx: &DepIndex,
+        cmdline: &str,
+        loaded: &[&str],
+    ) -> Result<Plan, PlanError> {
+        let cmdline = KernelCmdline::parse(cmdline);
+        let loaded: BTreeSet<ModuleName> = loaded.iter().map(|s| n(s)).collect();
+        plan(PlanInput {
+            manifest: m,
+            index: idx,
+            cmdline: &cmdline,
+            loaded: &loaded,
+        })
+    }
+
+    fn id(p: &Plan, name: &str) -> NodeId {
+        p.node(&n(name))
+            .unwrap_or_else(|| panic!("{name} not in plan"))
+            .id
+    }
+
+    fn pred_kind(p: &Plan, from: &str, to: &str) -> Option<EdgeKind> {
+        let f = id(p, from);
+        p.nodes[id(p, to)]
+            .preds
+            .iter()
+            .find(|e| e.from == f)
+            .map(|e| e.kind)
+    }
+
+    fn check_invariants(p: &Plan) {
+        let mut names = BTreeSet::new();
+        for (i, node) in p.nodes.iter().enumerate() {
+            assert_eq!(node.id, i);
+            assert!(names.insert(node.name.clone()), "{} twice", node.name);
+            for e in &node.preds {
+                assert!(e.from < i, "edge {} → {} goes backwards", e.from, i);
+                assert!(p.nodes[e.from].succs.contains(&i));
+            }
+            for &s in &node.succs {
+                assert!(p.nodes[s].preds.iter().any(|e| e.from == i));
+            }
+        }
+    }
+
+    #[test]
+    fn dependencies_come_first_and_chain_order_is_an_edge() {
+        let idx = index("a: b c; b: c; c; d: c; e", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "one", "modules": ["a", "d"], "required": true},
+                                          {"name": "two", "modules": ["e"]}]}"#,
+        );
+        let p = run(&m, &idx, "", &[]).unwrap();
+        check_invariants(&p);
+        let names: Vec<&str> = p.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names.len(), 5);
+        assert!(id(&p, "c") < id(&p, "b") && id(&p, "b") < id(&p, "a"));
+        assert!(id(&p, "a") < id(&p, "d"));
+        assert_eq!(pred_kind(&p, "b", "a"), Some(EdgeKind::Dependency));
+        assert_eq!(pred_kind(&p, "c", "a"), Some(EdgeKind::Dependency));
+        assert_eq!(pred_kind(&p, "a", "d"), Some(EdgeKind::Chain));
+        assert_eq!(pred_kind(&p, "a", "e"), None);
+        assert!(p.nodes[id(&p, "e")].preds.is_empty());
+        assert_eq!(p.chains[0].nodes, vec![id(&p, "a"), id(&p, "d")]);
+        assert_eq!(p.chains[1].nodes, vec![id(&p, "e")]);
+        assert!(p.nodes[id(&p, "c")].required);
+        assert!(!p.nodes[id(&p, "e")].required);
+        assert!(p.nodes[id(&p, "c")]
+            .reasons
+            .contains(&Reason::DependencyOf { module: n("a") }));
+        assert!(p.nodes[id(&p, "c")]
+            .reasons
+            .contains(&Reason::DependencyOf { module: n("d") }));
+        assert_eq!(
+            p.nodes[id(&p, "a")].action,
+            Action::Insert {
+                path: "k/a.ko".into(),
+                compression: Compression::None
+            }
+        );
+        assert_eq!(p.module_files().count(), 5);
+    }
+
+    #[test]
+    fn a_dependency_keeps_its_declared_params_however_it_is_reached() {
+        // u-root's bug: "b" is declared with params in chain "two", but chain
+        // "one" pulls it in first as a dependency of "a".
+        let idx = index("a: b; b", "", "", "");
+        let m = manifest(
+            r#"{"version": 1,
+                "chains": [{"name": "one", "modules": ["a"]},
+                           {"name": "two", "modules": [{"name": "b", "params": "x=1"}]}],
+                "modules": {"a": {"params": "y=2 z=\"q r\""}}}"#,
+        );
+        let p = run(&m, &idx, "b.w=3 a.y=4 other.v=1", &[]).unwrap();
+        assert_eq!(p.nodes[id(&p, "b")].params, "x=1 w=3");
+        assert_eq!(p.nodes[id(&p, "a")].params, "y=2 z=\"q r\" y=4");
+        let p = run(&m, &idx, "", &[]).unwrap();
+        assert_eq!(p.nodes[id(&p, "b")].params, "x=1");
+    }
+
+    #[test]
+    fn required_flows_to_everything_a_required_chain_waits_for() {
+        // x is only in an optional chain, but y (in a required chain) waits
+        // for it through chain "opt"'s order.
+        let idx = index("x; y; z: w; w", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "opt", "modules": ["x", "y"]},
+                                          {"name": "req", "modules": ["y"], "required": true},
+                                          {"name": "opt2", "modules": ["z"]}]}"#,
+        );
+        let p = run(&m, &idx, "", &[]).unwrap();
+        assert!(p.nodes[id(&p, "x")].required);
+        assert!(p.nodes[id(&p, "y")].required);
+        assert!(!p.nodes[id(&p, "z")].required);
+        assert!(!p.nodes[id(&p, "w")].required);
+    }
+
+    #[test]
+    fn builtin_loaded_and_blacklisted_nodes() {
+        let idx = index("a: b c; b: d; c; d", "bi", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "s", "modules": ["a", "bi", "e"], "required": true}]}"#,
+        );
+        let p = run(&m, &idx, "modprobe.blacklist=b", &["c", "e"]).unwrap();
+        check_invariants(&p);
+        assert_eq!(p.nodes[id(&p, "bi")].action, Action::Builtin);
+        assert_eq!(p.nodes[id(&p, "c")].action, Action::AlreadyLoaded);
+        assert_eq!(p.nodes[id(&p, "e")].action, Action::AlreadyLoaded);
+        assert_eq!(p.nodes[id(&p, "b")].action, Action::Blacklisted);
+        // A blacklisted module is not loaded, so its own deps are not needed.
+        assert!(p.node(&n("d")).is_none());
+        assert!(
+            p.notes
+                .iter()
+                .any(|t| t.contains("b is blacklisted") && t.contains("(s)")),
+            "{:?}",
+            p.notes
+        );
+        assert_eq!(p.module_files().collect::<Vec<_>>(), vec!["k/a.ko"]);
+    }
+
+    #[test]
+    fn unknown_module_names_chain_and_entry() {
+        let idx = index("a", "", "", "");
+        let m = manifest(r#"{"version": 1, "chains": [{"name": "fs", "modules": ["a", "ext5"]}]}"#);
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(
+            e.message.contains("\"fs\"") && e.message.contains("entry 1"),
+            "{e}"
+        );
+        assert!(e.message.contains("ext5"), "{e}");
+    }
+
+    #[test]
+    fn missing_dependency_line_is_named() {
+        let idx = DepIndex::parse("k/a.ko: k/ghost.ko\n", "", "", "").unwrap();
+        let m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(e.message.contains("a depends on ghost"), "{e}");
+    }
+
+    #[test]
+    fn blocklisted_module_that_a_chain_needs_is_an_error() {
+        let idx = index("a: floppy; floppy; b", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["b"]}, {"name": "storage", "modules": ["a"]}],
+                "blocklist": ["floppy"]}"#,
+        );
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(e.message.contains("floppy"), "{e}");
+        assert!(e.message.contains("\"storage\""), "{e}");
+        assert!(e.message.contains("dep of a"), "{e}");
+        // Not needed by any chain: fine.
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["b"]}], "blocklist": ["floppy"]}"#,
+        );
+        run(&m, &idx, "", &[]).unwrap();
+    }
+
+    #[test]
+    fn chain_order_against_dependencies_is_a_cycle() {
+        let idx = index("virtio_pci: virtio_ring; virtio_ring", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "storage", "modules": ["virtio_pci", "virtio_ring"]}]}"#,
+        );
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(
+            e.message.contains("virtio_pci → virtio_ring → virtio_pci")
+                || e.message.contains("virtio_ring → virtio_pci → virtio_ring"),
+            "{e}"
+        );
+        assert!(
+            e.message
+                .contains("chain \"storage\" lists virtio_ring after virtio_pci"),
+            "{e}"
+        );
+        assert!(
+            e.message
+                .contains("virtio_pci needs virtio_ring (modules.dep)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dependency_and_self_cycles() {
+        let idx = index("a: b; b: c; c: a", "", "", "");
+        let m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(e.message.starts_with("dependency cycle: "), "{e}");
+        for x in ["a", "b", "c"] {
+            assert!(e.message.contains(&format!("{x} →")), "{e}");
+        }
+        let idx = index("a: a", "", "", "");
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(e.message.contains("a → a"), "{e}");
+    }
+
+    #[test]
+    fn softdep_cycle_is_an_error() {
+        let idx = index("a; b", "", "softdep a pre: b\nsoftdep b pre: a\n", "");
+        let m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(
+            e.message.contains("a → b → a") || e.message.contains("b → a → b"),
+            "{e}"
+        );
+        assert!(e.message.contains("has softdep pre:"), "{e}");
+    }
+
+    const CRC_ALIASES: &str =
+        "alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n\
+                               alias crypto-crc32c crc32c_pruned\n";
+
+    #[test]
+    fn softdep_alias_choice_is_deterministic_and_noted() {
+        let idx = index(
+            "ext4: jbd2; jbd2; crc32c_generic; crc32c_intel; other",
+            "",
+            "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c nothing-at-all\n",
+            CRC_ALIASES,
+        );
+        let m = manifest(r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}]}"#);
+        let p = run(&m, &idx, "", &[]).unwrap();
+        check_invariants(&p);
+        assert!(p.node(&n("crc32c_intel")).is_none());
+        assert_eq!(
+            pred_kind(&p, "crc32c_generic", "ext4"),
+            Some(EdgeKind::Softdep)
+        );
+        assert_eq!(
+            pred_kind(&p, "crc32c_generic", "jbd2"),
+            Some(EdgeKind::Softdep)
+        );
+        let notes = p.notes.join("\n");
+        assert!(
+            notes.contains(
+                "softdep ext4 pre: crypto-crc32c → crc32c_generic (also matched: crc32c_intel"
+            ),
+            "{notes}"
+        );
+        assert!(notes.contains("crc32c_pruned: not in the index"), "{notes}");
+        assert!(
+            notes.contains("softdep jbd2 pre: nothing-at-all skipped"),
+            "{notes}"
+        );
+        assert!(p.nodes[id(&p, "crc32c_generic")]
+            .reasons
+            .contains(&Reason::SoftdepOf {
+                module: n("ext4"),
+                alias: "crypto-crc32c".into()
+            }));
+
+        // A chain that names crc32c_intel gets it for the softdep too.
+        let m2 = manifest(
+            r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}, {"name": "c", "modules": ["crc32c_intel"]}]}"#,
+        );
+        let p = run(&m2, &idx, "", &[]).unwrap();
+        assert!(p.node(&n("crc32c_generic")).is_none());
+        assert_eq!(
+            pred_kind(&p, "crc32c_intel", "ext4"),
+            Some(EdgeKind::Softdep)
+        );
+        assert!(
+            p.notes.join("\n").contains("chosen: named in a chain"),
+            "{:?}",
+            p.notes
+        );
+
+        // Blocklisted or blacklisted candidates are passed over.
+        let m3 = manifest(
+            r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}], "blocklist": ["crc32c_generic"]}"#,
+        );
+        let p = run(&m3, &idx, "", &[]).unwrap();
+        assert!(p.node(&n("crc32c_intel")).is_some());
+        assert!(p
+            .notes
+            .join("\n")
+            .contains("crc32c_generic: on the manifest blocklist"));
+        let p = run(
+            &m,
+            &idx,
+            "modprobe.blacklist=crc32c_generic,crc32c_intel",
+            &[],
+        )
+        .unwrap();
+        assert!(p.node(&n("crc32c_generic")).is_none() && p.node(&n("crc32c_intel")).is_none());
+        assert!(p
+            .notes
+            .join("\n")
+            .contains("softdep ext4 pre: crypto-crc32c skipped"));
+
+        // An already loaded implementation costs nothing: preferred.
+        let p = run(&m, &idx, "", &["crc32c_intel"]).unwrap();
+        assert_eq!(
+            p.nodes[id(&p, "crc32c_intel")].action,
+            Action::AlreadyLoaded
+        );
+        assert!(p.node(&n("crc32c_generic")).is_none());
+    }
+
+    #[test]
+    fn softdep_by_plain_module_name_needs_no_note_and_post_is_noted() {
+        let idx = index(
+            "a; b; c",
+            "",
+            "softdep a pre: b post: c\nsoftdep b junk\n",
+            "",
+        );
+        let m = manifest(r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}]}"#);
+        let p = run(&m, &idx, "", &[]).unwrap();
+        assert_eq!(pred_kind(&p, "b", "a"), Some(EdgeKind::Softdep));
+        assert!(p.node(&n("c")).is_none());
+        let notes = p.notes.join("\n");
+        assert!(!notes.contains("pre: b →"), "{notes}");
+        assert!(notes.contains("softdep a post: c not loaded"), "{notes}");
+        assert!(notes.contains("softdep b: junk ignored"), "{notes}");
+    }
+
+    #[test]
+    fn chain_entry_alias_resolves_with_a_note_and_params_follow() {
+        let idx = index("ext4: jbd2; jbd2", "", "", "alias fs-ext4 ext4\n");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "fs", "modules": [{"name": "fs-ext4", "params": "a=1"}]}]}"#,
+        );
+        let p = run(&m, &idx, "", &[]).unwrap();
+        assert_eq!(p.nodes[id(&p, "ext4")].params, "a=1");
+        assert!(
+            p.notes.iter().any(|t| t.contains("alias fs_ext4 → ext4")),
+            "{:?}",
+            p.notes
+        );
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "fs", "modules": [{"name": "fs-ext4", "params": "a=1"}]}],
+                "modules": {"ext4": {"params": "a=2"}}}"#,
+        );
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(
+            e.message
+                .contains("module ext4 has two different parameter strings"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plan_rechecks_a_manifest_built_in_code() {
+        let idx = index("a", "", "", "");
+        let mut m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
+        m.chains.push(m.chains[0].clone());
+        let e = run(&m, &idx, "", &[]).unwrap_err();
+        assert!(e.message.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn critical_path_follows_the_costliest_chain() {
+        let idx = index("a: b c; b; c: d; d; e", "", "", "");
+        let m = manifest(r#"{"version": 1, "chains": [{"name": "x", "modules": ["a", "e"]}]}"#);
+        let p = run(&m, &idx, "", &[]).unwrap();
+        let cost = |node: &PlanNode| match node.name.as_str() {
+            "d" => 5.0,
+            "b" => 1.0,
+            "c" => 1.0,
+            "a" => 1.0,
+            "e" => 0.5,
+            _ => 0.0,
+        };
+        let cp = p.critical_path(cost);
+        let names: Vec<&str> = cp.nodes.iter().map(|&i| p.nodes[i].name.as_str()).collect();
+        assert_eq!(names, vec!["d", "c", "a", "e"]);
+        assert!((cp.cost - 7.5).abs() < 1e-9);
+        let empty = Plan {
+            nodes: vec![],
+            chains: vec![],
+            notes: vec![],
+        };
+        assert_eq!(empty.critical_path(|_| 1.0).nodes, Vec::<NodeId>::new());
+    }
+
+    #[test]
+    fn render_text_lists_every_node() {
+        let idx = index("a: b; b", "c", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "s", "modules": [{"name": "a", "params": "p=1"}, "c"], "required": true}]}"#,
+        );
+        let p = run(&m, &idx, "", &[]).unwrap();
+        let t = p.render_text();
+        assert!(
+            t.starts_with("plan: 3 modules (2 to insert, 1 satisfied), 1 chains\n"),
+            "{t}"
+        );
+        assert!(t.contains("chain s (required): a → c"), "{t}");
+        assert!(
+            t.contains("k/a.ko params: p=1 after: b why: chain s #0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("(builtin) params: - after: a (chain) why: chain s #1"),
+            "{t}"
+        );
+        assert_eq!(t.lines().count(), 2 + 3);
     }
 }

@@ -1,0 +1,186 @@
+//! The example manifests planned against the real Debian 6.1 module index
+//! that `make deps` installs. Skipped (with the reason printed) only when
+//! that index is absent from this machine.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use modules_manifest::{
+    plan, Action, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
+};
+
+const KERNEL_DIR: &str = "/lib/modules/6.1.0-56-amd64";
+
+fn real_index() -> Option<DepIndex> {
+    let dir = Path::new(KERNEL_DIR);
+    if !dir.join("modules.dep").exists() {
+        println!("skipped: {KERNEL_DIR}/modules.dep is absent (run `make deps`)");
+        return None;
+    }
+    Some(DepIndex::load(dir).unwrap())
+}
+
+fn example(name: &str) -> Manifest {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    Manifest::from_json(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+fn plan_of(m: &Manifest, idx: &DepIndex, cmdline: &str) -> Plan {
+    let loaded = BTreeSet::new();
+    plan(PlanInput {
+        manifest: m,
+        index: idx,
+        cmdline: &KernelCmdline::parse(cmdline),
+        loaded: &loaded,
+    })
+    .unwrap()
+}
+
+fn n(s: &str) -> ModuleName {
+    ModuleName::new(s).unwrap()
+}
+
+/// Every module exactly once, edges forward, succs mirror preds, every
+/// modules.dep dependency of an inserted module present and earlier.
+fn check_plan(p: &Plan, idx: &DepIndex) {
+    let mut seen = BTreeSet::new();
+    for (i, node) in p.nodes.iter().enumerate() {
+        assert_eq!(node.id, i);
+        assert!(seen.insert(node.name.clone()), "{} twice", node.name);
+        for e in &node.preds {
+            assert!(e.from < i);
+            assert!(p.nodes[e.from].succs.contains(&i));
+        }
+        if let Action::Insert { path, .. } = &node.action {
+            let entry = idx.module(&node.name).unwrap();
+            assert_eq!(&entry.path, path);
+            assert!(Path::new(KERNEL_DIR).join(path).exists(), "{path} missing");
+            for dep in &entry.deps {
+                let d = p
+                    .node(dep)
+                    .unwrap_or_else(|| panic!("{dep} (dep of {}) missing", node.name));
+                assert!(node
+                    .preds
+                    .iter()
+                    .any(|e| e.from == d.id && e.kind == EdgeKind::Dependency));
+            }
+        }
+    }
+}
+
+#[test]
+fn index_parses_completely() {
+    let Some(idx) = real_index() else { return };
+    assert!(idx.modules.len() > 4000, "{}", idx.modules.len());
+    assert!(idx.aliases.len() > 26000, "{}", idx.aliases.len());
+    assert!(!idx.builtin.is_empty());
+    assert!(idx.softdep(&n("ext4")).is_some());
+    let crc = idx.resolve("crypto-crc32c");
+    assert!(
+        crc.contains(&n("crc32c_generic")) && crc.contains(&n("crc32c_intel")),
+        "{crc:?}"
+    );
+    // A real PCI modalias of a virtio block device resolves by glob.
+    assert!(idx
+        .resolve("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00")
+        .contains(&n("virtio_pci")));
+    assert_eq!(
+        idx.resolve("virtio:d00000002v00001AF4"),
+        vec![n("virtio_blk")]
+    );
+}
+
+#[test]
+fn demo_plans_to_the_virtio_ext4_modules_in_order() {
+    let Some(idx) = real_index() else { return };
+    let m = example("demo.json");
+    let p = plan_of(&m, &idx, "");
+    check_plan(&p, &idx);
+    print!("{}", p.render_text());
+    for name in [
+        "virtio_ring",
+        "virtio",
+        "virtio_pci_legacy_dev",
+        "virtio_pci_modern_dev",
+        "virtio_pci",
+        "virtio_blk",
+        "crc16",
+        "mbcache",
+        "jbd2",
+        "crc32c_generic",
+        "ext4",
+    ] {
+        let node = p
+            .node(&n(name))
+            .unwrap_or_else(|| panic!("{name} not planned"));
+        assert!(node.required, "{name}");
+        assert!(matches!(node.action, Action::Insert { .. }), "{name}");
+    }
+    assert!(p.nodes.len() >= 11);
+    let id = |s: &str| p.node(&n(s)).unwrap().id;
+    assert!(id("virtio_ring") < id("virtio") && id("virtio") < id("virtio_pci"));
+    assert!(id("virtio_pci") < id("virtio_blk"));
+    assert!(id("jbd2") < id("ext4") && id("crc16") < id("ext4") && id("mbcache") < id("ext4"));
+    assert!(id("crc32c_generic") < id("jbd2"));
+    assert!(p
+        .notes
+        .iter()
+        .any(|t| t.contains("softdep ext4 pre: crypto-crc32c → crc32c_generic")));
+    assert!(p.node(&n("crc32c_intel")).is_none());
+}
+
+#[test]
+fn server_and_full_examples_plan() {
+    let Some(idx) = real_index() else { return };
+    let server = example("server.json");
+    let entries: usize = server.chains.iter().map(|c| c.modules.len()).sum();
+    assert!(entries >= 90, "{entries}");
+    let p = plan_of(&server, &idx, "loop.max_part=8");
+    check_plan(&p, &idx);
+    assert!(p.nodes.len() > entries);
+    assert_eq!(p.node(&n("loop")).unwrap().params, "max_loop=16 max_part=8");
+    assert_eq!(p.node(&n("virtio_blk")).unwrap().params, "queue_depth=128");
+
+    let full = example("full.json");
+    assert!(full.root.is_some() && full.on_failure.is_some() && !full.init.args.is_empty());
+    let p = plan_of(&full, &idx, "");
+    check_plan(&p, &idx);
+    assert!(p.node(&n("crc32c_intel")).is_none());
+    assert_eq!(p.node(&n("virtio_pci")).unwrap().params, "force_legacy=0");
+}
+
+#[test]
+fn every_mistake_in_a_manifest_is_refused_with_a_clear_message() {
+    let Some(idx) = real_index() else { return };
+    let cases: &[(&str, &[&str])] = &[
+        (
+            r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4", "ext5"]}]}"#,
+            &["\"fs\"", "entry 1", "ext5"],
+        ),
+        (
+            r#"{"version": 1, "chains": [{"name": "s", "modules": ["virtio_pci", "virtio_ring"]}]}"#,
+            &["cycle", "virtio_pci", "virtio_ring", "chain \"s\""],
+        ),
+        (
+            r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}], "blocklist": ["jbd2"]}"#,
+            &["jbd2", "blocklist", "\"fs\"", "ext4"],
+        ),
+    ];
+    for (json, needles) in cases {
+        let m = Manifest::from_json(json.as_bytes()).unwrap();
+        let loaded = BTreeSet::new();
+        let e = plan(PlanInput {
+            manifest: &m,
+            index: &idx,
+            cmdline: &KernelCmdline::default(),
+            loaded: &loaded,
+        })
+        .unwrap_err();
+        for needle in *needles {
+            assert!(e.message.contains(needle), "{needle:?} not in {e}");
+        }
+    }
+}
