@@ -21,7 +21,7 @@ use crate::kernel::{InsertError, InsertRequest, Inserted, Kernel};
 use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
 
 /// The widest pool [`auto_jobs`] picks.
-pub const MAX_AUTO_JOBS: usize = 16;
+pub const MAX_AUTO_JOBS: usize = 32;
 
 /// How the loader runs. The zero value (`Default`) means: automatic pool
 /// width, module paths taken as the plan gives them.
@@ -35,13 +35,17 @@ pub struct LoaderOptions {
 }
 
 /// The pool width used when `jobs` is 0, for a plan in which at most `width`
-/// modules can load at the same time, on a machine with `cpus` CPUs.
+/// modules can load at the same time: `width`, at most [`MAX_AUTO_JOBS`].
 ///
-/// Module init mostly sleeps (waiting on hardware, firmware, timers), so more
-/// workers than CPUs pays; past the plan's width extra workers only idle.
-/// See `init/REPORT.md` and the loader benchmark for the figures.
-pub fn auto_jobs(width: usize, cpus: usize) -> usize {
-    width.min((2 * cpus).max(4)).clamp(1, MAX_AUTO_JOBS)
+/// There is deliberately no CPU term. Module init mostly sleeps (hardware,
+/// firmware, timers), and the loader benchmark shows wall time reaches the
+/// critical path only once the pool is as wide as the graph (32 sleeping
+/// modules on 2 CPUs: 16 workers 2.2× the critical path, 32 workers 1.2×),
+/// while a pool wider than the CPUs cost nothing measurable when module init
+/// burns CPU instead. An idle worker costs a thread spawn (tens of µs).
+/// Figures: `init/REPORT.md`, `cargo bench -p kmodinit --bench loader`.
+pub fn auto_jobs(width: usize) -> usize {
+    width.clamp(1, MAX_AUTO_JOBS)
 }
 
 /// Loads `plan` with `kernel`: every `Insert` node is passed to
@@ -59,9 +63,8 @@ pub fn auto_jobs(width: usize, cpus: usize) -> usize {
 pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadReport {
     let boottime_load_start = boottime();
     let graph = Graph::new(plan);
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let requested = if opts.jobs == 0 {
-        auto_jobs(graph.width, cpus)
+        auto_jobs(graph.width)
     } else {
         opts.jobs
     };
@@ -169,8 +172,10 @@ struct Graph {
     height: Vec<usize>,
     /// Insert nodes.
     inserts: usize,
-    /// Most Insert nodes on one depth level: a cheap estimate of how many
-    /// modules can load at once.
+    /// An upper bound of how many kernel calls can ever run at once: the
+    /// Insert nodes, less those that share one dependency path with others
+    /// (nodes on one path never overlap, so an antichain holds at most one
+    /// of them).
     width: usize,
 }
 
@@ -199,19 +204,16 @@ impl Graph {
                 height[i] = height[i].max(height[s] + 1);
             }
         }
-        let mut depth = vec![0usize; n];
-        for i in 0..n {
-            for &(p, _) in &preds[i] {
-                depth[i] = depth[i].max(depth[p] + 1);
-            }
-        }
         let is_insert = |i: usize| matches!(plan.nodes[i].action, Action::Insert { .. });
         let inserts = (0..n).filter(|&i| is_insert(i)).count();
-        let mut per_level = vec![0usize; n];
-        for i in (0..n).filter(|&i| is_insert(i)) {
-            per_level[depth[i]] += 1;
+        // Longest path counted in Insert nodes.
+        let mut path = vec![0usize; n];
+        for i in 0..n {
+            let longest_pred = preds[i].iter().map(|&(p, _)| path[p]).max().unwrap_or(0);
+            path[i] = longest_pred + usize::from(is_insert(i));
         }
-        let width = per_level.into_iter().max().unwrap_or(0);
+        let longest = path.into_iter().max().unwrap_or(0);
+        let width = (inserts + 1).saturating_sub(longest).min(inserts);
         Graph {
             preds,
             succs,

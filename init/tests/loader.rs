@@ -415,3 +415,38 @@ fn each_worker_is_named_and_timings_are_boottime() {
         assert!(m.worker.unwrap() < 3);
     }
 }
+
+#[test]
+fn the_automatic_width_follows_the_graph() {
+    // 40 independent modules: as wide as allowed.
+    let mut b = PlanBuilder::new();
+    for i in 0..40 {
+        b.module(&format!("w{i}"), &[]);
+    }
+    let r = load_ok(&b.build(), &FakeKernel::new(), 0);
+    assert_eq!(r.jobs, kmodinit::loader::MAX_AUTO_JOBS);
+    // One chain: never more than one call at a time, so one worker.
+    let mut b = PlanBuilder::new();
+    let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    for n in &names {
+        b.module(n, &[]);
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    b.chain("c", true, &refs);
+    let r = load_ok(&b.build(), &FakeKernel::new(), 0);
+    assert_eq!(r.jobs, 1);
+    // A chain of 3 beside 4 free modules: 5 can run at once.
+    let mut b = PlanBuilder::new();
+    for n in ["a", "b", "c", "f1", "f2", "f3", "f4"] {
+        b.module(n, &[]);
+    }
+    b.chain("abc", true, &["a", "b", "c"]);
+    b.node("builtin", modules_manifest::Action::Builtin, "", &[]);
+    let r = load_ok(&b.build(), &FakeKernel::new(), 0);
+    assert_eq!(r.jobs, 5);
+    assert_eq!(kmodinit::loader::auto_jobs(0), 1);
+    assert_eq!(
+        kmodinit::loader::auto_jobs(1000),
+        kmodinit::loader::MAX_AUTO_JOBS
+    );
+}

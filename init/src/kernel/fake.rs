@@ -55,6 +55,7 @@ pub struct FakeCall {
 pub struct FakeKernel {
     epoch: Instant,
     default_delay: Duration,
+    cpu_bound: bool,
     delays: HashMap<String, Duration>,
     outcomes: HashMap<String, FakeOutcome>,
     /// module → module whose `insert` must have begun before it returns.
@@ -84,6 +85,7 @@ impl FakeKernel {
         FakeKernel {
             epoch: Instant::now(),
             default_delay: Duration::ZERO,
+            cpu_bound: false,
             delays: HashMap::new(),
             outcomes: HashMap::new(),
             gates: HashMap::new(),
@@ -100,6 +102,14 @@ impl FakeKernel {
     /// Every module without its own delay sleeps `delay` in `insert`.
     pub fn default_delay(mut self, delay: Duration) -> Self {
         self.default_delay = delay;
+        self
+    }
+
+    /// Delays burn CPU time of the calling thread instead of sleeping, to
+    /// model module init that computes rather than waits on hardware
+    /// (benchmarks: how a pool wider than the CPUs behaves then).
+    pub fn cpu_bound(mut self, yes: bool) -> Self {
+        self.cpu_bound = yes;
         self
     }
 
@@ -275,7 +285,9 @@ impl Kernel for FakeKernel {
             .insert(name.to_owned());
         self.started_cv.notify_all();
 
-        if !delay.is_zero() {
+        if self.cpu_bound {
+            burn_cpu(delay);
+        } else if !delay.is_zero() {
             std::thread::sleep(delay);
         }
         if let Some(other) = self.gates.get(name) {
@@ -298,6 +310,31 @@ impl Kernel for FakeKernel {
                 req.params,
             )),
             FakeOutcome::Panic => panic!("fake kernel: injected panic in {name}"),
+        }
+    }
+}
+
+/// Spins until this thread has used `cpu` of CPU time (not wall time: under
+/// contention it takes longer, as real computation would).
+fn burn_cpu(cpu: Duration) {
+    use nix::time::{clock_gettime, ClockId};
+    let now = || {
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+            .ok()
+    };
+    let Some(start) = now() else {
+        // No thread CPU clock: fall back to wall time.
+        let end = Instant::now() + cpu;
+        while Instant::now() < end {
+            std::hint::spin_loop();
+        }
+        return;
+    };
+    let mut x = 0u64;
+    while now().is_some_and(|t| t.saturating_sub(start) < cpu) {
+        for i in 0..1000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
         }
     }
 }

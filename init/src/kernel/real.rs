@@ -58,6 +58,13 @@ impl RealKernel {
         }
     }
 
+    /// Refuses modules that decompress to more than `bytes` (default
+    /// [`MAX_DECOMPRESSED_BYTES`], 64 MiB).
+    pub fn max_decompressed(mut self, bytes: usize) -> Self {
+        self.max_decompressed = bytes;
+        self
+    }
+
     /// True when the kernel says it decompresses `compression` itself.
     fn kernel_decompresses(&self, compression: Compression) -> bool {
         let Some(name) = compression.kernel_name() else {
@@ -246,5 +253,51 @@ impl Drop for Slot<'_> {
         let mut free = self.0.free.lock().unwrap_or_else(PoisonError::into_inner);
         *free += 1;
         self.0.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn slots_bound_how_many_holders_run_at_once() {
+        let slots = Slots::new(2);
+        let inside = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let _slot = slots.acquire();
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert!(most.load(Ordering::SeqCst) <= 2);
+        assert_eq!(
+            *slots.free.lock().unwrap_or_else(PoisonError::into_inner),
+            2
+        );
+    }
+
+    #[test]
+    fn kernel_formats_come_from_the_compression_file() {
+        let dir = std::env::temp_dir().join(format!("kmodinit-cf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let file = dir.join("compression");
+        std::fs::write(&file, "zstd\n").unwrap_or_default();
+        let k = RealKernel::with_compression_file(&file);
+        assert!(k.kernel_decompresses(Compression::Zstd));
+        assert!(!k.kernel_decompresses(Compression::Xz));
+        assert!(!k.kernel_decompresses(Compression::None));
+        let none = RealKernel::with_compression_file(dir.join("absent"));
+        assert!(!none.kernel_decompresses(Compression::Zstd));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,167 @@
+//! The loader on plans made by the real planner (`modules_manifest::plan`)
+//! from a manifest, a depmod index and a command line.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use common::*;
+use kmodinit::kernel::FakeKernel;
+use kmodinit::report::ModuleState;
+use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, Plan, PlanInput};
+
+/// A slice of a Debian 6.1 index: the contract's virtio + ext4 example, plus
+/// a softdep resolved through an alias, a builtin module and a compressed one.
+const DEP: &str = "\
+kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio_pci_legacy_dev.ko
+kernel/drivers/virtio/virtio_pci_modern_dev.ko:
+kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
+kernel/drivers/block/virtio_blk.ko.xz:
+kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko kernel/fs/mbcache.ko kernel/lib/crc16.ko
+kernel/fs/jbd2/jbd2.ko:
+kernel/fs/mbcache.ko:
+kernel/lib/crc16.ko:
+kernel/crypto/crc32c_generic.ko:
+kernel/fs/fat/vfat.ko: kernel/fs/fat/fat.ko
+kernel/fs/fat/fat.ko:
+";
+const BUILTIN: &str = "kernel/drivers/virtio/virtio.ko\n";
+const SOFTDEP: &str = "softdep ext4 pre: crc32c\n";
+const ALIAS: &str = "alias crypto-crc32c crc32c_generic\nalias crc32c crc32c_generic\n";
+
+fn plan_for(manifest: &str, cmdline: &str) -> Plan {
+    let manifest = Manifest::from_json(manifest.as_bytes()).unwrap();
+    let index = DepIndex::parse(DEP, BUILTIN, SOFTDEP, ALIAS).unwrap();
+    let cmdline = KernelCmdline::parse(cmdline);
+    let loaded = BTreeSet::new();
+    plan(PlanInput {
+        manifest: &manifest,
+        index: &index,
+        cmdline: &cmdline,
+        loaded: &loaded,
+    })
+    .unwrap()
+}
+
+const MANIFEST: &str = r#"{
+  "version": 1,
+  "chains": [
+    { "name": "storage", "modules": ["virtio_pci", {"name": "virtio-blk", "params": "queue_depth=128"}], "required": true },
+    { "name": "fs", "modules": ["ext4"], "required": true },
+    { "name": "tune", "modules": [{"name": "crc16", "params": "poly=1"}] },
+    { "name": "usb", "modules": ["vfat"] }
+  ],
+  "modules": { "jbd2": { "params": "journal=quick" } }
+}"#;
+
+#[test]
+fn the_planned_example_loads_each_module_once_with_its_declared_params() {
+    let plan = plan_for(MANIFEST, "root=/dev/vda jbd2.extra=1 quiet");
+    for jobs in [1, 4, 32] {
+        let k = FakeKernel::new().default_delay(Duration::from_micros(200));
+        let r = load_ok(&plan, &k, jobs);
+        check_load(&plan, &k, &HashMap::new(), &r, jobs).unwrap();
+        // Declared under `modules`, pulled in as ext4's dependency; the
+        // command line appends its own.
+        assert_eq!(k.calls_for("jbd2")[0].params, "journal=quick extra=1");
+        // Declared in chain "tune", also a dependency of ext4 in "fs".
+        assert_eq!(k.call_count("crc16"), 1);
+        assert_eq!(k.calls_for("crc16")[0].params, "poly=1");
+        assert_eq!(k.calls_for("virtio_blk")[0].params, "queue_depth=128");
+        assert_eq!(
+            k.calls_for("virtio_blk")[0].path,
+            std::path::Path::new("/lib/modules/test/kernel/drivers/block/virtio_blk.ko.xz")
+        );
+        assert_eq!(
+            k.calls_for("virtio_blk")[0].compression,
+            modules_manifest::Compression::Xz
+        );
+        // The softdep, resolved through the alias, loads before ext4.
+        let crc32c = &k.calls_for("crc32c_generic")[0];
+        assert!(crc32c.end_seq < k.calls_for("ext4")[0].start_seq);
+        assert!(r.failed_required_chains.is_empty());
+        assert!(r.modules.iter().all(|m| m.state == ModuleState::Loaded));
+    }
+}
+
+#[test]
+fn a_failing_dependency_blocks_its_chain_and_is_named_as_the_cause() {
+    let plan = plan_for(MANIFEST, "");
+    let k = FakeKernel::new().fail("mbcache", libc::ENOMEM);
+    let r = load_ok(&plan, &k, 8);
+    let outcomes = [(
+        "mbcache".to_owned(),
+        kmodinit::kernel::FakeOutcome::Fail(libc::ENOMEM),
+    )]
+    .into();
+    check_load(&plan, &k, &outcomes, &r, 8).unwrap();
+    assert_eq!(r.module("ext4").unwrap().state, ModuleState::Blocked);
+    assert_eq!(
+        r.module("ext4")
+            .unwrap()
+            .blocked_by
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "mbcache"
+    );
+    let fs: Vec<_> = r
+        .failed_required_chains
+        .iter()
+        .map(|f| (f.chain.as_str(), f.module.as_str()))
+        .collect();
+    assert_eq!(fs, vec![("fs", "mbcache")]);
+    // Everything not behind mbcache loaded.
+    for m in [
+        "virtio_pci",
+        "virtio_blk",
+        "jbd2",
+        "crc16",
+        "vfat",
+        "fat",
+        "crc32c_generic",
+    ] {
+        assert_eq!(r.module(m).unwrap().state, ModuleState::Loaded, "{m}");
+    }
+}
+
+#[test]
+fn a_command_line_blacklist_skips_and_blocks_through_the_real_planner() {
+    let plan = plan_for(MANIFEST, "modprobe.blacklist=fat");
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 4);
+    check_load(&plan, &k, &HashMap::new(), &r, 4).unwrap();
+    assert_eq!(r.module("fat").unwrap().state, ModuleState::Skipped);
+    assert_eq!(r.module("vfat").unwrap().state, ModuleState::Blocked);
+    assert_eq!(k.call_count("fat") + k.call_count("vfat"), 0);
+    // "usb" is optional: not a required failure.
+    assert!(r.failed_required_chains.is_empty());
+}
+
+#[test]
+fn the_reported_critical_path_agrees_with_the_planners() {
+    let plan = plan_for(MANIFEST, "");
+    let k = FakeKernel::new()
+        .default_delay(Duration::from_micros(300))
+        .delay("jbd2", Duration::from_millis(4))
+        .delay("virtio_pci_modern_dev", Duration::from_millis(2));
+    let r = load_ok(&plan, &k, 4);
+    let cp = plan.critical_path(|n| r.modules[n.id].duration());
+    assert!(
+        (cp.cost - r.critical_path_s).abs() < 1e-9,
+        "{} vs {}",
+        cp.cost,
+        r.critical_path_s
+    );
+    let ours: Vec<usize> = r
+        .critical_path
+        .iter()
+        .map(|n| plan.nodes.iter().position(|p| &p.name == n).unwrap())
+        .collect();
+    // Same cost; the path itself may differ only between equally long ones.
+    let cost_of = |path: &[usize]| path.iter().map(|&i| r.modules[i].duration()).sum::<f64>();
+    assert!((cost_of(&ours) - cost_of(&cp.nodes)).abs() < 1e-9);
+}
