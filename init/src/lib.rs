@@ -1,7 +1,16 @@
 //! kmodinit's PID 1: boot sequence, mounts, kmsg logging, loader, switch_root.
 
+pub mod blockdev;
+pub mod boot;
+pub mod boot_config;
+pub mod cli;
 pub mod clock;
 pub mod decompress;
+pub mod failure;
+pub mod handover;
 pub mod kernel;
+pub mod kmsg;
 pub mod loader;
+pub mod mount;
 pub mod report;
+pub mod switch_root;

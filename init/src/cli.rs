@@ -1,0 +1,287 @@
+//! The binary run by hand on a host (not as PID 1): `kmodinit plan` and
+//! `kmodinit --dry-run`. Hand-parsed flags: clap would cost /init size.
+//! Nothing here mounts, loads or executes anything.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use modules_manifest::{plan, DepIndex, KernelCmdline, Plan, PlanInput};
+
+use crate::boot::{self, BootError};
+use crate::boot_config::{self, BootConfig};
+use crate::failure;
+use crate::handover;
+use crate::mount::EARLY_MOUNTS;
+use crate::switch_root::NEW_ROOT;
+
+pub const USAGE: &str = "\
+kmodinit: a PID 1 for initramfs images. Run as /init by the kernel.
+
+On a host it only reads and prints:
+  kmodinit plan --manifest M --modules-dir D [--cmdline \"...\"]
+      print the load plan of manifest M against the depmod files in D
+  kmodinit --dry-run [--cmdline \"...\"] [--manifest M] [--modules-dir D]
+      print what the boot would do (defaults: /proc/cmdline, the manifest
+      it names or /etc/kmodinit/manifest.json, /lib/modules/$(uname -r))
+";
+
+/// A host invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCommand {
+    Plan {
+        manifest: PathBuf,
+        modules_dir: PathBuf,
+        cmdline: String,
+    },
+    DryRun {
+        cmdline: Option<String>,
+        manifest: Option<PathBuf>,
+        modules_dir: Option<PathBuf>,
+    },
+    Help,
+    /// No mode given: refuse, since we are not PID 1.
+    Refuse,
+}
+
+/// Parses the arguments after the program name. Errors name the flag.
+pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
+    let mut it = args.iter();
+    let mut mode = None;
+    let mut cmdline = None;
+    let mut manifest = None;
+    let mut modules_dir = None;
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| -> Result<String, String> {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match a.as_str() {
+            "plan" if mode.is_none() => mode = Some("plan"),
+            "--dry-run" if mode.is_none() => mode = Some("dry-run"),
+            "-h" | "--help" | "help" => return Ok(HostCommand::Help),
+            "--cmdline" => cmdline = Some(value(a)?),
+            "--manifest" => manifest = Some(PathBuf::from(value(a)?)),
+            "--modules-dir" => modules_dir = Some(PathBuf::from(value(a)?)),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    match mode {
+        Some("plan") => Ok(HostCommand::Plan {
+            manifest: manifest.ok_or("plan needs --manifest")?,
+            modules_dir: modules_dir.ok_or("plan needs --modules-dir")?,
+            cmdline: cmdline.unwrap_or_default(),
+        }),
+        Some(_) => Ok(HostCommand::DryRun {
+            cmdline,
+            manifest,
+            modules_dir,
+        }),
+        None if cmdline.is_some() || manifest.is_some() || modules_dir.is_some() => {
+            Err("--cmdline/--manifest/--modules-dir need `plan` or `--dry-run`".into())
+        }
+        None => Ok(HostCommand::Refuse),
+    }
+}
+
+/// Plans `manifest` against the index in `modules_dir` with nothing loaded.
+pub fn plan_from_files(
+    manifest_path: &Path,
+    modules_dir: &Path,
+    cmdline: &KernelCmdline,
+) -> Result<Option<Plan>, BootError> {
+    let Some(manifest) = boot::read_manifest(manifest_path)? else {
+        return Ok(None);
+    };
+    let index = DepIndex::load(modules_dir).map_err(|source| BootError::Index {
+        dir: modules_dir.to_path_buf(),
+        source,
+    })?;
+    let loaded = BTreeSet::new();
+    plan(PlanInput {
+        manifest: &manifest,
+        index: &index,
+        cmdline,
+        loaded: &loaded,
+    })
+    .map(Some)
+    .map_err(BootError::Plan)
+}
+
+/// What the boot would do, as text. Reads the given files only.
+pub fn dry_run(
+    cmdline_text: &str,
+    manifest: Option<&Path>,
+    modules_dir: Option<&Path>,
+) -> Result<String, BootError> {
+    let cmdline = KernelCmdline::parse(cmdline_text);
+    let mut s = String::from("kmodinit dry run: nothing is mounted, loaded or executed.\n");
+    let _ = writeln!(s, "command line: {}", cmdline_text.trim());
+    for w in &cmdline.warnings {
+        let _ = writeln!(s, "  warning: {w}");
+    }
+    for m in EARLY_MOUNTS {
+        let _ = writeln!(
+            s,
+            "mount {} on {} ({:?}{})",
+            m.fstype,
+            m.target,
+            m.flags,
+            m.data.map(|d| format!(", {d}")).unwrap_or_default()
+        );
+    }
+    let manifest_path = manifest
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| boot_config::manifest_path(&cmdline).into());
+    let parsed = boot::read_manifest(&manifest_path)?;
+    let cfg: BootConfig =
+        boot_config::merge(&cmdline, parsed.as_ref()).map_err(BootError::Config)?;
+    match &parsed {
+        None => {
+            let _ = writeln!(
+                s,
+                "manifest {}: not found, boot with no modules",
+                manifest_path.display()
+            );
+        }
+        Some(m) => {
+            let dir = match modules_dir {
+                Some(d) => d.to_path_buf(),
+                None => boot::modules_dir(Path::new("/"), Path::new("/proc"))
+                    .map_err(BootError::KernelRelease)?,
+            };
+            let _ = writeln!(
+                s,
+                "manifest {}: {} chain(s); modules from {}",
+                manifest_path.display(),
+                m.chains.len(),
+                dir.display()
+            );
+            if let Some(p) = plan_from_files(&manifest_path, &dir, &cmdline)? {
+                let jobs = if cfg.jobs == 0 {
+                    "auto".to_string()
+                } else {
+                    cfg.jobs.to_string()
+                };
+                let _ = writeln!(s, "load plan ({} node(s), jobs {jobs}):", p.nodes.len());
+                s.push_str(&p.render_text());
+            }
+        }
+    }
+    let _ = writeln!(s, "report: {}", boot::REPORT_PATH);
+    match &cfg.root {
+        None => {
+            let _ = writeln!(s, "no root: exec the init inside the initramfs");
+        }
+        Some(r) => {
+            let _ = writeln!(
+                s,
+                "root {} ({}), {}{}{}, wait {}; mount on {NEW_ROOT}, move /dev /proc /sys /run, free the initramfs, chroot",
+                r.device,
+                if r.fstypes.is_empty() { "type detected".to_string() } else { r.fstypes.join(",") },
+                if r.options.read_only { "ro" } else { "rw" },
+                if r.options.flags.is_empty() { String::new() } else { format!(" {:?}", r.options.flags) },
+                if r.options.data.is_empty() { String::new() } else { format!(" data={}", r.options.data) },
+                r.wait
+            );
+        }
+    }
+    // The init is checked on the real root at boot; here every candidate is
+    // shown as it would be tried.
+    match handover::choose_init(&cfg.init, &[], |_| true) {
+        Ok(c) => {
+            let _ = writeln!(
+                s,
+                "exec {} (first that exists of: {}), argv {:?} + the words the kernel passes to /init (e.g. single), env {:?}",
+                c.path,
+                cfg.init.explicit.clone().unwrap_or_else(|| {
+                    let mut v = vec![cfg.init.manifest_path.clone()];
+                    v.extend(
+                        handover::FALLBACK_INITS
+                            .iter()
+                            .filter(|p| **p != cfg.init.manifest_path)
+                            .map(|p| p.to_string()),
+                    );
+                    v.join(", ")
+                }),
+                c.argv,
+                c.env
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(s, "no init: {e}");
+        }
+    }
+    let action = failure::choose(
+        cmdline.on_failure,
+        parsed.as_ref().and_then(|m| m.on_failure),
+        true,
+    );
+    let _ = writeln!(
+        s,
+        "on failure: {} (a rescue without /bin/sh halts)",
+        action.describe()
+    );
+    Ok(s)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    fn a(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_the_host_modes() {
+        assert_eq!(parse_args(&[]), Ok(HostCommand::Refuse));
+        assert_eq!(parse_args(&a(&["--help"])), Ok(HostCommand::Help));
+        assert_eq!(
+            parse_args(&a(&[
+                "plan",
+                "--manifest",
+                "m.json",
+                "--modules-dir",
+                "d",
+                "--cmdline",
+                "quiet"
+            ])),
+            Ok(HostCommand::Plan {
+                manifest: "m.json".into(),
+                modules_dir: "d".into(),
+                cmdline: "quiet".into()
+            })
+        );
+        assert_eq!(
+            parse_args(&a(&["--dry-run", "--manifest", "m"])),
+            Ok(HostCommand::DryRun {
+                cmdline: None,
+                manifest: Some("m".into()),
+                modules_dir: None
+            })
+        );
+    }
+
+    #[test]
+    fn usage_errors_name_the_flag() {
+        assert_eq!(
+            parse_args(&a(&["plan", "--manifest"])),
+            Err("--manifest needs a value".into())
+        );
+        assert_eq!(
+            parse_args(&a(&["plan", "--manifest", "m"])),
+            Err("plan needs --modules-dir".into())
+        );
+        assert!(parse_args(&a(&["single"]))
+            .unwrap_err()
+            .contains("\"single\""));
+        assert!(
+            parse_args(&a(&["--manifest", "m"])).is_err(),
+            "a mode is required"
+        );
+        assert!(parse_args(&a(&["plan", "--dry-run"])).is_err());
+    }
+}

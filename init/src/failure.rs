@@ -1,0 +1,238 @@
+//! The failure policy, decided in one place: what PID 1 does after a fatal
+//! error or a panic. It never returns to the kernel (which would panic with
+//! "Attempted to kill init").
+#![allow(unsafe_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use modules_manifest::OnFailure;
+
+use crate::handover::{self, InitCommand, CLEAN_ENV};
+
+/// The shell `rescue` runs.
+pub const RESCUE_SHELL: &str = "/bin/sh";
+
+/// What to do after a fatal error, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureAction {
+    Rescue,
+    Reboot,
+    Poweroff,
+    Halt,
+}
+
+/// `kmodinit.on_failure=` wins over the manifest; by default rescue if the
+/// image has a shell, else halt. A rescue without a shell halts.
+pub fn choose(
+    cmdline: Option<OnFailure>,
+    manifest: Option<OnFailure>,
+    shell_exists: bool,
+) -> FailureAction {
+    match cmdline.or(manifest) {
+        Some(OnFailure::Reboot) => FailureAction::Reboot,
+        Some(OnFailure::Poweroff) => FailureAction::Poweroff,
+        Some(OnFailure::Halt) => FailureAction::Halt,
+        Some(OnFailure::Rescue) | None if shell_exists => FailureAction::Rescue,
+        Some(OnFailure::Rescue) | None => FailureAction::Halt,
+    }
+}
+
+impl FailureAction {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FailureAction::Rescue => "starting a rescue shell (/bin/sh) on the console",
+            FailureAction::Reboot => "rebooting",
+            FailureAction::Poweroff => "powering off",
+            FailureAction::Halt => "halting",
+        }
+    }
+}
+
+/// The multi-line explanation printed on the console and the kernel log.
+/// `what` names the failed step and its cause; `hints` say what to try.
+pub fn explain(
+    what: &str,
+    hints: &[String],
+    report: Option<&str>,
+    action: FailureAction,
+) -> String {
+    let mut s = String::from("\n*** kmodinit: the boot cannot continue ***\n");
+    for line in what.lines() {
+        s.push_str("  ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    match report {
+        Some(path) => s.push_str(&format!("  Details: {path}\n")),
+        None => s.push_str("  (no report could be written)\n"),
+    }
+    if !hints.is_empty() {
+        s.push_str("  What to try:\n");
+        for h in hints {
+            s.push_str(&format!("    - {h}\n"));
+        }
+    }
+    s.push_str(&format!("  Now {}.\n", action.describe()));
+    s
+}
+
+/// Carries out `action`. Never returns: a rescue that cannot exec halts, a
+/// halt that returns sleeps forever.
+pub fn carry_out(action: FailureAction, dev: &Path) -> ! {
+    if action == FailureAction::Rescue {
+        console_stdio(dev);
+        let shell = InitCommand {
+            path: RESCUE_SHELL.into(),
+            argv: vec![RESCUE_SHELL.into()],
+            env: CLEAN_ENV.iter().map(|s| s.to_string()).collect(),
+        };
+        let err = handover::exec(&shell);
+        log::error!("cannot start the rescue shell {RESCUE_SHELL}: {err}; halting");
+    }
+    nix::unistd::sync();
+    let how = match action {
+        FailureAction::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+        FailureAction::Poweroff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
+        FailureAction::Rescue | FailureAction::Halt => nix::sys::reboot::RebootMode::RB_HALT_SYSTEM,
+    };
+    if let Some(e) = nix::sys::reboot::reboot(how).err() {
+        log::error!("reboot(2) failed: {e}; waiting forever");
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The terminal behind `/dev/console`: the last name in
+/// `/sys/class/tty/console/active` (the kernel's preferred console), e.g.
+/// `ttyS0` for `console=tty0 console=ttyS0`.
+pub fn active_console(active: &str) -> Option<&str> {
+    active.split_whitespace().last()
+}
+
+/// Points fds 0, 1, 2 at the console so a shell can talk to the user. The
+/// real terminal behind `/dev/console` is preferred and made our controlling
+/// terminal (`/dev/console` itself cannot be one), so the rescue shell gets
+/// job control and Ctrl-C. Best effort.
+pub fn console_stdio(dev: &Path) {
+    use std::os::fd::AsRawFd;
+    let open = |p: &Path| std::fs::OpenOptions::new().read(true).write(true).open(p);
+    let tty = std::fs::read_to_string("/sys/class/tty/console/active")
+        .ok()
+        .and_then(|a| active_console(&a).map(|n| dev.join(n)))
+        .and_then(|p| open(&p).ok());
+    let is_tty = tty.is_some();
+    let Some(c) = tty.or_else(|| open(&dev.join("console")).ok()) else {
+        return;
+    };
+    if is_tty {
+        // A new session (PID 1 starts in session 0, so this succeeds) whose
+        // controlling terminal is the console's tty.
+        let _ = nix::unistd::setsid();
+        // SAFETY: TIOCSCTTY on a valid open terminal fd; arg 1 steals it
+        // from another session if needed (we are root).
+        unsafe {
+            libc::ioctl(c.as_raw_fd(), libc::TIOCSCTTY, 1);
+        }
+    }
+    dup_to_stdio(&c);
+}
+
+fn dup_to_stdio(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    for fd in 0..3 {
+        // SAFETY: dup2 of a valid open fd onto 0..2; std's stdio handles
+        // stay valid (they now refer to the console).
+        unsafe {
+            libc::dup2(f.as_raw_fd(), fd);
+        }
+    }
+}
+
+/// If the kernel gave us no stdio (an image without `/dev/console`), open
+/// the console as fds 0, 1, 2 so the real init and our messages have one.
+pub fn ensure_stdio(dev: &Path) {
+    // SAFETY: F_GETFD only queries fd 0.
+    let missing = unsafe { libc::fcntl(0, libc::F_GETFD) } == -1;
+    if missing {
+        if let Ok(c) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dev.join("console"))
+        {
+            dup_to_stdio(&c);
+        }
+    }
+}
+
+/// Logs every panic (message and location) to the kernel log and the
+/// console, bypassing the `log` lock, so a panic is never silent. The boot
+/// itself runs under `catch_unwind`, which turns it into a fatal error.
+pub fn install_panic_hook(dev: &'static Path) {
+    std::panic::set_hook(Box::new(move |info| {
+        let where_ = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "(no message)".to_string()
+        };
+        let thread = std::thread::current();
+        let text = format!(
+            "panic in thread {}{where_}: {msg}",
+            thread.name().unwrap_or("?")
+        );
+        crate::kmsg::announce(dev, Path::new("/proc"), &format!("kmodinit: {text}\n"));
+    }));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_precedence_and_default() {
+        use FailureAction as A;
+        assert_eq!(choose(None, None, true), A::Rescue);
+        assert_eq!(choose(None, None, false), A::Halt);
+        assert_eq!(choose(None, Some(OnFailure::Reboot), true), A::Reboot);
+        assert_eq!(
+            choose(Some(OnFailure::Poweroff), Some(OnFailure::Reboot), true),
+            A::Poweroff
+        );
+        assert_eq!(
+            choose(Some(OnFailure::Rescue), Some(OnFailure::Halt), false),
+            A::Halt
+        );
+        assert_eq!(choose(Some(OnFailure::Halt), None, true), A::Halt);
+    }
+
+    #[test]
+    fn preferred_console_is_the_last_active() {
+        assert_eq!(active_console("tty0 ttyS0\n"), Some("ttyS0"));
+        assert_eq!(active_console("ttyS0\n"), Some("ttyS0"));
+        assert_eq!(active_console(""), None);
+    }
+
+    #[test]
+    fn explanation_names_step_report_and_action() {
+        let s = explain(
+            "root device UUID=x not found after 10 s",
+            &["check root=".into()],
+            Some("/run/kmodinit/report.json"),
+            FailureAction::Reboot,
+        );
+        assert!(s.contains("  root device UUID=x not found after 10 s\n"));
+        assert!(s.contains("Details: /run/kmodinit/report.json"));
+        assert!(s.contains("    - check root=\n"));
+        assert!(s.trim_end().ends_with("Now rebooting."));
+        let s = explain("x", &[], None, FailureAction::Halt);
+        assert!(s.contains("no report could be written"));
+    }
+}

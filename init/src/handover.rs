@@ -1,0 +1,234 @@
+//! Handing the machine over: which init to run, with which arguments and
+//! environment, and the `execve` itself.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use crate::boot_config::InitConfig;
+
+/// Tried in order when neither `init=` nor a manifest init exists, as the
+/// kernel does.
+pub const FALLBACK_INITS: &[&str] = &["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"];
+
+/// The environment the real init starts with: nothing of ours leaks.
+pub const CLEAN_ENV: &[&str] = &[
+    "HOME=/",
+    "TERM=linux",
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+];
+
+/// A program ready to exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitCommand {
+    /// Absolute path inside the (new) root.
+    pub path: String,
+    /// `argv`, `argv[0]` included.
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+}
+
+/// No program to hand over to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoInit {
+    /// Every path looked at, in order.
+    pub tried: Vec<String>,
+    /// True when `init=` named it (no fallback then).
+    pub explicit: bool,
+}
+
+impl fmt::Display for NoInit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.explicit {
+            write!(
+                f,
+                "init={} does not exist or is not executable",
+                self.tried.join(", ")
+            )
+        } else {
+            write!(f, "no executable init among {}", self.tried.join(", "))
+        }
+    }
+}
+
+impl std::error::Error for NoInit {}
+
+/// Picks the init: `init=` alone if given; else the manifest's `init.path`,
+/// then [`FALLBACK_INITS`]; the first for which `exists` says yes.
+///
+/// Arguments: the manifest's `init.args` (only when its own init is the one
+/// chosen), then `kernel_args`, the arguments the kernel gave `/init`
+/// (`single`, `emergency`, words after `--`). The manifest's come first
+/// because they are the image's fixed invocation (e.g. `-c script` for a
+/// shell) and the per-boot words are additions to it.
+pub fn choose_init(
+    cfg: &InitConfig,
+    kernel_args: &[String],
+    exists: impl Fn(&str) -> bool,
+) -> Result<InitCommand, NoInit> {
+    let mut tried = Vec::new();
+    let candidates: Vec<&str> = match &cfg.explicit {
+        Some(p) => vec![p.as_str()],
+        None => std::iter::once(cfg.manifest_path.as_str())
+            .chain(FALLBACK_INITS.iter().copied())
+            .collect(),
+    };
+    for c in candidates {
+        if tried.iter().any(|t| t == c) {
+            continue;
+        }
+        tried.push(c.to_string());
+        if !exists(c) {
+            continue;
+        }
+        let mut argv = vec![c.to_string()];
+        if cfg.explicit.is_none() && c == cfg.manifest_path {
+            argv.extend(cfg.manifest_args.iter().cloned());
+        }
+        argv.extend(kernel_args.iter().cloned());
+        return Ok(InitCommand {
+            path: c.to_string(),
+            argv,
+            env: CLEAN_ENV.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    Err(NoInit {
+        tried,
+        explicit: cfg.explicit.is_some(),
+    })
+}
+
+/// True if `root` + `path` is an executable regular file (following
+/// symlinks inside `root`'s view only as far as `stat` does: an absolute
+/// symlink resolves against the current root, which is why callers check
+/// after chroot when they can).
+pub fn is_executable(root: &Path, path: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let full = root.join(path.trim_start_matches('/'));
+    match std::fs::metadata(&full) {
+        Ok(m) => m.is_file() && m.permissions().mode() & 0o111 != 0,
+        // A dangling-looking absolute symlink (`/sbin/init -> /lib/systemd/
+        // systemd`) resolves only after chroot: accept it if the link exists.
+        Err(_) => std::fs::symlink_metadata(&full)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false),
+    }
+}
+
+/// Executes `cmd`, replacing this process. Returns only on failure, with
+/// the error.
+pub fn exec(cmd: &InitCommand) -> io::Error {
+    let cstrings = |v: &[String]| -> Result<Vec<CString>, io::Error> {
+        v.iter()
+            .map(|s| {
+                CString::new(s.as_str()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+            })
+            .collect()
+    };
+    let (path, argv, env) = match (
+        CString::new(cmd.path.as_str()),
+        cstrings(&cmd.argv),
+        cstrings(&cmd.env),
+    ) {
+        (Ok(p), Ok(a), Ok(e)) => (p, a, e),
+        _ => {
+            return io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "NUL byte in init path, argument or environment",
+            )
+        }
+    };
+    match nix::unistd::execve(&path, &argv, &env) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    fn cfg(explicit: Option<&str>) -> InitConfig {
+        InitConfig {
+            explicit: explicit.map(String::from),
+            manifest_path: "/sbin/init".into(),
+            manifest_args: vec!["--from-manifest".into()],
+        }
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn manifest_init_gets_both_argument_sets() {
+        let c = choose_init(&cfg(None), &args(&["single"]), |_| true).unwrap();
+        assert_eq!(c.path, "/sbin/init");
+        assert_eq!(c.argv, args(&["/sbin/init", "--from-manifest", "single"]));
+        assert!(c.env.contains(&"HOME=/".to_string()));
+        assert!(c.env.contains(&"TERM=linux".to_string()));
+        assert!(c.env.iter().any(|e| e.starts_with("PATH=/usr/local/sbin:")));
+        assert_eq!(c.env.len(), 3);
+    }
+
+    #[test]
+    fn falls_back_in_kernel_order_without_manifest_args() {
+        let c = choose_init(&cfg(None), &args(&["emergency"]), |p| p == "/bin/sh").unwrap();
+        assert_eq!(c.argv, args(&["/bin/sh", "emergency"]));
+        let e = choose_init(&cfg(None), &[], |_| false).unwrap_err();
+        assert_eq!(
+            e.tried,
+            args(&["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"])
+        );
+        assert!(!e.explicit);
+    }
+
+    #[test]
+    fn explicit_init_has_no_fallback() {
+        let c = choose_init(&cfg(Some("/bin/busybox")), &args(&["a"]), |_| true).unwrap();
+        assert_eq!(c.argv, args(&["/bin/busybox", "a"]));
+        let e = choose_init(&cfg(Some("/nope")), &[], |p| p != "/nope").unwrap_err();
+        assert!(e.explicit);
+        assert_eq!(
+            e.to_string(),
+            "init=/nope does not exist or is not executable"
+        );
+    }
+
+    #[test]
+    fn executable_check_on_a_temp_tree() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("kmodinit-exec-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("sbin")).unwrap();
+        std::fs::write(d.join("sbin/init"), "#!/bin/sh\n").unwrap();
+        assert!(!is_executable(&d, "/sbin/init"));
+        std::fs::set_permissions(d.join("sbin/init"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        assert!(is_executable(&d, "/sbin/init"));
+        std::os::unix::fs::symlink("/nonexistent/systemd", d.join("sbin/abs")).unwrap();
+        assert!(
+            is_executable(&d, "/sbin/abs"),
+            "absolute links resolve after chroot"
+        );
+        assert!(!is_executable(&d, "/bin/sh"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn exec_failure_is_returned() {
+        let e = exec(&InitCommand {
+            path: "/nonexistent/kmodinit-test".into(),
+            argv: args(&["x"]),
+            env: vec![],
+        });
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        let e = exec(&InitCommand {
+            path: "bad\0path".into(),
+            argv: vec![],
+            env: vec![],
+        });
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+}
