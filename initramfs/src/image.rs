@@ -1,0 +1,447 @@
+//! Assembling the image: manifest + module tree + `/init` + extra files →
+//! [`Tree`] → cpio → compression → the output file, atomically.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use modules_manifest::Manifest;
+
+use crate::compress::Compress;
+use crate::modules::{self, ModulesError, Selection};
+use crate::tree::{Conflict, Content, ImagePath, Kind, Node, PathError, Tree, WriteError};
+
+/// Where PID 1 reads its manifest (DESIGN.md, boot step 2).
+pub const MANIFEST_PATH: &str = "etc/kmodinit/manifest.json";
+
+/// Mount points and home PID 1 expects, with their permission bits.
+pub const BASE_DIRS: [(&str, u32); 5] = [
+    ("dev", 0o755),
+    ("proc", 0o555),
+    ("sys", 0o555),
+    ("run", 0o755),
+    ("root", 0o700),
+];
+
+/// Device nodes the kernel needs before devtmpfs is mounted (it opens
+/// `/dev/console` for PID 1's stdio): (path, major, minor, perm).
+pub const DEVICE_NODES: [(&str, u32, u32, u32); 2] =
+    [("dev/console", 5, 1, 0o600), ("dev/null", 1, 3, 0o666)];
+
+/// `--add SRC:DST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddSpec {
+    pub src: PathBuf,
+    pub dst: ImagePath,
+}
+
+/// Why an `--add` argument is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddSpecError {
+    #[error("--add {0:?}: expected SRC:DST (DST an absolute path inside the image)")]
+    NoColon(String),
+    #[error("--add {spec:?}: {source}")]
+    Dst {
+        spec: String,
+        #[source]
+        source: PathError,
+    },
+}
+
+impl std::str::FromStr for AddSpec {
+    type Err = AddSpecError;
+
+    /// Splits at the last `:`, so SRC may contain colons and DST may not.
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (src, dst) = spec
+            .rsplit_once(':')
+            .filter(|(s, d)| !s.is_empty() && !d.is_empty())
+            .ok_or_else(|| AddSpecError::NoColon(spec.to_owned()))?;
+        let dst = ImagePath::absolute(dst).map_err(|source| AddSpecError::Dst {
+            spec: spec.to_owned(),
+            source,
+        })?;
+        Ok(AddSpec {
+            src: PathBuf::from(src),
+            dst,
+        })
+    }
+}
+
+/// Everything a build needs; `main` fills it from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub manifest: PathBuf,
+    pub kernel_release: String,
+    pub output: PathBuf,
+    /// The module tree lives at `modules_root/lib/modules/RELEASE`.
+    pub modules_root: PathBuf,
+    pub init: PathBuf,
+    pub add: Vec<AddSpec>,
+    pub compress: Compress,
+    /// The mtime of every member (`SOURCE_DATE_EPOCH`, else 0).
+    pub mtime: u32,
+}
+
+/// What was built, for the summary.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub output: PathBuf,
+    pub compress: Compress,
+    /// Module files in the image.
+    pub modules: usize,
+    /// Plan nodes satisfied without a file (builtin).
+    pub builtin: usize,
+    pub entries: usize,
+    pub uncompressed_bytes: u64,
+    pub compressed_bytes: u64,
+    pub largest: Vec<(ImagePath, u64)>,
+    /// The planner's notes (softdep choices…).
+    pub notes: Vec<String>,
+    /// Things that will probably go wrong at boot, but need not.
+    pub warnings: Vec<String>,
+}
+
+/// A build that failed; nothing was written to the output path.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("reading manifest {path}: {source}")]
+    ReadManifest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {source}")]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: modules_manifest::manifest::ManifestError,
+    },
+    #[error(transparent)]
+    Modules(#[from] ModulesError),
+    #[error("--init {path}: {source}")]
+    Init {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--init {path} is not a regular file")]
+    InitNotFile { path: PathBuf },
+    #[error("--add {src}: {source}")]
+    AddSource {
+        src: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--add {src}: {what}")]
+    AddUnsupported { src: PathBuf, what: String },
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("compressing with {compress}: {source}")]
+    Compress {
+        compress: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Builds the image tree without writing anything: validates the manifest
+/// against the module tree, resolves every source file.
+pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildError> {
+    let manifest_bytes = fs::read(&opts.manifest).map_err(|source| BuildError::ReadManifest {
+        path: opts.manifest.clone(),
+        source,
+    })?;
+    let manifest = Manifest::from_json(&manifest_bytes).map_err(|source| BuildError::Manifest {
+        path: opts.manifest.clone(),
+        source,
+    })?;
+    let dir = modules::module_dir(&opts.modules_root, &opts.kernel_release)?;
+    let selection = modules::select(&manifest, &dir)?;
+    modules::verify_pruned(&manifest, &selection)?;
+
+    let mut tree = Tree::new();
+    for (dir, perm) in BASE_DIRS {
+        tree.insert(ImagePath::relative(dir)?, dir_node(perm))?;
+    }
+    for (path, major, minor, perm) in DEVICE_NODES {
+        tree.insert(
+            ImagePath::relative(path)?,
+            Node {
+                kind: Kind::CharDev { major, minor },
+                perm,
+            },
+        )?;
+    }
+
+    let init_meta = fs::metadata(&opts.init).map_err(|source| BuildError::Init {
+        path: opts.init.clone(),
+        source,
+    })?;
+    if !init_meta.is_file() {
+        return Err(BuildError::InitNotFile {
+            path: opts.init.clone(),
+        });
+    }
+    tree.insert(
+        ImagePath::relative("init")?,
+        Node {
+            kind: Kind::File(Content::HostFile {
+                path: opts.init.clone(),
+                size: init_meta.len(),
+            }),
+            perm: 0o755,
+        },
+    )?;
+    tree.insert(
+        ImagePath::relative(MANIFEST_PATH)?,
+        file_node(manifest_bytes),
+    )?;
+
+    let mod_dir = ImagePath::relative("lib/modules")?.join(&opts.kernel_release)?;
+    tree.insert(mod_dir.clone(), dir_node(0o755))?;
+    for f in &selection.files {
+        tree.insert(
+            mod_dir.join(&f.rel)?,
+            Node {
+                kind: Kind::File(Content::HostFile {
+                    path: f.source.clone(),
+                    size: f.size,
+                }),
+                perm: f.perm,
+            },
+        )?;
+    }
+    for (name, bytes) in &selection.index {
+        tree.insert(mod_dir.join(name)?, file_node(bytes.clone()))?;
+    }
+
+    for add in &opts.add {
+        add_host_path(&mut tree, &add.src, &add.dst, true)?;
+    }
+    Ok((tree, selection, manifest))
+}
+
+/// Builds the image and writes it to `opts.output` atomically (temporary
+/// file in the same directory, fsync, rename): on any error the output
+/// path is untouched.
+pub fn build(opts: &Options) -> Result<Summary, BuildError> {
+    let (tree, selection, manifest) = assemble(opts)?;
+    let (cpio, uncompressed) = tree.write_cpio(opts.mtime, Vec::new())?;
+    let compressed = opts
+        .compress
+        .compress(&cpio)
+        .map_err(|source| BuildError::Compress {
+            compress: opts.compress.name(),
+            source,
+        })?;
+    drop(cpio);
+    write_atomically(&opts.output, &compressed)?;
+
+    let mut warnings = Vec::new();
+    if manifest.root.is_none() {
+        let present = ImagePath::absolute(&manifest.init.path)
+            .ok()
+            .is_some_and(|p| tree.get(&p).is_some());
+        if !present {
+            warnings.push(format!(
+                "the manifest has no root and its init {:?} is not in the image: \
+                 the boot needs root= on the kernel command line (or --add the init)",
+                manifest.init.path
+            ));
+        }
+    }
+    let counts = modules::summary_counts(&selection);
+    Ok(Summary {
+        output: opts.output.clone(),
+        compress: opts.compress,
+        modules: selection.files.len(),
+        builtin: counts.get("builtin").copied().unwrap_or(0),
+        entries: tree.len(),
+        uncompressed_bytes: uncompressed,
+        compressed_bytes: compressed.len() as u64,
+        largest: tree.largest_files(5),
+        notes: selection.plan.notes.clone(),
+        warnings,
+    })
+}
+
+fn dir_node(perm: u32) -> Node {
+    Node {
+        kind: Kind::Dir,
+        perm,
+    }
+}
+
+fn file_node(bytes: Vec<u8>) -> Node {
+    Node {
+        kind: Kind::File(Content::Bytes(bytes)),
+        perm: 0o644,
+    }
+}
+
+/// Linux's `dev_t` encoding (glibc `gnu_dev_major`/`gnu_dev_minor`).
+fn dev_major_minor(rdev: u64) -> (u32, u32) {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
+
+/// Copies a host path into the tree at `dst`. The top-level `src` is
+/// followed if it is a symlink (so `--add /bin/sh:/bin/sh` copies the shell,
+/// as `cp -H` would); inside a directory, symlinks are kept as symlinks with
+/// their target unchanged.
+fn add_host_path(
+    tree: &mut Tree,
+    src: &Path,
+    dst: &ImagePath,
+    top: bool,
+) -> Result<(), BuildError> {
+    let io_err = |source| BuildError::AddSource {
+        src: src.to_owned(),
+        source,
+    };
+    let meta = if top {
+        fs::metadata(src)
+    } else {
+        fs::symlink_metadata(src)
+    }
+    .map_err(io_err)?;
+    let perm = meta.permissions().mode() & 0o7777;
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        tree.insert(dst.clone(), dir_node(perm))?;
+        let mut children = Vec::new();
+        for entry in fs::read_dir(src).map_err(io_err)? {
+            children.push(entry.map_err(io_err)?.file_name());
+        }
+        children.sort();
+        for name in children {
+            let child_src = src.join(&name);
+            let name = name.to_str().ok_or_else(|| BuildError::AddUnsupported {
+                src: child_src.clone(),
+                what: "file name is not valid UTF-8".into(),
+            })?;
+            add_host_path(tree, &child_src, &dst.join(name)?, false)?;
+        }
+        return Ok(());
+    } else if ft.is_file() {
+        Kind::File(Content::HostFile {
+            path: src.to_owned(),
+            size: meta.len(),
+        })
+    } else if ft.is_symlink() {
+        let target = fs::read_link(src).map_err(io_err)?;
+        let target = target
+            .to_str()
+            .ok_or_else(|| BuildError::AddUnsupported {
+                src: src.to_owned(),
+                what: "symlink target is not valid UTF-8".into(),
+            })?
+            .to_owned();
+        tree.insert(
+            dst.clone(),
+            Node {
+                kind: Kind::Symlink(target),
+                perm: 0o777,
+            },
+        )?;
+        return Ok(());
+    } else if ft.is_char_device() || ft.is_block_device() {
+        let (major, minor) = dev_major_minor(meta.rdev());
+        if ft.is_char_device() {
+            Kind::CharDev { major, minor }
+        } else {
+            Kind::BlockDev { major, minor }
+        }
+    } else if ft.is_fifo() {
+        Kind::Fifo
+    } else {
+        return Err(BuildError::AddUnsupported {
+            src: src.to_owned(),
+            what: "sockets cannot go into an image".into(),
+        });
+    };
+    tree.insert(dst.clone(), Node { kind, perm })?;
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file next to `output`, syncs it and renames
+/// it over `output`. The temporary file is removed on any failure.
+pub fn write_atomically(output: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let out_err = |source| BuildError::Output {
+        path: output.to_owned(),
+        source,
+    };
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kmodinit-mkimage.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(out_err)?;
+    tmp.write_all(bytes).map_err(out_err)?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(out_err)?;
+    tmp.as_file().sync_all().map_err(out_err)?;
+    tmp.persist(output).map_err(|e| out_err(e.error))?;
+    Ok(())
+}
+
+/// The image path of a host module file, for callers that list the image.
+pub fn module_image_path(release: &str, rel: &str) -> Result<ImagePath, PathError> {
+    ImagePath::relative("lib/modules")?.join(release)?.join(rel)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (BRIEF)
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_spec_parses_and_refuses() {
+        let a: AddSpec = "/bin/busybox:/bin/busybox".parse().unwrap();
+        assert_eq!(a.src, PathBuf::from("/bin/busybox"));
+        assert_eq!(a.dst.as_str(), "bin/busybox");
+        let a: AddSpec = "odd:name:/x".parse().unwrap();
+        assert_eq!(a.src, PathBuf::from("odd:name"));
+
+        assert!(matches!(
+            "nocolon".parse::<AddSpec>(),
+            Err(AddSpecError::NoColon(_))
+        ));
+        assert!(matches!(
+            ":/x".parse::<AddSpec>(),
+            Err(AddSpecError::NoColon(_))
+        ));
+        let e = "a:relative/dst".parse::<AddSpec>().unwrap_err();
+        assert!(e.to_string().contains("not absolute"), "{e}");
+        let e = "a:/bin/../etc/passwd".parse::<AddSpec>().unwrap_err();
+        assert!(e.to_string().contains("\"..\""), "{e}");
+        assert!("a:/".parse::<AddSpec>().is_err());
+    }
+
+    #[test]
+    fn dev_t_decoding_matches_linux() {
+        // makedev(5, 1) and makedev(259, 65536) as glibc encodes them.
+        assert_eq!(dev_major_minor(0x501), (5, 1));
+        let (maj, min) = (259u64, 65536u64);
+        let big =
+            ((maj & 0xfff) << 8) | ((maj & !0xfff) << 32) | (min & 0xff) | ((min & !0xff) << 12);
+        assert_eq!(dev_major_minor(big), (259, 65536));
+    }
+}

@@ -1,0 +1,595 @@
+//! Which module files go into the image, and the depmod index pruned to them.
+//!
+//! The host's plan decides (`Plan::module_files`): the manifest's modules,
+//! their `modules.dep` dependencies and the `pre:` softdeps the planner
+//! resolved. The depmod files are then cut down to those modules so PID 1
+//! parses a few lines instead of the host's 4,000-module index, and the
+//! pruned index is planned again to prove that PID 1 will see the same plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use modules_manifest::{
+    plan, Action, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
+};
+
+/// depmod files the image carries, pruned; the others (`.bin` tries,
+/// `modules.symbols`, `modules.order`…) are not read by PID 1.
+pub const INDEX_FILES: [&str; 4] = [
+    "modules.dep",
+    "modules.softdep",
+    "modules.alias",
+    "modules.builtin",
+];
+
+/// `modules.builtin` is copied whole when at most this many bytes (Debian's
+/// is 6 KiB): cheap to parse, and a manifest naming a builtin module keeps
+/// working whatever the plan said. Larger ones are cut to the plan's
+/// builtin nodes.
+pub const BUILTIN_WHOLE_MAX_BYTES: u64 = 64 * 1024;
+
+/// Why the module selection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModulesError {
+    #[error("kernel release {0:?} is not a plain directory name")]
+    BadRelease(String),
+    #[error("module directory {dir} does not exist (check --kernel-release and --modules-root)")]
+    NoModuleDir { dir: PathBuf },
+    #[error("reading the module index: {0}")]
+    Index(#[from] modules_manifest::depmod::IndexError),
+    #[error("the manifest does not plan against {dir}: {source}")]
+    Plan {
+        dir: PathBuf,
+        #[source]
+        source: modules_manifest::plan::PlanError,
+    },
+    #[error("module path {path:?} in {dir}/modules.dep: {why}")]
+    UnsafePath {
+        dir: PathBuf,
+        path: String,
+        why: &'static str,
+    },
+    #[error("module file {path}: {source}")]
+    ModuleFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("module file {path} is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("reading {path}: {source}")]
+    ReadIndex {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{file}:{line}: {what}")]
+    BadIndexLine {
+        file: PathBuf,
+        line: usize,
+        what: String,
+    },
+    #[error(
+        "the plan includes {module} but not its dependency {dep} ({file}): the image would not boot"
+    )]
+    MissingDependency {
+        module: String,
+        dep: String,
+        file: PathBuf,
+    },
+    #[error("checking the pruned index: {0}")]
+    Verify(String),
+}
+
+/// One module file to copy into the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleFile {
+    /// Relative to the module directory, as in `modules.dep`.
+    pub rel: String,
+    /// The file on the host (symlinks resolved, inside the module directory).
+    pub source: PathBuf,
+    pub size: u64,
+    /// Permission bits on the host.
+    pub perm: u32,
+}
+
+/// The result of module selection.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// `MODULES_ROOT/lib/modules/RELEASE` as given (not canonicalised).
+    pub dir: PathBuf,
+    pub plan: Plan,
+    /// In plan (topological) order.
+    pub files: Vec<ModuleFile>,
+    /// Pruned depmod files: (file name, contents), for every file of
+    /// [`INDEX_FILES`] the host has.
+    pub index: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// `modules_root/lib/modules/release`, with `release` checked to be one
+/// plain path component (it is joined to paths and comes from the user).
+pub fn module_dir(modules_root: &Path, release: &str) -> Result<PathBuf, ModulesError> {
+    let bad = release.is_empty()
+        || release == "."
+        || release == ".."
+        || release.contains('/')
+        || release.contains('\0');
+    if bad {
+        return Err(ModulesError::BadRelease(release.to_owned()));
+    }
+    Ok(modules_root.join("lib/modules").join(release))
+}
+
+/// Plans `manifest` against the module tree (empty command line, nothing
+/// loaded: the image must hold everything a boot could need), resolves and
+/// checks every module file, and prunes the index. Reads only; writes nothing.
+pub fn select(manifest: &Manifest, dir: &Path) -> Result<Selection, ModulesError> {
+    if !dir.is_dir() {
+        return Err(ModulesError::NoModuleDir {
+            dir: dir.to_owned(),
+        });
+    }
+    let index = DepIndex::load(dir)?;
+    let plan = plan_against(manifest, &index).map_err(|source| ModulesError::Plan {
+        dir: dir.to_owned(),
+        source,
+    })?;
+
+    let canon_dir = fs::canonicalize(dir).map_err(|source| ModulesError::ModuleFile {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for rel in plan.module_files() {
+        files.push(resolve_module_file(dir, &canon_dir, rel)?);
+    }
+
+    let included: BTreeSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let builtin_names: BTreeSet<ModuleName> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.action == Action::Builtin)
+        .map(|n| n.name.clone())
+        .collect();
+    let pruned = prune_index(dir, &included, &builtin_names)?;
+    Ok(Selection {
+        dir: dir.to_owned(),
+        plan,
+        files,
+        index: pruned,
+    })
+}
+
+/// The plan as the image builder sees it: no command line, nothing loaded.
+pub fn plan_against(
+    manifest: &Manifest,
+    index: &DepIndex,
+) -> Result<Plan, modules_manifest::plan::PlanError> {
+    let cmdline = KernelCmdline::default();
+    let loaded = BTreeSet::new();
+    plan(PlanInput {
+        manifest,
+        index,
+        cmdline: &cmdline,
+        loaded: &loaded,
+    })
+}
+
+/// Checks that `rel` stays inside the module directory, lexically and after
+/// resolving symlinks, and that it is a regular file.
+fn resolve_module_file(
+    dir: &Path,
+    canon_dir: &Path,
+    rel: &str,
+) -> Result<ModuleFile, ModulesError> {
+    let unsafe_path = |why| ModulesError::UnsafePath {
+        dir: dir.to_owned(),
+        path: rel.to_owned(),
+        why,
+    };
+    let rel_path = Path::new(rel);
+    if rel.is_empty() {
+        return Err(unsafe_path("empty path"));
+    }
+    for c in rel_path.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err(unsafe_path("contains \"..\"")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(unsafe_path(
+                    "is absolute; module paths must be relative to the module directory",
+                ))
+            }
+        }
+    }
+    let joined = dir.join(rel_path);
+    let source = fs::canonicalize(&joined).map_err(|source| ModulesError::ModuleFile {
+        path: joined.clone(),
+        source,
+    })?;
+    if !source.starts_with(canon_dir) {
+        return Err(unsafe_path(
+            "resolves (through a symlink) outside the module directory",
+        ));
+    }
+    let meta = fs::metadata(&source).map_err(|source_err| ModulesError::ModuleFile {
+        path: joined.clone(),
+        source: source_err,
+    })?;
+    if !meta.is_file() {
+        return Err(ModulesError::NotAFile { path: joined });
+    }
+    use std::os::unix::fs::PermissionsExt;
+    Ok(ModuleFile {
+        rel: rel.to_owned(),
+        source,
+        size: meta.len(),
+        perm: meta.permissions().mode() & 0o7777,
+    })
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, ModulesError> {
+    match fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| ModulesError::BadIndexLine {
+                file: path.to_owned(),
+                line: 0,
+                what: "not valid UTF-8".into(),
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ModulesError::ReadIndex {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn name_of(file: &Path, line: usize, path: &str) -> Result<ModuleName, ModulesError> {
+    ModuleName::from_path(path).map_err(|e| ModulesError::BadIndexLine {
+        file: file.to_owned(),
+        line,
+        what: e.to_string(),
+    })
+}
+
+/// Prunes the depmod text files of `dir` to the `included` module files.
+/// Lines keep the host's order, so the output is deterministic.
+pub fn prune_index(
+    dir: &Path,
+    included: &BTreeSet<&str>,
+    builtin_in_plan: &BTreeSet<ModuleName>,
+) -> Result<Vec<(&'static str, Vec<u8>)>, ModulesError> {
+    let mut out = Vec::new();
+
+    // modules.dep: the lines of included modules. Their dependencies must
+    // be included too; that is the planner's promise, checked here because
+    // a hole would only show at boot.
+    let dep_path = dir.join("modules.dep");
+    let dep = read_optional(&dep_path)?.ok_or_else(|| ModulesError::ReadIndex {
+        path: dep_path.clone(),
+        source: io::Error::new(io::ErrorKind::NotFound, "modules.dep is required"),
+    })?;
+    let mut names: BTreeSet<ModuleName> = BTreeSet::new();
+    let mut kept = String::new();
+    for (i, line) in dep.lines().enumerate() {
+        let Some((path, deps)) = line.split_once(':') else {
+            continue; // blank or malformed: DepIndex::load already judged it
+        };
+        let path = path.trim();
+        if !included.contains(path) {
+            continue;
+        }
+        for d in deps.split_whitespace() {
+            if !included.contains(d) {
+                return Err(ModulesError::MissingDependency {
+                    module: path.to_owned(),
+                    dep: d.to_owned(),
+                    file: dep_path.clone(),
+                });
+            }
+        }
+        names.insert(name_of(&dep_path, i + 1, path)?);
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    out.push(("modules.dep", kept.into_bytes()));
+
+    // modules.softdep: `softdep MODULE pre: … post: …` for included modules.
+    let path = dir.join("modules.softdep");
+    if let Some(text) = read_optional(&path)? {
+        let mut kept = String::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("softdep") {
+                continue;
+            }
+            let Some(module) = words.next() else { continue };
+            if ModuleName::new(module).is_ok_and(|m| names.contains(&m)) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        out.push(("modules.softdep", kept.into_bytes()));
+    }
+
+    // modules.alias: `alias PATTERN MODULE` for included modules, so
+    // aliases in the manifest and in softdeps resolve at boot to what the
+    // image holds, and to nothing else.
+    let path = dir.join("modules.alias");
+    if let Some(text) = read_optional(&path)? {
+        let mut kept = String::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("alias") {
+                continue;
+            }
+            let (Some(_pattern), Some(module)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if ModuleName::new(module).is_ok_and(|m| names.contains(&m)) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        out.push(("modules.alias", kept.into_bytes()));
+    }
+
+    // modules.builtin: whole when small, else the plan's builtin modules.
+    let path = dir.join("modules.builtin");
+    if let Some(text) = read_optional(&path)? {
+        if text.len() as u64 <= BUILTIN_WHOLE_MAX_BYTES {
+            out.push(("modules.builtin", text.into_bytes()));
+        } else {
+            let mut kept = String::new();
+            for (i, line) in text.lines().enumerate() {
+                let l = line.trim();
+                if l.is_empty() {
+                    continue;
+                }
+                if builtin_in_plan.contains(&name_of(&path, i + 1, l)?) {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+            out.push(("modules.builtin", kept.into_bytes()));
+        }
+    }
+    Ok(out)
+}
+
+/// Plans the manifest again against the pruned index (written to a
+/// temporary directory) and checks that PID 1 will get the same nodes and
+/// chains as the host plan. Catches any pruning that changes a decision,
+/// e.g. a softdep resolving differently.
+pub fn verify_pruned(manifest: &Manifest, selection: &Selection) -> Result<(), ModulesError> {
+    let verify = |what: String| ModulesError::Verify(what);
+    let tmp = tempfile::tempdir().map_err(|e| verify(format!("temporary directory: {e}")))?;
+    for (name, bytes) in &selection.index {
+        fs::write(tmp.path().join(name), bytes)
+            .map_err(|e| verify(format!("writing {name}: {e}")))?;
+    }
+    let index = DepIndex::load(tmp.path())
+        .map_err(|e| verify(format!("the pruned index does not load: {e}")))?;
+    let again = plan_against(manifest, &index).map_err(|e| {
+        verify(format!(
+            "the manifest does not plan against the pruned index: {e}"
+        ))
+    })?;
+    if again.nodes != selection.plan.nodes || again.chains != selection.plan.chains {
+        let host: Vec<_> = selection
+            .plan
+            .nodes
+            .iter()
+            .map(|n| describe(&n.action, &n.name))
+            .collect();
+        let image: Vec<_> = again
+            .nodes
+            .iter()
+            .map(|n| describe(&n.action, &n.name))
+            .collect();
+        return Err(verify(format!(
+            "the pruned index plans differently from the host's: host {host:?}, image {image:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn describe(action: &Action, name: &ModuleName) -> String {
+    match action {
+        Action::Insert { path, .. } => path.clone(),
+        other => format!("{name} ({other:?})"),
+    }
+}
+
+/// Counts of what the selection holds, for the summary.
+pub fn summary_counts(selection: &Selection) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for n in &selection.plan.nodes {
+        let key = match n.action {
+            Action::Insert { .. } => "insert",
+            Action::Builtin => "builtin",
+            Action::AlreadyLoaded => "already_loaded",
+            Action::Blacklisted => "blacklisted",
+        };
+        *m.entry(key).or_insert(0) += 1;
+    }
+    m
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (BRIEF)
+mod tests {
+    use super::*;
+
+    /// A small module directory: a → b (dependency), a softdeps on the
+    /// alias crypto-crc (crc_x or crc_y), c unrelated.
+    fn fake_dir() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        fs::create_dir_all(d.join("kernel/sub")).unwrap();
+        for f in ["a.ko", "b.ko", "c.ko", "crc_x.ko", "sub/crc-y.ko.xz"] {
+            fs::write(d.join("kernel").join(f), f.as_bytes()).unwrap();
+        }
+        fs::write(
+            d.join("modules.dep"),
+            "kernel/a.ko: kernel/b.ko\nkernel/b.ko:\nkernel/c.ko: kernel/b.ko\n\
+             kernel/crc_x.ko:\nkernel/sub/crc-y.ko.xz:\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("modules.softdep"),
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep a pre: crypto-crc\nsoftdep c pre: b post: a\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("modules.alias"),
+            "# Aliases extracted from modules themselves.\n\
+             alias crypto-crc crc_x\nalias crypto-crc crc_y\n\
+             alias pci:v00001AF4d*sv*sd*bc*sc*i* a\nalias foo c\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("modules.builtin"),
+            "kernel/lib/crc16.ko\nkernel/fs/ext2.ko\n",
+        )
+        .unwrap();
+        t
+    }
+
+    fn pruned(dir: &Path, files: &[&str]) -> BTreeMap<&'static str, String> {
+        let included: BTreeSet<&str> = files.iter().copied().collect();
+        prune_index(dir, &included, &BTreeSet::new())
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn prunes_every_index_file_to_the_included_modules() {
+        let t = fake_dir();
+        let p = pruned(
+            t.path(),
+            &["kernel/a.ko", "kernel/b.ko", "kernel/sub/crc-y.ko.xz"],
+        );
+        assert_eq!(
+            p["modules.dep"],
+            "kernel/a.ko: kernel/b.ko\nkernel/b.ko:\nkernel/sub/crc-y.ko.xz:\n"
+        );
+        assert_eq!(p["modules.softdep"], "softdep a pre: crypto-crc\n");
+        // crc_y matches crc-y.ko.xz through name normalisation; crc_x is out.
+        assert_eq!(
+            p["modules.alias"],
+            "alias crypto-crc crc_y\nalias pci:v00001AF4d*sv*sd*bc*sc*i* a\n"
+        );
+        // Small: copied whole.
+        assert_eq!(
+            p["modules.builtin"],
+            "kernel/lib/crc16.ko\nkernel/fs/ext2.ko\n"
+        );
+    }
+
+    #[test]
+    fn a_dependency_missing_from_the_selection_is_an_error() {
+        let t = fake_dir();
+        let included: BTreeSet<&str> = ["kernel/a.ko"].into_iter().collect();
+        let e = prune_index(t.path(), &included, &BTreeSet::new()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("kernel/a.ko") && msg.contains("kernel/b.ko"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn optional_index_files_may_be_absent_but_modules_dep_may_not() {
+        let t = fake_dir();
+        for f in ["modules.softdep", "modules.alias", "modules.builtin"] {
+            fs::remove_file(t.path().join(f)).unwrap();
+        }
+        let p = pruned(t.path(), &["kernel/b.ko"]);
+        assert_eq!(p.keys().copied().collect::<Vec<_>>(), ["modules.dep"]);
+        fs::remove_file(t.path().join("modules.dep")).unwrap();
+        let e = prune_index(t.path(), &BTreeSet::new(), &BTreeSet::new()).unwrap_err();
+        assert!(e.to_string().contains("modules.dep"), "{e}");
+    }
+
+    #[test]
+    fn a_large_builtin_list_is_cut_to_the_planned_builtins() {
+        let t = fake_dir();
+        let mut big = String::new();
+        for i in 0..5000 {
+            big.push_str(&format!("kernel/drivers/x/builtin_{i}.ko\n"));
+        }
+        big.push_str("kernel/lib/crc16.ko\n");
+        fs::write(t.path().join("modules.builtin"), big).unwrap();
+        let planned: BTreeSet<ModuleName> = [ModuleName::new("crc16").unwrap()].into();
+        let out = prune_index(t.path(), &BTreeSet::new(), &planned).unwrap();
+        let builtin = &out.iter().find(|(n, _)| *n == "modules.builtin").unwrap().1;
+        assert_eq!(builtin, b"kernel/lib/crc16.ko\n");
+    }
+
+    #[test]
+    fn module_paths_must_stay_inside_the_module_directory() {
+        let t = fake_dir();
+        let d = t.path();
+        let canon = fs::canonicalize(d).unwrap();
+        let ok = resolve_module_file(d, &canon, "kernel/a.ko").unwrap();
+        assert_eq!(ok.size, 4);
+        assert_eq!(ok.source, canon.join("kernel/a.ko"));
+
+        for (rel, why) in [
+            ("../etc/passwd", "\"..\""),
+            ("kernel/../../x.ko", "\"..\""),
+            ("/etc/passwd", "absolute"),
+            ("", "empty"),
+        ] {
+            let e = resolve_module_file(d, &canon, rel).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(why), "{rel}: {msg}");
+            assert!(matches!(e, ModulesError::UnsafePath { .. }), "{rel}: {msg}");
+        }
+
+        // A symlink that leaves the directory is refused, naming the path;
+        // one that stays inside is followed.
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("evil.ko"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("evil.ko"), d.join("kernel/evil.ko"))
+            .unwrap();
+        let e = resolve_module_file(d, &canon, "kernel/evil.ko").unwrap_err();
+        assert!(e.to_string().contains("kernel/evil.ko"), "{e}");
+        assert!(e.to_string().contains("outside"), "{e}");
+        std::os::unix::fs::symlink("a.ko", d.join("kernel/alias.ko")).unwrap();
+        let ok = resolve_module_file(d, &canon, "kernel/alias.ko").unwrap();
+        assert_eq!(ok.source, canon.join("kernel/a.ko"));
+
+        fs::create_dir(d.join("kernel/dir.ko")).unwrap();
+        assert!(matches!(
+            resolve_module_file(d, &canon, "kernel/dir.ko"),
+            Err(ModulesError::NotAFile { .. })
+        ));
+        assert!(matches!(
+            resolve_module_file(d, &canon, "kernel/missing.ko"),
+            Err(ModulesError::ModuleFile { .. })
+        ));
+    }
+
+    #[test]
+    fn kernel_release_must_be_one_plain_component() {
+        let root = Path::new("/r");
+        assert_eq!(
+            module_dir(root, "6.1.0-56-amd64").unwrap(),
+            PathBuf::from("/r/lib/modules/6.1.0-56-amd64")
+        );
+        for bad in ["", ".", "..", "a/b", "../x"] {
+            assert!(
+                matches!(module_dir(root, bad), Err(ModulesError::BadRelease(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,698 @@
+//! The `kmodinit-mkimage` binary end to end, against a fake module tree
+//! (empty `.ko` files, hand-written depmod files) and, where present, the
+//! host's Debian module tree (read only).
+#![allow(clippy::unwrap_used)] // tests may unwrap (BRIEF)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kmodinit_mkimage::cpio::{self, Member};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kmodinit-mkimage");
+const DEBIAN_RELEASE: &str = "6.1.0-56-amd64";
+const FAKE_RELEASE: &str = "6.1.0-fake";
+
+/// A temp dir holding a fake module tree at `root/lib/modules/FAKE_RELEASE`,
+/// a fake `/init` and a manifest file.
+struct Fixture {
+    tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Modules: `a` depends on `b`; `a` has a `pre:` softdep on the alias
+    /// `crypto-crc`, which only `crc_x` provides; `c` and `unused` are not
+    /// needed by the manifest (chain `storage`: `a`).
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = Fixture { tmp };
+        let d = f.moddir();
+        fs::create_dir_all(d.join("kernel/drivers")).unwrap();
+        fs::create_dir_all(d.join("kernel/crypto")).unwrap();
+        for m in [
+            "drivers/a.ko",
+            "drivers/b.ko",
+            "drivers/c.ko",
+            "drivers/unused.ko",
+        ] {
+            fs::write(d.join("kernel").join(m), b"").unwrap();
+        }
+        fs::write(d.join("kernel/crypto/crc_x.ko"), b"crc module bytes").unwrap();
+        fs::write(
+            d.join("modules.dep"),
+            "kernel/drivers/a.ko: kernel/drivers/b.ko\n\
+             kernel/drivers/b.ko:\n\
+             kernel/drivers/c.ko: kernel/drivers/b.ko\n\
+             kernel/drivers/unused.ko:\n\
+             kernel/crypto/crc_x.ko:\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("modules.softdep"),
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep a pre: crypto-crc\n\
+             softdep c pre: unused\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("modules.alias"),
+            "# Aliases extracted from modules themselves.\n\
+             alias crypto-crc crc_x\n\
+             alias pci:v00001AF4d00001001sv*sd*bc*sc*i* a\n\
+             alias fs-cfs c\n",
+        )
+        .unwrap();
+        fs::write(d.join("modules.builtin"), "kernel/lib/crc16.ko\n").unwrap();
+        fs::write(f.init(), b"#!/bin/sh\necho fake init\n").unwrap();
+        f.write_manifest(r#"{"version": 1, "chains": [{"name": "storage", "modules": ["a"], "required": true}]}"#);
+        f
+    }
+
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+    fn moddir(&self) -> PathBuf {
+        self.root().join("lib/modules").join(FAKE_RELEASE)
+    }
+    fn init(&self) -> PathBuf {
+        self.tmp.path().join("init-bin")
+    }
+    fn manifest(&self) -> PathBuf {
+        self.tmp.path().join("manifest.json")
+    }
+    fn out(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    fn write_manifest(&self, json: &str) {
+        fs::write(self.manifest(), json).unwrap();
+    }
+
+    /// The standard arguments plus `extra`.
+    fn args(&self, output: &Path, extra: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "--manifest".into(),
+            self.manifest().display().to_string(),
+            "--kernel-release".into(),
+            FAKE_RELEASE.into(),
+            "--modules-root".into(),
+            self.root().display().to_string(),
+            "--init".into(),
+            self.init().display().to_string(),
+            "--output".into(),
+            output.display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    fn build(&self, output: &Path, extra: &[&str]) -> Output {
+        run(&self.args(output, extra), &[])
+    }
+}
+
+fn run(args: &[String], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("KMODINIT_INIT");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "kmodinit-mkimage failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, got success:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// Decompresses by magic number, then parses the cpio with our reader.
+fn members(image: &Path) -> BTreeMap<String, Member> {
+    let raw = fs::read(image).unwrap();
+    let mut cpio_bytes = Vec::new();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut cpio_bytes)
+            .unwrap();
+    } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        cpio_bytes = zstd::decode_all(&raw[..]).unwrap();
+    } else if raw.starts_with(b"\xFD7zXZ\0") {
+        xz2::read::XzDecoder::new(&raw[..])
+            .read_to_end(&mut cpio_bytes)
+            .unwrap();
+    } else {
+        cpio_bytes = raw;
+    }
+    cpio::read(&cpio_bytes)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.header.name.clone(), m))
+        .collect()
+}
+
+fn module_files(m: &BTreeMap<String, Member>, release: &str) -> BTreeSet<String> {
+    let prefix = format!("lib/modules/{release}/");
+    m.keys()
+        .filter_map(|k| k.strip_prefix(&prefix))
+        .filter(|k| k.contains(".ko"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn text(m: &BTreeMap<String, Member>, name: &str) -> String {
+    String::from_utf8(m[name].data.clone()).unwrap()
+}
+
+// ---------------------------------------------------------------- CLI surface
+
+#[test]
+fn help_documents_every_option() {
+    let out = run(&["--help".into()], &[]);
+    let help = ok(&out);
+    for opt in [
+        "--manifest <FILE>",
+        "--kernel-release <RELEASE>",
+        "--output <FILE>",
+        "--modules-root <DIR>",
+        "--init <FILE>",
+        "--add <SRC:DST>",
+        "--compress <FORMAT>",
+        "SOURCE_DATE_EPOCH",
+        "KMODINIT_INIT",
+        "make init",
+    ] {
+        assert!(help.contains(opt), "--help lacks {opt:?}:\n{help}");
+    }
+    for format in ["zstd", "xz", "gzip", "none"] {
+        assert!(help.contains(format), "--help lacks {format}");
+    }
+}
+
+#[test]
+fn missing_default_init_says_run_make_init() {
+    // A copy of the binary in a fresh directory: its <workspace>/build/init
+    // cannot exist, whatever `make init` did in this checkout.
+    let dir = tempfile::tempdir().unwrap();
+    let exe_dir = dir.path().join("target/release");
+    fs::create_dir_all(&exe_dir).unwrap();
+    let exe = exe_dir.join("kmodinit-mkimage");
+    fs::copy(BIN, &exe).unwrap();
+    let f = Fixture::new();
+    let out_path = f.out("img");
+    let mut args = f.args(&out_path, &[]);
+    let i = args.iter().position(|a| a == "--init").unwrap();
+    args.drain(i..i + 2);
+    let out = Command::new(&exe)
+        .args(&args)
+        .env_remove("KMODINIT_INIT")
+        .output()
+        .unwrap();
+    let err = failed(&out);
+    assert!(err.contains("run `make init` first"), "{err}");
+    assert!(
+        err.contains(&dir.path().join("build/init").display().to_string()),
+        "{err}"
+    );
+    assert!(!out_path.exists());
+
+    // $KMODINIT_INIT supplies the default instead; and build/init next to
+    // target/ is found on its own.
+    let out = Command::new(&exe)
+        .args(&args)
+        .env("KMODINIT_INIT", f.init())
+        .output()
+        .unwrap();
+    ok(&out);
+    fs::remove_file(&out_path).unwrap();
+    fs::create_dir_all(dir.path().join("build")).unwrap();
+    fs::write(dir.path().join("build/init"), b"workspace init").unwrap();
+    let out = Command::new(&exe)
+        .args(&args)
+        .env_remove("KMODINIT_INIT")
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(members(&out_path)["init"].data, b"workspace init");
+}
+
+#[test]
+fn bad_add_and_epoch_arguments_are_refused_before_anything_is_written() {
+    let f = Fixture::new();
+    let out_path = f.out("img");
+    for (extra, needle) in [
+        (vec!["--add", "/bin/sh:/bin/../etc/x"], "\"..\""),
+        (vec!["--add", "/bin/sh:bin/sh"], "not absolute"),
+        (vec!["--add", "nocolon"], "SRC:DST"),
+        (vec!["--compress", "lz4"], "lz4"),
+    ] {
+        let err = failed(&f.build(&out_path, &extra));
+        assert!(err.contains(needle), "{extra:?}: {err}");
+        assert!(!out_path.exists());
+    }
+    let err = failed(&run(
+        &f.args(&out_path, &[]),
+        &[("SOURCE_DATE_EPOCH", "yesterday")],
+    ));
+    assert!(err.contains("SOURCE_DATE_EPOCH"), "{err}");
+    assert!(!out_path.exists());
+}
+
+// ------------------------------------------------------- contents and pruning
+
+#[test]
+fn fake_tree_image_holds_exactly_what_the_plan_needs() {
+    let f = Fixture::new();
+    let img = f.out("img.cpio");
+    let stdout = ok(&f.build(&img, &["--compress", "none"]));
+    let m = members(&img);
+
+    let mods = module_files(&m, FAKE_RELEASE);
+    let want: BTreeSet<String> = [
+        "kernel/drivers/a.ko",
+        "kernel/drivers/b.ko",
+        "kernel/crypto/crc_x.ko",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(mods, want);
+    let md = format!("lib/modules/{FAKE_RELEASE}");
+    assert_eq!(
+        text(&m, &format!("{md}/modules.dep")),
+        "kernel/drivers/a.ko: kernel/drivers/b.ko\nkernel/drivers/b.ko:\nkernel/crypto/crc_x.ko:\n"
+    );
+    assert_eq!(
+        text(&m, &format!("{md}/modules.softdep")),
+        "softdep a pre: crypto-crc\n"
+    );
+    assert_eq!(
+        text(&m, &format!("{md}/modules.alias")),
+        "alias crypto-crc crc_x\nalias pci:v00001AF4d00001001sv*sd*bc*sc*i* a\n"
+    );
+    assert_eq!(
+        text(&m, &format!("{md}/modules.builtin")),
+        "kernel/lib/crc16.ko\n"
+    );
+    assert_eq!(
+        m[&format!("{md}/kernel/crypto/crc_x.ko")].data,
+        b"crc module bytes"
+    );
+
+    // Fixed members.
+    let init = &m["init"];
+    assert_eq!(init.header.mode, cpio::S_IFREG | 0o755);
+    assert_eq!(init.data, fs::read(f.init()).unwrap());
+    assert_eq!(
+        m["etc/kmodinit/manifest.json"].data,
+        fs::read(f.manifest()).unwrap()
+    );
+    let console = &m["dev/console"].header;
+    assert_eq!(
+        (console.mode, console.rdev_major, console.rdev_minor),
+        (cpio::S_IFCHR | 0o600, 5, 1)
+    );
+    let null = &m["dev/null"].header;
+    assert_eq!(
+        (null.mode, null.rdev_major, null.rdev_minor),
+        (cpio::S_IFCHR | 0o666, 1, 3)
+    );
+    for d in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "root",
+        "etc",
+        "etc/kmodinit",
+        "lib",
+        "lib/modules",
+    ] {
+        assert_eq!(m[d].header.mode & cpio::S_IFMT, cpio::S_IFDIR, "{d}");
+    }
+    // Every member's parent directory is in the archive, before it.
+    let names: Vec<&String> = m.keys().collect();
+    for n in &names {
+        if let Some((parent, _)) = n.rsplit_once('/') {
+            assert!(m.contains_key(parent), "{n} has no parent entry");
+        }
+    }
+    for mem in m.values() {
+        assert_eq!(
+            (mem.header.uid, mem.header.gid, mem.header.mtime),
+            (0, 0, 0)
+        );
+    }
+
+    assert!(stdout.contains("modules:      3 files"), "{stdout}");
+    assert!(stdout.contains("largest files"), "{stdout}");
+    assert!(stdout.contains("uncompressed"), "{stdout}");
+}
+
+#[test]
+fn every_compression_decodes_to_the_same_archive() {
+    let f = Fixture::new();
+    let mut archives = Vec::new();
+    for c in ["none", "gzip", "zstd", "xz"] {
+        let img = f.out(&format!("img.{c}"));
+        let stdout = ok(&f.build(&img, &["--compress", c]));
+        assert!(stdout.contains(&format!("{c}:")), "{stdout}");
+        archives.push(members(&img));
+    }
+    for a in &archives[1..] {
+        assert_eq!(a, &archives[0]);
+    }
+}
+
+#[test]
+fn default_compression_is_zstd() {
+    let f = Fixture::new();
+    let img = f.out("img");
+    ok(&f.build(&img, &[]));
+    assert!(fs::read(&img)
+        .unwrap()
+        .starts_with(&[0x28, 0xb5, 0x2f, 0xfd]));
+}
+
+// ------------------------------------------------------------ reproducibility
+
+#[test]
+fn builds_are_reproducible_and_follow_source_date_epoch() {
+    let f = Fixture::new();
+    for c in ["none", "gzip", "zstd", "xz"] {
+        let build = |name: &str, epoch: Option<&str>| -> Vec<u8> {
+            let img = f.out(name);
+            let env: Vec<(&str, &str)> = epoch
+                .map(|e| ("SOURCE_DATE_EPOCH", e))
+                .into_iter()
+                .collect();
+            ok(&run(&f.args(&img, &["--compress", c]), &env));
+            fs::read(img).unwrap()
+        };
+        let a = build("a", None);
+        // Touch every input in between: host mtimes must not leak in.
+        for p in [
+            f.init(),
+            f.manifest(),
+            f.moddir().join("kernel/drivers/a.ko"),
+        ] {
+            let data = fs::read(&p).unwrap();
+            fs::write(&p, data).unwrap();
+        }
+        let b = build("b", None);
+        assert_eq!(a, b, "{c}: two builds differ");
+        let e1 = build("e1", Some("1700000000"));
+        let e2 = build("e2", Some("1700000000"));
+        let e3 = build("e3", Some("1700000001"));
+        assert_eq!(e1, e2, "{c}: same SOURCE_DATE_EPOCH, different bytes");
+        assert_ne!(e1, e3, "{c}: SOURCE_DATE_EPOCH ignored");
+        assert_ne!(a, e1, "{c}: SOURCE_DATE_EPOCH ignored");
+    }
+    let m = members(&f.out("e1"));
+    assert!(m.values().all(|mem| mem.header.mtime == 1_700_000_000));
+}
+
+#[test]
+fn inode_numbers_are_sequential_in_sorted_order() {
+    let f = Fixture::new();
+    let img = f.out("img");
+    ok(&f.build(&img, &["--compress", "none"]));
+    let bytes = fs::read(&img).unwrap();
+    let list = cpio::read(&bytes).unwrap();
+    let names: Vec<&str> = list.iter().map(|m| m.header.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    for (i, mem) in list.iter().enumerate() {
+        assert_eq!(mem.header.ino as usize, i + 1);
+    }
+}
+
+// -------------------------------------------------------------------- --add
+
+#[test]
+fn add_copies_modes_directories_and_symlinks() {
+    let f = Fixture::new();
+    let src = f.out("extra");
+    fs::create_dir_all(src.join("bin")).unwrap();
+    fs::create_dir_all(src.join("etc/secret")).unwrap();
+    fs::write(src.join("bin/tool"), b"tool").unwrap();
+    fs::set_permissions(src.join("bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::write(src.join("etc/secret/key"), b"k").unwrap();
+    fs::set_permissions(
+        src.join("etc/secret/key"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::set_permissions(src.join("etc/secret"), fs::Permissions::from_mode(0o700)).unwrap();
+    symlink("tool", src.join("bin/sh")).unwrap();
+    symlink("/does/not/exist", src.join("bin/dangling")).unwrap();
+    let single = f.out("single");
+    fs::write(&single, b"single file").unwrap();
+    fs::set_permissions(&single, fs::Permissions::from_mode(0o640)).unwrap();
+    // A symlink given as SRC is followed.
+    let link_to_single = f.out("link-to-single");
+    symlink(&single, &link_to_single).unwrap();
+
+    let img = f.out("img");
+    let a1 = format!("{}:/opt", src.display());
+    let a2 = format!("{}:/sbin/init", single.display());
+    let a3 = format!("{}:/usr/x", link_to_single.display());
+    ok(&f.build(
+        &img,
+        &[
+            "--compress",
+            "none",
+            "--add",
+            &a1,
+            "--add",
+            &a2,
+            "--add",
+            &a3,
+        ],
+    ));
+    let m = members(&img);
+
+    assert_eq!(m["opt/bin/tool"].header.mode, cpio::S_IFREG | 0o4755);
+    assert_eq!(m["opt/bin/tool"].data, b"tool");
+    assert_eq!(m["opt/etc/secret"].header.mode, cpio::S_IFDIR | 0o700);
+    assert_eq!(m["opt/etc/secret/key"].header.mode, cpio::S_IFREG | 0o600);
+    assert_eq!(m["opt/bin/sh"].header.mode & cpio::S_IFMT, cpio::S_IFLNK);
+    assert_eq!(m["opt/bin/sh"].data, b"tool");
+    assert_eq!(m["opt/bin/dangling"].data, b"/does/not/exist");
+    assert_eq!(m["sbin/init"].header.mode, cpio::S_IFREG | 0o640);
+    assert_eq!(m["sbin"].header.mode, cpio::S_IFDIR | 0o755);
+    assert_eq!(m["usr/x"].header.mode, cpio::S_IFREG | 0o640);
+    assert_eq!(m["usr/x"].data, b"single file");
+    assert!(m
+        .values()
+        .all(|mem| mem.header.uid == 0 && mem.header.gid == 0));
+}
+
+#[test]
+fn add_refuses_conflicts_and_missing_sources() {
+    let f = Fixture::new();
+    let img = f.out("img");
+    let other = f.out("other");
+    fs::write(&other, b"x").unwrap();
+    let over_init = format!("{}:/init", other.display());
+    let err = failed(&f.build(&img, &["--add", &over_init]));
+    assert!(err.contains("/init is added twice"), "{err}");
+    let under_file = format!("{}:/init/x", other.display());
+    let err = failed(&f.build(&img, &["--add", &under_file]));
+    assert!(err.contains("/init"), "{err}");
+    let missing = format!("{}:/x", f.out("missing").display());
+    let err = failed(&f.build(&img, &["--add", &missing]));
+    assert!(err.contains("missing"), "{err}");
+    assert!(!img.exists());
+}
+
+// ------------------------------------------------------------------ refusals
+
+/// No file of the output directory other than the fixture's own may appear
+/// after a failed build (no temporary left behind, no partial image).
+fn assert_nothing_written(f: &Fixture, before: &BTreeSet<String>) {
+    let now: BTreeSet<String> = fs::read_dir(f.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(&now, before);
+}
+
+fn listing(f: &Fixture) -> BTreeSet<String> {
+    fs::read_dir(f.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_manifest_that_does_not_plan_writes_nothing() {
+    let f = Fixture::new();
+    f.write_manifest(r#"{"version": 1, "chains": [{"name": "s", "modules": ["no_such_module"]}]}"#);
+    let before = listing(&f);
+    let img = f.out("img");
+    let err = failed(&f.build(&img, &[]));
+    assert!(err.contains("no_such_module"), "{err}");
+    assert_nothing_written(&f, &before);
+}
+
+#[test]
+fn a_failed_build_leaves_an_existing_image_untouched() {
+    let f = Fixture::new();
+    let img = f.out("img");
+    ok(&f.build(&img, &[]));
+    let good = fs::read(&img).unwrap();
+    f.write_manifest(r#"{"version": 1, "chains": [{"name": "s", "modules": ["nope"]}]}"#);
+    let before = listing(&f);
+    failed(&f.build(&img, &[]));
+    assert_eq!(fs::read(&img).unwrap(), good);
+    assert_nothing_written(&f, &before);
+}
+
+#[test]
+fn an_invalid_manifest_is_refused_naming_the_file() {
+    let f = Fixture::new();
+    f.write_manifest(r#"{"version": 1, "chains": [{"name": "s", "modules": [42]}]}"#);
+    let before = listing(&f);
+    let err = failed(&f.build(&f.out("img"), &[]));
+    assert!(err.contains("manifest.json"), "{err}");
+    assert!(err.contains("chains[0].modules[0]"), "{err}");
+    assert_nothing_written(&f, &before);
+}
+
+#[test]
+fn a_wrong_kernel_release_is_refused_clearly() {
+    let f = Fixture::new();
+    let mut args = f.args(&f.out("img"), &[]);
+    let i = args.iter().position(|a| a == "--kernel-release").unwrap();
+    args[i + 1] = "9.9.9-none".into();
+    let err = failed(&run(&args, &[]));
+    assert!(
+        err.contains("9.9.9-none") && err.contains("does not exist"),
+        "{err}"
+    );
+    args[i + 1] = "../..".into();
+    let err = failed(&run(&args, &[]));
+    assert!(err.contains("not a plain directory name"), "{err}");
+}
+
+#[test]
+fn module_paths_escaping_the_module_directory_are_refused() {
+    let f = Fixture::new();
+    let d = f.moddir();
+    // b.ko becomes a symlink to a file outside the module directory.
+    let outside = f.out("outside.ko");
+    fs::write(&outside, b"not a module from this tree").unwrap();
+    fs::remove_file(d.join("kernel/drivers/b.ko")).unwrap();
+    symlink(&outside, d.join("kernel/drivers/b.ko")).unwrap();
+    let before = listing(&f);
+    let err = failed(&f.build(&f.out("img"), &[]));
+    assert!(err.contains("kernel/drivers/b.ko"), "{err}");
+    assert!(err.contains("outside the module directory"), "{err}");
+    assert_nothing_written(&f, &before);
+
+    // A `..` path in modules.dep is refused, by the index or by us, naming it.
+    let f = Fixture::new();
+    let d = f.moddir();
+    fs::write(d.join("../escape.ko"), b"").unwrap();
+    let dep = fs::read_to_string(d.join("modules.dep")).unwrap();
+    fs::write(
+        d.join("modules.dep"),
+        dep.replace("kernel/drivers/b.ko:", "../escape.ko:")
+            .replace("a.ko: kernel/drivers/b.ko", "a.ko: ../escape.ko"),
+    )
+    .unwrap();
+    f.write_manifest(r#"{"version": 1, "chains": [{"name": "s", "modules": ["escape"]}]}"#);
+    let err = failed(&f.build(&f.out("img"), &[]));
+    assert!(err.contains("../escape.ko"), "{err}");
+    assert!(!f.out("img").exists());
+}
+
+// ------------------------------------------------------- the real Debian tree
+
+/// The demo manifest of the contract (virtio_pci, virtio_blk, ext4) against
+/// the host's Debian module tree, read only: the image holds exactly the
+/// planned module files, and its pruned index plans the same.
+#[test]
+fn debian_demo_manifest_includes_exactly_the_planned_modules() {
+    let dir = Path::new("/lib/modules").join(DEBIAN_RELEASE);
+    if !dir.join("modules.dep").is_file() {
+        eprintln!("skipped: {} is not installed (make deps)", dir.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest_json = r#"{
+        "version": 1,
+        "chains": [
+            {"name": "storage", "modules": ["virtio_pci", {"name": "virtio_blk", "params": "queue_depth=128"}], "required": true},
+            {"name": "fs", "modules": ["ext4"], "required": true}
+        ],
+        "root": {"device": "/dev/vda", "fstype": "ext4"}
+    }"#;
+    let manifest_path = tmp.path().join("demo.json");
+    fs::write(&manifest_path, manifest_json).unwrap();
+    let init = tmp.path().join("init");
+    fs::write(&init, b"init").unwrap();
+    let img = tmp.path().join("demo.img");
+    let args: Vec<String> = [
+        "--manifest",
+        manifest_path.to_str().unwrap(),
+        "--kernel-release",
+        DEBIAN_RELEASE,
+        "--init",
+        init.to_str().unwrap(),
+        "--output",
+        img.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let stdout = ok(&run(&args, &[]));
+
+    let manifest = modules_manifest::Manifest::from_json(manifest_json.as_bytes()).unwrap();
+    let index = modules_manifest::DepIndex::load(&dir).unwrap();
+    let plan = kmodinit_mkimage::modules::plan_against(&manifest, &index).unwrap();
+    let planned: BTreeSet<String> = plan.module_files().map(str::to_owned).collect();
+    let m = members(&img);
+    assert_eq!(module_files(&m, DEBIAN_RELEASE), planned);
+    for must in [
+        "kernel/drivers/virtio/virtio_pci.ko",
+        "kernel/drivers/block/virtio_blk.ko",
+        "kernel/fs/ext4/ext4.ko",
+        "kernel/fs/jbd2/jbd2.ko",
+        "kernel/fs/mbcache.ko",
+        "kernel/lib/crc16.ko",
+    ] {
+        assert!(planned.contains(must), "{must} not planned: {planned:?}");
+    }
+    // Bytes are the host's, unmodified.
+    let ext4 = format!("lib/modules/{DEBIAN_RELEASE}/kernel/fs/ext4/ext4.ko");
+    assert_eq!(
+        m[&ext4].data,
+        fs::read(dir.join("kernel/fs/ext4/ext4.ko")).unwrap()
+    );
+    // The pruned modules.dep has one line per module file, nothing else.
+    let dep = text(&m, &format!("lib/modules/{DEBIAN_RELEASE}/modules.dep"));
+    assert_eq!(dep.lines().count(), planned.len());
+    assert!(
+        stdout.contains(&format!("modules:      {} files", planned.len())),
+        "{stdout}"
+    );
+}
