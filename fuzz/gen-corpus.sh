@@ -90,4 +90,28 @@ for l in \
     'console=ttyS0 root=LABEL=root -- single --extra "x y"'; do
     printf '%s\n' "$l" | put cmdline
 done
+
+
+# Block devices: the first sectors of real filesystem and partition-table
+# images, made in a temporary file (nothing is mounted).
+img=$(mktemp)
+for mk in "mkfs.ext4 -q -F -L root" "mkfs.ext2 -q -F" "mkfs.vfat -n BOOT" "mkfs.xfs -q -f -L root" "mkfs.btrfs -q -f -L root"; do
+    rm -f "$img"; truncate -s 64M "$img"
+    command -v ${mk%% *} >/dev/null 2>&1 || continue
+    $mk "$img" >/dev/null 2>&1 || continue
+    head -c 8192 "$img" | put rootdev
+    head -c 69632 "$img" | put rootdev
+done
+if command -v sgdisk >/dev/null 2>&1; then
+    rm -f "$img"; truncate -s 8M "$img"
+    sgdisk -q -n 1:2048:+1M -c 1:root -n 2:0:0 "$img" >/dev/null 2>&1 && head -c 24576 "$img" | put rootdev
+fi
+if command -v sfdisk >/dev/null 2>&1; then
+    rm -f "$img"; truncate -s 8M "$img"
+    printf 'label: dos\n,1M,83\n,,83\n' | sfdisk -q "$img" >/dev/null 2>&1 && head -c 512 "$img" | put rootdev
+fi
+rm -f "$img"
+for l in UUID=0b8a7f2e-1c1d-4c7e-9d1f-2a3b4c5d6e7f LABEL=root PARTUUID=abcd0123-02 PARTLABEL=root /dev/vda1 /dev/disk/by-uuid/x 8:1; do
+    printf '%s\n' "$l" | put rootdev
+done
 echo "corpora: $(ls corpus | wc -l) targets, $(find corpus -type f | wc -l) files"

@@ -27,6 +27,8 @@ run_one() {
         manifest|plan_text) dict=(-dict=json.dict) ;;
         cmdline) dict=(-dict=dicts/cmdline.dict) ;;
         depmod_*) dict=(-dict=dicts/depmod.dict) ;;
+        # Superblocks and GPT entries sit past libFuzzer's 4 KiB default.
+        rootdev) dict=(-max_len=24576) ;;
     esac
     mkdir -p "corpus/$t" "artifacts/$t"
     local extra=()

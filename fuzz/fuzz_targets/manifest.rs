@@ -48,7 +48,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(chain_names.insert(&c.name), "chain {:?} twice", c.name);
         let mut seen = BTreeSet::new();
         for e in &c.modules {
-            assert!(seen.insert(&e.name), "{} twice in chain {:?}", e.name, c.name);
+            assert!(
+                seen.insert(&e.name),
+                "{} twice in chain {:?}",
+                e.name,
+                c.name
+            );
         }
     }
 

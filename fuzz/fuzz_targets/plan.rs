@@ -78,7 +78,12 @@ fn params(i: u8) -> &'static str {
 }
 
 fn path(i: u8, ext: u8) -> String {
-    format!("kernel/d{}/{}{}", i % 3, name(i), EXT[usize::from(ext) % EXT.len()])
+    format!(
+        "kernel/d{}/{}{}",
+        i % 3,
+        name(i),
+        EXT[usize::from(ext) % EXT.len()]
+    )
 }
 
 fn n(s: &str) -> ModuleName {
@@ -125,7 +130,13 @@ fn render(input: &Input) -> (String, String, String, String, serde_json::Value, 
         .aliases
         .iter()
         .take(8)
-        .map(|&(a, m)| format!("alias {} {}\n", ALIASES[usize::from(a) % ALIASES.len()], name(m)))
+        .map(|&(a, m)| {
+            format!(
+                "alias {} {}\n",
+                ALIASES[usize::from(a) % ALIASES.len()],
+                name(m)
+            )
+        })
         .collect();
 
     let chains: Vec<serde_json::Value> = input
@@ -151,7 +162,10 @@ fn render(input: &Input) -> (String, String, String, String, serde_json::Value, 
         .collect();
     let mut section = serde_json::Map::new();
     for &(m, p) in input.section.iter().take(4) {
-        section.insert(name(m).to_owned(), serde_json::json!({ "params": params(p) }));
+        section.insert(
+            name(m).to_owned(),
+            serde_json::json!({ "params": params(p) }),
+        );
     }
     let blocklist: Vec<&str> = input.blocklist.iter().take(2).map(|&b| name(b)).collect();
     let manifest = serde_json::json!({
@@ -166,7 +180,12 @@ fn render(input: &Input) -> (String, String, String, String, serde_json::Value, 
         cmdline.push_str(&format!("{}.k{}={} ", name(m), p % 3, p));
     }
     if !input.cmdline_blacklist.is_empty() {
-        let list: Vec<&str> = input.cmdline_blacklist.iter().take(3).map(|&b| name(b)).collect();
+        let list: Vec<&str> = input
+            .cmdline_blacklist
+            .iter()
+            .take(3)
+            .map(|&b| name(b))
+            .collect();
         cmdline.push_str(&format!("modprobe.blacklist={}", list.join(",")));
     }
     (dep, builtin, softdep, alias, manifest, cmdline)
@@ -203,7 +222,11 @@ fuzz_target!(|input: Input| {
     for (i, node) in p.nodes.iter().enumerate() {
         assert_eq!(node.id, i);
         assert!(seen.insert(&node.name, i).is_none(), "{} twice", node.name);
-        assert!(!node.reasons.is_empty(), "{} is in the plan for no reason", node.name);
+        assert!(
+            !node.reasons.is_empty(),
+            "{} is in the plan for no reason",
+            node.name
+        );
     }
 
     // Topological order, and succs mirror preds exactly.
@@ -211,15 +234,29 @@ fuzz_target!(|input: Input| {
     for node in &p.nodes {
         let mut froms = BTreeSet::new();
         for e in &node.preds {
-            assert!(e.from < node.id, "{}: pred {} not earlier", node.name, e.from);
-            assert!(froms.insert(e.from), "{}: two edges from {}", node.name, e.from);
+            assert!(
+                e.from < node.id,
+                "{}: pred {} not earlier",
+                node.name,
+                e.from
+            );
+            assert!(
+                froms.insert(e.from),
+                "{}: two edges from {}",
+                node.name,
+                e.from
+            );
             mirror[e.from].push(node.id);
         }
     }
     for node in &p.nodes {
         let mut succs = node.succs.clone();
         succs.sort_unstable();
-        assert_eq!(succs, mirror[node.id], "{}: succs do not mirror preds", node.name);
+        assert_eq!(
+            succs, mirror[node.id],
+            "{}: succs do not mirror preds",
+            node.name
+        );
     }
 
     // Actions as the index, /proc/modules and the command line say; each
@@ -240,7 +277,9 @@ fuzz_target!(|input: Input| {
             Action::Blacklisted => assert_eq!(expected_kind, "blacklisted"),
             Action::Insert { path, compression } => {
                 assert_eq!(expected_kind, "insert");
-                let entry = index.module(&node.name).expect("inserted module in the index");
+                let entry = index
+                    .module(&node.name)
+                    .expect("inserted module in the index");
                 assert_eq!(path, &entry.path);
                 assert_eq!(*compression, entry.compression);
                 for d in &entry.deps {
@@ -255,7 +294,11 @@ fuzz_target!(|input: Input| {
                 }
             }
         }
-        assert!(!manifest.blocklist.contains(&node.name), "{} is blocklisted", node.name);
+        assert!(
+            !manifest.blocklist.contains(&node.name),
+            "{} is blocklisted",
+            node.name
+        );
     }
 
     // Chains: one plan chain per manifest chain, entries in order, each
@@ -280,7 +323,12 @@ fuzz_target!(|input: Input| {
             if pc.required {
                 assert!(p.nodes[id].required);
             }
-            if let Some(params) = entry.params.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            if let Some(params) = entry
+                .params
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 let resolved = p.nodes[id].name.clone();
                 let prev = declared.insert(resolved, params.to_owned());
                 assert!(prev.is_none() || prev.as_deref() == Some(params));
@@ -288,7 +336,12 @@ fuzz_target!(|input: Input| {
         }
     }
     for (m, spec) in &manifest.modules {
-        if let Some(params) = spec.params.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(params) = spec
+            .params
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let prev = declared.insert(m.clone(), params.to_owned());
             assert!(prev.is_none() || prev.as_deref() == Some(params));
         }
