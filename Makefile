@@ -11,7 +11,7 @@ DEB_PKGS := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static
             e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc
 
 .PHONY: all deps init mkimage image demo test test-unit test-e2e lint bench fuzz clean \
-        fuzz-deps fuzz-corpus fuzz-smoke
+        fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init mkimage
 
@@ -65,3 +65,7 @@ fuzz: fuzz-deps
 
 fuzz-smoke: fuzz-deps
 	fuzz/run.sh 20
+
+# Every interleaving of the loader coordinator's protocol (init/tests/loom_coordinator.rs).
+loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p kmodinit --test loom_coordinator -- --test-threads 1
