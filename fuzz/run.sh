@@ -64,7 +64,8 @@ for t in "${targets[@]}"; do
     rc=$(cat "logs/$t.rc")
     crashes=0
     [ "$rc" = 0 ] || { crashes=1; status=1; }
-    printf '%-18s %14s %8s %10s %8s\n' "$t" "${execs:-?}" "${took:-$secs}" "${rate:-?}" "$crashes"
+    # A crash ends the run early: no "Done" line, so no duration.
+    printf '%-18s %14s %8s %10s %8s\n' "$t" "${execs:-?}" "${took:--}" "${rate:-?}" "$crashes"
     if [ "$rc" != 0 ]; then
         ls -1 "artifacts/$t"/ 2>/dev/null | sed "s|^|    artifact: fuzz/artifacts/$t/|"
         grep -m1 'panicked at' "$log" | sed 's/^/    /'
