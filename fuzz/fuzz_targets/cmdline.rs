@@ -116,8 +116,13 @@ fuzz_target!(|line: &str| {
             // has a double quote is not re-quoted so the kernel reads it
             // back as one argument. Skipped here until the parser is fixed,
             // so the fuzzer keeps looking for other bugs.
-            let requoted = p.split_once("=\"").is_some_and(|(k, rest)| {
-                !k.contains('"') && rest.strip_suffix('"').is_some_and(|v| !v.contains('"'))
+            // The parser adds quotes only around a value with a blank in it.
+            let requoted = p.split_once('=').is_some_and(|(_, rest)| {
+                rest.len() >= 2
+                    && rest.starts_with('"')
+                    && rest.ends_with('"')
+                    && !rest[1..rest.len() - 1].contains('"')
+                    && rest.contains(char::is_whitespace)
             });
             // KNOWN too: a parameter name with a blank in it (possible inside
             // quotes) is passed unquoted, and the kernel splits it.
@@ -146,6 +151,7 @@ fuzz_target!(|line: &str| {
     // ASCII blanks and 0xA0, so other lines legitimately differ).
     if line.is_ascii() && line.len() <= MAX_CMDLINE_BYTES {
         let mut want: BTreeMap<ModuleName, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
+        let mut known = false;
         for (param, value) in split(line.as_bytes()) {
             if param == b"--" && value.is_none() {
                 break;
@@ -167,15 +173,18 @@ fuzz_target!(|line: &str| {
                 || param.bytes().any(kspace)
                 || value.is_some_and(|v| v.contains(&b'"'))
             {
-                continue; // KNOWN, see above
+                known = true; // KNOWN, see above: not comparable
+                continue;
             }
             want.entry(m)
                 .or_default()
                 .push((key.as_bytes().to_vec(), value.map(<[u8]>::to_vec)));
         }
-        assert_eq!(
-            got, want,
-            "module parameters differ from the kernel's splitting"
-        );
+        if !known {
+            assert_eq!(
+                got, want,
+                "module parameters differ from the kernel's splitting"
+            );
+        }
     }
 });
