@@ -117,8 +117,9 @@ fuzz_target!(|line: &str| {
             // back as one argument. Skipped here until the parser is fixed,
             // so the fuzzer keeps looking for other bugs.
             // The parser adds quotes only around a value with a blank in it.
-            let requoted = p.split_once('=').is_some_and(|(_, rest)| {
-                rest.len() >= 2
+            let requoted = p.split_once('=').is_some_and(|(k, rest)| {
+                !k.contains('"')
+                    && rest.len() >= 2
                     && rest.starts_with('"')
                     && rest.ends_with('"')
                     && !rest[1..rest.len() - 1].contains('"')
