@@ -1,6 +1,7 @@
 //! [`ModuleName`]: the one normalised spelling of a kernel module name.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -12,8 +13,10 @@ pub const MAX_MODULE_NAME_BYTES: usize = 63;
 /// same character, stored as `_`. Construction validates that the name is a
 /// plain module name (no path separators, no `..`, no whitespace or control
 /// characters), so a `ModuleName` can be joined to paths and printed safely.
+/// Cloning is cheap (a shared immutable string): the index and the plan hold
+/// the same names many times.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ModuleName(String);
+pub struct ModuleName(Arc<str>);
 
 /// Why a string is not a module name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,13 +66,23 @@ impl ModuleName {
         if raw.contains("..") {
             return Err(NameError::DotDot(raw.to_owned()));
         }
-        if let Some(c) = raw
-            .chars()
-            .find(|c| *c == '/' || *c == '\\' || c.is_whitespace() || c.is_control() || *c == '=')
-        {
+        let bad =
+            |c: char| c == '/' || c == '\\' || c.is_whitespace() || c.is_control() || c == '=';
+        // Byte scan for the common ASCII case (the index parser calls this
+        // tens of thousands of times); full char checks otherwise.
+        let found = if raw.is_ascii() {
+            raw.bytes().map(char::from).find(|&c| bad(c))
+        } else {
+            raw.chars().find(|&c| bad(c))
+        };
+        if let Some(c) = found {
             return Err(NameError::BadChar(c, raw.to_owned()));
         }
-        Ok(ModuleName(raw.replace('-', "_")))
+        if raw.contains('-') {
+            Ok(ModuleName(Arc::from(raw.replace('-', "_"))))
+        } else {
+            Ok(ModuleName(Arc::from(raw)))
+        }
     }
 
     /// The module name of a module file path, as depmod writes them:

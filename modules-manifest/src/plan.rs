@@ -73,7 +73,9 @@ pub struct PlanNode {
     /// The final parameter string: manifest params, then command-line
     /// `name.param=value` entries appended (they win, as with modprobe).
     pub params: String,
-    /// True if any required chain needs this node.
+    /// True if any required chain cannot complete without this node: it is
+    /// an entry of one, or reached from one through Dependency or Chain
+    /// edges. A softdep is not required (its failure blocks nothing).
     pub required: bool,
     /// Edges from the nodes that must finish first.
     pub preds: Vec<Edge>,
@@ -171,10 +173,11 @@ pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
     let params = b.params(&entries)?;
     b.add_chains(&entries)?;
     b.expand()?;
-    let needed = b.chain_needs();
+    let needed = b.chain_needs(false);
+    let blocking = b.chain_needs(true);
     b.check_blocklist(&needed)?;
     let order = b.topo_order(&needed)?;
-    Ok(b.finish(&entries, &needed, &order, &params))
+    Ok(b.finish(&entries, &needed, &blocking, &order, &params))
 }
 
 /// A node while the graph is being built; ids are discovery order.
@@ -590,8 +593,9 @@ impl<'a> Builder<'a> {
     }
 
     /// For every chain, the nodes it needs: its entries and everything that
-    /// must finish before them.
-    fn chain_needs(&self) -> Vec<BTreeSet<usize>> {
+    /// must finish before them (with `blocking_only`, only through edges
+    /// whose failure blocks: Dependency and Chain, not Softdep).
+    fn chain_needs(&self, blocking_only: bool) -> Vec<BTreeSet<usize>> {
         let manifest = self.input.manifest;
         manifest
             .chains
@@ -612,7 +616,13 @@ impl<'a> Builder<'a> {
                     .collect();
                 while let Some(id) = stack.pop() {
                     if seen.insert(id) {
-                        stack.extend(self.drafts[id].preds.keys().copied());
+                        stack.extend(
+                            self.drafts[id]
+                                .preds
+                                .iter()
+                                .filter(|(_, &k)| !(blocking_only && k == EdgeKind::Softdep))
+                                .map(|(&p, _)| p),
+                        );
                     }
                 }
                 seen
@@ -742,6 +752,7 @@ impl<'a> Builder<'a> {
         self,
         entries: &[ResolvedEntry],
         needed: &[BTreeSet<usize>],
+        blocking: &[BTreeSet<usize>],
         order: &[usize],
         params: &BTreeMap<ModuleName, String>,
     ) -> Plan {
@@ -767,6 +778,21 @@ impl<'a> Builder<'a> {
                     chains.join(", ")
                 ));
             }
+            // Params only reach the kernel with an insert; say so rather
+            // than drop them silently.
+            let declared = params.get(&d.name).filter(|p| !p.is_empty());
+            match (&d.action, declared) {
+                (Action::Builtin, Some(p)) => notes.push(format!(
+                    "{} is builtin: parameters \"{p}\" cannot be applied by kmodinit; \
+                     put them on the kernel command line as {}.PARAM=VALUE",
+                    d.name, d.name
+                )),
+                (Action::AlreadyLoaded, Some(p)) => notes.push(format!(
+                    "{} is already loaded: parameters \"{p}\" are not applied",
+                    d.name
+                )),
+                _ => {}
+            }
         }
         let mut nodes: Vec<PlanNode> = order
             .iter()
@@ -787,7 +813,7 @@ impl<'a> Builder<'a> {
                     name: d.name.clone(),
                     action: d.action.clone(),
                     params: params.get(&d.name).cloned().unwrap_or_default(),
-                    required: required_chains.iter().any(|&c| needed[c].contains(&old)),
+                    required: required_chains.iter().any(|&c| blocking[c].contains(&old)),
                     preds,
                     succs: Vec::new(),
                     reasons: d.reasons.clone(),
@@ -1149,6 +1175,25 @@ mod tests {
     }
 
     #[test]
+    fn params_that_cannot_be_applied_are_noted() {
+        let idx = index("a", "bi", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "s", "modules": [{"name": "bi", "params": "x=1"}, {"name": "a", "params": "y=2"}]}]}"#,
+        );
+        let p = run(&m, &idx, "", &["a"]).unwrap();
+        let notes = p.notes.join("\n");
+        assert!(
+            notes.contains("bi is builtin: parameters \"x=1\""),
+            "{notes}"
+        );
+        assert!(notes.contains("bi.PARAM=VALUE"), "{notes}");
+        assert!(
+            notes.contains("a is already loaded: parameters \"y=2\""),
+            "{notes}"
+        );
+    }
+
+    #[test]
     fn unknown_module_names_chain_and_entry() {
         let idx = index("a", "", "", "");
         let m = manifest(r#"{"version": 1, "chains": [{"name": "fs", "modules": ["a", "ext5"]}]}"#);
@@ -1325,6 +1370,18 @@ mod tests {
             Action::AlreadyLoaded
         );
         assert!(p.node(&n("crc32c_generic")).is_none());
+    }
+
+    #[test]
+    fn a_softdep_of_a_required_chain_is_not_required() {
+        let idx = index("a: b; b; s; t", "", "softdep b pre: s\n", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"], "required": true}]}"#,
+        );
+        let p = run(&m, &idx, "", &[]).unwrap();
+        assert!(p.nodes[id(&p, "a")].required && p.nodes[id(&p, "b")].required);
+        assert!(!p.nodes[id(&p, "s")].required);
+        assert!(id(&p, "s") < id(&p, "b"));
     }
 
     #[test]

@@ -254,6 +254,27 @@ proptest! {
     }
 
     #[test]
+    fn alias_lookup_equals_a_full_scan(
+        aliases in prop::collection::vec(("[ab:*?]{0,6}", 0usize..4), 0..40),
+        names in prop::collection::vec("[ab:]{0,6}", 1..10),
+    ) {
+        let mut table = modules_manifest::AliasTable::default();
+        for (pattern, m) in &aliases {
+            table.insert(pattern, ModuleName::new(&name(*m)).unwrap()).unwrap();
+        }
+        for q in &names {
+            let mut want: Vec<ModuleName> = aliases
+                .iter()
+                .filter(|(p, _)| modules_manifest::depmod::fnmatch(p.as_bytes(), q.as_bytes()))
+                .map(|(_, m)| ModuleName::new(&name(*m)).unwrap())
+                .collect();
+            want.sort();
+            want.dedup();
+            prop_assert_eq!(table.lookup(q), want, "{}", q);
+        }
+    }
+
+    #[test]
     fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), text in ".{0,300}") {
         let _ = Manifest::from_json(&bytes);
         let _ = KernelCmdline::parse(&text);

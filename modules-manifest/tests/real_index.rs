@@ -116,7 +116,9 @@ fn demo_plans_to_the_virtio_ext4_modules_in_order() {
         let node = p
             .node(&n(name))
             .unwrap_or_else(|| panic!("{name} not planned"));
-        assert!(node.required, "{name}");
+        // Both chains are required; the softdep alone may fail without
+        // blocking them, so it is not required.
+        assert_eq!(node.required, name != "crc32c_generic", "{name}");
         assert!(matches!(node.action, Action::Insert { .. }), "{name}");
     }
     assert!(p.nodes.len() >= 11);
