@@ -2,6 +2,7 @@
 //! the error each step can end in.
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -143,6 +144,23 @@ impl BootError {
     }
 }
 
+/// Runs the boot `f`, turning a panic into [`BootError::Panic`] (the panic
+/// hook has already logged where it happened). Returns what stopped the
+/// boot: `f` only returns on failure, its success being an exec.
+pub fn run_guarded(f: impl FnOnce() -> Result<Infallible, BootError>) -> BootError {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Err(e)) => e,
+        Ok(Ok(never)) => match never {},
+        Err(payload) => BootError::Panic(
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into()),
+        ),
+    }
+}
+
 /// Reads and parses the manifest at `path`. A missing file is not an error
 /// (`Ok(None)`): the boot goes on with no modules.
 pub fn read_manifest(path: &Path) -> Result<Option<Manifest>, BootError> {
@@ -192,6 +210,20 @@ pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+
+    #[test]
+    fn panics_become_boot_errors() {
+        let e = run_guarded(|| panic!("boom {}", 42));
+        assert!(matches!(&e, BootError::Panic(m) if m == "boom 42"), "{e:?}");
+        let e = run_guarded(|| std::panic::panic_any(7u8));
+        assert_eq!(e.to_string(), "internal error (panic): (no message)");
+        let e = run_guarded(|| {
+            Err(BootError::Plan(PlanError {
+                message: "x".into(),
+            }))
+        });
+        assert!(matches!(e, BootError::Plan(_)));
+    }
 
     #[test]
     fn proc_modules_names() {

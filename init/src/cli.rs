@@ -265,6 +265,64 @@ mod tests {
         );
     }
 
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kmodinit-cli-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("mods/kernel")).unwrap();
+        d
+    }
+
+    #[test]
+    fn dry_run_says_what_the_boot_would_do() {
+        let d = temp("dry");
+        std::fs::write(
+            d.join("mods/modules.dep"),
+            "kernel/a.ko:\nkernel/b.ko: kernel/a.ko\n",
+        )
+        .unwrap();
+        let manifest = d.join("m.json");
+        std::fs::write(
+            &manifest,
+            r#"{"version": 1, "chains": [{"name": "disk", "modules": ["b"], "required": true}],
+                "root": {"device": "LABEL=r", "wait_ms": 500}, "on_failure": "poweroff"}"#,
+        )
+        .unwrap();
+        let out = dry_run(
+            "root=/dev/vda rw init=/bin/sh kmodinit.on_failure=reboot",
+            Some(&manifest),
+            Some(&d.join("mods")),
+        )
+        .unwrap();
+        assert!(
+            out.contains("kernel/a.ko") && out.contains("kernel/b.ko"),
+            "{out}"
+        );
+        assert!(out.contains("root /dev/vda (type detected), rw"), "{out}");
+        assert!(out.contains("wait up to 0.5 s"), "{out}");
+        assert!(
+            out.contains("exec /bin/sh (first that exists of: /bin/sh)"),
+            "{out}"
+        );
+        assert!(out.contains("on failure: rebooting"), "{out}");
+
+        let out = dry_run("quiet", Some(&d.join("none.json")), None).unwrap();
+        assert!(out.contains("not found, boot with no modules"), "{out}");
+        assert!(
+            out.contains("no root: exec the init inside the initramfs"),
+            "{out}"
+        );
+        assert!(out.contains("on failure: starting a rescue shell"), "{out}");
+
+        std::fs::write(
+            &manifest,
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["nope"]}]}"#,
+        )
+        .unwrap();
+        let e = dry_run("", Some(&manifest), Some(&d.join("mods"))).unwrap_err();
+        assert!(matches!(e, BootError::Plan(_)), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn usage_errors_name_the_flag() {
         assert_eq!(

@@ -99,21 +99,65 @@ pub fn choose_init(
     })
 }
 
-/// True if `root` + `path` is an executable regular file (following
-/// symlinks inside `root`'s view only as far as `stat` does: an absolute
-/// symlink resolves against the current root, which is why callers check
-/// after chroot when they can).
+/// Resolves `path` as seen from inside `root` (before chroot): symlinks,
+/// absolute or relative, are followed within `root`. `None` for a loop or a
+/// dangling link.
+pub fn resolve_in_root(root: &Path, path: &str) -> Option<std::path::PathBuf> {
+    use std::path::{Component, PathBuf};
+    // Symlink hops allowed, as the kernel's MAXSYMLINKS.
+    const MAX_LINKS: usize = 40;
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut inside = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = pending.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                inside.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = inside.join(&c);
+        let full = root.join(&candidate);
+        let meta = std::fs::symlink_metadata(&full).ok()?;
+        if !meta.file_type().is_symlink() {
+            inside = candidate;
+            continue;
+        }
+        hops += 1;
+        if hops > MAX_LINKS {
+            return None;
+        }
+        let target = std::fs::read_link(&full).ok()?;
+        if target.is_absolute() {
+            inside = PathBuf::new();
+        }
+        let parts: Vec<String> = target
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        pending.extend(parts.into_iter().rev());
+    }
+    Some(root.join(inside))
+}
+
+/// True if `path`, resolved inside `root` (symlinks followed within it, as
+/// they will be after chroot), is an executable regular file.
 pub fn is_executable(root: &Path, path: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    let full = root.join(path.trim_start_matches('/'));
-    match std::fs::metadata(&full) {
-        Ok(m) => m.is_file() && m.permissions().mode() & 0o111 != 0,
-        // A dangling-looking absolute symlink (`/sbin/init -> /lib/systemd/
-        // systemd`) resolves only after chroot: accept it if the link exists.
-        Err(_) => std::fs::symlink_metadata(&full)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false),
-    }
+    resolve_in_root(root, path)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Executes `cmd`, replacing this process. Returns only on failure, with
@@ -201,16 +245,27 @@ mod tests {
     fn executable_check_on_a_temp_tree() {
         use std::os::unix::fs::PermissionsExt;
         let d = std::env::temp_dir().join(format!("kmodinit-exec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("sbin")).unwrap();
         std::fs::write(d.join("sbin/init"), "#!/bin/sh\n").unwrap();
         assert!(!is_executable(&d, "/sbin/init"));
         std::fs::set_permissions(d.join("sbin/init"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         assert!(is_executable(&d, "/sbin/init"));
-        std::os::unix::fs::symlink("/nonexistent/systemd", d.join("sbin/abs")).unwrap();
-        assert!(
-            is_executable(&d, "/sbin/abs"),
-            "absolute links resolve after chroot"
+        // Links resolve inside the root, as they will after chroot.
+        std::fs::create_dir_all(d.join("lib/systemd")).unwrap();
+        std::fs::copy(d.join("sbin/init"), d.join("lib/systemd/systemd")).unwrap();
+        std::os::unix::fs::symlink("/lib/systemd/systemd", d.join("sbin/abs")).unwrap();
+        assert!(is_executable(&d, "/sbin/abs"));
+        std::os::unix::fs::symlink("../lib/systemd/systemd", d.join("sbin/rel")).unwrap();
+        assert!(is_executable(&d, "/sbin/rel"));
+        std::os::unix::fs::symlink("/nonexistent/systemd", d.join("sbin/dangling")).unwrap();
+        assert!(!is_executable(&d, "/sbin/dangling"));
+        std::os::unix::fs::symlink("/sbin/loop", d.join("sbin/loop")).unwrap();
+        assert!(!is_executable(&d, "/sbin/loop"));
+        assert_eq!(
+            resolve_in_root(&d, "/sbin/../sbin/abs"),
+            Some(d.join("lib/systemd/systemd"))
         );
         assert!(!is_executable(&d, "/bin/sh"));
         std::fs::remove_dir_all(&d).unwrap();

@@ -64,17 +64,7 @@ fn pid1(boottime_init_start: f64, kernel_args: Vec<String>) -> ! {
         cmdline_on_failure: None,
         manifest_on_failure: None,
     };
-    let err = match panic::catch_unwind(AssertUnwindSafe(|| boot(&mut b, &kernel_args))) {
-        Ok(Err(e)) => e,
-        Ok(Ok(never)) => match never {},
-        Err(payload) => BootError::Panic(
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".into()),
-        ),
-    };
+    let err = boot::run_guarded(|| boot(&mut b, &kernel_args));
     fail(&mut b, err)
 }
 

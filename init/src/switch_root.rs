@@ -290,6 +290,7 @@ mod tests {
     #[test]
     fn removes_a_tree_on_one_filesystem() {
         let d = std::env::temp_dir().join(format!("kmodinit-rm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("a/b/c")).unwrap();
         std::fs::write(d.join("a/b/c/f"), "x").unwrap();
         std::fs::write(d.join("top"), "x").unwrap();
