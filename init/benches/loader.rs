@@ -2,7 +2,9 @@
 //! several graph shapes and pool widths: wall time against the critical path
 //! (the least any schedule can do) and against loading one after the other.
 //!
-//! `cargo bench -p kmodinit --bench loader` (add `-- quick` for fewer runs).
+//! `cargo bench -p kmodinit --bench loader` (add `-- quick` for fewer runs,
+//! `-- cpu` for the CPU-bound shapes only). CPU-bound shapes cannot beat
+//! sequential / CPUs, whatever their critical path.
 //! Prints a markdown table of medians; the numbers behind `auto_jobs`.
 
 #![allow(clippy::unwrap_used)] // a benchmark may unwrap
@@ -134,26 +136,30 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn run(s: &Shape, jobs: usize, runs: usize) -> (Duration, usize) {
+/// Median wall time and pool width per `jobs` value. Runs are interleaved
+/// (1, 2, 4, …, 1, 2, 4, …) so drifting machine load hits every width alike.
+fn run(s: &Shape, jobs: &[usize], runs: usize) -> Vec<(Duration, usize)> {
     let mut k = FakeKernel::new().cpu_bound(s.cpu_bound);
     for (n, d) in s.plan.nodes.iter().zip(&s.delays) {
         k = k.delay(n.name.as_str(), *d);
     }
-    let opts = LoaderOptions {
-        modules_dir: "/lib/modules/bench".into(),
-        jobs,
-    };
-    let mut walls = Vec::new();
-    let mut used = 0;
+    let mut walls = vec![Vec::new(); jobs.len()];
+    let mut used = vec![0; jobs.len()];
     for _ in 0..runs {
-        k.reset();
-        let t = Instant::now();
-        let r = load(&s.plan, &k, &opts);
-        walls.push(t.elapsed());
-        used = r.jobs;
-        assert!(k.duplicates().is_empty());
+        for (i, &j) in jobs.iter().enumerate() {
+            let opts = LoaderOptions {
+                modules_dir: "/lib/modules/bench".into(),
+                jobs: j,
+            };
+            k.reset();
+            let t = Instant::now();
+            let r = load(&s.plan, &k, &opts);
+            walls[i].push(t.elapsed());
+            used[i] = r.jobs;
+            assert!(k.duplicates().is_empty());
+        }
     }
-    (median(walls), used)
+    walls.into_iter().map(median).zip(used).collect()
 }
 
 /// Coordinator overhead: many modules that return at once.
@@ -199,23 +205,27 @@ fn main() {
     println!("loader benchmark: {cpus} CPUs, median of {runs} runs; ratios are wall / critical path and wall / sequential\n");
     println!("| shape | seq ms | cp ms | jobs | wall ms | wall/cp | wall/seq |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let shapes = [
-        wide(false),
-        deep(),
-        design(),
-        farm(false),
-        wide(true),
-        farm(true),
-    ];
+    let shapes = if std::env::args().any(|a| a == "cpu") {
+        vec![wide(true), farm(true)]
+    } else {
+        vec![
+            wide(false),
+            deep(),
+            design(),
+            farm(false),
+            wide(true),
+            farm(true),
+        ]
+    };
     for s in &shapes {
         let seq: Duration = s.delays.iter().sum();
         let cp = critical_path(s);
-        for jobs in [1, 2, 4, 8, 16, 32, 0] {
-            let (wall, used) = run(s, jobs, runs);
-            let label = if jobs == 0 {
+        let jobs = [1, 2, 4, 8, 16, 32, 0];
+        for (&j, (wall, used)) in jobs.iter().zip(run(s, &jobs, runs)) {
+            let label = if j == 0 {
                 format!("auto={used}")
             } else {
-                jobs.to_string()
+                j.to_string()
             };
             println!(
                 "| {} | {:.0} | {:.0} | {} | {:.1} | {:.2} | {:.2} |",

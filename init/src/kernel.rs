@@ -97,11 +97,15 @@ fn describe_errno(errno: i32, path: &Path, params: &str) -> String {
         libc::ENOEXEC => format!(
             "{path} is not a valid module for this kernel (bad ELF, wrong architecture or kernel version)"
         ),
-        libc::ENOENT | libc::EINVAL if !params.is_empty() => format!(
-            "unknown or bad parameter in {params:?}, or unknown symbol (see dmesg for which)"
+        // The kernel ignores unknown parameters (with a dmesg warning); a
+        // bad value for a known one fails the load with EINVAL.
+        libc::EINVAL if !params.is_empty() => format!(
+            "bad parameter value in {params:?}, or an invalid module (see dmesg for which)"
         ),
-        libc::ENOENT => format!("unknown symbol or missing file {path} (see dmesg)"),
         libc::EINVAL => "invalid module (see dmesg for why)".to_owned(),
+        libc::ENOENT => {
+            "unknown symbol (a dependency is not loaded?), or the module's init did not find what it needs (see dmesg)".to_owned()
+        }
         libc::EKEYREJECTED | libc::EBADMSG => {
             format!("module signature of {path} rejected by the kernel")
         }
@@ -165,6 +169,8 @@ mod tests {
         let e = InsertError::from_errno(libc::EINVAL, "finit_module", p, "bogus=1");
         assert!(e.to_string().contains("\"bogus=1\""), "{e}");
         assert!(e.to_string().contains("dmesg"), "{e}");
+        let e = InsertError::from_errno(libc::ENOENT, "finit_module", p, "");
+        assert!(e.to_string().contains("unknown symbol"), "{e}");
         let e = InsertError::from_errno(libc::EKEYREJECTED, "finit_module", p, "");
         assert!(e.to_string().contains("signature"), "{e}");
         let e = InsertError::from_errno(libc::ENODEV, "finit_module", p, "");

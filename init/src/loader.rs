@@ -74,17 +74,45 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
         .max(usize::from(graph.inserts > 0));
 
     let mut run = Run::new(plan, &graph);
-    if jobs > 0 {
+    let mut workers = jobs;
+    if jobs > 1 {
         let scoped = crossbeam::scope(|scope| {
             let (work_tx, work_rx) = channel::unbounded::<Job<'_>>();
             let (done_tx, done_rx) = channel::unbounded::<Done>();
+            let mut spawned = 0;
             for worker in 0..jobs {
                 let work_rx = work_rx.clone();
                 let done_tx = done_tx.clone();
-                scope.spawn(move |_| work(worker, kernel, &work_rx, &done_tx));
+                let spawn = scope
+                    .builder()
+                    .name(format!("kmodinit-load-{worker}"))
+                    .spawn(move |_| work(worker, kernel, &work_rx, &done_tx));
+                match spawn {
+                    Ok(_) => spawned += 1,
+                    Err(e) => {
+                        // Early boot may be short of memory or threads: go on
+                        // with the workers we have, or on this thread.
+                        log::warn!(
+                            "kmodinit: could not start loader worker {worker} of {jobs}: {e}"
+                        );
+                        break;
+                    }
+                }
             }
             drop(done_tx);
-            run.coordinate(plan, opts, &work_tx, &done_rx);
+            if spawned > 0 {
+                run.coordinate(
+                    plan,
+                    opts,
+                    &mut Threads {
+                        work: &work_tx,
+                        done: &done_rx,
+                    },
+                );
+            } else {
+                run.coordinate(plan, opts, &mut Inline::new(kernel));
+            }
+            workers = spawned.max(1);
             // Closing the work channel ends every worker.
             drop(work_tx);
         });
@@ -94,11 +122,20 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
             // for every node it could not get a completion for.
             log::error!("kmodinit: a loader worker panicked outside a module insertion");
         }
+    } else if jobs == 1 {
+        // One worker: the calling thread is that worker, no thread needed.
+        run.coordinate(plan, opts, &mut Inline::new(kernel));
     } else {
         run.settle_without_pool(plan);
     }
     let boottime_load_end = boottime();
-    run.into_report(plan, &graph, jobs, boottime_load_start, boottime_load_end)
+    run.into_report(
+        plan,
+        &graph,
+        workers,
+        boottime_load_start,
+        boottime_load_end,
+    )
 }
 
 /// One node a worker should insert.
@@ -119,6 +156,78 @@ struct Done {
     result: Result<Inserted, InsertError>,
 }
 
+/// Where the coordinator sends ready jobs and gets completions from.
+trait Dispatch<'p> {
+    /// Hands `job` to a worker; gives it back if no worker can take it.
+    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
+    /// The next completion; `None` when none can come any more.
+    fn recv(&mut self) -> Option<Done>;
+}
+
+/// The pool: worker threads behind two channels.
+struct Threads<'c, 'p> {
+    work: &'c channel::Sender<Job<'p>>,
+    done: &'c channel::Receiver<Done>,
+}
+
+impl<'p> Dispatch<'p> for Threads<'_, 'p> {
+    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
+        self.work.send(job).map_err(|e| e.into_inner())
+    }
+
+    fn recv(&mut self) -> Option<Done> {
+        self.done.recv().ok()
+    }
+}
+
+/// A pool of one: the coordinator's own thread makes each call as it is
+/// dispatched.
+struct Inline<'k, K> {
+    kernel: &'k K,
+    done: std::collections::VecDeque<Done>,
+}
+
+impl<'k, K: Kernel> Inline<'k, K> {
+    fn new(kernel: &'k K) -> Self {
+        Inline {
+            kernel,
+            done: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<'p, K: Kernel> Dispatch<'p> for Inline<'_, K> {
+    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
+        self.done.push_back(insert(0, self.kernel, &job));
+        Ok(())
+    }
+
+    fn recv(&mut self) -> Option<Done> {
+        self.done.pop_front()
+    }
+}
+
+/// One kernel call, timed, with a panic turned into that module's failure.
+fn insert<K: Kernel>(worker: usize, kernel: &K, job: &Job<'_>) -> Done {
+    let req = InsertRequest {
+        name: job.name,
+        path: &job.path,
+        compression: job.compression,
+        params: job.params,
+    };
+    let start = boottime();
+    let result = catch_unwind(AssertUnwindSafe(|| kernel.insert(&req)))
+        .unwrap_or_else(|payload| Err(InsertError::other(panic_message(&*payload))));
+    let end = boottime();
+    Done {
+        id: job.id,
+        worker,
+        start,
+        end,
+        result,
+    }
+}
+
 fn work<K: Kernel>(
     worker: usize,
     kernel: &K,
@@ -126,24 +235,7 @@ fn work<K: Kernel>(
     done: &channel::Sender<Done>,
 ) {
     for job in jobs.iter() {
-        let req = InsertRequest {
-            name: job.name,
-            path: &job.path,
-            compression: job.compression,
-            params: job.params,
-        };
-        let start = boottime();
-        let result = catch_unwind(AssertUnwindSafe(|| kernel.insert(&req)))
-            .unwrap_or_else(|payload| Err(InsertError::other(panic_message(&*payload))));
-        let end = boottime();
-        let reply = Done {
-            id: job.id,
-            worker,
-            start,
-            end,
-            result,
-        };
-        if done.send(reply).is_err() {
+        if done.send(insert(worker, kernel, &job)).is_err() {
             // The coordinator is gone; nobody is left to tell.
             return;
         }
@@ -382,8 +474,7 @@ impl<'g> Run<'g> {
         &mut self,
         plan: &'p Plan,
         opts: &LoaderOptions,
-        work: &channel::Sender<Job<'p>>,
-        done: &channel::Receiver<Done>,
+        pool: &mut dyn Dispatch<'p>,
     ) {
         let n = plan.nodes.len();
         while self.decided < n {
@@ -399,10 +490,10 @@ impl<'g> Run<'g> {
                     compression: *compression,
                     params: &node.params,
                 };
-                if work.send(job).is_err() {
-                    // Every worker is gone (cannot happen while we hold the
-                    // receivers alive through the scope); fail the node
-                    // rather than wait for an answer that never comes.
+                if pool.send(job).is_err() {
+                    // Every worker is gone (cannot happen while the scope
+                    // keeps them alive); fail the node rather than wait for
+                    // an answer that never comes.
                     let mut o = Outcome::new(ModuleState::Failed);
                     o.error = Some("internal error: no loader worker left".to_owned());
                     self.pending_finish(plan, id, o);
@@ -420,8 +511,8 @@ impl<'g> Run<'g> {
                 self.fail_stuck(plan);
                 break;
             }
-            match done.recv() {
-                Ok(d) => {
+            match pool.recv() {
+                Some(d) => {
                     self.in_flight -= 1;
                     let mut o = match d.result {
                         Ok(Inserted::Loaded) => Outcome::new(ModuleState::Loaded),
@@ -437,7 +528,7 @@ impl<'g> Run<'g> {
                     o.worker = Some(d.worker);
                     self.pending_finish(plan, d.id, o);
                 }
-                Err(_) => {
+                None => {
                     // All workers exited: whatever is in flight is lost.
                     self.fail_stuck(plan);
                     break;
