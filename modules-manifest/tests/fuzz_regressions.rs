@@ -207,13 +207,12 @@ fn open_fuzz_findings() {
     }
 }
 
-/// fuzz/regressions/plan/open-crash-f42a9058 (the `plan` target's input), as
+/// fuzz/regressions/plan/crash-f42a9058 (the `plan` target's input), as
 /// a plain test: a chain names an alias whose only module is blacklisted on
 /// the kernel command line. The planner must answer (a plan with the module
 /// `Blacklisted`, or an error naming it), not panic: before the fix,
 /// `choice_text` sliced `usable[1..]` of an empty candidate list.
 #[test]
-#[ignore = "open fuzz finding in plan(): choice_text slices usable[1..] when every alias candidate is excluded"]
 fn a_chain_alias_whose_only_module_is_blacklisted_does_not_panic() {
     use std::collections::BTreeSet;
 
