@@ -10,7 +10,8 @@ MKIMAGE := target/release/kmodinit-mkimage
 DEB_PKGS := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static \
             e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc
 
-.PHONY: all deps init mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean
+.PHONY: all deps init mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+        fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init mkimage
 
@@ -69,3 +70,24 @@ clean:
 bench: init mkimage
 	cargo build --release -p kmodinit-bench
 	KVER=$(KVER) target/release/kmodinit-bench
+
+# Fuzzing (issue 8). Needs nightly + cargo-fuzz, never used by the product
+# build. `make fuzz` runs every target FUZZ_SECONDS and prints execs and
+# crashes per target; `make fuzz-smoke` is the short CI run.
+FUZZ_SECONDS ?= 120
+fuzz-deps:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz
+
+fuzz-corpus:
+	fuzz/gen-corpus.sh
+
+fuzz: fuzz-deps
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-deps
+	fuzz/run.sh 20
+
+# Every interleaving of the loader coordinator's protocol (init/tests/loom_coordinator.rs).
+loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p kmodinit --test loom_coordinator -- --test-threads 1

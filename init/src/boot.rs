@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use modules_manifest::depmod::IndexError;
-use modules_manifest::manifest::ManifestError;
+use modules_manifest::manifest::{ManifestError, MAX_MANIFEST_BYTES};
 use modules_manifest::plan::PlanError;
 use modules_manifest::{Manifest, ModuleName};
 
@@ -162,18 +162,24 @@ pub fn run_guarded(f: impl FnOnce() -> Result<Infallible, BootError>) -> BootErr
 }
 
 /// Reads and parses the manifest at `path`. A missing file is not an error
-/// (`Ok(None)`): the boot goes on with no modules.
+/// (`Ok(None)`): the boot goes on with no modules. Reads at most one byte
+/// past [`MAX_MANIFEST_BYTES`], so a huge file or `kmodinit.manifest=/dev/zero`
+/// is refused by the size check instead of exhausting memory.
 pub fn read_manifest(path: &Path) -> Result<Option<Manifest>, BootError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(BootError::ReadManifest {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+    use std::io::Read;
+    let read_error = |source| BootError::ReadManifest {
+        path: path.to_path_buf(),
+        source,
     };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(read_error(source)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
     Manifest::from_json(&bytes)
         .map(Some)
         .map_err(|source| BootError::Manifest {

@@ -295,7 +295,13 @@ impl<'a> Builder<'a> {
         } else {
             "first by name"
         };
-        let others: Vec<&str> = usable[1..].iter().map(ModuleName::as_str).collect();
+        // `usable` is empty when every candidate was excluded and `chosen`
+        // is the blocked one kept for the chain's sake (fuzz finding, issue 8).
+        let others: Vec<&str> = usable
+            .iter()
+            .filter(|m| *m != chosen)
+            .map(ModuleName::as_str)
+            .collect();
         let mut extra = Vec::new();
         if !others.is_empty() {
             extra.push(format!(
