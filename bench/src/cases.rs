@@ -344,9 +344,7 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     let mut bb = Image::busybox()?;
     bb.add_modules(modules_root, &env.release, &index, &closure, &work)?;
     bb.add_file("/etc/modprobe.d/bench.conf", 0o644, modprobe_options(&spec));
-    let mut seq_img = Image {
-        entries: bb.entries.clone(),
-    };
+    let mut seq_img = bb.clone();
     seq_img.add_file("/init", 0o755, modprobe_script(&chains, false));
     let seq_path = work.join("busybox-seq.img");
     seq_img.write(&seq_path, "none")?;

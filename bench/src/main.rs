@@ -8,7 +8,6 @@
 //!   kmodinit-bench svg REPORT.json OUT.svg [TITLE]
 
 mod cases;
-mod cpio;
 mod farm;
 mod moddep;
 mod report;

@@ -3,19 +3,19 @@
 //! the host's `depmod -b` on a scratch copy (it never touches the host's
 //! module tree).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::cpio::Entry;
 use crate::moddep::ModDep;
+use kmodinit_qemu::cpio::Cpio;
 
 /// Where busybox-static puts its binary on Debian.
 pub const BUSYBOX: &str = "/bin/busybox";
 
 /// A baseline image under construction.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Image {
-    pub entries: Vec<Entry>,
+    pub cpio: Cpio,
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -38,40 +38,19 @@ impl Image {
     /// and busybox.
     pub fn busybox() -> Result<Image, String> {
         let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("{BUSYBOX}: {e}"))?;
-        let mut entries: Vec<Entry> = ["/bin", "/dev", "/proc", "/sys", "/run", "/newroot", "/etc"]
-            .iter()
-            .map(|p| Entry::Dir {
-                path: p.to_string(),
-            })
-            .collect();
-        entries.push(Entry::CharDev {
-            path: "/dev/console".into(),
-            major: 5,
-            minor: 1,
-        });
-        entries.push(Entry::CharDev {
-            path: "/dev/null".into(),
-            major: 1,
-            minor: 3,
-        });
-        entries.push(Entry::File {
-            path: "/bin/busybox".into(),
-            mode: 0o755,
-            data: busybox,
-        });
-        entries.push(Entry::Symlink {
-            path: "/bin/sh".into(),
-            target: "busybox".into(),
-        });
-        Ok(Image { entries })
+        let mut cpio = Cpio::new();
+        for dir in ["bin", "dev", "proc", "sys", "run", "newroot", "etc"] {
+            cpio.dir(dir);
+        }
+        cpio.char_dev("dev/console", 5, 1, 0o600)
+            .char_dev("dev/null", 1, 3, 0o666)
+            .file("bin/busybox", busybox, 0o755)
+            .symlink("bin/sh", "busybox");
+        Ok(Image { cpio })
     }
 
     pub fn add_file(&mut self, path: &str, mode: u32, data: impl Into<Vec<u8>>) {
-        self.entries.push(Entry::File {
-            path: path.into(),
-            mode,
-            data: data.into(),
-        });
+        self.cpio.file(path, data, mode);
     }
 
     /// Adds `modules` (names, with their dependency closure already in the
@@ -115,61 +94,15 @@ impl Image {
             }
         }
         run(Command::new("depmod").arg("-b").arg(&stage).arg(release))?;
-        self.add_tree(&stage, &stage)
-    }
-
-    fn add_tree(&mut self, base: &Path, dir: &Path) -> Result<(), String> {
-        let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        children.sort();
-        for p in children {
-            let rel = format!(
-                "/{}",
-                p.strip_prefix(base).map_err(|e| e.to_string())?.display()
-            );
-            if p.is_dir() {
-                self.entries.push(Entry::Dir { path: rel });
-                self.add_tree(base, &p)?;
-            } else {
-                let data = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-                self.add_file(&rel, 0o644, data);
-            }
-        }
-        Ok(())
+        self.cpio
+            .host_tree(&stage, "/")
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Writes the image; `compress` is `none` or `zstd` (what Debian uses).
     pub fn write(&self, out: &Path, compress: &str) -> Result<u64, String> {
-        let mut parents = std::collections::BTreeSet::new();
-        let mut entries = Vec::new();
-        // newc wants parents before children: add any missing directories.
-        for e in &self.entries {
-            let path = match e {
-                Entry::Dir { path }
-                | Entry::File { path, .. }
-                | Entry::Symlink { path, .. }
-                | Entry::CharDev { path, .. } => path.clone(),
-            };
-            let mut acc = String::new();
-            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            for part in &parts[..parts.len().saturating_sub(1)] {
-                acc = format!("{acc}/{part}");
-                if parents.insert(acc.clone()) {
-                    entries.push(Entry::Dir { path: acc.clone() });
-                }
-            }
-            if matches!(e, Entry::Dir { .. }) {
-                if parents.insert(path.clone()) {
-                    entries.push(e.clone());
-                }
-            } else {
-                entries.push(e.clone());
-            }
-        }
-        let mut raw = Vec::new();
-        crate::cpio::write(&mut raw, &entries).map_err(|e| e.to_string())?;
+        let raw = self.cpio.to_bytes().map_err(|e| e.to_string())?;
         let tmp = out.with_extension("cpio");
         std::fs::write(&tmp, &raw).map_err(|e| format!("{}: {e}", tmp.display()))?;
         match compress {

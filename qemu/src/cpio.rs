@@ -1,16 +1,15 @@
-//! A minimal newc cpio writer for the harness's own test images (a
-//! busybox-only initramfs proves the harness without kmodinit). Device nodes
-//! are written as cpio entries, so no root privileges are needed.
+//! An in-memory newc archive for the harness's own test images (a
+//! busybox-only initramfs proves the harness without kmodinit) and for tests
+//! that break an image on purpose. Encoding and decoding are the image
+//! builder's (`kmodinit_mkimage::cpio`): one newc implementation in the
+//! workspace. Device nodes are cpio entries, so no root privileges are needed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{io_err, HarnessError};
 
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFCHR: u32 = 0o020000;
+use kmodinit_mkimage::cpio::{self as newc, Header, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -113,53 +112,23 @@ impl Cpio {
     /// Reads an uncompressed newc archive (as `kmodinit-mkimage --compress
     /// none` writes it), so tests can remove or replace one file of an image.
     pub fn parse(bytes: &[u8]) -> Result<Cpio, HarnessError> {
-        let bad = |at: usize, why: &str| {
-            HarnessError::Invalid(format!("not a newc cpio archive at byte {at}: {why}"))
-        };
+        let members = newc::read(bytes).map_err(|e| HarnessError::Invalid(e.to_string()))?;
         let mut c = Cpio::new();
-        let mut at = 0usize;
-        loop {
-            let header = bytes
-                .get(at..at + 110)
-                .ok_or_else(|| bad(at, "truncated header"))?;
-            if &header[..6] != b"070701" && &header[..6] != b"070702" {
-                return Err(bad(at, "bad magic"));
-            }
-            let field = |i: usize| -> Result<u32, HarnessError> {
-                let s = std::str::from_utf8(&header[6 + i * 8..14 + i * 8])
-                    .map_err(|_| bad(at, "header is not hex"))?;
-                u32::from_str_radix(s, 16).map_err(|_| bad(at, "header is not hex"))
-            };
-            let mode = field(1)?;
-            let size = field(6)? as usize;
-            let rdev = (field(9)?, field(10)?);
-            let namesize = field(11)? as usize;
-            let name_end = at + 110 + namesize;
-            let name = bytes
-                .get(at + 110..name_end.saturating_sub(1))
-                .ok_or_else(|| bad(at, "truncated name"))?;
-            let name = String::from_utf8_lossy(name).into_owned();
-            let data_start = (name_end + 3) & !3;
-            let data = bytes
-                .get(data_start..data_start + size)
-                .ok_or_else(|| bad(at, "truncated data"))?;
-            at = (data_start + size + 3) & !3;
-            if name == "TRAILER!!!" {
-                return Ok(c);
-            }
-            let name = name.trim_start_matches("./").trim_matches('/').to_string();
+        for m in members {
+            let name = m.header.name.trim_start_matches("./").trim_matches('/');
             if name.is_empty() || name == "." {
                 continue;
             }
             c.entries.insert(
-                name,
+                name.to_string(),
                 Entry {
-                    mode,
-                    data: data.to_vec(),
-                    rdev,
+                    mode: m.header.mode,
+                    data: m.data,
+                    rdev: (m.header.rdev_major, m.header.rdev_minor),
                 },
             );
         }
+        Ok(c)
     }
 
     /// Adds the tree under host directory `dir` at `prefix` in the archive
@@ -211,61 +180,34 @@ impl Cpio {
     }
 
     /// The archive bytes (uncompressed newc, with the trailer).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+    pub fn to_bytes(&self) -> Result<Vec<u8>, HarnessError> {
+        let mut w = newc::Writer::new(Vec::new());
         for (ino, (path, e)) in (1u32..).zip(self.entries.iter()) {
-            write_entry(&mut out, ino, path, e);
+            let header = Header {
+                name: path.clone(),
+                ino,
+                mode: e.mode,
+                uid: 0,
+                gid: 0,
+                nlink: if e.mode & S_IFMT == S_IFDIR { 2 } else { 1 },
+                mtime: 0,
+                size: e.data.len() as u64,
+                dev_major: 0,
+                dev_minor: 0,
+                rdev_major: e.rdev.0,
+                rdev_minor: e.rdev.1,
+            };
+            w.append(&header, &mut e.data.as_slice())
+                .map_err(|err| HarnessError::Invalid(err.to_string()))?;
         }
-        write_entry(
-            &mut out,
-            0,
-            "TRAILER!!!",
-            &Entry {
-                mode: 0,
-                data: Vec::new(),
-                rdev: (0, 0),
-            },
-        );
-        out
+        w.finish()
+            .map(|(bytes, _)| bytes)
+            .map_err(|err| HarnessError::Invalid(err.to_string()))
     }
 
     /// Writes the archive to `path`.
     pub fn write(&self, path: &Path) -> Result<(), HarnessError> {
-        std::fs::write(path, self.to_bytes()).map_err(io_err("writing", path))
-    }
-}
-
-fn write_entry(out: &mut Vec<u8>, ino: u32, name: &str, e: &Entry) {
-    let nlink = if e.mode & 0o170000 == S_IFDIR { 2 } else { 1 };
-    let fields = [
-        ino,
-        e.mode,
-        0,
-        0,
-        nlink,
-        0,
-        e.data.len() as u32,
-        0,
-        0,
-        e.rdev.0,
-        e.rdev.1,
-        name.len() as u32 + 1,
-        0,
-    ];
-    out.extend_from_slice(b"070701");
-    for v in fields {
-        out.extend_from_slice(format!("{v:08x}").as_bytes());
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    pad4(out);
-    out.extend_from_slice(&e.data);
-    pad4(out);
-}
-
-fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
-        out.push(0);
+        std::fs::write(path, self.to_bytes()?).map_err(io_err("writing", path))
     }
 }
 
@@ -280,7 +222,7 @@ mod tests {
         c.file("/sbin/init", b"#!/bin/sh\n".to_vec(), 0o755)
             .symlink("bin/sh", "busybox")
             .char_dev("dev/console", 5, 1, 0o600);
-        let bytes = c.to_bytes();
+        let bytes = c.to_bytes().unwrap();
         assert_eq!(bytes.len() % 4, 0);
         let text = String::from_utf8_lossy(&bytes);
         let order: Vec<usize> = [
@@ -303,7 +245,7 @@ mod tests {
             back.paths(),
             vec!["bin", "bin/sh", "dev", "dev/console", "sbin", "sbin/init"]
         );
-        assert_eq!(back.to_bytes(), bytes);
+        assert_eq!(back.to_bytes().unwrap(), bytes);
         assert!(Cpio::parse(&bytes[..50]).is_err());
     }
 }
