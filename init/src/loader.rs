@@ -34,18 +34,32 @@ pub struct LoaderOptions {
     pub jobs: usize,
 }
 
+/// Workers per CPU that [`auto_jobs`] allows.
+pub const AUTO_JOBS_PER_CPU: usize = 4;
+
 /// The pool width used when `jobs` is 0, for a plan in which at most `width`
-/// modules can load at the same time: `width`, at most [`MAX_AUTO_JOBS`].
+/// modules can load at the same time, on a machine with `cpus` CPUs:
+/// `min(width, 4 × cpus)`, at least 1, at most [`MAX_AUTO_JOBS`].
 ///
-/// There is deliberately no CPU term. Module init mostly sleeps (hardware,
-/// firmware, timers), and the loader benchmark shows wall time reaches the
-/// critical path only once the pool is as wide as the graph (32 sleeping
-/// modules on 2 CPUs: 16 workers 2.2× the critical path, 32 workers 1.2×),
-/// while a pool wider than the CPUs cost nothing measurable when module init
-/// burns CPU instead. An idle worker costs a thread spawn (tens of µs).
-/// Figures: `init/REPORT.md`, `cargo bench -p kmodinit --bench loader`.
-pub fn auto_jobs(width: usize) -> usize {
-    width.clamp(1, MAX_AUTO_JOBS)
+/// Why both terms (QEMU TCG, `-smp 2`, medians of 3 boots, `kmodinit-bench
+/// sweep`; figures in `init/REPORT.md`): module init that sleeps needs the
+/// pool as wide as the graph (fixture farm, 33 sleeping modules: 4 workers
+/// 1.36 s, 8 workers 0.92 s, 28 workers 0.94 s), so a CPU-count rule would
+/// waste it; but real insertions also burn CPU in the kernel (signature
+/// check, relocation: ~100 ms each under TCG), and concurrent insertions
+/// slow each other down more than the CPUs can give back, so a pool wider
+/// than a few per CPU only adds contention. 4 per CPU covers the farm's
+/// sleeping width on 2 CPUs.
+pub fn auto_jobs(width: usize, cpus: usize) -> usize {
+    width
+        .min(AUTO_JOBS_PER_CPU.saturating_mul(cpus.max(1)))
+        .clamp(1, MAX_AUTO_JOBS)
+}
+
+/// The CPUs this process may run on (its affinity mask and cgroup quota, as
+/// [`std::thread::available_parallelism`] sees them); 1 if that is unknown.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Loads `plan` with `kernel`: every `Insert` node is passed to
@@ -64,7 +78,7 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
     let boottime_load_start = boottime();
     let graph = Graph::new(plan);
     let requested = if opts.jobs == 0 {
-        auto_jobs(graph.width)
+        auto_jobs(graph.width, available_cpus())
     } else {
         opts.jobs
     };
@@ -79,42 +93,22 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
         let scoped = crossbeam::scope(|scope| {
             let (work_tx, work_rx) = channel::unbounded::<Job<'_>>();
             let (done_tx, done_rx) = channel::unbounded::<Done>();
-            let mut spawned = 0;
-            for worker in 0..jobs {
-                let work_rx = work_rx.clone();
-                let done_tx = done_tx.clone();
-                let spawn = scope
-                    .builder()
-                    .name(format!("kmodinit-load-{worker}"))
-                    .spawn(move |_| work(worker, kernel, &work_rx, &done_tx));
-                match spawn {
-                    Ok(_) => spawned += 1,
-                    Err(e) => {
-                        // Early boot may be short of memory or threads: go on
-                        // with the workers we have, or on this thread.
-                        log::warn!(
-                            "kmodinit: could not start loader worker {worker} of {jobs}: {e}"
-                        );
-                        break;
-                    }
-                }
-            }
-            drop(done_tx);
-            if spawned > 0 {
-                run.coordinate(
-                    plan,
-                    opts,
-                    &mut Threads {
-                        work: &work_tx,
-                        done: &done_rx,
-                    },
-                );
-            } else {
-                run.coordinate(plan, opts, &mut Inline::new(kernel));
-            }
-            workers = spawned.max(1);
-            // Closing the work channel ends every worker.
-            drop(work_tx);
+            let mut pool = Threads {
+                scope,
+                kernel,
+                limit: jobs,
+                spawned: 0,
+                busy: 0,
+                work: work_tx,
+                work_rx,
+                done_tx,
+                done: done_rx,
+                inline: std::collections::VecDeque::new(),
+            };
+            run.coordinate(plan, opts, &mut pool);
+            workers = pool.spawned.max(1);
+            // Dropping the pool closes the work channel, which ends every
+            // worker; the scope joins them.
         });
         if scoped.is_err() {
             // Workers catch panics around the kernel call; anything else
@@ -164,19 +158,85 @@ trait Dispatch<'p> {
     fn recv(&mut self) -> Option<Done>;
 }
 
-/// The pool: worker threads behind two channels.
-struct Threads<'c, 'p> {
-    work: &'c channel::Sender<Job<'p>>,
-    done: &'c channel::Receiver<Done>,
+/// The pool: worker threads behind two channels, started on demand.
+///
+/// A worker is started only when a job is dispatched while every started
+/// worker is busy, up to `limit`: a thread start is not free under emulation
+/// or on a loaded machine (~1 ms each under QEMU TCG, and all of them used
+/// to come before the first insertion), and a graph rarely keeps its whole
+/// width busy at once.
+struct Threads<'s, 'env, K> {
+    scope: &'s crossbeam::thread::Scope<'env>,
+    kernel: &'env K,
+    /// The pool width: never more workers than this.
+    limit: usize,
+    spawned: usize,
+    /// Jobs sent to the workers whose completion was not received yet.
+    busy: usize,
+    work: channel::Sender<Job<'env>>,
+    work_rx: channel::Receiver<Job<'env>>,
+    done_tx: channel::Sender<Done>,
+    done: channel::Receiver<Done>,
+    /// Completions of jobs run on the coordinator's thread because not even
+    /// one worker could be started.
+    inline: std::collections::VecDeque<Done>,
 }
 
-impl<'p> Dispatch<'p> for Threads<'_, 'p> {
-    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
-        self.work.send(job).map_err(|e| e.into_inner())
+impl<'env, K: Kernel> Threads<'_, 'env, K> {
+    /// Starts one more worker; false if the system refused the thread.
+    fn spawn(&mut self) -> bool {
+        let worker = self.spawned;
+        let kernel = self.kernel;
+        let work_rx = self.work_rx.clone();
+        let done_tx = self.done_tx.clone();
+        let spawn = self
+            .scope
+            .builder()
+            .name(format!("kmodinit-load-{worker}"))
+            .spawn(move |_| work(worker, kernel, &work_rx, &done_tx));
+        match spawn {
+            Ok(_) => {
+                self.spawned += 1;
+                true
+            }
+            Err(e) => {
+                // Early boot may be short of memory or threads: go on with
+                // the workers we have, or on this thread.
+                log::warn!(
+                    "kmodinit: could not start loader worker {worker} of {}: {e}",
+                    self.limit
+                );
+                self.limit = self.spawned;
+                false
+            }
+        }
+    }
+}
+
+impl<'env, K: Kernel> Dispatch<'env> for Threads<'_, 'env, K> {
+    fn send(&mut self, job: Job<'env>) -> Result<(), Job<'env>> {
+        if self.busy >= self.spawned && self.spawned < self.limit {
+            self.spawn();
+        }
+        if self.spawned == 0 {
+            self.inline.push_back(insert(0, self.kernel, &job));
+            return Ok(());
+        }
+        self.work.send(job).map_err(|e| e.into_inner())?;
+        self.busy += 1;
+        Ok(())
     }
 
     fn recv(&mut self) -> Option<Done> {
-        self.done.recv().ok()
+        if let Some(d) = self.inline.pop_front() {
+            return Some(d);
+        }
+        if self.busy == 0 {
+            return None;
+        }
+        let d = self.done.recv().ok()?;
+        self.busy -= 1;
+        Some(d)
     }
 }
 
