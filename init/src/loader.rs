@@ -41,15 +41,18 @@ pub const AUTO_JOBS_PER_CPU: usize = 4;
 /// modules can load at the same time, on a machine with `cpus` CPUs:
 /// `min(width, 4 × cpus)`, at least 1, at most [`MAX_AUTO_JOBS`].
 ///
-/// Why both terms (QEMU TCG, `-smp 2`, medians of 3 boots, `kmodinit-bench
-/// sweep`; figures in `init/REPORT.md`): module init that sleeps needs the
-/// pool as wide as the graph (fixture farm, 33 sleeping modules: 4 workers
-/// 1.36 s, 8 workers 0.92 s, 28 workers 0.94 s), so a CPU-count rule would
-/// waste it; but real insertions also burn CPU in the kernel (signature
-/// check, relocation: ~100 ms each under TCG), and concurrent insertions
-/// slow each other down more than the CPUs can give back, so a pool wider
-/// than a few per CPU only adds contention. 4 per CPU covers the farm's
-/// sleeping width on 2 CPUs.
+/// Why both terms (QEMU TCG, `-smp 2`, `kmodinit-bench sweep`; figures in
+/// `init/REPORT.md`): module init that sleeps needs the pool as wide as the
+/// graph (fixture farm, 33 sleeping modules, medians of 3: 4 workers
+/// 1.36 s, 8 workers 0.92 s, 28 workers 0.94 s), so a plain CPU-count rule
+/// would waste it; but real insertions also burn CPU in the kernel
+/// (signature check, relocation: ~100 ms each under TCG), and beyond the
+/// CPUs concurrent insertions only stretch each other (176 Debian modules:
+/// summed kernel-call time 11 s at 1 worker, 47 s at 4, same wall time on
+/// a busy host). 4 per CPU covers the farm's width on 2 CPUs and was the
+/// fastest width for the 176 modules on a quiet host (2.7–2.9 s vs 5.4–7 s
+/// at 1). A host that overcommits the guest's CPUs is invisible from here:
+/// there `jobs = 1` can win.
 pub fn auto_jobs(width: usize, cpus: usize) -> usize {
     width
         .min(AUTO_JOBS_PER_CPU.saturating_mul(cpus.max(1)))
