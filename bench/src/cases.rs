@@ -40,9 +40,9 @@ pub struct CaseOutput {
 
 /// Kernel command line words shared by all boots (the harness adds
 /// `console=ttyS0 panic=-1`): a quiet kernel, as in production.
-const APPEND: &str = "quiet";
+pub(crate) const APPEND: &str = "quiet";
 
-fn run_vm(
+pub(crate) fn run_vm(
     env: &Env,
     initrd: &Path,
     append: &str,
@@ -60,7 +60,7 @@ fn run_vm(
 }
 
 /// Builds a kmodinit image with `kmodinit-mkimage`.
-fn mkimage(
+pub(crate) fn mkimage(
     env: &Env,
     manifest: &serde_json::Value,
     modules_root: &Path,
@@ -111,7 +111,7 @@ fn mkimage(
 
 /// The init that kmodinit execs inside the initramfs in cases 1 and 2: dumps
 /// the report on the console and powers off.
-const DONE_SCRIPT: &str = "#!/bin/busybox sh\n\
+pub(crate) const DONE_SCRIPT: &str = "#!/bin/busybox sh\n\
 B=/bin/busybox\n\
 read t rest < /proc/uptime\n\
 echo \"KMB exec_uptime=$t modules=$($B wc -l < /proc/modules)\"\n\
@@ -619,7 +619,7 @@ pub const ROOT_UUID: &str = "6b6d6f64-696e-6974-2d62-656e63680001";
 
 /// The root disk: the harness's real init (prints the uptime it starts at,
 /// kmodinit's report, /proc/modules, then powers off) on ext4 with our UUID.
-fn root_disk(work: &Path) -> Result<PathBuf, String> {
+pub(crate) fn root_disk(work: &Path) -> Result<PathBuf, String> {
     let dir = work.join("rootfs");
     let _ = std::fs::remove_dir_all(&dir);
     kmodinit_qemu::RealInitRoot::new()
@@ -633,7 +633,7 @@ fn root_disk(work: &Path) -> Result<PathBuf, String> {
 }
 
 /// The modules a virtio ext4 root needs, as chains.
-fn root_manifest() -> serde_json::Value {
+pub(crate) fn root_manifest() -> serde_json::Value {
     serde_json::json!({
         "version": 1,
         "chains": [

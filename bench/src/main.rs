@@ -6,6 +6,9 @@
 //! Usage:
 //!   kmodinit-bench [--runs N] [--cases 1,2,3,4] [--results DIR] [--readme FILE]
 //!   kmodinit-bench svg REPORT.json OUT.svg [TITLE]
+//!   kmodinit-bench sweep   (pool width sweep; BENCH_CASES, BENCH_RUNS,
+//!                           BENCH_WIDTHS=1,2,4,8,0, BENCH_SERVER_WIDTHS=1,2,4;
+//!                           0 = automatic; writes bench/results/sweep.md)
 
 mod cases;
 mod farm;
@@ -15,6 +18,7 @@ mod spec;
 mod stage;
 mod stats;
 mod svg;
+mod sweep;
 mod vm;
 
 use std::fmt::Write as _;
@@ -378,6 +382,64 @@ fn run(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
+fn widths_from_env(var: &str, default: &[usize]) -> Result<Vec<usize>, String> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .split(',')
+            .map(|w| {
+                w.trim()
+                    .parse()
+                    .map_err(|_| format!("{var}={v}: {w} is not a number"))
+            })
+            .collect(),
+        Err(_) => Ok(default.to_vec()),
+    }
+}
+
+/// `kmodinit-bench sweep`: the pool-width sweep (see `sweep.rs`).
+fn run_sweep(o: &Options) -> Result<(), String> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&o.results).map_err(|e| format!("{}: {e}", o.results.display()))?;
+    std::fs::create_dir_all(&o.work).map_err(|e| format!("{}: {e}", o.work.display()))?;
+    let env = Env {
+        release: o.release.clone(),
+        kernel: PathBuf::from(format!("/boot/vmlinuz-{}", o.release)),
+        work: std::fs::canonicalize(&o.work).map_err(|e| e.to_string())?,
+        results: o.results.clone(),
+        runs: o.runs,
+        init_bin: std::fs::canonicalize("build/init").unwrap_or_else(|_| "build/init".into()),
+        mkimage: std::fs::canonicalize("target/release/kmodinit-mkimage")
+            .unwrap_or_else(|_| "target/release/kmodinit-mkimage".into()),
+        smp: 2,
+    };
+    let widths = widths_from_env("BENCH_WIDTHS", &[1, 2, 4, 8, 0])?;
+    let server_widths = widths_from_env("BENCH_SERVER_WIDTHS", &[1, 2, 4])?;
+    let server = match server_manifest() {
+        Some(p) => Some(read_json(&p)?),
+        None => None,
+    };
+    let body = sweep::sweep(
+        &env,
+        &o.cases,
+        &widths,
+        &server_widths,
+        o.server_runs,
+        server,
+    )?;
+    let md = format!(
+        "# kmodinit pool-width sweep\n\nWritten by `kmodinit-bench sweep`: one kmodinit image per case booted with \
+         `kmodinit.jobs=N` (auto: none, the automatic width), widths interleaved within each run and their order \
+         rotated per run; medians.\n\n{}{body}\n_Whole run: {:.0} s; load average at the end {}._\n",
+        machine_facts(&o.release, env.smp),
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
+    let out = o.results.join("sweep.md");
+    std::fs::write(&out, md).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = if args.first().map(String::as_str) == Some("svg") {
@@ -395,6 +457,8 @@ fn main() -> ExitCode {
                 }),
             _ => Err("usage: kmodinit-bench svg REPORT.json OUT.svg [TITLE]".into()),
         }
+    } else if args.first().map(String::as_str) == Some("sweep") {
+        parse_args(&args[1..]).and_then(|o| run_sweep(&o))
     } else {
         parse_args(&args).and_then(|o| run(&o))
     };

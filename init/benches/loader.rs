@@ -240,5 +240,9 @@ fn main() {
         }
     }
     overhead(runs);
-    println!("\nauto_jobs(32) = {}", auto_jobs(32));
+    println!(
+        "\nauto_jobs(32, {cpus}) = {}",
+        auto_jobs(32, cpus),
+        cpus = kmodinit::loader::available_cpus()
+    );
 }

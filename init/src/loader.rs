@@ -34,18 +34,35 @@ pub struct LoaderOptions {
     pub jobs: usize,
 }
 
+/// Workers per CPU that [`auto_jobs`] allows.
+pub const AUTO_JOBS_PER_CPU: usize = 4;
+
 /// The pool width used when `jobs` is 0, for a plan in which at most `width`
-/// modules can load at the same time: `width`, at most [`MAX_AUTO_JOBS`].
+/// modules can load at the same time, on a machine with `cpus` CPUs:
+/// `min(width, 4 × cpus)`, at least 1, at most [`MAX_AUTO_JOBS`].
 ///
-/// There is deliberately no CPU term. Module init mostly sleeps (hardware,
-/// firmware, timers), and the loader benchmark shows wall time reaches the
-/// critical path only once the pool is as wide as the graph (32 sleeping
-/// modules on 2 CPUs: 16 workers 2.2× the critical path, 32 workers 1.2×),
-/// while a pool wider than the CPUs cost nothing measurable when module init
-/// burns CPU instead. An idle worker costs a thread spawn (tens of µs).
-/// Figures: `init/REPORT.md`, `cargo bench -p kmodinit --bench loader`.
-pub fn auto_jobs(width: usize) -> usize {
-    width.clamp(1, MAX_AUTO_JOBS)
+/// Why both terms (QEMU TCG, `-smp 2`, `kmodinit-bench sweep`; figures in
+/// `init/REPORT.md`): module init that sleeps needs the pool as wide as the
+/// graph (fixture farm, 33 sleeping modules, medians of 3: 4 workers
+/// 1.36 s, 8 workers 0.92 s, 28 workers 0.94 s), so a plain CPU-count rule
+/// would waste it; but real insertions also burn CPU in the kernel
+/// (signature check, relocation: ~100 ms each under TCG), and beyond the
+/// CPUs concurrent insertions only stretch each other (176 Debian modules:
+/// summed kernel-call time 11 s at 1 worker, 47 s at 4, same wall time on
+/// a busy host). 4 per CPU covers the farm's width on 2 CPUs and was the
+/// fastest width for the 176 modules on a quiet host (2.7–2.9 s vs 5.4–7 s
+/// at 1). A host that overcommits the guest's CPUs is invisible from here:
+/// there `jobs = 1` can win.
+pub fn auto_jobs(width: usize, cpus: usize) -> usize {
+    width
+        .min(AUTO_JOBS_PER_CPU.saturating_mul(cpus.max(1)))
+        .clamp(1, MAX_AUTO_JOBS)
+}
+
+/// The CPUs this process may run on (its affinity mask and cgroup quota, as
+/// [`std::thread::available_parallelism`] sees them); 1 if that is unknown.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Loads `plan` with `kernel`: every `Insert` node is passed to
@@ -64,7 +81,7 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
     let boottime_load_start = boottime();
     let graph = Graph::new(plan);
     let requested = if opts.jobs == 0 {
-        auto_jobs(graph.width)
+        auto_jobs(graph.width, available_cpus())
     } else {
         opts.jobs
     };
@@ -82,41 +99,24 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
         let panicked = std::thread::scope(|scope| {
             let (work_tx, work_rx) = channel::unbounded::<Job<'_>>();
             let (done_tx, done_rx) = channel::unbounded::<Done>();
-            let mut handles = Vec::with_capacity(jobs);
-            for worker in 0..jobs {
-                let work_rx = work_rx.clone();
-                let done_tx = done_tx.clone();
-                let spawn = std::thread::Builder::new()
-                    .name(format!("kmodinit-load-{worker}"))
-                    .spawn_scoped(scope, move || work(worker, kernel, &work_rx, &done_tx));
-                match spawn {
-                    Ok(h) => handles.push(h),
-                    Err(e) => {
-                        // Early boot may be short of memory or threads: go on
-                        // with the workers we have, or on this thread.
-                        log::warn!(
-                            "kmodinit: could not start loader worker {worker} of {jobs}: {e}"
-                        );
-                        break;
-                    }
-                }
-            }
-            drop(done_tx);
-            if handles.is_empty() {
-                run.coordinate(plan, opts, &mut Inline::new(kernel));
-            } else {
-                run.coordinate(
-                    plan,
-                    opts,
-                    &mut Threads {
-                        work: &work_tx,
-                        done: &done_rx,
-                    },
-                );
-            }
-            workers = handles.len().max(1);
-            // Closing the work channel ends every worker.
-            drop(work_tx);
+            let mut pool = Threads {
+                scope,
+                kernel,
+                limit: jobs,
+                spawned: 0,
+                handles: Vec::with_capacity(jobs),
+                busy: 0,
+                work: work_tx,
+                work_rx,
+                done_tx,
+                done: done_rx,
+                inline: std::collections::VecDeque::new(),
+            };
+            run.coordinate(plan, opts, &mut pool);
+            workers = pool.spawned.max(1);
+            // Closing the work channel ends every worker; they are joined
+            // here so a worker panic is counted rather than re-raised.
+            let handles = pool.close();
             handles.into_iter().any(|h| h.join().is_err())
         });
         if panicked {
@@ -167,19 +167,110 @@ trait Dispatch<'p> {
     fn recv(&mut self) -> Option<Done>;
 }
 
-/// The pool: worker threads behind two channels.
-struct Threads<'c, 'p> {
-    work: &'c channel::Sender<Job<'p>>,
-    done: &'c channel::Receiver<Done>,
+/// The pool: worker threads behind two channels, started on demand.
+///
+/// A worker is started only when a job is dispatched while every started
+/// worker is busy, up to `limit`: a thread start is not free under emulation
+/// or on a loaded machine (~1 ms each under QEMU TCG, and all of them used
+/// to come before the first insertion), and a graph rarely keeps its whole
+/// width busy at once.
+struct Threads<'s, 'env, K> {
+    scope: &'s std::thread::Scope<'s, 'env>,
+    kernel: &'env K,
+    /// The pool width: never more workers than this.
+    limit: usize,
+    spawned: usize,
+    handles: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
+    /// Jobs sent to the workers whose completion was not received yet.
+    busy: usize,
+    work: channel::Sender<Job<'env>>,
+    work_rx: channel::Receiver<Job<'env>>,
+    done_tx: channel::Sender<Done>,
+    done: channel::Receiver<Done>,
+    /// Completions of jobs run on the coordinator's thread because not even
+    /// one worker could be started.
+    inline: std::collections::VecDeque<Done>,
 }
 
-impl<'p> Dispatch<'p> for Threads<'_, 'p> {
-    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
-        self.work.send(job).map_err(|e| e.into_inner())
+impl<'s, 'env, K: Kernel> Threads<'s, 'env, K> {
+    /// Closes the work channel (every worker ends after its current job) and
+    /// hands back the workers to join.
+    fn close(self) -> Vec<std::thread::ScopedJoinHandle<'s, ()>> {
+        self.handles
+    }
+
+    /// Starts one more worker; false if the system refused the thread.
+    fn spawn(&mut self) -> bool {
+        let worker = self.spawned;
+        let kernel = self.kernel;
+        let work_rx = self.work_rx.clone();
+        let done_tx = self.done_tx.clone();
+        let spawn = std::thread::Builder::new()
+            .name(format!("kmodinit-load-{worker}"))
+            .spawn_scoped(self.scope, move || work(worker, kernel, &work_rx, &done_tx));
+        match spawn {
+            Ok(h) => {
+                self.handles.push(h);
+                self.spawned += 1;
+                true
+            }
+            Err(e) => {
+                // Early boot may be short of memory or threads: go on with
+                // the workers we have, or on this thread.
+                log::warn!(
+                    "kmodinit: could not start loader worker {worker} of {}: {e}",
+                    self.limit
+                );
+                self.limit = self.spawned;
+                false
+            }
+        }
+    }
+}
+
+/// How often the coordinator, waiting for a completion, checks that some
+/// worker is still alive to send one.
+const WORKER_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl<'env, K: Kernel> Dispatch<'env> for Threads<'_, 'env, K> {
+    fn send(&mut self, job: Job<'env>) -> Result<(), Job<'env>> {
+        if self.busy >= self.spawned && self.spawned < self.limit {
+            self.spawn();
+        }
+        if self.spawned == 0 {
+            self.inline.push_back(insert(0, self.kernel, &job));
+            return Ok(());
+        }
+        self.work.send(job).map_err(|e| e.into_inner())?;
+        self.busy += 1;
+        Ok(())
     }
 
     fn recv(&mut self) -> Option<Done> {
-        self.done.recv().ok()
+        if let Some(d) = self.inline.pop_front() {
+            return Some(d);
+        }
+        if self.busy == 0 {
+            return None;
+        }
+        // The pool keeps a completion sender (to hand to workers it starts
+        // later), so the channel never disconnects by itself: if every
+        // worker is gone (which only a loader bug could cause: the kernel
+        // call is behind catch_unwind), stop waiting instead of hanging PID 1.
+        loop {
+            match self.done.recv_timeout(WORKER_CHECK) {
+                Ok(d) => {
+                    self.busy -= 1;
+                    return Some(d);
+                }
+                Err(channel::RecvTimeoutError::Timeout) => {
+                    if self.handles.iter().all(|h| h.is_finished()) {
+                        return None;
+                    }
+                }
+                Err(channel::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
     }
 }
 

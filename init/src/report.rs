@@ -85,7 +85,9 @@ pub struct ChainFailure {
 pub struct LoadReport {
     /// One entry per plan node, in plan order.
     pub modules: Vec<ModuleReport>,
-    /// The pool width used.
+    /// Worker threads the pool started (on demand, at most the requested
+    /// or automatic width; 1 when the calling thread did the work alone,
+    /// 0 when nothing needed inserting).
     pub jobs: usize,
     pub boottime_load_start: f64,
     pub boottime_load_end: f64,

@@ -328,10 +328,11 @@ fn the_pool_is_never_wider_than_the_modules_to_insert() {
     b.module("b", &["a"]);
     let plan = b.build();
     let k = FakeKernel::new();
+    // b waits for a: one worker is all the pool ever starts.
     let r = load_ok(&plan, &k, 64);
-    assert_eq!(r.jobs, 2);
+    assert_eq!(r.jobs, 1);
     let r = load_ok(&plan, &k, 0);
-    assert!(r.jobs >= 1 && r.jobs <= 2);
+    assert_eq!(r.jobs, 1);
 }
 
 #[test]
@@ -417,14 +418,21 @@ fn each_worker_is_named_and_timings_are_boottime() {
 }
 
 #[test]
-fn the_automatic_width_follows_the_graph() {
-    // 40 independent modules: as wide as allowed.
+fn the_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
+    use kmodinit::loader::{auto_jobs, available_cpus, AUTO_JOBS_PER_CPU, MAX_AUTO_JOBS};
+    let cpus = available_cpus();
+    // 40 independent modules, all ready at once: the pool opens as many
+    // workers as the rule allows on this machine.
     let mut b = PlanBuilder::new();
     for i in 0..40 {
         b.module(&format!("w{i}"), &[]);
     }
     let r = load_ok(&b.build(), &FakeKernel::new(), 0);
-    assert_eq!(r.jobs, kmodinit::loader::MAX_AUTO_JOBS);
+    assert_eq!(r.jobs, auto_jobs(40, cpus));
+    assert_eq!(
+        r.jobs,
+        (AUTO_JOBS_PER_CPU * cpus).min(40).min(MAX_AUTO_JOBS)
+    );
     // One chain: never more than one call at a time, so one worker.
     let mut b = PlanBuilder::new();
     let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
@@ -443,10 +451,45 @@ fn the_automatic_width_follows_the_graph() {
     b.chain("abc", true, &["a", "b", "c"]);
     b.node("builtin", modules_manifest::Action::Builtin, "", &[]);
     let r = load_ok(&b.build(), &FakeKernel::new(), 0);
-    assert_eq!(r.jobs, 5);
-    assert_eq!(kmodinit::loader::auto_jobs(0), 1);
-    assert_eq!(
-        kmodinit::loader::auto_jobs(1000),
-        kmodinit::loader::MAX_AUTO_JOBS
-    );
+    assert_eq!(r.jobs, auto_jobs(5, cpus));
+    // The rule itself: the graph's width, at most 4 per CPU and 32.
+    assert_eq!(auto_jobs(0, 2), 1);
+    assert_eq!(auto_jobs(5, 0), 4);
+    assert_eq!(auto_jobs(28, 2), 8);
+    assert_eq!(auto_jobs(3, 2), 3);
+    assert_eq!(auto_jobs(40, 4), 16);
+    assert_eq!(auto_jobs(1000, 64), MAX_AUTO_JOBS);
+}
+
+#[test]
+fn workers_start_only_when_ready_work_waits_for_one() {
+    // A chain of 10 under a pool of 8: only one module is ever ready, so
+    // one thread serves them all (thread starts cost ~1 ms each under
+    // emulation, and all of them used to precede the first insertion).
+    let mut b = PlanBuilder::new();
+    let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    for n in &names {
+        b.module(n, &[]);
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    b.chain("c", true, &refs);
+    let plan = b.build();
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 8);
+    check_load(&plan, &k, &no_outcomes(), &r, 8).unwrap();
+    assert_eq!(r.jobs, 1);
+    assert_eq!(k.threads_used(), 1);
+    assert!(r.modules.iter().all(|m| m.worker == Some(0)));
+    // Two roots, each with a dependent: two ready at once, never more.
+    let mut b = PlanBuilder::new();
+    b.module("a", &[]);
+    b.module("b", &[]);
+    b.module("a2", &["a"]);
+    b.module("b2", &["b"]);
+    let plan = b.build();
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 8);
+    check_load(&plan, &k, &no_outcomes(), &r, 8).unwrap();
+    assert_eq!(r.jobs, 2);
+    assert!(k.threads_used() <= 2);
 }

@@ -1,0 +1,289 @@
+//! `kmodinit-bench sweep`: the loader's pool width against time, under QEMU.
+//! Boots one kmodinit image per case with `kmodinit.jobs=N` for every width
+//! asked for (0: no `kmodinit.jobs`, the automatic width), runs interleaved
+//! and the order rotated each run, so drift on the shared host hits every
+//! width alike. Writes `sweep.md` with medians.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::cases::{self, Env, APPEND, DONE_SCRIPT};
+use crate::report::BootReport;
+use crate::stats::{secs, Series};
+
+/// One case's image and how to boot it.
+struct Target {
+    key: &'static str,
+    title: &'static str,
+    image: PathBuf,
+    disks: Vec<PathBuf>,
+    /// Boots to the real init on a root disk (case 3) rather than a
+    /// load-only image that powers off.
+    to_root: bool,
+    work: PathBuf,
+}
+
+/// Measurements of one (case, width).
+#[derive(Debug, Default)]
+struct Cell {
+    /// report: load_end − load_start.
+    load: Series,
+    /// Uptime at which the real init started (case 3 only).
+    real_init: Series,
+    /// Σ over modules of their kernel-call time: grows with the width if
+    /// concurrent insertions slow each other down.
+    sum_insert: Series,
+    /// First insertion's start − load_start.
+    first_insert: Series,
+    /// Pool width the report states.
+    jobs: Vec<usize>,
+}
+
+fn width_name(w: usize) -> String {
+    if w == 0 {
+        "auto".into()
+    } else {
+        w.to_string()
+    }
+}
+
+fn build_load_target(
+    env: &Env,
+    key: &'static str,
+    title: &'static str,
+    manifest: &serde_json::Value,
+    modules_root: &Path,
+) -> Result<Target, String> {
+    let work = env.work.join(format!("sweep-{key}"));
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let mut m = manifest.clone();
+    m["init"] = serde_json::json!({"path": "/bin/busybox", "args": ["sh", "/kmb-done"]});
+    if let Some(o) = m.as_object_mut() {
+        o.remove("root");
+        o.insert("on_failure".into(), serde_json::json!("poweroff"));
+    }
+    let done = work.join("kmb-done");
+    std::fs::write(&done, DONE_SCRIPT).map_err(|e| e.to_string())?;
+    let image = work.join("kmodinit.img");
+    cases::mkimage(
+        env,
+        &m,
+        modules_root,
+        &[
+            (PathBuf::from(crate::stage::BUSYBOX), "/bin/busybox"),
+            (done, "/kmb-done"),
+        ],
+        "none",
+        &image,
+    )?;
+    Ok(Target {
+        key,
+        title,
+        image,
+        disks: Vec::new(),
+        to_root: false,
+        work,
+    })
+}
+
+fn build_boot_target(env: &Env) -> Result<Target, String> {
+    let work = env.work.join("sweep-boot");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let disk = cases::root_disk(&work)?;
+    let image = work.join("kmodinit.img");
+    cases::mkimage(
+        env,
+        &cases::root_manifest(),
+        Path::new("/"),
+        &[],
+        "zstd",
+        &image,
+    )?;
+    Ok(Target {
+        key: "boot",
+        title: "boot to real init (11 demo modules)",
+        image,
+        disks: vec![disk],
+        to_root: true,
+        work,
+    })
+}
+
+fn boot_once(
+    env: &Env,
+    t: &Target,
+    width: usize,
+    run: usize,
+    cell: &mut Cell,
+) -> Result<(), String> {
+    let append = if width == 0 {
+        APPEND.to_string()
+    } else {
+        format!("{APPEND} kmodinit.jobs={width}")
+    };
+    let tag = format!("w{}-{run}", width_name(width));
+    let boot = cases::run_vm(env, &t.image, &append, &t.disks, &t.work)?;
+    if t.to_root {
+        match boot.console.real_init() {
+            Some(r) => cell.real_init.push(r.uptime_s),
+            None => cell.real_init.note("real init never ran"),
+        }
+    }
+    let value = match boot.console.report() {
+        Ok(v) => v,
+        Err(_) => {
+            cell.load.note(if boot.exited {
+                "no report"
+            } else {
+                "timed out"
+            });
+            let _ = std::fs::write(
+                t.work.join(format!("failed-{tag}-console.log")),
+                boot.console.text(),
+            );
+            return Ok(());
+        }
+    };
+    let _ = std::fs::write(t.work.join(format!("report-{tag}.json")), value.to_string());
+    let _ = std::fs::write(
+        t.work.join(format!("console-{tag}.log")),
+        boot.console.text(),
+    );
+    let r = BootReport::from_value(value)?;
+    if let Some(w) = r.load_wall_s() {
+        cell.load.push(w);
+    }
+    if let Some(l) = &r.load {
+        cell.jobs.push(l.jobs);
+        let durations = l
+            .modules
+            .iter()
+            .filter_map(|m| Some(m.end? - m.start?))
+            .sum::<f64>();
+        cell.sum_insert.push(durations);
+        if let Some(first) = l
+            .modules
+            .iter()
+            .filter_map(|m| m.start)
+            .min_by(f64::total_cmp)
+        {
+            cell.first_insert.push(first - l.boottime_load_start);
+        }
+    }
+    Ok(())
+}
+
+/// Runs the sweep over `cases` (1 farm, 2 server, 3 boot) and `widths`;
+/// `server_runs` applies to case 2. Returns the markdown.
+pub fn sweep(
+    env: &Env,
+    case_ids: &[u32],
+    widths: &[usize],
+    server_widths: &[usize],
+    server_runs: usize,
+    server_manifest: Option<serde_json::Value>,
+) -> Result<String, String> {
+    let mut targets: Vec<(Target, Vec<usize>, usize)> = Vec::new();
+    for &c in case_ids {
+        match c {
+            1 => targets.push((
+                build_load_target(
+                    env,
+                    "farm",
+                    "fixture farm (33 modules, 6 chains, delay_ms sleeps)",
+                    &crate::farm::manifest(),
+                    &crate::farm::build(Path::new("build/fixtures"))?,
+                )?,
+                widths.to_vec(),
+                env.runs,
+            )),
+            2 => {
+                let m = server_manifest
+                    .clone()
+                    .ok_or("case 2: no server manifest")?;
+                targets.push((
+                    build_load_target(
+                        env,
+                        "server",
+                        "~176 real Debian modules",
+                        &m,
+                        Path::new("/"),
+                    )?,
+                    server_widths.to_vec(),
+                    server_runs,
+                ))
+            }
+            3 => targets.push((build_boot_target(env)?, widths.to_vec(), env.runs)),
+            other => return Err(format!("sweep: no case {other}")),
+        }
+    }
+    let mut md = String::new();
+    for (t, ws, runs) in &targets {
+        let before = md.len();
+        let mut cells: Vec<Cell> = ws.iter().map(|_| Cell::default()).collect();
+        for run in 0..*runs {
+            // Rotate the order so no width always boots first or last.
+            for k in 0..ws.len() {
+                let i = (k + run) % ws.len();
+                eprintln!(
+                    "sweep {}: run {}/{runs}, jobs={}",
+                    t.key,
+                    run + 1,
+                    width_name(ws[i])
+                );
+                boot_once(env, t, ws[i], run, &mut cells[i])?;
+            }
+        }
+        let _ = writeln!(md, "\n### {} ({runs} runs)\n", t.title);
+        let _ = writeln!(
+            md,
+            "| jobs | workers | load phase median (s) | min–max (s) | Σ insertion time median (s) | first insertion after (ms) |{}",
+            if t.to_root { " real init at (median uptime s) | min–max (s) |" } else { "" }
+        );
+        let _ = writeln!(
+            md,
+            "| --- | ---: | ---: | ---: | ---: | ---: |{}",
+            if t.to_root { " ---: | ---: |" } else { "" }
+        );
+        for (w, c) in ws.iter().zip(&cells) {
+            let mut jobs = c.jobs.clone();
+            jobs.dedup();
+            let _ = write!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                width_name(*w),
+                jobs.iter()
+                    .map(|j| j.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                secs(c.load.median()),
+                c.load.spread(),
+                secs(c.sum_insert.median()),
+                c.first_insert
+                    .median()
+                    .map_or("–".into(), |f| format!("{:.0}", f * 1e3)),
+            );
+            if t.to_root {
+                let _ = write!(
+                    md,
+                    " {} | {} |",
+                    secs(c.real_init.median()),
+                    c.real_init.spread()
+                );
+            }
+            let notes: Vec<String> = c
+                .load
+                .notes
+                .iter()
+                .chain(&c.real_init.notes)
+                .cloned()
+                .collect();
+            if !notes.is_empty() {
+                let _ = write!(md, " {}", notes.join("; "));
+            }
+            md.push('\n');
+        }
+        eprint!("{}", &md[before..]);
+    }
+    Ok(md)
+}
