@@ -220,7 +220,7 @@ impl KernelCmdline {
                 Ok(arg) if arg.param == "--" && arg.value.is_none() => break,
                 Ok(arg) => out.apply(arg),
                 Err(raw) => out.warnings.push(format!(
-                    "{:?}: not UTF-8 once split the kernel's way (it splits at byte 0xA0, \
+                    "'{}': not UTF-8 once split the kernel's way (it splits at byte 0xA0, \
                      even inside a character); ignored",
                     String::from_utf8_lossy(raw)
                 )),
