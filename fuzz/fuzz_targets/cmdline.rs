@@ -112,29 +112,6 @@ fuzz_target!(|line: &str| {
     for (name, params) in &c.module_params {
         assert!(!params.is_empty());
         for p in params {
-            // KNOWN (fuzz/regressions/cmdline/open-*): a parameter whose text
-            // has a double quote is not re-quoted so the kernel reads it
-            // back as one argument. Skipped here until the parser is fixed,
-            // so the fuzzer keeps looking for other bugs.
-            // The parser adds quotes only around a value with a blank in it.
-            let requoted = p.split_once('=').is_some_and(|(k, rest)| {
-                !k.contains('"')
-                    && rest.len() >= 2
-                    && rest.starts_with('"')
-                    && rest.ends_with('"')
-                    && !rest[1..rest.len() - 1].contains('"')
-                    && rest.contains(char::is_whitespace)
-            });
-            // KNOWN too: a parameter name with a blank in it (possible inside
-            // quotes) is passed unquoted, and the kernel splits it.
-            let key = p.split_once('=').map_or(p.as_str(), |(k, _)| k);
-            let blank_key = key.bytes().any(kspace);
-            // KNOWN as well: a UTF-8 value holding the byte 0xA0 (the kernel's
-            // isspace() counts it, Rust does not) is not quoted.
-            let nbsp = p.bytes().any(|b| b == 0xa0);
-            if (p.contains('"') && !requoted) || name.as_str().contains('"') || blank_key || nbsp {
-                continue;
-            }
             let args = split(p.as_bytes());
             assert_eq!(
                 args.len(),
@@ -150,45 +127,50 @@ fuzz_target!(|line: &str| {
         }
     }
 
-    // Differential: the kernel's own splitting of the line, where the text is
-    // plain ASCII (the parser splits on Unicode whitespace, the kernel on
-    // ASCII blanks and 0xA0, so other lines legitimately differ).
-    if line.is_ascii() && line.len() <= MAX_CMDLINE_BYTES {
+    // Differential: the kernel's own splitting of the line (on bytes, so
+    // 0xA0 inside a UTF-8 character splits too). A parameter whose name is
+    // empty or holds a blank or a quote, or whose name or value is not UTF-8
+    // after that split, is dropped with a warning naming its module.
+    if line.len() <= MAX_CMDLINE_BYTES {
         let mut want: BTreeMap<ModuleName, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
-        let mut known = false;
         for (param, value) in split(line.as_bytes()) {
             if param == b"--" && value.is_none() {
                 break;
             }
-            let Ok(param) = std::str::from_utf8(param) else {
+            let Some(dot) = param.iter().position(|&b| b == b'.') else {
                 continue;
             };
-            let Some((module, key)) = param.split_once('.') else {
+            let (module, key) = (&param[..dot], &param[dot + 1..]);
+            let Ok(module) = std::str::from_utf8(module) else {
                 continue;
             };
-            let blacklist = module == "modprobe" && key.replace('-', "_") == "blacklist";
+            let blacklist = module == "modprobe"
+                && std::str::from_utf8(key).is_ok_and(|k| k.replace('-', "_") == "blacklist");
             if key.is_empty() || blacklist || module == "kmodinit" {
                 continue;
             }
             let Ok(m) = ModuleName::new(module) else {
                 continue;
             };
-            if param.contains('"')
-                || param.bytes().any(kspace)
-                || value.is_some_and(|v| v.contains(&b'"'))
-            {
-                known = true; // KNOWN, see above: not comparable
+            let kept = !key.iter().any(|&b| b == b'"' || kspace(b))
+                && std::str::from_utf8(key).is_ok()
+                && value.is_none_or(|v| std::str::from_utf8(v).is_ok());
+            if !kept {
+                assert!(
+                    c.warnings.iter().any(|w| w.contains(module)),
+                    "{module}.{:?} dropped without a warning naming it: {:?}",
+                    String::from_utf8_lossy(key),
+                    c.warnings
+                );
                 continue;
             }
             want.entry(m)
                 .or_default()
-                .push((key.as_bytes().to_vec(), value.map(<[u8]>::to_vec)));
+                .push((key.to_vec(), value.map(<[u8]>::to_vec)));
         }
-        if !known {
-            assert_eq!(
-                got, want,
-                "module parameters differ from the kernel's splitting"
-            );
-        }
+        assert_eq!(
+            got, want,
+            "module parameters differ from the kernel's splitting"
+        );
     }
 });

@@ -34,9 +34,12 @@ pub struct KernelCmdline {
     pub init: Option<String>,
     pub quiet: bool,
     /// `name.param=value` entries per module, in command-line order, each
-    /// as the `param=value` text to hand to the kernel (a value with spaces
-    /// is re-quoted: `b="x y"`, which the kernel's module parameter parser
-    /// reads back as one value).
+    /// as the `param=value` text to hand to the kernel, written so that the
+    /// kernel's parameter parser reads back exactly the name and value it
+    /// split from the command line: a value with blanks is re-quoted
+    /// (`b="x y"`), a value with quotes keeps its command-line text. An
+    /// entry whose name is empty or holds a blank or a quote, or that is not
+    /// UTF-8 once split at 0xA0, is left out with a warning.
     pub module_params: BTreeMap<ModuleName, Vec<String>>,
     /// `modprobe.blacklist=a,b` (may repeat).
     pub blacklist: BTreeSet<ModuleName>,
@@ -54,81 +57,131 @@ pub struct KernelCmdline {
     pub init_args: Vec<String>,
 }
 
-/// One argument as the kernel splits it: `param` and, after `=`, `value`.
+/// The kernel's `isspace()` (lib/ctype.c, Latin-1 table): the ASCII blanks
+/// including `\v` and `\f`, and the byte 0xA0, which the kernel splits at
+/// even in the middle of a UTF-8 character.
+fn kspace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0xa0)
+}
+
+fn skip_kspace(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| kspace(b)).count();
+    &s[n..]
+}
+
+/// One argument as the kernel splits it: `param` and, after `=`, `value`;
+/// `raw` is the argument's text on the line, from its first byte (a leading
+/// `"` included) up to the blank that ended it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Arg<'a> {
     param: &'a str,
     value: Option<&'a str>,
+    raw: &'a str,
 }
 
-/// The kernel's `next_arg()`: returns the argument at the start of `s`
-/// (leading whitespace already skipped) and the rest of the line.
-fn next_arg(s: &str) -> (Arg<'_>, &str) {
-    let (mut args, mut in_quote, quoted) = match s.strip_prefix('"') {
-        Some(rest) => (rest, true, true),
-        None => (s, false, false),
+/// [`Arg`] as bytes, before the UTF-8 check (splitting at 0xA0 can cut a
+/// character in two).
+struct RawArg<'a> {
+    param: &'a [u8],
+    value: Option<&'a [u8]>,
+    raw: &'a [u8],
+}
+
+impl<'a> RawArg<'a> {
+    fn to_str(&self) -> Option<Arg<'a>> {
+        Some(Arg {
+            param: std::str::from_utf8(self.param).ok()?,
+            value: match self.value {
+                Some(v) => Some(std::str::from_utf8(v).ok()?),
+                None => None,
+            },
+            raw: std::str::from_utf8(self.raw).ok()?,
+        })
+    }
+}
+
+/// The kernel's `next_arg()` (lib/cmdline.c), byte for byte: returns the
+/// argument at the start of `s` (leading blanks already skipped) and the
+/// rest of the line after the blanks that follow it.
+fn next_arg(s: &[u8]) -> (RawArg<'_>, &[u8]) {
+    let (args, mut in_quote, quoted) = match s.first() {
+        Some(b'"') => (&s[1..], true, true),
+        _ => (s, false, false),
     };
-    let mut equals = None;
-    let mut end = args.len();
-    for (i, c) in args.char_indices() {
-        if c.is_whitespace() && !in_quote {
-            end = i;
+    // As in the kernel, 0 means "no '='" (an '=' at offset 0 does not count).
+    let mut equals = 0;
+    let mut i = 0;
+    while i < args.len() {
+        let b = args[i];
+        if kspace(b) && !in_quote {
             break;
         }
-        if equals.is_none() && c == '=' {
-            equals = Some(i);
+        if equals == 0 && b == b'=' {
+            equals = i;
         }
-        if c == '"' {
+        if b == b'"' {
             in_quote = !in_quote;
         }
+        i += 1;
     }
-    let rest = &args[end..];
-    args = &args[..end];
+    let raw = &s[..i + usize::from(quoted)];
+    let rest = skip_kspace(args.get(i + 1..).unwrap_or_default());
     // The argument's closing quote goes if the argument or its value opened one.
-    let arg = match equals {
-        None => {
-            let param = if quoted {
-                args.strip_suffix('"').unwrap_or(args)
-            } else {
-                args
-            };
-            Arg { param, value: None }
+    let closing = quoted && i > 0 && args[i - 1] == b'"';
+    let arg = if equals == 0 {
+        let end = if closing { i - 1 } else { i };
+        RawArg {
+            param: &args[..end],
+            value: None,
+            raw,
         }
-        Some(eq) => {
-            let param = &args[..eq];
-            let mut value = &args[eq + 1..];
-            if let Some(v) = value.strip_prefix('"') {
-                value = v.strip_suffix('"').unwrap_or(v);
-            } else if quoted {
-                value = value.strip_suffix('"').unwrap_or(value);
+    } else {
+        let mut start = equals + 1;
+        let mut end = i;
+        if args.get(start) == Some(&b'"') {
+            start += 1;
+            if args[i - 1] == b'"' {
+                end = i - 1;
             }
-            Arg {
-                param,
-                value: Some(value),
-            }
+        }
+        if closing {
+            end = end.min(i - 1);
+        }
+        RawArg {
+            param: &args[..equals],
+            value: Some(&args[start.min(end)..end]),
+            raw,
         }
     };
     (arg, rest)
 }
 
-/// All arguments of a line, in order.
-fn split_args(line: &str) -> Vec<Arg<'_>> {
+/// All arguments of a line, in order; an argument that is not UTF-8 (the
+/// kernel cut a character at its 0xA0 byte) is `Err` with its raw bytes.
+fn split_args(line: &str) -> Vec<Result<Arg<'_>, &[u8]>> {
     let mut out = Vec::new();
-    let mut rest = line.trim_start();
+    let mut rest = skip_kspace(line.as_bytes());
     while !rest.is_empty() {
         let (arg, tail) = next_arg(rest);
-        out.push(arg);
-        rest = tail.trim_start();
+        out.push(arg.to_str().ok_or(arg.raw));
+        rest = tail;
     }
     out
 }
 
-/// `param=value` as the kernel's module parameter parser reads it back.
-fn module_param_text(param: &str, value: Option<&str>) -> String {
+/// `key=value` for a module parameter, written so that the kernel's
+/// `next_arg()` reads back exactly `key` and `value` from it. `raw_key` is
+/// the argument's raw text from the key on (the `module.` prefix removed,
+/// any leading quote kept). `key` has no blank and no quote (checked by the
+/// caller).
+fn module_param_text(key: &str, value: Option<&str>, raw_key: &str) -> String {
     match value {
-        None => param.to_owned(),
-        Some(v) if v.chars().any(char::is_whitespace) => format!("{param}=\"{v}\""),
-        Some(v) => format!("{param}={v}"),
+        None => key.to_owned(),
+        // A value with quotes inside cannot be re-quoted in general; the
+        // raw text is what the kernel itself parsed, so it parses the same.
+        Some(v) if v.contains('"') => raw_key.to_owned(),
+        Some(v) if v.bytes().any(kspace) => format!("{key}=\"{v}\""),
+        Some(v) => format!("{key}={v}"),
     }
 }
 
@@ -163,22 +216,34 @@ impl KernelCmdline {
         let args = split_args(line);
         let mut iter = args.into_iter();
         for arg in iter.by_ref() {
-            if arg.param == "--" && arg.value.is_none() {
-                break;
+            match arg {
+                Ok(arg) if arg.param == "--" && arg.value.is_none() => break,
+                Ok(arg) => out.apply(arg),
+                Err(raw) => out.warnings.push(format!(
+                    "'{}': not UTF-8 once split the kernel's way (it splits at byte 0xA0, \
+                     even inside a character); ignored",
+                    String::from_utf8_lossy(raw)
+                )),
             }
-            out.apply(arg);
         }
         out.init_args = iter
-            .map(|a| match a.value {
-                None => a.param.to_owned(),
-                Some(v) => format!("{}={v}", a.param),
+            .map(|a| match a {
+                Ok(Arg {
+                    param, value: None, ..
+                }) => param.to_owned(),
+                Ok(Arg {
+                    param,
+                    value: Some(v),
+                    ..
+                }) => format!("{param}={v}"),
+                Err(raw) => String::from_utf8_lossy(raw).into_owned(),
             })
             .collect();
         out
     }
 
     fn apply(&mut self, arg: Arg<'_>) {
-        let Arg { param, value } = arg;
+        let Arg { param, value, raw } = arg;
         let needs_value = |out: &mut KernelCmdline, v: Option<&str>| -> Option<String> {
             match v {
                 Some(v) if !v.is_empty() => Some(v.to_owned()),
@@ -226,14 +291,15 @@ impl KernelCmdline {
             "quiet" if value.is_none() => self.quiet = true,
             _ => {
                 if let Some((module, key)) = param.split_once('.') {
-                    self.apply_dotted(module, key, value);
+                    self.apply_dotted(module, key, value, raw);
                 }
                 // Anything else is for the kernel or for init; not ours.
             }
         }
     }
 
-    fn apply_dotted(&mut self, module: &str, key: &str, value: Option<&str>) {
+    /// `raw` is the whole argument's text (see [`Arg`]).
+    fn apply_dotted(&mut self, module: &str, key: &str, value: Option<&str>, raw: &str) {
         // The kernel treats '-' and '_' alike in parameter names.
         let key_norm = key.replace('-', "_");
         match (module, key_norm.as_str()) {
@@ -292,12 +358,30 @@ impl KernelCmdline {
                         .push(format!("{module}.: empty parameter name; ignored"));
                     return;
                 }
+                // A parameter name is a C identifier: a blank or a quote in
+                // it (possible inside quotes) is a typo, and a leading quote
+                // would change how the kernel splits the rebuilt text.
+                if key.bytes().any(|b| b == b'"' || kspace(b)) {
+                    self.warnings.push(format!(
+                        "{module}.{key:?}: parameter name with a blank or a quote; ignored"
+                    ));
+                    return;
+                }
                 match ModuleName::new(module) {
-                    Ok(name) => self
-                        .module_params
-                        .entry(name)
-                        .or_default()
-                        .push(module_param_text(key, value)),
+                    Ok(name) => {
+                        // `raw` is `module.key…` or `"module.key…`; the
+                        // module name has no quote, blank or '=', so cutting
+                        // it out leaves the kernel's split unchanged.
+                        let cut = module.len() + 1;
+                        let raw_key = match raw.strip_prefix('"') {
+                            Some(r) => format!("\"{}", r.get(cut..).unwrap_or_default()),
+                            None => raw.get(cut..).unwrap_or_default().to_owned(),
+                        };
+                        self.module_params
+                            .entry(name)
+                            .or_default()
+                            .push(module_param_text(key, value, &raw_key));
+                    }
                     Err(e) => self.warnings.push(format!("{module}.{key}: {e}; ignored")),
                 }
             }
@@ -419,40 +503,139 @@ mod tests {
         assert!(c.module_params.is_empty());
     }
 
+    /// (param, value) pairs of a line, as the kernel splits it.
+    fn pairs(line: &str) -> Vec<(&str, Option<&str>)> {
+        split_args(line)
+            .into_iter()
+            .map(|a| a.map(|a| (a.param, a.value)).unwrap())
+            .collect()
+    }
+
     #[test]
     fn quotes_follow_the_kernel() {
-        let args = split_args(r#"a="x y" "b c" d=e"f g"h i"#);
         assert_eq!(
-            args,
+            pairs(r#"a="x y" "b c" d=e"f g"h i"#),
             vec![
-                Arg {
-                    param: "a",
-                    value: Some("x y")
-                },
-                Arg {
-                    param: "b c",
-                    value: None
-                },
-                Arg {
-                    param: "d",
-                    value: Some("e\"f g\"h")
-                },
-                Arg {
-                    param: "i",
-                    value: None
-                },
+                ("a", Some("x y")),
+                ("b c", None),
+                ("d", Some("e\"f g\"h")),
+                ("i", None)
             ]
         );
+        let raws: Vec<&str> = split_args(r#"a="x y" "b c" d=e"f g"h i"#)
+            .into_iter()
+            .map(|a| a.unwrap().raw)
+            .collect();
+        assert_eq!(raws, vec![r#"a="x y""#, r#""b c""#, r#"d=e"f g"h"#, "i"]);
         // An unterminated quote runs to the end of the line.
-        let args = split_args(r#"a="x y z"#);
-        assert_eq!(
-            args,
-            vec![Arg {
-                param: "a",
-                value: Some("x y z")
-            }]
-        );
+        assert_eq!(pairs(r#"a="x y z"#), vec![("a", Some("x y z"))]);
         assert!(split_args("   \t\n ").is_empty());
+        // The kernel's blanks: \v, \f and the byte 0xA0 too, which cuts
+        // U+00A0 (C2 A0) after its first byte.
+        let args = split_args("a\u{b}b\u{c}c\u{a0}d");
+        assert_eq!(args.len(), 4);
+        assert_eq!(
+            args[0],
+            Ok(Arg {
+                param: "a",
+                value: None,
+                raw: "a"
+            })
+        );
+        assert_eq!(args[1].as_ref().map(|a| a.param), Ok("b"));
+        assert_eq!(args[2], Err(&b"c\xc2"[..]));
+        assert_eq!(args[3].as_ref().map(|a| a.param), Ok("d"));
+    }
+
+    /// Every module parameter string of `line`, split again the way the
+    /// kernel splits what `init_module` gets, must give back one argument
+    /// each: the (name, value) the kernel split from the command line.
+    fn resplit(line: &str, module: &str) -> Vec<Vec<(String, Option<String>)>> {
+        let c = KernelCmdline::parse(line);
+        c.module_params
+            .get(&n(module))
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        pairs(p)
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v.map(str::to_owned)))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn one(k: &str, v: Option<&str>) -> Vec<(String, Option<String>)> {
+        vec![(k.to_owned(), v.map(str::to_owned))]
+    }
+
+    #[test]
+    fn a_value_with_a_quote_reaches_the_module_whole() {
+        // The kernel reads `m.p=x"y z` as one argument: the quote opens and
+        // runs to the end of the line.
+        assert_eq!(pairs(r#"m.p=x"y z"#), vec![("m.p", Some("x\"y z"))]);
+        let line = r#"console=ttyS0 m.p=x"y z"#;
+        assert_eq!(resplit(line, "m"), vec![one("p", Some("x\"y z"))]);
+        assert_eq!(KernelCmdline::parse(line).params_for(&n("m")), r#"p=x"y z"#);
+        // Quoted whole, quote inside the value.
+        let line = r#""m.p=a"b c"" ro"#;
+        let want = pairs(line)[0].1.map(str::to_owned);
+        assert_eq!(resplit(line, "m"), vec![one("p", want.as_deref())]);
+        assert_eq!(KernelCmdline::parse(line).read_only, Some(true));
+        // Value opening with a quote and holding another.
+        let line = r#"m.p="a"b" m.q="" m.r=""#;
+        let c = KernelCmdline::parse(line);
+        let want: Vec<_> = pairs(line)
+            .into_iter()
+            .map(|(k, v)| one(k.strip_prefix("m.").unwrap(), v))
+            .collect();
+        assert_eq!(resplit(line, "m"), want, "{:?}", c.module_params);
+    }
+
+    #[test]
+    fn a_parameter_name_with_a_quote_or_blank_is_dropped_with_a_warning() {
+        for line in [r#"c.""#, r#""c.a b=1""#, r#"c.a"b"=1"#, "\"c.x\u{a0}y\""] {
+            let c = KernelCmdline::parse(line);
+            assert!(
+                c.module_params.is_empty(),
+                "{line:?}: {:?}",
+                c.module_params
+            );
+            assert!(
+                c.warnings.iter().any(|w| w.contains("c.")),
+                "{line:?}: {:?}",
+                c.warnings
+            );
+        }
+        // A quote later in the value is fine, and the name stays clean.
+        assert_eq!(resplit(r#"c.a=1"#, "c"), vec![one("a", Some("1"))]);
+    }
+
+    #[test]
+    fn byte_0xa0_splits_like_the_kernel() {
+        // U+07A0 is DE A0 in UTF-8: the kernel splits at the A0 byte.
+        let line = "m.p=\u{7a0} m.q=1";
+        let c = KernelCmdline::parse(line);
+        assert_eq!(resplit(line, "m"), vec![one("q", Some("1"))]);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("m.p=")),
+            "{:?}",
+            c.warnings
+        );
+        // Inside quotes the byte is part of the value, re-quoted for the
+        // kernel so it stays one value.
+        let line = "m.p=\"a\u{7a0}b\"";
+        assert_eq!(resplit(line, "m"), vec![one("p", Some("a\u{7a0}b"))]);
+        assert_eq!(
+            KernelCmdline::parse(line).params_for(&n("m")),
+            "p=\"a\u{7a0}b\""
+        );
+        // \v and \f are blanks too.
+        let c = KernelCmdline::parse("m.p=1\u{b}m.q=2\u{c}quiet");
+        assert_eq!(c.params_for(&n("m")), "p=1 q=2");
+        assert!(c.quiet);
     }
 
     #[test]

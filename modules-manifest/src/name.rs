@@ -11,8 +11,8 @@ pub const MAX_MODULE_NAME_BYTES: usize = 63;
 
 /// A kernel module name, normalised the way kmod does it: `-` and `_` are the
 /// same character, stored as `_`. Construction validates that the name is a
-/// plain module name (no path separators, no `..`, no whitespace or control
-/// characters), so a `ModuleName` can be joined to paths and printed safely.
+/// plain module name (no path separators, no `..`, no whitespace, control
+/// characters, `=` or `"`), so a `ModuleName` can be joined to paths and printed safely.
 /// Cloning is cheap (a shared immutable string): the index and the plan hold
 /// the same names many times.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,8 +66,15 @@ impl ModuleName {
         if raw.contains("..") {
             return Err(NameError::DotDot(raw.to_owned()));
         }
-        let bad =
-            |c: char| c == '/' || c == '\\' || c.is_whitespace() || c.is_control() || c == '=';
+        let bad = |c: char| {
+            c == '/'
+            || c == '\\'
+            || c.is_whitespace()
+            || c.is_control()
+            || c == '='
+            // A quote would change how the kernel splits `"name.param=…"`.
+            || c == '"'
+        };
         // Byte scan for the common ASCII case (the index parser calls this
         // tens of thousands of times); full char checks otherwise.
         let found = if raw.is_ascii() {
@@ -158,6 +165,10 @@ mod tests {
         assert!(matches!(
             ModuleName::new("a b"),
             Err(NameError::BadChar(' ', _))
+        ));
+        assert!(matches!(
+            ModuleName::new("a\"b"),
+            Err(NameError::BadChar('"', _))
         ));
         assert_eq!(ModuleName::new(""), Err(NameError::Empty));
         assert!(ModuleName::new(&"x".repeat(64)).is_err());

@@ -1,8 +1,8 @@
 //! Every input the fuzzers (`fuzz/`, issue 8) ever crashed on, replayed in the
 //! normal test suite: `fuzz/regressions/<target>/<file>`. Files named
-//! `open-*` reproduce a bug that is not fixed yet; they run in the ignored
-//! test `open_fuzz_findings` (`cargo test -- --ignored`), and lose the prefix
-//! when the fix lands.
+//! `open-*` reproduce a bug that is not fixed yet: `regressions(target,
+//! false)` skips them (read them with `true` in an `#[ignore]`d test), and
+//! they lose the prefix when the fix lands.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::path::{Path, PathBuf};
@@ -90,6 +90,17 @@ fn kernel_split(line: &[u8]) -> Vec<Arg> {
     }
 }
 
+/// Whether kmodinit hands a parameter with this kernel-split name and value
+/// to the module: a name that is empty or holds a blank or a quote, or a
+/// name or value that is not UTF-8 (the kernel split a character at 0xA0),
+/// is dropped with a warning instead.
+fn kept(key: &[u8], value: Option<&[u8]>) -> bool {
+    !key.is_empty()
+        && !key.iter().any(|&b| b == b'"' || kspace(b))
+        && std::str::from_utf8(key).is_ok()
+        && value.map_or(true, |v| std::str::from_utf8(v).is_ok())
+}
+
 /// What the command line gives module `m` per the kernel's own splitting,
 /// and what kmodinit will hand to `init_module`, split the same way.
 fn cmdline_params(line: &str) -> Vec<(ModuleName, Arg, Vec<Arg>)> {
@@ -99,18 +110,32 @@ fn cmdline_params(line: &str) -> Vec<(ModuleName, Arg, Vec<Arg>)> {
         if param == b"--" && value.is_none() {
             break;
         }
-        let Ok(param) = String::from_utf8(param) else {
+        // The module name is ASCII-free of '.', so it is the bytes before
+        // the first '.' even when the rest is not UTF-8.
+        let Some(dot) = param.iter().position(|&b| b == b'.') else {
             continue;
         };
-        let Some((module, key)) = param.split_once('.') else {
+        let (module, key) = (&param[..dot], &param[dot + 1..]);
+        let Ok(module) = std::str::from_utf8(module) else {
             continue;
         };
-        if key.is_empty() || module == "kmodinit" || (module == "modprobe" && key == "blacklist") {
+        let blacklist = module == "modprobe" && key == b"blacklist";
+        if key.is_empty() || module == "kmodinit" || blacklist {
             continue;
         }
-        if let Ok(m) = ModuleName::new(module) {
-            want.push((m, (key.as_bytes().to_vec(), value)));
+        let Ok(m) = ModuleName::new(module) else {
+            continue;
+        };
+        if !kept(key, value.as_deref()) {
+            assert!(
+                c.warnings.iter().any(|w| w.contains(module)),
+                "{line:?}: {module}.{:?} dropped without a warning naming it: {:?}",
+                String::from_utf8_lossy(key),
+                c.warnings
+            );
+            continue;
         }
+        want.push((m, (key.to_vec(), value)));
     }
     let mut out = Vec::new();
     let mut next: std::collections::BTreeMap<ModuleName, usize> = Default::default();
@@ -124,6 +149,14 @@ fn cmdline_params(line: &str) -> Vec<(ModuleName, Arg, Vec<Arg>)> {
             .unwrap_or_default();
         *i += 1;
         out.push((m, arg, given));
+    }
+    // Nothing beyond what the kernel split.
+    for (m, ps) in &c.module_params {
+        assert_eq!(
+            Some(&ps.len()),
+            next.get(m),
+            "{line:?}: module {m} gets {ps:?}"
+        );
     }
     out
 }
@@ -148,9 +181,7 @@ fn check_cmdline(file: &Path) {
 
 #[test]
 fn fixed_fuzz_findings_stay_fixed() {
-    for f in regressions("cmdline", false) {
-        check_cmdline(&f);
-    }
+    // cmdline: see cmdline_params_reach_the_module_as_the_kernel_split_them.
     for f in regressions("manifest", false) {
         let _ = Manifest::from_json(&std::fs::read(&f).unwrap());
     }
@@ -196,13 +227,15 @@ fn the_kernel_reference_splits_like_the_kernel() {
     assert_eq!(s("  quiet\n"), vec![kv("quiet", None)]);
 }
 
-/// Known, not yet fixed (see `fuzz/regressions/cmdline/open-*` and the
-/// issue 8 report): a command-line value holding a double quote is re-quoted
-/// so that the kernel splits it into two parameters or drops its name.
+/// The cmdline findings (a value holding a double quote, a quote or blank
+/// inside the parameter name, a value holding byte 0xA0): each parameter
+/// reaches the module as the one argument the kernel split from the line,
+/// or is dropped with a warning naming it.
 #[test]
-#[ignore = "open fuzz finding in KernelCmdline: values with a double quote"]
-fn open_fuzz_findings() {
-    for f in regressions("cmdline", true) {
+fn cmdline_params_reach_the_module_as_the_kernel_split_them() {
+    let files = regressions("cmdline", false);
+    assert!(files.len() >= 6, "{files:?}");
+    for f in files {
         check_cmdline(&f);
     }
 }
