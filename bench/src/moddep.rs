@@ -166,7 +166,11 @@ mod tests {
     use super::*;
 
     fn index() -> ModDep {
-        let dir = std::env::temp_dir().join(format!("kmb-moddep-{}", std::process::id()));
+        // One directory per call: tests run in parallel, and one test's
+        // clean-up must not remove another's files.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("kmb-moddep-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("modules.dep"),
