@@ -98,7 +98,7 @@ fn kept(key: &[u8], value: Option<&[u8]>) -> bool {
     !key.is_empty()
         && !key.iter().any(|&b| b == b'"' || kspace(b))
         && std::str::from_utf8(key).is_ok()
-        && value.map_or(true, |v| std::str::from_utf8(v).is_ok())
+        && value.is_none_or(|v| std::str::from_utf8(v).is_ok())
 }
 
 /// What the command line gives module `m` per the kernel's own splitting,

@@ -43,7 +43,7 @@ impl HostKernel {
                         release,
                     })
             })
-            .filter(|k| wanted.as_deref().map_or(true, |w| w == k.release))
+            .filter(|k| wanted.as_deref().is_none_or(|w| w == k.release))
             .collect();
         found.sort_by(|a, b| version_cmp(&a.release, &b.release));
         found.pop().ok_or_else(|| {

@@ -290,7 +290,7 @@ pub fn check_load(
             if c.params != node.params {
                 return Err(format!("{}: kernel got params {:?}", node.name, c.params));
             }
-            if m.worker.map_or(true, |w| w >= report.jobs) || m.start.is_none() || m.end.is_none() {
+            if m.worker.is_none_or(|w| w >= report.jobs) || m.start.is_none() || m.end.is_none() {
                 return Err(format!("{}: worker/start/end missing", node.name));
             }
             for e in node.preds.iter().filter(|e| e.from < i) {
