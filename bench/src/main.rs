@@ -231,11 +231,12 @@ fn update_readme(readme: &Path, section: &str) -> Result<(), String> {
     std::fs::write(readme, new).map_err(|e| format!("{}: {e}", readme.display()))
 }
 
-fn run(o: &Options) -> Result<(), String> {
-    let started = Instant::now();
+/// Creates the results and work directories and the environment every
+/// case (and the width sweep) runs in.
+fn prepare_env(o: &Options) -> Result<Env, String> {
     std::fs::create_dir_all(&o.results).map_err(|e| format!("{}: {e}", o.results.display()))?;
     std::fs::create_dir_all(&o.work).map_err(|e| format!("{}: {e}", o.work.display()))?;
-    let env = Env {
+    Ok(Env {
         release: o.release.clone(),
         kernel: PathBuf::from(format!("/boot/vmlinuz-{}", o.release)),
         work: std::fs::canonicalize(&o.work).map_err(|e| e.to_string())?,
@@ -245,7 +246,12 @@ fn run(o: &Options) -> Result<(), String> {
         mkimage: std::fs::canonicalize("target/release/kmodinit-mkimage")
             .unwrap_or_else(|_| "target/release/kmodinit-mkimage".into()),
         smp: 2,
-    };
+    })
+}
+
+fn run(o: &Options) -> Result<(), String> {
+    let started = Instant::now();
+    let env = prepare_env(o)?;
     let mut md = format!(
         "# kmodinit benchmarks\n\nWritten by `make bench` (`kmodinit-bench`): every variant booted {} times under QEMU \
          (case 2: {}), runs interleaved; medians, with ratios computed from medians of the same invocation. \
@@ -399,19 +405,7 @@ fn widths_from_env(var: &str, default: &[usize]) -> Result<Vec<usize>, String> {
 /// `kmodinit-bench sweep`: the pool-width sweep (see `sweep.rs`).
 fn run_sweep(o: &Options) -> Result<(), String> {
     let started = Instant::now();
-    std::fs::create_dir_all(&o.results).map_err(|e| format!("{}: {e}", o.results.display()))?;
-    std::fs::create_dir_all(&o.work).map_err(|e| format!("{}: {e}", o.work.display()))?;
-    let env = Env {
-        release: o.release.clone(),
-        kernel: PathBuf::from(format!("/boot/vmlinuz-{}", o.release)),
-        work: std::fs::canonicalize(&o.work).map_err(|e| e.to_string())?,
-        results: o.results.clone(),
-        runs: o.runs,
-        init_bin: std::fs::canonicalize("build/init").unwrap_or_else(|_| "build/init".into()),
-        mkimage: std::fs::canonicalize("target/release/kmodinit-mkimage")
-            .unwrap_or_else(|_| "target/release/kmodinit-mkimage".into()),
-        smp: 2,
-    };
+    let env = prepare_env(o)?;
     let widths = widths_from_env("BENCH_WIDTHS", &[1, 2, 4, 8, 0])?;
     let server_widths = widths_from_env("BENCH_SERVER_WIDTHS", &[1, 2, 4])?;
     let server = match server_manifest() {
