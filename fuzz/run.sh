@@ -4,6 +4,8 @@
 # exec/s, crashes. Exit status 1 if any target crashed.
 #   fuzz/run.sh SECONDS [TARGET...]
 # Environment: FUZZ_JOBS (parallel targets, default 1), FUZZ_NICE (default 10),
+# FUZZ_RUNS (stop each target after this many executions, SECONDS still caps
+# the time: FUZZ_RUNS=10000000 is the issue's "10 million per parser"),
 # FUZZ_SANITIZER (default none: every target is safe Rust, where AddressSanitizer
 # finds nothing the language does not already stop, at a third of the speed;
 # set "address" to use it anyway).
@@ -26,23 +28,24 @@ nice -n "$nice_lvl" cargo +nightly fuzz build --debug-assertions --sanitizer "$s
 
 run_one() {
     local t=$1
-    local dict=()
+    local opts=()
     case $t in
-        manifest|plan_text) dict=(-dict=json.dict) ;;
-        cmdline) dict=(-dict=dicts/cmdline.dict) ;;
-        depmod_*) dict=(-dict=dicts/depmod.dict) ;;
+        manifest|plan_text) opts=(-dict=json.dict) ;;
+        cmdline) opts=(-dict=dicts/cmdline.dict) ;;
+        depmod_*) opts=(-dict=dicts/depmod.dict) ;;
         # Superblocks and GPT entries sit past libFuzzer's 4 KiB default.
-        rootdev) dict=(-max_len=24576) ;;
+        rootdev) opts=(-max_len=24576) ;;
     esac
     mkdir -p "corpus/$t" "artifacts/$t"
     local extra=()
+    [ -n "${FUZZ_RUNS:-}" ] && opts+=(-runs="$FUZZ_RUNS")
     for d in "seeds/$t" "regressions/$t"; do [ -d "$d" ] && extra+=("$d"); done
     # -timeout: an input taking 10 s is a hang, reported like a crash.
     # -rss_limit_mb: the decompressors' 64 MiB cap must hold far below this.
     nice -n "$nice_lvl" cargo +nightly fuzz run --debug-assertions --sanitizer "$san" "$t" \
         "corpus/$t" "${extra[@]}" -- \
         -max_total_time="$secs" -print_final_stats=1 -timeout=10 \
-        -rss_limit_mb=1024 "${dict[@]}" >"logs/$t.log" 2>&1
+        -rss_limit_mb=1024 "${opts[@]}" >"logs/$t.log" 2>&1
     echo $? >"logs/$t.rc"
 }
 
