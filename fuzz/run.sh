@@ -30,7 +30,7 @@ run_one() {
     local t=$1
     local opts=()
     case $t in
-        manifest|plan_text) opts=(-dict=json.dict) ;;
+        manifest) opts=(-dict=json.dict) ;;
         cmdline) opts=(-dict=dicts/cmdline.dict) ;;
         depmod_*) opts=(-dict=dicts/depmod.dict) ;;
         # Superblocks and GPT entries sit past libFuzzer's 4 KiB default.
