@@ -129,6 +129,8 @@ fn read_cmdline(b: &mut Boot) -> KernelCmdline {
         String::new()
     });
     let cmdline = KernelCmdline::parse(&text);
+    #[cfg(feature = "fault-injection")]
+    let cmdline = kmodinit::kernel::fault::accept_option(cmdline);
     kmsg::set_verbosity(Verbosity::from_cmdline(cmdline.quiet, cmdline.debug));
     let devkmsg = DevkmsgRatelimit::disable(Path::new(PROC), &text);
     log::info!(
@@ -195,11 +197,16 @@ fn load_modules(
         log::info!("plan: {note}");
         b.report.notes.push(format!("plan: {note}"));
     }
+    #[cfg(feature = "fault-injection")]
+    let faults = arm_faults(b);
     let opts = LoaderOptions {
         modules_dir,
         jobs: config.jobs,
     };
+    #[cfg(not(feature = "fault-injection"))]
     let report = loader::load(&plan, &RealKernel::new(), &opts);
+    #[cfg(feature = "fault-injection")]
+    let report = loader::load(&plan, &faults.kernel(RealKernel::new()), &opts);
     log::info!(
         "loaded {} module(s) in {:.3} s with {} worker(s) (critical path {:.3} s)",
         report.modules.len(),
@@ -411,4 +418,23 @@ fn host(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Test build only (`fault-injection`): the `kmodinit.fault=` faults of the
+/// command line, announced on the console and in the report; panics here,
+/// right after planning, for `panic-boot`.
+#[cfg(feature = "fault-injection")]
+fn arm_faults(b: &mut Boot) -> kmodinit::kernel::fault::Faults {
+    let faults = kmodinit::kernel::fault::Faults::from_cmdline(&b.report.cmdline);
+    for w in &faults.warnings {
+        log::warn!("command line: {w}");
+        b.report.notes.push(format!("command line: {w}"));
+    }
+    if faults.armed() {
+        let note = format!("test build: fault injection armed: {faults}");
+        log::warn!("{note}");
+        b.report.notes.push(note);
+    }
+    faults.boot_point("planning");
+    faults
 }
