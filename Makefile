@@ -35,7 +35,7 @@ init:
 	@ls -l $(INIT) | awk '{printf "built %s: %d bytes (%.0f KiB)\n", $$9, $$5, $$5/1024}'
 
 # The test-only /init of tests/tests/panics.rs: `kmodinit.fault=` injects
-# panics (feature fault-injection, init/src/kernel.rs `fault`). Its own target
+# panics (feature fault-injection, init/src/fault.rs). Its own target
 # dir, so the product's target/$(MUSL)/release/kmodinit (what `make init`
 # copies) is never swapped for it. Measured: after an edit both rebuild in
 # ~9 s (the kmodinit crate only); a shared dir only saves the first build's

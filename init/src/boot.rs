@@ -122,10 +122,19 @@ impl BootError {
                 "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?".into(),
             ],
             BootError::Plan(_) => vec!["rebuild the image from this manifest and kernel release".into()],
-            BootError::RequiredChains(_) => vec![
-                "dmesg shows the kernel's own reason above the failed module".into(),
-                "mark the chain \"required\": false if the machine can boot without it".into(),
-            ],
+            BootError::RequiredChains(failures) => {
+                // The loader words a caught worker panic "panic: …": that is
+                // kmodinit's bug, not something the kernel said.
+                let mut h = Vec::new();
+                if failures.iter().any(|f| f.error.starts_with("panic:")) {
+                    h.push("a \"panic:\" reason is a bug in kmodinit: please report it with the console output".into());
+                }
+                if failures.iter().any(|f| !f.error.starts_with("panic:")) {
+                    h.push("dmesg shows the kernel's own reason above the failed module".into());
+                }
+                h.push("mark the chain \"required\": false if the machine can boot without it".into());
+                h
+            }
             BootError::RootNotFound { .. } => vec![
                 "check root= and that the storage driver chain is in the manifest".into(),
                 "add rootwait (or rootdelay=N) if the disk is slow to appear".into(),
@@ -297,5 +306,14 @@ mod tests {
             ),
             "{s}"
         );
+        assert!(e.hints().iter().any(|h| h.contains("dmesg")));
+        assert!(!e.hints().iter().any(|h| h.contains("bug in kmodinit")));
+        let e = BootError::RequiredChains(vec![ChainFailure {
+            chain: "storage".into(),
+            module: ModuleName::new("virtio_blk").unwrap(),
+            error: "panic: index out of bounds".into(),
+        }]);
+        assert!(e.hints().iter().any(|h| h.contains("bug in kmodinit")));
+        assert!(!e.hints().iter().any(|h| h.contains("dmesg")));
     }
 }

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod clock;
 pub mod decompress;
 pub mod failure;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod handover;
 pub mod kernel;
 pub mod kmsg;

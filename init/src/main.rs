@@ -130,7 +130,7 @@ fn read_cmdline(b: &mut Boot) -> KernelCmdline {
     });
     let cmdline = KernelCmdline::parse(&text);
     #[cfg(feature = "fault-injection")]
-    let cmdline = kmodinit::kernel::fault::accept_option(cmdline);
+    let cmdline = kmodinit::fault::accept_option(cmdline);
     kmsg::set_verbosity(Verbosity::from_cmdline(cmdline.quiet, cmdline.debug));
     let devkmsg = DevkmsgRatelimit::disable(Path::new(PROC), &text);
     log::info!(
@@ -424,8 +424,8 @@ fn host(args: &[String]) -> ExitCode {
 /// command line, announced on the console and in the report; panics here,
 /// right after planning, for `panic-boot`.
 #[cfg(feature = "fault-injection")]
-fn arm_faults(b: &mut Boot) -> kmodinit::kernel::fault::Faults {
-    let faults = kmodinit::kernel::fault::Faults::from_cmdline(&b.report.cmdline);
+fn arm_faults(b: &mut Boot) -> kmodinit::fault::Faults {
+    let faults = kmodinit::fault::Faults::from_cmdline(&b.report.cmdline);
     for w in &faults.warnings {
         log::warn!("command line: {w}");
         b.report.notes.push(format!("command line: {w}"));

@@ -24,7 +24,7 @@ use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::{Boot, End};
 use serde_json::json;
 
-/// The panic message of `kmodinit.fault=panic-boot` (init/src/kernel.rs).
+/// The panic message of `kmodinit.fault=panic-boot` (init/src/fault.rs).
 const BOOT_PANIC: &str =
     "injected fault (kmodinit.fault=panic-boot): panic in the boot sequence after planning";
 
@@ -318,6 +318,8 @@ fn panic_in_a_worker_of_a_required_chain_is_fatal() {
     for needle in [
         "required module chain(s) failed:".to_string(),
         format!("chain \"storage\": module kmi_a failed: panic: {INSERT_PANIC_KMI_A}"),
+        // The hint says whose fault it is, not "look at dmesg".
+        "a \"panic:\" reason is a bug in kmodinit".to_string(),
         "Now powering off.".to_string(),
     ] {
         assert!(why.contains(&needle), "no {needle:?} in:\n{why}");
