@@ -44,6 +44,19 @@ if [ -n "$MODDIR" ]; then
     # The whole small files, as they are.
     put depmod_softdep <"$MODDIR/modules.softdep"
     put depmod_builtin <"$MODDIR/modules.builtin"
+    if [ -f "$MODDIR/modules.builtin.modinfo" ]; then
+        # The whole file (45 KB on Debian 6.1: every record kind, non-alias
+        # ones included), its alias records, and windows of 16 records.
+        put depmod_modinfo <"$MODDIR/modules.builtin.modinfo"
+        tr '\0' '\n' <"$MODDIR/modules.builtin.modinfo" >corpus.tmp
+        grep '^[^.]*\.alias=' corpus.tmp | tr '\n' '\0' | put depmod_modinfo
+        n=$(wc -l <corpus.tmp)
+        for frac in 0 13 29 47 61 83 97; do
+            start=$(( n * frac / 100 + 1 ))
+            sed -n "${start},$(( start + 15 ))p" corpus.tmp | tr '\n' '\0' | put depmod_modinfo
+        done
+        rm -f corpus.tmp
+    fi
     # The lines a virtio + ext4 boot needs, together.
     grep -E '/(ext4|jbd2|mbcache|crc16|virtio[a-z_]*|crc32c[a-z_-]*)\.ko' "$MODDIR/modules.dep" | put depmod_dep
 

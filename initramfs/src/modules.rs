@@ -17,15 +17,17 @@ use modules_manifest::{
 
 /// depmod files the image carries, pruned; the others (`.bin` tries,
 /// `modules.symbols`, `modules.order`…) are not read by PID 1.
-pub const INDEX_FILES: [&str; 4] = [
+pub const INDEX_FILES: [&str; 5] = [
     "modules.dep",
     "modules.softdep",
     "modules.alias",
     "modules.builtin",
+    "modules.builtin.modinfo",
 ];
 
-/// `modules.builtin` is copied whole when at most this many bytes (Debian's
-/// is 6 KiB): cheap to parse, and a manifest naming a builtin module keeps
+/// `modules.builtin` (and the alias records of `modules.builtin.modinfo`)
+/// are copied whole when at most this many bytes (Debian's are 6 KiB and
+/// 2 KiB): cheap to parse, and a manifest naming a builtin module keeps
 /// working whatever the plan said. Larger ones are cut to the plan's
 /// builtin nodes.
 pub const BUILTIN_WHOLE_MAX_BYTES: u64 = 64 * 1024;
@@ -357,7 +359,47 @@ pub fn prune_index(
             out.push(("modules.builtin", kept.into_bytes()));
         }
     }
+
+    // modules.builtin.modinfo: only its `alias` records are read at boot
+    // (aliases of builtin modules, e.g. `crypto-dh` → dh_generic); all of
+    // them when small, like modules.builtin, else those of the plan's
+    // builtin modules. Descriptions, authors and parameters are dropped.
+    let path = dir.join("modules.builtin.modinfo");
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let aliases: Vec<&[u8]> = bytes
+                .split(|&b| b == 0)
+                .filter(|r| is_alias_record(r))
+                .collect();
+            let all_bytes: usize = aliases.iter().map(|r| r.len() + 1).sum();
+            let mut kept = Vec::new();
+            for record in aliases {
+                let module = record.split(|&b| b == b'.').next().unwrap_or_default();
+                let keep = all_bytes as u64 <= BUILTIN_WHOLE_MAX_BYTES
+                    || std::str::from_utf8(module)
+                        .ok()
+                        .and_then(|m| ModuleName::new(m).ok())
+                        .is_some_and(|m| builtin_in_plan.contains(&m));
+                if keep {
+                    kept.extend_from_slice(record);
+                    kept.push(0);
+                }
+            }
+            out.push(("modules.builtin.modinfo", kept));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(ModulesError::ReadIndex { path, source }),
+    }
     Ok(out)
+}
+
+/// `MODULE.alias=PATTERN`: the module name has no `.`, so the key follows
+/// the first one.
+fn is_alias_record(record: &[u8]) -> bool {
+    record
+        .iter()
+        .position(|&b| b == b'.')
+        .is_some_and(|dot| record[dot + 1..].starts_with(b"alias="))
 }
 
 /// Plans the manifest again against the pruned index (written to a
@@ -531,6 +573,51 @@ mod tests {
         let out = prune_index(t.path(), &BTreeSet::new(), &planned).unwrap();
         let builtin = &out.iter().find(|(n, _)| *n == "modules.builtin").unwrap().1;
         assert_eq!(builtin, b"kernel/lib/crc16.ko\n");
+    }
+
+    #[test]
+    fn builtin_modinfo_keeps_only_alias_records() {
+        let t = fake_dir();
+        fs::write(
+            t.path().join("modules.builtin.modinfo"),
+            b"dh_generic.alias=crypto-dh\0dh_generic.author=J\xf6rn\0\
+              crc16.parm=x:a.alias=b\0tracefs.alias=fs-tracefs\0",
+        )
+        .unwrap();
+        let out = prune_index(t.path(), &BTreeSet::new(), &BTreeSet::new()).unwrap();
+        let modinfo = &out
+            .iter()
+            .find(|(n, _)| *n == "modules.builtin.modinfo")
+            .unwrap()
+            .1;
+        assert_eq!(
+            modinfo.as_slice(),
+            b"dh_generic.alias=crypto-dh\0tracefs.alias=fs-tracefs\0"
+        );
+        // What PID 1 reads back: the alias resolves to the builtin module.
+        let mut idx = DepIndex::default();
+        idx.add_builtin_modinfo(modinfo, "modules.builtin.modinfo")
+            .unwrap();
+        assert_eq!(
+            idx.resolve("fs-tracefs"),
+            vec![ModuleName::new("tracefs").unwrap()]
+        );
+
+        // Too many to copy whole: only the plan's builtin modules keep theirs.
+        let mut big = Vec::new();
+        for i in 0..5000 {
+            big.extend_from_slice(format!("builtin_{i}.alias=pci:v{i:08X}d*\0").as_bytes());
+        }
+        big.extend_from_slice(b"dh_generic.alias=crypto-dh\0");
+        fs::write(t.path().join("modules.builtin.modinfo"), big).unwrap();
+        let planned: BTreeSet<ModuleName> = [ModuleName::new("dh_generic").unwrap()].into();
+        let out = prune_index(t.path(), &BTreeSet::new(), &planned).unwrap();
+        let modinfo = &out
+            .iter()
+            .find(|(n, _)| *n == "modules.builtin.modinfo")
+            .unwrap()
+            .1;
+        assert_eq!(modinfo.as_slice(), b"dh_generic.alias=crypto-dh\0");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The depmod index of one kernel's module directory: `modules.dep`,
-//! `modules.builtin`, `modules.softdep`, `modules.alias`.
+//! `modules.builtin`, `modules.softdep`, `modules.alias`, and the aliases of
+//! builtin modules from `modules.builtin.modinfo`.
 //!
 //! Parsing follows kmod's reading of the text files (not the `.bin` tries):
 //!
@@ -18,6 +19,13 @@
 //! - `modules.alias`: `alias PATTERN MODULE`. Patterns are normalised like
 //!   kmod's `alias_normalize` (`-` → `_` outside `[…]`) and matched with
 //!   fnmatch semantics (`*`, `?`, `[…]`, `[!…]`, `\` escapes).
+//! - `modules.builtin.modinfo`: the `.modinfo` sections of the builtin
+//!   modules, as the kernel build writes them: NUL-terminated
+//!   `MODULE.KEY=VALUE` records. Only `alias` records are used: they are what
+//!   depmod turns into `modules.builtin.alias.bin`, through which kmod
+//!   resolves e.g. `crypto-dh` to a builtin `dh_generic` after
+//!   `modules.alias` found nothing. Other records (descriptions, authors,
+//!   parameters) are skipped unread and need not be UTF-8.
 //!
 //! `#` comment lines and blank lines are skipped in every file. Every other
 //! malformed line is an [`IndexError`] naming the file and line.
@@ -104,6 +112,9 @@ pub struct DepIndex {
     pub softdeps: HashMap<ModuleName, SoftDep>,
     /// `modules.alias`.
     pub aliases: AliasTable,
+    /// The `alias` records of `modules.builtin.modinfo`: consulted only when
+    /// `aliases` matches nothing, as kmod does.
+    pub builtin_aliases: AliasTable,
 }
 
 /// A depmod file that cannot be used: file, line number and what is wrong.
@@ -604,8 +615,71 @@ fn parse_alias(text: &str, file: &str, aliases: &mut AliasTable) -> Result<(), I
     Ok(())
 }
 
-/// Reads `dir/name` as UTF-8 text; `Ok(None)` if it does not exist.
-fn read_index_file(dir: &Path, name: &str) -> Result<Option<String>, IndexError> {
+/// Adds the `alias` records of `modules.builtin.modinfo` (NUL-terminated
+/// `MODULE.KEY=VALUE` records) to `aliases`, and their modules to `builtin`:
+/// code built in with a `MODULE_ALIAS` is builtin even when `modules.builtin`
+/// does not list it (Debian 6.1's `tracefs`, `debugfs`), as kmod treats it.
+/// A record is identified in errors by its number (from 1) as the "line".
+fn parse_builtin_modinfo(
+    bytes: &[u8],
+    file: &str,
+    aliases: &mut AliasTable,
+    builtin: &mut HashSet<ModuleName>,
+) -> Result<(), IndexError> {
+    let err = |record: usize, message: String| IndexError {
+        file: file.to_owned(),
+        line: record,
+        message,
+    };
+    for (i, record) in bytes.split(|&b| b == 0).enumerate() {
+        if record.is_empty() {
+            continue;
+        }
+        let no = i + 1;
+        // The module name is what precedes the first '.': module names have
+        // none, keys (e.g. `parm`, `alias`) and values may.
+        let Some(dot) = record.iter().position(|&b| b == b'.') else {
+            return Err(err(
+                no,
+                format!(
+                    "record {:?} is not MODULE.KEY=VALUE",
+                    String::from_utf8_lossy(record)
+                ),
+            ));
+        };
+        let (module, rest) = (&record[..dot], &record[dot + 1..]);
+        let Some(pattern) = rest.strip_prefix(b"alias=") else {
+            continue;
+        };
+        let (Ok(module), Ok(pattern)) = (std::str::from_utf8(module), std::str::from_utf8(pattern))
+        else {
+            return Err(err(
+                no,
+                format!(
+                    "alias record {:?} is not valid UTF-8",
+                    String::from_utf8_lossy(record)
+                ),
+            ));
+        };
+        if pattern.is_empty() || pattern.contains(|c: char| c.is_ascii_whitespace()) {
+            return Err(err(
+                no,
+                format!("alias of {module:?}: {pattern:?} is not one pattern"),
+            ));
+        }
+        let module = ModuleName::new(module).map_err(|e| err(no, format!("alias record: {e}")))?;
+        aliases
+            .push(pattern, module.clone())
+            .map_err(|m| err(no, m))?;
+        builtin.insert(module);
+    }
+    aliases.sort_globs();
+    Ok(())
+}
+
+/// Reads `dir/name` (at most [`MAX_INDEX_FILE_BYTES`]); `Ok(None)` if it
+/// does not exist.
+fn read_index_bytes(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
     let path = dir.join(name);
     let file_label = path.display().to_string();
     let io_err = |e: std::io::Error| IndexError {
@@ -629,6 +703,15 @@ fn read_index_file(dir: &Path, name: &str) -> Result<Option<String>, IndexError>
             message: format!("larger than {MAX_INDEX_FILE_BYTES} bytes: not a depmod index"),
         });
     }
+    Ok(Some(bytes))
+}
+
+/// Reads `dir/name` as UTF-8 text; `Ok(None)` if it does not exist.
+fn read_index_file(dir: &Path, name: &str) -> Result<Option<String>, IndexError> {
+    let Some(bytes) = read_index_bytes(dir, name)? else {
+        return Ok(None);
+    };
+    let file_label = dir.join(name).display().to_string();
     String::from_utf8(bytes).map(Some).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..valid]
@@ -665,7 +748,18 @@ impl DepIndex {
         if let Some(text) = read_index_file(dir, "modules.alias")? {
             parse_alias(&text, &label("modules.alias"), &mut index.aliases)?;
         }
+        if let Some(bytes) = read_index_bytes(dir, "modules.builtin.modinfo")? {
+            index.add_builtin_modinfo(&bytes, &label("modules.builtin.modinfo"))?;
+        }
         Ok(index)
+    }
+
+    /// Adds the aliases of builtin modules from the bytes of
+    /// `modules.builtin.modinfo` (the pure part of what [`DepIndex::load`]
+    /// does with that file), and counts their modules as builtin; errors
+    /// name the file as `file` and the record by its number.
+    pub fn add_builtin_modinfo(&mut self, bytes: &[u8], file: &str) -> Result<(), IndexError> {
+        parse_builtin_modinfo(bytes, file, &mut self.builtin_aliases, &mut self.builtin)
     }
 
     /// The pure twin of [`DepIndex::load`]: the texts of `modules.dep`,
@@ -709,8 +803,9 @@ impl DepIndex {
     /// first source that knows it: a module of `modules.dep`, then a builtin
     /// module, then the modules whose `modules.alias` patterns match (sorted,
     /// deduplicated; alias targets are returned even if the index has no file
-    /// for them, so callers can tell "unknown" from "pruned"). Empty if
-    /// nothing matches. Exact aliases are a hash lookup; glob patterns are
+    /// for them, so callers can tell "unknown" from "pruned"), then the
+    /// builtin modules whose `modules.builtin.modinfo` aliases match. Empty
+    /// if nothing matches. Exact aliases are a hash lookup; glob patterns are
     /// tested only when their literal prefix starts `name_or_alias`.
     pub fn resolve(&self, name_or_alias: &str) -> Vec<ModuleName> {
         if let Ok(name) = ModuleName::new(name_or_alias) {
@@ -718,7 +813,12 @@ impl DepIndex {
                 return vec![name];
             }
         }
-        self.aliases.lookup(name_or_alias)
+        let found = self.aliases.lookup(name_or_alias);
+        if found.is_empty() {
+            self.builtin_aliases.lookup(name_or_alias)
+        } else {
+            found
+        }
     }
 }
 
@@ -904,6 +1004,68 @@ softdep vfio post: vfio_iommu_type1 pre: a
         assert_eq!(idx.resolve("usb:v0B95p7720d0001"), vec![n("asix")]);
         assert!(idx.resolve("usb:v0B95p8720d0001").is_empty());
         assert_eq!(idx.aliases.len(), 7);
+    }
+
+    /// Records as the kernel build writes them, including a non-UTF-8
+    /// author (skipped unread) and a parameter description with dots.
+    const MODINFO: &[u8] = b"dh_generic.alias=crypto-dh\0dh_generic.alias=dh\0\
+dh_generic.author=J\xf6rn\0crc32c_generic.alias=crypto-crc32c\0\
+crc32c_generic.parm=x:a.b.c\0zbud.alias=zpool-zbud\0sha256_x86.alias=sha*\0";
+
+    #[test]
+    fn builtin_modinfo_aliases_resolve_after_modules_alias() {
+        let mut idx = DepIndex::parse(
+            DEP,
+            "kernel/crypto/dh_generic.ko\nkernel/arch/x86/sha256-x86.ko\n",
+            "",
+            ALIAS,
+        )
+        .unwrap();
+        assert!(idx.resolve("crypto-dh").is_empty());
+        assert!(!idx.is_builtin(&n("zbud")));
+        idx.add_builtin_modinfo(MODINFO, "modules.builtin.modinfo")
+            .unwrap();
+        assert_eq!(idx.builtin_aliases.len(), 5);
+        assert_eq!(idx.resolve("crypto-dh"), vec![n("dh_generic")]);
+        assert_eq!(idx.resolve("dh"), vec![n("dh_generic")]);
+        // zbud has an alias record but no modules.builtin line: builtin.
+        assert!(idx.is_builtin(&n("zbud")));
+        assert_eq!(idx.resolve("zpool_zbud"), vec![n("zbud")]);
+        assert_eq!(idx.resolve("sha256"), vec![n("sha256_x86")]);
+        // modules.alias knows crypto-crc32c: the builtin alias is not used,
+        // as kmod stops at the first source that matches.
+        assert_eq!(
+            idx.resolve("crypto-crc32c"),
+            vec![n("crc32c_generic"), n("crc32c_intel")]
+        );
+        assert!(idx.resolve("crypto-nothing").is_empty());
+    }
+
+    #[test]
+    fn builtin_modinfo_errors_name_the_record() {
+        let parse = |b: &[u8]| {
+            let mut idx = DepIndex::default();
+            idx.add_builtin_modinfo(b, "modules.builtin.modinfo")
+                .map(|()| idx.builtin_aliases.len())
+        };
+        assert_eq!(parse(b""), Ok(0));
+        assert_eq!(parse(b"\0\0a.license=GPL\0"), Ok(0));
+        let e = parse(b"a.alias=x\0no-dot-here\0").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("modules.builtin.modinfo", 2));
+        assert!(e.message.contains("no-dot-here"), "{e}");
+        let e = parse(b"a.alias=x y\0").unwrap_err();
+        assert!(e.message.contains("not one pattern"), "{e}");
+        let e = parse(b"a.alias=\0").unwrap_err();
+        assert!(e.message.contains("not one pattern"), "{e}");
+        let e = parse(b"a.alias=\xff\0").unwrap_err();
+        assert!(e.message.contains("UTF-8"), "{e}");
+        let e = parse(b"a/b.alias=x\0").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = parse(b"a.alias=pci:[x\0").unwrap_err();
+        assert!(
+            e.to_string().starts_with("modules.builtin.modinfo:1: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -91,6 +91,33 @@ fn index_parses_completely() {
         idx.resolve("virtio:d00000002v00001AF4"),
         vec![n("virtio_blk")]
     );
+    // Aliases of builtin modules come from modules.builtin.modinfo, as
+    // `modprobe crypto-dh` finds the builtin dh_generic.
+    assert!(
+        idx.builtin_aliases.len() >= 50,
+        "{}",
+        idx.builtin_aliases.len()
+    );
+    assert_eq!(idx.resolve("crypto-dh"), vec![n("dh_generic")]);
+    assert!(idx.is_builtin(&n("dh_generic")));
+}
+
+#[test]
+fn an_alias_of_a_builtin_module_plans_as_builtin() {
+    let Some(idx) = real_index() else { return };
+    let m = Manifest::from_json(
+        br#"{"version": 1, "chains": [{"name": "x", "required": true,
+             "modules": ["crypto-dh", "fs-tracefs", "virtio_blk"]}]}"#,
+    )
+    .unwrap();
+    let p = plan_of(&m, &idx, "");
+    let action = |name: &str| {
+        let node = p.nodes.iter().find(|x| x.name == n(name));
+        node.map(|x| x.action.clone())
+    };
+    assert_eq!(action("dh_generic"), Some(Action::Builtin), "{p:#?}");
+    assert_eq!(action("tracefs"), Some(Action::Builtin), "{p:#?}");
+    assert!(matches!(action("virtio_blk"), Some(Action::Insert { .. })));
 }
 
 #[test]
