@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::moddep::ModDep;
-use crate::report::BootReport;
+use crate::report::{self, BootReport, ReportFigures};
 use crate::spec::Spec;
 use crate::stage::Image;
 use crate::stats::{ratio, secs, Series};
@@ -235,7 +235,7 @@ impl KmSeries {
             }
         };
         let _ = std::fs::write(work.join(format!("report-{tag}.json")), value.to_string());
-        let r = match BootReport::from_value(value) {
+        let r = match report::from_value(value) {
             Ok(r) => r,
             Err(e) => {
                 self.wall.note(e);
@@ -287,8 +287,8 @@ impl KmSeries {
             .iter()
             .filter_map(|r| r.load.as_ref())
             .flat_map(|l| l.modules.iter())
-            .filter(|m| m.state == "failed" || m.state == "blocked")
-            .map(|m| format!("{} ({})", m.name, m.state))
+            .filter(|m| report::is_failure(m.state))
+            .map(|m| format!("{} ({})", m.name, report::state_name(m.state)))
             .collect();
         out.sort();
         out.dedup();
@@ -532,7 +532,9 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
             let over: Vec<f64> = load
                 .modules
                 .iter()
-                .filter_map(|m| Some((m.end? - m.start?) * 1000.0 - spec.delay_ms(&m.name) as f64))
+                .filter_map(|m| {
+                    Some((m.end? - m.start?) * 1000.0 - spec.delay_ms(m.name.as_str()) as f64)
+                })
                 .collect();
             if let Some(o) = crate::stats::median(&over) {
                 let _ = writeln!(
