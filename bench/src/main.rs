@@ -12,7 +12,6 @@
 
 mod cases;
 mod farm;
-mod moddep;
 mod report;
 mod spec;
 mod stage;
