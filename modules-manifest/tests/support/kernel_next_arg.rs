@@ -17,53 +17,73 @@ pub fn kspace(b: u8) -> bool {
 /// One argument: the parameter and, after the first `=`, its value.
 pub type Arg<'a> = (&'a [u8], Option<&'a [u8]>);
 
-/// lib/cmdline.c `next_arg()`: the first argument of `args` (which must not
-/// start with a blank) and the rest after the blanks that follow it.
-pub fn next_arg(args: &[u8]) -> (Arg<'_>, &[u8]) {
-    let (args, mut in_quote, quoted) = match args.first() {
-        Some(b'"') => (&args[1..], true, true),
-        _ => (args, false, false),
-    };
+/// lib/cmdline.c `next_arg()`, transliterated: the first argument of `line`
+/// (which must not start with a blank) and the rest after the blanks that
+/// follow it.
+///
+/// The C function cuts the argument out of the line by writing NUL bytes
+/// into it and hands back C strings; so does this one, on a copy whose
+/// cells are `None` where C wrote a NUL (or past the end). A 0 byte in the
+/// input stays an ordinary byte: the kernel's command line never holds one,
+/// and the product treats it as one.
+pub fn next_arg(line: &[u8]) -> (Arg<'_>, &[u8]) {
+    let mut buf: Vec<Option<u8>> = line.iter().copied().map(Some).collect();
+    let at = |buf: &[Option<u8>], k: usize| buf.get(k).copied().flatten();
+    // `char *args`, as an index into `line`.
+    let mut args = 0usize;
+    let (mut in_quote, mut quoted) = (false, false);
+    if at(&buf, args) == Some(b'"') {
+        args += 1;
+        in_quote = true;
+        quoted = true;
+    }
     let mut equals = 0usize;
-    let mut i = 0;
-    while i < args.len() {
-        if kspace(args[i]) && !in_quote {
+    let mut i = 0usize;
+    while let Some(c) = at(&buf, args + i) {
+        if kspace(c) && !in_quote {
             break;
         }
-        if equals == 0 && args[i] == b'=' {
+        if equals == 0 && c == b'=' {
             equals = i;
         }
-        if args[i] == b'"' {
+        if c == b'"' {
             in_quote = !in_quote;
         }
         i += 1;
     }
-    // A leading quote is dropped, and so is the argument's last byte if it
-    // is the closing quote.
-    let closing = quoted && i > 0 && args[i - 1] == b'"';
-    let arg = if equals == 0 {
-        let end = if closing { i - 1 } else { i };
-        (&args[..end], None)
+    let param = args;
+    let val = if equals == 0 {
+        None
     } else {
-        // equals > 0, so i > equals > 0.
-        let mut start = equals + 1;
-        let mut end = i;
-        if args.get(start) == Some(&b'"') {
-            start += 1;
-            if args[i - 1] == b'"' {
-                end = i - 1;
+        buf[args + equals] = None;
+        let mut val = args + equals + 1;
+        // "Don't include quotes in value."
+        if at(&buf, val) == Some(b'"') {
+            val += 1;
+            if at(&buf, args + i - 1) == Some(b'"') {
+                buf[args + i - 1] = None;
             }
         }
-        if closing {
-            end = end.min(i - 1);
-        }
-        (&args[..equals], Some(&args[start.min(end)..end]))
+        Some(val)
     };
-    let mut rest = if i < args.len() {
-        &args[i + 1..]
+    if quoted && i > 0 && at(&buf, args + i - 1) == Some(b'"') {
+        buf[args + i - 1] = None;
+    }
+    let next = if at(&buf, args + i).is_some() {
+        buf[args + i] = None;
+        args + i + 1
     } else {
-        &[][..]
+        args + i
     };
+    // A C string: from `from` to the first NUL.
+    let c_str = |from: usize| {
+        let end = (from..line.len())
+            .find(|&k| buf[k].is_none())
+            .unwrap_or(line.len());
+        &line[from.min(end)..end]
+    };
+    let arg = (c_str(param), val.map(c_str));
+    let mut rest = &line[next.min(line.len())..];
     while rest.first().is_some_and(|&b| kspace(b)) {
         rest = &rest[1..];
     }
