@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::moddep::ModDep;
-use crate::report::BootReport;
+use crate::report::{self, BootReport, ReportFigures};
 use crate::spec::Spec;
 use crate::stage::Image;
 use crate::stats::{ratio, secs, Series};
 use crate::vm::{boot, kmb_fields, Boot};
+use modules_manifest::{Action, EdgeKind};
 
 /// Paths and knobs shared by every case.
 #[derive(Debug, Clone)]
@@ -121,21 +121,29 @@ echo\n\
 echo KMI-REPORT-END\n\
 $B poweroff -f\n";
 
-/// Chains as busybox sees them: each entry preceded by its pre-softdeps
-/// (busybox modprobe ignores `modules.softdep`), so both loaders insert the
-/// same set of modules.
-fn busybox_chains(spec: &Spec, index: &ModDep) -> Vec<Vec<String>> {
-    spec.chains
+/// Chains as busybox sees them: each entry preceded by the pre-softdeps the
+/// plan chose for it (busybox modprobe ignores `modules.softdep`), so both
+/// loaders insert the same set of modules.
+fn busybox_chains(spec: &Spec) -> Vec<Vec<String>> {
+    let plan = &spec.plan;
+    plan.chains
         .iter()
-        .map(|(_, chain)| {
+        .map(|chain| {
             let mut out: Vec<String> = Vec::new();
-            for m in chain {
-                for s in index.softdeps.get(m).into_iter().flatten() {
-                    if !out.contains(s) {
-                        out.push(s.clone());
+            for &id in &chain.nodes {
+                let node = &plan.nodes[id];
+                let softdeps = node
+                    .preds
+                    .iter()
+                    .filter(|e| e.kind == EdgeKind::Softdep)
+                    .map(|e| &plan.nodes[e.from])
+                    .filter(|s| matches!(s.action, Action::Insert { .. }));
+                for s in softdeps {
+                    if !out.iter().any(|o| o == s.name.as_str()) {
+                        out.push(s.name.to_string());
                     }
                 }
-                out.push(m.clone());
+                out.push(node.name.to_string());
             }
             out
         })
@@ -174,8 +182,7 @@ fn modprobe_script(chains: &[Vec<String>], parallel: bool) -> String {
 /// `modprobe.d` options so dependencies get their params too, as the
 /// manifest gives them to kmodinit.
 fn modprobe_options(spec: &Spec) -> String {
-    spec.params
-        .iter()
+    spec.params()
         .map(|(m, p)| format!("options {m} {p}\n"))
         .collect()
 }
@@ -235,7 +242,7 @@ impl KmSeries {
             }
         };
         let _ = std::fs::write(work.join(format!("report-{tag}.json")), value.to_string());
-        let r = match BootReport::from_value(value) {
+        let r = match report::from_value(value) {
             Ok(r) => r,
             Err(e) => {
                 self.wall.note(e);
@@ -287,8 +294,8 @@ impl KmSeries {
             .iter()
             .filter_map(|r| r.load.as_ref())
             .flat_map(|l| l.modules.iter())
-            .filter(|m| m.state == "failed" || m.state == "blocked")
-            .map(|m| format!("{} ({})", m.name, m.state))
+            .filter(|m| report::is_failure(m.state))
+            .map(|m| format!("{} ({})", m.name, report::state_name(m.state)))
             .collect();
         out.sort();
         out.dedup();
@@ -334,15 +341,16 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     );
     let work = env.work.join(key);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let spec = Spec::from_manifest(manifest)?;
-    let index = ModDep::load(&modules_root.join("lib/modules").join(&env.release))?;
-    let closure = index.closure(&spec.roots())?;
-    let chains = busybox_chains(&spec, &index);
+    let spec = Spec::load(
+        manifest,
+        &modules_root.join("lib/modules").join(&env.release),
+    )?;
+    let chains = busybox_chains(&spec);
     let mut out = CaseOutput::default();
 
     // Images.
     let mut bb = Image::busybox()?;
-    bb.add_modules(modules_root, &env.release, &index, &closure, &work)?;
+    bb.add_modules(modules_root, &env.release, &spec.module_files(), &work)?;
     bb.add_file("/etc/modprobe.d/bench.conf", 0o644, modprobe_options(&spec));
     let mut seq_img = bb.clone();
     seq_img.add_file("/init", 0o755, modprobe_script(&chains, false));
@@ -437,23 +445,7 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     let shown = km.median_report();
     if let Some(r) = shown {
         let bars = crate::svg::bars_from_report(r);
-        let preds = spec.preds(&index)?;
-        let mut edges: Vec<(String, String)> = Vec::new();
-        for (n, ps) in &preds {
-            let direct = index.direct_deps(n);
-            let listed = index
-                .modules
-                .get(n)
-                .map(|(_, d)| d.clone())
-                .unwrap_or_default();
-            for p in ps {
-                // Draw direct deps, softdeps and chain order, not the
-                // transitive closure that modules.dep spells out.
-                if direct.contains(p) || !listed.contains(p) {
-                    edges.push((p.clone(), n.clone()));
-                }
-            }
-        }
+        let edges = spec.edges();
         let svg = crate::svg::render(
             &format!(
                 "kmodinit load phase: {title} ({} workers, -smp {})",
@@ -514,7 +506,7 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         ratio(km.crit.median(), km_med)
     );
     if physical_limit {
-        let (ms, path) = spec.longest_delay_path(&index)?;
+        let (ms, path) = spec.longest_delay_path();
         let limit = ms as f64 / 1000.0;
         let _ = writeln!(
             md,
@@ -595,8 +587,8 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     let _ = writeln!(
         md,
         "\n{} modules planned ({} chains), {runs} runs; ratios are variant / kmodinit (> 1 means kmodinit is faster).",
-        closure.len(),
-        spec.chains.len()
+        spec.inserts().count(),
+        spec.plan.chains.len()
     );
     if shown.is_some() {
         let _ = writeln!(md, "\n![{title} timeline]({key}.svg)");
@@ -646,17 +638,16 @@ pub(crate) fn root_manifest() -> serde_json::Value {
     })
 }
 
-/// A minimal busybox `/init` that insmods the closure in order and
-/// switch_roots, the smallest thing that can boot this root.
-fn insmod_script(release: &str, index: &ModDep, closure: &[String]) -> String {
+/// A minimal busybox `/init` that insmods `files` (relative to the module
+/// directory, dependencies first) in order and switch_roots, the smallest
+/// thing that can boot this root.
+fn insmod_script(release: &str, files: &[&str]) -> String {
     let mut s = String::from(
         "#!/bin/sh\nB=/bin/busybox\n$B mount -t proc proc /proc\n$B mount -t sysfs sysfs /sys\n\
          $B mount -t devtmpfs devtmpfs /dev\n",
     );
-    for m in closure {
-        if let Some((rel, _)) = index.modules.get(m) {
-            let _ = writeln!(s, "$B insmod /lib/modules/{release}/{rel}");
-        }
+    for rel in files {
+        let _ = writeln!(s, "$B insmod /lib/modules/{release}/{rel}");
     }
     s.push_str(
         "i=0\nwhile [ ! -b /dev/vda ] && [ $i -lt 2000 ]; do $B usleep 10000; i=$((i+1)); done\n\
@@ -673,17 +664,12 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let disk = root_disk(&work)?;
     let manifest = root_manifest();
-    let spec = Spec::from_manifest(&manifest)?;
-    let index = ModDep::load(&Path::new("/lib/modules").join(&env.release))?;
-    let closure = index.closure(&spec.roots())?;
+    let spec = Spec::load(&manifest, &Path::new("/lib/modules").join(&env.release))?;
+    let files = spec.module_files();
 
     let mut bb = Image::busybox()?;
-    bb.add_modules(Path::new("/"), &env.release, &index, &closure, &work)?;
-    bb.add_file(
-        "/init",
-        0o755,
-        insmod_script(&env.release, &index, &closure),
-    );
+    bb.add_modules(Path::new("/"), &env.release, &files, &work)?;
+    bb.add_file("/init", 0o755, insmod_script(&env.release, &files));
     let bb_path = work.join("busybox-insmod.img");
     let bb_size = bb.write(&bb_path, "zstd")?;
 
@@ -775,7 +761,10 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
     let _ = writeln!(
         md,
         "\nModules: {} (closure of virtio_pci, virtio_blk, ext4 with softdeps). kmodinit and busybox images zstd-compressed; the busybox one carries a {}-byte static busybox. Debian's image is the installed `/boot/initrd.img-{}` (zstd, MODULES=most, udev).",
-        closure.join(", "),
+        spec.inserts()
+            .map(|(m, _)| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         std::fs::metadata(crate::stage::BUSYBOX).map(|m| m.len()).unwrap_or(0),
         env.release
     );
@@ -805,30 +794,27 @@ mod tests {
 
     #[test]
     fn busybox_chains_get_softdeps_first() {
-        let mut index = ModDep::default();
-        index
-            .softdeps
-            .insert("ext4".into(), vec!["crc32c_generic".into()]);
-        let spec = Spec {
-            chains: vec![("fs".into(), vec!["ext4".into()])],
-            ..Spec::default()
-        };
+        // crc16 is builtin (nothing to modprobe); the softdep alias has two
+        // candidates and busybox gets the one kmodinit's plan chose.
+        let index = modules_manifest::DepIndex::parse(
+            "ext4.ko: crc16.ko jbd2.ko\njbd2.ko:\ncrc32c_generic.ko:\ncrc32c-intel.ko:\nvfat.ko:\n",
+            "crc16.ko\n",
+            "softdep ext4 pre: crypto-crc32c crc16\n",
+            "alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n",
+        )
+        .unwrap();
+        let manifest = serde_json::json!({"version": 1, "chains": [
+            {"name": "fs", "modules": ["ext4", "vfat"]}, {"name": "other", "modules": ["jbd2"]}]});
+        let spec = Spec::new(&manifest, index).unwrap();
         assert_eq!(
-            busybox_chains(&spec, &index),
-            vec![vec!["crc32c_generic", "ext4"]]
+            busybox_chains(&spec),
+            vec![vec!["crc32c_generic", "ext4", "vfat"], vec!["jbd2"]]
         );
     }
 
     #[test]
     fn insmod_script_loads_in_the_given_order_then_switches_root() {
-        let mut index = ModDep::default();
-        index
-            .modules
-            .insert("a".into(), ("kernel/a.ko".into(), vec![]));
-        index
-            .modules
-            .insert("b".into(), ("kernel/b.ko".into(), vec!["a".into()]));
-        let s = insmod_script("6.1", &index, &["a".into(), "b".into()]);
+        let s = insmod_script("6.1", &["kernel/a.ko", "kernel/b.ko"]);
         let a = s.find("insmod /lib/modules/6.1/kernel/a.ko").unwrap();
         let b = s.find("insmod /lib/modules/6.1/kernel/b.ko").unwrap();
         assert!(a < b);

@@ -12,7 +12,6 @@
 
 mod cases;
 mod farm;
-mod moddep;
 mod report;
 mod spec;
 mod stage;
@@ -440,7 +439,7 @@ fn main() -> ExitCode {
         match args.as_slice() {
             [_, report, out, rest @ ..] => std::fs::read_to_string(report)
                 .map_err(|e| format!("{report}: {e}"))
-                .and_then(|t| report::BootReport::from_json(&t))
+                .and_then(|t| report::from_json(&t))
                 .and_then(|r| {
                     let title = rest
                         .first()

@@ -1,143 +1,129 @@
-//! What the benchmark needs from a manifest: its chains, every module's
-//! parameters, and the physical limit of the load phase (the longest path
-//! through the dependency + chain graph, weighted by each module's
-//! `delay_ms` parameter).
+//! What the benchmark needs from a manifest, read through kmodinit's own
+//! core: the manifest is parsed by `Manifest::from_json`, the module index by
+//! `DepIndex::load`, and both are planned by `modules_manifest::plan` (empty
+//! command line, nothing loaded, as on a fresh boot). So the busybox baselines
+//! insert exactly the modules kmodinit's plan inserts (same softdep choices),
+//! and the physical limit of the load phase is the plan's longest path,
+//! weighted by each module's `delay_ms` parameter.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::path::Path;
 
-use crate::moddep::{module_name, ModDep};
+use modules_manifest::{
+    plan, Action, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
+    PlanNode,
+};
 
-/// A manifest's chains and parameters, names normalised.
-#[derive(Debug, Clone, Default)]
+/// A manifest planned against one module index.
+#[derive(Debug, Clone)]
 pub struct Spec {
-    pub chains: Vec<(String, Vec<String>)>,
-    pub params: BTreeMap<String, String>,
+    pub index: DepIndex,
+    pub plan: Plan,
+}
+
+/// The `delay_ms=N` of a parameter string (0 without one).
+fn delay_ms_of(params: &str) -> u64 {
+    params
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("delay_ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn is_insert(node: &PlanNode) -> bool {
+    matches!(node.action, Action::Insert { .. })
 }
 
 impl Spec {
-    /// Reads the parts of a version-1 manifest the benchmark needs.
-    pub fn from_manifest(m: &serde_json::Value) -> Result<Spec, String> {
-        let mut spec = Spec::default();
-        let chains = m["chains"]
-            .as_array()
-            .ok_or("manifest: \"chains\" is not an array")?;
-        for (i, c) in chains.iter().enumerate() {
-            let name = c["name"].as_str().unwrap_or("chain").to_string();
-            let mut mods = Vec::new();
-            let entries = c["modules"]
-                .as_array()
-                .ok_or(format!("manifest: chains[{i}].modules is not an array"))?;
-            for (j, e) in entries.iter().enumerate() {
-                let (n, p) = match e {
-                    serde_json::Value::String(s) => (s.as_str(), None),
-                    _ => (
-                        e["name"]
-                            .as_str()
-                            .ok_or(format!("manifest: chains[{i}].modules[{j}] has no name"))?,
-                        e["params"].as_str(),
-                    ),
-                };
-                let n = module_name(n);
-                if let Some(p) = p {
-                    spec.params.insert(n.clone(), p.to_string());
-                }
-                mods.push(n);
-            }
-            spec.chains.push((name, mods));
-        }
-        if let Some(modules) = m["modules"].as_object() {
-            for (n, v) in modules {
-                if let Some(p) = v["params"].as_str() {
-                    spec.params.insert(module_name(n), p.to_string());
-                }
-            }
-        }
-        Ok(spec)
+    /// Plans `manifest` (a version-1 manifest) against `index`; the error
+    /// names what is wrong (JSON path, module, chain).
+    pub fn new(manifest: &serde_json::Value, index: DepIndex) -> Result<Spec, String> {
+        let bytes = serde_json::to_vec(manifest).map_err(|e| format!("manifest: {e}"))?;
+        let manifest = Manifest::from_json(&bytes).map_err(|e| e.to_string())?;
+        let cmdline = KernelCmdline::parse("");
+        let loaded = BTreeSet::new();
+        let plan = plan(PlanInput {
+            manifest: &manifest,
+            index: &index,
+            cmdline: &cmdline,
+            loaded: &loaded,
+        })
+        .map_err(|e| format!("plan: {e}"))?;
+        Ok(Spec { index, plan })
     }
 
-    /// Every chain entry, in chain order.
-    pub fn roots(&self) -> Vec<String> {
-        self.chains.iter().flat_map(|(_, c)| c.clone()).collect()
+    /// Reads the index of `modules_dir` (`…/lib/modules/RELEASE`) and plans
+    /// `manifest` against it.
+    pub fn load(manifest: &serde_json::Value, modules_dir: &Path) -> Result<Spec, String> {
+        let index = DepIndex::load(modules_dir).map_err(|e| e.to_string())?;
+        Spec::new(manifest, index)
     }
 
-    /// A module's `delay_ms` parameter (0 without one).
-    pub fn delay_ms(&self, name: &str) -> u64 {
-        self.params
-            .get(name)
-            .and_then(|p| {
-                p.split_whitespace()
-                    .find_map(|kv| kv.strip_prefix("delay_ms="))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0)
+    /// The modules to insert, dependencies before dependents (plan order),
+    /// with their paths relative to the module directory. Builtin modules
+    /// are left out.
+    pub fn inserts(&self) -> impl Iterator<Item = (&ModuleName, &str)> {
+        self.plan.nodes.iter().filter_map(|n| match &n.action {
+            Action::Insert { path, .. } => Some((&n.name, path.as_str())),
+            _ => None,
+        })
     }
 
-    /// Predecessors of each planned module: its dependencies, its pre-
-    /// softdeps and the entry before it in each chain.
-    pub fn preds(&self, index: &ModDep) -> Result<BTreeMap<String, Vec<String>>, String> {
-        let mut preds: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for name in index.closure(&self.roots())? {
-            let mut p: Vec<String> = index
-                .modules
-                .get(&name)
-                .map(|(_, d)| d.clone())
-                .unwrap_or_default();
-            p.extend(index.softdeps.get(&name).cloned().unwrap_or_default());
-            p.retain(|d| !index.builtin.contains(d));
-            preds.insert(name, p);
-        }
-        for (_, chain) in &self.chains {
-            for w in chain.windows(2) {
-                if let Some(p) = preds.get_mut(&w[1]) {
-                    p.push(w[0].clone());
+    /// The module files to insert, in plan order.
+    pub fn module_files(&self) -> Vec<&str> {
+        self.plan.module_files().collect()
+    }
+
+    /// Every planned module with a parameter string, and that string.
+    pub fn params(&self) -> impl Iterator<Item = (&ModuleName, &str)> {
+        self.plan
+            .nodes
+            .iter()
+            .filter(|n| !n.params.is_empty())
+            .map(|n| (&n.name, n.params.as_str()))
+    }
+
+    /// A module's `delay_ms` parameter (0 without one or outside the plan).
+    pub fn delay_ms(&self, name: &ModuleName) -> u64 {
+        self.plan.node(name).map_or(0, |n| delay_ms_of(&n.params))
+    }
+
+    /// The edges worth drawing between modules to insert, as (earlier,
+    /// later) names: direct dependencies (not the transitive closure that
+    /// `modules.dep` spells out), pre-softdeps and chain order.
+    pub fn edges(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for node in self.plan.nodes.iter().filter(|n| is_insert(n)) {
+            let direct = self.index.direct_deps(&node.name);
+            for e in &node.preds {
+                let from = &self.plan.nodes[e.from];
+                if is_insert(from)
+                    && (e.kind != EdgeKind::Dependency || direct.contains(&from.name))
+                {
+                    out.push((from.name.to_string(), node.name.to_string()));
                 }
             }
         }
-        Ok(preds)
+        out
     }
 
-    /// The heaviest path by `delay_ms` (ms, and its modules first to last).
-    pub fn longest_delay_path(&self, index: &ModDep) -> Result<(u64, Vec<String>), String> {
-        let preds = self.preds(index)?;
-        let mut best: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
-        fn visit(
-            n: &str,
-            spec: &Spec,
-            preds: &BTreeMap<String, Vec<String>>,
-            best: &mut BTreeMap<String, (u64, Option<String>)>,
-            depth: usize,
-        ) -> Result<u64, String> {
-            if let Some((c, _)) = best.get(n) {
-                return Ok(*c);
+    /// The heaviest path through the plan by `delay_ms` (ms, and its modules
+    /// first to last). Modules that are not inserted cost nothing.
+    pub fn longest_delay_path(&self) -> (u64, Vec<String>) {
+        let path = self.plan.critical_path(|n| {
+            if is_insert(n) {
+                delay_ms_of(&n.params) as f64
+            } else {
+                0.0
             }
-            if depth > 512 {
-                return Err(format!("cycle through {n}"));
-            }
-            let mut top = (0, None);
-            for p in preds.get(n).into_iter().flatten() {
-                let c = visit(p, spec, preds, best, depth + 1)?;
-                if c > top.0 || top.1.is_none() {
-                    top = (c, Some(p.clone()));
-                }
-            }
-            let cost = top.0 + spec.delay_ms(n);
-            best.insert(n.to_string(), (cost, top.1));
-            Ok(cost)
-        }
-        for n in preds.keys() {
-            visit(n, self, &preds, &mut best, 0)?;
-        }
-        let Some((end, (cost, _))) = best.iter().max_by_key(|(_, (c, _))| *c) else {
-            return Ok((0, Vec::new()));
-        };
-        let mut path = vec![end.clone()];
-        let mut cur = best.get(end).and_then(|(_, p)| p.clone());
-        while let Some(p) = cur {
-            cur = best.get(&p).and_then(|(_, q)| q.clone());
-            path.push(p);
-        }
-        path.reverse();
-        Ok((*cost, path))
+        });
+        let names = path
+            .nodes
+            .iter()
+            .map(|&i| self.plan.nodes[i].name.to_string())
+            .collect();
+        // A sum of whole milliseconds: exact in f64.
+        (path.cost.round() as u64, names)
     }
 }
 
@@ -146,48 +132,114 @@ impl Spec {
 mod tests {
     use super::*;
 
-    fn index() -> ModDep {
-        let mut m = ModDep::default();
-        for (n, d) in [
-            ("lib", vec![]),
-            ("a", vec!["lib"]),
-            ("b", vec![]),
-            ("c", vec![]),
-        ] {
-            m.modules.insert(
-                n.into(),
-                (format!("{n}.ko"), d.into_iter().map(String::from).collect()),
-            );
-        }
-        m
+    fn n(s: &str) -> ModuleName {
+        ModuleName::new(s).unwrap()
+    }
+
+    fn farm_index() -> DepIndex {
+        DepIndex::parse("lib.ko:\na.ko: lib.ko\nb.ko:\nc.ko:\nb-x.ko:\n", "", "", "").unwrap()
+    }
+
+    /// ext4 on a Debian-like index: transitive deps, a builtin one, and a
+    /// softdep alias with two candidates.
+    fn ext4_index() -> DepIndex {
+        DepIndex::parse(
+            "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
+             kernel/fs/jbd2/jbd2.ko:\nkernel/fs/mbcache.ko:\n\
+             kernel/crypto/crc32c_generic.ko:\nkernel/arch/x86/crypto/crc32c-intel.ko:\n",
+            "kernel/lib/crc16.ko\n",
+            "softdep ext4 pre: crypto-crc32c\n",
+            "alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n",
+        )
+        .unwrap()
+    }
+
+    fn ext4_spec() -> Spec {
+        let m = serde_json::json!({"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}]});
+        Spec::new(&m, ext4_index()).unwrap()
     }
 
     #[test]
-    fn reads_chains_and_params_from_both_places() {
-        let m = serde_json::json!({"chains":[{"name":"x","modules":["a",{"name":"b-x","params":"delay_ms=5"}]}],
+    fn reads_params_from_chain_entries_and_the_modules_section() {
+        let m = serde_json::json!({"version": 1,
+            "chains":[{"name":"x","modules":["a",{"name":"b-x","params":"delay_ms=5"}]}],
             "modules":{"lib":{"params":"delay_ms=7 other=1"}}});
-        let s = Spec::from_manifest(&m).unwrap();
-        assert_eq!(s.chains[0].1, vec!["a", "b_x"]);
-        assert_eq!(s.delay_ms("b_x"), 5);
-        assert_eq!(s.delay_ms("lib"), 7);
-        assert_eq!(s.delay_ms("a"), 0);
+        let s = Spec::new(&m, farm_index()).unwrap();
+        assert_eq!(s.delay_ms(&n("b_x")), 5);
+        assert_eq!(s.delay_ms(&n("lib")), 7);
+        assert_eq!(s.delay_ms(&n("a")), 0);
+        assert_eq!(s.delay_ms(&n("c")), 0);
+        let params: Vec<(String, &str)> = s.params().map(|(m, p)| (m.to_string(), p)).collect();
+        assert!(params.contains(&("lib".into(), "delay_ms=7 other=1")));
+        assert!(params.contains(&("b_x".into(), "delay_ms=5")));
+        assert_eq!(params.len(), 2);
     }
 
     #[test]
     fn longest_path_follows_deps_and_chain_order() {
         // chain1: a (10) then b (10); a needs lib (50). chain2: c (55).
-        let m = serde_json::json!({"chains":[
+        let m = serde_json::json!({"version": 1, "chains":[
             {"name":"1","modules":[{"name":"a","params":"delay_ms=10"},{"name":"b","params":"delay_ms=10"}]},
             {"name":"2","modules":[{"name":"c","params":"delay_ms=55"}]}],
             "modules":{"lib":{"params":"delay_ms=50"}}});
-        let s = Spec::from_manifest(&m).unwrap();
-        let (cost, path) = s.longest_delay_path(&index()).unwrap();
+        let s = Spec::new(&m, farm_index()).unwrap();
+        let (cost, path) = s.longest_delay_path();
         assert_eq!(cost, 70);
         assert_eq!(path, vec!["lib", "a", "b"]);
     }
 
     #[test]
-    fn a_manifest_without_chains_is_an_error() {
-        assert!(Spec::from_manifest(&serde_json::json!({"chains": 3})).is_err());
+    fn inserts_put_deps_and_softdeps_first_and_skip_builtins() {
+        let s = ext4_spec();
+        let names: Vec<String> = s.inserts().map(|(m, _)| m.to_string()).collect();
+        // crc16 is builtin; of the two crc32c candidates the plan takes the
+        // first by name, the generic one (it loads on any CPU, also TCG).
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert_eq!(names.last().map(String::as_str), Some("ext4"));
+        for m in ["crc32c_generic", "jbd2", "mbcache"] {
+            assert!(names.iter().any(|x| x == m), "{m} missing: {names:?}");
+        }
+        assert_eq!(s.module_files().last(), Some(&"kernel/fs/ext4/ext4.ko"));
+        assert_eq!(s.module_files().len(), 4);
+    }
+
+    #[test]
+    fn edges_are_direct_deps_softdeps_and_chain_order() {
+        let s = ext4_spec();
+        let mut edges = s.edges();
+        edges.sort();
+        let want: Vec<(String, String)> = [
+            ("crc32c_generic", "ext4"),
+            ("jbd2", "ext4"),
+            ("mbcache", "ext4"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(edges, want);
+        // A transitive dependency is not drawn; chain order is.
+        let idx =
+            DepIndex::parse("a.ko: b.ko c.ko\nb.ko: c.ko\nc.ko:\nd.ko:\n", "", "", "").unwrap();
+        let m = serde_json::json!({"version": 1, "chains": [{"name": "x", "modules": ["a", "d"]}]});
+        let mut edges = Spec::new(&m, idx).unwrap().edges();
+        edges.sort();
+        let want: Vec<(String, String)> = [("a", "d"), ("b", "a"), ("c", "b")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(edges, want);
+    }
+
+    #[test]
+    fn unknown_modules_and_bad_manifests_are_named() {
+        let m = serde_json::json!({"version": 1, "chains": [{"name": "x", "modules": ["nope"]}]});
+        let err = Spec::new(&m, farm_index()).unwrap_err();
+        assert!(err.contains("nope"), "{err}");
+        let err = Spec::new(
+            &serde_json::json!({"version": 1, "chains": 3}),
+            farm_index(),
+        )
+        .unwrap_err();
+        assert!(err.contains("chains"), "{err}");
     }
 }

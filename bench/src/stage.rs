@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::moddep::ModDep;
 use kmodinit_qemu::cpio::Cpio;
 
 /// Where busybox-static puts its binary on Debian.
@@ -53,15 +52,14 @@ impl Image {
         self.cpio.file(path, data, mode);
     }
 
-    /// Adds `modules` (names, with their dependency closure already in the
-    /// list) from `modules_root/lib/modules/release`, and a fresh depmod
+    /// Adds the module `files` (relative to `modules_root/lib/modules/release`,
+    /// their dependency closure already in the list), and a fresh depmod
     /// index for exactly those.
     pub fn add_modules(
         &mut self,
         modules_root: &Path,
         release: &str,
-        index: &ModDep,
-        modules: &[String],
+        files: &[&str],
         scratch: &Path,
     ) -> Result<(), String> {
         let src = modules_root.join("lib/modules").join(release);
@@ -69,13 +67,7 @@ impl Image {
         let _ = std::fs::remove_dir_all(&stage);
         let dst = stage.join("lib/modules").join(release);
         std::fs::create_dir_all(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
-        for name in modules {
-            let Some((rel, _)) = index.modules.get(name) else {
-                return Err(format!(
-                    "module {name}: not in {}/modules.dep",
-                    src.display()
-                ));
-            };
+        for rel in files {
             let to = dst.join(rel);
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent)

@@ -53,7 +53,7 @@ pub fn bars_from_report(report: &BootReport) -> Vec<Bar> {
                 None => m.chains.first()?.clone(),
             };
             Some(Bar {
-                name: m.name.clone(),
+                name: m.name.to_string(),
                 row,
                 group: m.chains.first().cloned().unwrap_or_default(),
                 start_ms: (start - origin) * 1000.0,
@@ -338,10 +338,16 @@ mod tests {
 
     #[test]
     fn bars_from_report_are_relative_to_load_start_and_skip_unrun_modules() {
-        let r = BootReport::from_json(
-            r#"{"boottime_load_start":2.0,"load":{"boottime_load_start":2.0,"modules":[
-            {"name":"a","state":"loaded","start":2.0,"end":2.5,"worker":1},
-            {"name":"b","state":"builtin"}]}}"#,
+        let r = crate::report::from_json(
+            r#"{"version":1,"boottime_init_start":1.0,"boottime_load_start":2.0,
+            "boottime_load_end":2.5,"boottime_exec":null,"cmdline":"","manifest":null,
+            "notes":[],"errors":[],"vm_hwm_kib":null,
+            "load":{"boottime_load_start":2.0,"boottime_load_end":2.5,"jobs":1,"wall_s":0.5,
+            "critical_path_s":0.5,"critical_path":["a"],"failed_required_chains":[],"modules":[
+            {"name":"a","state":"loaded","params":"","error":null,"blocked_by":null,
+             "start":2.0,"end":2.5,"worker":1,"chains":[]},
+            {"name":"b","state":"builtin","params":"","error":null,"blocked_by":null,
+             "start":null,"end":null,"worker":null,"chains":[]}]}}"#,
         )
         .unwrap();
         let bars = bars_from_report(&r);

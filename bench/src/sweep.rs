@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::cases::{self, Env, APPEND, DONE_SCRIPT};
-use crate::report::BootReport;
+use crate::report::{self, ReportFigures};
 use crate::stats::{secs, Series};
 
 /// One case's image and how to boot it.
@@ -149,7 +149,7 @@ fn boot_once(
         t.work.join(format!("console-{tag}.log")),
         boot.console.text(),
     );
-    let r = BootReport::from_value(value)?;
+    let r = report::from_value(value)?;
     if let Some(w) = r.load_wall_s() {
         cell.load.push(w);
     }

@@ -13,84 +13,12 @@ use modules_manifest::cmdline::MAX_CMDLINE_BYTES;
 use modules_manifest::manifest::MAX_JOBS;
 use modules_manifest::{KernelCmdline, ModuleName};
 
-/// The kernel's `isspace()` (lib/ctype.c): ASCII blanks and 0xA0.
-fn kspace(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0xa0)
-}
+// The kernel's `next_arg()` oracle, shared with the stable regression tests
+// (modules-manifest/tests/fuzz_regressions.rs).
+#[path = "../../modules-manifest/tests/support/kernel_next_arg.rs"]
+mod kernel_next_arg;
 
-/// lib/cmdline.c `next_arg()`, restated on bytes from the C source:
-/// returns (param, value) and the rest after trailing blanks.
-fn next_arg(args: &[u8]) -> ((&[u8], Option<&[u8]>), &[u8]) {
-    let (args, mut in_quote, quoted) = match args.first() {
-        Some(b'"') => (&args[1..], true, true),
-        _ => (args, false, false),
-    };
-    let mut equals = 0usize;
-    let mut i = 0;
-    while i < args.len() {
-        if kspace(args[i]) && !in_quote {
-            break;
-        }
-        if equals == 0 && args[i] == b'=' {
-            equals = i;
-        }
-        if args[i] == b'"' {
-            in_quote = !in_quote;
-        }
-        i += 1;
-    }
-    let mut end = i; // exclusive end of the argument text
-    let (param, value) = if equals == 0 {
-        if quoted && i > 0 && args[i - 1] == b'"' {
-            end = i - 1;
-        }
-        (&args[..end], None)
-    } else {
-        let mut v_start = equals + 1;
-        let mut v_end = i;
-        if args.get(v_start) == Some(&b'"') {
-            v_start += 1;
-            if i > 0 && args[i - 1] == b'"' {
-                v_end = i - 1;
-            }
-        }
-        if quoted && i > 0 && args[i - 1] == b'"' {
-            v_end = v_end.min(i - 1);
-        }
-        (&args[..equals], Some(&args[v_start.min(v_end)..v_end]))
-    };
-    let mut rest = if i < args.len() {
-        &args[i + 1..]
-    } else {
-        &[][..]
-    };
-    while let Some((&b, r)) = rest.split_first() {
-        if !kspace(b) {
-            break;
-        }
-        rest = r;
-    }
-    ((param, value), rest)
-}
-
-type Arg<'a> = (&'a [u8], Option<&'a [u8]>);
-
-fn split(line: &[u8]) -> Vec<Arg<'_>> {
-    let mut rest = line;
-    while let Some((&b, r)) = rest.split_first() {
-        if !kspace(b) {
-            break;
-        }
-        rest = r;
-    }
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (arg, r) = next_arg(rest);
-        out.push(arg);
-        rest = r;
-    }
-    out
-}
+use kernel_next_arg::{expected_params, split};
 
 fuzz_target!(|line: &str| {
     let c = KernelCmdline::parse(line);
@@ -133,40 +61,10 @@ fuzz_target!(|line: &str| {
     // after that split, is dropped with a warning naming its module.
     if line.len() <= MAX_CMDLINE_BYTES {
         let mut want: BTreeMap<ModuleName, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
-        for (param, value) in split(line.as_bytes()) {
-            if param == b"--" && value.is_none() {
-                break;
-            }
-            let Some(dot) = param.iter().position(|&b| b == b'.') else {
-                continue;
-            };
-            let (module, key) = (&param[..dot], &param[dot + 1..]);
-            let Ok(module) = std::str::from_utf8(module) else {
-                continue;
-            };
-            let blacklist = module == "modprobe"
-                && std::str::from_utf8(key).is_ok_and(|k| k.replace('-', "_") == "blacklist");
-            if key.is_empty() || blacklist || module == "kmodinit" {
-                continue;
-            }
-            let Ok(m) = ModuleName::new(module) else {
-                continue;
-            };
-            let kept = !key.iter().any(|&b| b == b'"' || kspace(b))
-                && std::str::from_utf8(key).is_ok()
-                && value.is_none_or(|v| std::str::from_utf8(v).is_ok());
-            if !kept {
-                assert!(
-                    c.warnings.iter().any(|w| w.contains(module)),
-                    "{module}.{:?} dropped without a warning naming it: {:?}",
-                    String::from_utf8_lossy(key),
-                    c.warnings
-                );
-                continue;
-            }
-            want.entry(m)
-                .or_default()
-                .push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        for (m, key, value) in
+            expected_params(line.as_bytes(), &c.warnings, |m| ModuleName::new(m).ok())
+        {
+            want.entry(m).or_default().push((key, value));
         }
         assert_eq!(
             got, want,

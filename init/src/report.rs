@@ -6,13 +6,13 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use modules_manifest::ModuleName;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The version of the report.json schema this build writes.
 pub const REPORT_VERSION: u32 = 1;
 
 /// What became of one plan node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleState {
     /// Inserted by this load.
@@ -42,7 +42,7 @@ impl ModuleState {
 }
 
 /// One plan node's outcome.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleReport {
     pub name: ModuleName,
     pub state: ModuleState,
@@ -72,7 +72,7 @@ impl ModuleReport {
 }
 
 /// A required chain that could not complete.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainFailure {
     pub chain: String,
     /// The module that failed (or was skipped) and stopped the chain.
@@ -81,7 +81,7 @@ pub struct ChainFailure {
 }
 
 /// The load phase.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadReport {
     /// One entry per plan node, in plan order.
     pub modules: Vec<ModuleReport>,
@@ -115,7 +115,7 @@ impl LoadReport {
 }
 
 /// The whole boot, written to `/run/kmodinit/report.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// [`REPORT_VERSION`].
     pub version: u32,

@@ -2,7 +2,7 @@
 //! reads (`CONFIG_RD_GZIP`, `CONFIG_RD_ZSTD`, `CONFIG_RD_XZ`; Debian enables
 //! all three).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// How the cpio archive is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -88,37 +88,49 @@ impl Compress {
             }
         }
     }
+
+    /// The inverse of [`Compress::compress`]: the whole decompressed data.
+    /// The kernel unpacks images itself; this is for checking and measuring
+    /// them on the host. An error if `data` is not in this format.
+    pub fn decompress(self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        match self {
+            Compress::None => out.extend_from_slice(data),
+            Compress::Gzip => {
+                flate2::read::GzDecoder::new(data).read_to_end(&mut out)?;
+            }
+            Compress::Zstd => out = zstd::decode_all(data)?,
+            Compress::Xz => {
+                xz2::read::XzDecoder::new(data).read_to_end(&mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The format of `data` by its magic number; [`Compress::None`] for
+    /// anything else (such as a plain cpio archive).
+    pub fn detect(data: &[u8]) -> Compress {
+        if data.starts_with(&[0x1f, 0x8b]) {
+            Compress::Gzip
+        } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compress::Zstd
+        } else if data.starts_with(b"\xFD7zXZ\0") {
+            Compress::Xz
+        } else {
+            Compress::None
+        }
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap (BRIEF)
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn sample() -> Vec<u8> {
         (0..200_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect()
-    }
-
-    fn decompress(c: Compress, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        match c {
-            Compress::None => out = bytes.to_vec(),
-            Compress::Gzip => {
-                flate2::read::GzDecoder::new(bytes)
-                    .read_to_end(&mut out)
-                    .unwrap();
-            }
-            Compress::Zstd => out = zstd::decode_all(bytes).unwrap(),
-            Compress::Xz => {
-                xz2::read::XzDecoder::new(bytes)
-                    .read_to_end(&mut out)
-                    .unwrap();
-            }
-        }
-        out
     }
 
     #[test]
@@ -128,11 +140,21 @@ mod tests {
             let a = c.compress(&data).unwrap();
             let b = c.compress(&data).unwrap();
             assert_eq!(a, b, "{}", c.name());
-            assert_eq!(decompress(c, &a), data, "{}", c.name());
+            assert_eq!(c.decompress(&a).unwrap(), data, "{}", c.name());
+            assert_eq!(Compress::detect(&a), c, "{}", c.name());
             if c != Compress::None {
                 assert!(a.len() < data.len() / 4, "{} did not compress", c.name());
             }
         }
+    }
+
+    #[test]
+    fn decompressing_the_wrong_format_is_an_error() {
+        let gz = Compress::Gzip.compress(b"hello").unwrap();
+        assert!(Compress::Zstd.decompress(&gz).is_err());
+        assert!(Compress::Xz.decompress(&gz).is_err());
+        assert!(Compress::Gzip.decompress(b"070701").is_err());
+        assert_eq!(Compress::detect(b"070701"), Compress::None);
     }
 
     #[test]

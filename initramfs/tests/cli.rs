@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use kmodinit_mkimage::compress::Compress;
 use kmodinit_mkimage::cpio::{self, Member};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kmodinit-mkimage");
@@ -146,20 +146,7 @@ fn failed(out: &Output) -> String {
 /// Decompresses by magic number, then parses the cpio with our reader.
 fn members(image: &Path) -> BTreeMap<String, Member> {
     let raw = fs::read(image).unwrap();
-    let mut cpio_bytes = Vec::new();
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut cpio_bytes)
-            .unwrap();
-    } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        cpio_bytes = zstd::decode_all(&raw[..]).unwrap();
-    } else if raw.starts_with(b"\xFD7zXZ\0") {
-        xz2::read::XzDecoder::new(&raw[..])
-            .read_to_end(&mut cpio_bytes)
-            .unwrap();
-    } else {
-        cpio_bytes = raw;
-    }
+    let cpio_bytes = Compress::detect(&raw).decompress(&raw).unwrap();
     cpio::read(&cpio_bytes)
         .unwrap()
         .into_iter()

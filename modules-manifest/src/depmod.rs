@@ -799,6 +799,29 @@ impl DepIndex {
         self.softdeps.get(name)
     }
 
+    /// The direct dependencies of a module, in `modules.dep` order.
+    /// `modules.dep` lists every module a module needs, directly or not; a
+    /// listed dependency is direct unless another listed dependency lists
+    /// it too (then it is only needed through that one). This is what a
+    /// dependency drawing shows; loading needs the full list
+    /// ([`ModuleEntry::deps`]). Empty for a module without a `modules.dep`
+    /// line.
+    pub fn direct_deps(&self, name: &ModuleName) -> Vec<ModuleName> {
+        let Some(entry) = self.modules.get(name) else {
+            return Vec::new();
+        };
+        entry
+            .deps
+            .iter()
+            .filter(|d| {
+                !entry.deps.iter().any(|other| {
+                    other != *d && self.modules.get(other).is_some_and(|o| o.deps.contains(d))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
     /// What `name_or_alias` means, in kmod's lookup order, stopping at the
     /// first source that knows it: a module of `modules.dep`, then a builtin
     /// module, then the modules whose `modules.alias` patterns match (sorted,
@@ -914,6 +937,26 @@ alias usb:v0B95p[1-7]*d* asix
         )
         .unwrap();
         assert_eq!(idx.module(&n("a")).unwrap().path, "updates/a.ko");
+    }
+
+    #[test]
+    fn direct_deps_leave_out_what_another_dependency_brings() {
+        // d needs c and b directly; c needs b and a (a through b); b needs a.
+        let idx = DepIndex::parse(
+            "d.ko: c.ko b.ko a.ko\nc.ko: b.ko a.ko\nb.ko: a.ko\na.ko:\ne.ko: b.ko a.ko\n",
+            "",
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(idx.direct_deps(&n("d")), vec![n("c")]);
+        assert_eq!(idx.direct_deps(&n("c")), vec![n("b")]);
+        assert_eq!(idx.direct_deps(&n("e")), vec![n("b")]);
+        assert!(idx.direct_deps(&n("a")).is_empty());
+        assert!(idx.direct_deps(&n("unknown")).is_empty());
+        // Two independent dependencies are both direct, in file order.
+        let idx = DepIndex::parse("x.ko: z.ko y.ko\ny.ko:\nz.ko:\n", "", "", "").unwrap();
+        assert_eq!(idx.direct_deps(&n("x")), vec![n("z"), n("y")]);
     }
 
     #[test]

@@ -27,116 +27,28 @@ fn regressions(target: &str, open: bool) -> Vec<PathBuf> {
     files
 }
 
-/// The kernel's `isspace()` (lib/ctype.c): ASCII blanks and 0xA0.
-fn kspace(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0xa0)
-}
+#[path = "support/kernel_next_arg.rs"]
+mod kernel_next_arg;
+
+use kernel_next_arg::{expected_params, split};
 
 type Arg = (Vec<u8>, Option<Vec<u8>>);
 
-/// The kernel's `next_arg()` (lib/cmdline.c) over a whole string, as
-/// `parse_args()` applies it both to the command line and to the parameter
-/// string given to `init_module`.
+/// The kernel's split of a parameter string, owned.
 fn kernel_split(line: &[u8]) -> Vec<Arg> {
-    let mut out = Vec::new();
-    let mut rest = line;
-    loop {
-        while rest.first().is_some_and(|&b| kspace(b)) {
-            rest = &rest[1..];
-        }
-        if rest.is_empty() {
-            return out;
-        }
-        let (args, mut in_quote, quoted) = match rest.first() {
-            Some(b'"') => (&rest[1..], true, true),
-            _ => (rest, false, false),
-        };
-        let mut equals = 0;
-        let mut i = 0;
-        while i < args.len() {
-            if kspace(args[i]) && !in_quote {
-                break;
-            }
-            if equals == 0 && args[i] == b'=' {
-                equals = i;
-            }
-            if args[i] == b'"' {
-                in_quote = !in_quote;
-            }
-            i += 1;
-        }
-        let closing = quoted && i > 0 && args[i - 1] == b'"';
-        if equals == 0 {
-            let end = if closing { i - 1 } else { i };
-            out.push((args[..end].to_vec(), None));
-        } else {
-            let mut start = equals + 1;
-            let mut end = i;
-            if args.get(start) == Some(&b'"') {
-                start += 1;
-                if args[i - 1] == b'"' {
-                    end = i - 1;
-                }
-            }
-            if closing {
-                end = end.min(i - 1);
-            }
-            out.push((
-                args[..equals].to_vec(),
-                Some(args[start.min(end)..end].to_vec()),
-            ));
-        }
-        rest = if i < args.len() { &args[i + 1..] } else { &[] };
-    }
-}
-
-/// Whether kmodinit hands a parameter with this kernel-split name and value
-/// to the module: a name that is empty or holds a blank or a quote, or a
-/// name or value that is not UTF-8 (the kernel split a character at 0xA0),
-/// is dropped with a warning instead.
-fn kept(key: &[u8], value: Option<&[u8]>) -> bool {
-    !key.is_empty()
-        && !key.iter().any(|&b| b == b'"' || kspace(b))
-        && std::str::from_utf8(key).is_ok()
-        && value.is_none_or(|v| std::str::from_utf8(v).is_ok())
+    split(line)
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+        .collect()
 }
 
 /// What the command line gives module `m` per the kernel's own splitting,
 /// and what kmodinit will hand to `init_module`, split the same way.
 fn cmdline_params(line: &str) -> Vec<(ModuleName, Arg, Vec<Arg>)> {
     let c = KernelCmdline::parse(line);
-    let mut want: Vec<(ModuleName, Arg)> = Vec::new();
-    for (param, value) in kernel_split(line.as_bytes()) {
-        if param == b"--" && value.is_none() {
-            break;
-        }
-        // The module name is ASCII-free of '.', so it is the bytes before
-        // the first '.' even when the rest is not UTF-8.
-        let Some(dot) = param.iter().position(|&b| b == b'.') else {
-            continue;
-        };
-        let (module, key) = (&param[..dot], &param[dot + 1..]);
-        let Ok(module) = std::str::from_utf8(module) else {
-            continue;
-        };
-        let blacklist = module == "modprobe" && key == b"blacklist";
-        if key.is_empty() || module == "kmodinit" || blacklist {
-            continue;
-        }
-        let Ok(m) = ModuleName::new(module) else {
-            continue;
-        };
-        if !kept(key, value.as_deref()) {
-            assert!(
-                c.warnings.iter().any(|w| w.contains(module)),
-                "{line:?}: {module}.{:?} dropped without a warning naming it: {:?}",
-                String::from_utf8_lossy(key),
-                c.warnings
-            );
-            continue;
-        }
-        want.push((m, (key.to_vec(), value)));
-    }
+    let want = expected_params(line.as_bytes(), &c.warnings, |m| ModuleName::new(m).ok())
+        .into_iter()
+        .map(|(m, k, v)| (m, (k, v)));
     let mut out = Vec::new();
     let mut next: std::collections::BTreeMap<ModuleName, usize> = Default::default();
     for (m, arg) in want {
