@@ -161,6 +161,28 @@ fn an_oversized_depmod_file_is_refused_naming_it() {
 }
 
 #[test]
+fn an_oversized_or_malformed_builtin_modinfo_is_refused_naming_it() {
+    let dir = std::env::temp_dir().join(format!("kmodinit-modinfo-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("modules.dep"), "kernel/a.ko:\n").unwrap();
+    let f = fs::File::create(dir.join("modules.builtin.modinfo")).unwrap();
+    f.set_len(MAX_INDEX_FILE_BYTES + 1).unwrap();
+    let big = DepIndex::load(&dir).unwrap_err().to_string();
+    fs::write(
+        dir.join("modules.builtin.modinfo"),
+        b"dh_generic.alias=crypto-dh\0etc/shadow.alias=x\0",
+    )
+    .unwrap();
+    let bad = DepIndex::load(&dir).unwrap_err().to_string();
+    fs::remove_dir_all(&dir).unwrap();
+    show("modules.builtin.modinfo > 64 MiB", &big);
+    assert!(big.contains("modules.builtin.modinfo"), "{big}");
+    assert!(big.contains("larger than"), "{big}");
+    show("modules.builtin.modinfo with a path as a module", &bad);
+    assert!(bad.contains("modules.builtin.modinfo:2: "), "{bad}");
+}
+
+#[test]
 fn an_oversized_command_line_is_cut_with_a_warning() {
     let mut line = String::from("root=/dev/vda1 ");
     while line.len() <= MAX_CMDLINE_BYTES {
