@@ -620,7 +620,7 @@ impl fmt::Display for RootWait {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RootWait::Forever => f.write_str("rootwait: no time limit"),
-            RootWait::Upto(d) => write!(f, "up to {:.1} s", d.as_secs_f64()),
+            RootWait::Upto(d) => write!(f, "up to {} s", crate::clock::Fixed(d.as_secs_f64(), 1)),
         }
     }
 }

@@ -91,8 +91,8 @@ impl fmt::Display for BootError {
             }
             BootError::RootNotFound { spec, waited } => write!(
                 f,
-                "root device {spec} not found after waiting {:.1} s",
-                waited.as_secs_f64()
+                "root device {spec} not found after waiting {} s",
+                crate::clock::Fixed(waited.as_secs_f64(), 1)
             ),
             BootError::SwitchRoot(e) => write!(f, "{e}"),
             BootError::NoInit { root, source } => {

@@ -811,7 +811,10 @@ fn log_outcome(plan: &Plan, id: usize, o: &Outcome) {
     };
     let error = o.error.as_deref().unwrap_or("");
     match o.state {
-        ModuleState::Loaded => log::info!("kmodinit: loaded {name} in {ms:.1} ms{params}"),
+        ModuleState::Loaded => log::info!(
+            "kmodinit: loaded {name} in {} ms{params}",
+            crate::clock::Fixed(ms, 1)
+        ),
         ModuleState::Already => log::info!("kmodinit: {name} was already loaded"),
         ModuleState::Builtin => log::info!("kmodinit: {name} is built into the kernel"),
         ModuleState::Skipped => log::warn!("kmodinit: skipped {name}: {error}"),

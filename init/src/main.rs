@@ -12,7 +12,7 @@ use kmodinit::blockdev::{self, BlockScanner, RealWaiter};
 use kmodinit::boot::{self, BootError, REPORT_PATH};
 use kmodinit::boot_config::{self, BootConfig};
 use kmodinit::cli::{self, HostCommand};
-use kmodinit::clock;
+use kmodinit::clock::{self, Fixed};
 use kmodinit::failure::{self, FailureAction};
 use kmodinit::handover::{self, InitCommand};
 use kmodinit::kernel::RealKernel;
@@ -208,11 +208,11 @@ fn load_modules(
     #[cfg(feature = "fault-injection")]
     let report = loader::load(&plan, &faults.kernel(RealKernel::new()), &opts);
     log::info!(
-        "loaded {} module(s) in {:.3} s with {} worker(s) (critical path {:.3} s)",
+        "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
         report.modules.len(),
-        report.wall_s,
+        Fixed(report.wall_s, 3),
         report.jobs,
-        report.critical_path_s
+        Fixed(report.critical_path_s, 3)
     );
     b.report.boottime_load_start = report.boottime_load_start;
     b.report.boottime_load_end = report.boottime_load_end;
@@ -250,9 +250,9 @@ fn switch_to_root(
         || scanner.find(&root.device),
         |t| {
             log::warn!(
-                "still waiting for root {} ({:.0} s)",
+                "still waiting for root {} ({} s)",
                 root.device,
-                t.as_secs_f64()
+                Fixed(t.as_secs_f64(), 0)
             )
         },
     )
