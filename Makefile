@@ -35,8 +35,8 @@ deps:
 # $(BPO_DIR)/apt): the system's apt setup and dpkg database are untouched,
 # nothing is installed. Extracted to $(BPO_DIR)/root (boot/vmlinuz-R,
 # lib/modules/R indexed by `depmod -b`). Idempotent: with the newest release
-# already extracted only `apt-get update` runs; offline, an extracted kernel
-# is kept with a warning.
+# already extracted only `apt-get update` runs; when the archive cannot be
+# read, an extracted kernel is kept with a warning.
 BPO_DIR   := $(BUILD)/bpo-kernel
 BPO_SUITE := deb http://deb.debian.org/debian bookworm-backports main
 BPO_META  := linux-image-cloud-amd64
@@ -47,15 +47,16 @@ bpo-kernel:
 	A=(-o Dir::Etc::sourcelist="$$d/apt/sources.list" -o Dir::Etc::sourceparts=- \
 	   -o Dir::State::Lists="$$d/apt/lists" -o Dir::Cache="$$d/apt/cache" \
 	   -o APT::Sandbox::User=root -q); \
-	have=$$(cat "$$d/release" 2>/dev/null || true); \
-	if ! apt-get "$${A[@]}" update >"$$d/apt/update.log" 2>&1; then \
+	have=$$(cat "$$d/release" 2>/dev/null || true); log="$$d/apt/update.log"; \
+	apt-get "$${A[@]}" update >"$$log" 2>&1 || true; \
+	pkg=$$(apt-cache "$${A[@]}" depends $(BPO_META) 2>>"$$log" \
+		| awk '$$1 == "Depends:" && $$2 ~ /^linux-image-[0-9]/ { print $$2; exit }' || true); \
+	if [ -z "$$pkg" ]; then \
 		if [ -n "$$have" ] && [ -f "$$d/root/lib/modules/$$have/modules.dep" ]; then \
-			echo "warning: apt-get update failed (see $$d/apt/update.log); keeping $(BPO_DIR): $$have"; exit 0; \
+			echo "warning: cannot resolve $(BPO_META) in bookworm-backports (see $$log); keeping $(BPO_DIR)/root: $$have"; exit 0; \
 		fi; \
-		cat "$$d/apt/update.log"; echo "error: cannot read bookworm-backports (see above)"; exit 1; \
+		cat "$$log"; echo "error: cannot resolve $(BPO_META) in bookworm-backports (apt output above)"; exit 1; \
 	fi; \
-	pkg=$$(apt-cache "$${A[@]}" depends $(BPO_META) | awk '$$1 == "Depends:" && $$2 ~ /^linux-image-[0-9]/ { print $$2; exit }'); \
-	[ -n "$$pkg" ] || { echo "error: $(BPO_META) in bookworm-backports depends on no linux-image-<release>"; exit 1; }; \
 	rel=$${pkg#linux-image-}; \
 	if [ "$$have" = "$$rel" ] && [ -f "$$d/root/lib/modules/$$rel/modules.dep" ] && [ -f "$$d/root/boot/vmlinuz-$$rel" ]; then \
 		echo "bookworm-backports kernel: $$rel (already in $(BPO_DIR)/root)"; exit 0; \
@@ -69,7 +70,7 @@ bpo-kernel:
 	rm -rf "$$d/root.new"; dpkg-deb -x "$$deb" "$$d/root.new"; \
 	depmod -b "$$d/root.new" "$$rel"; \
 	rm -rf "$$d/root"; mv "$$d/root.new" "$$d/root"; echo "$$rel" > "$$d/release"; \
-	echo "fetched $$(basename "$$deb") ($$(du -h "$$deb" | cut -f1)): $(BPO_DIR)/root/boot/vmlinuz-$$rel," \
+	echo "bookworm-backports kernel: $$(basename "$$deb") ($$(du -h "$$deb" | cut -f1)) extracted: $(BPO_DIR)/root/boot/vmlinuz-$$rel," \
 	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules in $(BPO_DIR)/root/lib/modules/$$rel"
 
 # The static PID 1. musl target; `file` must say "statically linked".
