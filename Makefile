@@ -11,7 +11,7 @@ MKIMAGE := target/release/kmodinit-mkimage
 DEB_PKGS := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static \
             e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc
 
-.PHONY: all deps init init-faults mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+.PHONY: all deps bpo-kernel init init-faults mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init mkimage
@@ -25,6 +25,53 @@ deps:
 	else echo "Debian packages: all present"; fi
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+	@$(MAKE) --no-print-directory bpo-kernel
+
+# A second kernel for tests/tests/kernel_decompress.rs: the newest cloud
+# kernel of bookworm-backports (6.12 today), whose CONFIG_MODULE_DECOMPRESS
+# lets finit_module decompress its .ko.xz modules. Resolved through the
+# metapackage, so a version bump in the archive needs no edit here. Fetched
+# with a private apt configuration (sources, lists, cache all under
+# $(BPO_DIR)/apt): the system's apt setup and dpkg database are untouched,
+# nothing is installed. Extracted to $(BPO_DIR)/root (boot/vmlinuz-R,
+# lib/modules/R indexed by `depmod -b`). Idempotent: with the newest release
+# already extracted only `apt-get update` runs; when the archive cannot be
+# read, an extracted kernel is kept with a warning.
+BPO_DIR   := $(BUILD)/bpo-kernel
+BPO_SUITE := deb http://deb.debian.org/debian bookworm-backports main
+BPO_META  := linux-image-cloud-amd64
+bpo-kernel:
+	@set -euo pipefail; d="$(abspath $(BPO_DIR))"; \
+	mkdir -p "$$d/apt/lists/partial" "$$d/apt/cache/archives/partial" "$$d/debs"; \
+	echo '$(BPO_SUITE)' > "$$d/apt/sources.list"; \
+	A=(-o Dir::Etc::sourcelist="$$d/apt/sources.list" -o Dir::Etc::sourceparts=- \
+	   -o Dir::State::Lists="$$d/apt/lists" -o Dir::Cache="$$d/apt/cache" \
+	   -o APT::Sandbox::User=root -q); \
+	have=$$(cat "$$d/release" 2>/dev/null || true); log="$$d/apt/update.log"; \
+	apt-get "$${A[@]}" update >"$$log" 2>&1 || true; \
+	pkg=$$(apt-cache "$${A[@]}" depends $(BPO_META) 2>>"$$log" \
+		| awk '$$1 == "Depends:" && $$2 ~ /^linux-image-[0-9]/ { print $$2; exit }' || true); \
+	if [ -z "$$pkg" ]; then \
+		if [ -n "$$have" ] && [ -f "$$d/root/lib/modules/$$have/modules.dep" ]; then \
+			echo "warning: cannot resolve $(BPO_META) in bookworm-backports (see $$log); keeping $(BPO_DIR)/root: $$have"; exit 0; \
+		fi; \
+		cat "$$log"; echo "error: cannot resolve $(BPO_META) in bookworm-backports (apt output above)"; exit 1; \
+	fi; \
+	rel=$${pkg#linux-image-}; \
+	if [ "$$have" = "$$rel" ] && [ -f "$$d/root/lib/modules/$$rel/modules.dep" ] && [ -f "$$d/root/boot/vmlinuz-$$rel" ]; then \
+		echo "bookworm-backports kernel: $$rel (already in $(BPO_DIR)/root)"; exit 0; \
+	fi; \
+	deb=$$(ls "$$d/debs/$${pkg}_"*.deb 2>/dev/null | head -1 || true); \
+	if [ -z "$$deb" ]; then \
+		rm -f "$$d/debs/"*.deb; \
+		(cd "$$d/debs" && apt-get "$${A[@]}" download "$$pkg"); \
+		deb=$$(ls "$$d/debs/$${pkg}_"*.deb | head -1); \
+	fi; \
+	rm -rf "$$d/root.new"; dpkg-deb -x "$$deb" "$$d/root.new"; \
+	depmod -b "$$d/root.new" "$$rel"; \
+	rm -rf "$$d/root"; mv "$$d/root.new" "$$d/root"; echo "$$rel" > "$$d/release"; \
+	echo "bookworm-backports kernel: $$(basename "$$deb") ($$(du -h "$$deb" | cut -f1)) extracted: $(BPO_DIR)/root/boot/vmlinuz-$$rel," \
+	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules in $(BPO_DIR)/root/lib/modules/$$rel"
 
 # The static PID 1. musl target; `file` must say "statically linked".
 init:

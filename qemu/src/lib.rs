@@ -20,4 +20,4 @@ pub use error::run as run_command;
 pub use error::HarnessError;
 pub use kernel::HostKernel;
 pub use rootfs::RealInitRoot;
-pub use vm::{scratch_dir, Boot, End, Vm};
+pub use vm::{scratch_dir, Boot, End, Vm, CPU_WITHOUT_CX16};

@@ -1,7 +1,7 @@
 //! Group 5: the demo's real modules recompressed as `.ko.xz`, `.ko.zst`,
 //! `.ko.gz` in a staged tree (depmod-indexed) still boot to the real init.
 //! The Debian 6.1 kernel has no in-kernel decompression, so this proves the
-//! user-space fallback.
+//! user-space fallback (and that the boot log says so once).
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -67,6 +67,19 @@ fn boot_compressed(how: Recompress) {
         "the real init did not finish; tail:\n{}",
         c.tail(40)
     );
+    // The path this kernel takes, said once; tests/kernel_decompress.rs pins
+    // the other one.
+    assert_eq!(
+        c.count(
+            "kmodinit: the kernel does not decompress modules itself \
+             (/sys/module/compression absent or empty): \
+             compressed modules are decompressed in user space"
+        ),
+        1,
+        "tail:\n{}",
+        c.tail(40)
+    );
+    assert!(!c.contains("modules itself (/sys/module/compression)"));
     assert_eq!(c.real_init().map(|i| i.pid), Some(1));
     let report = c.report().unwrap_or_else(|e| panic!("{e}"));
     for m in DEMO_MODULES {

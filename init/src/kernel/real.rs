@@ -74,9 +74,13 @@ impl RealKernel {
             .get_or_init(|| {
                 // Absent on kernels without CONFIG_MODULE_DECOMPRESS: that
                 // simply means "decompress in user space".
-                std::fs::read_to_string(&self.compression_file)
-                    .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                    .unwrap_or_default()
+                let formats = std::fs::read_to_string(&self.compression_file)
+                    .map(|s| parse_formats(&s))
+                    .unwrap_or_default();
+                // Once per boot, and only when a compressed module is
+                // loaded: which path the boot takes, for whoever reads the log.
+                log::info!("{}", formats_message(&self.compression_file, &formats));
+                formats
             })
             .iter()
             .any(|f| f == name)
@@ -117,8 +121,11 @@ impl Kernel for RealKernel {
         if self.kernel_decompresses(req.compression) {
             match finit_module(&file, &params, MODULE_INIT_COMPRESSED_FILE) {
                 // The kernel refused the flag or the format after all: fall
-                // back to user space like kmod does.
-                Err(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS) => {}
+                // back to user space like kmod does, and say so (it costs
+                // boot time, and it means /sys/module/compression lied).
+                Err(errno @ (libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS)) => {
+                    log::warn!("{}", fallback_message(req, errno));
+                }
                 r => return finish(r, "finit_module", req),
             }
             let file = open(req.path)?;
@@ -126,6 +133,41 @@ impl Kernel for RealKernel {
         }
         self.insert_decompressed(req, file, &params)
     }
+}
+
+/// The format names in the text of `/sys/module/compression` (`xz\n`).
+fn parse_formats(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The boot-log line saying who decompresses modules, given the formats
+/// read from `file` (none: the file is absent or empty).
+fn formats_message(file: &Path, formats: &[String]) -> String {
+    if formats.is_empty() {
+        format!(
+            "the kernel does not decompress modules itself ({} absent or empty): \
+             compressed modules are decompressed in user space",
+            file.display()
+        )
+    } else {
+        format!(
+            "the kernel decompresses {} modules itself ({})",
+            formats.join("/"),
+            file.display()
+        )
+    }
+}
+
+/// The warning when `finit_module(MODULE_INIT_COMPRESSED_FILE)` fails with
+/// `errno` and the module is decompressed in user space instead.
+fn fallback_message(req: &InsertRequest<'_>, errno: i32) -> String {
+    format!(
+        "{}: finit_module refused to decompress {} in the kernel ({}); \
+         decompressing it in user space",
+        req.name.as_str(),
+        req.path.display(),
+        super::errno_name(errno)
+    )
 }
 
 fn open(path: &Path) -> Result<File, InsertError> {
@@ -284,6 +326,42 @@ mod tests {
             *slots.free.lock().unwrap_or_else(PoisonError::into_inner),
             2
         );
+    }
+
+    #[test]
+    fn formats_are_parsed_and_named_in_the_boot_log() {
+        let file = Path::new("/sys/module/compression");
+        assert_eq!(parse_formats("xz\n"), ["xz"]);
+        assert_eq!(parse_formats(" zstd  xz \n"), ["zstd", "xz"]);
+        assert!(parse_formats("\n").is_empty());
+        assert_eq!(
+            formats_message(file, &parse_formats("xz\n")),
+            "the kernel decompresses xz modules itself (/sys/module/compression)"
+        );
+        let none = formats_message(file, &[]);
+        assert!(
+            none.contains("/sys/module/compression absent or empty"),
+            "{none}"
+        );
+        assert!(none.contains("decompressed in user space"), "{none}");
+    }
+
+    #[test]
+    fn the_fallback_warning_names_module_file_and_errno() {
+        let name =
+            modules_manifest::ModuleName::new("virtio_blk").unwrap_or_else(|e| panic!("{e}"));
+        let path = Path::new("/lib/modules/r/kernel/virtio_blk.ko.xz");
+        let req = InsertRequest {
+            name: &name,
+            path,
+            compression: Compression::Xz,
+            params: "",
+        };
+        let w = fallback_message(&req, libc::EOPNOTSUPP);
+        assert!(w.starts_with("virtio_blk: "), "{w}");
+        assert!(w.contains("/lib/modules/r/kernel/virtio_blk.ko.xz"), "{w}");
+        assert!(w.contains("EOPNOTSUPP"), "{w}");
+        assert!(w.contains("user space"), "{w}");
     }
 
     #[test]
