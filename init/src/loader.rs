@@ -354,9 +354,11 @@ impl<'env, K: Kernel> Workers<'env> for Threads<'_, 'env, K> {
         drop(work);
         // Join them all (no short cut at the first panic: the scope would
         // re-raise the panic of a worker left unjoined).
-        handles
-            .into_iter()
-            .fold(false, |panicked, h| h.join().is_err() || panicked)
+        let mut panicked = false;
+        for h in handles {
+            panicked |= h.join().is_err();
+        }
+        panicked
     }
 }
 

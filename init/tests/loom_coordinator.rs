@@ -132,11 +132,12 @@ struct Case {
     faults: LoomFaults,
     /// How many workers the on-demand pool must start (the report's `jobs`).
     workers: usize,
-    /// Preemptions loom explores per interleaving: every interleaving with
-    /// at most this many forced thread switches. Picked so that `make loom`
-    /// takes minutes on two shared cores (the counts are in the test names'
-    /// output).
-    preemption_bound: usize,
+    /// loom explores every interleaving with at most this many preemptions
+    /// (forced thread switches); `None`: every interleaving. Each case's
+    /// bound is the deepest that keeps it within about a minute on two
+    /// shared cores (all cases: about 3 minutes, 2 million interleavings;
+    /// `make loom` prints the count of each).
+    preemption_bound: Option<usize>,
 }
 
 fn check(name: &str, case: Case) {
@@ -158,7 +159,7 @@ fn check(name: &str, case: Case) {
     // loom's own LOOM_MAX_PREEMPTIONS (read by `Builder::new`) overrides the
     // case's bound, to explore deeper by hand.
     if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
-        builder.preemption_bound = Some(case.preemption_bound);
+        builder.preemption_bound = case.preemption_bound;
     }
     builder.check(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -283,7 +284,7 @@ fn three_roots() -> Plan {
     b.build()
 }
 
-fn softdep_fails(jobs: usize, workers: usize, preemption_bound: usize) -> Case {
+fn softdep_fails(jobs: usize, workers: usize, preemption_bound: Option<usize>) -> Case {
     Case {
         plan: shared_dep_with_softdep(),
         outcomes: vec![("m2", FakeOutcome::Fail(ENODEV))],
@@ -296,18 +297,21 @@ fn softdep_fails(jobs: usize, workers: usize, preemption_bound: usize) -> Case {
 
 #[test]
 fn inline_pool_of_one() {
-    check("inline_pool_of_one", softdep_fails(1, 1, 3));
+    check("inline_pool_of_one", softdep_fails(1, 1, None));
 }
 
 #[test]
 fn softdep_failure_two_workers() {
-    check("softdep_failure_two_workers", softdep_fails(2, 2, 3));
+    check("softdep_failure_two_workers", softdep_fails(2, 2, Some(3)));
 }
 
 /// The width allows 3, but never are 3 jobs out at once: 2 are started.
 #[test]
 fn softdep_failure_three_allowed() {
-    check("softdep_failure_three_allowed", softdep_fails(3, 2, 2));
+    check(
+        "softdep_failure_three_allowed",
+        softdep_fails(3, 2, Some(2)),
+    );
 }
 
 /// The shared dependency's kernel call panics: its dependents, and the
@@ -320,7 +324,7 @@ fn panicking_shared_dependency() {
         jobs: 2,
         faults: LoomFaults::default(),
         workers: 1,
-        preemption_bound: 3,
+        preemption_bound: None,
     };
     check("panicking_shared_dependency", case);
 }
@@ -337,12 +341,12 @@ fn diamond_with_failure() {
         jobs: 2,
         faults: LoomFaults::default(),
         workers: 2,
-        preemption_bound: 2,
+        preemption_bound: Some(4),
     };
     check("diamond_with_failure", case);
 }
 
-fn three_roots_case(jobs: usize, faults: LoomFaults, workers: usize, bound: usize) -> Case {
+fn three_roots_case(jobs: usize, faults: LoomFaults, workers: usize, bound: Option<usize>) -> Case {
     Case {
         plan: three_roots(),
         outcomes: vec![
@@ -358,14 +362,14 @@ fn three_roots_case(jobs: usize, faults: LoomFaults, workers: usize, bound: usiz
 
 #[test]
 fn three_workers_started_on_demand() {
-    let case = three_roots_case(3, LoomFaults::default(), 3, 1);
+    let case = three_roots_case(3, LoomFaults::default(), 3, Some(2));
     check("three_workers_started_on_demand", case);
 }
 
 /// Three ready jobs, two workers: the third waits in the queue.
 #[test]
 fn limit_of_two_with_three_ready() {
-    let case = three_roots_case(2, LoomFaults::default(), 2, 2);
+    let case = three_roots_case(2, LoomFaults::default(), 2, Some(3));
     check("limit_of_two_with_three_ready", case);
 }
 
@@ -376,13 +380,16 @@ fn second_spawn_fails() {
         spawn_fails_from: Some(1),
         ..LoomFaults::default()
     };
-    check("second_spawn_fails", three_roots_case(3, faults, 1, 3));
+    check(
+        "second_spawn_fails",
+        three_roots_case(3, faults, 1, Some(6)),
+    );
 }
 
 /// No thread can be started: the coordinator's thread makes every call.
 #[test]
 fn no_spawn_runs_inline() {
-    let mut case = softdep_fails(2, 1, 3);
+    let mut case = softdep_fails(2, 1, None);
     case.faults.spawn_fails_from = Some(0);
     check("no_spawn_runs_inline", case);
 }
@@ -395,5 +402,8 @@ fn every_worker_ended() {
         workers_die: true,
         ..LoomFaults::default()
     };
-    check("every_worker_ended", three_roots_case(3, faults, 3, 2));
+    check(
+        "every_worker_ended",
+        three_roots_case(3, faults, 3, Some(3)),
+    );
 }

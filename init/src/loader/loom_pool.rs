@@ -163,8 +163,10 @@ impl<K: Kernel + Send + 'static> Workers<'static> for LoomWorkers<K> {
 
     fn close(self) -> bool {
         self.jobs.close();
-        self.handles
-            .into_iter()
-            .fold(false, |panicked, h| h.join().is_err() || panicked)
+        let mut panicked = false;
+        for h in self.handles {
+            panicked |= h.join().is_err();
+        }
+        panicked
     }
 }
