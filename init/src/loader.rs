@@ -216,7 +216,7 @@ struct Done {
 trait Dispatch<'p> {
     /// Hands `job` to a worker; gives it back if no worker can take it.
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
-    /// The next completion; `None` when none can come any more.
+    /// The next completion; `None` when waiting for one could last forever.
     fn recv(&mut self) -> Option<Done>;
 }
 
@@ -230,8 +230,9 @@ trait Workers<'p> {
     /// Queues `job` for the started workers; gives it back if none can ever
     /// take it.
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
-    /// Waits for the next completion; `None` once every started worker has
-    /// ended (none can come any more).
+    /// Waits for the next completion; `None` once a worker has ended before
+    /// the pool closed: it died, and whatever job it held will never be
+    /// answered.
     fn recv(&mut self) -> Option<Done>;
     /// Closes the job queue (every worker ends after its current job) and
     /// joins every worker; true if one of them panicked.
@@ -332,14 +333,18 @@ impl<'env, K: Kernel> Workers<'env> for Threads<'_, 'env, K> {
 
     fn recv(&mut self) -> Option<Done> {
         // The pool keeps a completion sender (to hand to workers it starts
-        // later), so the channel never disconnects by itself: if every
-        // worker is gone (which only a loader bug could cause: the kernel
-        // call is behind catch_unwind), stop waiting instead of hanging PID 1.
+        // later), so the channel never disconnects by itself. A worker only
+        // ends when the pool closes; one that ended before died (which only
+        // a loader bug could cause: the kernel call is behind catch_unwind)
+        // with a job whose answer will never come, and which one is unknown:
+        // stop waiting instead of hanging PID 1. Not only once every worker
+        // is gone: the live ones may all be idle, waiting for jobs that the
+        // coordinator only sends after that answer (loom found that hang).
         loop {
             match self.done.recv_timeout(WORKER_CHECK) {
                 Ok(d) => return Some(d),
                 Err(channel::RecvTimeoutError::Timeout) => {
-                    if self.handles.iter().all(|h| h.is_finished()) {
+                    if self.handles.iter().any(|h| h.is_finished()) {
                         return None;
                     }
                 }
@@ -713,7 +718,10 @@ impl<'g> Run<'g> {
                     self.pending_finish(plan, d.id, o);
                 }
                 None => {
-                    // All workers exited: whatever is in flight is lost.
+                    // A worker died (a loader bug): an answer will never
+                    // come, and which is unknown. Fail what is undecided
+                    // rather than wait; the live workers may still run what
+                    // was queued before the pool closes.
                     self.fail_stuck(plan);
                     break;
                 }

@@ -8,8 +8,9 @@
 //! (hence the `'static` plan and the `Arc` kernel), and queues built from
 //! loom's `Mutex` and `Condvar` with the semantics the real pool gets from
 //! crossbeam (a send never blocks; a worker waits for a job until the pool
-//! closes; the coordinator waits for a completion until every started
-//! worker has ended). Compiled only under `--cfg loom`.
+//! closes; the coordinator waits for a completion until a worker has
+//! ended, which before the pool closes means it died). Compiled only under
+//! `--cfg loom`.
 
 use std::collections::VecDeque;
 use std::sync::PoisonError;
@@ -25,14 +26,15 @@ pub struct LoomFaults {
     /// Starting worker number `n` or any later one fails, as thread creation
     /// can when early boot is short of memory.
     pub spawn_fails_from: Option<usize>,
-    /// Every worker ends with the first job it takes, without running or
-    /// answering it: a worker that died outside `catch_unwind` (a loader
-    /// bug), so that the coordinator's "every worker ended" path runs.
-    pub workers_die: bool,
+    /// Worker number `n` and every later one ends with the first job it
+    /// takes, without running or answering it: a worker that died outside
+    /// `catch_unwind` (a loader bug), so that the coordinator's "a worker
+    /// ended" path runs, with the other workers alive or not.
+    pub workers_die_from: Option<usize>,
 }
 
-/// An unbounded queue. `pop` waits until there is a value or nobody keeps
-/// the queue open any more (`open` counts who may still push).
+/// An unbounded queue. `pop` waits until there is a value or the queue is
+/// closed.
 struct Queue<T> {
     state: Mutex<QueueState<T>>,
     ready: Condvar,
@@ -40,15 +42,15 @@ struct Queue<T> {
 
 struct QueueState<T> {
     items: VecDeque<T>,
-    open: usize,
+    open: bool,
 }
 
 impl<T> Queue<T> {
-    fn new(open: usize) -> Arc<Self> {
+    fn new() -> Arc<Self> {
         Arc::new(Queue {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
-                open,
+                open: true,
             }),
             ready: Condvar::new(),
         })
@@ -69,32 +71,25 @@ impl<T> Queue<T> {
             if let Some(v) = s.items.pop_front() {
                 return Some(v);
             }
-            if s.open == 0 {
+            if !s.open {
                 return None;
             }
             s = self.ready.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
     }
 
-    fn open(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .open += 1;
-    }
-
     fn close(&self) {
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .open -= 1;
+            .open = false;
         // Every waiter must see it: several workers may wait for a job.
         self.ready.notify_all();
     }
 }
 
-/// Closes the completion queue for its worker when the worker ends, however
-/// it ends: what `is_finished` on the real pool's handles observes.
+/// Closes the completion queue when its worker ends, however it ends: what
+/// `is_finished` on the real pool's handles observes.
 struct Ended(Arc<Queue<Done>>);
 
 impl Drop for Ended {
@@ -106,9 +101,9 @@ impl Drop for Ended {
 /// [`Workers`] on loom threads.
 pub(super) struct LoomWorkers<K> {
     kernel: std::sync::Arc<K>,
-    /// Open (1) until the pool closes.
+    /// Open until the pool closes.
     jobs: Arc<Queue<Job<'static>>>,
-    /// Open once per started worker that has not ended.
+    /// Open until a worker ends.
     done: Arc<Queue<Done>>,
     handles: Vec<JoinHandle<()>>,
     faults: LoomFaults,
@@ -118,8 +113,8 @@ impl<K> LoomWorkers<K> {
     pub(super) fn new(kernel: std::sync::Arc<K>, faults: LoomFaults) -> Self {
         LoomWorkers {
             kernel,
-            jobs: Queue::new(1),
-            done: Queue::new(0),
+            jobs: Queue::new(),
+            done: Queue::new(),
             handles: Vec::new(),
             faults,
         }
@@ -133,11 +128,8 @@ impl<K: Kernel + Send + 'static> Workers<'static> for LoomWorkers<K> {
         }
         let kernel = self.kernel.clone();
         let jobs = self.jobs.clone();
-        // Opened here, on the coordinator's thread, so that it never sees
-        // "every worker ended" while this one is starting.
-        self.done.open();
         let ended = Ended(self.done.clone());
-        let dies = self.faults.workers_die;
+        let dies = self.faults.workers_die_from.is_some_and(|n| worker >= n);
         self.handles.push(loom::thread::spawn(move || {
             if dies {
                 drop(jobs.pop());
