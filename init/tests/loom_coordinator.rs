@@ -135,7 +135,7 @@ struct Case {
     /// loom explores every interleaving with at most this many preemptions
     /// (forced thread switches); `None`: every interleaving. Each case's
     /// bound is the deepest that keeps it within about a minute on two
-    /// shared cores (all cases: about 3 minutes, 2 million interleavings;
+    /// shared cores (all cases: 2.5 minutes, 1.7 million interleavings;
     /// `make loom` prints the count of each).
     preemption_bound: Option<usize>,
 }
