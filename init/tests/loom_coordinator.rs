@@ -134,9 +134,9 @@ struct Case {
     workers: usize,
     /// loom explores every interleaving with at most this many preemptions
     /// (forced thread switches); `None`: every interleaving. Each case's
-    /// bound keeps it within about a minute on two
-    /// shared cores (all cases: 2.5 minutes, 1.7 million interleavings;
-    /// `make loom` prints the count of each).
+    /// bound keeps it within about a minute on two shared cores (all cases:
+    /// 2.5 minutes, 1.7 million interleavings; `make loom` prints the count
+    /// of each).
     preemption_bound: Option<usize>,
 }
 
