@@ -148,6 +148,9 @@ fuzz: fuzz-deps
 fuzz-smoke: fuzz-deps
 	fuzz/run.sh 20
 
-# Every interleaving of the loader coordinator's protocol (init/tests/loom_coordinator.rs).
+# loom runs the loader's real coordinator, on-demand pool and worker code in
+# every interleaving (up to a preemption bound per case) of small plans
+# (init/tests/loom_coordinator.rs; ~3 minutes on 2 cores). Prints how many
+# interleavings each case explored; LOOM_MAX_PREEMPTIONS=N explores deeper.
 loom:
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p kmodinit --test loom_coordinator -- --test-threads 1
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p kmodinit --test loom_coordinator -- --test-threads 1 --nocapture

@@ -78,6 +78,59 @@ pub fn available_cpus() -> usize {
 /// plan (a predecessor id that is out of range or not smaller than the
 /// node's own id fails that node). Logs one line per module.
 pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadReport {
+    load_on(plan, opts, kernel, |run, jobs| {
+        // std's scope joins every worker before it returns; `Threads::close`
+        // joins them first so that a worker panic is counted rather than
+        // re-raised by the scope.
+        std::thread::scope(|scope| {
+            let (work, work_rx) = channel::unbounded::<Job<'_>>();
+            let (done_tx, done) = channel::unbounded::<Done>();
+            let threads = Threads {
+                scope,
+                kernel,
+                handles: Vec::with_capacity(jobs),
+                work,
+                work_rx,
+                done_tx,
+                done,
+            };
+            run_pool(run, plan, opts, kernel, jobs, threads)
+        })
+    })
+}
+
+/// Loads `plan` as [`load`] does, with worker threads started by `loom`, so
+/// that `loom` explores every interleaving of the real coordinator, pool and
+/// worker code (`tests/loom_coordinator.rs`). `faults` injects what the
+/// machine or a loader bug can do to the workers. Only under `--cfg loom`,
+/// inside a loom model.
+#[cfg(loom)]
+pub fn load_on_loom<K: Kernel + Send + 'static>(
+    plan: &'static Plan,
+    kernel: std::sync::Arc<K>,
+    opts: &LoaderOptions,
+    faults: LoomFaults,
+) -> LoadReport {
+    load_on(plan, opts, &*kernel, |run, jobs| {
+        let workers = loom_pool::LoomWorkers::new(kernel.clone(), faults);
+        run_pool(run, plan, opts, &*kernel, jobs, workers)
+    })
+}
+
+#[cfg(loom)]
+mod loom_pool;
+#[cfg(loom)]
+pub use loom_pool::LoomFaults;
+
+/// The load around the pool: picks the pool width, runs the coordinator on
+/// `pool` (given the width; it answers how many workers it used), inline or
+/// without a pool when fewer than two workers would do, and reports.
+fn load_on<K: Kernel>(
+    plan: &Plan,
+    opts: &LoaderOptions,
+    kernel: &K,
+    pool: impl FnOnce(&mut Run<'_>, usize) -> usize,
+) -> LoadReport {
     let boottime_load_start = boottime();
     let graph = Graph::new(plan);
     let requested = if opts.jobs == 0 {
@@ -91,46 +144,16 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
         .max(usize::from(graph.inserts > 0));
 
     let mut run = Run::new(plan, &graph);
-    let mut workers = jobs;
-    if jobs > 1 {
-        // std's scope joins every worker before it returns. The handles are
-        // joined explicitly so that a worker panic is counted here rather
-        // than re-raised by the scope.
-        let panicked = std::thread::scope(|scope| {
-            let (work_tx, work_rx) = channel::unbounded::<Job<'_>>();
-            let (done_tx, done_rx) = channel::unbounded::<Done>();
-            let mut pool = Threads {
-                scope,
-                kernel,
-                limit: jobs,
-                spawned: 0,
-                handles: Vec::with_capacity(jobs),
-                busy: 0,
-                work: work_tx,
-                work_rx,
-                done_tx,
-                done: done_rx,
-                inline: std::collections::VecDeque::new(),
-            };
-            run.coordinate(plan, opts, &mut pool);
-            workers = pool.spawned.max(1);
-            // Closing the work channel ends every worker; they are joined
-            // here so a worker panic is counted rather than re-raised.
-            let handles = pool.close();
-            handles.into_iter().any(|h| h.join().is_err())
-        });
-        if panicked {
-            // Workers catch panics around the kernel call; anything else
-            // panicking is a loader bug. The coordinator already accounted
-            // for every node it could not get a completion for.
-            log::error!("kmodinit: a loader worker panicked outside a module insertion");
-        }
+    let workers = if jobs > 1 {
+        pool(&mut run, jobs)
     } else if jobs == 1 {
         // One worker: the calling thread is that worker, no thread needed.
         run.coordinate(plan, opts, &mut Inline::new(kernel));
+        1
     } else {
         run.settle_without_pool(plan);
-    }
+        0
+    };
     let boottime_load_end = boottime();
     run.into_report(
         plan,
@@ -139,6 +162,36 @@ pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadRep
         boottime_load_start,
         boottime_load_end,
     )
+}
+
+/// Runs the coordinator on a pool of at most `jobs` workers started on
+/// demand from `workers`, then closes it and joins every worker. Returns how
+/// many workers ran kernel calls (1 when none could be started: then the
+/// coordinator's own thread made them).
+fn run_pool<'p, K: Kernel, W: Workers<'p>>(
+    run: &mut Run<'_>,
+    plan: &'p Plan,
+    opts: &LoaderOptions,
+    kernel: &K,
+    jobs: usize,
+    workers: W,
+) -> usize {
+    let mut pool = OnDemand {
+        workers,
+        kernel,
+        limit: jobs,
+        spawned: 0,
+        busy: 0,
+        inline: std::collections::VecDeque::new(),
+    };
+    run.coordinate(plan, opts, &mut pool);
+    if pool.workers.close() {
+        // Workers catch panics around the kernel call; anything else
+        // panicking is a loader bug. The coordinator already accounted for
+        // every node it could not get a completion for.
+        log::error!("kmodinit: a loader worker panicked outside a module insertion");
+    }
+    pool.spawned.max(1)
 }
 
 /// One node a worker should insert.
@@ -163,85 +216,71 @@ struct Done {
 trait Dispatch<'p> {
     /// Hands `job` to a worker; gives it back if no worker can take it.
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
-    /// The next completion; `None` when none can come any more.
+    /// The next completion; `None` when waiting for one could last forever.
     fn recv(&mut self) -> Option<Done>;
 }
 
-/// The pool: worker threads behind two channels, started on demand.
+/// Worker threads behind channels, as [`OnDemand`] drives them: the one
+/// part of the pool that differs between the real threads and the loom
+/// model.
+trait Workers<'p> {
+    /// Starts worker number `worker`, which runs [`work`] on the jobs sent
+    /// until the pool is closed.
+    fn spawn(&mut self, worker: usize) -> std::io::Result<()>;
+    /// Queues `job` for the started workers; gives it back if none can ever
+    /// take it.
+    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
+    /// Waits for the next completion; `None` once a worker has ended before
+    /// the pool closed: it died, and whatever job it held will never be
+    /// answered.
+    fn recv(&mut self) -> Option<Done>;
+    /// Closes the job queue (every worker ends after its current job) and
+    /// joins every worker; true if one of them panicked.
+    fn close(self) -> bool;
+}
+
+/// The pool: workers started on demand, up to `limit`.
 ///
 /// A worker is started only when a job is dispatched while every started
 /// worker is busy, up to `limit`: a thread start is not free under emulation
 /// or on a loaded machine (~1 ms each under QEMU TCG, and all of them used
 /// to come before the first insertion), and a graph rarely keeps its whole
 /// width busy at once.
-struct Threads<'s, 'env, K> {
-    scope: &'s std::thread::Scope<'s, 'env>,
-    kernel: &'env K,
+struct OnDemand<'k, K, W> {
+    workers: W,
+    kernel: &'k K,
     /// The pool width: never more workers than this.
     limit: usize,
     spawned: usize,
-    handles: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
     /// Jobs sent to the workers whose completion was not received yet.
     busy: usize,
-    work: channel::Sender<Job<'env>>,
-    work_rx: channel::Receiver<Job<'env>>,
-    done_tx: channel::Sender<Done>,
-    done: channel::Receiver<Done>,
     /// Completions of jobs run on the coordinator's thread because not even
     /// one worker could be started.
     inline: std::collections::VecDeque<Done>,
 }
 
-impl<'s, 'env, K: Kernel> Threads<'s, 'env, K> {
-    /// Closes the work channel (every worker ends after its current job) and
-    /// hands back the workers to join.
-    fn close(self) -> Vec<std::thread::ScopedJoinHandle<'s, ()>> {
-        self.handles
-    }
-
-    /// Starts one more worker; false if the system refused the thread.
-    fn spawn(&mut self) -> bool {
-        let worker = self.spawned;
-        let kernel = self.kernel;
-        let work_rx = self.work_rx.clone();
-        let done_tx = self.done_tx.clone();
-        let spawn = std::thread::Builder::new()
-            .name(format!("kmodinit-load-{worker}"))
-            .spawn_scoped(self.scope, move || work(worker, kernel, &work_rx, &done_tx));
-        match spawn {
-            Ok(h) => {
-                self.handles.push(h);
-                self.spawned += 1;
-                true
-            }
-            Err(e) => {
-                // Early boot may be short of memory or threads: go on with
-                // the workers we have, or on this thread.
-                log::warn!(
-                    "kmodinit: could not start loader worker {worker} of {}: {e}",
-                    self.limit
-                );
-                self.limit = self.spawned;
-                false
-            }
-        }
-    }
-}
-
-/// How often the coordinator, waiting for a completion, checks that some
-/// worker is still alive to send one.
-const WORKER_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
-
-impl<'env, K: Kernel> Dispatch<'env> for Threads<'_, 'env, K> {
-    fn send(&mut self, job: Job<'env>) -> Result<(), Job<'env>> {
+impl<'p, K: Kernel, W: Workers<'p>> Dispatch<'p> for OnDemand<'_, K, W> {
+    fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
         if self.busy >= self.spawned && self.spawned < self.limit {
-            self.spawn();
+            match self.workers.spawn(self.spawned) {
+                Ok(()) => self.spawned += 1,
+                Err(e) => {
+                    // Early boot may be short of memory or threads: go on
+                    // with the workers we have, or on this thread.
+                    log::warn!(
+                        "kmodinit: could not start loader worker {} of {}: {e}",
+                        self.spawned,
+                        self.limit
+                    );
+                    self.limit = self.spawned;
+                }
+            }
         }
         if self.spawned == 0 {
             self.inline.push_back(insert(0, self.kernel, &job));
             return Ok(());
         }
-        self.work.send(job).map_err(|e| e.into_inner())?;
+        self.workers.send(job)?;
         self.busy += 1;
         Ok(())
     }
@@ -253,24 +292,78 @@ impl<'env, K: Kernel> Dispatch<'env> for Threads<'_, 'env, K> {
         if self.busy == 0 {
             return None;
         }
+        let d = self.workers.recv()?;
+        self.busy -= 1;
+        Some(d)
+    }
+}
+
+/// Worker threads in a `std::thread::scope`, fed through crossbeam channels.
+struct Threads<'s, 'env, K> {
+    scope: &'s std::thread::Scope<'s, 'env>,
+    kernel: &'env K,
+    handles: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
+    work: channel::Sender<Job<'env>>,
+    work_rx: channel::Receiver<Job<'env>>,
+    done_tx: channel::Sender<Done>,
+    done: channel::Receiver<Done>,
+}
+
+/// How often the coordinator, waiting for a completion, checks that some
+/// worker is still alive to send one.
+const WORKER_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl<'env, K: Kernel> Workers<'env> for Threads<'_, 'env, K> {
+    fn spawn(&mut self, worker: usize) -> std::io::Result<()> {
+        let kernel = self.kernel;
+        let work_rx = self.work_rx.clone();
+        let done_tx = self.done_tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("kmodinit-load-{worker}"))
+            .spawn_scoped(self.scope, move || {
+                work(worker, kernel, &work_rx, |d| done_tx.send(d).is_ok())
+            })?;
+        self.handles.push(h);
+        Ok(())
+    }
+
+    fn send(&mut self, job: Job<'env>) -> Result<(), Job<'env>> {
+        self.work.send(job).map_err(|e| e.into_inner())
+    }
+
+    fn recv(&mut self) -> Option<Done> {
         // The pool keeps a completion sender (to hand to workers it starts
-        // later), so the channel never disconnects by itself: if every
-        // worker is gone (which only a loader bug could cause: the kernel
-        // call is behind catch_unwind), stop waiting instead of hanging PID 1.
+        // later), so the channel never disconnects by itself. A worker only
+        // ends when the pool closes; one that ended before died (which only
+        // a loader bug could cause: the kernel call is behind catch_unwind)
+        // with a job whose answer will never come, and which one is unknown:
+        // stop waiting instead of hanging PID 1. Not only once every worker
+        // is gone: the live ones may all be idle, waiting for jobs that the
+        // coordinator only sends after that answer (loom found that hang).
         loop {
             match self.done.recv_timeout(WORKER_CHECK) {
-                Ok(d) => {
-                    self.busy -= 1;
-                    return Some(d);
-                }
+                Ok(d) => return Some(d),
                 Err(channel::RecvTimeoutError::Timeout) => {
-                    if self.handles.iter().all(|h| h.is_finished()) {
+                    if self.handles.iter().any(|h| h.is_finished()) {
                         return None;
                     }
                 }
                 Err(channel::RecvTimeoutError::Disconnected) => return None,
             }
         }
+    }
+
+    fn close(self) -> bool {
+        let Threads { handles, work, .. } = self;
+        // Every worker ends once the work channel is closed and empty.
+        drop(work);
+        // Join them all (no short cut at the first panic: the scope would
+        // re-raise the panic of a worker left unjoined).
+        let mut panicked = false;
+        for h in handles {
+            panicked |= h.join().is_err();
+        }
+        panicked
     }
 }
 
@@ -322,14 +415,16 @@ fn insert<K: Kernel>(worker: usize, kernel: &K, job: &Job<'_>) -> Done {
     }
 }
 
-fn work<K: Kernel>(
+/// A worker: runs each job it takes and hands over its completion, until
+/// the jobs end or nobody takes completions any more (`done` is false).
+fn work<'p, K: Kernel>(
     worker: usize,
     kernel: &K,
-    jobs: &channel::Receiver<Job<'_>>,
-    done: &channel::Sender<Done>,
+    jobs: impl IntoIterator<Item = Job<'p>>,
+    mut done: impl FnMut(Done) -> bool,
 ) {
-    for job in jobs.iter() {
-        if done.send(insert(worker, kernel, &job)).is_err() {
+    for job in jobs {
+        if !done(insert(worker, kernel, &job)) {
             // The coordinator is gone; nobody is left to tell.
             return;
         }
@@ -623,7 +718,10 @@ impl<'g> Run<'g> {
                     self.pending_finish(plan, d.id, o);
                 }
                 None => {
-                    // All workers exited: whatever is in flight is lost.
+                    // A worker died (a loader bug): an answer will never
+                    // come, and which is unknown. Fail what is undecided
+                    // rather than wait; the live workers may still run what
+                    // was queued before the pool closes.
                     self.fail_stuck(plan);
                     break;
                 }

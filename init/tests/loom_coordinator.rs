@@ -1,510 +1,436 @@
-//! A `loom` model of the loader's coordinator protocol (`src/loader.rs`):
-//! every interleaving of the coordinator and its workers, for small plans with
-//! a shared dependency, a failure, a softdep and a chain edge.
+//! `loom` checks the loader's real coordinator, on-demand pool and worker
+//! code (`src/loader.rs`, its workers as loom threads through
+//! `src/loader/loom_pool.rs`): for small plans with a shared dependency, a
+//! failing module, a panicking kernel call, a softdep and a chain edge, on
+//! pools of 1, 2 and 3 workers, with a failed thread start and with workers
+//! that die (all, or one while another waits idle), in every interleaving
+//! (up to the preemption bound each test names):
+//! - every module reaches the kernel at most once, and exactly once when
+//!   everything it needs succeeded;
+//! - it starts only after its Dependency and Chain predecessors loaded,
+//!   as a happens-before fact (loom checks the memory ordering);
+//! - each module ends in the state a sequential reference computes: the
+//!   dependents of a failed Dependency or Chain predecessor are blocked by
+//!   it, a failed softdep blocks nothing;
+//! - every module is in the report, and workers are started on demand;
+//! - nothing deadlocks (loom fails a model in which every thread waits).
 //!
-//! Run: `make loom` (`RUSTFLAGS="--cfg loom" cargo test -p kmodinit --test
-//! loom_coordinator --release`). Compiled only under `--cfg loom`.
-//!
-//! Why a model and not the real code: loom can only explore interleavings of
-//! its own primitives, and the loader talks through crossbeam channels, which
-//! are not loom-aware. The protocol is small enough to restate faithfully:
-//! the same single-threaded coordinator loop (unfinished-predecessor counts,
-//! blocked-by propagation, dispatch of ready nodes, `in_flight` accounting,
-//! fail-instead-of-wait when nothing can run), the same worker loop (take a
-//! job, call the kernel, always answer), and unbounded MPMC channels with
-//! crossbeam's semantics (send never blocks; recv blocks until a message or
-//! every sender is gone) built from loom's `Mutex` + `Condvar`. A panicking
-//! kernel call is modelled by what `catch_unwind` turns it into in the real
-//! worker: an error answer. Keep this file in step with `loader.rs`.
+//! Run: `make loom`. Compiled only under `--cfg loom`.
 #![cfg(loom)]
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::collections::VecDeque;
+mod common;
 
+use std::collections::HashMap;
+use std::sync::Once;
+
+use common::{expected_states, hard_ancestors, insert, opts, PlanBuilder};
+use kmodinit::kernel::{FakeOutcome, InsertError, InsertRequest, Inserted, Kernel};
+use kmodinit::loader::{load_on_loom, LoomFaults};
+use kmodinit::report::{LoadReport, ModuleState};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use loom::sync::{Arc, Condvar, Mutex};
-use loom::thread;
+use modules_manifest::{Action, EdgeKind, Plan};
 
-// ---- an unbounded MPMC channel with crossbeam's disconnect semantics ----
+/// The message of the injected kernel panics, which the test's panic hook
+/// keeps quiet (the loader catches them; they are expected thousands of
+/// times).
+const INJECTED: &str = "loom kernel: injected panic";
 
-struct ChanState<T> {
-    queue: VecDeque<T>,
-    senders: usize,
-    receivers: usize,
-}
-
-struct Chan<T> {
-    state: Mutex<ChanState<T>>,
-    ready: Condvar,
-}
-
-struct Sender<T>(Arc<Chan<T>>);
-struct Receiver<T>(Arc<Chan<T>>);
-
-fn channel<T>() -> (Sender<T>, Receiver<T>) {
-    let chan = Arc::new(Chan {
-        state: Mutex::new(ChanState {
-            queue: VecDeque::new(),
-            senders: 1,
-            receivers: 1,
-        }),
-        ready: Condvar::new(),
-    });
-    (Sender(chan.clone()), Receiver(chan))
-}
-
-impl<T> Sender<T> {
-    fn send(&self, value: T) -> Result<(), T> {
-        let mut s = self.0.state.lock().unwrap();
-        if s.receivers == 0 {
-            return Err(value);
-        }
-        s.queue.push_back(value);
-        drop(s);
-        self.0.ready.notify_one();
-        Ok(())
-    }
-}
-
-impl<T> Clone for Sender<T> {
-    fn clone(&self) -> Self {
-        self.0.state.lock().unwrap().senders += 1;
-        Sender(self.0.clone())
-    }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        self.0.state.lock().unwrap().senders -= 1;
-        self.0.ready.notify_all();
-    }
-}
-
-impl<T> Receiver<T> {
-    /// A message, or `Err` once the queue is empty and every sender is gone.
-    fn recv(&self) -> Result<T, ()> {
-        let mut s = self.0.state.lock().unwrap();
-        loop {
-            if let Some(v) = s.queue.pop_front() {
-                return Ok(v);
-            }
-            if s.senders == 0 {
-                return Err(());
-            }
-            s = self.0.ready.wait(s).unwrap();
-        }
-    }
-}
-
-impl<T> Clone for Receiver<T> {
-    fn clone(&self) -> Self {
-        self.0.state.lock().unwrap().receivers += 1;
-        Receiver(self.0.clone())
-    }
-}
-
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        self.0.state.lock().unwrap().receivers -= 1;
-    }
-}
-
-// ---- the plan and the fake kernel ----
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Dependency,
-    Softdep,
-    Chain,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Action {
-    Insert,
-    Builtin,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kernel {
-    Load,
-    Fail,
-    /// The real worker's `catch_unwind` turns a panic into an error answer.
-    Panic,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    Loaded,
-    Builtin,
-    Failed,
-    Blocked,
-}
-
-impl State {
-    fn ok(self) -> bool {
-        matches!(self, State::Loaded | State::Builtin)
-    }
-}
-
-struct Node {
-    action: Action,
-    kernel: Kernel,
-    preds: Vec<(usize, Kind)>,
-}
-
-/// Records every kernel call; checks at each call that the module's hard
-/// predecessors are visibly loaded (happens-before through the channels).
-struct FakeKernel {
+/// A kernel of loom atomics. It records and never asserts: a panic inside
+/// `insert` would be caught by the loader's `catch_unwind` and become that
+/// module's failure, not the test's.
+struct LoomKernel {
+    plan: &'static Plan,
+    outcomes: HashMap<String, FakeOutcome>,
     calls: Vec<AtomicUsize>,
+    /// Set when the module's insertion succeeded (Release), or from the start
+    /// for modules that need no insertion.
     loaded: Vec<AtomicBool>,
-    hard_preds: Vec<Vec<usize>>,
-    kernel: Vec<Kernel>,
+    /// Set when the module's insertion began while one of its Dependency or
+    /// Chain predecessors was not visibly loaded.
+    early: Vec<AtomicBool>,
 }
 
-impl FakeKernel {
-    fn insert(&self, id: usize) -> Result<(), String> {
-        let before = self.calls[id].fetch_add(1, Ordering::Relaxed);
-        assert_eq!(before, 0, "node {id} inserted twice");
-        for &p in &self.hard_preds[id] {
-            assert!(
-                self.loaded[p].load(Ordering::Acquire),
-                "node {id} started before its hard predecessor {p} loaded"
-            );
-        }
-        match self.kernel[id] {
-            Kernel::Load => {
-                self.loaded[id].store(true, Ordering::Release);
-                Ok(())
-            }
-            Kernel::Fail => Err("ENODEV".into()),
-            Kernel::Panic => Err("panic: injected".into()),
-        }
-    }
-}
-
-// ---- the protocol, as in loader.rs ----
-
-struct Done {
-    id: usize,
-    result: Result<(), String>,
-}
-
-/// `lose_panics` models a worker without `catch_unwind`: a panicking kernel
-/// call never answers. Only the mutation test sets it, to show that the model
-/// catches the hang this would cause.
-fn worker(kernel: &FakeKernel, jobs: &Receiver<usize>, done: &Sender<Done>, lose_panics: bool) {
-    while let Ok(id) = jobs.recv() {
-        let result = kernel.insert(id);
-        if lose_panics && kernel.kernel[id] == Kernel::Panic {
-            continue;
-        }
-        if done.send(Done { id, result }).is_err() {
-            return;
-        }
-    }
-}
-
-struct Run<'a> {
-    nodes: &'a [Node],
-    succs: Vec<Vec<(usize, Kind)>>,
-    waiting: Vec<usize>,
-    blocked_by: Vec<Option<usize>>,
-    outcome: Vec<Option<State>>,
-    decisions: Vec<usize>,
-    ready: Vec<usize>,
-    decided: usize,
-    in_flight: usize,
-}
-
-impl<'a> Run<'a> {
-    fn new(nodes: &'a [Node]) -> Self {
-        let n = nodes.len();
-        let mut succs = vec![Vec::new(); n];
-        for (i, node) in nodes.iter().enumerate() {
-            for &(p, k) in &node.preds {
-                assert!(p < i, "model plans are topologically ordered");
-                succs[p].push((i, k));
-            }
-        }
-        let waiting: Vec<usize> = nodes.iter().map(|x| x.preds.len()).collect();
-        let ready = (0..n).filter(|&i| waiting[i] == 0).collect();
-        Run {
-            nodes,
-            succs,
-            waiting,
-            blocked_by: vec![None; n],
-            outcome: vec![None; n],
-            decisions: vec![0; n],
-            ready,
-            decided: 0,
-            in_flight: 0,
-        }
-    }
-
-    fn finish(&mut self, id: usize, state: State) {
-        let mut stack = vec![(id, state)];
-        while let Some((id, state)) = stack.pop() {
-            if self.outcome[id].is_some() {
-                continue;
-            }
-            self.outcome[id] = Some(state);
-            self.decisions[id] += 1;
-            self.decided += 1;
-            let root = if state == State::Blocked {
-                self.blocked_by[id].unwrap_or(id)
-            } else {
-                id
-            };
-            for i in 0..self.succs[id].len() {
-                let (s, kind) = self.succs[id][i];
-                if self.outcome[s].is_some() {
-                    continue;
-                }
-                self.waiting[s] -= 1;
-                if !state.ok() && kind != Kind::Softdep && self.blocked_by[s].is_none() {
-                    self.blocked_by[s] = Some(root);
-                }
-                if self.waiting[s] == 0 {
-                    match self.blocked_by[s] {
-                        Some(_) => stack.push((s, State::Blocked)),
-                        None => self.ready.push(s),
-                    }
-                }
-            }
-        }
-    }
-
-    fn next_insert(&mut self) -> Option<usize> {
-        while let Some(id) = self.ready.pop() {
-            match self.nodes[id].action {
-                Action::Insert => return Some(id),
-                Action::Builtin => self.finish(id, State::Builtin),
-            }
-        }
-        None
-    }
-
-    fn coordinate(&mut self, work: &Sender<usize>, done: &Receiver<Done>) {
-        let n = self.nodes.len();
-        while self.decided < n {
-            while let Some(id) = self.next_insert() {
-                if work.send(id).is_err() {
-                    self.finish(id, State::Failed);
-                    continue;
-                }
-                self.in_flight += 1;
-            }
-            if self.decided >= n {
-                break;
-            }
-            if self.in_flight == 0 {
-                self.fail_stuck();
-                break;
-            }
-            match done.recv() {
-                Ok(d) => {
-                    self.in_flight -= 1;
-                    let state = if d.result.is_ok() {
-                        State::Loaded
-                    } else {
-                        State::Failed
-                    };
-                    self.finish(d.id, state);
-                }
-                Err(()) => {
-                    self.fail_stuck();
-                    break;
-                }
-            }
-        }
-    }
-
-    fn fail_stuck(&mut self) {
-        for i in 0..self.nodes.len() {
-            if self.outcome[i].is_none() {
-                self.finish(i, State::Failed);
-            }
-        }
-    }
-}
-
-/// What a sequential loader decides: the oracle the model is checked against.
-fn expected(nodes: &[Node]) -> Vec<State> {
-    let mut out: Vec<State> = Vec::new();
-    for node in nodes {
-        let blocked = node
-            .preds
-            .iter()
-            .any(|&(p, k)| k != Kind::Softdep && !out[p].ok());
-        out.push(if blocked {
-            State::Blocked
-        } else {
-            match (node.action, node.kernel) {
-                (Action::Builtin, _) => State::Builtin,
-                (Action::Insert, Kernel::Load) => State::Loaded,
-                (Action::Insert, _) => State::Failed,
-            }
-        });
-    }
-    out
-}
-
-/// One loom model: `workers` workers load `nodes`; in every interleaving each
-/// node is decided exactly once with the sequential oracle's state, each
-/// kernel call happens at most once and after its hard predecessors loaded,
-/// nothing deadlocks (loom reports a deadlock as a failure), and every worker
-/// is joined.
-fn check(workers: usize, plan: fn() -> Vec<Node>) {
-    check_with(workers, plan, false);
-}
-
-fn check_with(workers: usize, plan: fn() -> Vec<Node>, lose_panics: bool) {
-    let mut builder = loom::model::Builder::new();
-    // Every interleaving with up to 2 preemptions (1 with three workers):
-    // protocol bugs of this size need one or two. Bound 3 with two workers,
-    // or 2 with three, did not finish in 20 minutes on 2 shared cores.
-    builder.preemption_bound = Some(if workers > 2 { 1 } else { 2 });
-    builder.check(move || {
-        let nodes = plan();
-        let n = nodes.len();
-        let kernel = Arc::new(FakeKernel {
-            calls: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            // A builtin predecessor is satisfied from the start.
-            loaded: nodes
+impl LoomKernel {
+    fn new(plan: &'static Plan, outcomes: HashMap<String, FakeOutcome>) -> Self {
+        LoomKernel {
+            plan,
+            outcomes,
+            calls: plan.nodes.iter().map(|_| AtomicUsize::new(0)).collect(),
+            loaded: plan
+                .nodes
                 .iter()
-                .map(|x| AtomicBool::new(x.action == Action::Builtin))
-                .collect(),
-            hard_preds: nodes
-                .iter()
-                .map(|x| {
-                    x.preds
-                        .iter()
-                        .filter(|(_, k)| *k != Kind::Softdep)
-                        .map(|(p, _)| *p)
-                        .collect()
+                .map(|n| {
+                    AtomicBool::new(matches!(n.action, Action::Builtin | Action::AlreadyLoaded))
                 })
                 .collect(),
-            kernel: nodes.iter().map(|x| x.kernel).collect(),
-        });
-        let (work_tx, work_rx) = channel::<usize>();
-        let (done_tx, done_rx) = channel::<Done>();
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                let kernel = kernel.clone();
-                let work_rx = work_rx.clone();
-                let done_tx = done_tx.clone();
-                thread::spawn(move || worker(&kernel, &work_rx, &done_tx, lose_panics))
-            })
-            .collect();
-        drop(work_rx);
-        drop(done_tx);
-
-        let mut run = Run::new(&nodes);
-        run.coordinate(&work_tx, &done_rx);
-        drop(work_tx);
-        for h in handles {
-            h.join().unwrap();
+            early: plan.nodes.iter().map(|_| AtomicBool::new(false)).collect(),
         }
-
-        let want = expected(&nodes);
-        for i in 0..n {
-            assert_eq!(
-                run.decisions[i], 1,
-                "node {i} decided {} times",
-                run.decisions[i]
-            );
-            assert_eq!(run.outcome[i], Some(want[i]), "node {i}");
-            let calls = kernel.calls[i].load(Ordering::Relaxed);
-            let should_call = nodes[i].action == Action::Insert && want[i] != State::Blocked;
-            assert_eq!(calls, usize::from(should_call), "kernel calls for node {i}");
-        }
-        assert_eq!(run.in_flight, 0);
-    });
-}
-
-fn node(action: Action, kernel: Kernel, preds: &[(usize, Kind)]) -> Node {
-    Node {
-        action,
-        kernel,
-        preds: preds.to_vec(),
     }
 }
 
-/// `dep` is shared by `a` and `b`; `c` follows `a` in a chain and takes `b`
-/// as a softdep. `b` fails: `c` must still load, nothing is blocked.
-fn shared_dep_softdep_fails() -> Vec<Node> {
-    use Kind::*;
-    vec![
-        node(Action::Insert, Kernel::Load, &[]),
-        node(Action::Insert, Kernel::Load, &[(0, Dependency)]),
-        node(Action::Insert, Kernel::Fail, &[(0, Dependency)]),
-        node(Action::Insert, Kernel::Load, &[(1, Chain), (2, Softdep)]),
-    ]
+impl Kernel for LoomKernel {
+    fn insert(&self, req: &InsertRequest<'_>) -> Result<Inserted, InsertError> {
+        let id = self
+            .plan
+            .nodes
+            .iter()
+            .position(|n| &n.name == req.name)
+            .unwrap();
+        self.calls[id].fetch_add(1, Ordering::Relaxed);
+        for e in &self.plan.nodes[id].preds {
+            if e.kind != EdgeKind::Softdep && !self.loaded[e.from].load(Ordering::Acquire) {
+                self.early[id].store(true, Ordering::Relaxed);
+            }
+        }
+        let outcome = self.outcomes.get(req.name.as_str()).copied();
+        match outcome.unwrap_or_default() {
+            FakeOutcome::Load => {
+                self.loaded[id].store(true, Ordering::Release);
+                Ok(Inserted::Loaded)
+            }
+            FakeOutcome::Exists => {
+                self.loaded[id].store(true, Ordering::Release);
+                Ok(Inserted::AlreadyLoaded)
+            }
+            FakeOutcome::Fail(errno) => Err(InsertError::from_errno(
+                errno,
+                "finit_module",
+                req.path,
+                req.params,
+            )),
+            FakeOutcome::Panic => panic!("{INJECTED} in {}", req.name),
+        }
+    }
 }
 
-/// The shared dependency's insertion panics: both dependents and the chain
-/// successor are blocked, with no kernel call.
-fn shared_dep_panics() -> Vec<Node> {
-    use Kind::*;
-    vec![
-        node(Action::Insert, Kernel::Panic, &[]),
-        node(Action::Insert, Kernel::Load, &[(0, Dependency)]),
-        node(Action::Insert, Kernel::Load, &[(0, Dependency)]),
-        node(Action::Insert, Kernel::Load, &[(1, Chain), (2, Softdep)]),
-    ]
+/// Keeps the injected kernel panics out of the output; every other panic
+/// (a failed assertion, loom's own reports) goes to the default hook.
+fn quiet_injected_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !msg.starts_with(INJECTED) {
+                default(info);
+            }
+        }));
+    });
 }
 
-/// Two roots (one builtin) feeding a diamond whose left arm fails.
-fn diamond_with_builtin_and_failure() -> Vec<Node> {
-    use Kind::*;
-    vec![
-        node(Action::Builtin, Kernel::Load, &[]),
-        node(Action::Insert, Kernel::Load, &[]),
-        node(
-            Action::Insert,
-            Kernel::Fail,
-            &[(0, Dependency), (1, Dependency)],
-        ),
-        node(Action::Insert, Kernel::Load, &[(1, Dependency)]),
-        node(
-            Action::Insert,
-            Kernel::Load,
-            &[(2, Dependency), (3, Dependency)],
-        ),
-    ]
+/// One loom model.
+struct Case {
+    plan: Plan,
+    outcomes: Vec<(&'static str, FakeOutcome)>,
+    jobs: usize,
+    faults: LoomFaults,
+    /// How many workers the on-demand pool must start (the report's `jobs`).
+    workers: usize,
+    /// loom explores every interleaving with at most this many preemptions
+    /// (forced thread switches); `None`: every interleaving. Each case's
+    /// bound keeps it within about a minute on two shared cores (all cases:
+    /// 2.5 minutes, 1.7 million interleavings; `make loom` prints the count
+    /// of each).
+    preemption_bound: Option<usize>,
+}
+
+fn check(name: &str, case: Case) {
+    quiet_injected_panics();
+    // The loom pool's threads outlive any borrow: the plan lives for the
+    // test process (one small plan per test).
+    let plan: &'static Plan = Box::leak(Box::new(case.plan));
+    let outcomes: HashMap<String, FakeOutcome> = case
+        .outcomes
+        .iter()
+        .map(|&(m, o)| (m.to_owned(), o))
+        .collect();
+    let expected = expected_states(plan, &outcomes);
+    let (jobs, faults, workers) = (case.jobs, case.faults, case.workers);
+    let models = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = models.clone();
+
+    let mut builder = loom::model::Builder::new();
+    // loom's own LOOM_MAX_PREEMPTIONS (read by `Builder::new`) overrides the
+    // case's bound, to explore deeper by hand.
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = case.preemption_bound;
+    }
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kernel = std::sync::Arc::new(LoomKernel::new(plan, outcomes.clone()));
+        let report = load_on_loom(plan, kernel.clone(), &opts(jobs), faults);
+        verify(plan, &kernel, &report, &expected, faults);
+        assert_eq!(report.jobs, workers, "workers started");
+    });
+    println!(
+        "loom {name}: {} interleavings (preemption bound {:?}, jobs {jobs}, {faults:?})",
+        models.load(std::sync::atomic::Ordering::Relaxed),
+        builder.preemption_bound
+    );
+}
+
+/// The invariants of one finished load.
+fn verify(
+    plan: &Plan,
+    kernel: &LoomKernel,
+    report: &LoadReport,
+    expected: &[ModuleState],
+    faults: LoomFaults,
+) {
+    assert_eq!(
+        report.modules.len(),
+        plan.nodes.len(),
+        "every module reported"
+    );
+    for (i, (node, m)) in plan.nodes.iter().zip(&report.modules).enumerate() {
+        let name = &node.name;
+        assert_eq!(&m.name, name, "report entry {i}");
+        let calls = kernel.calls[i].load(Ordering::Relaxed);
+        assert!(calls <= 1, "{name} inserted {calls} times");
+        assert!(
+            !kernel.early[i].load(Ordering::Relaxed),
+            "{name} inserted before a hard predecessor visibly loaded"
+        );
+        let kernel_said = matches!(
+            m.state,
+            ModuleState::Loaded | ModuleState::Already | ModuleState::Failed
+        ) && m.worker.is_some();
+        if faults.workers_die_from.is_some() {
+            // A worker died with a job: the coordinator stopped waiting and
+            // failed (or blocked) whatever it had not heard back about.
+            // Live workers may still have run queued jobs before the pool
+            // closed, but never one twice, and with every worker dead none.
+            let lost = matches!(m.state, ModuleState::Failed | ModuleState::Blocked);
+            assert!(lost || m.state == expected[i], "{name}: {:?}", m.state);
+            if faults.workers_die_from == Some(0) {
+                assert_eq!(calls, 0, "{name}: kernel call by a dead worker");
+            }
+            if kernel_said {
+                assert_eq!(m.state, expected[i], "{name}: state from the kernel");
+            }
+        } else {
+            assert_eq!(m.state, expected[i], "{name}: state");
+            let should_call = matches!(node.action, Action::Insert { .. })
+                && matches!(
+                    expected[i],
+                    ModuleState::Loaded | ModuleState::Already | ModuleState::Failed
+                );
+            assert_eq!(calls, usize::from(should_call), "{name}: kernel calls");
+            assert_eq!(kernel_said, should_call, "{name}: answer recorded");
+        }
+        if m.worker.is_some() {
+            assert_eq!(calls, 1, "{name}: a worker without a kernel call");
+            assert!(m.worker.is_some_and(|w| w < report.jobs), "{name}: worker");
+            assert!(m.start.is_some() && m.end.is_some(), "{name}: times");
+        }
+        if m.state == ModuleState::Failed {
+            assert!(m.error.is_some(), "{name} failed without an error");
+        }
+        if m.state == ModuleState::Blocked {
+            let by = m.blocked_by.as_ref().expect("blocked by a module");
+            let root = plan.nodes.iter().position(|n| &n.name == by).unwrap();
+            assert!(
+                matches!(
+                    report.modules[root].state,
+                    ModuleState::Failed | ModuleState::Skipped
+                ),
+                "{name} blocked by {by}, which did not fail"
+            );
+            assert!(
+                hard_ancestors(plan, i).contains(&root),
+                "{name} blocked by {by}, not a Dependency/Chain ancestor"
+            );
+        } else {
+            assert!(
+                m.blocked_by.is_none(),
+                "{name}: blocked_by but {:?}",
+                m.state
+            );
+        }
+    }
+}
+
+const ENODEV: i32 = 19;
+
+/// m0 is shared by m1 and m2; m3 follows m1 in a chain and takes m2 as a
+/// softdep. With m2 failing: m3 still loads, nothing is blocked.
+fn shared_dep_with_softdep() -> Plan {
+    let mut b = PlanBuilder::new();
+    b.module("m0", &[]);
+    b.module("m1", &["m0"]);
+    b.module("m2", &["m0"]);
+    b.node("m3", insert("m3"), "", &[]);
+    b.chain("c", true, &["m1", "m3"]);
+    b.edge("m2", "m3", EdgeKind::Softdep);
+    b.build()
+}
+
+/// A builtin b0 and m1 feed m2; m1 also feeds m3; m4 needs m2 and m3.
+fn diamond_with_builtin() -> Plan {
+    let mut b = PlanBuilder::new();
+    b.node("b0", Action::Builtin, "", &[]);
+    b.module("m1", &[]);
+    b.module("m2", &["b0", "m1"]);
+    b.module("m3", &["m1"]);
+    b.module("m4", &["m2", "m3"]);
+    b.build()
+}
+
+/// Three roots dispatched at once (so a pool of 3 starts 3 workers, one of
+/// 2 queues the third); m3 follows m1 in a chain, needs m2, softdeps m0.
+fn three_roots() -> Plan {
+    let mut b = PlanBuilder::new();
+    b.module("m0", &[]);
+    b.module("m1", &[]);
+    b.module("m2", &[]);
+    b.node("m3", insert("m3"), "", &[]);
+    b.chain("c", false, &["m1", "m3"]);
+    b.edge("m2", "m3", EdgeKind::Dependency);
+    b.edge("m0", "m3", EdgeKind::Softdep);
+    b.build()
+}
+
+fn softdep_fails(jobs: usize, workers: usize, preemption_bound: Option<usize>) -> Case {
+    Case {
+        plan: shared_dep_with_softdep(),
+        outcomes: vec![("m2", FakeOutcome::Fail(ENODEV))],
+        jobs,
+        faults: LoomFaults::default(),
+        workers,
+        preemption_bound,
+    }
+}
+
+#[test]
+fn inline_pool_of_one() {
+    check("inline_pool_of_one", softdep_fails(1, 1, None));
 }
 
 #[test]
 fn softdep_failure_two_workers() {
-    check(2, shared_dep_softdep_fails);
+    check("softdep_failure_two_workers", softdep_fails(2, 2, Some(3)));
+}
+
+/// The width allows 3, but never are 3 jobs out at once: 2 are started.
+#[test]
+fn softdep_failure_three_allowed() {
+    check(
+        "softdep_failure_three_allowed",
+        softdep_fails(3, 2, Some(2)),
+    );
+}
+
+/// The shared dependency's kernel call panics: its dependents, and the
+/// chain successor of one of them, are blocked without a kernel call.
+#[test]
+fn panicking_shared_dependency() {
+    let case = Case {
+        plan: shared_dep_with_softdep(),
+        outcomes: vec![("m0", FakeOutcome::Panic)],
+        jobs: 2,
+        faults: LoomFaults::default(),
+        workers: 1,
+        preemption_bound: None,
+    };
+    check("panicking_shared_dependency", case);
+}
+
+/// m2 fails: m4 is blocked by it; m3 answers EEXIST, which counts as loaded.
+#[test]
+fn diamond_with_failure() {
+    let case = Case {
+        plan: diamond_with_builtin(),
+        outcomes: vec![
+            ("m2", FakeOutcome::Fail(ENODEV)),
+            ("m3", FakeOutcome::Exists),
+        ],
+        jobs: 2,
+        faults: LoomFaults::default(),
+        workers: 2,
+        preemption_bound: Some(4),
+    };
+    check("diamond_with_failure", case);
+}
+
+fn three_roots_case(jobs: usize, faults: LoomFaults, workers: usize, bound: Option<usize>) -> Case {
+    Case {
+        plan: three_roots(),
+        outcomes: vec![
+            ("m0", FakeOutcome::Fail(ENODEV)),
+            ("m2", FakeOutcome::Exists),
+        ],
+        jobs,
+        faults,
+        workers,
+        preemption_bound: bound,
+    }
 }
 
 #[test]
-fn softdep_failure_three_workers() {
-    check(3, shared_dep_softdep_fails);
+fn three_workers_started_on_demand() {
+    let case = three_roots_case(3, LoomFaults::default(), 3, Some(2));
+    check("three_workers_started_on_demand", case);
 }
 
+/// Three ready jobs, two workers: the third waits in the queue.
 #[test]
-fn panicking_shared_dependency_two_workers() {
-    check(2, shared_dep_panics);
+fn limit_of_two_with_three_ready() {
+    let case = three_roots_case(2, LoomFaults::default(), 2, Some(3));
+    check("limit_of_two_with_three_ready", case);
 }
 
+/// The second thread cannot be started: the pool goes on with one worker.
 #[test]
-fn diamond_two_workers() {
-    check(2, diamond_with_builtin_and_failure);
+fn second_spawn_fails() {
+    let faults = LoomFaults {
+        spawn_fails_from: Some(1),
+        ..LoomFaults::default()
+    };
+    check(
+        "second_spawn_fails",
+        three_roots_case(3, faults, 1, Some(6)),
+    );
 }
 
+/// No thread can be started: the coordinator's thread makes every call.
 #[test]
-fn one_worker_is_enough() {
-    check(1, shared_dep_softdep_fails);
+fn no_spawn_runs_inline() {
+    let mut case = softdep_fails(2, 1, None);
+    case.faults.spawn_fails_from = Some(0);
+    check("no_spawn_runs_inline", case);
 }
 
-/// Mutation check, run by hand: the model must catch a worker that loses a
-/// completion (what a missing `catch_unwind` would do). Loom reports
-/// "deadlock; threads = [...all Blocked...]" and, since its threads cannot
-/// unwind, aborts the test process, so this cannot be a `should_panic` test.
+/// Every worker dies with its first job unanswered: the coordinator stops
+/// waiting, and fails what it never heard back about.
 #[test]
-#[ignore = "mutation check: must abort with loom's deadlock report"]
-fn a_lost_completion_is_caught_as_a_deadlock() {
-    check_with(2, shared_dep_panics, true);
+fn every_worker_ended() {
+    let faults = LoomFaults {
+        workers_die_from: Some(0),
+        ..LoomFaults::default()
+    };
+    check(
+        "every_worker_ended",
+        three_roots_case(3, faults, 3, Some(3)),
+    );
+}
+
+/// The second worker dies with a job while the first lives on and goes
+/// idle: the coordinator must stop waiting for the lost answer then too
+/// (it used to wait only once every worker had ended: a hang).
+#[test]
+fn one_worker_died_one_idle() {
+    let faults = LoomFaults {
+        workers_die_from: Some(1),
+        ..LoomFaults::default()
+    };
+    check(
+        "one_worker_died_one_idle",
+        three_roots_case(2, faults, 2, Some(3)),
+    );
 }
