@@ -59,10 +59,20 @@ pub fn auto_jobs(width: usize, cpus: usize) -> usize {
         .clamp(1, MAX_AUTO_JOBS)
 }
 
-/// The CPUs this process may run on (its affinity mask and cgroup quota, as
-/// [`std::thread::available_parallelism`] sees them); 1 if that is unknown.
+/// The CPUs this process may run on (its affinity mask); 1 if that is
+/// unknown. Not [`std::thread::available_parallelism`]: it also reads cgroup
+/// quotas, which do not apply to PID 1 in an initramfs, and links std's
+/// cgroup and mountinfo parsing into `/init` for that.
 pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    use nix::sched::{sched_getaffinity, CpuSet};
+    use nix::unistd::Pid;
+    match sched_getaffinity(Pid::from_raw(0)) {
+        Ok(set) => (0..CpuSet::count())
+            .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+            .count()
+            .max(1),
+        Err(_) => 1,
+    }
 }
 
 /// Loads `plan` with `kernel`: every `Insert` node is passed to

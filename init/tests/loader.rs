@@ -421,6 +421,9 @@ fn each_worker_is_named_and_timings_are_boottime() {
 fn the_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
     use kmodinit::loader::{auto_jobs, available_cpus, AUTO_JOBS_PER_CPU, MAX_AUTO_JOBS};
     let cpus = available_cpus();
+    // The affinity mask: what std sees too, unless a cgroup quota lowers it.
+    let std_cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(cpus >= 1 && cpus >= std_cpus, "{cpus} < {std_cpus}");
     // 40 independent modules, all ready at once: the pool opens as many
     // workers as the rule allows on this machine.
     let mut b = PlanBuilder::new();
