@@ -22,9 +22,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Once;
 
-use common::{expected_states, hard_ancestors, insert, opts, PlanBuilder};
+use common::{expected_states, hard_ancestors, insert, opts, quiet_injected_panics, PlanBuilder};
 use kmodinit::kernel::{FakeOutcome, InsertError, InsertRequest, Inserted, Kernel};
 use kmodinit::loader::{load_on_loom, LoomFaults};
 use kmodinit::report::{LoadReport, ModuleState};
@@ -104,26 +103,6 @@ impl Kernel for LoomKernel {
     }
 }
 
-/// Keeps the injected kernel panics out of the output; every other panic
-/// (a failed assertion, loom's own reports) goes to the default hook.
-fn quiet_injected_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !msg.starts_with(INJECTED) {
-                default(info);
-            }
-        }));
-    });
-}
-
 /// One loom model.
 struct Case {
     plan: Plan,
@@ -141,7 +120,7 @@ struct Case {
 }
 
 fn check(name: &str, case: Case) {
-    quiet_injected_panics();
+    quiet_injected_panics(|msg| msg.starts_with(INJECTED));
     // The loom pool's threads outlive any borrow: the plan lives for the
     // test process (one small plan per test).
     let plan: &'static Plan = Box::leak(Box::new(case.plan));

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{mpsc, Once};
 use std::time::Duration;
 
 use kmodinit::kernel::{FakeCall, FakeKernel, FakeOutcome};
@@ -19,6 +19,28 @@ use modules_manifest::{
 pub struct PlanBuilder {
     nodes: Vec<PlanNode>,
     chains: Vec<PlanChain>,
+}
+
+/// Keeps the panics whose message `is_injected` recognises (the fake
+/// kernel's injected ones, which the loader catches and reports) out of the
+/// test output; every other panic (a failed assertion, loom's own reports)
+/// still goes to the default hook. Installed once per test binary.
+pub fn quiet_injected_panics(is_injected: fn(&str) -> bool) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !is_injected(msg) {
+                default(info);
+            }
+        }));
+    });
 }
 
 pub fn name(s: &str) -> ModuleName {
