@@ -11,6 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use modules_manifest::depmod::modinfo_alias;
 use modules_manifest::{
     plan, Action, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
 };
@@ -367,14 +368,13 @@ pub fn prune_index(
     let path = dir.join("modules.builtin.modinfo");
     match fs::read(&path) {
         Ok(bytes) => {
-            let aliases: Vec<&[u8]> = bytes
+            let aliases: Vec<(&[u8], &[u8])> = bytes
                 .split(|&b| b == 0)
-                .filter(|r| is_alias_record(r))
+                .filter_map(|r| modinfo_alias(r).map(|(module, _)| (r, module)))
                 .collect();
-            let all_bytes: usize = aliases.iter().map(|r| r.len() + 1).sum();
+            let all_bytes: usize = aliases.iter().map(|(r, _)| r.len() + 1).sum();
             let mut kept = Vec::new();
-            for record in aliases {
-                let module = record.split(|&b| b == b'.').next().unwrap_or_default();
+            for (record, module) in aliases {
                 let keep = all_bytes as u64 <= BUILTIN_WHOLE_MAX_BYTES
                     || std::str::from_utf8(module)
                         .ok()
@@ -391,15 +391,6 @@ pub fn prune_index(
         Err(source) => return Err(ModulesError::ReadIndex { path, source }),
     }
     Ok(out)
-}
-
-/// `MODULE.alias=PATTERN`: the module name has no `.`, so the key follows
-/// the first one.
-fn is_alias_record(record: &[u8]) -> bool {
-    record
-        .iter()
-        .position(|&b| b == b'.')
-        .is_some_and(|dot| record[dot + 1..].starts_with(b"alias="))
 }
 
 /// Plans the manifest again against the pruned index (written to a

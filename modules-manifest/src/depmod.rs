@@ -615,6 +615,16 @@ fn parse_alias(text: &str, file: &str, aliases: &mut AliasTable) -> Result<(), I
     Ok(())
 }
 
+/// The module and pattern of one `modules.builtin.modinfo` record if it is
+/// `MODULE.alias=PATTERN`; `None` for any other record. The module name is
+/// what precedes the first `.` (module names have none; keys and values
+/// may). Bytes, not text: other records need not be UTF-8.
+pub fn modinfo_alias(record: &[u8]) -> Option<(&[u8], &[u8])> {
+    let dot = record.iter().position(|&b| b == b'.')?;
+    let pattern = record[dot + 1..].strip_prefix(b"alias=")?;
+    Some((&record[..dot], pattern))
+}
+
 /// Adds the `alias` records of `modules.builtin.modinfo` (NUL-terminated
 /// `MODULE.KEY=VALUE` records) to `aliases`, and their modules to `builtin`:
 /// code built in with a `MODULE_ALIAS` is builtin even when `modules.builtin`
@@ -638,7 +648,7 @@ fn parse_builtin_modinfo(
         let no = i + 1;
         // The module name is what precedes the first '.': module names have
         // none, keys (e.g. `parm`, `alias`) and values may.
-        let Some(dot) = record.iter().position(|&b| b == b'.') else {
+        if !record.contains(&b'.') {
             return Err(err(
                 no,
                 format!(
@@ -646,9 +656,8 @@ fn parse_builtin_modinfo(
                     String::from_utf8_lossy(record)
                 ),
             ));
-        };
-        let (module, rest) = (&record[..dot], &record[dot + 1..]);
-        let Some(pattern) = rest.strip_prefix(b"alias=") else {
+        }
+        let Some((module, pattern)) = modinfo_alias(record) else {
             continue;
         };
         let (Ok(module), Ok(pattern)) = (std::str::from_utf8(module), std::str::from_utf8(pattern))
