@@ -229,14 +229,10 @@ impl KmSeries {
         let value = match boot.console.report() {
             Ok(v) => v,
             Err(_) => {
-                self.wall.note(if boot.exited {
-                    "no report on the console"
-                } else {
-                    "timed out"
-                });
-                let _ = std::fs::write(
-                    work.join(format!("failed-{tag}-console.log")),
-                    boot.console.text(),
+                boot.record_failure(
+                    &mut self.wall,
+                    "no report on the console",
+                    &work.join(format!("failed-{tag}-console.log")),
                 );
                 return Ok(());
             }
@@ -414,14 +410,10 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
             match uptime_diff(&f) {
                 Some(d) => series.push(d),
                 None => {
-                    series.note(if boot.exited {
-                        "no timing line"
-                    } else {
-                        "timed out"
-                    });
-                    let _ = std::fs::write(
-                        work.join(format!("busybox-{i}-failed-console.log")),
-                        boot.console.text(),
+                    boot.record_failure(
+                        series,
+                        "no timing line",
+                        &work.join(format!("busybox-{i}-failed-console.log")),
                     );
                 }
             }
@@ -718,14 +710,10 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
             match boot.console.real_init() {
                 Some(r) => series[i].push(r.uptime_s),
                 None => {
-                    series[i].note(if boot.exited {
-                        "real init never ran"
-                    } else {
-                        "timed out"
-                    });
-                    let _ = std::fs::write(
-                        work.join(format!("failed-{i}-console.log")),
-                        boot.console.text(),
+                    boot.record_failure(
+                        &mut series[i],
+                        "real init never ran",
+                        &work.join(format!("failed-{i}-console.log")),
                     );
                     eprintln!("bench boot: {name}: real init not reached");
                 }

@@ -132,14 +132,10 @@ fn boot_once(
     let value = match boot.console.report() {
         Ok(v) => v,
         Err(_) => {
-            cell.load.note(if boot.exited {
-                "no report"
-            } else {
-                "timed out"
-            });
-            let _ = std::fs::write(
-                t.work.join(format!("failed-{tag}-console.log")),
-                boot.console.text(),
+            boot.record_failure(
+                &mut cell.load,
+                "no report",
+                &t.work.join(format!("failed-{tag}-console.log")),
             );
             return Ok(());
         }

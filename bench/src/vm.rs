@@ -19,6 +19,16 @@ pub struct Boot {
     pub exited: bool,
 }
 
+impl Boot {
+    /// A run that did not give its measurement: notes `why` on `series`
+    /// ("timed out" instead when QEMU had to be killed) and keeps the console
+    /// in `console_log` for a look afterwards.
+    pub fn record_failure(&self, series: &mut crate::stats::Series, why: &str, console_log: &Path) {
+        series.note(if self.exited { why } else { "timed out" });
+        let _ = std::fs::write(console_log, self.console.text());
+    }
+}
+
 /// Boots `kernel` + `initrd` with `append` (after the harness's own
 /// `console=ttyS0 panic=-1`) and raw virtio `disks`; blocks until QEMU is gone.
 pub fn boot(
