@@ -18,6 +18,22 @@ pub const DEFAULT_MANIFEST: &str = "/etc/kmodinit/manifest.json";
 /// rather than a hang.
 pub const DEFAULT_ROOT_WAIT: Duration = Duration::from_secs(10);
 
+/// How long optional chains may hold the boot after the load phase starts
+/// when neither `kmodinit.deadline=` nor `deadline_ms` says. Short: an
+/// optional module that is not done by then keeps loading in the background
+/// after the handover (nothing is lost), and a driver whose probe hangs on
+/// absent hardware must not make the machine look dead. 5 s is well above
+/// a whole load of real modules under emulation (~3 s for 178 modules,
+/// init/REPORT.md) and below the point where a user reaches for the reset.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a required chain may take when neither
+/// `kmodinit.required_timeout=` nor `required_timeout_ms` says: 90 s, the
+/// default job timeout of systemd and above the kernel's 60 s firmware
+/// fallback timeout, so a driver waiting for its firmware is not failed
+/// while the kernel still waits for it; then `on_failure` runs instead of a
+/// machine that hangs forever.
+pub const DEFAULT_REQUIRED_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Everything the boot decides from the command line and the manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootConfig {
@@ -28,6 +44,11 @@ pub struct BootConfig {
     /// Loader width; 0 = automatic.
     pub jobs: usize,
     pub verbosity: Verbosity,
+    /// `kmodinit.deadline=` / `deadline_ms`, else [`DEFAULT_DEADLINE`].
+    pub deadline: Duration,
+    /// `kmodinit.required_timeout=` / `required_timeout_ms`, else
+    /// [`DEFAULT_REQUIRED_TIMEOUT`].
+    pub required_timeout: Duration,
 }
 
 /// The real root filesystem.
@@ -193,6 +214,14 @@ pub fn merge(
         on_failure: cmdline.on_failure.or(manifest.and_then(|m| m.on_failure)),
         jobs: cmdline.jobs.or(manifest_jobs).unwrap_or(0),
         verbosity: Verbosity::from_cmdline(cmdline.quiet, cmdline.debug),
+        deadline: cmdline
+            .deadline_ms
+            .or(manifest.and_then(|m| m.deadline_ms))
+            .map_or(DEFAULT_DEADLINE, Duration::from_millis),
+        required_timeout: cmdline
+            .required_timeout_ms
+            .or(manifest.and_then(|m| m.required_timeout_ms))
+            .map_or(DEFAULT_REQUIRED_TIMEOUT, Duration::from_millis),
     })
 }
 
@@ -221,6 +250,8 @@ mod tests {
                 args: vec!["--log-level=info".into()],
             },
             on_failure: Some(OnFailure::Reboot),
+            deadline_ms: Some(1500),
+            required_timeout_ms: None,
         }
     }
 
@@ -238,6 +269,8 @@ mod tests {
         assert_eq!(c.on_failure, Some(OnFailure::Reboot));
         assert_eq!(c.init.manifest_path, "/lib/systemd/systemd");
         assert_eq!(c.init.explicit, None);
+        assert_eq!(c.deadline, Duration::from_millis(1500));
+        assert_eq!(c.required_timeout, DEFAULT_REQUIRED_TIMEOUT);
     }
 
     #[test]
@@ -250,9 +283,13 @@ mod tests {
             init: Some("/bin/sh".into()),
             jobs: Some(8),
             on_failure: Some(OnFailure::Halt),
+            deadline_ms: Some(200),
+            required_timeout_ms: Some(7000),
             ..Default::default()
         };
         let c = merge(&cmd, Some(&manifest())).unwrap();
+        assert_eq!(c.deadline, Duration::from_millis(200));
+        assert_eq!(c.required_timeout, Duration::from_millis(7000));
         let r = c.root.unwrap();
         assert_eq!(r.device, DeviceSpec::Name("vda".into()));
         assert_eq!(r.fstypes, vec!["xfs", "ext4"]);
@@ -272,6 +309,8 @@ mod tests {
         assert_eq!(c.jobs, 0);
         assert_eq!(c.on_failure, None);
         assert_eq!(c.init.manifest_path, "/sbin/init");
+        assert_eq!(c.deadline, DEFAULT_DEADLINE);
+        assert_eq!(c.required_timeout, DEFAULT_REQUIRED_TIMEOUT);
         let cmd = KernelCmdline {
             root: Some("UUID=abc".into()),
             rootdelay_s: Some(3),

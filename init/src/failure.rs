@@ -171,23 +171,88 @@ pub fn ensure_stdio(dev: &Path) {
 /// itself runs under `catch_unwind`, which turns it into a fatal error.
 pub fn install_panic_hook(dev: &'static Path) {
     std::panic::set_hook(Box::new(move |info| {
-        let where_ = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = info.payload().downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "(no message)".to_string()
-        };
-        let thread = std::thread::current();
-        let text = format!(
-            "panic in thread {}{where_}: {msg}",
-            thread.name().unwrap_or("?")
-        );
+        let text = format!("panic in thread {}", panic_text(info));
         crate::kmsg::announce(dev, Path::new("/proc"), &format!("kmodinit: {text}\n"));
+    }));
+}
+
+/// `NAME at FILE:LINE: MESSAGE` for a panic in the thread NAME.
+pub fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let where_ = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    format!(
+        "{}{where_}: {}",
+        thread.name().unwrap_or("?"),
+        panic_message(info)
+    )
+}
+
+/// The panic's message alone.
+pub fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
+    if let Some(s) = info.payload().downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = info.payload().downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+/// `on_failure` as far as PID 1 knows it (command line over manifest),
+/// for the panic hook: 0 unknown, then [`OnFailure`] + 1.
+static POLICY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Records the `on_failure` a panic in PID 1 must carry out.
+pub fn set_policy(p: Option<OnFailure>) {
+    let v = match p {
+        None => 0,
+        Some(OnFailure::Rescue) => 1,
+        Some(OnFailure::Reboot) => 2,
+        Some(OnFailure::Poweroff) => 3,
+        Some(OnFailure::Halt) => 4,
+    };
+    POLICY.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn policy() -> Option<OnFailure> {
+    match POLICY.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Some(OnFailure::Rescue),
+        2 => Some(OnFailure::Reboot),
+        3 => Some(OnFailure::Poweroff),
+        4 => Some(OnFailure::Halt),
+        _ => None,
+    }
+}
+
+/// PID 1's panic hook: the release build aborts after a panic, and PID 1
+/// must never end, so the hook itself carries out the failure policy: it
+/// logs the panic, adds it to the report (the one PID 1 last wrote, or a
+/// new one), explains on the console and in the kernel log, then runs
+/// `on_failure` ([`set_policy`]). Never returns.
+pub fn install_pid1_panic_hook(dev: &'static Path, report_path: &'static Path) {
+    std::panic::set_hook(Box::new(move |info| {
+        let text = format!("panic in thread {}", panic_text(info));
+        crate::kmsg::announce(dev, Path::new("/proc"), &format!("kmodinit: {text}\n"));
+        let err = crate::boot::BootError::Panic(panic_message(info));
+        let action = choose(
+            policy(),
+            None,
+            handover::is_executable(Path::new("/"), RESCUE_SHELL),
+        );
+        let mut report = std::fs::read(report_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::report::Report>(&b).ok())
+            .unwrap_or_default();
+        report.errors.push(err.to_string());
+        report.boottime_exec = None;
+        let written = report.write(report_path).is_ok();
+        let report_name = report_path.to_str().filter(|_| written);
+        let explanation = explain(&err.to_string(), &err.hints(), report_name, action);
+        crate::kmsg::announce(dev, Path::new("/proc"), &explanation);
+        carry_out(action, dev)
     }));
 }
 

@@ -2,12 +2,14 @@
 //! feature `fault-injection` (`make init-faults` → `build/init-faults`),
 //! never into the product `/init`.
 //!
-//! `kmodinit.fault=panic-boot` panics in the boot sequence right after
-//! planning; `kmodinit.fault=panic-insert:MODULE` panics inside the loader
-//! worker that inserts `MODULE` (through [`PanickingKernel`]). The option may
-//! repeat. Both are real `panic!`s, so the QEMU tests show what PID 1 does
-//! with a bug it did not foresee: the boot's `catch_unwind` makes the first a
-//! fatal error, the loader's makes the second that module's failure.
+//! `kmodinit.fault=panic-boot` panics in PID 1's boot sequence after the
+//! manifest is read; `kmodinit.fault=panic-insert:MODULE` panics inside the
+//! loader worker that inserts `MODULE`, and `kmodinit.fault=kill-insert:MODULE`
+//! sends the loader process SIGKILL there (through [`PanickingKernel`]). The
+//! option may repeat. They are real `panic!`s and a real signal, so the QEMU
+//! tests show what PID 1 does with a bug it did not foresee: its panic hook
+//! carries out `on_failure` for the first; the loader child dies of the
+//! others, and PID 1 fails the modules it left undecided.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -26,6 +28,8 @@ pub struct Faults {
     pub panic_boot: bool,
     /// `panic-insert:MODULE`, normalised names.
     pub panic_insert: BTreeSet<ModuleName>,
+    /// `kill-insert:MODULE`, normalised names.
+    pub kill_insert: BTreeSet<ModuleName>,
     /// Values that are not a fault, each with the reason it is ignored.
     pub warnings: Vec<String>,
 }
@@ -43,16 +47,22 @@ impl Faults {
         {
             if value == "panic-boot" {
                 f.panic_boot = true;
-            } else if let Some(m) = value.strip_prefix("panic-insert:") {
+            } else if let Some((kind, m)) = value
+                .split_once(':')
+                .filter(|(k, _)| *k == "panic-insert" || *k == "kill-insert")
+            {
                 match ModuleName::new(m) {
-                    Ok(name) => {
+                    Ok(name) if kind == "panic-insert" => {
                         f.panic_insert.insert(name);
+                    }
+                    Ok(name) => {
+                        f.kill_insert.insert(name);
                     }
                     Err(e) => f.warnings.push(format!("{OPTION}={value}: {e}; ignored")),
                 }
             } else {
                 f.warnings.push(format!(
-                    "{OPTION}={value}: expected panic-boot or panic-insert:MODULE; ignored"
+                    "{OPTION}={value}: expected panic-boot, panic-insert:MODULE or kill-insert:MODULE; ignored"
                 ));
             }
         }
@@ -61,7 +71,7 @@ impl Faults {
 
     /// True when some fault will fire.
     pub fn armed(&self) -> bool {
-        self.panic_boot || !self.panic_insert.is_empty()
+        self.panic_boot || !self.panic_insert.is_empty() || !self.kill_insert.is_empty()
     }
 
     /// Panics if `panic-boot` was asked for; `after` names the step just
@@ -79,6 +89,7 @@ impl Faults {
         PanickingKernel {
             inner,
             panic_on: self.panic_insert.clone(),
+            kill_on: self.kill_insert.clone(),
         }
     }
 }
@@ -95,6 +106,10 @@ impl fmt::Display for Faults {
             write!(f, "{sep}panic-insert:{m}")?;
             sep = ", ";
         }
+        for m in &self.kill_insert {
+            write!(f, "{sep}kill-insert:{m}")?;
+            sep = ", ";
+        }
         Ok(())
     }
 }
@@ -109,12 +124,14 @@ pub fn accept_option(mut cmdline: KernelCmdline) -> KernelCmdline {
     cmdline
 }
 
-/// A [`Kernel`] decorator that panics, instead of inserting, for the
-/// modules it was given, and passes every other module to `inner`.
+/// A [`Kernel`] decorator that panics (or kills its own process with
+/// SIGKILL), instead of inserting, for the modules it was given, and passes
+/// every other module to `inner`.
 #[derive(Debug)]
 pub struct PanickingKernel<K> {
     inner: K,
     panic_on: BTreeSet<ModuleName>,
+    kill_on: BTreeSet<ModuleName>,
 }
 
 impl<K: Kernel> Kernel for PanickingKernel<K> {
@@ -124,6 +141,13 @@ impl<K: Kernel> Kernel for PanickingKernel<K> {
                 "injected fault ({OPTION}=panic-insert:{0}): panic while inserting {0}",
                 req.name
             );
+        }
+        if self.kill_on.contains(req.name) {
+            log::warn!(
+                "injected fault ({OPTION}=kill-insert:{}): SIGKILL to the loader",
+                req.name
+            );
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::SIGKILL);
         }
         self.inner.insert(req)
     }

@@ -13,6 +13,8 @@ pub mod handover;
 pub mod kernel;
 pub mod kmsg;
 pub mod loader;
+pub mod loader_process;
 pub mod mount;
 pub mod report;
+pub mod supervise;
 pub mod switch_root;

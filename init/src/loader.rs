@@ -88,7 +88,50 @@ pub fn available_cpus() -> usize {
 /// plan (a predecessor id that is out of range or not smaller than the
 /// node's own id fails that node). Logs one line per module.
 pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadReport {
-    load_on(plan, opts, kernel, |run, jobs| {
+    load_observed(plan, kernel, opts, &mut ())
+}
+
+/// What [`load_observed`] tells its observer while the load runs, on the
+/// coordinator's thread (an observer needs no locking). The loader child
+/// streams these to PID 1, which may hand the machine over before the load
+/// ends.
+pub trait LoadObserver {
+    /// Node `id` was handed to a worker at `t` (boot time, seconds): from
+    /// now on it may sit inside the kernel.
+    fn started(&mut self, id: usize, t: f64);
+    /// Node `id` has its final outcome.
+    fn finished(&mut self, outcome: &NodeOutcome);
+}
+
+/// The no-op observer of [`load`].
+impl LoadObserver for () {
+    fn started(&mut self, _id: usize, _t: f64) {}
+    fn finished(&mut self, _outcome: &NodeOutcome) {}
+}
+
+/// The final outcome of one plan node, as [`LoadObserver::finished`] gets it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeOutcome {
+    /// The node's index in the plan (and in [`LoadReport::modules`]).
+    pub id: usize,
+    pub state: ModuleState,
+    pub error: Option<String>,
+    pub blocked_by: Option<ModuleName>,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    pub worker: Option<usize>,
+}
+
+/// As [`load`], telling `observer` when each kernel call starts and each
+/// node is decided. Same guarantees; `observer` is called exactly once per
+/// node with [`LoadObserver::finished`].
+pub fn load_observed<K: Kernel>(
+    plan: &Plan,
+    kernel: &K,
+    opts: &LoaderOptions,
+    observer: &mut dyn LoadObserver,
+) -> LoadReport {
+    load_on(plan, opts, kernel, observer, |run, jobs| {
         // std's scope joins every worker before it returns; `Threads::close`
         // joins them first so that a worker panic is counted rather than
         // re-raised by the scope.
@@ -121,7 +164,7 @@ pub fn load_on_loom<K: Kernel + Send + 'static>(
     opts: &LoaderOptions,
     faults: LoomFaults,
 ) -> LoadReport {
-    load_on(plan, opts, &*kernel, |run, jobs| {
+    load_on(plan, opts, &*kernel, &mut (), |run, jobs| {
         let workers = loom_pool::LoomWorkers::new(kernel.clone(), faults);
         run_pool(run, plan, opts, &*kernel, jobs, workers)
     })
@@ -139,7 +182,8 @@ fn load_on<K: Kernel>(
     plan: &Plan,
     opts: &LoaderOptions,
     kernel: &K,
-    pool: impl FnOnce(&mut Run<'_>, usize) -> usize,
+    observer: &mut dyn LoadObserver,
+    pool: impl FnOnce(&mut Run<'_, '_>, usize) -> usize,
 ) -> LoadReport {
     let boottime_load_start = boottime();
     let graph = Graph::new(plan);
@@ -153,7 +197,7 @@ fn load_on<K: Kernel>(
         .min(graph.inserts)
         .max(usize::from(graph.inserts > 0));
 
-    let mut run = Run::new(plan, &graph);
+    let mut run = Run::new(plan, &graph, observer);
     let workers = if jobs > 1 {
         pool(&mut run, jobs)
     } else if jobs == 1 {
@@ -179,7 +223,7 @@ fn load_on<K: Kernel>(
 /// many workers ran kernel calls (1 when none could be started: then the
 /// coordinator's own thread made them).
 fn run_pool<'p, K: Kernel, W: Workers<'p>>(
-    run: &mut Run<'_>,
+    run: &mut Run<'_, '_>,
     plan: &'p Plan,
     opts: &LoaderOptions,
     kernel: &K,
@@ -541,8 +585,9 @@ impl Outcome {
 }
 
 /// The coordinator's state: only the coordinator thread touches it.
-struct Run<'g> {
+struct Run<'g, 'o> {
     graph: &'g Graph,
+    observer: &'o mut dyn LoadObserver,
     /// Unfinished predecessors per node.
     waiting: Vec<usize>,
     outcome: Vec<Option<Outcome>>,
@@ -555,11 +600,12 @@ struct Run<'g> {
     in_flight: usize,
 }
 
-impl<'g> Run<'g> {
-    fn new(plan: &Plan, graph: &'g Graph) -> Self {
+impl<'g, 'o> Run<'g, 'o> {
+    fn new(plan: &Plan, graph: &'g Graph, observer: &'o mut dyn LoadObserver) -> Self {
         let n = plan.nodes.len();
         let mut run = Run {
             graph,
+            observer,
             waiting: graph.preds.iter().map(Vec::len).collect(),
             outcome: vec![None; n],
             ready: BinaryHeap::new(),
@@ -596,6 +642,15 @@ impl<'g> Run<'g> {
                 continue;
             }
             log_outcome(plan, id, &outcome);
+            self.observer.finished(&NodeOutcome {
+                id,
+                state: outcome.state,
+                error: outcome.error.clone(),
+                blocked_by: outcome.blocked_by.map(|b| plan.nodes[b].name.clone()),
+                start: outcome.start,
+                end: outcome.end,
+                worker: outcome.worker,
+            });
             let ok = outcome.state.is_satisfied();
             let root = outcome.blocked_by.unwrap_or(id);
             self.outcome[id] = Some(outcome);
@@ -682,6 +737,7 @@ impl<'g> Run<'g> {
                 let Action::Insert { path, compression } = &node.action else {
                     continue;
                 };
+                self.observer.started(id, boottime());
                 let job = Job {
                     id,
                     name: &node.name,
@@ -928,5 +984,8 @@ fn log_outcome(plan: &Plan, id: usize, o: &Outcome) {
         ModuleState::Skipped => log::warn!("kmodinit: skipped {name}: {error}"),
         ModuleState::Failed => log::error!("kmodinit: failed to load {name}{params}: {error}"),
         ModuleState::Blocked => log::error!("kmodinit: did not load {name}: {error}"),
+        // The loader decides every node; only the supervisor's handover
+        // report uses this state.
+        ModuleState::Pending => log::warn!("kmodinit: {name} is still loading"),
     }
 }

@@ -2,9 +2,7 @@
 //! follows DESIGN.md's sequence, one call per step. On a host (not PID 1)
 //! it refuses to touch the machine and offers `plan` and `--dry-run`.
 
-use std::collections::BTreeSet;
 use std::convert::Infallible;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -15,13 +13,13 @@ use kmodinit::cli::{self, HostCommand};
 use kmodinit::clock::{self, Fixed};
 use kmodinit::failure::{self, FailureAction};
 use kmodinit::handover::{self, InitCommand};
-use kmodinit::kernel::RealKernel;
 use kmodinit::kmsg::{self, DevkmsgRatelimit, Verbosity};
-use kmodinit::loader::{self, LoaderOptions};
+use kmodinit::loader_process::{self, LoadInput, LoaderChild};
 use kmodinit::mount::{self, MountOutcome, RealMounter, EARLY_MOUNTS};
-use kmodinit::report::Report;
+use kmodinit::report::{LoaderInfo, Report};
+use kmodinit::supervise::{LoaderExit, Supervisor};
 use kmodinit::switch_root::{self, MOVED_MOUNTS, NEW_ROOT};
-use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, OnFailure, PlanInput};
+use modules_manifest::{KernelCmdline, Manifest, OnFailure};
 
 const DEV: &str = "/dev";
 const PROC: &str = "/proc";
@@ -48,12 +46,16 @@ struct Boot {
     devkmsg: Option<DevkmsgRatelimit>,
     cmdline_on_failure: Option<OnFailure>,
     manifest_on_failure: Option<OnFailure>,
+    /// The loader child, once started: it may outlive the handover.
+    loader: Option<LoaderChild>,
 }
 
-/// PID 1: runs the boot under `catch_unwind`; whatever stops it (an error or
-/// a panic) goes to the failure policy. Never returns.
+/// PID 1: single-threaded; the module loading runs in a child process. An
+/// error goes to the failure policy, a panic too (through the panic hook,
+/// which carries it out itself: release builds abort after it). Never
+/// returns.
 fn pid1(boottime_init_start: f64, kernel_args: Vec<String>) -> ! {
-    failure::install_panic_hook(Path::new(DEV));
+    failure::install_pid1_panic_hook(Path::new(DEV), Path::new(REPORT_PATH));
     let mut b = Boot {
         report: Report {
             boottime_init_start,
@@ -63,8 +65,12 @@ fn pid1(boottime_init_start: f64, kernel_args: Vec<String>) -> ! {
         devkmsg: None,
         cmdline_on_failure: None,
         manifest_on_failure: None,
+        loader: None,
     };
-    let err = boot::run_guarded(|| boot(&mut b, &kernel_args));
+    let err = match boot(&mut b, &kernel_args) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
     fail(&mut b, err)
 }
 
@@ -76,6 +82,7 @@ fn boot(b: &mut Boot, kernel_args: &[String]) -> Result<Infallible, BootError> {
     let manifest_path = boot_config::manifest_path(&cmdline).to_string();
     let manifest = read_manifest(b, &manifest_path)?;
     let config = boot_config::merge(&cmdline, manifest.as_ref()).map_err(BootError::Config)?;
+    failure::set_policy(config.on_failure);
 
     if let Some(m) = &manifest {
         load_modules(b, m, &cmdline, &config)?;
@@ -170,54 +177,79 @@ fn read_manifest(b: &mut Boot, path: &str) -> Result<Option<Manifest>, BootError
     Ok(manifest)
 }
 
-/// Step 3: index → plan → load (blocking; every worker joined on return).
+/// Step 3: the loader child plans and loads; PID 1 waits for it as long as
+/// the deadlines allow (it may go on loading after the handover).
 fn load_modules(
     b: &mut Boot,
     manifest: &Manifest,
     cmdline: &KernelCmdline,
     config: &BootConfig,
 ) -> Result<(), BootError> {
-    let modules_dir =
-        boot::modules_dir(Path::new("/"), Path::new(PROC)).map_err(BootError::KernelRelease)?;
-    let index = DepIndex::load(&modules_dir).map_err(|source| BootError::Index {
-        dir: modules_dir.clone(),
-        source,
-    })?;
-    let loaded = std::fs::read_to_string(Path::new(PROC).join("modules"))
-        .map(|t| boot::parse_proc_modules(&t))
-        .unwrap_or_else(|_| BTreeSet::new());
-    let plan = plan(PlanInput {
-        manifest,
-        index: &index,
-        cmdline,
-        loaded: &loaded,
-    })
-    .map_err(BootError::Plan)?;
-    for note in &plan.notes {
-        log::info!("plan: {note}");
-        b.report.notes.push(format!("plan: {note}"));
-    }
     #[cfg(feature = "fault-injection")]
     let faults = arm_faults(b);
-    let opts = LoaderOptions {
-        modules_dir,
+    let input = LoadInput {
+        manifest,
+        cmdline,
         jobs: config.jobs,
+        proc_dir: Path::new(PROC),
+        root: Path::new("/"),
     };
+    let spawned = clock::boottime();
     #[cfg(not(feature = "fault-injection"))]
-    let report = loader::load(&plan, &RealKernel::new(), &opts);
+    let child = LoaderChild::spawn(input, |k| k);
     #[cfg(feature = "fault-injection")]
-    let report = loader::load(&plan, &faults.kernel(RealKernel::new()), &opts);
-    log::info!(
-        "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
-        report.modules.len(),
-        Fixed(report.wall_s, 3),
-        report.jobs,
-        Fixed(report.critical_path_s, 3)
+    let child = LoaderChild::spawn(input, |k| faults.kernel(k));
+    let mut child = child.map_err(BootError::SpawnLoader)?;
+    let any_required = manifest.chains.iter().any(|c| c.required);
+    let mut sup = Supervisor::new(
+        config.deadline,
+        config.required_timeout,
+        spawned,
+        any_required,
     );
-    b.report.boottime_load_start = report.boottime_load_start;
-    b.report.boottime_load_end = report.boottime_load_end;
-    b.report.load = Some(report);
+    let verdict = child.supervise(&mut sup);
+    child.try_reap(&mut sup);
+    b.report.loader = Some(LoaderInfo {
+        pid: child.pid(),
+        exit: child.exit().map(describe_exit),
+        ..LoaderInfo::default()
+    });
+    b.loader = Some(child);
+    let handover = verdict.map_err(|(message, hints)| BootError::Loader { message, hints })?;
+    for note in &handover.notes {
+        b.report.notes.push(note.clone());
+    }
+    if let Some(info) = b.report.loader.as_mut() {
+        info.vm_hwm_kib = handover.loader_vm_hwm_kib;
+        info.pending_at_handover = handover.pending;
+    }
+    if let Some(load) = &handover.load {
+        if handover.pending > 0 {
+            let names: Vec<&str> = load
+                .modules
+                .iter()
+                .filter(|m| m.state == kmodinit::report::ModuleState::Pending)
+                .map(|m| m.name.as_str())
+                .collect();
+            log::warn!(
+                "deadline of {} ms passed: {} module(s) still loading go on in the background: {}",
+                config.deadline.as_millis(),
+                names.len(),
+                names.join(" ")
+            );
+        }
+        b.report.boottime_load_start = load.boottime_load_start;
+        b.report.boottime_load_end = load.boottime_load_end;
+    }
+    b.report.load = handover.load;
     Ok(())
+}
+
+fn describe_exit(e: &LoaderExit) -> String {
+    match e {
+        LoaderExit::Exited(code) => format!("exited with status {code}"),
+        LoaderExit::Signaled(sig) => format!("killed by {sig}"),
+    }
 }
 
 /// Step 4: `/run/kmodinit/report.json` (again before exec, with
@@ -321,6 +353,12 @@ fn exec_init(b: &mut Boot, init: &InitCommand) -> BootError {
     log::info!("exec {} {:?}", init.path, &init.argv[1..]);
     b.report.boottime_exec = Some(clock::boottime());
     write_report(b);
+    if let Some(l) = b.loader.as_mut() {
+        // After the last report PID 1 writes: a loader still running adds
+        // its late results to it.
+        l.hand_over();
+    }
+    loader_process::reap_strays(b.loader.as_ref().map(LoaderChild::pid));
     if let Some(d) = b.devkmsg.as_mut() {
         d.restore(Path::new(PROC));
     }
@@ -332,11 +370,10 @@ fn exec_init(b: &mut Boot, init: &InitCommand) -> BootError {
 }
 
 /// The failure path: explain on the console and the kernel log, record the
-/// error in the report, then carry out `on_failure`. Never returns, even if
-/// explaining panics (then it halts).
+/// error in the report, then carry out `on_failure`. Never returns (a panic
+/// while explaining goes to the panic hook, which carries out the policy).
 fn fail(b: &mut Boot, err: BootError) -> ! {
-    let action = panic::catch_unwind(AssertUnwindSafe(|| explain_failure(b, &err)))
-        .unwrap_or(FailureAction::Halt);
+    let action = explain_failure(b, &err);
     failure::carry_out(action, Path::new(DEV))
 }
 
@@ -349,6 +386,9 @@ fn explain_failure(b: &mut Boot, err: &BootError) -> FailureAction {
     b.report.errors.push(err.to_string());
     b.report.boottime_exec = None;
     write_report(b);
+    if let Some(l) = b.loader.as_mut() {
+        l.hand_over();
+    }
     let text = failure::explain(
         &err.to_string(),
         &err.hints(),
@@ -435,6 +475,6 @@ fn arm_faults(b: &mut Boot) -> kmodinit::fault::Faults {
         log::warn!("{note}");
         b.report.notes.push(note);
     }
-    faults.boot_point("planning");
+    faults.boot_point("reading the manifest");
     faults
 }

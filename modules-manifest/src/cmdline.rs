@@ -49,6 +49,10 @@ pub struct KernelCmdline {
     pub jobs: Option<usize>,
     /// `kmodinit.on_failure=…`.
     pub on_failure: Option<OnFailure>,
+    /// `kmodinit.deadline=MS`.
+    pub deadline_ms: Option<u64>,
+    /// `kmodinit.required_timeout=MS`.
+    pub required_timeout_ms: Option<u64>,
     /// `kmodinit.debug`.
     pub debug: bool,
     /// Entries that were recognised but unusable, with the reason.
@@ -299,6 +303,20 @@ impl KernelCmdline {
     }
 
     /// `raw` is the whole argument's text (see [`Arg`]).
+    /// A millisecond count for `key`, or `None` with a warning.
+    fn parse_ms(&mut self, key: &str, value: Option<&str>) -> Option<u64> {
+        match value.map(str::parse::<u64>) {
+            Some(Ok(ms)) => Some(ms),
+            _ => {
+                self.warnings.push(format!(
+                    "{key}={}: expected milliseconds (a whole number); ignored",
+                    value.unwrap_or("")
+                ));
+                None
+            }
+        }
+    }
+
     fn apply_dotted(&mut self, module: &str, key: &str, value: Option<&str>, raw: &str) {
         // The kernel treats '-' and '_' alike in parameter names.
         let key_norm = key.replace('-', "_");
@@ -331,6 +349,16 @@ impl KernelCmdline {
                     value.unwrap_or("")
                 )),
             },
+            ("kmodinit", "deadline") => {
+                self.deadline_ms = self
+                    .parse_ms("kmodinit.deadline", value)
+                    .or(self.deadline_ms)
+            }
+            ("kmodinit", "required_timeout") => {
+                self.required_timeout_ms = self
+                    .parse_ms("kmodinit.required_timeout", value)
+                    .or(self.required_timeout_ms)
+            }
             ("kmodinit", "on_failure") => match value.and_then(parse_on_failure) {
                 Some(f) => self.on_failure = Some(f),
                 None => self.warnings.push(format!(
@@ -465,6 +493,15 @@ mod tests {
         assert!(c.debug);
         assert!(c.module_params.is_empty(), "{:?}", c.module_params);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = KernelCmdline::parse(
+            "kmodinit.deadline=2500 kmodinit.required_timeout=30000 kmodinit.deadline=soon",
+        );
+        assert_eq!(c.deadline_ms, Some(2500));
+        assert_eq!(c.required_timeout_ms, Some(30000));
+        assert_eq!(
+            c.warnings,
+            ["kmodinit.deadline=soon: expected milliseconds (a whole number); ignored"]
+        );
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub struct Manifest {
     pub init: InitSpec,
     /// `None`: rescue if the image has a shell, else halt.
     pub on_failure: Option<OnFailure>,
+    /// How long optional chains may hold the boot after the load phase
+    /// starts (ms); `None`: the boot's default.
+    pub deadline_ms: Option<u64>,
+    /// How long a required chain may take before it counts as failed (ms);
+    /// `None`: the boot's default.
+    pub required_timeout_ms: Option<u64>,
 }
 
 /// One ordered chain: each module starts after its predecessor succeeded.
@@ -194,6 +200,8 @@ impl Manifest {
                 })
                 .unwrap_or_default(),
             on_failure: raw.on_failure,
+            deadline_ms: raw.deadline_ms,
+            required_timeout_ms: raw.required_timeout_ms,
         };
         manifest.check()?;
         Ok(manifest)
@@ -352,6 +360,10 @@ struct RawManifest {
     init: Option<RawInit>,
     #[serde(default)]
     on_failure: Option<OnFailure>,
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+    #[serde(default)]
+    required_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -100,16 +100,22 @@ impl Console {
 
     /// `/run/kmodinit/report.json` as the real init printed it.
     pub fn report(&self) -> Result<serde_json::Value, String> {
-        let lines = self
-            .section(markers::REPORT_BEGIN, markers::REPORT_END)
-            .ok_or_else(|| {
-                format!(
-                    "no {}…{} section on the console; tail:\n{}",
-                    markers::REPORT_BEGIN,
-                    markers::REPORT_END,
-                    self.tail(30)
-                )
-            })?;
+        self.json_section(markers::REPORT_BEGIN, markers::REPORT_END)
+    }
+
+    /// report.json as the real init printed it again once no module was
+    /// `pending` ([`crate::RealInitRoot::late_report`]).
+    pub fn late_report(&self) -> Result<serde_json::Value, String> {
+        self.json_section(markers::LATE_REPORT_BEGIN, markers::LATE_REPORT_END)
+    }
+
+    fn json_section(&self, begin: &str, end: &str) -> Result<serde_json::Value, String> {
+        let lines = self.section(begin, end).ok_or_else(|| {
+            format!(
+                "no {begin}…{end} section on the console; tail:\n{}",
+                self.tail(30)
+            )
+        })?;
         let text = lines.join("\n");
         serde_json::from_str(&text).map_err(|e| format!("report.json does not parse: {e}\n{text}"))
     }

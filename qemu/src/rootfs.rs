@@ -16,6 +16,10 @@ pub mod markers {
     pub const ROOT: &str = "KMI-ROOT ";
     pub const REPORT_BEGIN: &str = "KMI-REPORT-BEGIN";
     pub const REPORT_END: &str = "KMI-REPORT-END";
+    /// Around report.json read again once no module is `pending` (see
+    /// [`super::RealInitRoot::late_report`]).
+    pub const LATE_REPORT_BEGIN: &str = "KMI-LATE-REPORT-BEGIN";
+    pub const LATE_REPORT_END: &str = "KMI-LATE-REPORT-END";
     pub const MODULES_BEGIN: &str = "KMI-MODULES-BEGIN";
     pub const MODULES_END: &str = "KMI-MODULES-END";
     pub const PARAMS_BEGIN: &str = "KMI-PARAMS-BEGIN";
@@ -33,6 +37,7 @@ pub struct RealInitRoot {
     busybox: PathBuf,
     param_modules: Vec<String>,
     power_off: bool,
+    late_report_s: Option<u32>,
 }
 
 impl Default for RealInitRoot {
@@ -41,6 +46,7 @@ impl Default for RealInitRoot {
             busybox: PathBuf::from(HOST_BUSYBOX),
             param_modules: vec!["kmi_*".into()],
             power_off: true,
+            late_report_s: None,
         }
     }
 }
@@ -64,6 +70,15 @@ impl RealInitRoot {
         self
     }
 
+    /// After the first report, wait (at most `secs`) until report.json has
+    /// no `pending` module any more (the loader still running after the
+    /// handover settles them), then print it again between
+    /// [`markers::LATE_REPORT_BEGIN`] and [`markers::LATE_REPORT_END`].
+    pub fn late_report(mut self, secs: u32) -> RealInitRoot {
+        self.late_report_s = Some(secs);
+        self
+    }
+
     /// The `/sbin/init` shell script.
     pub fn script(&self) -> String {
         use markers::*;
@@ -72,6 +87,20 @@ impl RealInitRoot {
             "sync\npoweroff -f\n"
         } else {
             "while :; do sleep 3600; done\n"
+        };
+        let late = match self.late_report_s {
+            Some(n) => format!(
+                r#"i=0
+while grep -q '"state": "pending"' /run/kmodinit/report.json 2>/dev/null && [ $i -lt {n} ]; do
+  sleep 1; i=$((i+1))
+done
+echo {LATE_REPORT_BEGIN}
+cat /run/kmodinit/report.json || echo "KMI-NO-REPORT"
+echo
+echo {LATE_REPORT_END}
+"#
+            ),
+            None => String::new(),
         };
         format!(
             r#"#!/bin/busybox sh
@@ -87,7 +116,7 @@ echo {REPORT_BEGIN}
 cat /run/kmodinit/report.json || echo "KMI-NO-REPORT"
 echo
 echo {REPORT_END}
-echo {MODULES_BEGIN}
+{late}echo {MODULES_BEGIN}
 cat /proc/modules
 echo {MODULES_END}
 echo {PARAMS_BEGIN}

@@ -261,9 +261,14 @@ impl Env {
     /// Writes the real init script to `dir/realinit.sh` (executable), for
     /// images that exec it inside the initramfs (`--add …:/sbin/init`).
     pub fn real_init_script(&self, dir: &Path) -> PathBuf {
+        self.real_init_script_of(dir, &RealInitRoot::new())
+    }
+
+    /// As [`Env::real_init_script`], for the real init `init` describes.
+    pub fn real_init_script_of(&self, dir: &Path, init: &RealInitRoot) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let p = dir.join("realinit.sh");
-        std::fs::write(&p, RealInitRoot::new().script()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&p, init.script()).unwrap_or_else(|e| panic!("{e}"));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
             .unwrap_or_else(|e| panic!("{e}"));
         p
@@ -273,7 +278,17 @@ impl Env {
     /// initramfs (no root): busybox at /bin/busybox and /bin/sh (rescue),
     /// the real-init script at /sbin/init. Uncompressed, so tests can edit it.
     pub fn fixture_image(&self, dir: &Path, manifest: &serde_json::Value) -> PathBuf {
-        let script = self.real_init_script(dir);
+        self.fixture_image_with(dir, manifest, &RealInitRoot::new())
+    }
+
+    /// As [`Env::fixture_image`], with the real init `init` describes.
+    pub fn fixture_image_with(
+        &self,
+        dir: &Path,
+        manifest: &serde_json::Value,
+        init: &RealInitRoot,
+    ) -> PathBuf {
+        let script = self.real_init_script_of(dir, init);
         let bb = Path::new(BUSYBOX);
         self.mkimage(
             dir,

@@ -1,9 +1,10 @@
 //! [`RealKernel`]: the module syscalls. The only `unsafe` code of the loader.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
@@ -32,6 +33,8 @@ pub struct RealKernel {
     kernel_formats: OnceLock<Vec<String>>,
     slots: Slots,
     max_decompressed: usize,
+    /// Module files opened ahead of the load ([`RealKernel::open_ahead`]).
+    opened: HashMap<PathBuf, File>,
 }
 
 impl Default for RealKernel {
@@ -55,7 +58,39 @@ impl RealKernel {
             kernel_formats: OnceLock::new(),
             slots: Slots::new(DECOMPRESSED_IMAGES_IN_MEMORY),
             max_decompressed: MAX_DECOMPRESSED_BYTES,
+            opened: HashMap::new(),
         }
+    }
+
+    /// Opens every module file in `paths` now and inserts from these
+    /// descriptors later instead of opening by path. A loader that outlives
+    /// the handover needs this: switch_root unlinks the initramfs, and an
+    /// open descriptor keeps its file readable. A path that cannot be opened
+    /// now is left out: `insert` then opens it by path and reports why that
+    /// fails. Returns how many files were opened.
+    pub fn open_ahead<'a>(&mut self, paths: impl IntoIterator<Item = &'a Path>) -> usize {
+        for p in paths {
+            if let Ok(f) = File::open(p) {
+                self.opened.insert(p.to_path_buf(), f);
+            }
+        }
+        self.opened.len()
+    }
+
+    /// The module file at `path`: a duplicate of the descriptor opened
+    /// ahead (rewound: duplicates share their offset), else opened now.
+    fn open(&self, path: &Path) -> Result<File, InsertError> {
+        if let Some(f) = self.opened.get(path) {
+            let dup = f.try_clone().and_then(|mut d| {
+                d.seek(SeekFrom::Start(0))?;
+                Ok(d)
+            });
+            return dup.map_err(|e| InsertError {
+                errno: e.raw_os_error(),
+                message: format!("cannot reuse module file {}: {e}", path.display()),
+            });
+        }
+        open(path)
     }
 
     /// Refuses modules that decompress to more than `bytes` (default
@@ -104,7 +139,7 @@ impl Kernel for RealKernel {
         let params = CString::new(req.params).map_err(|_| {
             InsertError::other(format!("parameters {:?} contain a NUL byte", req.params))
         })?;
-        let file = open(req.path)?;
+        let file = self.open(req.path)?;
 
         if req.compression == Compression::None {
             return match finit_module(&file, &params, 0) {
@@ -128,7 +163,7 @@ impl Kernel for RealKernel {
                 }
                 r => return finish(r, "finit_module", req),
             }
-            let file = open(req.path)?;
+            let file = self.open(req.path)?;
             return self.insert_decompressed(req, file, &params);
         }
         self.insert_decompressed(req, file, &params)

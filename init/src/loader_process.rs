@@ -1,0 +1,454 @@
+//! The loader child process: everything that can hang (a module init that
+//! never returns) or panic (a loader bug) runs here, never in PID 1.
+//!
+//! PID 1 forks it (single-threaded at that point, so the child's copy of
+//! every lock is free) once the manifest is read. The child reads the module
+//! index, plans, opens every module file, loads on its thread pool and
+//! streams [`LoaderEvent`]s up a pipe. PID 1 feeds them to a [`Supervisor`].
+//! If PID 1 hands over before the load ends, it writes [`HANDOVER`] on a
+//! second pipe just before exec; the child, once done, then writes the final
+//! states of the `pending` modules into the report itself, through a
+//! descriptor of `/run/kmodinit` opened before the handover (after
+//! switch_root `/run` lives under the new root and the initramfs is gone;
+//! descriptors of the module files and the report directory outlive both).
+#![allow(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::boot::{self, BootError};
+use crate::clock::boottime;
+use crate::kernel::{Kernel, RealKernel};
+use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
+use crate::report::{LoadReport, Report, REPORT_DIR, REPORT_FILE};
+use crate::supervise::{
+    encode, EventReader, Handover, LoaderEvent, LoaderExit, PlannedChain, PlannedModule,
+    Supervisor, Verdict,
+};
+
+/// The byte PID 1 writes on the control pipe when it hands over with the
+/// load unfinished: the child owns the report's pending entries from then.
+pub const HANDOVER: u8 = b'H';
+
+/// The longest PID 1 sleeps in `poll` without looking at the clock and the
+/// child again (a child that dies closes its pipe, which wakes PID 1 at
+/// once; this only bounds a wait whose deadline was computed late).
+const MAX_POLL: Duration = Duration::from_secs(1);
+
+/// What the child needs from PID 1: the manifest and command line it has
+/// already read, and the width of the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadInput<'a> {
+    pub manifest: &'a Manifest,
+    pub cmdline: &'a KernelCmdline,
+    pub jobs: usize,
+    /// `/proc` (the loaded modules, the kernel release).
+    pub proc_dir: &'a Path,
+    /// `/` of the initramfs (holds `lib/modules`).
+    pub root: &'a Path,
+}
+
+/// PID 1's handle on the loader child.
+#[derive(Debug)]
+pub struct LoaderChild {
+    pid: Pid,
+    events: Option<File>,
+    control: Option<File>,
+    reader: EventReader,
+    exit: Option<LoaderExit>,
+}
+
+impl LoaderChild {
+    /// Forks the loader child, which runs [`child_main`] with `input` and
+    /// `wrap` (the kernel the child inserts with: [`RealKernel`], or a
+    /// fault-injecting decorator in the test build) and never returns.
+    pub fn spawn<K: Kernel>(
+        input: LoadInput<'_>,
+        wrap: impl FnOnce(RealKernel) -> K,
+    ) -> std::io::Result<LoaderChild> {
+        let (events_rx, events_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (control_rx, control_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        // The report directory exists before the child opens it.
+        std::fs::create_dir_all(REPORT_DIR)?;
+        // SAFETY: PID 1 is single-threaded here (it never starts a thread),
+        // so the child's copy of the address space holds no lock another
+        // thread owned; the child runs ordinary Rust and ends in `_exit`.
+        match unsafe { nix::unistd::fork() }? {
+            nix::unistd::ForkResult::Child => {
+                drop(events_rx);
+                drop(control_tx);
+                let code = child_main(input, wrap, events_tx, control_rx);
+                // SAFETY: `_exit` ends the child without running PID 1's
+                // atexit handlers or flushing its copies of PID 1's buffers.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => Ok(LoaderChild {
+                pid: child,
+                events: Some(File::from(events_rx)),
+                control: Some(File::from(control_tx)),
+                reader: EventReader::default(),
+                exit: None,
+            }),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// How the child ended, if PID 1 has seen it end.
+    pub fn exit(&self) -> Option<&LoaderExit> {
+        self.exit.as_ref()
+    }
+
+    /// Runs `sup` until it decides: reads events as they come, reaps the
+    /// child when its pipe closes, wakes up at the supervisor's deadlines.
+    /// Single-threaded; blocks only in `poll` and in `waitpid` for a child
+    /// whose pipe has closed (it is exiting). `Err` is [`Verdict::Fatal`]'s
+    /// message and hints.
+    pub fn supervise(&mut self, sup: &mut Supervisor) -> Result<Handover, (String, Vec<String>)> {
+        loop {
+            let now = boottime();
+            let until = match sup.verdict(now) {
+                Verdict::Wait { until } => until,
+                Verdict::Proceed(h) => return Ok(h),
+                Verdict::Fatal { message, hints } => return Err((message, hints)),
+            };
+            let wait = until.map_or(MAX_POLL, |u| {
+                Duration::from_secs_f64((u - now).max(0.0)).min(MAX_POLL)
+            });
+            self.pump(sup, wait);
+        }
+    }
+
+    /// Waits up to `wait` for bytes from the child and feeds them to `sup`.
+    fn pump(&mut self, sup: &mut Supervisor, wait: Duration) {
+        let Some(events) = self.events.as_mut() else {
+            // The pipe is closed: only the clock can change the verdict.
+            std::thread::sleep(wait);
+            return;
+        };
+        let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return,
+            Ok(_) => {}
+            Err(e) => {
+                log::error!("poll on the loader's pipe: {e}");
+                std::thread::sleep(wait);
+                return;
+            }
+        }
+        let mut buf = [0u8; 64 * 1024];
+        match events.read(&mut buf) {
+            Ok(0) => {
+                // Every write end is closed: the child ended or is ending.
+                self.events = None;
+                if !sup.has_exited() {
+                    self.reap(sup, true);
+                }
+            }
+            Ok(n) => {
+                for e in self.reader.feed(&buf[..n]) {
+                    match e {
+                        Ok(e) => sup.event(e),
+                        Err(why) => sup.garbled(&why),
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::error!("reading the loader's pipe: {e}");
+                self.events = None;
+            }
+        }
+    }
+
+    /// Collects the child's exit status (blocking only if `block`) and
+    /// tells `sup`.
+    fn reap(&mut self, sup: &mut Supervisor, block: bool) {
+        let flags = (!block).then_some(WaitPidFlag::WNOHANG);
+        let exit = match waitpid(self.pid, flags) {
+            Ok(WaitStatus::Exited(_, code)) => LoaderExit::Exited(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => LoaderExit::Signaled(sig.as_str().to_owned()),
+            Ok(_) => return,
+            Err(e) => {
+                log::error!("waitpid on the loader (pid {}): {e}", self.pid);
+                LoaderExit::Exited(-1)
+            }
+        };
+        log::debug!("loader (pid {}) ended: {exit:?}", self.pid);
+        sup.exited(exit.clone());
+        self.exit = Some(exit);
+    }
+
+    /// Collects the exit status if the child has ended (no blocking).
+    pub fn try_reap(&mut self, sup: &mut Supervisor) {
+        if self.exit.is_none() {
+            self.reap(sup, false);
+        }
+    }
+
+    /// Tells the child it owns the report's pending entries from now on.
+    /// Call after the last report PID 1 writes. Idempotent; a child that
+    /// is gone is not an error.
+    pub fn hand_over(&mut self) {
+        if let Some(mut c) = self.control.take() {
+            let _ = c.write_all(&[HANDOVER]);
+        }
+    }
+}
+
+/// Reaps every exited child of PID 1 that is not the loader (none are
+/// expected during the boot; PID 1 reaps whatever it has).
+pub fn reap_strays(loader: Option<i32>) {
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        match status.pid() {
+            None => break,
+            Some(p) if Some(p.as_raw()) == loader => {
+                log::debug!("loader (pid {p}) reaped late: {status:?}");
+            }
+            Some(p) => log::debug!("reaped pid {p}: {status:?}"),
+        }
+    }
+}
+
+/// The event writer the child shares with its panic hook.
+type Events = Arc<Mutex<File>>;
+
+fn send(events: &Events, e: &LoaderEvent) {
+    let line = encode(e);
+    let mut f = events.lock().unwrap_or_else(PoisonError::into_inner);
+    // PID 1 gone (after exec it no longer reads): the write fails with
+    // EPIPE (SIGPIPE is ignored), and nobody is left to tell.
+    let _ = f.write_all(&line);
+}
+
+/// Streams the loader's progress to PID 1.
+struct Streamer<'e> {
+    events: &'e Events,
+}
+
+impl LoadObserver for Streamer<'_> {
+    fn started(&mut self, id: usize, t: f64) {
+        send(self.events, &LoaderEvent::Started { id, t });
+    }
+    fn finished(&mut self, outcome: &NodeOutcome) {
+        send(self.events, &LoaderEvent::Finished(outcome.clone()));
+    }
+}
+
+/// The child: plan, open the files, load, report; then, after a handover,
+/// settle the report's pending entries. Returns the exit code.
+fn child_main<K: Kernel>(
+    input: LoadInput<'_>,
+    wrap: impl FnOnce(RealKernel) -> K,
+    events: OwnedFd,
+    control: OwnedFd,
+) -> i32 {
+    let events: Events = Arc::new(Mutex::new(File::from(events)));
+    install_child_panic_hook(&events);
+    // Opened now: after switch_root `/run/kmodinit` is reachable only
+    // through this descriptor.
+    let report_dir = File::open(REPORT_DIR)
+        .map_err(|e| log::warn!("loader: cannot open {REPORT_DIR}: {e}"))
+        .ok();
+
+    let (plan, modules_dir) = match make_plan(&input) {
+        Ok(p) => p,
+        Err(e) => {
+            send(
+                &events,
+                &LoaderEvent::Fatal {
+                    message: e.to_string(),
+                    hints: e.hints(),
+                },
+            );
+            return 1;
+        }
+    };
+    let mut kernel = RealKernel::new();
+    let files: Vec<std::path::PathBuf> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.action {
+            modules_manifest::Action::Insert { path, .. } => Some(modules_dir.join(path)),
+            _ => None,
+        })
+        .collect();
+    let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
+    log::debug!("loader: {opened} module file(s) open");
+    send(&events, &planned_event(&plan, boottime()));
+
+    let opts = LoaderOptions {
+        modules_dir,
+        jobs: input.jobs,
+    };
+    let kernel = wrap(kernel);
+    let load = loader::load_observed(&plan, &kernel, &opts, &mut Streamer { events: &events });
+    log::info!(
+        "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
+        load.modules.len(),
+        crate::clock::Fixed(load.wall_s, 3),
+        load.jobs,
+        crate::clock::Fixed(load.critical_path_s, 3)
+    );
+    let vm_hwm_kib = Report::read_vm_hwm_kib();
+    send(
+        &events,
+        &LoaderEvent::Done {
+            load: load.clone(),
+            vm_hwm_kib,
+        },
+    );
+    // PID 1 sees the pipe close; the child's work is done unless PID 1
+    // handed over before reading `done`.
+    drop(events);
+    let mut control = File::from(control);
+    let mut byte = [0u8; 1];
+    let handed_over = loop {
+        match control.read(&mut byte) {
+            Ok(1) => break byte[0] == HANDOVER,
+            Ok(_) => break false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break false,
+        }
+    };
+    if handed_over {
+        settle_report(report_dir.as_ref(), &load, vm_hwm_kib);
+    }
+    0
+}
+
+/// Index, loaded set, plan: what can go wrong here without leaving
+/// anything to load stops the boot (the child says so with `fatal`).
+fn make_plan(
+    input: &LoadInput<'_>,
+) -> Result<(modules_manifest::Plan, std::path::PathBuf), BootError> {
+    let modules_dir =
+        boot::modules_dir(input.root, input.proc_dir).map_err(BootError::KernelRelease)?;
+    let index = DepIndex::load(&modules_dir).map_err(|source| BootError::Index {
+        dir: modules_dir.clone(),
+        source,
+    })?;
+    let loaded = std::fs::read_to_string(input.proc_dir.join("modules"))
+        .map(|t| boot::parse_proc_modules(&t))
+        .unwrap_or_else(|_| BTreeSet::new());
+    let plan = modules_manifest::plan(PlanInput {
+        manifest: input.manifest,
+        index: &index,
+        cmdline: input.cmdline,
+        loaded: &loaded,
+    })
+    .map_err(BootError::Plan)?;
+    for note in &plan.notes {
+        log::info!("plan: {note}");
+    }
+    Ok((plan, modules_dir))
+}
+
+/// The `planned` event of `plan`, the load starting at `t`.
+fn planned_event(plan: &modules_manifest::Plan, t: f64) -> LoaderEvent {
+    let mut chains_of: Vec<Vec<String>> = vec![Vec::new(); plan.nodes.len()];
+    for c in &plan.chains {
+        for &id in &c.nodes {
+            if let Some(list) = chains_of.get_mut(id) {
+                if !list.contains(&c.name) {
+                    list.push(c.name.clone());
+                }
+            }
+        }
+    }
+    LoaderEvent::Planned {
+        modules: plan
+            .nodes
+            .iter()
+            .zip(chains_of)
+            .map(|(n, chains)| PlannedModule {
+                name: n.name.clone(),
+                params: n.params.clone(),
+                chains,
+                required: n.required,
+            })
+            .collect(),
+        chains: plan
+            .chains
+            .iter()
+            .map(|c| PlannedChain {
+                name: c.name.clone(),
+                required: c.required,
+                nodes: c.nodes.clone(),
+            })
+            .collect(),
+        notes: plan.notes.clone(),
+        boottime_load_start: t,
+    }
+}
+
+/// After a handover: the pending modules' final states into the report
+/// PID 1 wrote (atomic replace), one log line.
+fn settle_report(dir: Option<&File>, load: &LoadReport, vm_hwm_kib: Option<u64>) {
+    let Some(dir) = dir else {
+        log::error!("loader: no descriptor of {REPORT_DIR}: the late results are only in the log");
+        return;
+    };
+    let name = std::ffi::OsStr::new(REPORT_FILE);
+    let mut report = match Report::read_in(dir, name) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!(
+                "loader: cannot read {REPORT_DIR}/{REPORT_FILE} to add the late results: {e}"
+            );
+            return;
+        }
+    };
+    let settled = report.settle_pending(load, boottime());
+    if let Some(info) = report.loader.as_mut() {
+        info.vm_hwm_kib = vm_hwm_kib.or(info.vm_hwm_kib);
+    }
+    match report.write_in(dir, name) {
+        Ok(()) => log::info!(
+            "loader: {settled} module(s) finished after the handover; {REPORT_DIR}/{REPORT_FILE} updated"
+        ),
+        Err(e) => log::error!("loader: cannot update {REPORT_DIR}/{REPORT_FILE}: {e}"),
+    }
+}
+
+/// In the child: a panic is logged, told to PID 1 (`panicked`), and the
+/// child ends at once with status 101, in every build (with `panic =
+/// "abort"` it would abort right after the hook anyway; a build that
+/// unwinds must not go on with a half-updated loader either).
+fn install_child_panic_hook(events: &Events) {
+    // Its own descriptor of the pipe: the panic may come from inside `send`,
+    // with the lock held. A line this short is written in one piece, and
+    // its leading newline ends whatever line it interrupts.
+    let hook_pipe = events
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .try_clone()
+        .ok();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = crate::failure::panic_text(info);
+        crate::kmsg::announce(
+            Path::new("/dev"),
+            Path::new("/proc"),
+            &format!("kmodinit: loader: panic in thread {message}\n"),
+        );
+        if let Some(mut f) = hook_pipe.as_ref() {
+            let _ = f.write_all(&encode(&LoaderEvent::Panicked { message }));
+        }
+        // SAFETY: ends this process at once, as panic = "abort" would.
+        unsafe { libc::_exit(101) }
+    }));
+}

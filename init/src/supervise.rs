@@ -1,0 +1,794 @@
+//! PID 1's side of the load. Module insertion runs in the loader child
+//! ([`crate::loader_process`]), which streams [`LoaderEvent`]s to PID 1 over a
+//! pipe; [`Supervisor`] turns those events, the child's exit and the clock
+//! into one [`Verdict`]: wait, hand over, or stop. Pure: no syscalls, no
+//! clock of its own (`now` is passed in), so every case is a unit test.
+//!
+//! The rules, with `t0` the start of the load phase:
+//! - required chains hold the boot until each is decided, at most until
+//!   `t0 + required_timeout`; one not decided by then is a failed required
+//!   chain naming the module still inside the kernel;
+//! - optional chains hold it at most until `t0 + deadline`; what is not
+//!   decided then is `pending` in the handover report and keeps loading in
+//!   the background;
+//! - the child dying (panic, signal, exit) fails every undecided module with
+//!   the cause; only a required chain it breaks stops the boot;
+//! - only a child that cannot plan at all (unreadable index) stops the boot
+//!   by itself ([`Verdict::Fatal`]).
+
+use std::time::Duration;
+
+use modules_manifest::ModuleName;
+use serde::{Deserialize, Serialize};
+
+use crate::loader::NodeOutcome;
+use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
+
+/// The longest line the event stream accepts: a `planned` event of a few
+/// thousand modules fits many times over; a child gone wrong cannot make
+/// PID 1 buffer without bound.
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// One module of the plan, as PID 1 needs it for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedModule {
+    pub name: ModuleName,
+    pub params: String,
+    /// Names of the chains whose entries this module is.
+    pub chains: Vec<String>,
+    /// Some required chain cannot complete without this module.
+    pub required: bool,
+}
+
+/// One chain of the plan: its node ids, in chain order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedChain {
+    pub name: String,
+    pub required: bool,
+    pub nodes: Vec<usize>,
+}
+
+/// What the loader child tells PID 1, one JSON line each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LoaderEvent {
+    /// The plan is made and every module file is open: the load starts.
+    Planned {
+        modules: Vec<PlannedModule>,
+        chains: Vec<PlannedChain>,
+        notes: Vec<String>,
+        boottime_load_start: f64,
+    },
+    /// Node `id` went to a worker at `t`.
+    Started { id: usize, t: f64 },
+    /// Node `id` is decided.
+    Finished(NodeOutcome),
+    /// Every node is decided: the loader's own report.
+    Done {
+        load: LoadReport,
+        vm_hwm_kib: Option<u64>,
+    },
+    /// Nothing can be planned (the index is unreadable, …).
+    Fatal { message: String, hints: Vec<String> },
+    /// The child's panic hook, just before the child aborts.
+    Panicked { message: String },
+}
+
+/// How the loader child ended, from `waitpid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoaderExit {
+    Exited(i32),
+    /// Killed by this signal (its name, e.g. `SIGKILL`).
+    Signaled(String),
+}
+
+/// What PID 1 should do now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Wait for the next event, at most until `until` (boot time, s);
+    /// `None`: until an event comes.
+    Wait { until: Option<f64> },
+    /// The load holds the boot no longer: hand over with this outcome.
+    Proceed(Handover),
+    /// Nothing could be planned: the boot stops (`on_failure`).
+    Fatal { message: String, hints: Vec<String> },
+}
+
+/// The load as it stands at the handover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handover {
+    /// `None` when no plan was made (no required chain, loader gone or
+    /// late): the boot goes on without modules.
+    pub load: Option<LoadReport>,
+    /// Modules not decided yet (reported `pending`); the loader child
+    /// finishes them in the background.
+    pub pending: usize,
+    /// Peak memory of the loader child, if it said.
+    pub loader_vm_hwm_kib: Option<u64>,
+    /// What the report's notes should say about the load's end.
+    pub notes: Vec<String>,
+}
+
+/// The plan as received, and what became of each node so far.
+#[derive(Debug)]
+struct Tracked {
+    modules: Vec<ModuleReport>,
+    required: Vec<bool>,
+    chains: Vec<PlannedChain>,
+    load_start: f64,
+    undecided: usize,
+}
+
+/// PID 1's state machine over the loader child. See the module docs.
+#[derive(Debug)]
+pub struct Supervisor {
+    deadline: f64,
+    required_timeout: f64,
+    spawned: f64,
+    any_required: bool,
+    plan: Option<Tracked>,
+    done: Option<(LoadReport, Option<u64>)>,
+    fatal: Option<(String, Vec<String>)>,
+    panic: Option<String>,
+    exit: Option<LoaderExit>,
+    notes: Vec<String>,
+}
+
+impl Supervisor {
+    /// A supervisor for a child started at `spawned` (boot time, s).
+    /// `any_required`: the manifest has a required chain (what PID 1 knows
+    /// before the child has planned).
+    pub fn new(
+        deadline: Duration,
+        required_timeout: Duration,
+        spawned: f64,
+        any_required: bool,
+    ) -> Self {
+        Supervisor {
+            deadline: deadline.as_secs_f64(),
+            required_timeout: required_timeout.as_secs_f64(),
+            spawned,
+            any_required,
+            plan: None,
+            done: None,
+            fatal: None,
+            panic: None,
+            exit: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Takes one event of the child. Events that make no sense (a node
+    /// that is not in the plan, a second plan) are noted and ignored.
+    pub fn event(&mut self, e: LoaderEvent) {
+        match e {
+            LoaderEvent::Planned {
+                modules,
+                chains,
+                notes,
+                boottime_load_start,
+            } if self.plan.is_none() => {
+                self.notes
+                    .extend(notes.into_iter().map(|n| format!("plan: {n}")));
+                let required = modules.iter().map(|m| m.required).collect();
+                let modules: Vec<ModuleReport> = modules
+                    .into_iter()
+                    .map(|m| ModuleReport {
+                        name: m.name,
+                        state: ModuleState::Pending,
+                        params: m.params,
+                        error: None,
+                        blocked_by: None,
+                        start: None,
+                        end: None,
+                        worker: None,
+                        chains: m.chains,
+                    })
+                    .collect();
+                self.plan = Some(Tracked {
+                    undecided: modules.len(),
+                    modules,
+                    required,
+                    chains,
+                    load_start: boottime_load_start,
+                });
+            }
+            LoaderEvent::Started { id, t } => match self.module_mut(id) {
+                Some(m) if m.state == ModuleState::Pending => m.start = Some(t),
+                _ => self.odd(format!("start of unknown or decided node {id}")),
+            },
+            LoaderEvent::Finished(o) => self.finish(o),
+            LoaderEvent::Done { load, vm_hwm_kib } => self.done = Some((load, vm_hwm_kib)),
+            LoaderEvent::Fatal { message, hints } => self.fatal = Some((message, hints)),
+            LoaderEvent::Panicked { message } => self.panic = Some(message),
+            LoaderEvent::Planned { .. } => self.odd("a second plan".to_owned()),
+        }
+    }
+
+    /// A line of the stream that is not an event.
+    pub fn garbled(&mut self, why: &str) {
+        self.odd(format!("unreadable event: {why}"));
+    }
+
+    /// The child has ended.
+    pub fn exited(&mut self, exit: LoaderExit) {
+        self.exit = Some(exit);
+    }
+
+    /// True once the child has ended (its exit was reported).
+    pub fn has_exited(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    /// What to do at boot time `now`.
+    pub fn verdict(&mut self, now: f64) -> Verdict {
+        if let Some((message, hints)) = &self.fatal {
+            return Verdict::Fatal {
+                message: message.clone(),
+                hints: hints.clone(),
+            };
+        }
+        if let Some((load, hwm)) = self.done.take() {
+            return Verdict::Proceed(Handover {
+                load: Some(load),
+                pending: 0,
+                loader_vm_hwm_kib: hwm,
+                notes: std::mem::take(&mut self.notes),
+            });
+        }
+        let cause = self.exit.as_ref().map(|e| self.death_cause(e));
+        let Some(t) = self.plan.as_mut() else {
+            return self.verdict_unplanned(now, cause);
+        };
+        if let Some(cause) = cause {
+            // Died with work left: nobody will decide the rest.
+            for m in t.modules.iter_mut() {
+                if m.state == ModuleState::Pending {
+                    m.state = ModuleState::Failed;
+                    m.error = Some(match m.start {
+                        // Its init may still have completed: the kernel
+                        // finishes an init before the task dies.
+                        Some(_) => format!(
+                            "loader died during this insertion: {cause} (see /proc/modules whether it loaded)"
+                        ),
+                        None => format!("loader died: {cause}"),
+                    });
+                }
+            }
+            t.undecided = 0;
+            self.notes.push(format!("the loader died: {cause}"));
+            return self.proceed(now, Vec::new());
+        }
+        let t0 = t.load_start;
+        let open_required: Vec<usize> = t
+            .chains
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.required && c.nodes.iter().any(|&i| t.is_pending(i)))
+            .map(|(i, _)| i)
+            .collect();
+        if !open_required.is_empty() {
+            let limit = t0 + self.required_timeout;
+            if now < limit {
+                return Verdict::Wait { until: Some(limit) };
+            }
+            let timed_out = open_required
+                .iter()
+                .filter_map(|&c| t.timeout_failure(&t.chains[c], self.required_timeout))
+                .collect();
+            return self.proceed(now, timed_out);
+        }
+        let limit = t0 + self.deadline;
+        if now < limit {
+            return Verdict::Wait { until: Some(limit) };
+        }
+        self.proceed(now, Vec::new())
+    }
+
+    fn verdict_unplanned(&mut self, now: f64, cause: Option<String>) -> Verdict {
+        let why = match cause {
+            Some(cause) => format!("the loader died before it planned: {cause}"),
+            None => {
+                let limit = self.spawned
+                    + if self.any_required {
+                        self.required_timeout
+                    } else {
+                        self.deadline
+                    };
+                if now < limit {
+                    return Verdict::Wait { until: Some(limit) };
+                }
+                format!(
+                    "the loader had not planned after {} ms",
+                    ms(now - self.spawned)
+                )
+            }
+        };
+        if self.any_required {
+            return Verdict::Fatal {
+                message: why,
+                hints: vec!["boot with kmodinit.debug to see how far the loader got".into()],
+            };
+        }
+        self.notes
+            .push(format!("{why}: no module loaded (no chain is required)"));
+        Verdict::Proceed(Handover {
+            load: None,
+            pending: 0,
+            loader_vm_hwm_kib: None,
+            notes: std::mem::take(&mut self.notes),
+        })
+    }
+
+    /// The report of a load that has not finished, at `now`.
+    fn proceed(&mut self, now: f64, timed_out: Vec<ChainFailure>) -> Verdict {
+        let notes = std::mem::take(&mut self.notes);
+        let Some(t) = self.plan.as_ref() else {
+            return Verdict::Proceed(Handover {
+                load: None,
+                pending: 0,
+                loader_vm_hwm_kib: None,
+                notes,
+            });
+        };
+        let mut failed = failed_required_chains(&t.chains, &t.modules);
+        for f in timed_out {
+            if !failed.iter().any(|g| g.chain == f.chain) {
+                failed.push(f);
+            }
+        }
+        let pending = t
+            .modules
+            .iter()
+            .filter(|m| m.state == ModuleState::Pending)
+            .count();
+        Verdict::Proceed(Handover {
+            load: Some(LoadReport {
+                modules: t.modules.clone(),
+                jobs: 0,
+                boottime_load_start: t.load_start,
+                boottime_load_end: now,
+                wall_s: (now - t.load_start).max(0.0),
+                critical_path_s: 0.0,
+                critical_path: Vec::new(),
+                failed_required_chains: failed,
+            }),
+            pending,
+            loader_vm_hwm_kib: None,
+            notes,
+        })
+    }
+
+    fn finish(&mut self, o: NodeOutcome) {
+        let Some(t) = self.plan.as_mut() else {
+            return self.odd(format!("outcome of node {} before the plan", o.id));
+        };
+        let Some(m) = t.modules.get_mut(o.id) else {
+            return self.odd(format!("outcome of unknown node {}", o.id));
+        };
+        if m.state != ModuleState::Pending || o.state == ModuleState::Pending {
+            return self.odd(format!("second outcome of node {}", o.id));
+        }
+        m.state = o.state;
+        m.error = o.error;
+        m.blocked_by = o.blocked_by;
+        m.start = o.start.or(m.start);
+        m.end = o.end;
+        m.worker = o.worker;
+        t.undecided = t.undecided.saturating_sub(1);
+    }
+
+    fn module_mut(&mut self, id: usize) -> Option<&mut ModuleReport> {
+        self.plan.as_mut().and_then(|t| t.modules.get_mut(id))
+    }
+
+    fn odd(&mut self, what: String) {
+        log::warn!("loader stream: {what}; ignored");
+        self.notes.push(format!("loader stream: {what}; ignored"));
+    }
+
+    fn death_cause(&self, exit: &LoaderExit) -> String {
+        match (&self.panic, exit) {
+            (Some(p), _) => format!("panic: {p}"),
+            (None, LoaderExit::Signaled(sig)) => format!("killed by {sig}"),
+            (None, LoaderExit::Exited(code)) => format!("exited with status {code}"),
+        }
+    }
+}
+
+impl Tracked {
+    fn is_pending(&self, id: usize) -> bool {
+        self.modules
+            .get(id)
+            .is_some_and(|m| m.state == ModuleState::Pending)
+    }
+
+    /// A required chain still open at its timeout: names the module that
+    /// holds it, preferably one inside the kernel. `None` if the chain is
+    /// not open after all.
+    fn timeout_failure(&self, chain: &PlannedChain, timeout: f64) -> Option<ChainFailure> {
+        let first_open = chain
+            .nodes
+            .iter()
+            .filter_map(|&i| self.modules.get(i))
+            .find(|m| m.state == ModuleState::Pending)?;
+        let in_kernel = self.modules.iter().enumerate().find(|(i, m)| {
+            m.state == ModuleState::Pending && m.start.is_some() && self.required[*i]
+        });
+        let (module, error) = match in_kernel {
+            Some((_, m)) => (
+                m.name.clone(),
+                format!(
+                    "still inside the kernel after the required timeout of {} ms (since {} s)",
+                    ms(timeout),
+                    crate::clock::Fixed(m.start.unwrap_or(0.0), 3)
+                ),
+            ),
+            None => (
+                first_open.name.clone(),
+                format!(
+                    "not loaded within the required timeout of {} ms",
+                    ms(timeout)
+                ),
+            ),
+        };
+        Some(ChainFailure {
+            chain: chain.name.clone(),
+            module,
+            error,
+        })
+    }
+}
+
+/// Whole milliseconds of `s` seconds.
+fn ms(s: f64) -> u64 {
+    (s * 1e3).round().max(0.0) as u64
+}
+
+/// Required chains with a decided module that is not satisfied, naming the
+/// module that failed first (through `blocked_by`).
+pub fn failed_required_chains(
+    chains: &[PlannedChain],
+    modules: &[ModuleReport],
+) -> Vec<ChainFailure> {
+    let mut out = Vec::new();
+    for chain in chains.iter().filter(|c| c.required) {
+        let first_bad = chain
+            .nodes
+            .iter()
+            .filter_map(|&id| modules.get(id))
+            .find(|m| m.state != ModuleState::Pending && !m.state.is_satisfied());
+        if let Some(m) = first_bad {
+            let root = m
+                .blocked_by
+                .as_ref()
+                .and_then(|b| modules.iter().find(|r| &r.name == b))
+                .unwrap_or(m);
+            out.push(ChainFailure {
+                chain: chain.name.clone(),
+                module: root.name.clone(),
+                error: root
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("{:?}", root.state)),
+            });
+        }
+    }
+    out
+}
+
+/// Splits the child's byte stream into events: one JSON object a line.
+/// Bounded: a line longer than [`MAX_EVENT_BYTES`] is dropped.
+#[derive(Debug, Default)]
+pub struct EventReader {
+    buf: Vec<u8>,
+    skipping: bool,
+}
+
+impl EventReader {
+    /// Feeds `bytes`; returns the complete lines' events, and for each line
+    /// that is not an event, why.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<LoaderEvent, String>> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b != b'\n' {
+                if self.buf.len() >= MAX_EVENT_BYTES {
+                    self.buf.clear();
+                    self.skipping = true;
+                    out.push(Err(format!("line longer than {MAX_EVENT_BYTES} bytes")));
+                }
+                if !self.skipping {
+                    self.buf.push(b);
+                }
+                continue;
+            }
+            if !self.skipping && !self.buf.iter().all(u8::is_ascii_whitespace) {
+                out.push(serde_json::from_slice(&self.buf).map_err(|e| e.to_string()));
+            }
+            self.buf.clear();
+            self.skipping = false;
+        }
+        out
+    }
+}
+
+/// One event as the line the child writes (leading newline: a line the
+/// panic hook writes in the middle of another still parses).
+pub fn encode(e: &LoaderEvent) -> Vec<u8> {
+    let mut line = b"\n".to_vec();
+    // Serialising these plain structs cannot fail; stay total anyway.
+    match serde_json::to_writer(&mut line, e) {
+        Ok(()) => {}
+        Err(err) => {
+            line.truncate(1);
+            line.extend_from_slice(
+                format!("{{\"event\":\"panicked\",\"message\":\"cannot encode event: {err}\"}}")
+                    .as_bytes(),
+            );
+        }
+    }
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_secs(5);
+    const R: Duration = Duration::from_secs(60);
+
+    fn name(s: &str) -> ModuleName {
+        ModuleName::new(s).unwrap()
+    }
+
+    /// a → b in required chain "root", c optional in "extra", d optional.
+    fn planned() -> LoaderEvent {
+        let m = |n: &str, chain: &str, required: bool| PlannedModule {
+            name: name(n),
+            params: String::new(),
+            chains: vec![chain.into()],
+            required,
+        };
+        LoaderEvent::Planned {
+            modules: vec![
+                m("a", "root", true),
+                m("b", "root", true),
+                m("c", "extra", false),
+                m("d", "extra", false),
+            ],
+            chains: vec![
+                PlannedChain {
+                    name: "root".into(),
+                    required: true,
+                    nodes: vec![0, 1],
+                },
+                PlannedChain {
+                    name: "extra".into(),
+                    required: false,
+                    nodes: vec![2, 3],
+                },
+            ],
+            notes: vec![],
+            boottime_load_start: 10.0,
+        }
+    }
+
+    fn fin(id: usize, state: ModuleState) -> LoaderEvent {
+        LoaderEvent::Finished(NodeOutcome {
+            id,
+            state,
+            error: (!state.is_satisfied()).then(|| "ENODEV".to_owned()),
+            blocked_by: None,
+            start: Some(10.1),
+            end: Some(10.2),
+            worker: Some(0),
+        })
+    }
+
+    fn sup() -> Supervisor {
+        let mut s = Supervisor::new(D, R, 9.9, true);
+        s.event(planned());
+        s
+    }
+
+    fn handover(v: Verdict) -> Handover {
+        match v {
+            Verdict::Proceed(h) => h,
+            other => panic!("expected a handover, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn waits_for_required_then_for_the_deadline() {
+        let mut s = sup();
+        assert_eq!(s.verdict(10.5), Verdict::Wait { until: Some(70.0) });
+        s.event(fin(0, ModuleState::Loaded));
+        s.event(fin(1, ModuleState::Loaded));
+        // Required done; optional c, d still open: wait up to t0 + 5 s.
+        assert_eq!(s.verdict(11.0), Verdict::Wait { until: Some(15.0) });
+        s.event(LoaderEvent::Started { id: 2, t: 11.0 });
+        let h = handover(s.verdict(15.0));
+        let load = h.load.unwrap();
+        assert_eq!(h.pending, 2);
+        assert_eq!(load.modules[2].state, ModuleState::Pending);
+        assert_eq!(load.modules[2].start, Some(11.0));
+        assert_eq!(load.modules[3].start, None);
+        assert!(load.failed_required_chains.is_empty());
+        assert_eq!(load.boottime_load_end, 15.0);
+    }
+
+    #[test]
+    fn done_hands_over_the_loaders_own_report() {
+        let mut s = sup();
+        let load = LoadReport {
+            modules: vec![],
+            jobs: 3,
+            boottime_load_start: 10.0,
+            boottime_load_end: 11.0,
+            wall_s: 1.0,
+            critical_path_s: 0.5,
+            critical_path: vec![],
+            failed_required_chains: vec![],
+        };
+        s.event(LoaderEvent::Done {
+            load: load.clone(),
+            vm_hwm_kib: Some(900),
+        });
+        let h = handover(s.verdict(11.0));
+        assert_eq!(h.load, Some(load));
+        assert_eq!(h.loader_vm_hwm_kib, Some(900));
+        assert_eq!(h.pending, 0);
+    }
+
+    #[test]
+    fn required_timeout_names_the_module_inside_the_kernel() {
+        let mut s = sup();
+        s.event(fin(0, ModuleState::Loaded));
+        s.event(LoaderEvent::Started { id: 1, t: 10.3 });
+        assert_eq!(s.verdict(69.9), Verdict::Wait { until: Some(70.0) });
+        let load = handover(s.verdict(70.0)).load.unwrap();
+        assert_eq!(load.failed_required_chains.len(), 1);
+        let f = &load.failed_required_chains[0];
+        assert_eq!((f.chain.as_str(), f.module.as_str()), ("root", "b"));
+        assert!(f.error.contains("still inside the kernel"), "{}", f.error);
+        assert!(f.error.contains("60000 ms"), "{}", f.error);
+        assert_eq!(load.modules[1].state, ModuleState::Pending);
+    }
+
+    #[test]
+    fn a_failed_required_chain_is_reported_at_the_handover() {
+        let mut s = sup();
+        s.event(fin(0, ModuleState::Failed));
+        s.event(LoaderEvent::Finished(NodeOutcome {
+            id: 1,
+            state: ModuleState::Blocked,
+            error: Some("needs a".into()),
+            blocked_by: Some(name("a")),
+            start: None,
+            end: None,
+            worker: None,
+        }));
+        s.event(fin(2, ModuleState::Loaded));
+        s.event(fin(3, ModuleState::Loaded));
+        let load = handover(s.verdict(15.0)).load.unwrap();
+        let f = &load.failed_required_chains[0];
+        assert_eq!((f.chain.as_str(), f.module.as_str()), ("root", "a"));
+        assert_eq!(f.error, "ENODEV");
+    }
+
+    #[test]
+    fn a_dead_loader_fails_what_is_undecided_with_the_cause() {
+        let mut s = sup();
+        s.event(fin(0, ModuleState::Loaded));
+        s.event(LoaderEvent::Panicked {
+            message: "injected fault".into(),
+        });
+        s.exited(LoaderExit::Signaled("SIGABRT".into()));
+        let h = handover(s.verdict(10.5));
+        let load = h.load.unwrap();
+        assert_eq!(load.modules[0].state, ModuleState::Loaded);
+        for m in &load.modules[1..] {
+            assert_eq!(m.state, ModuleState::Failed);
+            assert_eq!(
+                m.error.as_deref(),
+                Some("loader died: panic: injected fault")
+            );
+        }
+        assert_eq!(load.failed_required_chains[0].module.as_str(), "b");
+        assert!(h.notes.iter().any(|n| n.contains("the loader died")));
+
+        let mut s = sup();
+        s.event(LoaderEvent::Started { id: 0, t: 10.1 });
+        s.exited(LoaderExit::Signaled("SIGKILL".into()));
+        let load = handover(s.verdict(10.5)).load.unwrap();
+        assert_eq!(
+            load.modules[0].error.as_deref(),
+            Some("loader died during this insertion: killed by SIGKILL (see /proc/modules whether it loaded)")
+        );
+        assert_eq!(
+            load.modules[1].error.as_deref(),
+            Some("loader died: killed by SIGKILL")
+        );
+    }
+
+    #[test]
+    fn before_the_plan() {
+        // A required chain: wait up to the required timeout, then stop.
+        let mut s = Supervisor::new(D, R, 1.0, true);
+        assert_eq!(s.verdict(2.0), Verdict::Wait { until: Some(61.0) });
+        assert!(matches!(s.verdict(61.0), Verdict::Fatal { .. }));
+        // None: boot on without modules after the deadline.
+        let mut s = Supervisor::new(D, R, 1.0, false);
+        assert_eq!(s.verdict(2.0), Verdict::Wait { until: Some(6.0) });
+        let h = handover(s.verdict(6.0));
+        assert_eq!(h.load, None);
+        assert!(h.notes[0].contains("had not planned"), "{:?}", h.notes);
+        // Died before planning.
+        let mut s = Supervisor::new(D, R, 1.0, true);
+        s.exited(LoaderExit::Exited(3));
+        match s.verdict(1.5) {
+            Verdict::Fatal { message, .. } => {
+                assert!(message.contains("exited with status 3"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fatal_from_the_child_stops_the_boot() {
+        let mut s = Supervisor::new(D, R, 1.0, false);
+        s.event(LoaderEvent::Fatal {
+            message: "cannot read the module index".into(),
+            hints: vec!["rebuild".into()],
+        });
+        assert_eq!(
+            s.verdict(1.1),
+            Verdict::Fatal {
+                message: "cannot read the module index".into(),
+                hints: vec!["rebuild".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn odd_events_are_noted_not_obeyed() {
+        let mut s = sup();
+        s.event(fin(9, ModuleState::Loaded));
+        s.event(fin(0, ModuleState::Loaded));
+        s.event(fin(0, ModuleState::Failed));
+        s.event(planned());
+        s.garbled("expected value");
+        s.event(fin(1, ModuleState::Loaded));
+        s.event(fin(2, ModuleState::Loaded));
+        s.event(fin(3, ModuleState::Loaded));
+        let h = handover(s.verdict(15.0));
+        assert_eq!(h.load.unwrap().modules[0].state, ModuleState::Loaded);
+        assert_eq!(h.notes.len(), 4, "{:?}", h.notes);
+    }
+
+    #[test]
+    fn stream_round_trip_and_bounds() {
+        let mut r = EventReader::default();
+        let mut bytes = encode(&planned());
+        bytes.extend(encode(&LoaderEvent::Started { id: 1, t: 2.5 }));
+        bytes.extend(b"not json\n");
+        let (first, rest) = bytes.split_at(7);
+        assert!(r.feed(first).is_empty());
+        let out = r.feed(rest);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_ref().unwrap(), &planned());
+        assert_eq!(
+            out[1].as_ref().unwrap(),
+            &LoaderEvent::Started { id: 1, t: 2.5 }
+        );
+        assert!(out[2].is_err());
+        let huge = vec![b'x'; MAX_EVENT_BYTES + 10];
+        let out = r.feed(&huge);
+        assert_eq!(out.len(), 1);
+        assert!(r.buf.is_empty() || r.buf.len() < MAX_EVENT_BYTES);
+        assert!(r.feed(b"\n").is_empty());
+        assert_eq!(r.feed(&encode(&fin(0, ModuleState::Loaded))).len(), 1);
+    }
+}
