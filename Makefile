@@ -8,20 +8,31 @@ BUILD := build
 INIT  := $(BUILD)/init
 INIT_FAULTS := $(BUILD)/init-faults
 MKIMAGE := target/release/kmodinit-mkimage
-DEB_PKGS := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static \
-            e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc
+# Installed without Recommends (they pull QEMU's GUI stack: ~520 packages
+# instead of ~170 on a fresh bookworm), so everything the build and the
+# tests use is listed, also what a Depends brings today:
+# - seabios: bios-256k.bin and vgabios-stdvga.bin, which QEMU opens to boot
+#   with -kernel; qemu-system-data: linuxboot_dma.bin and kvmvapic.bin;
+#   ipxe-qemu: efi-e1000.rom of the default NIC (initramfs/tests/boot.rs);
+# - libc6-dev (only a Recommends of gcc): cargo links host binaries and the
+#   static gnu fallback of /init against it.
+DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu \
+            linux-image-amd64 linux-headers-amd64 busybox-static \
+            e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
 .PHONY: all deps bpo-kernel init init-faults mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init mkimage
 
-# Idempotent: apt-get runs only when a package is missing.
+# Idempotent: apt-get runs only when a package is missing. With CI=true the
+# tests treat a missing prerequisite as a failure (tests/README.md), so
+# everything they need must be in DEB_PKGS.
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "Debian packages: all present"; fi
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
