@@ -114,7 +114,10 @@ fn boot(compress: &str) {
         // with four TCG guests on a loaded 2-core host the kernel's IO-APIC
         // timer check can miss its ticks and panic ("IO-APIC + timer doesn't
         // work!"), which has nothing to do with the archive under test.
-        .args(["-append", "console=ttyS0 panic=-1 loglevel=1 no_timer_check"])
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 loglevel=1 no_timer_check",
+        ])
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&console.stdout).into_owned();
