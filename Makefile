@@ -8,20 +8,31 @@ BUILD := build
 INIT  := $(BUILD)/init
 INIT_FAULTS := $(BUILD)/init-faults
 MKIMAGE := target/release/kmodinit-mkimage
-DEB_PKGS := qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static \
-            e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc
+# Installed without Recommends (they pull QEMU's GUI stack: ~520 packages
+# instead of ~170 on a fresh bookworm), so everything the build and the
+# tests use is listed, also what a Depends brings today:
+# - seabios: bios-256k.bin and vgabios-stdvga.bin, which QEMU opens to boot
+#   with -kernel; qemu-system-data: linuxboot_dma.bin and kvmvapic.bin;
+#   ipxe-qemu: efi-e1000.rom of the default NIC (initramfs/tests/boot.rs);
+# - libc6-dev (only a Recommends of gcc): cargo links host binaries and the
+#   static gnu fallback of /init against it.
+DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu \
+            linux-image-amd64 linux-headers-amd64 busybox-static \
+            e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
 .PHONY: all deps bpo-kernel init init-faults mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init mkimage
 
-# Idempotent: apt-get runs only when a package is missing.
+# Idempotent: apt-get runs only when a package is missing. With CI=true the
+# tests treat a missing prerequisite as a failure (tests/README.md), so
+# everything they need must be in DEB_PKGS.
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "Debian packages: all present"; fi
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
@@ -33,33 +44,55 @@ deps:
 # metapackage, so a version bump in the archive needs no edit here. Fetched
 # with a private apt configuration (sources, lists, cache all under
 # $(BPO_DIR)/apt): the system's apt setup and dpkg database are untouched,
-# nothing is installed. Extracted to $(BPO_DIR)/root (boot/vmlinuz-R,
-# lib/modules/R indexed by `depmod -b`). Idempotent: with the newest release
-# already extracted only `apt-get update` runs; when the archive cannot be
-# read, an extracted kernel is kept with a warning.
-BPO_DIR   := $(BUILD)/bpo-kernel
-BPO_SUITE := deb http://deb.debian.org/debian bookworm-backports main
-BPO_META  := linux-image-cloud-amd64
+# nothing is installed. The mirror is the one this machine's own apt sources
+# use for $(BPO_BASE) (or, failing that, for its own release, from
+# /etc/os-release), as apt itself reads them (`apt-get indextargets`: one-line
+# *.list and deb822 *.sources alike), so no host name is written here;
+# `make bpo-kernel BPO_MIRROR=URI` overrides it. Extracted to
+# $(BPO_DIR)/root (boot/vmlinuz-R, lib/modules/R indexed by `depmod -b`).
+# Idempotent: with the newest release already extracted only `apt-get
+# update` runs; when the archive cannot be read (or no mirror is found), an
+# extracted kernel is kept with a warning.
+BPO_DIR    := $(BUILD)/bpo-kernel
+BPO_BASE   := bookworm
+BPO_SUITE  := $(BPO_BASE)-backports
+BPO_META   := linux-image-cloud-amd64
+BPO_MIRROR ?=
 bpo-kernel:
 	@set -euo pipefail; d="$(abspath $(BPO_DIR))"; \
 	mkdir -p "$$d/apt/lists/partial" "$$d/apt/cache/archives/partial" "$$d/debs"; \
-	echo '$(BPO_SUITE)' > "$$d/apt/sources.list"; \
+	log="$$d/apt/update.log"; : >"$$log"; mirror='$(BPO_MIRROR)'; \
+	if [ -z "$$mirror" ]; then \
+		own=$$( (. /etc/os-release && echo "$${VERSION_CODENAME:-}") 2>/dev/null || true); \
+		targets=$$(apt-get indextargets --no-release-info \
+			--format '$$(TARGET_OF) $$(CREATED_BY) $$(RELEASE) $$(REPO_URI)' 2>>"$$log" || true); \
+		for suite in $(BPO_BASE) $$own; do \
+			mirror=$$(awk -v s="$$suite" '$$1 == "deb" && $$2 == "Packages" && $$3 == s { print $$4; exit }' <<<"$$targets"); \
+			[ -z "$$mirror" ] || break; \
+		done; \
+	fi; \
 	A=(-o Dir::Etc::sourcelist="$$d/apt/sources.list" -o Dir::Etc::sourceparts=- \
 	   -o Dir::State::Lists="$$d/apt/lists" -o Dir::Cache="$$d/apt/cache" \
 	   -o APT::Sandbox::User=root -q); \
-	have=$$(cat "$$d/release" 2>/dev/null || true); log="$$d/apt/update.log"; \
-	apt-get "$${A[@]}" update >"$$log" 2>&1 || true; \
+	if [ -n "$$mirror" ]; then \
+		echo "deb $$mirror $(BPO_SUITE) main" > "$$d/apt/sources.list"; \
+		apt-get "$${A[@]}" update >>"$$log" 2>&1 || true; \
+	else \
+		echo "no apt source of this machine names the Debian archive's $(BPO_BASE) suite (apt-get indextargets); set BPO_MIRROR=URI" >>"$$log"; \
+		: > "$$d/apt/sources.list"; \
+	fi; \
+	have=$$(cat "$$d/release" 2>/dev/null || true); \
 	pkg=$$(apt-cache "$${A[@]}" depends $(BPO_META) 2>>"$$log" \
 		| awk '$$1 == "Depends:" && $$2 ~ /^linux-image-[0-9]/ { print $$2; exit }' || true); \
 	if [ -z "$$pkg" ]; then \
 		if [ -n "$$have" ] && [ -f "$$d/root/lib/modules/$$have/modules.dep" ]; then \
-			echo "warning: cannot resolve $(BPO_META) in bookworm-backports (see $$log); keeping $(BPO_DIR)/root: $$have"; exit 0; \
+			echo "warning: cannot resolve $(BPO_META) in $(BPO_SUITE) (see $$log); keeping $(BPO_DIR)/root: $$have"; exit 0; \
 		fi; \
-		cat "$$log"; echo "error: cannot resolve $(BPO_META) in bookworm-backports (apt output above)"; exit 1; \
+		cat "$$log"; echo "error: cannot resolve $(BPO_META) in $(BPO_SUITE) (apt output above)"; exit 1; \
 	fi; \
 	rel=$${pkg#linux-image-}; \
 	if [ "$$have" = "$$rel" ] && [ -f "$$d/root/lib/modules/$$rel/modules.dep" ] && [ -f "$$d/root/boot/vmlinuz-$$rel" ]; then \
-		echo "bookworm-backports kernel: $$rel (already in $(BPO_DIR)/root)"; exit 0; \
+		echo "$(BPO_SUITE) kernel from $$mirror: $$rel (already in $(BPO_DIR)/root)"; exit 0; \
 	fi; \
 	deb=$$(ls "$$d/debs/$${pkg}_"*.deb 2>/dev/null | head -1 || true); \
 	if [ -z "$$deb" ]; then \
@@ -70,7 +103,7 @@ bpo-kernel:
 	rm -rf "$$d/root.new"; dpkg-deb -x "$$deb" "$$d/root.new"; \
 	depmod -b "$$d/root.new" "$$rel"; \
 	rm -rf "$$d/root"; mv "$$d/root.new" "$$d/root"; echo "$$rel" > "$$d/release"; \
-	echo "bookworm-backports kernel: $$(basename "$$deb") ($$(du -h "$$deb" | cut -f1)) extracted: $(BPO_DIR)/root/boot/vmlinuz-$$rel," \
+	echo "$(BPO_SUITE) kernel from $$mirror: $$(basename "$$deb") ($$(du -h "$$deb" | cut -f1)) extracted: $(BPO_DIR)/root/boot/vmlinuz-$$rel," \
 	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules in $(BPO_DIR)/root/lib/modules/$$rel"
 
 # The static PID 1. musl target; `file` must say "statically linked".

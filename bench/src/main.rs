@@ -112,17 +112,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-/// The newest kernel under /lib/modules that has headers (as the Makefile).
+/// The kernel the QEMU harness boots (`HostKernel::find`: the newest
+/// `/boot/vmlinuz-*` with a module tree), which the bench also needs.
 fn newest_release() -> Result<String, String> {
-    let mut v: Vec<String> = std::fs::read_dir("/lib/modules")
-        .map_err(|e| format!("/lib/modules: {e}"))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("build").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v.pop()
-        .ok_or_else(|| "no kernel with headers under /lib/modules".into())
+    kmodinit_qemu::HostKernel::find()
+        .map(|k| k.release)
+        .map_err(|e| e.to_string())
 }
 
 fn command_line(cmd: &str, args: &[&str]) -> String {

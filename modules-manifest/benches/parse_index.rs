@@ -1,5 +1,6 @@
-//! Parse time of Debian 6.1's full depmod index (4,023 modules, 26,000
-//! aliases) and plan time of the server example. A plain timer (no
+//! Parse time of the host's full depmod index (the newest
+//! `/lib/modules/*`; Debian 6.1's has 4,023 modules, 26,000 aliases) and plan
+//! time of the server example. A plain timer (no
 //! criterion: the machine is shared, so it prints medians of N runs rather
 //! than asserting anything). Run: `cargo bench -p modules-manifest`.
 
@@ -10,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, PlanInput};
 
-const KERNEL_DIR: &str = "/lib/modules/6.1.0-56-amd64";
+#[path = "../tests/support/prerequisites.rs"]
+mod prerequisites;
+
 const RUNS: usize = 31;
 
-fn read(name: &str) -> String {
-    std::fs::read_to_string(Path::new(KERNEL_DIR).join(name)).unwrap_or_default()
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
 /// This thread's on-CPU time (first field of `/proc/thread-self/schedstat`,
@@ -57,14 +60,15 @@ fn time<T>(label: &str, mut f: impl FnMut() -> T) {
 }
 
 fn main() {
-    if !Path::new(KERNEL_DIR).join("modules.dep").exists() {
-        println!("skipped: {KERNEL_DIR}/modules.dep is absent (run `make deps`)");
+    let Some(tree) = prerequisites::require(prerequisites::module_tree()) else {
         return;
-    }
-    let dep = read("modules.dep");
-    let builtin = read("modules.builtin");
-    let softdep = read("modules.softdep");
-    let alias = read("modules.alias");
+    };
+    let dir = tree.modules_dir.as_path();
+    println!("module tree: {}", dir.display());
+    let dep = read(dir, "modules.dep");
+    let builtin = read(dir, "modules.builtin");
+    let softdep = read(dir, "modules.softdep");
+    let alias = read(dir, "modules.alias");
     let index = match DepIndex::parse(&dep, &builtin, &softdep, &alias) {
         Ok(i) => i,
         Err(e) => {
@@ -85,9 +89,7 @@ fn main() {
     time("DepIndex::parse (modules.dep only)", || {
         DepIndex::parse(&dep, "", "", "")
     });
-    time("DepIndex::load (read + parse)", || {
-        DepIndex::load(Path::new(KERNEL_DIR))
-    });
+    time("DepIndex::load (read + parse)", || DepIndex::load(dir));
     let probes = [
         "crypto-crc32c",
         "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00",

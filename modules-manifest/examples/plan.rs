@@ -1,11 +1,11 @@
 //! Prints the plan of a manifest against a module directory:
 //! `cargo run -p modules-manifest --example plan -- MANIFEST [MODULES_DIR] [CMDLINE]`
-//! (MODULES_DIR defaults to `/lib/modules/$(uname -r)`-style
-//! `/lib/modules/6.1.0-56-amd64`). A development aid; the user-facing command
-//! is `kmodinit plan`.
+//! (MODULES_DIR defaults to the newest `/lib/modules/*` with a
+//! `modules.dep`). A development aid; the user-facing command is
+//! `kmodinit plan`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, PlanInput};
@@ -16,11 +16,23 @@ fn main() -> ExitCode {
         eprintln!("usage: plan MANIFEST [MODULES_DIR] [CMDLINE]");
         return ExitCode::from(2);
     };
-    let dir = PathBuf::from(
-        args.get(1)
-            .map(String::as_str)
-            .unwrap_or("/lib/modules/6.1.0-56-amd64"),
-    );
+    let dir = match args.get(1) {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let lib_modules = Path::new("/lib/modules");
+            match modules_manifest::release::newest_installed(lib_modules, None, None) {
+                Ok(Some(release)) => lib_modules.join(release),
+                Ok(None) => {
+                    eprintln!("no /lib/modules/*/modules.dep: pass MODULES_DIR");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("/lib/modules: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     let cmdline = KernelCmdline::parse(args.get(2).map(String::as_str).unwrap_or(""));
     let bytes = match std::fs::read(manifest_path) {
         Ok(b) => b,

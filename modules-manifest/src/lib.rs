@@ -1,7 +1,8 @@
 //! The pure core of kmodinit: everything between the bytes PID 1 reads and the
 //! load plan its loader executes. No syscalls live here (the only I/O is the
-//! optional [`DepIndex::load`] convenience that reads depmod files), so every
-//! rule of the contract is tested on the host.
+//! optional [`DepIndex::load`] convenience that reads depmod files, and
+//! [`release::newest_installed`], which lists a directory for host tools and
+//! tests), so every rule of the contract is tested on the host.
 //!
 //! Data flows one way:
 //! [`Manifest`] + [`DepIndex`] + [`KernelCmdline`] → [`plan()`] → [`Plan`].
@@ -11,6 +12,7 @@ pub mod depmod;
 pub mod manifest;
 pub mod name;
 pub mod plan;
+pub mod release;
 
 pub use cmdline::KernelCmdline;
 pub use depmod::{AliasTable, Compression, DepIndex, IndexError, ModuleEntry, SoftDep};

@@ -1,7 +1,6 @@
 //! The kernel the guest boots: the host's Debian `linux-image-amd64`, or a
 //! kernel package extracted into a directory (`make bpo-kernel`).
 
-use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use crate::error::HarnessError;
@@ -94,28 +93,13 @@ impl HostKernel {
         modules: &Path,
         wanted: Option<String>,
     ) -> Result<HostKernel, HarnessError> {
-        let entries = std::fs::read_dir(boot)
-            .map_err(|e| HarnessError::NoKernel(format!("cannot list {}: {e}", boot.display())))?;
-        let mut found: Vec<HostKernel> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let release = name.strip_prefix("vmlinuz-")?.to_string();
-                let modules_dir = modules.join(&release);
-                modules_dir
-                    .join("modules.dep")
-                    .is_file()
-                    .then(|| HostKernel {
-                        vmlinuz: e.path(),
-                        modules_dir,
-                        release,
-                    })
-            })
-            .filter(|k| wanted.as_deref().is_none_or(|w| w == k.release))
-            .collect();
-        found.sort_by(|a, b| version_cmp(&a.release, &b.release));
-        found.pop().ok_or_else(|| {
-            HarnessError::NoKernel(match wanted {
+        let release =
+            modules_manifest::release::newest_installed(modules, Some(boot), wanted.as_deref())
+                .map_err(|e| {
+                    HarnessError::NoKernel(format!("cannot list {}: {e}", boot.display()))
+                })?;
+        let release = release.ok_or_else(|| {
+            HarnessError::NoKernel(match &wanted {
                 Some(w) => format!(
                     "KVER={w} but no {}/vmlinuz-{w} with {}/{w}/modules.dep (run `make deps`)",
                     boot.display(),
@@ -127,6 +111,11 @@ impl HostKernel {
                     modules.display()
                 ),
             })
+        })?;
+        Ok(HostKernel {
+            vmlinuz: boot.join(format!("vmlinuz-{release}")),
+            modules_dir: modules.join(&release),
+            release,
         })
     }
 
@@ -136,49 +125,10 @@ impl HostKernel {
     }
 }
 
-/// Compares release strings as version numbers: digit runs numerically.
-fn version_cmp(a: &str, b: &str) -> Ordering {
-    fn chunks(s: &str) -> Vec<Result<u64, String>> {
-        let mut out = Vec::new();
-        let mut cur = String::new();
-        let mut digits = false;
-        for c in s.chars() {
-            if !cur.is_empty() && c.is_ascii_digit() != digits {
-                out.push(finish(&cur, digits));
-                cur.clear();
-            }
-            digits = c.is_ascii_digit();
-            cur.push(c);
-        }
-        if !cur.is_empty() {
-            out.push(finish(&cur, digits));
-        }
-        out
-    }
-    fn finish(s: &str, digits: bool) -> Result<u64, String> {
-        if digits {
-            s.parse::<u64>().map_err(|_| s.to_string())
-        } else {
-            Err(s.to_string())
-        }
-    }
-    chunks(a).cmp(&chunks(b))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_compare_numerically() {
-        assert_eq!(
-            version_cmp("6.1.0-56-amd64", "6.1.0-9-amd64"),
-            Ordering::Greater
-        );
-        assert_eq!(version_cmp("6.10.0", "6.9.2"), Ordering::Greater);
-        assert_eq!(version_cmp("6.1.0", "6.1.0"), Ordering::Equal);
-    }
 
     #[test]
     fn finds_newest_kernel_with_modules() {
