@@ -233,8 +233,8 @@ mod tests {
         let e = run_guarded(|| std::panic::panic_any(7u8));
         assert_eq!(e.to_string(), "internal error (panic): (no message)");
         let e = run_guarded(|| {
-            Err(BootError::Plan(PlanError {
-                message: "x".into(),
+            Err(BootError::Plan(PlanError::SelfDependency {
+                module: ModuleName::new("x").unwrap(),
             }))
         });
         assert!(matches!(e, BootError::Plan(_)));

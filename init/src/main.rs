@@ -21,7 +21,7 @@ use kmodinit::loader::{self, LoaderOptions};
 use kmodinit::mount::{self, MountOutcome, RealMounter, EARLY_MOUNTS};
 use kmodinit::report::Report;
 use kmodinit::switch_root::{self, MOVED_MOUNTS, NEW_ROOT};
-use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, OnFailure, PlanInput};
+use modules_manifest::{plan_at_boot, DepIndex, KernelCmdline, Manifest, OnFailure, PlanInput};
 
 const DEV: &str = "/dev";
 const PROC: &str = "/proc";
@@ -186,7 +186,7 @@ fn load_modules(
     let loaded = std::fs::read_to_string(Path::new(PROC).join("modules"))
         .map(|t| boot::parse_proc_modules(&t))
         .unwrap_or_else(|_| BTreeSet::new());
-    let plan = plan(PlanInput {
+    let plan = plan_at_boot(PlanInput {
         manifest,
         index: &index,
         cmdline,

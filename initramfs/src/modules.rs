@@ -446,6 +446,8 @@ pub fn summary_counts(selection: &Selection) -> BTreeMap<&'static str, usize> {
             Action::Builtin => "builtin",
             Action::AlreadyLoaded => "already_loaded",
             Action::Blacklisted => "blacklisted",
+            // Only plan_at_boot makes these; the builder plans strictly.
+            Action::Unplannable { .. } => "unplannable",
         };
         *m.entry(key).or_insert(0) += 1;
     }
