@@ -6,7 +6,7 @@
 //! id below the node's id, `succs` the exact mirror of `preds`, each
 //! `modules.dep` dependency a direct `Dependency` predecessor, chains in
 //! order, actions as the index says, params as declared with the command
-//! line appended.
+//! line appended. `plan_at_boot()` on the same input: see `check_at_boot`.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,8 +14,58 @@ use std::collections::{BTreeMap, BTreeSet};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use modules_manifest::{
-    plan, Action, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, PlanInput,
+    plan, plan_at_boot, Action, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, Plan,
+    PlanError, PlanInput,
 };
+
+/// `plan_at_boot`: deterministic; the strict plan when that succeeds; with a
+/// per-module error, a plan (a DAG, every module once) in which the modules
+/// the error names are unplannable; a manifest error stays one.
+fn check_at_boot(pin: PlanInput<'_>, strict: &Result<Plan, PlanError>) {
+    let boot = plan_at_boot(pin);
+    assert_eq!(plan_at_boot(pin), boot, "plan_at_boot is deterministic");
+    let p = match (strict, boot) {
+        (Ok(s), Ok(b)) => {
+            assert_eq!(*s, b, "plan_at_boot differs from a plan that succeeded");
+            return;
+        }
+        (Err(e), Err(b)) => {
+            assert!(!e.is_per_module(), "{e}: per-module, yet plan_at_boot failed");
+            assert_eq!(*e, b);
+            return;
+        }
+        (Err(e), Ok(b)) => {
+            assert!(e.is_per_module(), "{e}");
+            for m in e.modules() {
+                let node = b.node(&m).unwrap_or_else(|| panic!("{m} ({e}) not in the plan"));
+                assert!(
+                    matches!(node.action, Action::Unplannable { .. }),
+                    "{m} ({e}): {:?}",
+                    node.action
+                );
+            }
+            b
+        }
+        (Ok(_), Err(b)) => panic!("plan_at_boot failed ({b}) where plan() did not"),
+    };
+    let mut seen = BTreeSet::new();
+    for (i, node) in p.nodes.iter().enumerate() {
+        assert_eq!(node.id, i);
+        assert!(seen.insert(&node.name), "{} twice", node.name);
+        for e in &node.preds {
+            assert!(e.from < i, "{}: pred {} not earlier", node.name, e.from);
+            assert!(p.nodes[e.from].succs.contains(&i));
+        }
+        if let Action::Unplannable { error } = &node.action {
+            assert!(error.is_per_module(), "{error}");
+            assert!(
+                p.notes.iter().any(|t| t.contains(&error.to_string())),
+                "{}: no note",
+                node.name
+            );
+        }
+    }
+}
 
 /// Module names: few, so that edges collide and cycles happen. Index 2 and 3
 /// differ only by `-`/`_` in their written form.
@@ -209,10 +259,11 @@ fuzz_target!(|input: Input| {
     };
     let result = plan(pin);
     assert_eq!(plan(pin), result, "the planner is deterministic");
+    check_at_boot(pin, &result);
     let p = match result {
         Ok(p) => p,
         Err(e) => {
-            assert!(!e.message.is_empty());
+            assert!(!e.to_string().is_empty());
             return;
         }
     };
@@ -275,6 +326,7 @@ fuzz_target!(|input: Input| {
             Action::Builtin => assert_eq!(expected_kind, "builtin"),
             Action::AlreadyLoaded => assert_eq!(expected_kind, "loaded"),
             Action::Blacklisted => assert_eq!(expected_kind, "blacklisted"),
+            Action::Unplannable { error } => panic!("{}: unplannable in plan(): {error}", node.name),
             Action::Insert { path, compression } => {
                 assert_eq!(expected_kind, "insert");
                 let entry = index

@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use crossbeam_channel as channel;
-use modules_manifest::{Action, Compression, EdgeKind, ModuleName, Plan};
+use modules_manifest::{Action, Compression, EdgeKind, ModuleName, Plan, PlanError};
 
 use crate::clock::boottime;
 use crate::kernel::{InsertError, InsertRequest, Inserted, Kernel};
@@ -719,6 +719,10 @@ impl<'g, 'o> Run<'g, 'o> {
                     o.error = Some("blacklisted".to_owned());
                     self.pending_finish(plan, id, o)
                 }
+                // Decided up front by forced_outcome; never left to run.
+                Action::Unplannable { ref error } => {
+                    self.pending_finish(plan, id, unplannable(error))
+                }
             }
         }
         None
@@ -886,19 +890,31 @@ impl<'g, 'o> Run<'g, 'o> {
 }
 
 /// The outcome of a node decided before the load starts, whatever its
-/// predecessors do: malformed nodes fail, blacklisted ones are skipped.
+/// predecessors do: malformed and unplannable nodes fail, blacklisted ones
+/// are skipped.
 fn forced_outcome(plan: &Plan, graph: &Graph, id: usize) -> Option<Outcome> {
     if let Some(why) = &graph.malformed[id] {
         let mut o = Outcome::new(ModuleState::Failed);
         o.error = Some(why.clone());
         Some(o)
-    } else if plan.nodes[id].action == Action::Blacklisted {
-        let mut o = Outcome::new(ModuleState::Skipped);
-        o.error = Some("blacklisted".to_owned());
-        Some(o)
     } else {
-        None
+        match &plan.nodes[id].action {
+            Action::Blacklisted => {
+                let mut o = Outcome::new(ModuleState::Skipped);
+                o.error = Some("blacklisted".to_owned());
+                Some(o)
+            }
+            Action::Unplannable { error } => Some(unplannable(error)),
+            _ => None,
+        }
     }
+}
+
+/// A module the planner could not plan fails with the planner's message.
+fn unplannable(error: &PlanError) -> Outcome {
+    let mut o = Outcome::new(ModuleState::Failed);
+    o.error = Some(error.to_string());
+    o
 }
 
 /// The longest path through the plan's edges when each module costs its

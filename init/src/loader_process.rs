@@ -331,8 +331,9 @@ fn child_main<K: Kernel>(
     0
 }
 
-/// Index, loaded set, plan: what can go wrong here without leaving
-/// anything to load stops the boot (the child says so with `fatal`).
+/// Index, loaded set, plan: only what leaves nothing to plan stops the
+/// boot (the child says so with `fatal`); a module that cannot be planned
+/// fails alone (`plan_at_boot`).
 fn make_plan(
     input: &LoadInput<'_>,
 ) -> Result<(modules_manifest::Plan, std::path::PathBuf), BootError> {
@@ -345,7 +346,7 @@ fn make_plan(
     let loaded = std::fs::read_to_string(input.proc_dir.join("modules"))
         .map(|t| boot::parse_proc_modules(&t))
         .unwrap_or_else(|_| BTreeSet::new());
-    let plan = modules_manifest::plan(PlanInput {
+    let plan = modules_manifest::plan_at_boot(PlanInput {
         manifest: input.manifest,
         index: &index,
         cmdline: input.cmdline,

@@ -1,5 +1,6 @@
-//! The loader on plans made by the real planner (`modules_manifest::plan`)
-//! from a manifest, a depmod index and a command line.
+//! The loader on plans made by the real planner (`modules_manifest::plan`,
+//! and `plan_at_boot` for modules that cannot be planned) from a manifest, a
+//! depmod index and a command line.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -11,7 +12,9 @@ use std::time::Duration;
 use common::*;
 use kmodinit::kernel::FakeKernel;
 use kmodinit::report::ModuleState;
-use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, Plan, PlanInput};
+use modules_manifest::{
+    plan, plan_at_boot, Action, DepIndex, KernelCmdline, Manifest, Plan, PlanInput,
+};
 
 /// A slice of a Debian 6.1 index: the contract's virtio + ext4 example, plus
 /// a softdep resolved through an alias, a builtin module and a compressed one.
@@ -164,4 +167,110 @@ fn the_reported_critical_path_agrees_with_the_planners() {
     // Same cost; the path itself may differ only between equally long ones.
     let cost_of = |path: &[usize]| path.iter().map(|&i| r.modules[i].duration()).sum::<f64>();
     assert!((cost_of(&ours) - cost_of(&cp.nodes)).abs() < 1e-9);
+}
+
+/// `plan_at_boot` of [`MANIFEST`] (and `extra_chains`, JSON chain objects)
+/// against [`DEP`] without the line of `missing`.
+fn plan_at_boot_without(missing: &str, extra_chains: &str) -> Plan {
+    let dep: String = DEP
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{missing}:")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(dep.len(), DEP.len(), "{missing} has no line in DEP");
+    let manifest = MANIFEST.replacen("\"chains\": [", &format!("\"chains\": [{extra_chains}"), 1);
+    let manifest = Manifest::from_json(manifest.as_bytes()).unwrap();
+    let index = DepIndex::parse(&dep, BUILTIN, SOFTDEP, ALIAS).unwrap();
+    let cmdline = KernelCmdline::default();
+    let loaded = BTreeSet::new();
+    let input = PlanInput {
+        manifest: &manifest,
+        index: &index,
+        cmdline: &cmdline,
+        loaded: &loaded,
+    };
+    // The image builder's strict plan refuses this index.
+    assert!(plan(input).is_err());
+    plan_at_boot(input).unwrap()
+}
+
+fn planner_message(plan: &Plan, module: &str) -> String {
+    match &plan
+        .nodes
+        .iter()
+        .find(|n| n.name.as_str() == module)
+        .unwrap()
+        .action
+    {
+        Action::Unplannable { error } => error.to_string(),
+        other => panic!("{module}: {other:?}"),
+    }
+}
+
+#[test]
+fn an_unplannable_module_in_an_optional_chain_fails_alone() {
+    // vfat (chain "usb", optional) depends on fat, which has no line; and
+    // chain "extra" names a module nobody has.
+    let plan = plan_at_boot_without(
+        "kernel/fs/fat/fat.ko",
+        r#"{ "name": "extra", "modules": ["crc16", "no_such_module"] },"#,
+    );
+    let fat_error = planner_message(&plan, "fat");
+    assert_eq!(
+        fat_error,
+        "module vfat depends on fat (modules.dep), but fat has no line of its own in modules.dep"
+    );
+    for jobs in [1, 4, 32] {
+        let k = FakeKernel::new().default_delay(Duration::from_micros(100));
+        let r = load_ok(&plan, &k, jobs);
+        check_load(&plan, &k, &HashMap::new(), &r, jobs).unwrap();
+        let fat = r.module("fat").unwrap();
+        assert_eq!(fat.state, ModuleState::Failed);
+        assert_eq!(fat.error.as_deref(), Some(fat_error.as_str()));
+        let vfat = r.module("vfat").unwrap();
+        assert_eq!(vfat.state, ModuleState::Blocked);
+        assert_eq!(vfat.blocked_by.as_ref().unwrap().as_str(), "fat");
+        let unknown = r.module("no_such_module").unwrap();
+        assert_eq!(unknown.state, ModuleState::Failed);
+        assert!(
+            unknown
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("no such module or alias"),
+            "{unknown:?}"
+        );
+        assert_eq!(k.call_count("fat") + k.call_count("vfat"), 0);
+        assert_eq!(k.call_count("no_such_module"), 0);
+        // Both required chains and the rest of the optional ones loaded.
+        assert!(r.failed_required_chains.is_empty(), "{r:?}");
+        for m in ["virtio_pci", "virtio_blk", "ext4", "jbd2", "crc16"] {
+            assert_eq!(r.module(m).unwrap().state, ModuleState::Loaded, "{m}");
+        }
+    }
+}
+
+#[test]
+fn an_unplannable_module_in_a_required_chain_fails_that_chain() {
+    // ext4 (chain "fs", required) depends on mbcache, which has no line.
+    let plan = plan_at_boot_without("kernel/fs/mbcache.ko", "");
+    let message = planner_message(&plan, "mbcache");
+    assert!(
+        plan.notes.iter().any(|n| n.contains(&message)),
+        "{:?}",
+        plan.notes
+    );
+    let k = FakeKernel::new();
+    let r = load_ok(&plan, &k, 4);
+    check_load(&plan, &k, &HashMap::new(), &r, 4).unwrap();
+    assert_eq!(r.module("mbcache").unwrap().state, ModuleState::Failed);
+    assert_eq!(r.module("ext4").unwrap().state, ModuleState::Blocked);
+    let failed: Vec<_> = r
+        .failed_required_chains
+        .iter()
+        .map(|f| (f.chain.as_str(), f.module.as_str(), f.error.as_str()))
+        .collect();
+    assert_eq!(failed, vec![("fs", "mbcache", message.as_str())]);
+    assert_eq!(r.module("virtio_blk").unwrap().state, ModuleState::Loaded);
+    assert_eq!(r.module("vfat").unwrap().state, ModuleState::Loaded);
 }

@@ -45,8 +45,10 @@ pub enum ModulesError {
     #[error("the manifest does not plan against {dir}: {source}")]
     Plan {
         dir: PathBuf,
+        /// Boxed: the typed error carries names and JSON paths, and every
+        /// `Result` of the builder would otherwise be as large.
         #[source]
-        source: modules_manifest::plan::PlanError,
+        source: Box<modules_manifest::plan::PlanError>,
     },
     #[error("module path {path:?} in {dir}/modules.dep: {why}")]
     UnsafePath {
@@ -137,7 +139,7 @@ pub fn select(manifest: &Manifest, dir: &Path) -> Result<Selection, ModulesError
     let index = DepIndex::load(dir)?;
     let plan = plan_against(manifest, &index).map_err(|source| ModulesError::Plan {
         dir: dir.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
 
     let canon_dir = fs::canonicalize(dir).map_err(|source| ModulesError::ModuleFile {
@@ -446,6 +448,8 @@ pub fn summary_counts(selection: &Selection) -> BTreeMap<&'static str, usize> {
             Action::Builtin => "builtin",
             Action::AlreadyLoaded => "already_loaded",
             Action::Blacklisted => "blacklisted",
+            // Only plan_at_boot makes these; the builder plans strictly.
+            Action::Unplannable { .. } => "unplannable",
         };
         *m.entry(key).or_insert(0) += 1;
     }

@@ -5,7 +5,9 @@
 //! tests), so every rule of the contract is tested on the host.
 //!
 //! Data flows one way:
-//! [`Manifest`] + [`DepIndex`] + [`KernelCmdline`] → [`plan()`] → [`Plan`].
+//! [`Manifest`] + [`DepIndex`] + [`KernelCmdline`] → [`plan()`] (strict, for
+//! the image builder) or [`plan_at_boot()`] (a module that cannot be planned
+//! fails alone) → [`Plan`].
 
 pub mod cmdline;
 pub mod depmod;
@@ -21,6 +23,6 @@ pub use manifest::{
 };
 pub use name::ModuleName;
 pub use plan::{
-    plan, Action, CriticalPath, Edge, EdgeKind, NodeId, Plan, PlanChain, PlanError, PlanInput,
-    PlanNode, Reason,
+    plan, plan_at_boot, Action, CriticalPath, CycleLink, Edge, EdgeKind, NodeId, Plan, PlanChain,
+    PlanError, PlanInput, PlanNode, Reason,
 };

@@ -100,7 +100,7 @@ pub enum OnFailure {
 
 /// A manifest that cannot be used, with the JSON path (`chains[1].modules[0]`)
 /// and, for syntax and type errors, the line and column.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
     pub path: String,
     pub line: usize,

@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use crate::cmdline::KernelCmdline;
 use crate::depmod::{Compression, DepIndex};
-use crate::manifest::{ChainSpec, Manifest};
+use crate::manifest::{ChainSpec, Manifest, ManifestError};
 use crate::name::ModuleName;
 
 /// Index of a node in [`Plan::nodes`].
@@ -100,6 +100,11 @@ pub enum Action {
     AlreadyLoaded,
     /// Blacklisted on the kernel command line: not loaded; dependents blocked.
     Blacklisted,
+    /// Cannot be planned ([`plan_at_boot()`] only; [`plan()`] returns the
+    /// error instead): not loaded, the loader fails it with `error`'s
+    /// message and blocks its dependents. Its own dependencies are planned
+    /// only if they were found before the problem was.
+    Unplannable { error: PlanError },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,19 +140,220 @@ pub struct PlanChain {
     pub nodes: Vec<NodeId>,
 }
 
-/// A manifest that does not plan against the index: names the module/chain.
+/// Why a module, or the whole manifest, does not plan against the index. The
+/// message ([`Display`](std::fmt::Display)) names the module and chain.
+///
+/// Only [`PlanError::Manifest`] concerns the whole manifest; every other
+/// variant concerns the module(s) it names ([`PlanError::is_per_module`]):
+/// [`plan()`] fails on either, [`plan_at_boot()`] turns those into
+/// [`Action::Unplannable`] nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanError {
-    pub message: String,
+pub enum PlanError {
+    /// The manifest fails [`Manifest::check`] (a manifest built in code).
+    Manifest(ManifestError),
+    /// A chain entry that is neither a module, a builtin nor an alias.
+    UnknownEntry {
+        chain: String,
+        position: usize,
+        name: ModuleName,
+    },
+    /// A chain entry that is an alias of modules none of which the index
+    /// has a file for (nor builtin, nor loaded).
+    AliasWithoutFile {
+        chain: String,
+        position: usize,
+        name: ModuleName,
+        candidates: Vec<ModuleName>,
+    },
+    /// A chain entry that resolved to a module `modules.dep` has no line for.
+    EntryNotInIndex {
+        chain: String,
+        position: usize,
+        module: ModuleName,
+    },
+    /// One module given two parameter strings (also through an alias):
+    /// `first` at JSON path `first_at`, `second` at `second_at`.
+    ConflictingParams {
+        module: ModuleName,
+        first: String,
+        first_at: String,
+        second: String,
+        second_at: String,
+    },
+    /// `module`'s `modules.dep` line lists `dependency`, which has no line
+    /// of its own (is not in the module tree or the image).
+    MissingDependency {
+        module: ModuleName,
+        dependency: ModuleName,
+    },
+    /// A module on the manifest's `blocklist` that `chain` needs (`None`:
+    /// no chain could be named); `needed_as` says how it is reached.
+    Blocklisted {
+        module: ModuleName,
+        chain: Option<String>,
+        needed_as: Vec<Reason>,
+    },
+    /// `modules.dep` lists a module as its own dependency.
+    SelfDependency { module: ModuleName },
+    /// Chain order, dependencies and softdeps form a cycle: each link's
+    /// `from` must finish before its `to`, and the last link's `to` is the
+    /// first link's `from`. Empty when the cycle could not be traced.
+    Cycle { links: Vec<CycleLink> },
+}
+
+/// One edge of a [`PlanError::Cycle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleLink {
+    pub from: ModuleName,
+    pub to: ModuleName,
+    pub kind: EdgeKind,
+    /// For [`EdgeKind::Chain`]: the chain that lists `to` after `from`.
+    pub chain: Option<String>,
+}
+
+impl PlanError {
+    /// True unless the error concerns the whole manifest: the modules it
+    /// names ([`PlanError::modules`]) can fail alone at boot.
+    pub fn is_per_module(&self) -> bool {
+        !matches!(self, PlanError::Manifest(_))
+    }
+
+    /// The modules that cannot be planned because of this error: the
+    /// unknown entry, the missing dependency (not its dependent), the
+    /// module with two parameter strings, the blocklisted module, every
+    /// module of a cycle. Empty for [`PlanError::Manifest`].
+    pub fn modules(&self) -> Vec<ModuleName> {
+        match self {
+            PlanError::Manifest(_) => Vec::new(),
+            PlanError::UnknownEntry { name, .. } | PlanError::AliasWithoutFile { name, .. } => {
+                vec![name.clone()]
+            }
+            PlanError::EntryNotInIndex { module, .. }
+            | PlanError::ConflictingParams { module, .. }
+            | PlanError::Blocklisted { module, .. }
+            | PlanError::SelfDependency { module } => vec![module.clone()],
+            PlanError::MissingDependency { dependency, .. } => vec![dependency.clone()],
+            PlanError::Cycle { links } => links.iter().map(|l| l.from.clone()).collect(),
+        }
+    }
 }
 
 impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        match self {
+            PlanError::Manifest(e) => write!(f, "{e}"),
+            PlanError::UnknownEntry {
+                chain,
+                position,
+                name,
+            } => write!(
+                f,
+                "chain {chain:?} entry {position} ({name}): no such module or alias in \
+                 modules.dep, modules.builtin or modules.alias"
+            ),
+            PlanError::AliasWithoutFile {
+                chain,
+                position,
+                name,
+                candidates,
+            } => {
+                let list: Vec<&str> = candidates.iter().map(ModuleName::as_str).collect();
+                write!(
+                    f,
+                    "chain {chain:?} entry {position} ({name}): the alias matches {} but the \
+                     index has no file for any of them",
+                    list.join(", ")
+                )
+            }
+            PlanError::EntryNotInIndex {
+                chain,
+                position,
+                module,
+            } => write!(
+                f,
+                "chain {chain:?} entry {position} ({module}): no such module in modules.dep"
+            ),
+            PlanError::ConflictingParams {
+                module,
+                first,
+                first_at,
+                second,
+                second_at,
+            } => write!(
+                f,
+                "module {module} has two different parameter strings: {first:?} at \
+                 {first_at} and {second:?} at {second_at}; parameters belong to the module, \
+                 declare them once"
+            ),
+            PlanError::MissingDependency { module, dependency } => write!(
+                f,
+                "module {module} depends on {dependency} (modules.dep), but {dependency} has \
+                 no line of its own in modules.dep"
+            ),
+            PlanError::Blocklisted {
+                module,
+                chain,
+                needed_as,
+            } => {
+                let why: Vec<String> = needed_as.iter().map(reason_text).collect();
+                write!(
+                    f,
+                    "module {module} is on the manifest's blocklist, but chain {:?} needs it ({})",
+                    chain.as_deref().unwrap_or("?"),
+                    why.join(", ")
+                )
+            }
+            PlanError::SelfDependency { module } => write!(
+                f,
+                "dependency cycle: {module} → {module} (modules.dep lists {module} as its own \
+                 dependency)"
+            ),
+            PlanError::Cycle { links } => {
+                let Some(first) = links.first() else {
+                    return f.write_str("dependency cycle");
+                };
+                let mut names: Vec<&str> = links.iter().map(|l| l.from.as_str()).collect();
+                names.push(first.from.as_str());
+                let why: Vec<String> = links
+                    .iter()
+                    .map(|l| {
+                        let (fr, to) = (&l.from, &l.to);
+                        match l.kind {
+                            EdgeKind::Chain => format!(
+                                "chain {:?} lists {to} after {fr}",
+                                l.chain.as_deref().unwrap_or("?")
+                            ),
+                            EdgeKind::Softdep => format!("{to} has softdep pre: {fr}"),
+                            EdgeKind::Dependency => format!("{to} needs {fr} (modules.dep)"),
+                        }
+                    })
+                    .collect();
+                write!(
+                    f,
+                    "dependency cycle: {} ({})",
+                    names.join(" → "),
+                    why.join("; ")
+                )
+            }
+        }
     }
 }
 
-impl std::error::Error for PlanError {}
+impl std::error::Error for PlanError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PlanError::Manifest(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// In a serialized plan an error is its message.
+impl Serialize for PlanError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 /// The longest path through the plan under a per-node cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,7 +362,9 @@ pub struct CriticalPath {
     pub nodes: Vec<NodeId>,
 }
 
-/// Builds the plan. Pure and deterministic.
+/// Builds the plan. Pure and deterministic. Strict: any module that cannot
+/// be planned fails the whole plan (what the image builder wants: it must
+/// refuse such an image).
 ///
 /// Errors (each message names the module and chain): a manifest that fails
 /// [`Manifest::check`]; a chain entry that is neither a module, a builtin nor
@@ -165,14 +373,48 @@ pub struct CriticalPath {
 /// two parameter strings (also through an alias); a cycle in chain order +
 /// dependencies + softdeps, named like `a → b → a`.
 pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
-    input.manifest.check().map_err(|e| PlanError {
-        message: e.to_string(),
-    })?;
-    let mut b = Builder::new(input);
+    build(input, Mode::Strict)
+}
+
+/// Builds the plan as PID 1 needs it at boot: a module that cannot be
+/// planned fails alone. Pure and deterministic, like [`plan()`], and equal
+/// to it whenever [`plan()`] succeeds.
+///
+/// Every error of [`plan()`] that concerns modules
+/// ([`PlanError::is_per_module`]) instead makes each module it names
+/// ([`PlanError::modules`]: the unknown entry, the dependency without a
+/// `modules.dep` line, the module with two parameter strings, the
+/// blocklisted module, every module of a cycle) a node with
+/// [`Action::Unplannable`], and its message a [`Plan::notes`] entry. The
+/// node keeps its place in its chains and its edges to what needs it, so
+/// the loader fails it and blocks its dependents, and a required chain
+/// through it fails; everything else loads. Edges inside a cycle are
+/// dropped (the plan stays a DAG).
+///
+/// Errors only when nothing can be planned: [`PlanError::Manifest`].
+pub fn plan_at_boot(input: PlanInput<'_>) -> Result<Plan, PlanError> {
+    build(input, Mode::AtBoot)
+}
+
+/// What the builder does with a module that cannot be planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Fail the plan with the first error.
+    Strict,
+    /// Make the module an [`Action::Unplannable`] node.
+    AtBoot,
+}
+
+fn build(input: PlanInput<'_>, mode: Mode) -> Result<Plan, PlanError> {
+    input.manifest.check().map_err(PlanError::Manifest)?;
+    let mut b = Builder::new(input, mode);
     let entries = b.resolve_chains()?;
     let params = b.params(&entries)?;
     b.add_chains(&entries)?;
     b.expand()?;
+    if mode == Mode::AtBoot {
+        b.break_cycles()?;
+    }
     let needed = b.chain_needs(false);
     let blocking = b.chain_needs(true);
     b.check_blocklist(&needed)?;
@@ -203,6 +445,10 @@ struct Builder<'a> {
     /// (from, to) → chain name, to explain chain edges in cycle messages.
     chain_edges: HashMap<(usize, usize), String>,
     notes: Vec<String>,
+    mode: Mode,
+    /// [`Mode::AtBoot`]: modules that cannot be planned, with the first
+    /// reason found; their nodes get [`Action::Unplannable`].
+    unplannable: HashMap<ModuleName, PlanError>,
 }
 
 /// A chain entry after alias resolution.
@@ -221,12 +467,8 @@ fn kind_rank(k: EdgeKind) -> u8 {
     }
 }
 
-fn err(message: String) -> PlanError {
-    PlanError { message }
-}
-
 impl<'a> Builder<'a> {
-    fn new(input: PlanInput<'a>) -> Self {
+    fn new(input: PlanInput<'a>, mode: Mode) -> Self {
         Builder {
             input,
             drafts: Vec::new(),
@@ -235,7 +477,30 @@ impl<'a> Builder<'a> {
             chain_targets: BTreeSet::new(),
             chain_edges: HashMap::new(),
             notes: Vec::new(),
+            mode,
+            unplannable: HashMap::new(),
         }
+    }
+
+    /// `module` cannot be planned: [`Mode::Strict`] fails with `error`;
+    /// [`Mode::AtBoot`] records it (the first reason wins) and makes the
+    /// module's node, now or when it is created, [`Action::Unplannable`].
+    fn refuse(&mut self, module: &ModuleName, error: PlanError) -> Result<(), PlanError> {
+        if self.mode == Mode::Strict {
+            return Err(error);
+        }
+        let error = self
+            .unplannable
+            .entry(module.clone())
+            .or_insert(error)
+            .clone();
+        if let Some(&id) = self.ids.get(module) {
+            let action = &mut self.drafts[id].action;
+            if !matches!(action, Action::Unplannable { .. }) {
+                *action = Action::Unplannable { error };
+            }
+        }
+        Ok(())
     }
 
     fn known(&self, name: &ModuleName) -> bool {
@@ -348,11 +613,13 @@ impl<'a> Builder<'a> {
         }
         let candidates = self.input.index.resolve(name.as_str());
         if candidates.is_empty() {
-            return Err(err(format!(
-                "chain {:?} entry {pos} ({name}): no such module or alias in modules.dep, \
-                 modules.builtin or modules.alias",
-                chain.name
-            )));
+            let error = PlanError::UnknownEntry {
+                chain: chain.name.clone(),
+                position: pos,
+                name: name.clone(),
+            };
+            self.refuse(name, error)?;
+            return Ok(name.clone());
         }
         let all = candidates.clone();
         let (usable, excluded) = self.rank_candidates(candidates, None, false);
@@ -365,13 +632,14 @@ impl<'a> Builder<'a> {
                 match all.iter().find(|c| self.known(c)) {
                     Some(c) => c.clone(),
                     None => {
-                        let list: Vec<&str> = all.iter().map(ModuleName::as_str).collect();
-                        return Err(err(format!(
-                            "chain {:?} entry {pos} ({name}): the alias matches {} but the \
-                             index has no file for any of them",
-                            chain.name,
-                            list.join(", ")
-                        )));
+                        let error = PlanError::AliasWithoutFile {
+                            chain: chain.name.clone(),
+                            position: pos,
+                            name: name.clone(),
+                            candidates: all,
+                        };
+                        self.refuse(name, error)?;
+                        return Ok(name.clone());
                     }
                 }
             }
@@ -386,7 +654,10 @@ impl<'a> Builder<'a> {
 
     /// Declared parameters by resolved module, checked for conflicts again
     /// now that aliases are resolved.
-    fn params(&self, entries: &[ResolvedEntry]) -> Result<BTreeMap<ModuleName, String>, PlanError> {
+    fn params(
+        &mut self,
+        entries: &[ResolvedEntry],
+    ) -> Result<BTreeMap<ModuleName, String>, PlanError> {
         let manifest = self.input.manifest;
         let mut declared: BTreeMap<ModuleName, (String, String)> = BTreeMap::new();
         let from_entries = entries.iter().filter_map(|e| {
@@ -411,11 +682,14 @@ impl<'a> Builder<'a> {
             }
             if let Some((prev, prev_place)) = declared.get(&module) {
                 if prev != p {
-                    return Err(err(format!(
-                        "module {module} has two different parameter strings: {prev:?} at \
-                         {prev_place} and {p:?} at {place}; parameters belong to the module, \
-                         declare them once"
-                    )));
+                    let error = PlanError::ConflictingParams {
+                        module: module.clone(),
+                        first: prev.clone(),
+                        first_at: prev_place.clone(),
+                        second: p.to_owned(),
+                        second_at: place,
+                    };
+                    self.refuse(&module, error)?;
                 }
                 continue;
             }
@@ -444,7 +718,11 @@ impl<'a> Builder<'a> {
             return Some(id);
         }
         let index = self.input.index;
-        let action = if index.is_builtin(name) {
+        let action = if let Some(error) = self.unplannable.get(name) {
+            Action::Unplannable {
+                error: error.clone(),
+            }
+        } else if index.is_builtin(name) {
             Action::Builtin
         } else if self.input.loaded.contains(name) {
             Action::AlreadyLoaded
@@ -471,6 +749,23 @@ impl<'a> Builder<'a> {
         Some(id)
     }
 
+    /// The node of a module that [`Builder::node`] cannot create (not in
+    /// the index) and [`Builder::refuse`] just recorded with `error`.
+    fn unplannable_node(&mut self, name: &ModuleName, error: PlanError) -> usize {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.drafts.len();
+        self.drafts.push(Draft {
+            name: name.clone(),
+            action: Action::Unplannable { error },
+            reasons: Vec::new(),
+            preds: BTreeMap::new(),
+        });
+        self.ids.insert(name.clone(), id);
+        id
+    }
+
     fn edge(&mut self, from: usize, to: usize, kind: EdgeKind) {
         let slot = self.drafts[to].preds.entry(from).or_insert(kind);
         if kind_rank(kind) > kind_rank(*slot) {
@@ -490,12 +785,18 @@ impl<'a> Builder<'a> {
         let mut prev: Option<(usize, usize)> = None; // (chain, node)
         for e in entries {
             let chain = &manifest.chains[e.chain];
-            let id = self.node(&e.module).ok_or_else(|| {
-                err(format!(
-                    "chain {:?} entry {} ({}): no such module in modules.dep",
-                    chain.name, e.position, e.module
-                ))
-            })?;
+            let id = match self.node(&e.module) {
+                Some(id) => id,
+                None => {
+                    let error = PlanError::EntryNotInIndex {
+                        chain: chain.name.clone(),
+                        position: e.position,
+                        module: e.module.clone(),
+                    };
+                    self.refuse(&e.module, error.clone())?;
+                    self.unplannable_node(&e.module, error)
+                }
+            };
             self.reason(
                 id,
                 Reason::Chain {
@@ -524,16 +825,23 @@ impl<'a> Builder<'a> {
             };
             for dep in &entry.deps {
                 if *dep == name {
-                    return Err(err(format!(
-                        "dependency cycle: {name} → {name} (modules.dep lists {name} as its own dependency)"
-                    )));
+                    let error = PlanError::SelfDependency {
+                        module: name.clone(),
+                    };
+                    self.refuse(&name, error)?;
+                    continue;
                 }
-                let dep_id = self.node(dep).ok_or_else(|| {
-                    err(format!(
-                        "module {name} depends on {dep} (modules.dep), but {dep} has no line of \
-                         its own in modules.dep"
-                    ))
-                })?;
+                let dep_id = match self.node(dep) {
+                    Some(id) => id,
+                    None => {
+                        let error = PlanError::MissingDependency {
+                            module: name.clone(),
+                            dependency: dep.clone(),
+                        };
+                        self.refuse(dep, error.clone())?;
+                        self.unplannable_node(dep, error)
+                    }
+                };
                 self.edge(dep_id, id, EdgeKind::Dependency);
                 self.reason(
                     dep_id,
@@ -636,12 +944,7 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
-    fn why_text(&self, id: usize) -> String {
-        let parts: Vec<String> = self.drafts[id].reasons.iter().map(reason_text).collect();
-        parts.join(", ")
-    }
-
-    fn check_blocklist(&self, needed: &[BTreeSet<usize>]) -> Result<(), PlanError> {
+    fn check_blocklist(&mut self, needed: &[BTreeSet<usize>]) -> Result<(), PlanError> {
         let manifest = self.input.manifest;
         for blocked in &manifest.blocklist {
             let Some(&id) = self.ids.get(blocked) else {
@@ -650,12 +953,13 @@ impl<'a> Builder<'a> {
             let chain = needed
                 .iter()
                 .position(|set| set.contains(&id))
-                .map(|c| manifest.chains[c].name.as_str())
-                .unwrap_or("?");
-            return Err(err(format!(
-                "module {blocked} is on the manifest's blocklist, but chain {chain:?} needs it ({})",
-                self.why_text(id)
-            )));
+                .map(|c| manifest.chains[c].name.clone());
+            let error = PlanError::Blocklisted {
+                module: blocked.clone(),
+                chain,
+                needed_as: self.drafts[id].reasons.clone(),
+            };
+            self.refuse(blocked, error)?;
         }
         Ok(())
     }
@@ -697,22 +1001,24 @@ impl<'a> Builder<'a> {
         if order.len() == n {
             return Ok(order);
         }
-        Err(err(self.cycle_message(&indegree)))
+        Err(self.cycle_error(|i| indegree[i] > 0))
     }
 
-    /// Every node left with a nonzero indegree after Kahn has a predecessor
-    /// that is also left, so walking predecessors must revisit a node.
-    fn cycle_message(&self, indegree: &[usize]) -> String {
-        let left = |i: usize| indegree[i] > 0;
-        let Some(start) = (0..self.drafts.len()).find(|&i| left(i)) else {
-            return "dependency cycle".to_owned();
+    /// A cycle among the nodes `in_set` accepts, found by walking
+    /// predecessors from the first such node. Every node of the set must
+    /// have a predecessor in the set (true of the nodes Kahn leaves, and of
+    /// a strongly connected component), so the walk must revisit a node.
+    fn cycle_error(&self, in_set: impl Fn(usize) -> bool) -> PlanError {
+        let unknown = PlanError::Cycle { links: Vec::new() };
+        let Some(start) = (0..self.drafts.len()).find(|&i| in_set(i)) else {
+            return unknown;
         };
         let mut walk = vec![start];
         let mut pos: HashMap<usize, usize> = HashMap::from([(start, 0)]);
         let mut cur = start;
         let cycle = loop {
-            let Some(&p) = self.drafts[cur].preds.keys().find(|&&p| left(p)) else {
-                return "dependency cycle".to_owned();
+            let Some(&p) = self.drafts[cur].preds.keys().find(|&&p| in_set(p)) else {
+                return unknown;
             };
             if let Some(&at) = pos.get(&p) {
                 // walk[at..] goes backwards along edges; reverse it so each
@@ -725,33 +1031,102 @@ impl<'a> Builder<'a> {
             walk.push(p);
             cur = p;
         };
-        let mut names: Vec<&str> = cycle
-            .iter()
-            .map(|&i| self.drafts[i].name.as_str())
+        let links = (0..cycle.len())
+            .map(|w| {
+                let (from, to) = (cycle[w], cycle[(w + 1) % cycle.len()]);
+                // An edge without a recorded kind cannot happen; it reads as
+                // a dependency, as it always did.
+                let kind = self.drafts[to]
+                    .preds
+                    .get(&from)
+                    .copied()
+                    .unwrap_or(EdgeKind::Dependency);
+                CycleLink {
+                    from: self.drafts[from].name.clone(),
+                    to: self.drafts[to].name.clone(),
+                    kind,
+                    chain: match kind {
+                        EdgeKind::Chain => self.chain_edges.get(&(from, to)).cloned(),
+                        _ => None,
+                    },
+                }
+            })
             .collect();
-        names.push(self.drafts[cycle[0]].name.as_str());
-        let mut why = Vec::new();
-        for w in 0..cycle.len() {
-            let (from, to) = (cycle[w], cycle[(w + 1) % cycle.len()]);
-            let (f, t) = (&self.drafts[from].name, &self.drafts[to].name);
-            let kind = self.drafts[to].preds.get(&from).copied();
-            why.push(match kind {
-                Some(EdgeKind::Chain) => format!(
-                    "chain {:?} lists {t} after {f}",
-                    self.chain_edges
-                        .get(&(from, to))
-                        .map(String::as_str)
-                        .unwrap_or("?")
-                ),
-                Some(EdgeKind::Softdep) => format!("{t} has softdep pre: {f}"),
-                _ => format!("{t} needs {f} (modules.dep)"),
-            });
+        PlanError::Cycle { links }
+    }
+
+    /// [`Mode::AtBoot`]: every module of a cycle (a strongly connected
+    /// component with an edge inside it) becomes unplannable with that
+    /// cycle's error, and the edges inside the component are dropped, so
+    /// the graph is a DAG while edges into and out of the cycle stay (what
+    /// needs a module of the cycle is blocked, not lost).
+    fn break_cycles(&mut self) -> Result<(), PlanError> {
+        let n = self.drafts.len();
+        let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (id, d) in self.drafts.iter().enumerate() {
+            for &p in d.preds.keys() {
+                succs[p].push(id);
+            }
         }
-        format!(
-            "dependency cycle: {} ({})",
-            names.join(" → "),
-            why.join("; ")
-        )
+        // Kosaraju, iteratively. Pass 1: finish order of a DFS along succs.
+        let mut seen = vec![false; n];
+        let mut finished = Vec::with_capacity(n);
+        for root in 0..n {
+            if seen[root] {
+                continue;
+            }
+            seen[root] = true;
+            let mut stack = vec![(root, 0usize)];
+            while let Some((v, i)) = stack.pop() {
+                if let Some(&w) = succs[v].get(i) {
+                    stack.push((v, i + 1));
+                    if !seen[w] {
+                        seen[w] = true;
+                        stack.push((w, 0));
+                    }
+                } else {
+                    finished.push(v);
+                }
+            }
+        }
+        // Pass 2: along preds, latest finished first; each tree is one
+        // component.
+        let mut comp = vec![usize::MAX; n];
+        let mut comps: Vec<Vec<usize>> = Vec::new();
+        for &root in finished.iter().rev() {
+            if comp[root] != usize::MAX {
+                continue;
+            }
+            let c = comps.len();
+            comp[root] = c;
+            let mut members = vec![root];
+            let mut stack = vec![root];
+            while let Some(v) = stack.pop() {
+                for &p in self.drafts[v].preds.keys() {
+                    if comp[p] == usize::MAX {
+                        comp[p] = c;
+                        members.push(p);
+                        stack.push(p);
+                    }
+                }
+            }
+            comps.push(members);
+        }
+        for (c, mut members) in comps.into_iter().enumerate() {
+            let cyclic =
+                members.len() > 1 || self.drafts[members[0]].preds.contains_key(&members[0]);
+            if !cyclic {
+                continue;
+            }
+            members.sort_unstable();
+            let error = self.cycle_error(|i| comp[i] == c);
+            for &m in &members {
+                let name = self.drafts[m].name.clone();
+                self.refuse(&name, error.clone())?;
+                self.drafts[m].preds.retain(|p, _| comp[*p] != c);
+            }
+        }
+        Ok(())
     }
 
     fn finish(
@@ -782,6 +1157,12 @@ impl<'a> Builder<'a> {
                      chains that need it ({}) will not complete",
                     d.name,
                     chains.join(", ")
+                ));
+            }
+            if let Action::Unplannable { error } = &d.action {
+                notes.push(format!(
+                    "{} cannot be planned, it fails and what needs it is blocked: {error}",
+                    d.name
                 ));
             }
             // Params only reach the kernel with an insert; say so rather
@@ -961,6 +1342,7 @@ impl Plan {
                 Action::Builtin => "(builtin)".to_owned(),
                 Action::AlreadyLoaded => "(already loaded)".to_owned(),
                 Action::Blacklisted => "(blacklisted: not loaded)".to_owned(),
+                Action::Unplannable { error } => format!("(cannot be planned: {error})"),
             };
             let after: Vec<String> = node
                 .preds
@@ -1204,11 +1586,17 @@ mod tests {
         let idx = index("a", "", "", "");
         let m = manifest(r#"{"version": 1, "chains": [{"name": "fs", "modules": ["a", "ext5"]}]}"#);
         let e = run(&m, &idx, "", &[]).unwrap_err();
-        assert!(
-            e.message.contains("\"fs\"") && e.message.contains("entry 1"),
-            "{e}"
+        assert_eq!(
+            e,
+            PlanError::UnknownEntry {
+                chain: "fs".into(),
+                position: 1,
+                name: n("ext5")
+            }
         );
-        assert!(e.message.contains("ext5"), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("\"fs\"") && msg.contains("entry 1"), "{e}");
+        assert!(msg.contains("ext5"), "{e}");
     }
 
     #[test]
@@ -1216,7 +1604,14 @@ mod tests {
         let idx = DepIndex::parse("k/a.ko: k/ghost.ko\n", "", "", "").unwrap();
         let m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
         let e = run(&m, &idx, "", &[]).unwrap_err();
-        assert!(e.message.contains("a depends on ghost"), "{e}");
+        assert_eq!(
+            e,
+            PlanError::MissingDependency {
+                module: n("a"),
+                dependency: n("ghost")
+            }
+        );
+        assert!(e.to_string().contains("a depends on ghost"), "{e}");
     }
 
     #[test]
@@ -1227,9 +1622,15 @@ mod tests {
                 "blocklist": ["floppy"]}"#,
         );
         let e = run(&m, &idx, "", &[]).unwrap_err();
-        assert!(e.message.contains("floppy"), "{e}");
-        assert!(e.message.contains("\"storage\""), "{e}");
-        assert!(e.message.contains("dep of a"), "{e}");
+        assert!(
+            matches!(&e, PlanError::Blocklisted { module, chain: Some(c), .. }
+                if *module == n("floppy") && c == "storage"),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("floppy"), "{e}");
+        assert!(msg.contains("\"storage\""), "{e}");
+        assert!(msg.contains("dep of a"), "{e}");
         // Not needed by any chain: fine.
         let m = manifest(
             r#"{"version": 1, "chains": [{"name": "x", "modules": ["b"]}], "blocklist": ["floppy"]}"#,
@@ -1245,17 +1646,19 @@ mod tests {
         );
         let e = run(&m, &idx, "", &[]).unwrap_err();
         assert!(
-            e.message.contains("virtio_pci → virtio_ring → virtio_pci")
-                || e.message.contains("virtio_ring → virtio_pci → virtio_ring"),
+            e.to_string()
+                .contains("virtio_pci → virtio_ring → virtio_pci")
+                || e.to_string()
+                    .contains("virtio_ring → virtio_pci → virtio_ring"),
             "{e}"
         );
         assert!(
-            e.message
+            e.to_string()
                 .contains("chain \"storage\" lists virtio_ring after virtio_pci"),
             "{e}"
         );
         assert!(
-            e.message
+            e.to_string()
                 .contains("virtio_pci needs virtio_ring (modules.dep)"),
             "{e}"
         );
@@ -1266,13 +1669,19 @@ mod tests {
         let idx = index("a: b; b: c; c: a", "", "", "");
         let m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
         let e = run(&m, &idx, "", &[]).unwrap_err();
-        assert!(e.message.starts_with("dependency cycle: "), "{e}");
+        assert!(
+            matches!(&e, PlanError::Cycle { links } if links.len() == 3
+                && links.iter().all(|l| l.kind == EdgeKind::Dependency)),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("dependency cycle: "), "{e}");
         for x in ["a", "b", "c"] {
-            assert!(e.message.contains(&format!("{x} →")), "{e}");
+            assert!(e.to_string().contains(&format!("{x} →")), "{e}");
         }
         let idx = index("a: a", "", "", "");
         let e = run(&m, &idx, "", &[]).unwrap_err();
-        assert!(e.message.contains("a → a"), "{e}");
+        assert_eq!(e, PlanError::SelfDependency { module: n("a") });
+        assert!(e.to_string().contains("a → a"), "{e}");
     }
 
     #[test]
@@ -1281,10 +1690,10 @@ mod tests {
         let m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
         let e = run(&m, &idx, "", &[]).unwrap_err();
         assert!(
-            e.message.contains("a → b → a") || e.message.contains("b → a → b"),
+            e.to_string().contains("a → b → a") || e.to_string().contains("b → a → b"),
             "{e}"
         );
-        assert!(e.message.contains("has softdep pre:"), "{e}");
+        assert!(e.to_string().contains("has softdep pre:"), "{e}");
     }
 
     const CRC_ALIASES: &str =
@@ -1427,7 +1836,7 @@ mod tests {
         );
         let e = run(&m, &idx, "", &[]).unwrap_err();
         assert!(
-            e.message
+            e.to_string()
                 .contains("module ext4 has two different parameter strings"),
             "{e}"
         );
@@ -1439,7 +1848,9 @@ mod tests {
         let mut m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
         m.chains.push(m.chains[0].clone());
         let e = run(&m, &idx, "", &[]).unwrap_err();
-        assert!(e.message.contains("used twice"), "{e}");
+        assert!(matches!(e, PlanError::Manifest(_)), "{e:?}");
+        assert!(!e.is_per_module());
+        assert!(e.to_string().contains("used twice"), "{e}");
     }
 
     #[test]
@@ -1489,5 +1900,262 @@ mod tests {
             "{t}"
         );
         assert_eq!(t.lines().count(), 2 + 3);
+    }
+
+    // plan_at_boot: a module that cannot be planned fails alone.
+
+    fn run_at_boot(m: &Manifest, idx: &DepIndex) -> Result<Plan, PlanError> {
+        let cmdline = KernelCmdline::default();
+        let loaded = BTreeSet::new();
+        plan_at_boot(PlanInput {
+            manifest: m,
+            index: idx,
+            cmdline: &cmdline,
+            loaded: &loaded,
+        })
+    }
+
+    fn unplannable(p: &Plan, name: &str) -> PlanError {
+        match &p.nodes[id(p, name)].action {
+            Action::Unplannable { error } => error.clone(),
+            other => panic!("{name}: {other:?}, not unplannable"),
+        }
+    }
+
+    fn is_insert(p: &Plan, name: &str) -> bool {
+        matches!(p.nodes[id(p, name)].action, Action::Insert { .. })
+    }
+
+    #[test]
+    fn at_boot_a_missing_dependency_line_fails_only_that_dependency() {
+        let idx = DepIndex::parse(
+            "k/a.ko: k/x/ghost.ko\nk/c.ko:\nk/r.ko: k/s.ko\nk/s.ko:\n",
+            "",
+            "",
+            "",
+        )
+        .unwrap();
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "opt", "modules": ["a", "c"]},
+                                          {"name": "req", "modules": ["r"], "required": true}]}"#,
+        );
+        let strict = run(&m, &idx, "", &[]).unwrap_err();
+        assert_eq!(
+            strict.to_string(),
+            "module a depends on ghost (modules.dep), but ghost has no line of its own in \
+             modules.dep"
+        );
+        let p = run_at_boot(&m, &idx).unwrap();
+        check_invariants(&p);
+        assert_eq!(unplannable(&p, "ghost"), strict);
+        assert_eq!(strict.modules(), vec![n("ghost")]);
+        assert!(strict.is_per_module());
+        // Its dependent and the rest of its chain are planned as usual, and
+        // wait for it, so the loader blocks them.
+        assert!(is_insert(&p, "a") && is_insert(&p, "c"));
+        assert_eq!(pred_kind(&p, "ghost", "a"), Some(EdgeKind::Dependency));
+        assert_eq!(pred_kind(&p, "a", "c"), Some(EdgeKind::Chain));
+        assert!(p.nodes[id(&p, "ghost")]
+            .reasons
+            .contains(&Reason::DependencyOf { module: n("a") }));
+        // The required chain is untouched.
+        assert!(is_insert(&p, "r") && is_insert(&p, "s"));
+        assert!(p.nodes[id(&p, "r")].required && !p.nodes[id(&p, "ghost")].required);
+        assert_eq!(p.chains[0].nodes, vec![id(&p, "a"), id(&p, "c")]);
+        assert!(
+            p.notes.iter().any(
+                |t| t.starts_with("ghost cannot be planned") && t.contains(&strict.to_string())
+            ),
+            "{:?}",
+            p.notes
+        );
+        assert!(
+            p.render_text()
+                .contains("(cannot be planned: module a depends on ghost"),
+            "{}",
+            p.render_text()
+        );
+        assert_eq!(p.module_files().count(), 4);
+    }
+
+    #[test]
+    fn at_boot_an_unknown_entry_fails_in_its_chain() {
+        let idx = index("a; c; r", "", "", "alias fs-pruned pruned\n");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "opt", "modules": ["a", "ext5", "c"]},
+                                          {"name": "opt2", "modules": ["fs-pruned"]},
+                                          {"name": "req", "modules": ["r"], "required": true}]}"#,
+        );
+        let strict = run(&m, &idx, "", &[]).unwrap_err();
+        assert_eq!(
+            strict.to_string(),
+            "chain \"opt\" entry 1 (ext5): no such module or alias in modules.dep, \
+             modules.builtin or modules.alias"
+        );
+        let p = run_at_boot(&m, &idx).unwrap();
+        check_invariants(&p);
+        assert_eq!(unplannable(&p, "ext5"), strict);
+        let alias = unplannable(&p, "fs_pruned");
+        assert_eq!(
+            alias,
+            PlanError::AliasWithoutFile {
+                chain: "opt2".into(),
+                position: 0,
+                name: n("fs_pruned"),
+                candidates: vec![n("pruned")],
+            }
+        );
+        assert_eq!(
+            alias.to_string(),
+            "chain \"opt2\" entry 0 (fs_pruned): the alias matches pruned but the index has \
+             no file for any of them"
+        );
+        assert_eq!(pred_kind(&p, "a", "ext5"), Some(EdgeKind::Chain));
+        assert_eq!(pred_kind(&p, "ext5", "c"), Some(EdgeKind::Chain));
+        assert!(is_insert(&p, "a") && is_insert(&p, "c") && is_insert(&p, "r"));
+        assert_eq!(
+            p.chains[0].nodes,
+            vec![id(&p, "a"), id(&p, "ext5"), id(&p, "c")]
+        );
+        assert_eq!(p.chains[1].nodes, vec![id(&p, "fs_pruned")]);
+        assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
+    }
+
+    #[test]
+    fn at_boot_every_module_of_a_cycle_fails_and_what_needs_it_stays() {
+        let idx = index("a: b; b: c; c: a; d: a; e", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "opt", "modules": ["d"]},
+                                          {"name": "req", "modules": ["e"], "required": true}]}"#,
+        );
+        let strict = run(&m, &idx, "", &[]).unwrap_err();
+        assert_eq!(
+            strict.to_string(),
+            "dependency cycle: c → b → a → c (b needs c (modules.dep); a needs b \
+             (modules.dep); c needs a (modules.dep))"
+        );
+        let p = run_at_boot(&m, &idx).unwrap();
+        check_invariants(&p);
+        for x in ["a", "b", "c"] {
+            assert_eq!(unplannable(&p, x), strict, "{x}");
+        }
+        let mut in_cycle = strict.modules();
+        in_cycle.sort();
+        assert_eq!(in_cycle, vec![n("a"), n("b"), n("c")]);
+        // The edges inside the cycle are gone, the one out of it stays.
+        for (x, y) in [("b", "a"), ("c", "b"), ("a", "c")] {
+            assert_eq!(pred_kind(&p, x, y), None, "{x} → {y}");
+        }
+        assert_eq!(pred_kind(&p, "a", "d"), Some(EdgeKind::Dependency));
+        assert!(is_insert(&p, "d") && is_insert(&p, "e"));
+        assert_eq!(p.notes.len(), 3, "{:?}", p.notes);
+
+        // A module that depends on itself; a chain listed against its
+        // dependencies, in a required chain.
+        let idx = index("a: a; d: a; v: w; w; e", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "opt", "modules": ["d"]},
+                                          {"name": "req", "modules": ["v", "w"], "required": true},
+                                          {"name": "ok", "modules": ["e"]}]}"#,
+        );
+        let p = run_at_boot(&m, &idx).unwrap();
+        check_invariants(&p);
+        assert_eq!(
+            unplannable(&p, "a"),
+            PlanError::SelfDependency { module: n("a") }
+        );
+        assert_eq!(pred_kind(&p, "a", "d"), Some(EdgeKind::Dependency));
+        let vw = unplannable(&p, "v");
+        assert_eq!(unplannable(&p, "w"), vw);
+        assert!(
+            matches!(&vw, PlanError::Cycle { links } if links.iter().any(|l|
+                l.kind == EdgeKind::Chain && l.chain.as_deref() == Some("req"))),
+            "{vw:?}"
+        );
+        assert!(p.nodes[id(&p, "v")].required && p.nodes[id(&p, "w")].required);
+        assert!(is_insert(&p, "d") && is_insert(&p, "e"));
+    }
+
+    #[test]
+    fn at_boot_conflicting_params_fail_that_module() {
+        let idx = index("ext4: jbd2; jbd2; a", "", "", "alias fs-ext4 ext4\n");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "fs", "modules": [{"name": "fs-ext4", "params": "a=1"}]},
+                                          {"name": "other", "modules": ["a"], "required": true}],
+                "modules": {"ext4": {"params": "a=2"}}}"#,
+        );
+        let strict = run(&m, &idx, "", &[]).unwrap_err();
+        assert_eq!(
+            strict.to_string(),
+            "module ext4 has two different parameter strings: \"a=1\" at \
+             chains[0].modules[0].params and \"a=2\" at modules.ext4.params; parameters belong \
+             to the module, declare them once"
+        );
+        let p = run_at_boot(&m, &idx).unwrap();
+        check_invariants(&p);
+        assert_eq!(
+            unplannable(&p, "ext4"),
+            PlanError::ConflictingParams {
+                module: n("ext4"),
+                first: "a=1".into(),
+                first_at: "chains[0].modules[0].params".into(),
+                second: "a=2".into(),
+                second_at: "modules.ext4.params".into(),
+            }
+        );
+        // Not loaded, so its dependencies are not needed.
+        assert!(p.node(&n("jbd2")).is_none());
+        assert!(is_insert(&p, "a"));
+        assert_eq!(p.module_files().collect::<Vec<_>>(), vec!["k/a.ko"]);
+    }
+
+    #[test]
+    fn at_boot_a_blocklisted_module_a_chain_needs_fails_alone() {
+        let idx = index("a: floppy; floppy; b", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["b"]}, {"name": "storage", "modules": ["a"]}],
+                "blocklist": ["floppy"]}"#,
+        );
+        let strict = run(&m, &idx, "", &[]).unwrap_err();
+        let p = run_at_boot(&m, &idx).unwrap();
+        check_invariants(&p);
+        assert_eq!(unplannable(&p, "floppy"), strict);
+        assert_eq!(
+            strict.to_string(),
+            "module floppy is on the manifest's blocklist, but chain \"storage\" needs it \
+             (dep of a)"
+        );
+        assert!(is_insert(&p, "a") && is_insert(&p, "b"));
+        assert!(!p.module_files().any(|f| f.contains("floppy")));
+    }
+
+    #[test]
+    fn at_boot_equals_plan_when_plan_succeeds_and_manifest_errors_stay() {
+        let idx = index("a: b c; b: c; c; d: c; e", "bi", "softdep a pre: e\n", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "one", "modules": ["a", "bi"], "required": true},
+                                          {"name": "two", "modules": [{"name": "d", "params": "x=1"}]}]}"#,
+        );
+        assert_eq!(run_at_boot(&m, &idx), run(&m, &idx, "", &[]));
+        let mut m = m;
+        m.chains.push(m.chains[0].clone());
+        let e = run_at_boot(&m, &idx).unwrap_err();
+        assert!(matches!(e, PlanError::Manifest(_)), "{e:?}");
+        assert!(e.modules().is_empty());
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn an_unplannable_node_serializes_with_its_message() {
+        let idx = DepIndex::parse("k/a.ko: k/ghost.ko\n", "", "", "").unwrap();
+        let m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
+        let p = run_at_boot(&m, &idx).unwrap();
+        let json = serde_json::to_value(&p.nodes[id(&p, "ghost")].action).unwrap();
+        assert_eq!(json["kind"], "unplannable");
+        assert_eq!(
+            json["error"],
+            "module a depends on ghost (modules.dep), but ghost has no line of its own in \
+             modules.dep"
+        );
     }
 }

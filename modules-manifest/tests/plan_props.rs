@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use modules_manifest::{plan, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, PlanInput};
+use modules_manifest::{
+    plan, plan_at_boot, Action, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, PlanError,
+    PlanInput,
+};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -126,6 +129,28 @@ struct Oracle {
     required: BTreeSet<usize>,
 }
 
+impl Oracle {
+    /// Modules on a cycle: those that reach themselves along `edges`.
+    fn in_cycle(&self) -> BTreeSet<usize> {
+        self.needed
+            .iter()
+            .copied()
+            .filter(|&v| {
+                let mut seen = BTreeSet::new();
+                let mut stack = vec![v];
+                while let Some(x) = stack.pop() {
+                    for &(a, b) in &self.edges {
+                        if a == x && seen.insert(b) {
+                            stack.push(b);
+                        }
+                    }
+                }
+                seen.contains(&v)
+            })
+            .collect()
+    }
+}
+
 fn oracle(c: &Case) -> Oracle {
     let mut needed = BTreeSet::new();
     let mut stack: Vec<usize> = c
@@ -201,10 +226,42 @@ proptest! {
             loaded: &loaded,
         });
         prop_assert_eq!(result.is_ok(), o.acyclic, "{:?}", result.as_ref().err());
+        // At boot: the same plan when there is no cycle; with one, every
+        // needed module is still there, exactly the modules of a cycle are
+        // unplannable, and the plan is a DAG.
+        let boot = plan_at_boot(PlanInput {
+            manifest: &m,
+            index: &idx,
+            cmdline: &KernelCmdline::default(),
+            loaded: &loaded,
+        })
+        .unwrap();
+        if let Ok(p) = &result {
+            prop_assert_eq!(&boot, p);
+        }
+        let in_cycle = o.in_cycle();
+        let boot_names: BTreeSet<String> = boot.nodes.iter().map(|n| n.name.to_string()).collect();
+        prop_assert_eq!(boot_names, o.needed.iter().map(|&i| name(i)).collect::<BTreeSet<_>>());
+        for (i, node) in boot.nodes.iter().enumerate() {
+            let mi: usize = node.name.as_str()[1..].parse().unwrap();
+            prop_assert_eq!(
+                matches!(node.action, Action::Unplannable { .. }),
+                in_cycle.contains(&mi),
+                "{}: {:?}", node.name, node.action
+            );
+            for e in &node.preds {
+                prop_assert!(e.from < i);
+            }
+        }
         let p = match result {
             Ok(p) => p,
             Err(e) => {
-                prop_assert!(e.message.contains("cycle"), "{}", e);
+                prop_assert!(
+                    matches!(e, PlanError::Cycle { .. } | PlanError::SelfDependency { .. }),
+                    "{:?}",
+                    e
+                );
+                prop_assert!(e.to_string().contains("cycle"), "{}", e);
                 return Ok(());
             }
         };

@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use modules_manifest::{
-    plan, Action, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
+    plan, Action, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, Plan, PlanError,
+    PlanInput,
 };
 
 /// The host's index and the directory it was read from.
@@ -190,21 +191,25 @@ fn server_and_full_examples_plan() {
 #[test]
 fn every_mistake_in_a_manifest_is_refused_with_a_clear_message() {
     let Some((idx, _)) = real_index() else { return };
-    let cases: &[(&str, &[&str])] = &[
+    type Kind = fn(&PlanError) -> bool;
+    let cases: &[(&str, Kind, &[&str])] = &[
         (
             r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4", "ext5"]}]}"#,
+            |e| matches!(e, PlanError::UnknownEntry { position: 1, .. }),
             &["\"fs\"", "entry 1", "ext5"],
         ),
         (
             r#"{"version": 1, "chains": [{"name": "s", "modules": ["virtio_pci", "virtio_ring"]}]}"#,
+            |e| matches!(e, PlanError::Cycle { links } if links.len() == 2),
             &["cycle", "virtio_pci", "virtio_ring", "chain \"s\""],
         ),
         (
             r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}], "blocklist": ["jbd2"]}"#,
+            |e| matches!(e, PlanError::Blocklisted { chain: Some(c), .. } if c == "fs"),
             &["jbd2", "blocklist", "\"fs\"", "ext4"],
         ),
     ];
-    for (json, needles) in cases {
+    for (json, kind, needles) in cases {
         let m = Manifest::from_json(json.as_bytes()).unwrap();
         let loaded = BTreeSet::new();
         let e = plan(PlanInput {
@@ -214,8 +219,10 @@ fn every_mistake_in_a_manifest_is_refused_with_a_clear_message() {
             loaded: &loaded,
         })
         .unwrap_err();
+        assert!(kind(&e), "{e:?}");
+        let message = e.to_string();
         for needle in *needles {
-            assert!(e.message.contains(needle), "{needle:?} not in {e}");
+            assert!(message.contains(needle), "{needle:?} not in {e}");
         }
     }
 }

@@ -174,6 +174,14 @@ impl Cpio {
         self.entries.contains_key(path.trim_matches('/'))
     }
 
+    /// The contents of the regular file at `path`, if there is one.
+    pub fn data(&self, path: &str) -> Option<&[u8]> {
+        self.entries
+            .get(path.trim_matches('/'))
+            .filter(|e| e.mode & S_IFMT == S_IFREG)
+            .map(|e| e.data.as_slice())
+    }
+
     /// The paths of all entries, sorted.
     pub fn paths(&self) -> Vec<&str> {
         self.entries.keys().map(String::as_str).collect()

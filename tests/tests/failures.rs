@@ -1,5 +1,6 @@
 //! Group 4: failures. A missing module file, a module whose init fails
-//! (`kmi_fail`, -ENODEV), a malformed manifest, an unknown module, a root
+//! (`kmi_fail`, -ENODEV), a modules.dep dependency the image lacks (the
+//! planner fails that module alone), a malformed manifest, an unknown module, a root
 //! device that never appears (each `on_failure` mode) and a wrong fstype:
 //! the console explains, the machine does what `on_failure` says, and PID 1
 //! never dies ("Attempted to kill init").
@@ -118,6 +119,76 @@ fn failing_init_blocks_its_dependents_and_nothing_else() {
         "{names:?}"
     );
     assert!(names.iter().any(|n| n == "kmi_c"), "{names:?}");
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn a_dependency_missing_from_modules_dep_fails_only_its_optional_chain() {
+    let env = Env::get();
+    let dir = env.scratch("fail-unplannable-dep");
+    let manifest = json!({
+        "version": 1,
+        "chains": [
+            {"name": "opt", "modules": ["kmi_a"]},
+            {"name": "req", "modules": ["kmi_e"], "required": true}
+        ],
+        "on_failure": "poweroff"
+    });
+    let image = env.fixture_image(&dir, &manifest);
+    // kmodinit-mkimage refuses to plan such an image, so break a good one:
+    // kmi_a's modules.dep line still names kmi_base, which loses its own
+    // line and its file, as in an image put together by hand.
+    edit_image(&image, |c| {
+        let base = c
+            .paths()
+            .into_iter()
+            .find(|p| p.ends_with("/kmi_base.ko"))
+            .map(str::to_string)
+            .expect("kmi_base.ko in the image");
+        let dep_path = c
+            .paths()
+            .into_iter()
+            .find(|p| p.ends_with("/modules.dep"))
+            .map(str::to_string)
+            .expect("modules.dep in the image");
+        let moddir = dep_path.trim_end_matches("modules.dep");
+        let rel = base
+            .strip_prefix(moddir)
+            .expect("kmi_base.ko in the module directory");
+        let dep = String::from_utf8(c.data(&dep_path).expect("modules.dep").to_vec()).unwrap();
+        let kept: String = dep
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{rel}:")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(kept.len() < dep.len(), "no line for {rel} in:\n{dep}");
+        assert!(kept.contains(rel), "kmi_a no longer names {rel}:\n{kept}");
+        c.file(&dep_path, kept.into_bytes(), 0o644);
+        assert!(c.remove(&base));
+    });
+    let b = boot(env.vm(&dir, &image));
+    assert_real_init_ran(&b);
+    let report = b.console.report().unwrap_or_else(|e| panic!("{e}"));
+    let base = report_modules(&report, "kmi_base");
+    assert_eq!(base.len(), 1, "{report}");
+    assert_eq!(base[0]["state"], "failed", "{}", base[0]);
+    assert_eq!(
+        base[0]["error"],
+        "module kmi_a depends on kmi_base (modules.dep), but kmi_base has no line of its own \
+         in modules.dep",
+        "{}",
+        base[0]
+    );
+    let a = report_modules(&report, "kmi_a");
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["state"], "blocked", "{}", a[0]);
+    assert_eq!(a[0]["blocked_by"], "kmi_base", "{}", a[0]);
+    assert_eq!(report_state(&report, "kmi_e").as_deref(), Some("loaded"));
+    assert!(
+        b.console.contains("kmi_base cannot be planned"),
+        "the planner's note is not on the console; tail:\n{}",
+        b.console.tail(40)
+    );
 }
 
 #[test]

@@ -207,6 +207,8 @@ pub fn expected_states(plan: &Plan, outcomes: &HashMap<String, FakeOutcome>) -> 
             ModuleState::Failed
         } else if node.action == Action::Blacklisted {
             ModuleState::Skipped
+        } else if matches!(node.action, Action::Unplannable { .. }) {
+            ModuleState::Failed
         } else if node
             .preds
             .iter()
@@ -218,6 +220,7 @@ pub fn expected_states(plan: &Plan, outcomes: &HashMap<String, FakeOutcome>) -> 
                 Action::Builtin => ModuleState::Builtin,
                 Action::AlreadyLoaded => ModuleState::Already,
                 Action::Blacklisted => ModuleState::Skipped,
+                Action::Unplannable { .. } => ModuleState::Failed,
                 Action::Insert { .. } => {
                     match outcomes
                         .get(node.name.as_str())
