@@ -166,16 +166,6 @@ pub fn ensure_stdio(dev: &Path) {
     }
 }
 
-/// Logs every panic (message and location) to the kernel log and the
-/// console, bypassing the `log` lock, so a panic is never silent. The boot
-/// itself runs under `catch_unwind`, which turns it into a fatal error.
-pub fn install_panic_hook(dev: &'static Path) {
-    std::panic::set_hook(Box::new(move |info| {
-        let text = format!("panic in thread {}", panic_text(info));
-        crate::kmsg::announce(dev, Path::new("/proc"), &format!("kmodinit: {text}\n"));
-    }));
-}
-
 /// `NAME at FILE:LINE: MESSAGE` for a panic in the thread NAME.
 pub fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
     let where_ = info
