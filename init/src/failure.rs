@@ -217,10 +217,21 @@ fn policy() -> Option<OnFailure> {
     }
 }
 
+/// The report PID 1 last wrote, for the panic hook (which must not read
+/// it back: that would link a JSON reader for it into `/init`).
+static LAST_REPORT: std::sync::Mutex<Option<crate::report::Report>> = std::sync::Mutex::new(None);
+
+/// Remembers `report` as the one the panic hook adds a panic to.
+pub fn remember_report(report: &crate::report::Report) {
+    if let Ok(mut last) = LAST_REPORT.lock() {
+        *last = Some(report.clone());
+    }
+}
+
 /// PID 1's panic hook: the release build aborts after a panic, and PID 1
 /// must never end, so the hook itself carries out the failure policy: it
-/// logs the panic, adds it to the report (the one PID 1 last wrote, or a
-/// new one), explains on the console and in the kernel log, then runs
+/// logs the panic, adds it to the report (the one PID 1 last wrote,
+/// [`remember_report`], or a new one), explains on the console and in the kernel log, then runs
 /// `on_failure` ([`set_policy`]). Never returns.
 pub fn install_pid1_panic_hook(dev: &'static Path, report_path: &'static Path) {
     std::panic::set_hook(Box::new(move |info| {
@@ -232,9 +243,11 @@ pub fn install_pid1_panic_hook(dev: &'static Path, report_path: &'static Path) {
             None,
             handover::is_executable(Path::new("/"), RESCUE_SHELL),
         );
-        let mut report = std::fs::read(report_path)
+        // try_lock: the panic may have come from inside remember_report.
+        let mut report = LAST_REPORT
+            .try_lock()
             .ok()
-            .and_then(|b| serde_json::from_slice::<crate::report::Report>(&b).ok())
+            .and_then(|mut r| r.take())
             .unwrap_or_default();
         report.errors.push(err.to_string());
         report.boottime_exec = None;

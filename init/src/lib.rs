@@ -13,6 +13,7 @@ pub mod handover;
 pub mod kernel;
 pub mod kmsg;
 pub mod loader;
+pub mod loader_events;
 pub mod loader_process;
 pub mod mount;
 pub mod report;

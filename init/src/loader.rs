@@ -110,7 +110,7 @@ impl LoadObserver for () {
 }
 
 /// The final outcome of one plan node, as [`LoadObserver::finished`] gets it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeOutcome {
     /// The node's index in the plan (and in [`LoadReport::modules`]).
     pub id: usize,

@@ -4,13 +4,14 @@
 //! PID 1 forks it (single-threaded at that point, so the child's copy of
 //! every lock is free) once the manifest is read. The child reads the module
 //! index, plans, opens every module file, loads on its thread pool and
-//! streams [`LoaderEvent`]s up a pipe. PID 1 feeds them to a [`Supervisor`].
-//! If PID 1 hands over before the load ends, it writes [`HANDOVER`] on a
-//! second pipe just before exec; the child, once done, then writes the final
-//! states of the `pending` modules into the report itself, through a
-//! descriptor of `/run/kmodinit` opened before the handover (after
-//! switch_root `/run` lives under the new root and the initramfs is gone;
-//! descriptors of the module files and the report directory outlive both).
+//! streams [`LoaderEvent`]s up a pipe; PID 1 feeds them to a [`Supervisor`].
+//! If PID 1 hands over before the load ends, it forks a reporter just
+//! before exec ([`LoaderChild::hand_over`]): a copy of PID 1 with its report
+//! and supervisor in memory, which goes on reading the loader's events and
+//! writes the final report when the load ends. The loader keeps descriptors
+//! of its module files, so switch_root deleting the initramfs does not
+//! matter; the reporter is forked after switch_root, so `/run/kmodinit` is
+//! at its usual path.
 #![allow(unsafe_code)]
 
 use std::collections::BTreeSet;
@@ -31,15 +32,11 @@ use crate::boot::{self, BootError};
 use crate::clock::boottime;
 use crate::kernel::{Kernel, RealKernel};
 use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
-use crate::report::{LoadReport, Report, REPORT_DIR, REPORT_FILE};
-use crate::supervise::{
-    encode, EventReader, Handover, LoaderEvent, LoaderExit, PlannedChain, PlannedModule,
-    Supervisor, Verdict,
+use crate::loader_events::{
+    encode, EventReader, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
 };
-
-/// The byte PID 1 writes on the control pipe when it hands over with the
-/// load unfinished: the child owns the report's pending entries from then.
-pub const HANDOVER: u8 = b'H';
+use crate::report::Report;
+use crate::supervise::{Handover, LoaderExit, Supervisor, Verdict};
 
 /// The longest PID 1 sleeps in `poll` without looking at the clock and the
 /// child again (a child that dies closes its pipe, which wakes PID 1 at
@@ -64,7 +61,6 @@ pub struct LoadInput<'a> {
 pub struct LoaderChild {
     pid: Pid,
     events: Option<File>,
-    control: Option<File>,
     reader: EventReader,
     exit: Option<LoaderExit>,
 }
@@ -78,17 +74,13 @@ impl LoaderChild {
         wrap: impl FnOnce(RealKernel) -> K,
     ) -> std::io::Result<LoaderChild> {
         let (events_rx, events_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let (control_rx, control_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        // The report directory exists before the child opens it.
-        std::fs::create_dir_all(REPORT_DIR)?;
         // SAFETY: PID 1 is single-threaded here (it never starts a thread),
         // so the child's copy of the address space holds no lock another
         // thread owned; the child runs ordinary Rust and ends in `_exit`.
         match unsafe { nix::unistd::fork() }? {
             nix::unistd::ForkResult::Child => {
                 drop(events_rx);
-                drop(control_tx);
-                let code = child_main(input, wrap, events_tx, control_rx);
+                let code = child_main(input, wrap, events_tx);
                 // SAFETY: `_exit` ends the child without running PID 1's
                 // atexit handlers or flushing its copies of PID 1's buffers.
                 unsafe { libc::_exit(code) }
@@ -96,7 +88,6 @@ impl LoaderChild {
             nix::unistd::ForkResult::Parent { child } => Ok(LoaderChild {
                 pid: child,
                 events: Some(File::from(events_rx)),
-                control: Some(File::from(control_tx)),
                 reader: EventReader::default(),
                 exit: None,
             }),
@@ -200,13 +191,85 @@ impl LoaderChild {
         }
     }
 
-    /// Tells the child it owns the report's pending entries from now on.
-    /// Call after the last report PID 1 writes. Idempotent; a child that
-    /// is gone is not an error.
-    pub fn hand_over(&mut self) {
-        if let Some(mut c) = self.control.take() {
-            let _ = c.write_all(&[HANDOVER]);
+    /// Hands the unfinished load over, just before PID 1 execs: forks a
+    /// reporter, a copy of PID 1 holding `report` (as PID 1 last wrote it,
+    /// with modules `pending`) and `sup`, which waits for the loader's end,
+    /// settles the pending modules and rewrites `report_path` (atomically),
+    /// then exits. The real init inherits it. Does nothing when the load is
+    /// complete. A failed fork is logged: the report keeps `pending`.
+    pub fn hand_over(&mut self, mut sup: Supervisor, report: &Report, report_path: &Path) {
+        if report
+            .loader
+            .as_ref()
+            .is_none_or(|l| l.pending_at_handover == 0)
+        {
+            return;
         }
+        // SAFETY: PID 1 is single-threaded (as in `spawn`); the reporter is
+        // single-threaded too and ends in `_exit`.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                sup.to_the_end();
+                let code = match self.supervise(&mut sup) {
+                    Ok(end) => {
+                        self.try_reap(&mut sup);
+                        let mut report = report.clone();
+                        settle(&mut report, end, self.exit.as_ref());
+                        match report.write(report_path) {
+                            Ok(()) => {
+                                log::info!(
+                                    "loader done after the handover: {} updated",
+                                    report_path.display()
+                                );
+                                0
+                            }
+                            Err(e) => {
+                                log::error!("cannot update {}: {e}", report_path.display());
+                                1
+                            }
+                        }
+                    }
+                    Err((message, _)) => {
+                        log::error!("loader after the handover: {message}");
+                        1
+                    }
+                };
+                // SAFETY: ends the reporter without running PID 1's exit
+                // path.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                log::debug!("reporter (pid {child}) settles the report when the loader is done");
+            }
+            Err(e) => log::error!(
+                "cannot start the reporter: {e}; {} keeps pending modules",
+                report_path.display()
+            ),
+        }
+    }
+}
+
+/// The report PID 1 wrote at the handover, with the load as it ended.
+fn settle(report: &mut Report, end: Handover, exit: Option<&LoaderExit>) {
+    let Some(mut load) = end.load else { return };
+    if let Some(before) = &report.load {
+        // The boot's decision stays PID 1's.
+        load.failed_required_chains = before.failed_required_chains.clone();
+    }
+    report.boottime_load_end = load.boottime_load_end;
+    report.load = Some(load);
+    report.notes.extend(end.notes);
+    let info = report.loader.get_or_insert_with(Default::default);
+    info.vm_hwm_kib = end.loader_vm_hwm_kib.or(info.vm_hwm_kib);
+    info.exit = exit.map(describe_exit).or(info.exit.take());
+    info.boottime_late_update = Some(boottime());
+}
+
+/// `exited with status N` / `killed by SIGNAL`.
+pub fn describe_exit(e: &LoaderExit) -> String {
+    match e {
+        LoaderExit::Exited(code) => format!("exited with status {code}"),
+        LoaderExit::Signaled(sig) => format!("killed by {sig}"),
     }
 }
 
@@ -249,21 +312,14 @@ impl LoadObserver for Streamer<'_> {
     }
 }
 
-/// The child: plan, open the files, load, report; then, after a handover,
-/// settle the report's pending entries. Returns the exit code.
+/// The child: plan, open the files, load, report. Returns the exit code.
 fn child_main<K: Kernel>(
     input: LoadInput<'_>,
     wrap: impl FnOnce(RealKernel) -> K,
     events: OwnedFd,
-    control: OwnedFd,
 ) -> i32 {
     let events: Events = Arc::new(Mutex::new(File::from(events)));
     install_child_panic_hook(&events);
-    // Opened now: after switch_root `/run/kmodinit` is reachable only
-    // through this descriptor.
-    let report_dir = File::open(REPORT_DIR)
-        .map_err(|e| log::warn!("loader: cannot open {REPORT_DIR}: {e}"))
-        .ok();
 
     let (plan, modules_dir) = match make_plan(&input) {
         Ok(p) => p,
@@ -304,30 +360,10 @@ fn child_main<K: Kernel>(
         load.jobs,
         crate::clock::Fixed(load.critical_path_s, 3)
     );
-    let vm_hwm_kib = Report::read_vm_hwm_kib();
     send(
         &events,
-        &LoaderEvent::Done {
-            load: load.clone(),
-            vm_hwm_kib,
-        },
+        &LoaderEvent::Done(LoadSummary::of(&load, Report::read_vm_hwm_kib())),
     );
-    // PID 1 sees the pipe close; the child's work is done unless PID 1
-    // handed over before reading `done`.
-    drop(events);
-    let mut control = File::from(control);
-    let mut byte = [0u8; 1];
-    let handed_over = loop {
-        match control.read(&mut byte) {
-            Ok(1) => break byte[0] == HANDOVER,
-            Ok(_) => break false,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break false,
-        }
-    };
-    if handed_over {
-        settle_report(report_dir.as_ref(), &load, vm_hwm_kib);
-    }
     0
 }
 
@@ -394,35 +430,6 @@ fn planned_event(plan: &modules_manifest::Plan, t: f64) -> LoaderEvent {
             .collect(),
         notes: plan.notes.clone(),
         boottime_load_start: t,
-    }
-}
-
-/// After a handover: the pending modules' final states into the report
-/// PID 1 wrote (atomic replace), one log line.
-fn settle_report(dir: Option<&File>, load: &LoadReport, vm_hwm_kib: Option<u64>) {
-    let Some(dir) = dir else {
-        log::error!("loader: no descriptor of {REPORT_DIR}: the late results are only in the log");
-        return;
-    };
-    let name = std::ffi::OsStr::new(REPORT_FILE);
-    let mut report = match Report::read_in(dir, name) {
-        Ok(r) => r,
-        Err(e) => {
-            log::error!(
-                "loader: cannot read {REPORT_DIR}/{REPORT_FILE} to add the late results: {e}"
-            );
-            return;
-        }
-    };
-    let settled = report.settle_pending(load, boottime());
-    if let Some(info) = report.loader.as_mut() {
-        info.vm_hwm_kib = vm_hwm_kib.or(info.vm_hwm_kib);
-    }
-    match report.write_in(dir, name) {
-        Ok(()) => log::info!(
-            "loader: {settled} module(s) finished after the handover; {REPORT_DIR}/{REPORT_FILE} updated"
-        ),
-        Err(e) => log::error!("loader: cannot update {REPORT_DIR}/{REPORT_FILE}: {e}"),
     }
 }
 

@@ -17,7 +17,7 @@ use kmodinit::kmsg::{self, DevkmsgRatelimit, Verbosity};
 use kmodinit::loader_process::{self, LoadInput, LoaderChild};
 use kmodinit::mount::{self, MountOutcome, RealMounter, EARLY_MOUNTS};
 use kmodinit::report::{LoaderInfo, Report};
-use kmodinit::supervise::{LoaderExit, Supervisor};
+use kmodinit::supervise::Supervisor;
 use kmodinit::switch_root::{self, MOVED_MOUNTS, NEW_ROOT};
 use modules_manifest::{KernelCmdline, Manifest, OnFailure};
 
@@ -46,8 +46,10 @@ struct Boot {
     devkmsg: Option<DevkmsgRatelimit>,
     cmdline_on_failure: Option<OnFailure>,
     manifest_on_failure: Option<OnFailure>,
-    /// The loader child, once started: it may outlive the handover.
+    /// The loader child, once started (it may outlive the handover), and
+    /// the state machine over it (taken by the reporter at the handover).
     loader: Option<LoaderChild>,
+    supervisor: Option<Supervisor>,
 }
 
 /// PID 1: single-threaded; the module loading runs in a child process. An
@@ -66,6 +68,7 @@ fn pid1(boottime_init_start: f64, kernel_args: Vec<String>) -> ! {
         cmdline_on_failure: None,
         manifest_on_failure: None,
         loader: None,
+        supervisor: None,
     };
     let err = match boot(&mut b, &kernel_args) {
         Err(e) => e,
@@ -211,10 +214,11 @@ fn load_modules(
     child.try_reap(&mut sup);
     b.report.loader = Some(LoaderInfo {
         pid: child.pid(),
-        exit: child.exit().map(describe_exit),
+        exit: child.exit().map(loader_process::describe_exit),
         ..LoaderInfo::default()
     });
     b.loader = Some(child);
+    b.supervisor = Some(sup);
     let handover = verdict.map_err(|(message, hints)| BootError::Loader { message, hints })?;
     for note in &handover.notes {
         b.report.notes.push(note.clone());
@@ -245,19 +249,13 @@ fn load_modules(
     Ok(())
 }
 
-fn describe_exit(e: &LoaderExit) -> String {
-    match e {
-        LoaderExit::Exited(code) => format!("exited with status {code}"),
-        LoaderExit::Signaled(sig) => format!("killed by {sig}"),
-    }
-}
-
 /// Step 4: `/run/kmodinit/report.json` (again before exec, with
 /// `boottime_exec`). A report that cannot be written is logged, not fatal.
 fn write_report(b: &mut Boot) {
     b.report.vm_hwm_kib = std::fs::read_to_string(Path::new(PROC).join("self/status"))
         .ok()
         .and_then(|s| boot::parse_vm_hwm_kib(&s));
+    failure::remember_report(&b.report);
     match b.report.write(Path::new(REPORT_PATH)) {
         Ok(()) => b.report_written = true,
         Err(e) => log::error!("cannot write {REPORT_PATH}: {e}"),
@@ -347,17 +345,21 @@ fn init_in_initramfs(
     })
 }
 
+/// After PID 1's last report: a load still running gets a reporter that
+/// settles its pending modules in the report when it ends.
+fn hand_over_the_load(b: &mut Boot) {
+    if let (Some(loader), Some(sup)) = (b.loader.as_mut(), b.supervisor.take()) {
+        loader.hand_over(sup, &b.report, Path::new(REPORT_PATH));
+    }
+}
+
 /// Step 6: final report, restore the kmsg rate limit, exec. Returns the
 /// error if exec fails.
 fn exec_init(b: &mut Boot, init: &InitCommand) -> BootError {
     log::info!("exec {} {:?}", init.path, &init.argv[1..]);
     b.report.boottime_exec = Some(clock::boottime());
     write_report(b);
-    if let Some(l) = b.loader.as_mut() {
-        // After the last report PID 1 writes: a loader still running adds
-        // its late results to it.
-        l.hand_over();
-    }
+    hand_over_the_load(b);
     loader_process::reap_strays(b.loader.as_ref().map(LoaderChild::pid));
     if let Some(d) = b.devkmsg.as_mut() {
         d.restore(Path::new(PROC));
@@ -386,9 +388,7 @@ fn explain_failure(b: &mut Boot, err: &BootError) -> FailureAction {
     b.report.errors.push(err.to_string());
     b.report.boottime_exec = None;
     write_report(b);
-    if let Some(l) = b.loader.as_mut() {
-        l.hand_over();
-    }
+    hand_over_the_load(b);
     let text = failure::explain(
         &err.to_string(),
         &err.hints(),

@@ -8,15 +8,6 @@ use std::path::Path;
 use modules_manifest::ModuleName;
 use serde::{Deserialize, Serialize};
 
-/// Where the boot report lives: `/run` survives switch_root.
-pub const REPORT_DIR: &str = "/run/kmodinit";
-/// The report's file name in [`REPORT_DIR`].
-pub const REPORT_FILE: &str = "report.json";
-
-/// The largest report the loader child reads back (a report of thousands
-/// of modules is a few MiB).
-pub const MAX_REPORT_BYTES: u64 = 64 << 20;
-
 /// The version of the report.json schema this build writes.
 pub const REPORT_VERSION: u32 = 1;
 
@@ -46,6 +37,34 @@ pub enum ModuleState {
 }
 
 impl ModuleState {
+    /// The state's name in report.json (`loaded`, `failed`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleState::Loaded => "loaded",
+            ModuleState::Already => "already",
+            ModuleState::Builtin => "builtin",
+            ModuleState::Failed => "failed",
+            ModuleState::Skipped => "skipped",
+            ModuleState::Blocked => "blocked",
+            ModuleState::Pending => "pending",
+        }
+    }
+
+    /// The state named `name` ([`ModuleState::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            ModuleState::Loaded,
+            ModuleState::Already,
+            ModuleState::Builtin,
+            ModuleState::Failed,
+            ModuleState::Skipped,
+            ModuleState::Blocked,
+            ModuleState::Pending,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+
     /// True when the module is available to its dependents.
     pub fn is_satisfied(self) -> bool {
         matches!(
@@ -161,8 +180,9 @@ pub struct LoaderInfo {
     /// How it ended, if it had ended when PID 1 last wrote the report
     /// (`exited with status 0`, `killed by SIGKILL`, …).
     pub exit: Option<String>,
-    /// Modules still `pending` at the handover, and when the child wrote
-    /// their final states into this file (boot time, s).
+    /// Modules still `pending` at the handover, and when the reporter
+    /// (forked by PID 1 at exec) wrote their final states into this file
+    /// (boot time, s).
     pub pending_at_handover: usize,
     pub boottime_late_update: Option<f64>,
 }
@@ -212,91 +232,21 @@ impl Report {
                 format!("report path {} has no file name", path.display()),
             )
         })?;
-        self.write_in(&std::fs::File::open(dir)?, file_name)
-    }
-
-    /// As [`Report::write`], into the directory open as `dir` (a
-    /// descriptor stays valid when the directory's mount moves, as `/run`
-    /// does at switch_root).
-    pub fn write_in(&self, dir: &std::fs::File, name: &std::ffi::OsStr) -> io::Result<()> {
-        use nix::fcntl::{openat, renameat, OFlag};
-        use nix::sys::stat::Mode;
-        use nix::unistd::unlinkat;
-        let mut tmp = std::ffi::OsString::from(".");
-        tmp.push(name);
-        tmp.push(format!(".tmp{}", std::process::id()));
-        let tmp = Path::new(&tmp);
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(format!(".tmp{}", std::process::id()));
+        let tmp = dir.join(tmp_name);
         let result = (|| {
-            let fd = openat(
-                dir,
-                tmp,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            )?;
-            let mut f = std::fs::File::from(fd);
+            let mut f = std::fs::File::create(&tmp)?;
             f.write_all(self.to_json().as_bytes())?;
             f.write_all(b"\n")?;
             f.sync_all()?;
-            renameat(dir, tmp, dir, name)?;
-            Ok(())
+            std::fs::rename(&tmp, path)
         })();
         if result.is_err() {
-            let _ = unlinkat(dir, tmp, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ = std::fs::remove_file(&tmp);
         }
         result
-    }
-
-    /// Reads the report `name` in the directory open as `dir`.
-    pub fn read_in(dir: &std::fs::File, name: &std::ffi::OsStr) -> io::Result<Report> {
-        use nix::fcntl::{openat, OFlag};
-        use nix::sys::stat::Mode;
-        use std::io::Read;
-        let fd = openat(
-            dir,
-            Path::new(name),
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        let mut text = Vec::new();
-        std::fs::File::from(fd)
-            .take(MAX_REPORT_BYTES)
-            .read_to_end(&mut text)?;
-        serde_json::from_slice(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-    }
-
-    /// The loader child's final word after a handover: each `pending`
-    /// module of this report takes its state from `load` (the loader's
-    /// complete report), and the load's totals are the loader's. Returns
-    /// how many modules were pending. PID 1's decisions (failed required
-    /// chains, errors) are left as they were.
-    pub fn settle_pending(&mut self, load: &LoadReport, now: f64) -> usize {
-        let Some(mine) = self.load.as_mut() else {
-            return 0;
-        };
-        let mut settled = 0;
-        for (i, m) in mine.modules.iter_mut().enumerate() {
-            if m.state != ModuleState::Pending {
-                continue;
-            }
-            let fin = load
-                .modules
-                .get(i)
-                .filter(|f| f.name == m.name)
-                .or_else(|| load.module(m.name.as_str()));
-            if let Some(f) = fin {
-                *m = f.clone();
-                settled += 1;
-            }
-        }
-        mine.jobs = load.jobs;
-        mine.boottime_load_end = load.boottime_load_end;
-        mine.wall_s = load.wall_s;
-        mine.critical_path_s = load.critical_path_s;
-        mine.critical_path = load.critical_path.clone();
-        self.boottime_load_end = load.boottime_load_end;
-        let info = self.loader.get_or_insert_with(LoaderInfo::default);
-        info.boottime_late_update = Some(now);
-        settled
     }
 
     /// Reads `VmHWM` from `/proc/self/status` (kibibytes), if available.

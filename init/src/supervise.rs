@@ -18,64 +18,9 @@
 
 use std::time::Duration;
 
-use modules_manifest::ModuleName;
-use serde::{Deserialize, Serialize};
-
 use crate::loader::NodeOutcome;
+pub use crate::loader_events::{LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
 use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
-
-/// The longest line the event stream accepts: a `planned` event of a few
-/// thousand modules fits many times over; a child gone wrong cannot make
-/// PID 1 buffer without bound.
-pub const MAX_EVENT_BYTES: usize = 16 << 20;
-
-/// One module of the plan, as PID 1 needs it for the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedModule {
-    pub name: ModuleName,
-    pub params: String,
-    /// Names of the chains whose entries this module is.
-    pub chains: Vec<String>,
-    /// Some required chain cannot complete without this module.
-    pub required: bool,
-}
-
-/// One chain of the plan: its node ids, in chain order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedChain {
-    pub name: String,
-    pub required: bool,
-    pub nodes: Vec<usize>,
-}
-
-/// What the loader child tells PID 1, one JSON line each
-/// (`{"started":{"id":3,"t":2.5}}`: externally tagged, which serde reads
-/// without buffering the whole object first, and is ~10 KiB less code in
-/// `/init` than an internal tag).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoaderEvent {
-    /// The plan is made and every module file is open: the load starts.
-    Planned {
-        modules: Vec<PlannedModule>,
-        chains: Vec<PlannedChain>,
-        notes: Vec<String>,
-        boottime_load_start: f64,
-    },
-    /// Node `id` went to a worker at `t`.
-    Started { id: usize, t: f64 },
-    /// Node `id` is decided.
-    Finished(NodeOutcome),
-    /// Every node is decided: the loader's own report.
-    Done {
-        load: LoadReport,
-        vm_hwm_kib: Option<u64>,
-    },
-    /// Nothing can be planned (the index is unreadable, …).
-    Fatal { message: String, hints: Vec<String> },
-    /// The child's panic hook, just before the child aborts.
-    Panicked { message: String },
-}
 
 /// How the loader child ended, from `waitpid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +75,9 @@ pub struct Supervisor {
     spawned: f64,
     any_required: bool,
     plan: Option<Tracked>,
-    done: Option<(LoadReport, Option<u64>)>,
+    done: Option<LoadSummary>,
+    /// After the handover: no deadline applies any more, only the end.
+    to_the_end: bool,
     fatal: Option<(String, Vec<String>)>,
     panic: Option<String>,
     exit: Option<LoaderExit>,
@@ -154,6 +101,7 @@ impl Supervisor {
             any_required,
             plan: None,
             done: None,
+            to_the_end: false,
             fatal: None,
             panic: None,
             exit: None,
@@ -201,7 +149,7 @@ impl Supervisor {
                 _ => self.odd(format!("start of unknown or decided node {id}")),
             },
             LoaderEvent::Finished(o) => self.finish(o),
-            LoaderEvent::Done { load, vm_hwm_kib } => self.done = Some((load, vm_hwm_kib)),
+            LoaderEvent::Done(summary) => self.done = Some(summary),
             LoaderEvent::Fatal { message, hints } => self.fatal = Some((message, hints)),
             LoaderEvent::Panicked { message } => self.panic = Some(message),
             LoaderEvent::Planned { .. } => self.odd("a second plan".to_owned()),
@@ -211,6 +159,12 @@ impl Supervisor {
     /// A line of the stream that is not an event.
     pub fn garbled(&mut self, why: &str) {
         self.odd(format!("unreadable event: {why}"));
+    }
+
+    /// From now on (after the handover) wait for the loader's end only:
+    /// every deadline is past, and what is left is to record the outcome.
+    pub fn to_the_end(&mut self) {
+        self.to_the_end = true;
     }
 
     /// The child has ended.
@@ -231,13 +185,20 @@ impl Supervisor {
                 hints: hints.clone(),
             };
         }
-        if let Some((load, hwm)) = self.done.take() {
-            return Verdict::Proceed(Handover {
+        if let Some(summary) = self.done.clone() {
+            let mut v = self.proceed(summary.boottime_load_end, Vec::new());
+            if let Verdict::Proceed(Handover {
                 load: Some(load),
-                pending: 0,
-                loader_vm_hwm_kib: hwm,
-                notes: std::mem::take(&mut self.notes),
-            });
+                loader_vm_hwm_kib,
+                ..
+            }) = &mut v
+            {
+                load.jobs = summary.jobs;
+                load.critical_path_s = summary.critical_path_s;
+                load.critical_path = summary.critical_path;
+                *loader_vm_hwm_kib = summary.vm_hwm_kib;
+            }
+            return v;
         }
         let cause = self.exit.as_ref().map(|e| self.death_cause(e));
         let Some(t) = self.plan.as_mut() else {
@@ -261,6 +222,9 @@ impl Supervisor {
             t.undecided = 0;
             self.notes.push(format!("the loader died: {cause}"));
             return self.proceed(now, Vec::new());
+        }
+        if self.to_the_end {
+            return Verdict::Wait { until: None };
         }
         let t0 = t.load_start;
         let open_required: Vec<usize> = t
@@ -480,67 +444,11 @@ pub fn failed_required_chains(
     out
 }
 
-/// Splits the child's byte stream into events: one JSON object a line.
-/// Bounded: a line longer than [`MAX_EVENT_BYTES`] is dropped.
-#[derive(Debug, Default)]
-pub struct EventReader {
-    buf: Vec<u8>,
-    skipping: bool,
-}
-
-impl EventReader {
-    /// Feeds `bytes`; returns the complete lines' events, and for each line
-    /// that is not an event, why.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<LoaderEvent, String>> {
-        let mut out = Vec::new();
-        for &b in bytes {
-            if b != b'\n' {
-                if self.buf.len() >= MAX_EVENT_BYTES {
-                    self.buf.clear();
-                    self.skipping = true;
-                    out.push(Err(format!("line longer than {MAX_EVENT_BYTES} bytes")));
-                }
-                if !self.skipping {
-                    self.buf.push(b);
-                }
-                continue;
-            }
-            if !self.skipping && !self.buf.iter().all(u8::is_ascii_whitespace) {
-                out.push(serde_json::from_slice(&self.buf).map_err(|e| e.to_string()));
-            }
-            self.buf.clear();
-            self.skipping = false;
-        }
-        out
-    }
-}
-
-/// One event as the line the child writes (leading newline: a line the
-/// panic hook writes in the middle of another still parses).
-pub fn encode(e: &LoaderEvent) -> Vec<u8> {
-    let mut line = b"\n".to_vec();
-    // Serialising these plain structs cannot fail; stay total anyway.
-    match serde_json::to_writer(&mut line, e) {
-        Ok(()) => {}
-        Err(err) => {
-            line.truncate(1);
-            line.extend_from_slice(
-                format!(
-                    "{{\"panicked\":{{\"message\":\"cannot encode event: {}\"}}}}",
-                    err.to_string().replace('"', "'")
-                )
-                .as_bytes(),
-            );
-        }
-    }
-    line.push(b'\n');
-    line
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+    use modules_manifest::ModuleName;
 
     const D: Duration = Duration::from_secs(5);
     const R: Duration = Duration::from_secs(60);
@@ -625,27 +533,52 @@ mod tests {
         assert_eq!(load.boottime_load_end, 15.0);
     }
 
-    #[test]
-    fn done_hands_over_the_loaders_own_report() {
-        let mut s = sup();
-        let load = LoadReport {
-            modules: vec![],
+    fn summary() -> LoaderEvent {
+        LoaderEvent::Done(LoadSummary {
             jobs: 3,
-            boottime_load_start: 10.0,
             boottime_load_end: 11.0,
-            wall_s: 1.0,
             critical_path_s: 0.5,
-            critical_path: vec![],
-            failed_required_chains: vec![],
-        };
-        s.event(LoaderEvent::Done {
-            load: load.clone(),
+            critical_path: vec![name("a"), name("b")],
             vm_hwm_kib: Some(900),
-        });
-        let h = handover(s.verdict(11.0));
-        assert_eq!(h.load, Some(load));
+        })
+    }
+
+    #[test]
+    fn done_hands_over_with_the_loaders_totals() {
+        let mut s = sup();
+        for id in 0..4 {
+            s.event(fin(id, ModuleState::Loaded));
+        }
+        s.event(summary());
+        let h = handover(s.verdict(10.9));
+        let load = h.load.unwrap();
+        assert_eq!(load.jobs, 3);
+        assert_eq!(load.boottime_load_end, 11.0);
+        assert_eq!(load.wall_s, 1.0);
+        assert_eq!(load.critical_path, [name("a"), name("b")]);
         assert_eq!(h.loader_vm_hwm_kib, Some(900));
         assert_eq!(h.pending, 0);
+        assert!(load.modules.iter().all(|m| m.state == ModuleState::Loaded));
+    }
+
+    #[test]
+    fn after_the_handover_only_the_end_counts() {
+        let mut s = sup();
+        s.event(fin(0, ModuleState::Loaded));
+        s.event(fin(1, ModuleState::Loaded));
+        s.event(LoaderEvent::Started { id: 2, t: 10.5 });
+        assert_eq!(handover(s.verdict(15.0)).pending, 2);
+        s.to_the_end();
+        assert_eq!(s.verdict(500.0), Verdict::Wait { until: None });
+        s.event(fin(2, ModuleState::Loaded));
+        s.event(fin(3, ModuleState::Failed));
+        s.event(summary());
+        let h = handover(s.verdict(501.0));
+        assert_eq!(h.pending, 0);
+        let load = h.load.unwrap();
+        assert_eq!(load.modules[2].state, ModuleState::Loaded);
+        assert_eq!(load.modules[2].start, Some(10.1));
+        assert_eq!(load.modules[3].state, ModuleState::Failed);
     }
 
     #[test]
@@ -772,29 +705,5 @@ mod tests {
         let h = handover(s.verdict(15.0));
         assert_eq!(h.load.unwrap().modules[0].state, ModuleState::Loaded);
         assert_eq!(h.notes.len(), 4, "{:?}", h.notes);
-    }
-
-    #[test]
-    fn stream_round_trip_and_bounds() {
-        let mut r = EventReader::default();
-        let mut bytes = encode(&planned());
-        bytes.extend(encode(&LoaderEvent::Started { id: 1, t: 2.5 }));
-        bytes.extend(b"not json\n");
-        let (first, rest) = bytes.split_at(7);
-        assert!(r.feed(first).is_empty());
-        let out = r.feed(rest);
-        assert_eq!(out.len(), 3);
-        assert_eq!(out[0].as_ref().unwrap(), &planned());
-        assert_eq!(
-            out[1].as_ref().unwrap(),
-            &LoaderEvent::Started { id: 1, t: 2.5 }
-        );
-        assert!(out[2].is_err());
-        let huge = vec![b'x'; MAX_EVENT_BYTES + 10];
-        let out = r.feed(&huge);
-        assert_eq!(out.len(), 1);
-        assert!(r.buf.is_empty() || r.buf.len() < MAX_EVENT_BYTES);
-        assert!(r.feed(b"\n").is_empty());
-        assert_eq!(r.feed(&encode(&fin(0, ModuleState::Loaded))).len(), 1);
     }
 }
