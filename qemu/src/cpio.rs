@@ -174,6 +174,13 @@ impl Cpio {
         self.entries.contains_key(path.trim_matches('/'))
     }
 
+    /// The contents of the member at `path` (empty for non-files), if any.
+    pub fn data(&self, path: &str) -> Option<&[u8]> {
+        self.entries
+            .get(path.trim_matches('/'))
+            .map(|e| e.data.as_slice())
+    }
+
     /// The paths of all entries, sorted.
     pub fn paths(&self) -> Vec<&str> {
         self.entries.keys().map(String::as_str).collect()
