@@ -59,7 +59,7 @@ struct Cli {
 
     /// Compression of the whole image; the kernel unpacks all four
     /// (CONFIG_RD_ZSTD/XZ/GZIP). Sizes and unpack times: initramfs/README.md.
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Compress::Zstd)]
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Compress::Xz)]
     compress: Compress,
 
     /// What to do with compressed module files (.ko.xz, .ko.zst, .ko.gz):

@@ -369,13 +369,11 @@ fn every_compression_decodes_to_the_same_archive() {
 }
 
 #[test]
-fn default_compression_is_zstd() {
+fn default_compression_is_xz() {
     let f = Fixture::new();
     let img = f.out("img");
     ok(&f.build(&img, &[]));
-    assert!(fs::read(&img)
-        .unwrap()
-        .starts_with(&[0x28, 0xb5, 0x2f, 0xfd]));
+    assert!(fs::read(&img).unwrap().starts_with(b"\xFD7zXZ\0"));
 }
 
 // ------------------------------------------------------------ reproducibility
