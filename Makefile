@@ -7,6 +7,7 @@ KVER  ?= $(shell ls -1 /lib/modules 2>/dev/null | while read v; do [ -e /lib/mod
 BUILD := build
 INIT  := $(BUILD)/init
 INIT_FAULTS := $(BUILD)/init-faults
+INIT_TINY := $(BUILD)/init-tiny
 MKIMAGE := target/release/kmodinit-mkimage
 # Installed without Recommends (they pull QEMU's GUI stack: ~520 packages
 # instead of ~170 on a fresh bookworm), so everything the build and the
@@ -20,7 +21,7 @@ DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu \
             linux-image-amd64 linux-headers-amd64 busybox-static \
             e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
-.PHONY: all deps bpo-kernel init init-faults mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+.PHONY: all deps tiny-deps bpo-kernel init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init mkimage
@@ -36,7 +37,19 @@ deps:
 	else echo "Debian packages: all present"; fi
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+	@$(MAKE) --no-print-directory tiny-deps
 	@$(MAKE) --no-print-directory bpo-kernel
+
+# The pinned nightly of `make init-tiny`, with rust-src (for -Z build-std)
+# and the musl target. Pinned by date so the tiny build is reproducible and
+# its size comparable run to run; bump it deliberately, checking that
+# init-tiny still builds, boots and stays under its size target.
+TINY_TOOLCHAIN := nightly-2026-05-20
+tiny-deps:
+	@rustup toolchain list | grep -q '^$(TINY_TOOLCHAIN)' && \
+	  rustup +$(TINY_TOOLCHAIN) component list --installed 2>/dev/null | grep -q '^rust-src' && \
+	  rustup +$(TINY_TOOLCHAIN) target list --installed 2>/dev/null | grep -qx $(MUSL) || \
+	  rustup toolchain install $(TINY_TOOLCHAIN) --profile minimal -c rust-src -t $(MUSL)
 
 # A second kernel for tests/tests/kernel_decompress.rs: the newest cloud
 # kernel of bookworm-backports (6.12 today), whose CONFIG_MODULE_DECOMPRESS
@@ -106,7 +119,11 @@ bpo-kernel:
 	echo "$(BPO_SUITE) kernel from $$mirror: $$(basename "$$deb") ($$(du -h "$$deb" | cut -f1)) extracted: $(BPO_DIR)/root/boot/vmlinuz-$$rel," \
 	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules in $(BPO_DIR)/root/lib/modules/$$rel"
 
-# The static PID 1. musl target; `file` must say "statically linked".
+# The static PID 1 on stable Rust. musl target; `file` must say "statically
+# linked". Default features: host commands (`kmodinit plan`, `--dry-run`), no
+# module decoders (images hold `.ko` files, see initramfs/README.md); add
+# `--features xz,zstd,gzip` for images that keep compressed modules on a
+# kernel that cannot decompress them. Sizes: init/SIZE.md.
 init:
 	cargo build --release -p kmodinit --target $(MUSL)
 	@mkdir -p $(BUILD)
@@ -126,6 +143,27 @@ init-faults:
 	cp target/faults/$(MUSL)/release/kmodinit $(INIT_FAULTS)
 	@file $(INIT_FAULTS) | grep -q 'static' || { echo "error: $(INIT_FAULTS) is not static"; exit 1; }
 
+# The smallest /init (init/SIZE.md): the same code on the pinned nightly,
+# std rebuilt for size (-Z build-std, optimize_for_size) with panics that
+# abort on the spot (-Cpanic=immediate-abort: no panic hook, no message,
+# no unwinding, so no unwind tables either), no caller locations in panic
+# data, no decoders and no host commands (--no-default-features: plan and
+# --dry-run are for `make init` builds). The release profile's opt-level z,
+# fat LTO and one codegen unit apply. Own target dir, so the stable build's
+# cache is never swapped. RUSTFLAGS replaces .cargo/config.toml's, hence
+# relocation-model=static again.
+TINY_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static \
+	-C link-self-contained=yes -C force-unwind-tables=no \
+	-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none
+init-tiny: tiny-deps
+	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
+	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit --target $(MUSL) --no-default-features \
+	  -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+	@mkdir -p $(BUILD)
+	cp target/tiny/$(MUSL)/release/kmodinit $(INIT_TINY)
+	@file $(INIT_TINY) | grep -q 'static' || { echo "error: $(INIT_TINY) is not static"; exit 1; }
+	@ls -l $(INIT_TINY) | awk '{printf "built %s: %d bytes (%.0f KiB)\n", $$9, $$5, $$5/1024}'
+
 mkimage:
 	cargo build --release -p kmodinit-mkimage
 
@@ -133,8 +171,12 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# The decoders are off by default (kmodinit-mkimage stores modules
+# decompressed): the second run tests them, and the first the message of a
+# build without them.
 test-unit:
 	cargo test --workspace
+	cargo test -p kmodinit --features xz,zstd,gzip
 
 # The fixture kernel modules (tests/fixtures/*.c + the generated benchmark
 # farm), built against the installed headers and staged with depmod into

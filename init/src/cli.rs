@@ -1,20 +1,31 @@
 //! The binary run by hand on a host (not as PID 1): `kmodinit plan` and
 //! `kmodinit --dry-run`. Hand-parsed flags: clap would cost /init size.
 //! Nothing here mounts, loads or executes anything.
+//!
+//! Both commands are the cargo feature `host-tools` (on by default, off in
+//! `make init-tiny`): without it they are refused with a message, and the
+//! plan renderer and the dry-run text are not linked into `/init` (sizes in
+//! init/SIZE.md). PID 1 itself never needs them.
 
-use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use modules_manifest::{plan, DepIndex, KernelCmdline, Plan, PlanInput};
+use modules_manifest::{KernelCmdline, Plan};
 
-use crate::boot::{self, BootError};
-use crate::boot_config::{self, BootConfig};
-use crate::failure;
-use crate::handover;
-use crate::mount::EARLY_MOUNTS;
-use crate::switch_root::NEW_ROOT;
+use crate::boot::BootError;
+#[cfg(feature = "host-tools")]
+use {
+    crate::boot,
+    crate::boot_config::{self, BootConfig},
+    crate::failure,
+    crate::handover,
+    crate::mount::EARLY_MOUNTS,
+    crate::switch_root::NEW_ROOT,
+    modules_manifest::{plan, DepIndex, PlanInput},
+    std::collections::BTreeSet,
+    std::fmt::Write as _,
+};
 
+#[cfg(feature = "host-tools")]
 pub const USAGE: &str = "\
 kmodinit: a PID 1 for initramfs images. Run as /init by the kernel.
 
@@ -25,6 +36,20 @@ On a host it only reads and prints:
       print what the boot would do (defaults: /proc/cmdline, the manifest
       it names or /etc/kmodinit/manifest.json, /lib/modules/$(uname -r))
 ";
+
+#[cfg(not(feature = "host-tools"))]
+pub const USAGE: &str = "\
+kmodinit: a PID 1 for initramfs images. Run as /init by the kernel.
+
+This build has no host commands (cargo feature host-tools off, as in
+`make init-tiny`): run `kmodinit plan` and `kmodinit --dry-run` from a
+`make init` build.
+";
+
+/// Why `plan` and `--dry-run` are refused by a build without `host-tools`.
+#[cfg(not(feature = "host-tools"))]
+const NO_HOST_TOOLS: &str = "this kmodinit was built without the host-tools cargo feature \
+     (make init-tiny): use a `make init` build for `plan` and `--dry-run`";
 
 /// A host invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +72,8 @@ pub enum HostCommand {
 /// Parses the arguments after the program name. Errors name the flag.
 pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
     let mut it = args.iter();
+    // Only `plan` and `--dry-run` set it, and only with host-tools.
+    #[cfg_attr(not(feature = "host-tools"), allow(unused_mut))]
     let mut mode = None;
     let mut cmdline = None;
     let mut manifest = None;
@@ -58,8 +85,12 @@ pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
         match a.as_str() {
+            #[cfg(feature = "host-tools")]
             "plan" if mode.is_none() => mode = Some("plan"),
+            #[cfg(feature = "host-tools")]
             "--dry-run" if mode.is_none() => mode = Some("dry-run"),
+            #[cfg(not(feature = "host-tools"))]
+            "plan" | "--dry-run" => return Err(NO_HOST_TOOLS.into()),
             "-h" | "--help" | "help" => return Ok(HostCommand::Help),
             "--cmdline" => cmdline = Some(value(a)?),
             "--manifest" => manifest = Some(PathBuf::from(value(a)?)),
@@ -86,6 +117,7 @@ pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
 }
 
 /// Plans `manifest` against the index in `modules_dir` with nothing loaded.
+#[cfg(feature = "host-tools")]
 pub fn plan_from_files(
     manifest_path: &Path,
     modules_dir: &Path,
@@ -110,6 +142,7 @@ pub fn plan_from_files(
 }
 
 /// What the boot would do, as text. Reads the given files only.
+#[cfg(feature = "host-tools")]
 pub fn dry_run(
     cmdline_text: &str,
     manifest: Option<&Path>,
@@ -226,7 +259,28 @@ pub fn dry_run(
     Ok(s)
 }
 
-#[cfg(test)]
+/// Without `host-tools`: never called, since [`parse_args`] refuses `plan`.
+#[cfg(not(feature = "host-tools"))]
+pub fn plan_from_files(
+    _manifest_path: &Path,
+    _modules_dir: &Path,
+    _cmdline: &KernelCmdline,
+) -> Result<Option<Plan>, BootError> {
+    Ok(None)
+}
+
+/// Without `host-tools`: never called, since [`parse_args`] refuses
+/// `--dry-run`.
+#[cfg(not(feature = "host-tools"))]
+pub fn dry_run(
+    _cmdline_text: &str,
+    _manifest: Option<&Path>,
+    _modules_dir: Option<&Path>,
+) -> Result<String, BootError> {
+    Ok(NO_HOST_TOOLS.to_owned())
+}
+
+#[cfg(all(test, feature = "host-tools"))]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;

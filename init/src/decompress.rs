@@ -3,8 +3,9 @@
 //! `CONFIG_MODULE_DECOMPRESS`, or a format it was not built for).
 //!
 //! Every decoder is pure Rust and behind a cargo feature of the same name
-//! (`xz`, `zstd`, `gzip`, all on by default), so an image that ships only one
-//! format can leave the others out of `/init`. Output is bounded: a module
+//! (`xz`, `zstd`, `gzip`, all off by default: kmodinit-mkimage stores modules
+//! decompressed unless told to keep them for a kernel that decompresses them
+//! itself). Output is bounded: a module
 //! that would decompress to more than the limit is refused, whatever its
 //! headers claim.
 
@@ -48,15 +49,21 @@ impl fmt::Display for DecompressError {
                 limit >> 20
             ),
             DecompressError::InputTooLarge(limit) => {
-                write!(f, "compressed file is larger than {} MiB: refused", limit >> 20)
+                write!(
+                    f,
+                    "compressed file is larger than {} MiB: refused",
+                    limit >> 20
+                )
             }
             DecompressError::Corrupt(c, e) => write!(f, "bad {} data: {e}", format_name(*c)),
             DecompressError::Read(e) => write!(f, "cannot read: {e}"),
             DecompressError::Unsupported(c) => write!(
                 f,
-                "this kmodinit was built without {} support (cargo feature {:?}) and the kernel cannot decompress it",
-                format_name(*c),
-                format_name(*c)
+                "the kernel cannot decompress {name} modules and this /init has no {name} \
+                 decoder: rebuild the image with kmodinit-mkimage's default \
+                 `--module-compression none` (modules stored decompressed), or build /init \
+                 with the cargo feature {name:?}",
+                name = format_name(*c)
             ),
             DecompressError::NotCompressed => f.write_str("module file is not compressed"),
         }
@@ -84,6 +91,10 @@ pub fn decompress(
     if compression == Compression::None {
         return Err(DecompressError::NotCompressed);
     }
+    if !has_decoder(compression) {
+        // Say so before reading a file that cannot be used.
+        return Err(DecompressError::Unsupported(compression));
+    }
     let mut data = Vec::new();
     input
         .take(MAX_COMPRESSED_BYTES as u64 + 1)
@@ -93,6 +104,17 @@ pub fn decompress(
         return Err(DecompressError::InputTooLarge(MAX_COMPRESSED_BYTES));
     }
     decompress_slice(compression, &data, limit)
+}
+
+/// Whether this build has the decoder for `compression` (cargo features
+/// `xz`, `zstd`, `gzip`).
+pub fn has_decoder(compression: Compression) -> bool {
+    match compression {
+        Compression::None => false,
+        Compression::Xz => cfg!(feature = "xz"),
+        Compression::Zstd => cfg!(feature = "zstd"),
+        Compression::Gzip => cfg!(feature = "gzip"),
+    }
 }
 
 /// [`decompress`] on bytes already in memory.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use modules_manifest::Manifest;
 
 use crate::compress::Compress;
-use crate::modules::{self, ModulesError, Selection};
+use crate::modules::{self, ModuleCompression, ModulesError, Selection};
 use crate::tree::{Conflict, Content, ImagePath, Kind, Node, PathError, Tree, WriteError};
 
 /// Where PID 1 reads its manifest (DESIGN.md, boot step 2).
@@ -88,6 +88,8 @@ pub struct Options {
     pub init: PathBuf,
     pub add: Vec<AddSpec>,
     pub compress: Compress,
+    /// Decompress compressed module files into the image, or keep them.
+    pub module_compression: ModuleCompression,
     /// The mtime of every member (`SOURCE_DATE_EPOCH`, else 0).
     pub mtime: u32,
 }
@@ -101,6 +103,8 @@ pub struct Summary {
     pub modules: usize,
     /// Plan nodes satisfied without a file (builtin).
     pub builtin: usize,
+    /// Module files decompressed into the image (`.ko.xz` → `.ko`…).
+    pub decompressed: usize,
     pub entries: usize,
     pub uncompressed_bytes: u64,
     pub compressed_bytes: u64,
@@ -176,7 +180,7 @@ pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildErro
         source,
     })?;
     let dir = modules::module_dir(&opts.modules_root, &opts.kernel_release)?;
-    let selection = modules::select(&manifest, &dir)?;
+    let selection = modules::select(&manifest, &dir, opts.module_compression)?;
     modules::verify_pruned(&manifest, &selection)?;
 
     let mut tree = Tree::new();
@@ -220,13 +224,18 @@ pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildErro
     let mod_dir = ImagePath::relative("lib/modules")?.join(&opts.kernel_release)?;
     tree.insert(mod_dir.clone(), dir_node(0o755))?;
     for f in &selection.files {
+        let content = if f.decompress.is_some() {
+            Content::Bytes(modules::decompressed_module(f)?)
+        } else {
+            Content::HostFile {
+                path: f.source.clone(),
+                size: f.size,
+            }
+        };
         tree.insert(
-            mod_dir.join(&f.rel)?,
+            mod_dir.join(&f.image_rel)?,
             Node {
-                kind: Kind::File(Content::HostFile {
-                    path: f.source.clone(),
-                    size: f.size,
-                }),
+                kind: Kind::File(content),
                 perm: f.perm,
             },
         )?;
@@ -279,6 +288,11 @@ pub fn build(opts: &Options) -> Result<Summary, BuildError> {
         compress: opts.compress,
         modules: selection.files.len(),
         builtin: counts.get("builtin").copied().unwrap_or(0),
+        decompressed: selection
+            .files
+            .iter()
+            .filter(|f| f.decompress.is_some())
+            .count(),
         entries: tree.len(),
         uncompressed_bytes: uncompressed,
         compressed_bytes: compressed.len() as u64,
@@ -437,7 +451,8 @@ pub fn write_atomically(output: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// The image path of a host module file, for callers that list the image.
+/// The image path of a module file (its `modules.dep` path in the image),
+/// for callers that list the image.
 pub fn module_image_path(release: &str, rel: &str) -> Result<ImagePath, PathError> {
     ImagePath::relative("lib/modules")?.join(release)?.join(rel)
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 
 use kmodinit_mkimage::compress::Compress;
 use kmodinit_mkimage::image::{self, AddSpec, Options, Summary};
+use kmodinit_mkimage::modules::ModuleCompression;
 
 /// Environment variable naming the default `/init` binary.
 const INIT_ENV: &str = "KMODINIT_INIT";
@@ -58,8 +59,16 @@ struct Cli {
 
     /// Compression of the whole image; the kernel unpacks all four
     /// (CONFIG_RD_ZSTD/XZ/GZIP). Sizes and unpack times: initramfs/README.md.
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Compress::Zstd)]
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Compress::Xz)]
     compress: Compress,
+
+    /// What to do with compressed module files (.ko.xz, .ko.zst, .ko.gz):
+    /// `none` decompresses them into the image as .ko (modules.dep
+    /// rewritten; signatures stay valid), so /init needs no decoder; `keep`
+    /// stores them as they are, for kernels that decompress modules
+    /// themselves (/sys/module/compression, CONFIG_MODULE_DECOMPRESS).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ModuleCompression::None)]
+    module_compression: ModuleCompression,
 }
 
 /// The error `main` prints: one line, prefixed with the program name.
@@ -116,6 +125,7 @@ fn run(cli: Cli) -> Result<Summary, CliError> {
         init,
         add: cli.add,
         compress: cli.compress,
+        module_compression: cli.module_compression,
         mtime: source_date_epoch()?,
     };
     Ok(image::build(&opts)?)
@@ -176,6 +186,12 @@ fn print_summary(s: &Summary) {
         );
     } else {
         println!("  modules:      {} files", s.modules);
+    }
+    if s.decompressed > 0 {
+        println!(
+            "  decompressed: {} module files stored as .ko (--module-compression none)",
+            s.decompressed
+        );
     }
     println!("  entries:      {}", s.entries);
     println!(

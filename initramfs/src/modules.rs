@@ -5,16 +5,52 @@
 //! resolved. The depmod files are then cut down to those modules so PID 1
 //! parses a few lines instead of the host's 4,000-module index, and the
 //! pruned index is planned again to prove that PID 1 will see the same plan.
+//!
+//! Compressed module files (`.ko.xz`, `.ko.zst`, `.ko.gz`) are decompressed
+//! here by default and stored as `.ko`, `modules.dep` rewritten to match
+//! ([`ModuleCompression`]): the image is compressed as a whole, so `/init`
+//! needs no decoder and the kernel's `finit_module` takes the file as is.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use modules_manifest::depmod::modinfo_alias;
 use modules_manifest::{
-    plan, Action, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
+    plan, Action, Compression, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
+    PlanNode,
 };
+
+/// What the image builder does with compressed module files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModuleCompression {
+    /// Decompress `.ko.xz`, `.ko.zst` and `.ko.gz` at build time and store
+    /// them as `.ko` (the default). The image's own compression then covers
+    /// them, usually better than per-file compression does, and `/init`
+    /// needs no decoder whatever the kernel. A signed module keeps its
+    /// signature: it is appended to the uncompressed file, which is what
+    /// the image holds, byte for byte.
+    #[default]
+    None,
+    /// Store module files as they are on disk. For kernels that decompress
+    /// modules themselves (`CONFIG_MODULE_DECOMPRESS`, 5.17 and later; see
+    /// `/sys/module/compression`), or an `/init` built with the decoders.
+    Keep,
+}
+
+impl ModuleCompression {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleCompression::None => "none",
+            ModuleCompression::Keep => "keep",
+        }
+    }
+}
+
+/// The largest decompressed module accepted (256 MiB): the biggest in-tree
+/// modules are tens of MiB; more is a broken or hostile file.
+pub const MAX_DECOMPRESSED_MODULE_BYTES: u64 = 256 << 20;
 
 /// depmod files the image carries, pruned; the others (`.bin` tries,
 /// `modules.symbols`, `modules.order`…) are not read by PID 1.
@@ -86,6 +122,8 @@ pub enum ModulesError {
     },
     #[error("checking the pruned index: {0}")]
     Verify(String),
+    #[error("decompressing module file {path}: {what}")]
+    Decompress { path: PathBuf, what: String },
 }
 
 /// One module file to copy into the image.
@@ -93,8 +131,15 @@ pub enum ModulesError {
 pub struct ModuleFile {
     /// Relative to the module directory, as in `modules.dep`.
     pub rel: String,
+    /// Relative to the module directory in the image: `rel`, or `rel`
+    /// without its `.xz`/`.zst`/`.gz` suffix when it is decompressed.
+    pub image_rel: String,
+    /// Decompress the source with this format when building the image
+    /// (`None` when it is copied as is).
+    pub decompress: Option<Compression>,
     /// The file on the host (symlinks resolved, inside the module directory).
     pub source: PathBuf,
+    /// Size of the host file.
     pub size: u64,
     /// Permission bits on the host.
     pub perm: u32,
@@ -129,8 +174,13 @@ pub fn module_dir(modules_root: &Path, release: &str) -> Result<PathBuf, Modules
 
 /// Plans `manifest` against the module tree (empty command line, nothing
 /// loaded: the image must hold everything a boot could need), resolves and
-/// checks every module file, and prunes the index. Reads only; writes nothing.
-pub fn select(manifest: &Manifest, dir: &Path) -> Result<Selection, ModulesError> {
+/// checks every module file, and prunes the index (module paths renamed as
+/// `modules` says). Reads only; writes nothing.
+pub fn select(
+    manifest: &Manifest,
+    dir: &Path,
+    modules: ModuleCompression,
+) -> Result<Selection, ModulesError> {
     if !dir.is_dir() {
         return Err(ModulesError::NoModuleDir {
             dir: dir.to_owned(),
@@ -148,10 +198,20 @@ pub fn select(manifest: &Manifest, dir: &Path) -> Result<Selection, ModulesError
     })?;
     let mut files = Vec::new();
     for rel in plan.module_files() {
-        files.push(resolve_module_file(dir, &canon_dir, rel)?);
+        let mut f = resolve_module_file(dir, &canon_dir, rel)?;
+        if modules == ModuleCompression::None {
+            if let Some((c, plain)) = compressed_name(rel) {
+                f.image_rel = plain.to_owned();
+                f.decompress = Some(c);
+            }
+        }
+        files.push(f);
     }
 
-    let included: BTreeSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let included: BTreeMap<&str, &str> = files
+        .iter()
+        .map(|f| (f.rel.as_str(), f.image_rel.as_str()))
+        .collect();
     let builtin_names: BTreeSet<ModuleName> = plan
         .nodes
         .iter()
@@ -229,10 +289,56 @@ fn resolve_module_file(
     use std::os::unix::fs::PermissionsExt;
     Ok(ModuleFile {
         rel: rel.to_owned(),
+        image_rel: rel.to_owned(),
+        decompress: None,
         source,
         size: meta.len(),
         perm: meta.permissions().mode() & 0o7777,
     })
+}
+
+/// `x.ko.xz` → (Xz, `x.ko`), likewise `.zst` and `.gz`; `None` for a
+/// plain `.ko` or anything else.
+pub fn compressed_name(rel: &str) -> Option<(Compression, &str)> {
+    match Compression::from_path(rel)? {
+        Compression::None => None,
+        c => Some((c, rel.rsplit_once('.')?.0)),
+    }
+}
+
+/// The uncompressed contents of a module file that `file` says to
+/// decompress, bounded by [`MAX_DECOMPRESSED_MODULE_BYTES`]. Every stream or
+/// frame of the file is decoded (as the kernel and kmod do).
+pub fn decompressed_module(file: &ModuleFile) -> Result<Vec<u8>, ModulesError> {
+    let err = |what: String| ModulesError::Decompress {
+        path: file.source.clone(),
+        what,
+    };
+    let Some(format) = file.decompress else {
+        return Err(err("not a compressed module file".into()));
+    };
+    let input = fs::File::open(&file.source).map_err(|e| err(e.to_string()))?;
+    let input = io::BufReader::new(input);
+    let reader: Box<dyn Read> = match format {
+        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(input)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input).map_err(|e| err(e.to_string()))?,
+        ),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::None => return Err(err("not a compressed module file".into())),
+    };
+    let mut out = Vec::new();
+    reader
+        .take(MAX_DECOMPRESSED_MODULE_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| err(format!("{} data: {e}", format.kernel_name().unwrap_or("?"))))?;
+    if out.len() as u64 > MAX_DECOMPRESSED_MODULE_BYTES {
+        return Err(err(format!(
+            "more than {} MiB uncompressed",
+            MAX_DECOMPRESSED_MODULE_BYTES >> 20
+        )));
+    }
+    Ok(out)
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, ModulesError> {
@@ -260,11 +366,13 @@ fn name_of(file: &Path, line: usize, path: &str) -> Result<ModuleName, ModulesEr
     })
 }
 
-/// Prunes the depmod text files of `dir` to the `included` module files.
-/// Lines keep the host's order, so the output is deterministic.
+/// Prunes the depmod text files of `dir` to the `included` module files,
+/// a map from each path in the host's `modules.dep` to its path in the
+/// image (`modules.dep` is written with the image paths). Lines keep the
+/// host's order, so the output is deterministic.
 pub fn prune_index(
     dir: &Path,
-    included: &BTreeSet<&str>,
+    included: &BTreeMap<&str, &str>,
     builtin_in_plan: &BTreeSet<ModuleName>,
 ) -> Result<Vec<(&'static str, Vec<u8>)>, ModulesError> {
     let mut out = Vec::new();
@@ -284,20 +392,23 @@ pub fn prune_index(
             continue; // blank or malformed: DepIndex::load already judged it
         };
         let path = path.trim();
-        if !included.contains(path) {
+        let Some(image_path) = included.get(path) else {
             continue;
-        }
+        };
+        kept.push_str(image_path);
+        kept.push(':');
         for d in deps.split_whitespace() {
-            if !included.contains(d) {
+            let Some(image_dep) = included.get(d) else {
                 return Err(ModulesError::MissingDependency {
                     module: path.to_owned(),
                     dep: d.to_owned(),
                     file: dep_path.clone(),
                 });
-            }
+            };
+            kept.push(' ');
+            kept.push_str(image_dep);
         }
         names.insert(name_of(&dep_path, i + 1, path)?);
-        kept.push_str(line);
         kept.push('\n');
     }
     out.push(("modules.dep", kept.into_bytes()));
@@ -413,7 +524,8 @@ pub fn verify_pruned(manifest: &Manifest, selection: &Selection) -> Result<(), M
             "the manifest does not plan against the pruned index: {e}"
         ))
     })?;
-    if again.nodes != selection.plan.nodes || again.chains != selection.plan.chains {
+    let expected = image_nodes(selection);
+    if again.nodes != expected || again.chains != selection.plan.chains {
         let host: Vec<_> = selection
             .plan
             .nodes
@@ -430,6 +542,29 @@ pub fn verify_pruned(manifest: &Manifest, selection: &Selection) -> Result<(), M
         )));
     }
     Ok(())
+}
+
+/// The host plan's nodes as PID 1 should see them in the image: module
+/// paths and compression as stored there.
+fn image_nodes(selection: &Selection) -> Vec<PlanNode> {
+    let renamed: BTreeMap<&str, &ModuleFile> = selection
+        .files
+        .iter()
+        .map(|f| (f.rel.as_str(), f))
+        .collect();
+    let mut nodes = selection.plan.nodes.clone();
+    for n in &mut nodes {
+        if let Action::Insert { path, compression } = &mut n.action {
+            if let Some(f) = renamed
+                .get(path.as_str())
+                .filter(|f| f.decompress.is_some())
+            {
+                *path = f.image_rel.clone();
+                *compression = Compression::None;
+            }
+        }
+    }
+    nodes
 }
 
 fn describe(action: &Action, name: &ModuleName) -> String {
@@ -498,7 +633,7 @@ mod tests {
     }
 
     fn pruned(dir: &Path, files: &[&str]) -> BTreeMap<&'static str, String> {
-        let included: BTreeSet<&str> = files.iter().copied().collect();
+        let included: BTreeMap<&str, &str> = files.iter().map(|f| (*f, *f)).collect();
         prune_index(dir, &included, &BTreeSet::new())
             .unwrap()
             .into_iter()
@@ -533,7 +668,7 @@ mod tests {
     #[test]
     fn a_dependency_missing_from_the_selection_is_an_error() {
         let t = fake_dir();
-        let included: BTreeSet<&str> = ["kernel/a.ko"].into_iter().collect();
+        let included: BTreeMap<&str, &str> = [("kernel/a.ko", "kernel/a.ko")].into();
         let e = prune_index(t.path(), &included, &BTreeSet::new()).unwrap_err();
         let msg = e.to_string();
         assert!(
@@ -551,7 +686,7 @@ mod tests {
         let p = pruned(t.path(), &["kernel/b.ko"]);
         assert_eq!(p.keys().copied().collect::<Vec<_>>(), ["modules.dep"]);
         fs::remove_file(t.path().join("modules.dep")).unwrap();
-        let e = prune_index(t.path(), &BTreeSet::new(), &BTreeSet::new()).unwrap_err();
+        let e = prune_index(t.path(), &BTreeMap::new(), &BTreeSet::new()).unwrap_err();
         assert!(e.to_string().contains("modules.dep"), "{e}");
     }
 
@@ -565,7 +700,7 @@ mod tests {
         big.push_str("kernel/lib/crc16.ko\n");
         fs::write(t.path().join("modules.builtin"), big).unwrap();
         let planned: BTreeSet<ModuleName> = [ModuleName::new("crc16").unwrap()].into();
-        let out = prune_index(t.path(), &BTreeSet::new(), &planned).unwrap();
+        let out = prune_index(t.path(), &BTreeMap::new(), &planned).unwrap();
         let builtin = &out.iter().find(|(n, _)| *n == "modules.builtin").unwrap().1;
         assert_eq!(builtin, b"kernel/lib/crc16.ko\n");
     }
@@ -579,7 +714,7 @@ mod tests {
               crc16.parm=x:a.alias=b\0tracefs.alias=fs-tracefs\0",
         )
         .unwrap();
-        let out = prune_index(t.path(), &BTreeSet::new(), &BTreeSet::new()).unwrap();
+        let out = prune_index(t.path(), &BTreeMap::new(), &BTreeSet::new()).unwrap();
         let modinfo = &out
             .iter()
             .find(|(n, _)| *n == "modules.builtin.modinfo")
@@ -606,7 +741,7 @@ mod tests {
         big.extend_from_slice(b"dh_generic.alias=crypto-dh\0");
         fs::write(t.path().join("modules.builtin.modinfo"), big).unwrap();
         let planned: BTreeSet<ModuleName> = [ModuleName::new("dh_generic").unwrap()].into();
-        let out = prune_index(t.path(), &BTreeSet::new(), &planned).unwrap();
+        let out = prune_index(t.path(), &BTreeMap::new(), &planned).unwrap();
         let modinfo = &out
             .iter()
             .find(|(n, _)| *n == "modules.builtin.modinfo")
@@ -661,6 +796,55 @@ mod tests {
     }
 
     #[test]
+    fn compressed_names_lose_only_their_compression_suffix() {
+        assert_eq!(
+            compressed_name("kernel/fs/ext4/ext4.ko.xz"),
+            Some((Compression::Xz, "kernel/fs/ext4/ext4.ko"))
+        );
+        assert_eq!(
+            compressed_name("a.ko.zst"),
+            Some((Compression::Zstd, "a.ko"))
+        );
+        assert_eq!(
+            compressed_name("a.ko.gz"),
+            Some((Compression::Gzip, "a.ko"))
+        );
+        assert_eq!(compressed_name("a.ko"), None);
+        assert_eq!(compressed_name("a.xz"), None);
+    }
+
+    #[test]
+    fn decompressed_selection_renames_files_and_plans_the_same() {
+        let t = fake_dir();
+        let manifest = Manifest::from_json(
+            br#"{"version": 1, "chains": [{"name": "s", "modules": ["crc_y"]}]}"#,
+        )
+        .unwrap();
+        // The fake crc-y.ko.xz is not real xz: select only decides, the
+        // image builder decompresses.
+        let sel = select(&manifest, t.path(), ModuleCompression::None).unwrap();
+        assert_eq!(sel.files.len(), 1);
+        assert_eq!(sel.files[0].rel, "kernel/sub/crc-y.ko.xz");
+        assert_eq!(sel.files[0].image_rel, "kernel/sub/crc-y.ko");
+        assert_eq!(sel.files[0].decompress, Some(Compression::Xz));
+        let dep = &sel
+            .index
+            .iter()
+            .find(|(n, _)| *n == "modules.dep")
+            .unwrap()
+            .1;
+        assert_eq!(dep.as_slice(), b"kernel/sub/crc-y.ko:\n");
+        verify_pruned(&manifest, &sel).unwrap();
+        let e = decompressed_module(&sel.files[0]).unwrap_err();
+        assert!(e.to_string().contains("crc-y.ko.xz"), "{e}");
+
+        let kept = select(&manifest, t.path(), ModuleCompression::Keep).unwrap();
+        assert_eq!(kept.files[0].image_rel, "kernel/sub/crc-y.ko.xz");
+        assert_eq!(kept.files[0].decompress, None);
+        verify_pruned(&manifest, &kept).unwrap();
+    }
+
+    #[test]
     fn kernel_release_must_be_one_plain_component() {
         let root = Path::new("/r");
         assert_eq!(
@@ -682,7 +866,7 @@ mod tests {
             br#"{"version": 1, "chains": [{"name": "s", "modules": ["a"], "required": true}]}"#,
         )
         .unwrap();
-        let mut sel = select(&manifest, t.path()).unwrap();
+        let mut sel = select(&manifest, t.path(), ModuleCompression::Keep).unwrap();
         let rels: Vec<&str> = sel.files.iter().map(|f| f.rel.as_str()).collect();
         // a, its dependency b, and the first provider of crypto-crc.
         assert_eq!(rels.len(), 3, "{rels:?}");

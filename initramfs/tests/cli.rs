@@ -184,6 +184,7 @@ fn help_documents_every_option() {
         "--init <FILE>",
         "--add <SRC:DST>",
         "--compress <FORMAT>",
+        "--module-compression <MODE>",
         "SOURCE_DATE_EPOCH",
         "KMODINIT_INIT",
         "make init",
@@ -371,13 +372,11 @@ fn every_compression_decodes_to_the_same_archive() {
 }
 
 #[test]
-fn default_compression_is_zstd() {
+fn default_compression_is_xz() {
     let f = Fixture::new();
     let img = f.out("img");
     ok(&f.build(&img, &[]));
-    assert!(fs::read(&img)
-        .unwrap()
-        .starts_with(&[0x28, 0xb5, 0x2f, 0xfd]));
+    assert!(fs::read(&img).unwrap().starts_with(b"\xFD7zXZ\0"));
 }
 
 // ------------------------------------------------------------ reproducibility
@@ -535,6 +534,142 @@ fn add_refuses_conflicts_and_missing_sources() {
     let err = failed(&f.build(&img, &["--add", &missing]));
     assert!(err.contains("missing"), "{err}");
     assert!(!img.exists());
+}
+
+// ------------------------------------------------------ compressed modules
+
+/// The fixture with its modules compressed like a distribution's tree: `a`
+/// and `b` as `.ko.xz`, `crc_x` as `.ko.zst`, `c` as `.ko.gz` (made with
+/// the real tools' formats through the crates mkimage uses), modules.dep
+/// naming the compressed files. Returns the original module bytes by name.
+fn compress_fixture_modules(f: &Fixture) -> BTreeMap<&'static str, Vec<u8>> {
+    use std::io::Write;
+    let d = f.moddir();
+    let mut plain = BTreeMap::new();
+    for (rel, ext) in [
+        ("kernel/drivers/a.ko", "xz"),
+        ("kernel/drivers/b.ko", "xz"),
+        ("kernel/crypto/crc_x.ko", "zst"),
+        ("kernel/drivers/c.ko", "gz"),
+    ] {
+        // Recognisable contents, with the tail a signed module has.
+        let bytes = format!("{rel} code\0~Module signature appended~\n").into_bytes();
+        let packed = match ext {
+            "xz" => {
+                let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+                e.write_all(&bytes).unwrap();
+                e.finish().unwrap()
+            }
+            "zst" => zstd::encode_all(bytes.as_slice(), 3).unwrap(),
+            _ => {
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(&bytes).unwrap();
+                e.finish().unwrap()
+            }
+        };
+        fs::remove_file(d.join(rel)).unwrap();
+        fs::write(d.join(format!("{rel}.{ext}")), packed).unwrap();
+        plain.insert(rel, bytes);
+    }
+    fs::write(
+        d.join("modules.dep"),
+        "kernel/drivers/a.ko.xz: kernel/drivers/b.ko.xz\n\
+         kernel/drivers/b.ko.xz:\n\
+         kernel/drivers/c.ko.gz: kernel/drivers/b.ko.xz\n\
+         kernel/drivers/unused.ko:\n\
+         kernel/crypto/crc_x.ko.zst:\n",
+    )
+    .unwrap();
+    plain
+}
+
+#[test]
+fn compressed_modules_are_stored_decompressed_by_default() {
+    let f = Fixture::new();
+    let plain = compress_fixture_modules(&f);
+    f.write_manifest(
+        r#"{"version": 1, "chains": [{"name": "s", "modules": ["a", "c"], "required": true}]}"#,
+    );
+    let img = f.out("img");
+    let stdout = ok(&f.build(&img, &[]));
+    assert!(stdout.contains("decompressed: 4 module files"), "{stdout}");
+    let m = members(&img);
+    let md = format!("lib/modules/{FAKE_RELEASE}");
+    // `unused` (c's softdep) is a plain .ko: copied as is.
+    let mut want: BTreeSet<String> = plain.keys().map(|k| k.to_string()).collect();
+    want.insert("kernel/drivers/unused.ko".into());
+    assert_eq!(module_files(&m, FAKE_RELEASE), want);
+    // Byte for byte the uncompressed module: an appended signature stays.
+    for (rel, bytes) in &plain {
+        assert_eq!(&m[&format!("{md}/{rel}")].data, bytes, "{rel}");
+    }
+    assert_eq!(
+        text(&m, &format!("{md}/modules.dep")),
+        "kernel/drivers/a.ko: kernel/drivers/b.ko\n\
+         kernel/drivers/b.ko:\n\
+         kernel/drivers/c.ko: kernel/drivers/b.ko\n\
+         kernel/drivers/unused.ko:\n\
+         kernel/crypto/crc_x.ko:\n"
+    );
+}
+
+#[test]
+fn module_compression_keep_stores_the_files_as_they_are() {
+    let f = Fixture::new();
+    compress_fixture_modules(&f);
+    let img = f.out("img");
+    let stdout = ok(&f.build(&img, &["--module-compression", "keep"]));
+    assert!(!stdout.contains("decompressed:"), "{stdout}");
+    let m = members(&img);
+    let md = format!("lib/modules/{FAKE_RELEASE}");
+    assert_eq!(
+        module_files(&m, FAKE_RELEASE),
+        [
+            "kernel/crypto/crc_x.ko.zst",
+            "kernel/drivers/a.ko.xz",
+            "kernel/drivers/b.ko.xz"
+        ]
+        .map(String::from)
+        .into()
+    );
+    let host = fs::read(f.moddir().join("kernel/drivers/a.ko.xz")).unwrap();
+    assert_eq!(m[&format!("{md}/kernel/drivers/a.ko.xz")].data, host);
+    assert_eq!(
+        text(&m, &format!("{md}/modules.dep")),
+        "kernel/drivers/a.ko.xz: kernel/drivers/b.ko.xz\n\
+         kernel/drivers/b.ko.xz:\n\
+         kernel/crypto/crc_x.ko.zst:\n"
+    );
+}
+
+#[test]
+fn decompressed_images_are_reproducible_in_every_compression() {
+    let f = Fixture::new();
+    compress_fixture_modules(&f);
+    for c in ["none", "gzip", "zstd", "xz"] {
+        let a = f.out(&format!("a.{c}"));
+        let b = f.out(&format!("b.{c}"));
+        ok(&f.build(&a, &["--compress", c]));
+        ok(&f.build(&b, &["--compress", c]));
+        assert_eq!(fs::read(a).unwrap(), fs::read(b).unwrap(), "{c}");
+    }
+}
+
+#[test]
+fn a_corrupt_compressed_module_is_refused_naming_it() {
+    let f = Fixture::new();
+    compress_fixture_modules(&f);
+    fs::write(f.moddir().join("kernel/drivers/b.ko.xz"), b"not xz").unwrap();
+    let img = f.out("img");
+    let err = failed(&f.build(&img, &[]));
+    assert!(
+        err.contains("kernel/drivers/b.ko.xz") && err.contains("xz"),
+        "{err}"
+    );
+    assert!(!img.exists());
+    // Kept as is, it is not read: the kernel would judge it at boot.
+    ok(&f.build(&img, &["--module-compression", "keep"]));
 }
 
 // ------------------------------------------------------------------ refusals

@@ -103,6 +103,20 @@ impl Env {
         add: &[(&Path, &str)],
         compress: &str,
     ) -> Result<PathBuf, HarnessError> {
+        self.mkimage_with(dir, manifest, modules_root, add, compress, &[])
+    }
+
+    /// [`Env::mkimage`] with `extra` arguments for the tool (e.g.
+    /// `--module-compression keep`).
+    pub fn mkimage_with(
+        &self,
+        dir: &Path,
+        manifest: &serde_json::Value,
+        modules_root: Option<&Path>,
+        add: &[(&Path, &str)],
+        compress: &str,
+        extra: &[&str],
+    ) -> Result<PathBuf, HarnessError> {
         let m = dir.join("manifest.json");
         let text = serde_json::to_string_pretty(manifest)
             .map_err(|e| HarnessError::Invalid(format!("manifest to JSON: {e}")))?;
@@ -129,6 +143,7 @@ impl Env {
         for (src, dst) in add {
             cmd.arg("--add").arg(format!("{}:{dst}", src.display()));
         }
+        cmd.args(extra);
         run_command(&mut cmd)?;
         Ok(out)
     }

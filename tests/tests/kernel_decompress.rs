@@ -6,7 +6,9 @@
 //! hand each `.ko.xz` to `finit_module(MODULE_INIT_COMPRESSED_FILE)`: the
 //! console says the kernel decompresses xz itself and never that it fell
 //! back, the modules load in dependency order, the root is found and the
-//! real init runs as PID 1.
+//! real init runs as PID 1. The image is built with
+//! `--module-compression keep` (the tool decompresses by default), and
+//! `build/init` has no decoder: only the kernel can have decompressed them.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -87,8 +89,17 @@ fn ko_xz_modules_are_decompressed_by_the_kernel() {
         "root": {"device": format!("UUID={}", fs.uuid), "fstype": "ext4", "flags": "ro"},
         "on_failure": "poweroff"
     });
+    // kmodinit-mkimage decompresses modules by default; keep them as
+    // .ko.xz so the kernel's own decompression is what loads them.
     let image = env
-        .mkimage(&dir, &manifest, Some(&modules_root), &[], "none")
+        .mkimage_with(
+            &dir,
+            &manifest,
+            Some(&modules_root),
+            &[],
+            "none",
+            &["--module-compression", "keep"],
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let cpio = Cpio::parse(&std::fs::read(&image).unwrap()).unwrap();
     for m in XZ_MODULES {
