@@ -147,14 +147,17 @@ init-faults:
 # std rebuilt for size (-Z build-std, optimize_for_size) with panics that
 # abort on the spot (-Cpanic=immediate-abort: no panic hook, no message,
 # no unwinding, so no unwind tables either), no caller locations in panic
-# data, no decoders and no host commands (--no-default-features: plan and
-# --dry-run are for `make init` builds). The release profile's opt-level z,
+# data, no decoders, no host commands and manifest errors without JSON
+# paths (--no-default-features: those are for `make init` builds), linked
+# by the toolchain's rust-lld with identical code folding (--icf=all:
+# -11 KiB). The release profile's opt-level z,
 # fat LTO and one codegen unit apply. Own target dir, so the stable build's
 # cache is never swapped. RUSTFLAGS replaces .cargo/config.toml's, hence
 # relocation-model=static again.
 TINY_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static \
 	-C link-self-contained=yes -C force-unwind-tables=no \
-	-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none
+	-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
+	-Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
 init-tiny: tiny-deps
 	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
 	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit --target $(MUSL) --no-default-features \

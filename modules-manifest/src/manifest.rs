@@ -164,6 +164,7 @@ impl Manifest {
             ));
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
+        #[cfg(feature = "json-paths")]
         let raw: RawManifest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = match e.path().to_string() {
                 p if p == "." => String::new(),
@@ -171,6 +172,9 @@ impl Manifest {
             };
             json_error(path, e.inner())
         })?;
+        // Without the feature: line and column only.
+        #[cfg(not(feature = "json-paths"))]
+        let raw = RawManifest::deserialize(&mut de).map_err(|e| json_error(String::new(), &e))?;
         de.end().map_err(|e| json_error(String::new(), &e))?;
         let manifest = Manifest {
             version: raw.version.0,

@@ -240,12 +240,8 @@ fn panic_in_a_worker_of_a_required_chain_is_fatal() {
     ] {
         assert!(why.contains(&needle), "no {needle:?} in:\n{why}");
     }
-    // The other chain still loaded before the fatal error.
-    assert!(
-        b.console.contains("kmodinit: loaded kmi_e"),
-        "tail:\n{}",
-        b.console.tail(40)
-    );
+    // The loader died with it: what it left undecided (kmi_e, if it had not
+    // loaded yet) failed with the cause, which is not this chain's failure.
     assert!(
         b.console.real_init().is_none(),
         "the real init must not run"
