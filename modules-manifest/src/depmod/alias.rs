@@ -208,9 +208,6 @@ pub(super) fn parse_alias(
     Ok(())
 }
 
-/// The module and pattern of one `modules.builtin.modinfo` record if it is
-/// `MODULE.alias=PATTERN`; `None` for any other record. The module name is
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -47,7 +47,7 @@ pub(super) fn module_name_of_path(path: &str) -> Result<ModuleName, IndexErrorKi
     })
 }
 
-/// Lines worth reading: 1-based number and text, without blanks and comments.
+/// Parses `modules.dep` into `modules`; errors name `file` and the line.
 pub(super) fn parse_dep(
     text: &str,
     file: &str,

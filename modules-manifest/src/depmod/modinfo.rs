@@ -6,6 +6,8 @@ use super::alias::AliasTable;
 use super::{IndexError, IndexErrorKind};
 use crate::name::ModuleName;
 
+/// The module and pattern of one `modules.builtin.modinfo` record if it is
+/// `MODULE.alias=PATTERN`; `None` for any other record. The module name is
 /// what precedes the first `.` (module names have none; keys and values
 /// may). Bytes, not text: other records need not be UTF-8.
 pub fn modinfo_alias(record: &[u8]) -> Option<(&[u8], &[u8])> {
