@@ -50,15 +50,6 @@ pub fn format_uuid_be(b: &[u8; 16]) -> String {
     s
 }
 
-/// Formats a GUID as stored by EFI: the first three fields little-endian.
-pub fn format_guid_mixed(b: &[u8; 16]) -> String {
-    let mut swapped = *b;
-    swapped[0..4].reverse();
-    swapped[4..6].reverse();
-    swapped[6..8].reverse();
-    format_uuid_be(&swapped)
-}
-
 pub(super) fn uuid_at(b: &[u8], off: usize) -> Option<[u8; 16]> {
     b.get(off..off + 16)?.try_into().ok()
 }
