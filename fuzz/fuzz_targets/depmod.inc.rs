@@ -11,7 +11,7 @@ use modules_manifest::{Compression, DepIndex, ModuleName};
 fn check_error(e: &IndexError, file: &str, text: &str) {
     assert_eq!(e.file, file);
     assert!(e.line >= 1 && e.line <= text.lines().count(), "line {} of {file}", e.line);
-    assert!(!e.message.is_empty());
+    assert!(!e.kind.to_string().is_empty());
 }
 
 /// A module path the loader may join to the module directory.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use modules_manifest::{KernelCmdline, Manifest, OnFailure};
 use nix::mount::MsFlags;
 
-use crate::blockdev::{DeviceSpec, DeviceSpecError, RootWait};
 use crate::kmsg::Verbosity;
+use crate::rootdev::{DeviceSpec, DeviceSpecError, RootWait};
 
 /// Where the manifest lives unless `kmodinit.manifest=` says otherwise.
 pub const DEFAULT_MANIFEST: &str = "/etc/kmodinit/manifest.json";

@@ -1,14 +1,15 @@
 //! The failure policy, decided in one place: what PID 1 does after a fatal
 //! error or a panic. It never returns to the kernel (which would panic with
-//! "Attempted to kill init").
-#![allow(unsafe_code)]
+//! "Attempted to kill init"). Carried out through [`Sys`].
 
 use std::path::Path;
 use std::time::Duration;
 
 use modules_manifest::OnFailure;
 
+use crate::boot::Paths;
 use crate::handover::{self, InitCommand, CLEAN_ENV};
+use crate::sys::{Shutdown, Sys};
 
 /// The shell `rescue` runs.
 pub const RESCUE_SHELL: &str = "/bin/sh";
@@ -79,29 +80,35 @@ pub fn explain(
 
 /// Carries out `action`. Never returns: a rescue that cannot exec halts, a
 /// halt that returns sleeps forever.
-pub fn carry_out(action: FailureAction, dev: &Path) -> ! {
+pub fn carry_out(action: FailureAction, sys: &impl Sys, paths: &Paths) -> ! {
+    let err = attempt(action, sys, paths);
+    log::error!("reboot(2) failed: {err}; waiting forever");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// What [`carry_out`] does before it waits forever: a rescue execs the
+/// shell on the console and halts if it cannot; every other action syncs
+/// and asks the kernel to stop. Returns only if `reboot(2)` failed, with
+/// its error.
+pub fn attempt(action: FailureAction, sys: &impl Sys, paths: &Paths) -> std::io::Error {
     if action == FailureAction::Rescue {
-        console_stdio(dev);
+        console_stdio(sys, &paths.dev, &paths.sys);
         let shell = InitCommand {
             path: RESCUE_SHELL.into(),
             argv: vec![RESCUE_SHELL.into()],
             env: CLEAN_ENV.iter().map(|s| s.to_string()).collect(),
         };
-        let err = handover::exec(&shell);
+        let err = sys.exec(&shell);
         log::error!("cannot start the rescue shell {RESCUE_SHELL}: {err}; halting");
     }
-    nix::unistd::sync();
-    let how = match action {
-        FailureAction::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
-        FailureAction::Poweroff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
-        FailureAction::Rescue | FailureAction::Halt => nix::sys::reboot::RebootMode::RB_HALT_SYSTEM,
-    };
-    if let Some(e) = nix::sys::reboot::reboot(how).err() {
-        log::error!("reboot(2) failed: {e}; waiting forever");
-    }
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    sys.sync();
+    sys.reboot(match action {
+        FailureAction::Reboot => Shutdown::Restart,
+        FailureAction::Poweroff => Shutdown::PowerOff,
+        FailureAction::Rescue | FailureAction::Halt => Shutdown::Halt,
+    })
 }
 
 /// The terminal behind `/dev/console`: the last name in
@@ -112,13 +119,12 @@ pub fn active_console(active: &str) -> Option<&str> {
 }
 
 /// Points fds 0, 1, 2 at the console so a shell can talk to the user. The
-/// real terminal behind `/dev/console` is preferred and made our controlling
-/// terminal (`/dev/console` itself cannot be one), so the rescue shell gets
-/// job control and Ctrl-C. Best effort.
-pub fn console_stdio(dev: &Path) {
-    use std::os::fd::AsRawFd;
+/// real terminal behind `dev/console` (named in `sysfs`) is preferred and
+/// made our controlling terminal (`/dev/console` itself cannot be one), so
+/// the rescue shell gets job control and Ctrl-C. Best effort.
+pub fn console_stdio(sys: &impl Sys, dev: &Path, sysfs: &Path) {
     let open = |p: &Path| std::fs::OpenOptions::new().read(true).write(true).open(p);
-    let tty = std::fs::read_to_string("/sys/class/tty/console/active")
+    let tty = std::fs::read_to_string(sysfs.join("class/tty/console/active"))
         .ok()
         .and_then(|a| active_console(&a).map(|n| dev.join(n)))
         .and_then(|p| open(&p).ok());
@@ -129,39 +135,22 @@ pub fn console_stdio(dev: &Path) {
     if is_tty {
         // A new session (PID 1 starts in session 0, so this succeeds) whose
         // controlling terminal is the console's tty.
-        let _ = nix::unistd::setsid();
-        // SAFETY: TIOCSCTTY on a valid open terminal fd; arg 1 steals it
-        // from another session if needed (we are root).
-        unsafe {
-            libc::ioctl(c.as_raw_fd(), libc::TIOCSCTTY, 1);
-        }
+        let _ = sys.setsid();
+        let _ = sys.set_controlling_tty(&c);
     }
-    dup_to_stdio(&c);
-}
-
-fn dup_to_stdio(f: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    for fd in 0..3 {
-        // SAFETY: dup2 of a valid open fd onto 0..2; std's stdio handles
-        // stay valid (they now refer to the console).
-        unsafe {
-            libc::dup2(f.as_raw_fd(), fd);
-        }
-    }
+    let _ = sys.dup_to_stdio(&c);
 }
 
 /// If the kernel gave us no stdio (an image without `/dev/console`), open
 /// the console as fds 0, 1, 2 so the real init and our messages have one.
-pub fn ensure_stdio(dev: &Path) {
-    // SAFETY: F_GETFD only queries fd 0.
-    let missing = unsafe { libc::fcntl(0, libc::F_GETFD) } == -1;
-    if missing {
+pub fn ensure_stdio(sys: &impl Sys, dev: &Path) {
+    if sys.stdio_missing() {
         if let Ok(c) = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(dev.join("console"))
         {
-            dup_to_stdio(&c);
+            let _ = sys.dup_to_stdio(&c);
         }
     }
 }
@@ -231,18 +220,20 @@ pub fn remember_report(report: &crate::report::Report) {
 /// PID 1's panic hook: the release build aborts after a panic, and PID 1
 /// must never end, so the hook itself carries out the failure policy: it
 /// logs the panic, adds it to the report (the one PID 1 last wrote,
-/// [`remember_report`], or a new one), explains on the console and in the kernel log, then runs
-/// `on_failure` ([`set_policy`]). Never returns.
-pub fn install_pid1_panic_hook(dev: &'static Path, report_path: &'static Path) {
+/// [`remember_report`], or a new one), explains on the console and in the
+/// kernel log, then runs `on_failure` ([`set_policy`]) through `sys`.
+/// Never returns.
+pub fn install_pid1_panic_hook<S: Sys + Send + Sync + 'static>(sys: S, paths: Paths) {
     std::panic::set_hook(Box::new(move |info| {
         let text = format!("panic in thread {}", panic_text(info));
-        crate::kmsg::announce(dev, Path::new("/proc"), &format!("kmodinit: {text}\n"));
+        crate::kmsg::announce(&paths.dev, &paths.proc, &format!("kmodinit: {text}\n"));
         let err = crate::boot::BootError::Panic(panic_message(info));
         let action = choose(
             policy(),
             None,
-            handover::is_executable(Path::new("/"), RESCUE_SHELL),
+            handover::is_executable(&paths.root, RESCUE_SHELL),
         );
+        let report_path = &paths.report;
         // try_lock: the panic may have come from inside remember_report.
         let mut report = LAST_REPORT
             .try_lock()
@@ -254,8 +245,8 @@ pub fn install_pid1_panic_hook(dev: &'static Path, report_path: &'static Path) {
         let written = report.write(report_path).is_ok();
         let report_name = report_path.to_str().filter(|_| written);
         let explanation = explain(&err.to_string(), &err.hints(), report_name, action);
-        crate::kmsg::announce(dev, Path::new("/proc"), &explanation);
-        carry_out(action, dev)
+        crate::kmsg::announce(&paths.dev, &paths.proc, &explanation);
+        carry_out(action, &sys, &paths)
     }));
 }
 
@@ -302,5 +293,75 @@ mod tests {
         assert!(s.trim_end().ends_with("Now rebooting."));
         let s = explain("x", &[], None, FailureAction::Halt);
         assert!(s.contains("no report could be written"));
+    }
+
+    use crate::sys::{FakeSys, SysCall};
+
+    fn temp_paths(tag: &str) -> Paths {
+        let d = std::env::temp_dir().join(format!("kmodinit-fail-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("dev")).unwrap();
+        std::fs::create_dir_all(d.join("sys/class/tty/console")).unwrap();
+        Paths::under(&d)
+    }
+
+    #[test]
+    fn reboot_modes_sync_first() {
+        let paths = temp_paths("modes");
+        for (action, how) in [
+            (FailureAction::Reboot, Shutdown::Restart),
+            (FailureAction::Poweroff, Shutdown::PowerOff),
+            (FailureAction::Halt, Shutdown::Halt),
+        ] {
+            let fake = FakeSys::new();
+            let err = attempt(action, &fake, &paths);
+            assert_eq!(err.raw_os_error(), Some(libc::ENOSYS), "the fake's answer");
+            assert_eq!(fake.calls(), [SysCall::Sync, SysCall::Reboot(how)]);
+        }
+        std::fs::remove_dir_all(&paths.root).unwrap();
+    }
+
+    #[test]
+    fn rescue_takes_the_console_tty_and_falls_back_to_halt() {
+        let paths = temp_paths("rescue");
+        std::fs::write(paths.sys.join("class/tty/console/active"), "tty0 ttyS0\n").unwrap();
+        std::fs::write(paths.dev.join("ttyS0"), "").unwrap();
+        let fake =
+            FakeSys::new().fail_with(|c| matches!(c, SysCall::Exec(_)).then_some(libc::ENOENT));
+        let err = attempt(FailureAction::Rescue, &fake, &paths);
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSYS));
+        let calls = fake.calls();
+        assert_eq!(
+            calls[..3],
+            [
+                SysCall::Setsid,
+                SysCall::SetControllingTty,
+                SysCall::DupToStdio
+            ]
+        );
+        let SysCall::Exec(shell) = &calls[3] else {
+            panic!("{calls:?}")
+        };
+        assert_eq!((shell.path.as_str(), shell.argv.len()), (RESCUE_SHELL, 1));
+        assert_eq!(shell.env.len(), CLEAN_ENV.len());
+        assert_eq!(calls[4..], [SysCall::Sync, SysCall::Reboot(Shutdown::Halt)]);
+        std::fs::remove_dir_all(&paths.root).unwrap();
+    }
+
+    #[test]
+    fn console_without_a_tty_is_not_made_controlling() {
+        let paths = temp_paths("console");
+        std::fs::write(paths.dev.join("console"), "").unwrap();
+        let fake = FakeSys::new();
+        console_stdio(&fake, &paths.dev, &paths.sys);
+        assert_eq!(fake.calls(), [SysCall::DupToStdio]);
+        // stdio already open: nothing to do; missing: the console.
+        let fake = FakeSys::new();
+        ensure_stdio(&fake, &paths.dev);
+        assert!(fake.calls().is_empty());
+        let fake = FakeSys::new().without_stdio();
+        ensure_stdio(&fake, &paths.dev);
+        assert_eq!(fake.calls(), [SysCall::DupToStdio]);
+        std::fs::remove_dir_all(&paths.root).unwrap();
     }
 }

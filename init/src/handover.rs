@@ -1,9 +1,7 @@
 //! Handing the machine over: which init to run, with which arguments and
-//! environment, and the `execve` itself.
+//! environment. The `execve` itself is [`crate::sys::Sys::exec`].
 
-use std::ffi::CString;
 use std::fmt;
-use std::io;
 use std::path::Path;
 
 use crate::boot_config::InitConfig;
@@ -160,35 +158,6 @@ pub fn is_executable(root: &Path, path: &str) -> bool {
         .is_some_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Executes `cmd`, replacing this process. Returns only on failure, with
-/// the error.
-pub fn exec(cmd: &InitCommand) -> io::Error {
-    let cstrings = |v: &[String]| -> Result<Vec<CString>, io::Error> {
-        v.iter()
-            .map(|s| {
-                CString::new(s.as_str()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-            })
-            .collect()
-    };
-    let (path, argv, env) = match (
-        CString::new(cmd.path.as_str()),
-        cstrings(&cmd.argv),
-        cstrings(&cmd.env),
-    ) {
-        (Ok(p), Ok(a), Ok(e)) => (p, a, e),
-        _ => {
-            return io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "NUL byte in init path, argument or environment",
-            )
-        }
-    };
-    match nix::unistd::execve(&path, &argv, &env) {
-        Err(e) => e.into(),
-        Ok(never) => match never {},
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
@@ -269,21 +238,5 @@ mod tests {
         );
         assert!(!is_executable(&d, "/bin/sh"));
         std::fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn exec_failure_is_returned() {
-        let e = exec(&InitCommand {
-            path: "/nonexistent/kmodinit-test".into(),
-            argv: args(&["x"]),
-            env: vec![],
-        });
-        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
-        let e = exec(&InitCommand {
-            path: "bad\0path".into(),
-            argv: vec![],
-            env: vec![],
-        });
-        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -1,6 +1,12 @@
 //! kmodinit's PID 1: boot sequence, mounts, kmsg logging, loader, switch_root.
+//!
+//! Data flows one way: [`boot_config`] (command line + manifest) → the
+//! loader child ([`loader_process`], [`loader`] against a [`kernel::Kernel`])
+//! → [`report`] → [`switch_root`] (finding the device: [`rootdev`]) →
+//! [`handover`]. [`boot`] holds the steps `main.rs` calls in that order;
+//! everything that touches the machine beyond module insertion goes through
+//! [`sys::Sys`].
 
-pub mod blockdev;
 pub mod boot;
 pub mod boot_config;
 pub mod cli;
@@ -17,5 +23,11 @@ pub mod loader_events;
 pub mod loader_process;
 pub mod mount;
 pub mod report;
+pub mod rootdev;
 pub mod supervise;
 pub mod switch_root;
+pub mod sys;
+
+/// The root device's old name, for code written before the split into
+/// `rootdev/` (`kmodinit::blockdev::DeviceSpec` still resolves).
+pub use rootdev as blockdev;

@@ -1,14 +1,15 @@
 //! The early mounts (`/proc`, `/sys`, `/dev`, `/run`) as a data table, walked
 //! by one function that skips targets which are already mount points (the
-//! kernel or a previous stage may have mounted them). Side effects go through
-//! the [`Mounter`] trait so tests use a recording fake.
+//! kernel or a previous stage may have mounted them). The mounts go through
+//! [`Sys`], so tests use the recording [`crate::sys::FakeSys`].
 
 use std::fmt;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
+
+use crate::sys::Sys;
 
 /// One filesystem PID 1 mounts before anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,38 +61,6 @@ pub const EARLY_MOUNTS: &[EarlyMount] = &[
     },
 ];
 
-/// The side effects of mounting, real or recorded.
-pub trait Mounter {
-    /// True if `path` is already a mount point.
-    fn is_mount_point(&self, path: &Path) -> io::Result<bool>;
-    /// Creates `path` (and parents) if missing.
-    fn create_dir(&self, path: &Path) -> io::Result<()>;
-    fn mount(&self, m: &EarlyMount, target: &Path) -> io::Result<()>;
-}
-
-/// `mount(2)` on the running system.
-#[derive(Debug, Default)]
-pub struct RealMounter;
-
-impl Mounter for RealMounter {
-    /// A mount point lives on another device than its parent directory (or
-    /// is the root itself). Needs no /proc, which may not be mounted yet.
-    fn is_mount_point(&self, path: &Path) -> io::Result<bool> {
-        let me = std::fs::metadata(path)?;
-        let parent = std::fs::metadata(path.join(".."))?;
-        Ok(me.dev() != parent.dev() || me.ino() == parent.ino())
-    }
-
-    fn create_dir(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
-    }
-
-    fn mount(&self, m: &EarlyMount, target: &Path) -> io::Result<()> {
-        nix::mount::mount(Some(m.source), target, Some(m.fstype), m.flags, m.data)?;
-        Ok(())
-    }
-}
-
 /// What happened to one table entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountOutcome {
@@ -128,13 +97,13 @@ impl std::error::Error for MountError {
 }
 
 /// Mounts every entry of `table` under `root` (`/` on the real system),
-/// skipping targets that are already mount points. Goes on after a failure
+/// creating missing targets and skipping those that are already mount points. Goes on after a failure
 /// (a missing /run must not keep /proc from being mounted) and returns every
 /// outcome and every error.
 pub fn mount_all(
     root: &Path,
     table: &[EarlyMount],
-    m: &impl Mounter,
+    sys: &impl Sys,
 ) -> (Vec<MountOutcome>, Vec<MountError>) {
     let mut done = Vec::new();
     let mut errors = Vec::new();
@@ -146,11 +115,11 @@ pub fn mount_all(
             step,
             source,
         };
-        if let Err(e) = m.create_dir(&target) {
+        if let Err(e) = std::fs::create_dir_all(&target) {
             errors.push(err("creating", e));
             continue;
         }
-        match m.is_mount_point(&target) {
+        match sys.is_mount_point(&target) {
             Ok(true) => {
                 done.push(MountOutcome::AlreadyMounted(target));
                 continue;
@@ -161,7 +130,13 @@ pub fn mount_all(
                 continue;
             }
         }
-        match m.mount(entry, &target) {
+        match sys.mount(
+            Path::new(entry.source),
+            &target,
+            entry.fstype,
+            entry.flags,
+            entry.data,
+        ) {
             Ok(()) => done.push(MountOutcome::Mounted(target)),
             // EBUSY: someone mounted it between our check and now.
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -177,45 +152,46 @@ pub fn mount_all(
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::BTreeSet;
+    use crate::sys::{FakeSys, SysCall};
 
-    #[derive(Default)]
-    struct FakeMounter {
-        mounted: RefCell<BTreeSet<PathBuf>>,
-        fail: BTreeSet<PathBuf>,
-        calls: RefCell<Vec<(PathBuf, &'static str, MsFlags)>>,
+    fn temp_root(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kmodinit-mount-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
     }
 
-    impl Mounter for FakeMounter {
-        fn is_mount_point(&self, path: &Path) -> io::Result<bool> {
-            Ok(self.mounted.borrow().contains(path))
-        }
-        fn create_dir(&self, _path: &Path) -> io::Result<()> {
-            Ok(())
-        }
-        fn mount(&self, m: &EarlyMount, target: &Path) -> io::Result<()> {
-            self.calls
-                .borrow_mut()
-                .push((target.to_path_buf(), m.fstype, m.flags));
-            if self.fail.contains(target) {
-                return Err(io::Error::from_raw_os_error(libc::ENODEV));
-            }
-            self.mounted.borrow_mut().insert(target.to_path_buf());
-            Ok(())
-        }
+    fn mounts(fake: &FakeSys) -> Vec<(PathBuf, String, MsFlags, Option<String>)> {
+        fake.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                SysCall::Mount {
+                    target,
+                    fstype,
+                    flags,
+                    data,
+                    ..
+                } => Some((target, fstype, flags, data)),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
     fn mounts_the_table_with_hardening_flags() {
-        let fake = FakeMounter::default();
-        let (done, errors) = mount_all(Path::new("/new"), EARLY_MOUNTS, &fake);
+        let root = temp_root("table");
+        let fake = FakeSys::new();
+        let (done, errors) = mount_all(&root, EARLY_MOUNTS, &fake);
         assert!(errors.is_empty());
         assert_eq!(done.len(), 4);
-        let calls = fake.calls.borrow();
-        let targets: Vec<_> = calls.iter().map(|c| c.0.to_str().unwrap()).collect();
-        assert_eq!(targets, ["/new/proc", "/new/sys", "/new/dev", "/new/run"]);
-        for (target, _, flags) in calls.iter() {
+        let calls = mounts(&fake);
+        let targets: Vec<_> = calls.iter().map(|c| c.0.clone()).collect();
+        assert_eq!(
+            targets,
+            ["proc", "sys", "dev", "run"].map(|t| root.join(t)),
+            "created and mounted in table order"
+        );
+        assert!(targets.iter().all(|t| t.is_dir()));
+        for (target, _, flags, _) in &calls {
             assert!(flags.contains(MsFlags::MS_NOSUID), "{target:?}");
         }
         let dev = calls.iter().find(|c| c.1 == "devtmpfs").unwrap();
@@ -223,32 +199,33 @@ mod tests {
             !dev.2.contains(MsFlags::MS_NODEV),
             "/dev needs device nodes"
         );
+        assert_eq!(dev.3.as_deref(), Some("mode=0755"));
         let proc_ = calls.iter().find(|c| c.1 == "proc").unwrap();
         assert!(proc_.2.contains(MsFlags::MS_NOEXEC | MsFlags::MS_NODEV));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
     fn skips_mounted_targets_and_reports_failures() {
-        let mut fake = FakeMounter::default();
-        fake.mounted.borrow_mut().insert(PathBuf::from("/dev"));
-        fake.fail.insert(PathBuf::from("/run"));
-        let (done, errors) = mount_all(Path::new("/"), EARLY_MOUNTS, &fake);
-        assert!(done.contains(&MountOutcome::AlreadyMounted("/dev".into())));
-        assert!(done.contains(&MountOutcome::Mounted("/sys".into())));
+        let root = temp_root("skip");
+        let run = root.join("run");
+        let busy = root.join("sys");
+        let fake = FakeSys::new()
+            .mounted(root.join("dev"))
+            .fail_with(move |c| match c {
+                SysCall::Mount { target, .. } if *target == run => Some(libc::ENODEV),
+                SysCall::Mount { target, .. } if *target == busy => Some(libc::EBUSY),
+                _ => None,
+            });
+        let (done, errors) = mount_all(&root, EARLY_MOUNTS, &fake);
+        assert!(done.contains(&MountOutcome::AlreadyMounted(root.join("dev"))));
+        assert!(done.contains(&MountOutcome::Mounted(root.join("proc"))));
+        // EBUSY: mounted by someone else between the check and the mount.
+        assert!(done.contains(&MountOutcome::AlreadyMounted(root.join("sys"))));
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].target, PathBuf::from("/run"));
-        assert!(errors[0].to_string().contains("/run (tmpfs)"));
-        assert_eq!(fake.calls.borrow().len(), 3, "/dev was not mounted again");
-    }
-
-    #[test]
-    fn real_mount_point_check_on_host_paths() {
-        // Read-only: stat only.
-        let m = RealMounter;
-        assert!(m.is_mount_point(Path::new("/")).unwrap());
-        let d = std::env::temp_dir().join(format!("kmodinit-mnt-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        assert!(!m.is_mount_point(&d).unwrap());
-        std::fs::remove_dir(&d).unwrap();
+        assert_eq!(errors[0].target, root.join("run"));
+        assert!(errors[0].to_string().contains("run (tmpfs)"));
+        assert_eq!(mounts(&fake).len(), 3, "/dev was not mounted again");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -1,16 +1,18 @@
 //! switch_root: mount the real root, move the API filesystems into it, free
-//! the initramfs, and make the new root `/`.
-#![allow(unsafe_code)]
+//! the initramfs, and make the new root `/`. The mechanism; the step that
+//! runs it in order is [`crate::boot::Boot::enter_root`]. System calls go
+//! through [`Sys`].
 
 use std::fmt;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MsFlags;
 
-use crate::blockdev::FsInfo;
 use crate::boot_config::MountOptions;
+use crate::rootdev::FsInfo;
+use crate::sys::Sys;
 
 /// Where the real root is mounted before it becomes `/` (initramfs-tools'
 /// choice; created if the image lacks it).
@@ -94,6 +96,7 @@ pub fn fstype_candidates(
 /// fail with `EACCES`/`EROFS` (write-protected media) are retried read-only,
 /// as the kernel does. Returns the type that worked.
 pub fn mount_root(
+    sys: &impl Sys,
     device: &Path,
     target: &Path,
     types: &[String],
@@ -115,24 +118,18 @@ pub fn mount_root(
         if opts.read_only {
             flags |= MsFlags::MS_RDONLY;
         }
-        let mut r = nix::mount::mount(Some(device), target, Some(t.as_str()), flags, data);
-        if matches!(r, Err(nix::errno::Errno::EACCES | nix::errno::Errno::EROFS)) && !opts.read_only
-        {
+        let mut r = sys.mount(device, target, t, flags, data);
+        let write_protected = |r: &io::Result<()>| matches!(r, Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EROFS)));
+        if write_protected(&r) && !opts.read_only {
             log::warn!(
                 "{} is write-protected: mounting it read-only",
                 device.display()
             );
-            r = nix::mount::mount(
-                Some(device),
-                target,
-                Some(t.as_str()),
-                flags | MsFlags::MS_RDONLY,
-                data,
-            );
+            r = sys.mount(device, target, t, flags | MsFlags::MS_RDONLY, data);
         }
         match r {
             Ok(()) => return Ok(t.clone()),
-            Err(e) => attempts.push((t.clone(), io::Error::from(e))),
+            Err(e) => attempts.push((t.clone(), e)),
         }
     }
     Err(SwitchRootError::Mount {
@@ -145,26 +142,25 @@ pub fn mount_root(
 /// lacks (and that cannot be created on a read-only root) means that mount
 /// is detached instead: the real init mounts its own. Returns one message
 /// per mount that could not be moved; never fatal.
-pub fn move_mounts(old_root: &Path, new_root: &Path, mounts: &[&str]) -> Vec<String> {
+pub fn move_mounts(
+    sys: &impl Sys,
+    old_root: &Path,
+    new_root: &Path,
+    mounts: &[&str],
+) -> Vec<String> {
     let mut problems = Vec::new();
     for m in mounts {
         let rel = m.trim_start_matches('/');
         let from = old_root.join(rel);
         let to = new_root.join(rel);
         if !to.is_dir() && std::fs::create_dir_all(&to).is_err() {
-            let _ = nix::mount::umount2(&from, MntFlags::MNT_DETACH);
+            let _ = sys.detach(&from);
             problems.push(format!(
                 "the new root has no {m} directory: {m} was unmounted instead of moved"
             ));
             continue;
         }
-        if let Err(e) = nix::mount::mount(
-            Some(&from),
-            &to,
-            None::<&str>,
-            MsFlags::MS_MOVE,
-            None::<&str>,
-        ) {
+        if let Err(e) = sys.move_mount(&from, &to) {
             problems.push(format!(
                 "moving {} to {}: {e}",
                 from.display(),
@@ -173,20 +169,6 @@ pub fn move_mounts(old_root: &Path, new_root: &Path, mounts: &[&str]) -> Vec<Str
         }
     }
     problems
-}
-
-/// True if `path` lives on ramfs/tmpfs, i.e. is an initramfs we may wipe.
-pub fn is_initramfs(path: &Path) -> bool {
-    match nix::sys::statfs::statfs(path) {
-        Ok(s) => {
-            let t = s.filesystem_type();
-            // Neither nix nor libc names ramfs' magic; the field's width
-            // differs between libcs, hence `as _`.
-            const RAMFS_MAGIC: u32 = 0x8584_58f6;
-            t == nix::sys::statfs::FsType(RAMFS_MAGIC as _) || t == nix::sys::statfs::TMPFS_MAGIC
-        }
-        Err(_) => false,
-    }
 }
 
 /// Deletes everything under `dir` that lives on the same filesystem as
@@ -231,18 +213,14 @@ fn remove_tree(dir: &Path, dev: u64) -> usize {
 
 /// Makes `new_root` the root: chdir into it, move it over `/`, chroot,
 /// chdir `/` (what `switch_root` does; pivot_root does not work on rootfs).
-pub fn enter(new_root: &Path) -> Result<(), SwitchRootError> {
-    let step = |step: &'static str| {
-        move |e: nix::errno::Errno| SwitchRootError::Enter {
-            step,
-            source: e.into(),
-        }
-    };
-    nix::unistd::chdir(new_root).map_err(step("chdir to the new root"))?;
-    nix::mount::mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+/// `/` is the root the running process sees.
+pub fn enter(sys: &impl Sys, new_root: &Path) -> Result<(), SwitchRootError> {
+    let step = |step: &'static str| move |source| SwitchRootError::Enter { step, source };
+    sys.chdir(new_root).map_err(step("chdir to the new root"))?;
+    sys.move_mount(Path::new("."), Path::new("/"))
         .map_err(step("mount --move . /"))?;
-    nix::unistd::chroot(".").map_err(step("chroot ."))?;
-    nix::unistd::chdir("/").map_err(step("chdir /"))?;
+    sys.chroot(Path::new(".")).map_err(step("chroot ."))?;
+    sys.chdir(Path::new("/")).map_err(step("chdir /"))?;
     Ok(())
 }
 
@@ -274,6 +252,7 @@ mod tests {
     #[test]
     fn no_type_is_a_clear_error() {
         let e = mount_root(
+            &crate::sys::FakeSys::new(),
             Path::new("/dev/vda"),
             Path::new("/nonexistent-kmodinit"),
             &[],

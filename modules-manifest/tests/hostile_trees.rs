@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fs;
 
 use modules_manifest::cmdline::MAX_CMDLINE_BYTES;
-use modules_manifest::depmod::MAX_INDEX_FILE_BYTES;
+use modules_manifest::depmod::{IndexError, IndexErrorKind as K, MAX_INDEX_FILE_BYTES};
 use modules_manifest::manifest::MAX_MANIFEST_BYTES;
 use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, ModuleName, PlanInput};
 
@@ -15,8 +15,12 @@ fn show(case: &str, message: &str) {
     eprintln!("[{case}] {message}");
 }
 
-fn dep_error(dep: &str) -> String {
-    DepIndex::parse(dep, "", "", "").unwrap_err().to_string()
+/// The error and its message (the message is what the user reads; the
+/// kind is what code matches).
+fn dep_error(dep: &str) -> (IndexError, String) {
+    let e = DepIndex::parse(dep, "", "", "").unwrap_err();
+    let m = e.to_string();
+    (e, m)
 }
 
 fn plan_error(dep: &str, softdep: &str, alias: &str, chain: &[&str]) -> String {
@@ -40,33 +44,45 @@ fn plan_error(dep: &str, softdep: &str, alias: &str, chain: &[&str]) -> String {
 
 #[test]
 fn a_dot_dot_path_in_modules_dep_is_refused_naming_file_line_and_path() {
-    let m = dep_error("kernel/a.ko:\nkernel/../../../etc/shadow.ko:\n");
+    let (e, m) = dep_error("kernel/a.ko:\nkernel/../../../etc/shadow.ko:\n");
     show("modules.dep ..", &m);
+    assert_eq!(
+        e.kind,
+        K::ParentComponent {
+            path: "kernel/../../../etc/shadow.ko".into()
+        }
+    );
     assert!(m.starts_with("modules.dep:2: "), "{m}");
     assert!(m.contains("\"kernel/../../../etc/shadow.ko\""), "{m}");
     assert!(m.contains("\"..\""), "{m}");
 
     // Also as a dependency, and at the start.
-    let m = dep_error("kernel/a.ko: ../b.ko\n");
+    let (e, m) = dep_error("kernel/a.ko: ../b.ko\n");
     show("modules.dep .. dependency", &m);
+    assert!(
+        matches!(&e.kind, K::Dependency { of, error } if of.as_str() == "a"
+            && matches!(**error, K::ParentComponent { .. })),
+        "{e:?}"
+    );
     assert!(m.starts_with("modules.dep:1: dependency of a: "), "{m}");
     assert!(m.contains("\"../b.ko\""), "{m}");
 }
 
 #[test]
 fn an_absolute_path_in_modules_dep_is_refused() {
-    let m = dep_error("/etc/shadow.ko:\n");
+    let (e, m) = dep_error("/etc/shadow.ko:\n");
     show("modules.dep absolute", &m);
+    assert!(matches!(e.kind, K::AbsolutePath { .. }), "{e:?}");
     assert!(m.starts_with("modules.dep:1: "), "{m}");
     assert!(
         m.contains("\"/etc/shadow.ko\"") && m.contains("absolute"),
         "{m}"
     );
 
-    let m = DepIndex::parse("", "/lib/x.ko\n", "", "")
-        .unwrap_err()
-        .to_string();
+    let e = DepIndex::parse("", "/lib/x.ko\n", "", "").unwrap_err();
+    let m = e.to_string();
     show("modules.builtin absolute", &m);
+    assert!(matches!(e.kind, K::AbsolutePath { .. }), "{e:?}");
     assert!(
         m.starts_with("modules.builtin:1: ") && m.contains("absolute"),
         "{m}"
@@ -75,8 +91,9 @@ fn an_absolute_path_in_modules_dep_is_refused() {
 
 #[test]
 fn a_file_that_is_not_a_module_is_refused() {
-    let m = dep_error("kernel/a.ko:\nkernel/shadow:\n");
+    let (e, m) = dep_error("kernel/a.ko:\nkernel/shadow:\n");
     show("modules.dep not a module", &m);
+    assert!(matches!(e.kind, K::NotModuleFile { .. }), "{e:?}");
     assert!(
         m.starts_with("modules.dep:2: ") && m.contains("\"kernel/shadow\""),
         "{m}"
@@ -153,9 +170,11 @@ fn an_oversized_depmod_file_is_refused_naming_it() {
     // A sparse file one byte over the bound: no disk space, same read path.
     let f = fs::File::create(dir.join("modules.alias")).unwrap();
     f.set_len(MAX_INDEX_FILE_BYTES + 1).unwrap();
-    let m = DepIndex::load(&dir).unwrap_err().to_string();
+    let e = DepIndex::load(&dir).unwrap_err();
+    let m = e.to_string();
     fs::remove_dir_all(&dir).unwrap();
     show("modules.alias > 64 MiB", &m);
+    assert_eq!((e.kind, e.line), (K::TooLarge, 0));
     assert!(m.contains("modules.alias"), "{m}");
     assert!(m.contains("larger than"), "{m}");
 }
@@ -167,13 +186,17 @@ fn an_oversized_or_malformed_builtin_modinfo_is_refused_naming_it() {
     fs::write(dir.join("modules.dep"), "kernel/a.ko:\n").unwrap();
     let f = fs::File::create(dir.join("modules.builtin.modinfo")).unwrap();
     f.set_len(MAX_INDEX_FILE_BYTES + 1).unwrap();
-    let big = DepIndex::load(&dir).unwrap_err().to_string();
+    let big_err = DepIndex::load(&dir).unwrap_err();
+    assert_eq!(big_err.kind, K::TooLarge);
+    let big = big_err.to_string();
     fs::write(
         dir.join("modules.builtin.modinfo"),
         b"dh_generic.alias=crypto-dh\0etc/shadow.alias=x\0",
     )
     .unwrap();
-    let bad = DepIndex::load(&dir).unwrap_err().to_string();
+    let bad_err = DepIndex::load(&dir).unwrap_err();
+    assert!(matches!(bad_err.kind, K::ModinfoName(_)), "{bad_err:?}");
+    let bad = bad_err.to_string();
     fs::remove_dir_all(&dir).unwrap();
     show("modules.builtin.modinfo > 64 MiB", &big);
     assert!(big.contains("modules.builtin.modinfo"), "{big}");
@@ -222,8 +245,10 @@ fn a_depmod_file_that_is_not_text_is_refused_naming_the_line() {
         b"kernel/a.ko:\nkernel/\xff\xfe.ko:\n",
     )
     .unwrap();
-    let m = DepIndex::load(&dir).unwrap_err().to_string();
+    let e = DepIndex::load(&dir).unwrap_err();
+    let m = e.to_string();
     fs::remove_dir_all(&dir).unwrap();
     show("modules.dep not UTF-8", &m);
+    assert_eq!((e.kind, e.line), (K::NotUtf8, 2));
     assert!(m.contains("modules.dep:2: ") && m.contains("UTF-8"), "{m}");
 }

@@ -1,25 +1,20 @@
-//! The pieces of the boot sequence that `main.rs` calls one per step, and
-//! the error each step can end in.
+//! [`BootError`]: why the boot stopped, one variant per step that can fail,
+//! and what the user can try.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use modules_manifest::depmod::IndexError;
-use modules_manifest::manifest::{ManifestError, MAX_MANIFEST_BYTES};
+use modules_manifest::manifest::ManifestError;
 use modules_manifest::plan::PlanError;
-use modules_manifest::{Manifest, ModuleName};
 
-use crate::blockdev::DeviceSpec;
 use crate::boot_config::ConfigError;
 use crate::handover::NoInit;
 use crate::report::ChainFailure;
+use crate::rootdev::DeviceSpec;
 use crate::switch_root::SwitchRootError;
-
-/// Where the boot report goes (`/run` survives switch_root).
-pub const REPORT_PATH: &str = "/run/kmodinit/report.json";
 
 /// Why the boot stopped: one variant per step that can fail.
 #[derive(Debug)]
@@ -169,103 +164,11 @@ impl BootError {
     }
 }
 
-/// Reads and parses the manifest at `path`. A missing file is not an error
-/// (`Ok(None)`): the boot goes on with no modules. Reads at most one byte
-/// past [`MAX_MANIFEST_BYTES`], so a huge file or `kmodinit.manifest=/dev/zero`
-/// is refused by the size check instead of exhausting memory.
-pub fn read_manifest(path: &Path) -> Result<Option<Manifest>, BootError> {
-    use std::io::Read;
-    let read_error = |source| BootError::ReadManifest {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(read_error(source)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    Manifest::from_json(&bytes)
-        .map(Some)
-        .map_err(|source| BootError::Manifest {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-/// The modules listed in a `/proc/modules` text (first word of each line);
-/// unparsable names are skipped.
-pub fn parse_proc_modules(text: &str) -> BTreeSet<ModuleName> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|n| ModuleName::new(n).ok())
-        .collect()
-}
-
-/// `/lib/modules/<release>` under `root`, the release read from
-/// `<proc>/sys/kernel/osrelease` (what `uname -r` prints).
-pub fn modules_dir(root: &Path, proc: &Path) -> io::Result<PathBuf> {
-    let release = std::fs::read_to_string(proc.join("sys/kernel/osrelease"))?;
-    Ok(root.join("lib/modules").join(release.trim()))
-}
-
-/// `VmHWM` (peak resident set) from a `/proc/<pid>/status` text, in KiB.
-pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
-
-    #[test]
-    fn proc_modules_names() {
-        let text = "ext4 1056768 1 - Live 0x0000000000000000\nvirtio-blk 20480 0 - Live 0x0\n\n";
-        let names: Vec<String> = parse_proc_modules(text)
-            .into_iter()
-            .map(|n| n.as_str().to_string())
-            .collect();
-        assert_eq!(names, ["ext4", "virtio_blk"]);
-    }
-
-    #[test]
-    fn vm_hwm() {
-        assert_eq!(
-            parse_vm_hwm_kib("Name:\tinit\nVmHWM:\t    1234 kB\n"),
-            Some(1234)
-        );
-        assert_eq!(parse_vm_hwm_kib("Name:\tinit\n"), None);
-    }
-
-    #[test]
-    fn missing_manifest_is_none_and_unreadable_is_an_error() {
-        let p = Path::new("/nonexistent/kmodinit/manifest.json");
-        assert!(matches!(read_manifest(p), Ok(None)));
-        // A directory cannot be read as a file: an error naming the path.
-        let e = read_manifest(Path::new("/")).err().map(|e| e.to_string());
-        assert!(e
-            .unwrap_or_default()
-            .starts_with("cannot read the manifest /:"));
-    }
-
-    #[test]
-    fn modules_dir_from_osrelease() {
-        let d = std::env::temp_dir().join(format!("kmodinit-osrel-{}", std::process::id()));
-        std::fs::create_dir_all(d.join("sys/kernel")).unwrap();
-        std::fs::write(d.join("sys/kernel/osrelease"), "6.1.0-56-amd64\n").unwrap();
-        assert_eq!(
-            modules_dir(Path::new("/"), &d).unwrap(),
-            PathBuf::from("/lib/modules/6.1.0-56-amd64")
-        );
-        std::fs::remove_dir_all(&d).unwrap();
-    }
+    use modules_manifest::ModuleName;
 
     #[test]
     fn every_error_has_hints_and_context() {

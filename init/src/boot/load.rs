@@ -1,0 +1,103 @@
+//! Step 3: the loader child plans and loads; PID 1 waits for it as long as
+//! the deadlines allow (it may go on loading after the handover). Forks, so
+//! it is checked by the QEMU tests, not against the fake.
+
+use modules_manifest::{KernelCmdline, Manifest};
+
+use super::{Boot, BootError};
+use crate::boot_config::BootConfig;
+use crate::clock;
+use crate::loader_process::{self, LoadInput, LoaderChild};
+use crate::report::{LoaderInfo, ModuleState};
+use crate::supervise::Supervisor;
+use crate::sys::Sys;
+
+impl<S: Sys> Boot<S> {
+    /// Step 3: starts the loader child for `manifest` and supervises it
+    /// until it is done or the deadlines say to go on without it.
+    pub fn load_modules(
+        &mut self,
+        manifest: &Manifest,
+        cmdline: &KernelCmdline,
+        config: &BootConfig,
+    ) -> Result<(), BootError> {
+        #[cfg(feature = "fault-injection")]
+        let faults = self.arm_faults();
+        let input = LoadInput {
+            manifest,
+            cmdline,
+            jobs: config.jobs,
+            proc_dir: &self.paths.proc,
+            root: &self.paths.root,
+        };
+        let spawned = clock::boottime();
+        #[cfg(not(feature = "fault-injection"))]
+        let child = LoaderChild::spawn(input, |k| k);
+        #[cfg(feature = "fault-injection")]
+        let child = LoaderChild::spawn(input, |k| faults.kernel(k));
+        let mut child = child.map_err(BootError::SpawnLoader)?;
+        let any_required = manifest.chains.iter().any(|c| c.required);
+        let mut sup = Supervisor::new(
+            config.deadline,
+            config.required_timeout,
+            spawned,
+            any_required,
+        );
+        let verdict = child.supervise(&mut sup);
+        child.try_reap(&mut sup);
+        self.report.loader = Some(LoaderInfo {
+            pid: child.pid(),
+            exit: child.exit().map(loader_process::describe_exit),
+            ..LoaderInfo::default()
+        });
+        self.loader = Some(child);
+        self.supervisor = Some(sup);
+        let handover = verdict.map_err(|(message, hints)| BootError::Loader { message, hints })?;
+        for note in &handover.notes {
+            self.report.notes.push(note.clone());
+        }
+        if let Some(info) = self.report.loader.as_mut() {
+            info.vm_hwm_kib = handover.loader_vm_hwm_kib;
+            info.pending_at_handover = handover.pending;
+        }
+        if let Some(load) = &handover.load {
+            if handover.pending > 0 {
+                let names: Vec<&str> = load
+                    .modules
+                    .iter()
+                    .filter(|m| m.state == ModuleState::Pending)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                log::warn!(
+                    "deadline of {} ms passed: {} module(s) still loading go on in the background: {}",
+                    config.deadline.as_millis(),
+                    names.len(),
+                    names.join(" ")
+                );
+            }
+            self.report.boottime_load_start = load.boottime_load_start;
+            self.report.boottime_load_end = load.boottime_load_end;
+        }
+        self.report.load = handover.load;
+        Ok(())
+    }
+
+    /// Test build only (`fault-injection`): the `kmodinit.fault=` faults of
+    /// the command line, announced on the console and in the report; panics
+    /// here, right after planning, for `panic-boot`.
+    #[cfg(feature = "fault-injection")]
+    fn arm_faults(&mut self) -> crate::fault::Faults {
+        let faults = crate::fault::Faults::from_cmdline(&self.report.cmdline);
+        for w in &faults.warnings {
+            log::warn!("command line: {w}");
+            self.report.notes.push(format!("command line: {w}"));
+        }
+        if faults.armed() {
+            let note = format!("test build: fault injection armed: {faults}");
+            log::warn!("{note}");
+            self.report.notes.push(note);
+        }
+        faults.boot_point("reading the manifest");
+        faults
+    }
+}

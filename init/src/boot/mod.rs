@@ -1,0 +1,378 @@
+//! The boot sequence of DESIGN.md as steps that `main.rs` calls one by one
+//! on a [`Boot`], and the error each step can end in ([`BootError`]).
+//!
+//! Every step that touches the machine does so through the [`Sys`] the
+//! `Boot` holds, on the paths of its [`Paths`]: `main` passes
+//! [`crate::sys::RealSys`] and [`Paths::system`], tests a
+//! [`crate::sys::FakeSys`] and a temporary directory. Step 3 (the loader
+//! child) is in `load.rs`, step 5 (switch_root or stay) in `root.rs`.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use modules_manifest::manifest::MAX_MANIFEST_BYTES;
+use modules_manifest::{KernelCmdline, Manifest, ModuleName, OnFailure};
+
+use crate::boot_config::{self, BootConfig};
+use crate::clock;
+use crate::failure::{self, FailureAction};
+use crate::handover::{self, InitCommand};
+use crate::kmsg::{self, DevkmsgRatelimit, Verbosity};
+use crate::loader_process::{self, LoaderChild};
+use crate::mount::{self, MountOutcome, EARLY_MOUNTS};
+use crate::report::Report;
+use crate::supervise::Supervisor;
+use crate::sys::Sys;
+
+mod error;
+mod load;
+mod root;
+
+pub use error::BootError;
+
+/// Where the boot report goes (`/run` survives switch_root).
+pub const REPORT_PATH: &str = "/run/kmodinit/report.json";
+
+/// The places the boot reads and mounts: `/` and its API directories on the
+/// machine, a temporary tree in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// The initramfs root (`/`): early mounts go under it, it is emptied
+    /// at switch_root.
+    pub root: PathBuf,
+    pub dev: PathBuf,
+    pub proc: PathBuf,
+    pub sys: PathBuf,
+    /// The boot report, [`REPORT_PATH`].
+    pub report: PathBuf,
+    /// Where the real root is mounted before it becomes `/`
+    /// ([`crate::switch_root::NEW_ROOT`]).
+    pub new_root: PathBuf,
+}
+
+impl Paths {
+    /// The running machine's.
+    pub fn system() -> Paths {
+        Paths::under(Path::new("/"))
+    }
+
+    /// The same layout under `root`.
+    pub fn under(root: &Path) -> Paths {
+        let at = |p: &str| root.join(p.trim_start_matches('/'));
+        Paths {
+            root: root.to_path_buf(),
+            dev: at("/dev"),
+            proc: at("/proc"),
+            sys: at("/sys"),
+            report: at(REPORT_PATH),
+            new_root: at(crate::switch_root::NEW_ROOT),
+        }
+    }
+}
+
+/// What the boot carries from step to step, and what the failure path
+/// needs whatever step failed. Single-threaded, as PID 1 is.
+#[derive(Debug)]
+pub struct Boot<S: Sys> {
+    pub sys: S,
+    pub paths: Paths,
+    pub report: Report,
+    report_written: bool,
+    devkmsg: Option<DevkmsgRatelimit>,
+    cmdline_on_failure: Option<OnFailure>,
+    manifest_on_failure: Option<OnFailure>,
+    /// The loader child, once started (it may outlive the handover), and
+    /// the state machine over it (taken by the reporter at the handover).
+    loader: Option<LoaderChild>,
+    supervisor: Option<Supervisor>,
+}
+
+impl<S: Sys> Boot<S> {
+    /// A boot that started at `boottime_init_start` (first line of main).
+    pub fn new(sys: S, paths: Paths, boottime_init_start: f64) -> Boot<S> {
+        Boot {
+            sys,
+            paths,
+            report: Report {
+                boottime_init_start,
+                ..Report::default()
+            },
+            report_written: false,
+            devkmsg: None,
+            cmdline_on_failure: None,
+            manifest_on_failure: None,
+            loader: None,
+            supervisor: None,
+        }
+    }
+
+    /// Step 1: /proc, /sys, /dev, /run, then the logger (which needs /dev and
+    /// /proc). Mount failures are logged, not fatal: the steps that need a
+    /// missing mount fail with their own error.
+    pub fn mount_early_filesystems(&mut self) {
+        let (done, errors) = mount::mount_all(&self.paths.root, EARLY_MOUNTS, &self.sys);
+        failure::ensure_stdio(&self.sys, &self.paths.dev);
+        kmsg::init(
+            &self.paths.dev,
+            &self.paths.proc,
+            Verbosity::from_cmdline(false, false),
+        );
+        for d in done {
+            if let MountOutcome::AlreadyMounted(p) = d {
+                log::debug!("{} was already mounted", p.display());
+            }
+        }
+        for e in errors {
+            log::error!("early mount: {e}");
+            self.report.errors.push(format!("early mount: {e}"));
+        }
+    }
+
+    /// Step 2a: the kernel command line; sets verbosity and lifts the kmsg
+    /// rate limit for the boot.
+    pub fn read_cmdline(&mut self) -> KernelCmdline {
+        let text = std::fs::read_to_string(self.paths.proc.join("cmdline")).unwrap_or_else(|e| {
+            log::error!("cannot read /proc/cmdline ({e}): booting with an empty command line");
+            String::new()
+        });
+        let cmdline = KernelCmdline::parse(&text);
+        #[cfg(feature = "fault-injection")]
+        let cmdline = crate::fault::accept_option(cmdline);
+        kmsg::set_verbosity(Verbosity::from_cmdline(cmdline.quiet, cmdline.debug));
+        let devkmsg = DevkmsgRatelimit::disable(&self.paths.proc, &text);
+        log::info!(
+            "kmodinit {} starting (pid 1){}",
+            env!("CARGO_PKG_VERSION"),
+            if devkmsg.changed() {
+                "; /dev/kmsg rate limit off for the boot"
+            } else {
+                ""
+            }
+        );
+        for w in &cmdline.warnings {
+            log::warn!("command line: {w}");
+            self.report.notes.push(format!("command line: {w}"));
+        }
+        self.devkmsg = Some(devkmsg);
+        self.cmdline_on_failure = cmdline.on_failure;
+        self.report.cmdline = text.trim_end().to_string();
+        cmdline
+    }
+
+    /// Step 2b: the manifest the command line points at
+    /// (`kmodinit.manifest=`, else the default), if there is one.
+    pub fn read_manifest(
+        &mut self,
+        cmdline: &KernelCmdline,
+    ) -> Result<Option<Manifest>, BootError> {
+        let path = boot_config::manifest_path(cmdline);
+        let manifest = read_manifest(Path::new(path))?;
+        match &manifest {
+            Some(m) => {
+                log::info!("manifest {path}: {} chain(s)", m.chains.len());
+                self.report.manifest = Some(path.to_string());
+                self.manifest_on_failure = m.on_failure;
+            }
+            None => {
+                let note = format!("no manifest at {path}: booting with no modules");
+                log::warn!("{note}");
+                self.report.notes.push(note);
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Step 2c: the boot settings, command line over manifest; from here a
+    /// panic carries out their `on_failure`.
+    pub fn configure(
+        &mut self,
+        cmdline: &KernelCmdline,
+        manifest: Option<&Manifest>,
+    ) -> Result<BootConfig, BootError> {
+        let config = boot_config::merge(cmdline, manifest).map_err(BootError::Config)?;
+        failure::set_policy(config.on_failure);
+        Ok(config)
+    }
+
+    /// Step 4: the report (again before exec, with `boottime_exec`). A
+    /// report that cannot be written is logged, not fatal.
+    pub fn write_report(&mut self) {
+        self.report.vm_hwm_kib = std::fs::read_to_string(self.paths.proc.join("self/status"))
+            .ok()
+            .and_then(|s| parse_vm_hwm_kib(&s));
+        failure::remember_report(&self.report);
+        match self.report.write(&self.paths.report) {
+            Ok(()) => self.report_written = true,
+            Err(e) => log::error!("cannot write {}: {e}", self.paths.report.display()),
+        }
+    }
+
+    /// Step 4b: a required chain that failed stops the boot here, after the
+    /// report says why.
+    pub fn check_required_chains(&self) -> Result<(), BootError> {
+        match self.report.load.as_ref() {
+            Some(l) if !l.failed_required_chains.is_empty() => {
+                Err(BootError::RequiredChains(l.failed_required_chains.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Step 6: final report, restore the kmsg rate limit, exec. Returns the
+    /// error if exec fails.
+    pub fn exec_init(&mut self, init: &InitCommand) -> BootError {
+        log::info!("exec {} {:?}", init.path, &init.argv[1..]);
+        self.report.boottime_exec = Some(clock::boottime());
+        self.write_report();
+        self.hand_over_the_load();
+        loader_process::reap_strays(self.loader.as_ref().map(LoaderChild::pid));
+        if let Some(d) = self.devkmsg.as_mut() {
+            d.restore(&self.paths.proc);
+        }
+        let source = self.sys.exec(init);
+        BootError::Exec {
+            path: init.path.clone(),
+            source,
+        }
+    }
+
+    /// After PID 1's last report: a load still running gets a reporter that
+    /// settles its pending modules in the report when it ends.
+    fn hand_over_the_load(&mut self) {
+        if let (Some(loader), Some(sup)) = (self.loader.as_mut(), self.supervisor.take()) {
+            loader.hand_over(sup, &self.report, &self.paths.report);
+        }
+    }
+
+    /// The failure path: explain on the console and the kernel log, record
+    /// the error in the report, then carry out `on_failure`. Never returns
+    /// (a panic while explaining goes to the panic hook, which carries out
+    /// the policy).
+    pub fn fail(&mut self, err: BootError) -> ! {
+        let action = self.explain_failure(&err);
+        failure::carry_out(action, &self.sys, &self.paths)
+    }
+
+    /// Everything [`Boot::fail`] does before it carries out the action it
+    /// returns.
+    pub fn explain_failure(&mut self, err: &BootError) -> FailureAction {
+        let action = failure::choose(
+            self.cmdline_on_failure,
+            self.manifest_on_failure,
+            handover::is_executable(&self.paths.root, failure::RESCUE_SHELL),
+        );
+        self.report.errors.push(err.to_string());
+        self.report.boottime_exec = None;
+        self.write_report();
+        self.hand_over_the_load();
+        let report = self.paths.report.to_str().filter(|_| self.report_written);
+        let text = failure::explain(&err.to_string(), &err.hints(), report, action);
+        kmsg::announce(&self.paths.dev, &self.paths.proc, &text);
+        if action == FailureAction::Rescue {
+            if let Some(d) = self.devkmsg.as_mut() {
+                d.restore(&self.paths.proc);
+            }
+        }
+        action
+    }
+}
+
+/// Reads and parses the manifest at `path`. A missing file is not an error
+/// (`Ok(None)`): the boot goes on with no modules. Reads at most one byte
+/// past [`MAX_MANIFEST_BYTES`], so a huge file or `kmodinit.manifest=/dev/zero`
+/// is refused by the size check instead of exhausting memory.
+pub fn read_manifest(path: &Path) -> Result<Option<Manifest>, BootError> {
+    use std::io::Read;
+    let read_error = |source| BootError::ReadManifest {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(read_error(source)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    Manifest::from_json(&bytes)
+        .map(Some)
+        .map_err(|source| BootError::Manifest {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The modules listed in a `/proc/modules` text (first word of each line);
+/// unparsable names are skipped.
+pub fn parse_proc_modules(text: &str) -> BTreeSet<ModuleName> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|n| ModuleName::new(n).ok())
+        .collect()
+}
+
+/// `/lib/modules/<release>` under `root`, the release read from
+/// `<proc>/sys/kernel/osrelease` (what `uname -r` prints).
+pub fn modules_dir(root: &Path, proc: &Path) -> io::Result<PathBuf> {
+    let release = std::fs::read_to_string(proc.join("sys/kernel/osrelease"))?;
+    Ok(root.join("lib/modules").join(release.trim()))
+}
+
+/// `VmHWM` (peak resident set) from a `/proc/<pid>/status` text, in KiB.
+pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_modules_names() {
+        let text = "ext4 1056768 1 - Live 0x0000000000000000\nvirtio-blk 20480 0 - Live 0x0\n\n";
+        let names: Vec<String> = parse_proc_modules(text)
+            .into_iter()
+            .map(|n| n.as_str().to_string())
+            .collect();
+        assert_eq!(names, ["ext4", "virtio_blk"]);
+    }
+
+    #[test]
+    fn vm_hwm() {
+        assert_eq!(
+            parse_vm_hwm_kib("Name:\tinit\nVmHWM:\t    1234 kB\n"),
+            Some(1234)
+        );
+        assert_eq!(parse_vm_hwm_kib("Name:\tinit\n"), None);
+    }
+
+    #[test]
+    fn missing_manifest_is_none_and_unreadable_is_an_error() {
+        let p = Path::new("/nonexistent/kmodinit/manifest.json");
+        assert!(matches!(read_manifest(p), Ok(None)));
+        // A directory cannot be read as a file: an error naming the path.
+        let e = read_manifest(Path::new("/")).err().map(|e| e.to_string());
+        assert!(e
+            .unwrap_or_default()
+            .starts_with("cannot read the manifest /:"));
+    }
+
+    #[test]
+    fn modules_dir_from_osrelease() {
+        let d = std::env::temp_dir().join(format!("kmodinit-osrel-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("sys/kernel")).unwrap();
+        std::fs::write(d.join("sys/kernel/osrelease"), "6.1.0-56-amd64\n").unwrap();
+        assert_eq!(
+            modules_dir(Path::new("/"), &d).unwrap(),
+            PathBuf::from("/lib/modules/6.1.0-56-amd64")
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,325 @@
+//! Step 5: hand the machine to the real root (wait for the device, mount
+//! it, pick the init in it, move the API mounts, free the initramfs, enter
+//! it) or stay in the initramfs. Every system call goes through the boot's
+//! [`Sys`], every path comes from its [`super::Paths`].
+
+use super::{Boot, BootError};
+use crate::boot_config::{BootConfig, RootConfig};
+use crate::clock::Fixed;
+use crate::handover::{self, InitCommand};
+use crate::rootdev::{self, BlockScanner, RealWaiter};
+use crate::switch_root::{self, MOVED_MOUNTS};
+use crate::sys::Sys;
+
+impl<S: Sys> Boot<S> {
+    /// Step 5: with a root, switch_root into it; without one, stay. Returns
+    /// the init to exec, chosen before anything is moved.
+    pub fn enter_root(
+        &mut self,
+        config: &BootConfig,
+        kernel_args: &[String],
+    ) -> Result<InitCommand, BootError> {
+        match &config.root {
+            Some(root) => self.switch_to_root(root, config, kernel_args),
+            None => self.init_in_initramfs(config, kernel_args),
+        }
+    }
+
+    fn switch_to_root(
+        &mut self,
+        root: &RootConfig,
+        config: &BootConfig,
+        kernel_args: &[String],
+    ) -> Result<InitCommand, BootError> {
+        let scanner = BlockScanner::at(&self.paths.sys, &self.paths.dev);
+        log::info!("waiting for root {} ({})", root.device, root.wait);
+        let found = rootdev::wait_for(
+            root.wait,
+            &mut RealWaiter::start(),
+            || scanner.find(&self.sys, &root.device),
+            |t| {
+                log::warn!(
+                    "still waiting for root {} ({} s)",
+                    root.device,
+                    Fixed(t.as_secs_f64(), 0)
+                )
+            },
+        )
+        .map_err(|waited| BootError::RootNotFound {
+            spec: root.device.clone(),
+            waited,
+        })?;
+        let proc_filesystems =
+            std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
+        let types =
+            switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
+        let new_root = self.paths.new_root.clone();
+        let fstype =
+            switch_root::mount_root(&self.sys, &found.node, &new_root, &types, &root.options)
+                .map_err(BootError::SwitchRoot)?;
+        log::info!(
+            "mounted {} ({}) on {} {}",
+            found.node.display(),
+            fstype,
+            new_root.display(),
+            if root.options.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            }
+        );
+        // Choose the init before anything is moved: if there is none, the
+        // initramfs (and its rescue shell) is still intact.
+        let init = handover::choose_init(&config.init, kernel_args, |p| {
+            handover::is_executable(&new_root, p)
+        })
+        .map_err(|source| BootError::NoInit {
+            root: new_root.clone(),
+            source,
+        })?;
+        let old_root = &self.paths.root;
+        for problem in switch_root::move_mounts(&self.sys, old_root, &new_root, MOVED_MOUNTS) {
+            log::warn!("{problem}");
+            self.report.notes.push(problem);
+        }
+        // Only a RAM filesystem is ours to empty (a safety net should /init
+        // ever run from a real disk).
+        if self.sys.is_ram_fs(old_root) {
+            let n = switch_root::remove_same_fs(old_root);
+            log::debug!("freed the initramfs: {n} entries removed");
+        }
+        switch_root::enter(&self.sys, &new_root).map_err(BootError::SwitchRoot)?;
+        Ok(init)
+    }
+
+    fn init_in_initramfs(
+        &mut self,
+        config: &BootConfig,
+        kernel_args: &[String],
+    ) -> Result<InitCommand, BootError> {
+        log::info!("no root device given: staying in the initramfs");
+        let _ = self.sys.chdir(&self.paths.root);
+        handover::choose_init(&config.init, kernel_args, |p| {
+            handover::is_executable(&self.paths.root, p)
+        })
+        .map_err(|source| BootError::NoInit {
+            root: self.paths.root.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    use nix::mount::MsFlags;
+
+    use super::*;
+    use crate::boot::Paths;
+    use crate::boot_config::{InitConfig, MountOptions};
+    use crate::rootdev::{DeviceSpec, RootWait};
+    use crate::sys::{FakeSys, SysCall};
+
+    /// An initramfs with a sysfs that lists `vda` (its node a plain file)
+    /// and a new root, beside it, that holds an executable `/sbin/init`.
+    struct Tree {
+        top: PathBuf,
+        paths: Paths,
+    }
+
+    impl Tree {
+        fn new(tag: &str) -> Tree {
+            let top =
+                std::env::temp_dir().join(format!("kmodinit-root-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&top);
+            let mut paths = Paths::under(&top.join("initramfs"));
+            paths.new_root = top.join("newroot");
+            let dev = paths.sys.join("devices/vda");
+            std::fs::create_dir_all(&dev).unwrap();
+            std::fs::write(dev.join("dev"), "254:0\n").unwrap();
+            std::fs::write(dev.join("size"), "8\n").unwrap();
+            std::fs::create_dir_all(paths.sys.join("class/block")).unwrap();
+            std::os::unix::fs::symlink(&dev, paths.sys.join("class/block/vda")).unwrap();
+            std::fs::create_dir_all(&paths.dev).unwrap();
+            std::fs::write(paths.dev.join("vda"), [0u8; 4096]).unwrap();
+            std::fs::create_dir_all(paths.root.join("etc")).unwrap();
+            std::fs::write(paths.root.join("etc/initramfs-file"), "x").unwrap();
+            let init = paths.new_root.join("sbin/init");
+            std::fs::create_dir_all(init.parent().unwrap()).unwrap();
+            std::fs::write(&init, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Tree { top, paths }
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.top);
+        }
+    }
+
+    fn config(read_only: bool, root: bool) -> BootConfig {
+        BootConfig {
+            root: root.then(|| RootConfig {
+                device: DeviceSpec::Name("vda".into()),
+                fstypes: vec!["ext4".into()],
+                options: MountOptions {
+                    flags: MsFlags::MS_NOATIME,
+                    data: "errors=remount-ro".into(),
+                    read_only,
+                },
+                wait: RootWait::Upto(std::time::Duration::ZERO),
+            }),
+            init: InitConfig {
+                explicit: None,
+                manifest_path: "/sbin/init".into(),
+                manifest_args: vec![],
+            },
+            on_failure: None,
+            jobs: 0,
+            verbosity: crate::kmsg::Verbosity::from_cmdline(false, false),
+            deadline: std::time::Duration::ZERO,
+            required_timeout: std::time::Duration::ZERO,
+        }
+    }
+
+    fn mount(paths: &Paths, flags: MsFlags) -> SysCall {
+        SysCall::Mount {
+            source: paths.dev.join("vda"),
+            target: paths.new_root.clone(),
+            fstype: "ext4".into(),
+            flags,
+            data: Some("errors=remount-ro".into()),
+        }
+    }
+
+    fn moves(paths: &Paths) -> Vec<SysCall> {
+        ["dev", "proc", "sys", "run"]
+            .iter()
+            .map(|m| SysCall::MoveMount {
+                from: paths.root.join(m),
+                to: paths.new_root.join(m),
+            })
+            .collect()
+    }
+
+    fn enter(paths: &Paths) -> Vec<SysCall> {
+        vec![
+            SysCall::Chdir(paths.new_root.clone()),
+            SysCall::MoveMount {
+                from: ".".into(),
+                to: "/".into(),
+            },
+            SysCall::Chroot(".".into()),
+            SysCall::Chdir("/".into()),
+        ]
+    }
+
+    #[test]
+    fn switch_root_mounts_moves_frees_enters_then_execs() {
+        let t = Tree::new("sequence");
+        let fake = FakeSys::new().ram_fs(&t.paths.root);
+        let mut b = Boot::new(fake, t.paths.clone(), 0.0);
+        let init = b
+            .enter_root(&config(true, true), &["single".into()])
+            .unwrap();
+        assert_eq!(init.argv, ["/sbin/init", "single"]);
+        let mut want = vec![mount(&t.paths, MsFlags::MS_NOATIME | MsFlags::MS_RDONLY)];
+        want.extend(moves(&t.paths));
+        want.extend(enter(&t.paths));
+        assert_eq!(b.sys.calls(), want);
+        assert!(
+            !t.paths.root.join("etc/initramfs-file").exists(),
+            "the initramfs (ramfs) was emptied"
+        );
+        assert!(
+            t.paths.new_root.join("sbin/init").exists(),
+            "not the new root"
+        );
+        let _ = b.exec_init(&init);
+        assert_eq!(b.sys.calls().last(), Some(&SysCall::Exec(init)));
+    }
+
+    #[test]
+    fn write_protected_root_is_mounted_read_only() {
+        let t = Tree::new("rofs");
+        let fake = FakeSys::new().fail_with(|c| match c {
+            SysCall::Mount { flags, .. } if !flags.contains(MsFlags::MS_RDONLY) => {
+                Some(libc::EROFS)
+            }
+            _ => None,
+        });
+        let mut b = Boot::new(fake, t.paths.clone(), 0.0);
+        b.enter_root(&config(false, true), &[]).unwrap();
+        let calls = b.sys.calls();
+        assert_eq!(
+            calls[..2],
+            [
+                mount(&t.paths, MsFlags::MS_NOATIME),
+                mount(&t.paths, MsFlags::MS_NOATIME | MsFlags::MS_RDONLY)
+            ]
+        );
+        assert_eq!(calls[2..6], moves(&t.paths)[..]);
+        assert!(
+            t.paths.root.join("etc/initramfs-file").exists(),
+            "not ramfs/tmpfs: nothing deleted"
+        );
+    }
+
+    #[test]
+    fn a_root_without_init_moves_nothing() {
+        let t = Tree::new("noinit");
+        std::fs::remove_file(t.paths.new_root.join("sbin/init")).unwrap();
+        let fake = FakeSys::new().ram_fs(&t.paths.root);
+        let mut b = Boot::new(fake, t.paths.clone(), 0.0);
+        let e = b.enter_root(&config(true, true), &[]).unwrap_err();
+        assert!(matches!(e, BootError::NoInit { .. }), "{e}");
+        assert_eq!(
+            b.sys.calls().len(),
+            1,
+            "only the mount: {:?}",
+            b.sys.calls()
+        );
+        assert!(t.paths.root.join("etc/initramfs-file").exists());
+    }
+
+    #[test]
+    fn failures_name_the_step() {
+        let t = Tree::new("fail");
+        let mut cfg = config(true, true);
+        let mut b = Boot::new(FakeSys::new(), t.paths.clone(), 0.0);
+        if let Some(r) = cfg.root.as_mut() {
+            r.device = DeviceSpec::Name("sda".into());
+        }
+        let e = b.enter_root(&cfg, &[]).unwrap_err();
+        assert!(matches!(e, BootError::RootNotFound { .. }), "{e}");
+        assert!(b.sys.calls().is_empty());
+
+        let fake =
+            FakeSys::new().fail_with(|c| matches!(c, SysCall::Chroot(_)).then_some(libc::EPERM));
+        let mut b = Boot::new(fake, t.paths.clone(), 0.0);
+        let e = b.enter_root(&config(true, true), &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("switching to the new root: chroot .: "),
+            "{e}"
+        );
+        assert_eq!(b.sys.calls().last(), Some(&SysCall::Chroot(".".into())));
+    }
+
+    #[test]
+    fn without_a_root_the_init_is_the_initramfs_one() {
+        let t = Tree::new("stay");
+        let sh = t.paths.root.join("bin/sh");
+        std::fs::create_dir_all(sh.parent().unwrap()).unwrap();
+        std::fs::copy(t.paths.new_root.join("sbin/init"), &sh).unwrap();
+        let mut b = Boot::new(FakeSys::new(), t.paths.clone(), 0.0);
+        let init = b.enter_root(&config(true, false), &[]).unwrap();
+        assert_eq!(init.path, "/bin/sh");
+        assert_eq!(b.sys.calls(), [SysCall::Chdir(t.paths.root.clone())]);
+        assert!(Path::new(&t.paths.root.join("etc/initramfs-file")).exists());
+    }
+}

@@ -1,0 +1,86 @@
+//! The boundary between PID 1's boot steps and the machine, beside module
+//! insertion ([`crate::kernel`]): mounts, the new root, device nodes, the
+//! console, reboot and exec.
+//!
+//! The boot steps ([`crate::boot`], [`crate::switch_root`], [`crate::mount`],
+//! [`crate::failure`]) only ever talk to a [`Sys`]. [`RealSys`] makes the
+//! system calls and holds the only `unsafe` code among them; [`FakeSys`]
+//! records every call, answers the queries as configured and fails the calls
+//! a test asks it to, so the steps' order and flags are unit-tested without
+//! touching the host's mounts.
+//!
+//! Plain file work (reading sysfs, creating directories, deleting the
+//! initramfs) stays outside: it acts on paths the caller passes, which tests
+//! point at a temporary directory.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use nix::mount::MsFlags;
+
+use crate::handover::InitCommand;
+
+mod fake;
+mod real;
+
+pub use fake::{FakeSys, SysCall};
+pub use real::RealSys;
+
+/// How [`Sys::reboot`] ends the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// `RB_AUTOBOOT`: restart.
+    Restart,
+    /// `RB_POWER_OFF`.
+    PowerOff,
+    /// `RB_HALT_SYSTEM`: stop, machine left on.
+    Halt,
+}
+
+/// The system calls of the boot beyond module insertion.
+///
+/// Each call blocks until the kernel answered. Methods take `&self`:
+/// implementations keep whatever state they need inside (the fake behind a
+/// mutex), so one value serves every step and the panic hook.
+pub trait Sys {
+    /// `mount(2)` of a new filesystem: `source` on `target` as `fstype`.
+    fn mount(
+        &self,
+        source: &Path,
+        target: &Path,
+        fstype: &str,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    /// `mount --move from to`.
+    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// `umount2(target, MNT_DETACH)`: gone from the tree now, freed when
+    /// unused.
+    fn detach(&self, target: &Path) -> io::Result<()>;
+    /// True if `path` is a mount point.
+    fn is_mount_point(&self, path: &Path) -> io::Result<bool>;
+    /// True if `path` lives on ramfs or tmpfs (an initramfs PID 1 may empty).
+    fn is_ram_fs(&self, path: &Path) -> bool;
+    fn chdir(&self, path: &Path) -> io::Result<()>;
+    fn chroot(&self, path: &Path) -> io::Result<()>;
+    /// Creates the block device node `path` for `major:minor`, mode 0600.
+    fn mknod_block(&self, path: &Path, major: u32, minor: u32) -> io::Result<()>;
+    /// True if fd 0 is not open (the kernel found no `/dev/console`).
+    fn stdio_missing(&self) -> bool;
+    /// Starts a new session (PID 1 starts in session 0).
+    fn setsid(&self) -> io::Result<()>;
+    /// Makes the open terminal `tty` our controlling terminal
+    /// (`TIOCSCTTY`, stealing it from another session if needed).
+    fn set_controlling_tty(&self, tty: &File) -> io::Result<()>;
+    /// Points fds 0, 1 and 2 at `f`.
+    fn dup_to_stdio(&self, f: &File) -> io::Result<()>;
+    /// `sync(2)`: flush every filesystem before the machine stops.
+    fn sync(&self);
+    /// Stops or restarts the machine. Returns only on failure, with the
+    /// error.
+    fn reboot(&self, how: Shutdown) -> io::Error;
+    /// `execve` of `cmd`, replacing this process. Returns only on failure,
+    /// with the error.
+    fn exec(&self, cmd: &InitCommand) -> io::Error;
+}
