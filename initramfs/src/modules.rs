@@ -448,6 +448,8 @@ pub fn summary_counts(selection: &Selection) -> BTreeMap<&'static str, usize> {
             Action::Builtin => "builtin",
             Action::AlreadyLoaded => "already_loaded",
             Action::Blacklisted => "blacklisted",
+            // The builder plans without a command line, so never skipped.
+            Action::Skipped { .. } => "skipped",
             // Only plan_at_boot makes these; the builder plans strictly.
             Action::Unplannable { .. } => "unplannable",
         };
