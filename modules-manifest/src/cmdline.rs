@@ -192,6 +192,17 @@ fn split_args(line: &str) -> Vec<Result<Arg<'_>, &[u8]>> {
     out
 }
 
+/// The parameter names of a module parameter string (`a=1 b="x y" c`),
+/// split as the kernel's module loader splits it (`parse_args` with
+/// `next_arg`); a name that is not UTF-8 is left out.
+pub fn split_param_names(params: &str) -> Vec<String> {
+    split_args(params)
+        .into_iter()
+        .filter_map(|a| a.ok().map(|a| a.param.to_owned()))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// `key=value` for a module parameter, written so that the kernel's
 /// `next_arg()` reads back exactly `key` and `value` from it. `raw_key` is
 /// the argument's raw text from the key on (the `module.` prefix removed,

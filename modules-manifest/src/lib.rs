@@ -12,6 +12,8 @@
 pub mod cmdline;
 pub mod depmod;
 pub mod manifest;
+pub mod modinfo;
+pub mod modprobe_d;
 pub mod name;
 pub mod plan;
 pub mod release;

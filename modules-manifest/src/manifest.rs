@@ -219,6 +219,14 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The manifest as JSON that [`Manifest::from_json`] reads back equal
+    /// (the image builder writes a manifest it merged from several sources).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
     /// The cross-field checks of [`Manifest::from_json`], for a manifest
     /// built in code: duplicate or empty chain names, a module twice in one
     /// chain, conflicting parameter strings.
@@ -666,6 +674,18 @@ mod tests {
 
     fn err(json: &str) -> ManifestError {
         Manifest::from_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn to_json_reads_back_equal() {
+        let m = Manifest::from_json(
+            br#"{"version": 1, "chains": [{"name": "s", "modules": ["a", {"name": "b", "params": "x=1"}], "required": true}],
+                 "modules": {"c": {"params": "y=\"p q\""}, "d": {}}, "blocklist": ["e"], "jobs": 3,
+                 "root": {"device": "LABEL=r", "wait_ms": 5}, "init": {"path": "/sbin/init", "args": ["-s"]},
+                 "on_failure": "halt", "deadline_ms": 7, "softdeps": {"a": {"pre": ["b"], "post": []}}}"#,
+        )
+        .unwrap();
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
     }
 
     #[test]
