@@ -874,6 +874,7 @@ impl<'g, 'o> Run<'g, 'o> {
                 end: o.end,
                 worker: o.worker,
                 chains,
+                warnings: node.warnings.clone(),
             })
             .collect();
 

@@ -38,6 +38,9 @@ pub struct PlannedModule {
     pub chains: Vec<String>,
     /// Some required chain cannot complete without this module.
     pub required: bool,
+    /// The plan node's warnings (see `ModuleReport::warnings`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One chain of the plan: its node ids, in chain order.
@@ -186,6 +189,7 @@ impl Supervisor {
                         end: None,
                         worker: None,
                         chains: m.chains,
+                        warnings: m.warnings,
                     })
                     .collect();
                 self.plan = Some(Tracked {
@@ -556,6 +560,7 @@ mod tests {
             params: String::new(),
             chains: vec![chain.into()],
             required,
+            warnings: Vec::new(),
         };
         LoaderEvent::Planned {
             modules: vec![

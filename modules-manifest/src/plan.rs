@@ -83,6 +83,10 @@ pub struct PlanNode {
     pub succs: Vec<NodeId>,
     /// Why the node is in the plan (a chain entry, a dependency of X, …).
     pub reasons: Vec<Reason>,
+    /// Warnings about this module for the report (e.g. a command-line
+    /// parameter it does not declare). The planner leaves it empty: `/init`
+    /// adds what it checks against the image's `modules.params`.
+    pub warnings: Vec<String>,
 }
 
 /// What the loader must do for a node.
@@ -1560,6 +1564,7 @@ impl<'a> Builder<'a> {
                     preds,
                     succs: Vec::new(),
                     reasons: d.reasons.clone(),
+                    warnings: Vec::new(),
                 }
             })
             .collect();

@@ -81,6 +81,7 @@ impl PlanBuilder {
                 .collect(),
             succs: Vec::new(),
             reasons: Vec::new(),
+            warnings: Vec::new(),
         });
         id
     }
