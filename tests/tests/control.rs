@@ -65,10 +65,9 @@ fn load_and_skip_from_the_command_line_with_the_names_of_other_tools() {
         "on_failure": "poweroff"
     });
     let image = env.fixture_image(&dir, &manifest);
-    let b = boot(
-        env.vm(&dir, &image)
-            .append("kmodinit.skip=root rd.driver.pre=kmi_a modules-load=kmi_b kmodinit.load=kmi_nope"),
-    );
+    let b = boot(env.vm(&dir, &image).append(
+        "kmodinit.skip=root rd.driver.pre=kmi_a modules-load=kmi_b kmodinit.load=kmi_nope",
+    ));
     assert_real_init_ran(&b);
     let report = b.console.report().unwrap_or_else(|e| panic!("{e}"));
 
@@ -82,7 +81,11 @@ fn load_and_skip_from_the_command_line_with_the_names_of_other_tools() {
         let r = module(&report, m);
         assert_eq!(r["state"], "loaded", "{r}");
         assert!(
-            r["chains"].as_array().unwrap().iter().any(|c| c == "cmdline"),
+            r["chains"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "cmdline"),
             "{r}"
         );
     }
@@ -204,7 +207,11 @@ fn an_unknown_command_line_parameter_is_a_warning_in_the_report() {
         w.contains("kmi_a.bogus") && w.contains("delay_ms, tag"),
         "{w}"
     );
-    assert!(b.console.contains("kmi_a has no parameter bogus"), "{}", b.console.tail(40));
+    assert!(
+        b.console.contains("kmi_a has no parameter bogus"),
+        "{}",
+        b.console.tail(40)
+    );
     // Modules without warnings still have the field, empty.
     assert_eq!(module(&report, "kmi_base")["warnings"], json!([]));
 }
