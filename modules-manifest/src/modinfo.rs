@@ -336,6 +336,29 @@ mod tests {
         assert_eq!(module_params(&other), Err(ModinfoError::NoModinfo));
     }
 
+    proptest::proptest! {
+        /// Corrupting any bytes of a valid module (headers included) gives
+        /// an error or a set of names, never a panic (the stable twin of
+        /// the `modinfo` fuzz target).
+        #[test]
+        fn corrupt_files_never_panic(
+            flips in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 1..8),
+            wide in proptest::bool::ANY,
+            big in proptest::bool::ANY,
+        ) {
+            let mut elf = fake_elf(wide, big, INFO);
+            for (at, b) in flips {
+                let n = elf.len();
+                elf[at % n] = b;
+            }
+            if let Ok(names) = module_params(&elf) {
+                for n in names {
+                    proptest::prop_assert!(!n.is_empty() && !n.contains('-'));
+                }
+            }
+        }
+    }
+
     #[test]
     fn unknown_params_split_like_the_kernel_and_allow_dyndbg() {
         let known: BTreeSet<String> = ["delay_ms", "tag", "x_y"].map(String::from).into();

@@ -324,6 +324,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The stable twin of the `modprobe_d` fuzz target.
+        #[test]
+        fn modprobe_d_text_never_panics(text in "[a-z_: \\\\#\n-]{0,200}") {
+            let mut c = ModprobeConfig::default();
+            let _ = c.parse_file(&text, "f.conf");
+        }
+    }
+
     #[test]
     fn odd_input_never_panics() {
         for text in [
