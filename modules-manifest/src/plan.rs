@@ -3,8 +3,15 @@
 //! What goes in: every chain entry (a module name or an alias, resolved with
 //! [`DepIndex::resolve`]), the transitive `modules.dep` dependencies of every
 //! module that will be inserted, and the `pre:` softdeps of those modules
-//! (and their own dependencies and softdeps). `post:` softdeps are not
-//! loaded; the plan says so in its notes.
+//! (and their own dependencies and softdeps). `post:` softdeps of the index
+//! are not loaded; the plan says so in its notes. A manifest `softdeps`
+//! override replaces the index's softdeps of its module, and its `post:`
+//! names load after the module (a `Softdep` edge: neither blocks the other).
+//!
+//! The command line adds modules (`kmodinit.load=`, as an optional chain
+//! [`CMDLINE_CHAIN`] without chain edges) and skips chains or modules
+//! (`kmodinit.skip=`, [`Action::Skipped`]); a required chain broken only by
+//! a skip is made optional (see `Builder::excuse_skipped_required_chains`).
 //!
 //! Edges, all "must finish before": [`EdgeKind::Dependency`] for every module
 //! `modules.dep` lists (depmod writes the transitive closure; all of it is
