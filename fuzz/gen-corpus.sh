@@ -74,9 +74,18 @@ if [ -n "$MODDIR" ]; then
         done
         rm -f corpus.tmp
     done
+    # Small real module files whole, for the .modinfo reader.
+    for m in kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/drivers/block/virtio_blk.ko; do
+        [ -f "$MODDIR/$m" ] && put modinfo <"$MODDIR/$m"
+    done
 else
     echo "no depmod index found: depmod and decompress seeds skipped" >&2
 fi
+
+# The host's modprobe.d files, as they are.
+for f in /etc/modprobe.d/*.conf /lib/modprobe.d/*.conf; do
+    [ -f "$f" ] && put modprobe_d <"$f"
+done
 
 # Decompression bombs: 2 MiB of zeros, over the 1 MiB cap the targets use.
 head -c $((2 << 20)) /dev/zero | xz -c | put decompress_xz

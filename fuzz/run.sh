@@ -41,6 +41,9 @@ run_one() {
     case $t in
         manifest) opts=(-dict=json.dict) ;;
         cmdline) opts=(-dict=dicts/cmdline.dict) ;;
+        modprobe_d) opts=(-dict=dicts/modprobe_d.dict) ;;
+        # A module's headers and a .modinfo fit; whole modules are seeds.
+        modinfo) opts=(-max_len=16384) ;;
         # The whole 45 KB file is a seed; mutating inputs that long would
         # run 40 times slower than the record windows that find the bugs.
         depmod_modinfo) opts=(-dict=dicts/depmod.dict -max_len=4096) ;;

@@ -76,6 +76,7 @@ mod tests {
             end: None,
             worker: None,
             chains: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

@@ -327,6 +327,8 @@ fuzz_target!(|input: Input| {
             Action::AlreadyLoaded => assert_eq!(expected_kind, "loaded"),
             Action::Blacklisted => assert_eq!(expected_kind, "blacklisted"),
             Action::Unplannable { error } => panic!("{}: unplannable in plan(): {error}", node.name),
+            // The fuzzed command line has no kmodinit.skip.
+            Action::Skipped { option } => panic!("{}: skipped ({option}) without a skip", node.name),
             Action::Insert { path, compression } => {
                 assert_eq!(expected_kind, "insert");
                 let entry = index

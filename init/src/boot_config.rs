@@ -252,6 +252,7 @@ mod tests {
             on_failure: Some(OnFailure::Reboot),
             deadline_ms: Some(1500),
             required_timeout_ms: None,
+            softdeps: Default::default(),
         }
     }
 

@@ -719,6 +719,9 @@ impl<'g, 'o> Run<'g, 'o> {
                     o.error = Some("blacklisted".to_owned());
                     self.pending_finish(plan, id, o)
                 }
+                Action::Skipped { ref option } => {
+                    self.pending_finish(plan, id, skipped_by_user(option))
+                }
                 // Decided up front by forced_outcome; never left to run.
                 Action::Unplannable { ref error } => {
                     self.pending_finish(plan, id, unplannable(error))
@@ -871,6 +874,7 @@ impl<'g, 'o> Run<'g, 'o> {
                 end: o.end,
                 worker: o.worker,
                 chains,
+                warnings: node.warnings.clone(),
             })
             .collect();
 
@@ -904,10 +908,18 @@ fn forced_outcome(plan: &Plan, graph: &Graph, id: usize) -> Option<Outcome> {
                 o.error = Some("blacklisted".to_owned());
                 Some(o)
             }
+            Action::Skipped { option } => Some(skipped_by_user(option)),
             Action::Unplannable { error } => Some(unplannable(error)),
             _ => None,
         }
     }
+}
+
+/// A module the user skipped (`kmodinit.skip=`): `option` is what they typed.
+fn skipped_by_user(option: &str) -> Outcome {
+    let mut o = Outcome::new(ModuleState::Skipped);
+    o.error = Some(format!("skipped on the command line ({option})"));
+    o
 }
 
 /// A module the planner could not plan fails with the planner's message.

@@ -5,7 +5,8 @@
 //! boot time. A hand-written format rather than JSON: PID 1 reads it, and
 //! serde's derived readers for these types cost `/init` about 30 KiB; floats
 //! as integers keep float parsing out of it too. A `planned` event is the
-//! `module`, `chain` and `note` lines before its own line. Every line starts
+//! `module` (each followed by its `warning` lines), `chain` and `note` lines
+//! before its own line. Every line starts
 //! with a newline, so a line the panic hook writes in the middle of another
 //! ends that one (which is then reported as unreadable) and still parses.
 
@@ -31,6 +32,8 @@ pub struct PlannedModule {
     pub chains: Vec<String>,
     /// Some required chain cannot complete without this module.
     pub required: bool,
+    /// The plan node's warnings (see `ModuleReport::warnings`).
+    pub warnings: Vec<String>,
 }
 
 /// One chain of the plan: its node ids, in chain order.
@@ -105,6 +108,9 @@ pub fn encode(e: &LoaderEvent) -> Vec<u8> {
                     .flag(m.required);
                 for c in &m.chains {
                     out.text(c);
+                }
+                for w in &m.warnings {
+                    out.start("warning").text(w);
                 }
             }
             for c in chains {
@@ -256,7 +262,7 @@ impl EventReader {
     fn line(&mut self, text: &str) -> Result<Option<LoaderEvent>, String> {
         let mut f = Fields::new(text)?;
         let tag = f.text()?;
-        if matches!(tag.as_str(), "module" | "chain" | "note")
+        if matches!(tag.as_str(), "module" | "warning" | "chain" | "note")
             && self.modules.len() + self.chains.len() + self.notes.len() >= MAX_PLAN_LINES
         {
             return Err(format!("more than {MAX_PLAN_LINES} plan lines"));
@@ -272,7 +278,18 @@ impl EventReader {
                     params,
                     chains,
                     required,
+                    warnings: Vec::new(),
                 });
+                return Ok(None);
+            }
+            "warning" => {
+                let text = f.text()?;
+                f.end()?;
+                let m = self
+                    .modules
+                    .last_mut()
+                    .ok_or("a warning before any module")?;
+                m.warnings.push(text);
                 return Ok(None);
             }
             "chain" => {
@@ -457,12 +474,14 @@ mod tests {
                     params: "x=\"1\ttab\" y=\\".into(),
                     chains: vec!["root".into(), "more\nlines".into()],
                     required: true,
+                    warnings: vec!["a.zz on the command line: a has no parameter zz".into()],
                 },
                 PlannedModule {
                     name: name("b"),
                     params: String::new(),
                     chains: vec![],
                     required: false,
+                    warnings: vec![],
                 },
             ],
             chains: vec![PlannedChain {

@@ -382,17 +382,68 @@ fn make_plan(
     let loaded = std::fs::read_to_string(input.proc_dir.join("modules"))
         .map(|t| boot::parse_proc_modules(&t))
         .unwrap_or_else(|_| BTreeSet::new());
-    let plan = modules_manifest::plan_at_boot(PlanInput {
+    let mut plan = modules_manifest::plan_at_boot(PlanInput {
         manifest: input.manifest,
         index: &index,
         cmdline: input.cmdline,
         loaded: &loaded,
     })
     .map_err(BootError::Plan)?;
+    warn_unknown_cmdline_params(&mut plan, input.cmdline, &modules_dir);
     for note in &plan.notes {
         log::info!("plan: {note}");
     }
     Ok((plan, modules_dir))
+}
+
+/// The largest `modules.params` read, in bytes (the image builder writes
+/// one short line per module).
+const MAX_PARAMS_FILE_BYTES: u64 = 4 << 20;
+
+/// A command-line `name.param=value` whose module does not declare
+/// `param` (per the image's `modules.params`, written by the image builder
+/// from each module's `.modinfo`) is a warning in the log and on the
+/// module's report entry; it is still passed on (the kernel ignores an
+/// unknown parameter itself, and a stale list must not drop a real one).
+/// An image without the file is not checked.
+fn warn_unknown_cmdline_params(
+    plan: &mut modules_manifest::Plan,
+    cmdline: &KernelCmdline,
+    modules_dir: &Path,
+) {
+    use modules_manifest::modinfo;
+    if cmdline.module_params.is_empty() {
+        return;
+    }
+    let mut text = String::new();
+    let read = File::open(modules_dir.join(modinfo::PARAMS_FILE))
+        .and_then(|f| f.take(MAX_PARAMS_FILE_BYTES).read_to_string(&mut text));
+    if read.is_err() {
+        return;
+    }
+    let known = modinfo::parse_params_file(&text);
+    for node in &mut plan.nodes {
+        let (Some(given), Some(declared)) =
+            (cmdline.module_params.get(&node.name), known.get(&node.name))
+        else {
+            continue;
+        };
+        for p in modinfo::unknown_params(&given.join(" "), declared) {
+            let list: Vec<&str> = declared.iter().map(String::as_str).collect();
+            let w = format!(
+                "{name}.{p} on the kernel command line: {name} has no parameter {p} \
+                 (its parameters: {}); the kernel will ignore it",
+                if list.is_empty() {
+                    "none".to_owned()
+                } else {
+                    list.join(", ")
+                },
+                name = node.name
+            );
+            log::warn!("kmodinit: {w}");
+            node.warnings.push(w);
+        }
+    }
 }
 
 /// The `planned` event of `plan`, the load starting at `t`.
@@ -417,6 +468,7 @@ fn planned_event(plan: &modules_manifest::Plan, t: f64) -> LoaderEvent {
                 params: n.params.clone(),
                 chains,
                 required: n.required,
+                warnings: n.warnings.clone(),
             })
             .collect(),
         chains: plan

@@ -92,6 +92,11 @@ pub struct ModuleReport {
     pub worker: Option<usize>,
     /// Names of the chains whose entries this module is.
     pub chains: Vec<String>,
+    /// What deserves a look but stopped nothing: a command-line parameter
+    /// the module does not declare (checked against the image's
+    /// `modules.params`).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl ModuleReport {

@@ -139,6 +139,7 @@ impl Supervisor {
                         end: None,
                         worker: None,
                         chains: m.chains,
+                        warnings: m.warnings,
                     })
                     .collect();
                 self.plan = Some(Tracked {
@@ -469,6 +470,7 @@ mod tests {
             params: String::new(),
             chains: vec![chain.into()],
             required,
+            warnings: Vec::new(),
         };
         LoaderEvent::Planned {
             modules: vec![

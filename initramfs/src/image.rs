@@ -6,9 +6,10 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use modules_manifest::Manifest;
+use modules_manifest::{modinfo, Manifest};
 
 use crate::compress::Compress;
+use crate::modprobe;
 use crate::modules::{self, ModuleCompression, ModulesError, Selection};
 use crate::tree::{Conflict, Content, ImagePath, Kind, Node, PathError, Tree, WriteError};
 
@@ -92,6 +93,10 @@ pub struct Options {
     pub module_compression: ModuleCompression,
     /// The mtime of every member (`SOURCE_DATE_EPOCH`, else 0).
     pub mtime: u32,
+    /// modprobe.d directories to carry into the image (empty: none).
+    pub modprobe_dirs: Vec<PathBuf>,
+    /// Declared parameters a module does not have are warnings, not errors.
+    pub allow_unknown_params: bool,
 }
 
 /// What was built, for the summary.
@@ -132,6 +137,8 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Modules(#[from] ModulesError),
+    #[error(transparent)]
+    Modprobe(#[from] modprobe::ModprobeError),
     #[error("--init {path}: {source}")]
     Init {
         path: PathBuf,
@@ -180,8 +187,8 @@ pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildErro
         source,
     })?;
     let dir = modules::module_dir(&opts.modules_root, &opts.kernel_release)?;
-    let selection = modules::select(&manifest, &dir, opts.module_compression)?;
-    modules::verify_pruned(&manifest, &selection)?;
+    let (manifest, manifest_bytes, selection) =
+        select_with_modprobe_d(opts, manifest, manifest_bytes, &dir)?;
 
     let mut tree = Tree::new();
     for (dir, perm) in BASE_DIRS {
@@ -253,6 +260,71 @@ pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildErro
     Ok((tree, selection, manifest))
 }
 
+/// Plans the manifest, merges the modprobe.d settings for the modules of
+/// that plan (the manifest wins) and plans the result, prunes the index,
+/// checks every module's parameters and records them in `modules.params`.
+/// Returns the manifest the image holds and its bytes (the file as given
+/// when modprobe.d changed nothing).
+fn select_with_modprobe_d(
+    opts: &Options,
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    dir: &Path,
+) -> Result<(Manifest, Vec<u8>, Selection), BuildError> {
+    let config = modprobe::read_dirs(&opts.modprobe_dirs)?;
+    let mut index = modules::load_index(dir)?;
+    let mut aliases = Vec::new();
+    for (pattern, module, origin) in modprobe::aliases(&config) {
+        index
+            .aliases
+            .insert(&pattern, module.clone())
+            .map_err(|why| ModulesError::BadAlias {
+                pattern: pattern.clone(),
+                module: module.clone(),
+                origin: origin.to_string(),
+                why: why.to_string(),
+            })?;
+        aliases.push((pattern, module));
+    }
+    let first = modules::select_in(&manifest, dir, &index, &aliases, opts.module_compression)?;
+    let (merged, mut notes) = modprobe::merge(&manifest, &config, &first.plan);
+    let (manifest, manifest_bytes, mut selection) = if merged == manifest {
+        (manifest, manifest_bytes, first)
+    } else {
+        let selection =
+            modules::select_in(&merged, dir, &index, &aliases, opts.module_compression)?;
+        let bytes = merged.to_json();
+        (merged, bytes, selection)
+    };
+    for (pattern, module) in &aliases {
+        if selection.plan.node(module).is_some() {
+            notes.push(format!(
+                "modprobe.d: alias {pattern} {module} → the image's modules.alias"
+            ));
+        }
+    }
+    let params = modules::module_params(&selection)?;
+    let mut warnings: Vec<String> = config
+        .warnings
+        .iter()
+        .map(|w| format!("modprobe.d: {w}"))
+        .collect();
+    warnings.extend(modules::check_params(
+        &manifest,
+        &selection.plan,
+        &params,
+        opts.allow_unknown_params,
+    )?);
+    selection.index.push((
+        modinfo::PARAMS_FILE,
+        modinfo::write_params_file(&params.0).into_bytes(),
+    ));
+    modules::verify_pruned(&manifest, &selection)?;
+    selection.notes = notes;
+    selection.warnings = warnings;
+    Ok((manifest, manifest_bytes, selection))
+}
+
 /// Builds the image and writes it to `opts.output` atomically (temporary
 /// file in the same directory, fsync, rename): on any error the output
 /// path is untouched.
@@ -269,7 +341,7 @@ pub fn build(opts: &Options) -> Result<Summary, BuildError> {
     drop(cpio);
     write_atomically(&opts.output, &compressed)?;
 
-    let mut warnings = Vec::new();
+    let mut warnings = selection.warnings.clone();
     if manifest.root.is_none() {
         let present = ImagePath::absolute(&manifest.init.path)
             .ok()
@@ -297,7 +369,12 @@ pub fn build(opts: &Options) -> Result<Summary, BuildError> {
         uncompressed_bytes: uncompressed,
         compressed_bytes: compressed.len() as u64,
         largest: tree.largest_files(5),
-        notes: selection.plan.notes.clone(),
+        notes: selection
+            .notes
+            .iter()
+            .chain(&selection.plan.notes)
+            .cloned()
+            .collect(),
         warnings,
     })
 }

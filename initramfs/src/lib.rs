@@ -10,5 +10,6 @@
 pub mod compress;
 pub mod cpio;
 pub mod image;
+pub mod modprobe;
 pub mod modules;
 pub mod tree;

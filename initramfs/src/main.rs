@@ -69,6 +69,28 @@ struct Cli {
     /// themselves (/sys/module/compression, CONFIG_MODULE_DECOMPRESS).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = ModuleCompression::None)]
     module_compression: ModuleCompression,
+
+    /// modprobe.d directories whose *.conf files to carry into the image, as
+    /// dracut and initramfs-tools do: `options` become module params,
+    /// `softdep` softdep overrides, `blacklist` blocklist entries, `alias`
+    /// lines the image's modules.alias (the manifest wins on conflict; the
+    /// summary's notes say where each setting came from). `install` and
+    /// `remove` lines are refused: /init runs no commands. Default: the
+    /// host's /etc/modprobe.d and /lib/modprobe.d when building for the
+    /// running kernel (--kernel-release is `uname -r` and --modules-root
+    /// is /), else none.
+    #[arg(long = "modprobe-d", value_name = "DIR", num_args = 1.., conflicts_with = "no_modprobe_d")]
+    modprobe_d: Vec<PathBuf>,
+
+    /// Carry no modprobe.d configuration, not even the host's.
+    #[arg(long)]
+    no_modprobe_d: bool,
+
+    /// A declared module parameter the module does not have (its
+    /// .modinfo `parm`/`parmtype` entries) is a warning instead of an
+    /// error.
+    #[arg(long)]
+    allow_unknown_params: bool,
 }
 
 /// The error `main` prints: one line, prefixed with the program name.
@@ -117,7 +139,21 @@ fn run(cli: Cli) -> Result<Summary, CliError> {
         Some(p) => p,
         None => default_init()?,
     };
+    let modprobe_dirs = if cli.no_modprobe_d {
+        Vec::new()
+    } else if !cli.modprobe_d.is_empty() {
+        cli.modprobe_d
+    } else if building_for_this_host(&cli.kernel_release, &cli.modules_root) {
+        kmodinit_mkimage::modprobe::HOST_DIRS
+            .iter()
+            .map(PathBuf::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let opts = Options {
+        modprobe_dirs,
+        allow_unknown_params: cli.allow_unknown_params,
         manifest: cli.manifest,
         kernel_release: cli.kernel_release,
         output: cli.output,
@@ -129,6 +165,13 @@ fn run(cli: Cli) -> Result<Summary, CliError> {
         mtime: source_date_epoch()?,
     };
     Ok(image::build(&opts)?)
+}
+
+/// The host's modprobe.d describes the host's kernel: it is carried by
+/// default only into an image of the running kernel's own module tree.
+fn building_for_this_host(release: &str, modules_root: &Path) -> bool {
+    let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    running.trim() == release && modules_root == Path::new("/")
 }
 
 /// `$KMODINIT_INIT`, else `<workspace>/build/init` found from this

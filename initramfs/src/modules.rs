@@ -17,6 +17,9 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use modules_manifest::depmod::modinfo_alias;
+use modules_manifest::modinfo;
+
+use crate::compress::Compress;
 use modules_manifest::{
     plan, Action, Compression, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
     PlanNode,
@@ -124,6 +127,29 @@ pub enum ModulesError {
     Verify(String),
     #[error("decompressing module file {path}: {what}")]
     Decompress { path: PathBuf, what: String },
+    #[error("modprobe.d alias {pattern} {module} ({origin}): {why}")]
+    BadAlias {
+        pattern: String,
+        module: ModuleName,
+        origin: String,
+        why: String,
+    },
+    #[error("module file {path}: reading its parameters: {why}")]
+    ModuleParams { path: PathBuf, why: String },
+    #[error(
+        "module {module} has no parameter {} (declared at {at}: {params:?}); its parameters are: {}. \
+         Fix the name, or pass --allow-unknown-params to build anyway (the kernel ignores an \
+         unknown parameter with a warning)",
+        unknown.join(", "),
+        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+    )]
+    UnknownParams {
+        module: ModuleName,
+        unknown: Vec<String>,
+        at: String,
+        params: String,
+        known: Vec<String>,
+    },
 }
 
 /// One module file to copy into the image.
@@ -154,8 +180,13 @@ pub struct Selection {
     /// In plan (topological) order.
     pub files: Vec<ModuleFile>,
     /// Pruned depmod files: (file name, contents), for every file of
-    /// [`INDEX_FILES`] the host has.
+    /// [`INDEX_FILES`] the host has (and `modules.params`, added by the
+    /// image builder).
     pub index: Vec<(&'static str, Vec<u8>)>,
+    /// The builder's notes beyond the plan's (modprobe.d origins…).
+    pub notes: Vec<String>,
+    /// Things the builder let through that deserve a look.
+    pub warnings: Vec<String>,
 }
 
 /// `modules_root/lib/modules/release`, with `release` checked to be one
@@ -181,13 +212,32 @@ pub fn select(
     dir: &Path,
     modules: ModuleCompression,
 ) -> Result<Selection, ModulesError> {
+    let index = load_index(dir)?;
+    select_in(manifest, dir, &index, &[], modules)
+}
+
+/// The index of `dir` (which must exist).
+pub fn load_index(dir: &Path) -> Result<DepIndex, ModulesError> {
     if !dir.is_dir() {
         return Err(ModulesError::NoModuleDir {
             dir: dir.to_owned(),
         });
     }
-    let index = DepIndex::load(dir)?;
-    let plan = plan_against(manifest, &index).map_err(|source| ModulesError::Plan {
+    Ok(DepIndex::load(dir)?)
+}
+
+/// [`select`] against an index already loaded from `dir` (with
+/// `extra_aliases` from modprobe.d already in it): those whose module the
+/// plan inserts are added to the image's `modules.alias`, the others are
+/// dropped (nothing in the image could load them).
+pub fn select_in(
+    manifest: &Manifest,
+    dir: &Path,
+    index: &DepIndex,
+    extra_aliases: &[(String, ModuleName)],
+    modules: ModuleCompression,
+) -> Result<Selection, ModulesError> {
+    let plan = plan_against(manifest, index).map_err(|source| ModulesError::Plan {
         dir: dir.to_owned(),
         source: Box::new(source),
     })?;
@@ -218,12 +268,32 @@ pub fn select(
         .filter(|n| n.action == Action::Builtin)
         .map(|n| n.name.clone())
         .collect();
-    let pruned = prune_index(dir, &included, &builtin_names)?;
+    let mut pruned = prune_index(dir, &included, &builtin_names)?;
+    let inserted: BTreeSet<&ModuleName> = plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.action, Action::Insert { .. }))
+        .map(|n| &n.name)
+        .collect();
+    let mut extra = String::new();
+    for (pattern, module) in extra_aliases {
+        if inserted.contains(module) {
+            extra.push_str(&format!("alias {pattern} {module}\n"));
+        }
+    }
+    if !extra.is_empty() {
+        match pruned.iter_mut().find(|(n, _)| *n == "modules.alias") {
+            Some((_, bytes)) => bytes.extend_from_slice(extra.as_bytes()),
+            None => pruned.push(("modules.alias", extra.into_bytes())),
+        }
+    }
     Ok(Selection {
         dir: dir.to_owned(),
         plan,
         files,
         index: pruned,
+        notes: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 
@@ -567,6 +637,129 @@ fn image_nodes(selection: &Selection) -> Vec<PlanNode> {
     nodes
 }
 
+/// What [`module_params`] found: each readable module's parameters, and
+/// the modules whose file has no readable `.modinfo`, with why.
+pub type ModuleParams = (
+    BTreeMap<ModuleName, BTreeSet<String>>,
+    BTreeMap<ModuleName, ModulesError>,
+);
+
+/// The parameters each inserted module of the plan declares (its
+/// `.modinfo`), read from its file, decompressed first if it is a
+/// `.ko.xz`/`.ko.zst`/`.ko.gz`. A file that cannot be read at all is an
+/// error; one without a readable `.modinfo` is listed apart.
+pub fn module_params(selection: &Selection) -> Result<ModuleParams, ModulesError> {
+    let mut out = BTreeMap::new();
+    let mut unreadable = BTreeMap::new();
+    for f in &selection.files {
+        let Some(node) = selection
+            .plan
+            .nodes
+            .iter()
+            .find(|n| matches!(&n.action, Action::Insert { path, .. } if *path == f.rel))
+        else {
+            continue;
+        };
+        match params_of_file(&f.source) {
+            Ok(p) => {
+                out.insert(node.name.clone(), p);
+            }
+            Err(e @ ModulesError::ModuleParams { .. }) => {
+                unreadable.insert(node.name.clone(), e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((out, unreadable))
+}
+
+/// The parameters a module file declares.
+pub fn params_of_file(path: &Path) -> Result<BTreeSet<String>, ModulesError> {
+    let bad = |why: String| ModulesError::ModuleParams {
+        path: path.to_owned(),
+        why,
+    };
+    let raw = fs::read(path).map_err(|source| ModulesError::ModuleFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let elf = match Compress::detect(&raw) {
+        Compress::None => raw,
+        c => c
+            .decompress(&raw)
+            .map_err(|e| bad(format!("{} decompression: {e}", c.name())))?,
+    };
+    modinfo::module_params(&elf).map_err(|e| bad(e.to_string()))
+}
+
+/// Checks every parameter the plan passes to an inserted module against
+/// the module's declared ones. The first module with an unknown one is an
+/// error naming it and its real parameters, unless `allow`; then each is a
+/// warning.
+///
+/// A module whose parameters could not be read (`unreadable`) is an error
+/// too when parameters are declared for it (they cannot be checked), a
+/// warning otherwise (its command-line parameters go unchecked at boot).
+pub fn check_params(
+    manifest: &Manifest,
+    plan: &Plan,
+    (params, unreadable): &ModuleParams,
+    allow: bool,
+) -> Result<Vec<String>, ModulesError> {
+    let declared = manifest.declared_params().unwrap_or_default();
+    let mut warnings = Vec::new();
+    for node in &plan.nodes {
+        let Some(known) = params.get(&node.name) else {
+            if let Some(e) = unreadable.get(&node.name) {
+                if node.params.is_empty() {
+                    warnings.push(format!(
+                        "{e}; command-line parameters of {} are not checked at boot",
+                        node.name
+                    ));
+                } else if allow {
+                    warnings.push(format!(
+                        "{e}: its parameters {:?} are not checked (allowed: --allow-unknown-params)",
+                        node.params
+                    ));
+                } else {
+                    return Err(ModulesError::ModuleParams {
+                        path: match e {
+                            ModulesError::ModuleParams { path, .. } => path.clone(),
+                            _ => PathBuf::new(),
+                        },
+                        why: format!(
+                            "{e}; parameters {:?} are declared for {} and cannot be checked \
+                             (pass --allow-unknown-params to build anyway)",
+                            node.params, node.name
+                        ),
+                    });
+                }
+            }
+            continue;
+        };
+        let unknown = modinfo::unknown_params(&node.params, known);
+        if unknown.is_empty() {
+            continue;
+        }
+        let at = declared
+            .get(&node.name)
+            .map(|d| d.path.clone())
+            .unwrap_or_else(|| format!("the parameters of {}", node.name));
+        let e = ModulesError::UnknownParams {
+            module: node.name.clone(),
+            unknown,
+            at,
+            params: node.params.clone(),
+            known: known.iter().cloned().collect(),
+        };
+        if !allow {
+            return Err(e);
+        }
+        warnings.push(format!("{e} (allowed: --allow-unknown-params)"));
+    }
+    Ok(warnings)
+}
+
 fn describe(action: &Action, name: &ModuleName) -> String {
     match action {
         Action::Insert { path, .. } => path.clone(),
@@ -583,6 +776,8 @@ pub fn summary_counts(selection: &Selection) -> BTreeMap<&'static str, usize> {
             Action::Builtin => "builtin",
             Action::AlreadyLoaded => "already_loaded",
             Action::Blacklisted => "blacklisted",
+            // The builder plans without a command line, so never skipped.
+            Action::Skipped { .. } => "skipped",
             // Only plan_at_boot makes these; the builder plans strictly.
             Action::Unplannable { .. } => "unplannable",
         };

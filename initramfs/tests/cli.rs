@@ -185,6 +185,9 @@ fn help_documents_every_option() {
         "--add <SRC:DST>",
         "--compress <FORMAT>",
         "--module-compression <MODE>",
+        "--modprobe-d <DIR>",
+        "--no-modprobe-d",
+        "--allow-unknown-params",
         "SOURCE_DATE_EPOCH",
         "KMODINIT_INIT",
         "make init",
@@ -845,5 +848,157 @@ fn debian_demo_manifest_includes_exactly_the_planned_modules() {
     assert!(
         stdout.contains(&format!("modules:      {} files", planned.len())),
         "{stdout}"
+    );
+}
+
+// ------------------------------------------- parameters and modprobe.d (issue 15)
+
+/// `a.ko` (declares `delay_ms` and `tag`) and `b.ko` (no parameters) as
+/// minimal ELF files; `a` stored as `name` (`a.ko` or `a.ko.xz`…).
+fn with_elf_modules(f: &Fixture, a_name: &str, compress: Compress) {
+    use modules_manifest::modinfo::minimal_module_elf;
+    let d = f.moddir().join("kernel/drivers");
+    let a = minimal_module_elf(
+        b"parm=delay_ms:ms (uint)\0parmtype=delay_ms:uint\0parmtype=tag:charp\0",
+    );
+    fs::remove_file(d.join("a.ko")).unwrap();
+    fs::write(d.join(a_name), compress.compress(&a).unwrap()).unwrap();
+    fs::write(d.join("b.ko"), minimal_module_elf(b"license=GPL\0")).unwrap();
+    fs::write(
+        d.join("../crypto/crc_x.ko"),
+        minimal_module_elf(b"license=GPL\0"),
+    )
+    .unwrap();
+    let dep = fs::read_to_string(f.moddir().join("modules.dep")).unwrap();
+    fs::write(
+        f.moddir().join("modules.dep"),
+        dep.replace("kernel/drivers/a.ko:", &format!("kernel/drivers/{a_name}:")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_unknown_manifest_param_is_refused_with_the_real_ones_unless_allowed() {
+    for (name, c) in [
+        ("a.ko", Compress::None),
+        ("a.ko.xz", Compress::Xz),
+        ("a.ko.zst", Compress::Zstd),
+        ("a.ko.gz", Compress::Gzip),
+    ] {
+        let f = Fixture::new();
+        with_elf_modules(&f, name, c);
+        f.write_manifest(
+            r#"{"version": 1, "chains": [{"name": "storage", "modules": [{"name": "a", "params": "delay-ms=5 bogus=1"}]}]}"#,
+        );
+        let out_path = f.out("img");
+        let err = failed(&f.build(&out_path, &[]));
+        assert!(
+            err.contains("module a has no parameter bogus")
+                && err.contains("chains[0].modules[0].params")
+                && err.contains("delay_ms, tag")
+                && err.contains("--allow-unknown-params"),
+            "{name}: {err}"
+        );
+        assert!(!out_path.exists());
+        let out = f.build(&out_path, &["--allow-unknown-params"]);
+        ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("no parameter bogus"), "{stderr}");
+        // modules.params records each module's names for /init.
+        let m = members(&out_path);
+        let params = text(&m, &format!("lib/modules/{FAKE_RELEASE}/modules.params"));
+        assert!(params.contains("a delay_ms tag\n"), "{params}");
+        assert!(params.contains("b\n"), "{params}");
+        // Known params (dashes or not) build quietly.
+        f.write_manifest(
+            r#"{"version": 1, "modules": {"a": {"params": "delay-ms=5 tag=x dyndbg=+p"}}, "chains": [{"name": "storage", "modules": ["a"]}]}"#,
+        );
+        ok(&f.build(&out_path, &[]));
+    }
+}
+
+#[test]
+fn a_softdep_override_naming_an_unknown_module_is_refused() {
+    let f = Fixture::new();
+    f.write_manifest(
+        r#"{"version": 1, "chains": [{"name": "storage", "modules": ["a"]}], "softdeps": {"ghost": {"pre": ["b"]}}}"#,
+    );
+    let err = failed(&f.build(&f.out("img"), &[]));
+    assert!(
+        err.contains("softdeps.ghost") && err.contains("no module ghost"),
+        "{err}"
+    );
+    // A working override replaces the index's softdep (crypto-crc → crc_x).
+    f.write_manifest(
+        r#"{"version": 1, "chains": [{"name": "storage", "modules": ["a"]}], "softdeps": {"a": {"pre": ["c"]}}}"#,
+    );
+    let out_path = f.out("img2");
+    let stdout = ok(&f.build(&out_path, &[]));
+    assert!(
+        stdout.contains("softdep a: manifest override used"),
+        "{stdout}"
+    );
+    let files = module_files(&members(&out_path), FAKE_RELEASE);
+    assert!(files.contains("kernel/drivers/c.ko"), "{files:?}");
+    assert!(!files.contains("kernel/crypto/crc_x.ko"), "{files:?}");
+}
+
+#[test]
+fn modprobe_d_is_carried_with_its_origins_and_install_is_refused() {
+    let f = Fixture::new();
+    with_elf_modules(&f, "a.ko", Compress::None);
+    let conf = f.out("modprobe.d");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(
+        conf.join("10-test.conf"),
+        "options a tag=from-conf\noptions unused x=1\nsoftdep a pre: c\nblacklist unused\nalias my-alias a\n",
+    )
+    .unwrap();
+    f.write_manifest(
+        r#"{"version": 1, "chains": [{"name": "storage", "modules": ["a"], "required": true}]}"#,
+    );
+    let out_path = f.out("img");
+    let stdout = ok(&f.build(&out_path, &["--modprobe-d", conf.to_str().unwrap()]));
+    let origin = format!("{}:1", conf.join("10-test.conf").display());
+    assert!(
+        stdout.contains(&format!(
+            "options a tag=from-conf ({origin}) → modules.a.params"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("softdep a pre: c post:  ("), "{stdout}");
+    let m = members(&out_path);
+    let manifest =
+        modules_manifest::Manifest::from_json(&m["etc/kmodinit/manifest.json"].data).unwrap();
+    assert_eq!(
+        manifest.modules[&modules_manifest::ModuleName::new("a").unwrap()]
+            .params
+            .as_deref(),
+        Some("tag=from-conf")
+    );
+    assert!(manifest
+        .softdeps
+        .contains_key(&modules_manifest::ModuleName::new("a").unwrap()));
+    assert_eq!(manifest.blocklist.len(), 1);
+    let alias = text(&m, &format!("lib/modules/{FAKE_RELEASE}/modules.alias"));
+    assert!(alias.contains("alias my-alias a\n"), "{alias}");
+    assert!(module_files(&m, FAKE_RELEASE).contains("kernel/drivers/c.ko"));
+
+    // The manifest wins; --no-modprobe-d carries nothing.
+    f.write_manifest(r#"{"version": 1, "chains": [{"name": "storage", "modules": [{"name": "a", "params": "tag=manifest"}]}]}"#);
+    let stdout = ok(&f.build(&out_path, &["--modprobe-d", conf.to_str().unwrap()]));
+    assert!(
+        stdout.contains("not used: the manifest declares parameters for a"),
+        "{stdout}"
+    );
+    let stdout = ok(&f.build(&out_path, &["--no-modprobe-d"]));
+    assert!(!stdout.contains("modprobe.d"), "{stdout}");
+
+    // install/remove: refused, saying why.
+    fs::write(conf.join("20-bad.conf"), "install a /bin/true\n").unwrap();
+    let err = failed(&f.build(&f.out("img3"), &["--modprobe-d", conf.to_str().unwrap()]));
+    assert!(
+        err.contains("20-bad.conf:1") && err.contains("no shell"),
+        "{err}"
     );
 }

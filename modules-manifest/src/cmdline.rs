@@ -41,8 +41,18 @@ pub struct KernelCmdline {
     /// entry whose name is empty or holds a blank or a quote, or that is not
     /// UTF-8 once split at 0xA0, is left out with a warning.
     pub module_params: BTreeMap<ModuleName, Vec<String>>,
-    /// `modprobe.blacklist=a,b` (may repeat).
+    /// `modprobe.blacklist=a,b` and dracut's `rd.driver.blacklist=a,b`
+    /// (both may repeat).
     pub blacklist: BTreeSet<ModuleName>,
+    /// Modules to load as an optional chain of their own (`cmdline`), in
+    /// command-line order, each once: `kmodinit.load=a,b`, and the names
+    /// users of other tools type, dracut's `rd.driver.pre=a,b` and
+    /// systemd's `modules_load=a,b` / `modules-load=a,b` (all may repeat).
+    pub load: Vec<CmdlineName<ModuleName>>,
+    /// `kmodinit.skip=NAME,…` (may repeat): chain names or module names,
+    /// as typed (a chain name is matched exactly, a module name after
+    /// normalisation by the planner).
+    pub skip: Vec<CmdlineName<String>>,
     /// `kmodinit.manifest=PATH`.
     pub manifest: Option<String>,
     /// `kmodinit.jobs=N`.
@@ -59,6 +69,15 @@ pub struct KernelCmdline {
     pub warnings: Vec<String>,
     /// The arguments after `--`, for the real init, in order.
     pub init_args: Vec<String>,
+}
+
+/// A name from a list option, with the option's text for messages
+/// (`kmodinit.skip=ext4`, `rd.driver.pre=virtio_blk`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CmdlineName<T> {
+    pub name: T,
+    /// `OPTION=NAME` as the user could have typed it alone.
+    pub option: String,
 }
 
 /// The kernel's `isspace()` (lib/ctype.c, Latin-1 table): the ASCII blanks
@@ -171,6 +190,17 @@ fn split_args(line: &str) -> Vec<Result<Arg<'_>, &[u8]>> {
         rest = tail;
     }
     out
+}
+
+/// The parameter names of a module parameter string (`a=1 b="x y" c`),
+/// split as the kernel's module loader splits it (`parse_args` with
+/// `next_arg`); a name that is not UTF-8 is left out.
+pub fn split_param_names(params: &str) -> Vec<String> {
+    split_args(params)
+        .into_iter()
+        .filter_map(|a| a.ok().map(|a| a.param.to_owned()))
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// `key=value` for a module parameter, written so that the kernel's
@@ -293,6 +323,8 @@ impl KernelCmdline {
             "rw" if value.is_none() => self.read_only = Some(false),
             "rootwait" if value.is_none() => self.rootwait = true,
             "quiet" if value.is_none() => self.quiet = true,
+            // systemd-modules-load's names (both spellings are documented).
+            "modules_load" | "modules-load" => self.add_load(param, value),
             _ => {
                 if let Some((module, key)) = param.split_once('.') {
                     self.apply_dotted(module, key, value, raw);
@@ -331,6 +363,39 @@ impl KernelCmdline {
                             .warnings
                             .push(format!("modprobe.blacklist: {e}; ignored")),
                     }
+                }
+            }
+            ("rd", "driver.blacklist") => {
+                for raw in value.unwrap_or("").split(',').filter(|s| !s.is_empty()) {
+                    match ModuleName::new(raw) {
+                        Ok(n) => {
+                            self.blacklist.insert(n);
+                        }
+                        Err(e) => self
+                            .warnings
+                            .push(format!("rd.driver.blacklist: {e}; ignored")),
+                    }
+                }
+            }
+            ("rd", "driver.pre") => self.add_load("rd.driver.pre", value),
+            ("kmodinit", "load") => self.add_load("kmodinit.load", value),
+            ("kmodinit", "skip") => {
+                let mut any = false;
+                for raw in value.unwrap_or("").split(',').filter(|s| !s.is_empty()) {
+                    any = true;
+                    let option = format!("kmodinit.skip={raw}");
+                    if !self.skip.iter().any(|s| s.name == raw) {
+                        self.skip.push(CmdlineName {
+                            name: raw.to_owned(),
+                            option,
+                        });
+                    }
+                }
+                if !any {
+                    self.warnings.push(
+                        "kmodinit.skip: needs a chain or module name (kmodinit.skip=NAME,…); ignored"
+                            .to_owned(),
+                    );
                 }
             }
             ("kmodinit", "manifest") => match value {
@@ -413,6 +478,31 @@ impl KernelCmdline {
                     Err(e) => self.warnings.push(format!("{module}.{key}: {e}; ignored")),
                 }
             }
+        }
+    }
+
+    /// `OPTION=a,b`: modules to load (`kmodinit.load` and the names other
+    /// tools use for it). A name that is not a module name is a warning.
+    fn add_load(&mut self, option: &str, value: Option<&str>) {
+        let mut any = false;
+        for raw in value.unwrap_or("").split(',').filter(|s| !s.is_empty()) {
+            any = true;
+            match ModuleName::new(raw) {
+                Ok(name) => {
+                    if !self.load.iter().any(|l| l.name == name) {
+                        self.load.push(CmdlineName {
+                            name,
+                            option: format!("{option}={raw}"),
+                        });
+                    }
+                }
+                Err(e) => self.warnings.push(format!("{option}={raw}: {e}; ignored")),
+            }
+        }
+        if !any {
+            self.warnings.push(format!(
+                "{option}: needs module names ({option}=a,b); ignored"
+            ));
         }
     }
 
@@ -502,6 +592,68 @@ mod tests {
             c.warnings,
             ["kmodinit.deadline=soon: expected milliseconds (a whole number); ignored"]
         );
+    }
+
+    #[test]
+    fn load_skip_and_the_names_of_other_tools() {
+        let c = KernelCmdline::parse(
+            "kmodinit.load=kmi-a,kmi_b rd.driver.pre=virtio_blk modules_load=kmi_a,loop \
+             modules-load=dm_mod kmodinit.skip=storage,ext4 kmodinit.skip=ext4 \
+             rd.driver.blacklist=nouveau,floppy modprobe.blacklist=pcspkr",
+        );
+        let load: Vec<(&str, &str)> = c
+            .load
+            .iter()
+            .map(|l| (l.name.as_str(), l.option.as_str()))
+            .collect();
+        assert_eq!(
+            load,
+            [
+                ("kmi_a", "kmodinit.load=kmi-a"),
+                ("kmi_b", "kmodinit.load=kmi_b"),
+                ("virtio_blk", "rd.driver.pre=virtio_blk"),
+                ("loop", "modules_load=loop"),
+                ("dm_mod", "modules-load=dm_mod"),
+            ]
+        );
+        let skip: Vec<(&str, &str)> = c
+            .skip
+            .iter()
+            .map(|s| (s.name.as_str(), s.option.as_str()))
+            .collect();
+        assert_eq!(
+            skip,
+            [
+                ("storage", "kmodinit.skip=storage"),
+                ("ext4", "kmodinit.skip=ext4")
+            ]
+        );
+        assert_eq!(
+            c.blacklist.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            vec!["floppy", "nouveau", "pcspkr"]
+        );
+        // None of them is a module parameter (module "rd" has none).
+        assert!(c.module_params.is_empty(), "{:?}", c.module_params);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn unusable_load_and_skip_values_are_warnings() {
+        let c = KernelCmdline::parse(
+            "kmodinit.load= kmodinit.load=a/b kmodinit.skip modules-load=,, rd.driver.pre=ok",
+        );
+        assert_eq!(c.load.len(), 1);
+        assert!(c.skip.is_empty());
+        let w = c.warnings.join("\n");
+        for needle in [
+            "kmodinit.load: needs",
+            "kmodinit.load=a/b",
+            "kmodinit.skip: needs",
+            "modules-load: needs",
+        ] {
+            assert!(w.contains(needle), "missing {needle:?} in {w}");
+        }
+        assert_eq!(c.warnings.len(), 4, "{w}");
     }
 
     #[test]

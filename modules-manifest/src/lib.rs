@@ -12,14 +12,17 @@
 pub mod cmdline;
 pub mod depmod;
 pub mod manifest;
+pub mod modinfo;
+pub mod modprobe_d;
 pub mod name;
 pub mod plan;
 pub mod release;
 
-pub use cmdline::KernelCmdline;
+pub use cmdline::{CmdlineName, KernelCmdline};
 pub use depmod::{AliasTable, Compression, DepIndex, IndexError, ModuleEntry, SoftDep};
 pub use manifest::{
     ChainEntry, ChainSpec, InitSpec, Manifest, ManifestError, ModuleSpec, OnFailure, RootSpec,
+    SoftdepSpec,
 };
 pub use name::ModuleName;
 pub use plan::{

@@ -36,6 +36,17 @@ pub struct Manifest {
     /// How long a required chain may take before it counts as failed (ms);
     /// `None`: the boot's default.
     pub required_timeout_ms: Option<u64>,
+    /// Softdep overrides: each replaces the index's softdeps of its module
+    /// (empty lists remove them). Names may be aliases, as in
+    /// `modules.softdep`.
+    pub softdeps: BTreeMap<ModuleName, SoftdepSpec>,
+}
+
+/// `"softdeps": {"MODULE": {"pre": [..], "post": [..]}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SoftdepSpec {
+    pub pre: Vec<String>,
+    pub post: Vec<String>,
 }
 
 /// One ordered chain: each module starts after its predecessor succeeded.
@@ -206,9 +217,18 @@ impl Manifest {
             on_failure: raw.on_failure,
             deadline_ms: raw.deadline_ms,
             required_timeout_ms: raw.required_timeout_ms,
+            softdeps: raw.softdeps.0,
         };
         manifest.check()?;
         Ok(manifest)
+    }
+
+    /// The manifest as JSON that [`Manifest::from_json`] reads back equal
+    /// (the image builder writes a manifest it merged from several sources).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
     }
 
     /// The cross-field checks of [`Manifest::from_json`], for a manifest
@@ -368,6 +388,33 @@ struct RawManifest {
     deadline_ms: Option<u64>,
     #[serde(default)]
     required_timeout_ms: Option<u64>,
+    #[serde(default)]
+    softdeps: SoftdepsTable,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSoftdep {
+    #[serde(default)]
+    pre: Vec<SoftdepName>,
+    #[serde(default)]
+    post: Vec<SoftdepName>,
+}
+
+/// A softdep target: a module name or an alias (`crypto-crc32c`), one word
+/// as in `modules.softdep`.
+struct SoftdepName(String);
+
+impl<'de> Deserialize<'de> for SoftdepName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(de::Error::custom(format!(
+                "softdep name {s:?}: expected one module name or alias (no blanks, at most 255 bytes)"
+            )));
+        }
+        Ok(SoftdepName(s))
+    }
 }
 
 #[derive(Deserialize)]
@@ -583,6 +630,43 @@ impl<'de> Deserialize<'de> for ModulesTable {
     }
 }
 
+/// The `softdeps` object; keys normalised like [`ModulesTable`]'s.
+#[derive(Default)]
+struct SoftdepsTable(BTreeMap<ModuleName, SoftdepSpec>);
+
+impl<'de> Deserialize<'de> for SoftdepsTable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TableVisitor;
+        impl<'de> Visitor<'de> for TableVisitor {
+            type Value = SoftdepsTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of module name → {\"pre\": [..], \"post\": [..]}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SoftdepsTable, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = map.next_key::<ModuleName>()? {
+                    let spec: RawSoftdep = map.next_value()?;
+                    if out.contains_key(&name) {
+                        return Err(de::Error::custom(format!(
+                            "module {name} is listed twice (names are compared with '-' and '_' as the same)"
+                        )));
+                    }
+                    let names = |v: Vec<SoftdepName>| v.into_iter().map(|n| n.0).collect();
+                    out.insert(
+                        name,
+                        SoftdepSpec {
+                            pre: names(spec.pre),
+                            post: names(spec.post),
+                        },
+                    );
+                }
+                Ok(SoftdepsTable(out))
+            }
+        }
+        d.deserialize_map(TableVisitor)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -594,6 +678,36 @@ mod tests {
 
     fn err(json: &str) -> ManifestError {
         Manifest::from_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn to_json_reads_back_equal() {
+        let m = Manifest::from_json(
+            br#"{"version": 1, "chains": [{"name": "s", "modules": ["a", {"name": "b", "params": "x=1"}], "required": true}],
+                 "modules": {"c": {"params": "y=\"p q\""}, "d": {}}, "blocklist": ["e"], "jobs": 3,
+                 "root": {"device": "LABEL=r", "wait_ms": 5}, "init": {"path": "/sbin/init", "args": ["-s"]},
+                 "on_failure": "halt", "deadline_ms": 7, "softdeps": {"a": {"pre": ["b"], "post": []}}}"#,
+        )
+        .unwrap();
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+    }
+
+    #[test]
+    fn softdep_overrides_parse_and_refuse_unknown_fields() {
+        let m = Manifest::from_json(
+            br#"{"version": 1, "softdeps": {"ext4": {"pre": ["crc32c_generic"], "post": []},
+                 "virtio-blk": {}}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.softdeps[&n("ext4")].pre, ["crc32c_generic"]);
+        assert!(m.softdeps[&n("virtio_blk")].pre.is_empty());
+        let e = err(r#"{"version": 1, "softdeps": {"ext4": {"pre": [], "weak": []}}}"#);
+        assert!(e.path.starts_with("softdeps.ext4"), "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = err(r#"{"version": 1, "softdeps": {"ext4": {"pre": ["a b"]}}}"#);
+        assert!(e.message.contains("softdep name"), "{e}");
+        let e = err(r#"{"version": 1, "softdeps": {"virtio_blk": {}, "virtio-blk": {}}}"#);
+        assert!(e.message.contains("twice"), "{e}");
     }
 
     #[test]

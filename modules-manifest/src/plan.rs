@@ -3,8 +3,15 @@
 //! What goes in: every chain entry (a module name or an alias, resolved with
 //! [`DepIndex::resolve`]), the transitive `modules.dep` dependencies of every
 //! module that will be inserted, and the `pre:` softdeps of those modules
-//! (and their own dependencies and softdeps). `post:` softdeps are not
-//! loaded; the plan says so in its notes.
+//! (and their own dependencies and softdeps). `post:` softdeps of the index
+//! are not loaded; the plan says so in its notes. A manifest `softdeps`
+//! override replaces the index's softdeps of its module, and its `post:`
+//! names load after the module (a `Softdep` edge: neither blocks the other).
+//!
+//! The command line adds modules (`kmodinit.load=`, as an optional chain
+//! [`CMDLINE_CHAIN`] without chain edges) and skips chains or modules
+//! (`kmodinit.skip=`, [`Action::Skipped`]); a required chain broken only by
+//! a skip is made optional (see `Builder::excuse_skipped_required_chains`).
 //!
 //! Edges, all "must finish before": [`EdgeKind::Dependency`] for every module
 //! `modules.dep` lists (depmod writes the transitive closure; all of it is
@@ -36,8 +43,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::cmdline::KernelCmdline;
-use crate::depmod::{Compression, DepIndex};
-use crate::manifest::{ChainSpec, Manifest, ManifestError};
+use crate::depmod::{Compression, DepIndex, SoftDep};
+use crate::manifest::{ChainEntry, ChainSpec, Manifest, ManifestError};
 use crate::name::ModuleName;
 
 /// Index of a node in [`Plan::nodes`].
@@ -83,6 +90,10 @@ pub struct PlanNode {
     pub succs: Vec<NodeId>,
     /// Why the node is in the plan (a chain entry, a dependency of X, …).
     pub reasons: Vec<Reason>,
+    /// Warnings about this module for the report (e.g. a command-line
+    /// parameter it does not declare). The planner leaves it empty: `/init`
+    /// adds what it checks against the image's `modules.params`.
+    pub warnings: Vec<String>,
 }
 
 /// What the loader must do for a node.
@@ -100,6 +111,10 @@ pub enum Action {
     AlreadyLoaded,
     /// Blacklisted on the kernel command line: not loaded; dependents blocked.
     Blacklisted,
+    /// Skipped on the kernel command line (`kmodinit.skip=`, the module or
+    /// its chain): not loaded, its own dependencies not planned, dependents
+    /// blocked. `option` is the text that asked for it (`kmodinit.skip=ext4`).
+    Skipped { option: String },
     /// Cannot be planned ([`plan_at_boot()`] only; [`plan()`] returns the
     /// error instead): not loaded, the loader fails it with `error`'s
     /// message and blocks its dependents. Its own dependencies are planned
@@ -195,6 +210,17 @@ pub enum PlanError {
     },
     /// `modules.dep` lists a module as its own dependency.
     SelfDependency { module: ModuleName },
+    /// A module named on the command line (`kmodinit.load=`, `option`)
+    /// that the index (the image) does not have.
+    NotInImage { module: ModuleName, option: String },
+    /// The manifest's `softdeps` names `module`, which the index does not
+    /// know (`target: None`), or one of its `pre`/`post` names (`target`)
+    /// that nothing in the index matches. [`plan()`] fails; [`plan_at_boot()`]
+    /// only notes it (there is no module to fail).
+    UnknownSoftdepOverride {
+        module: ModuleName,
+        target: Option<String>,
+    },
     /// Chain order, dependencies and softdeps form a cycle: each link's
     /// `from` must finish before its `to`, and the last link's `to` is the
     /// first link's `from`. Empty when the cycle could not be traced.
@@ -231,7 +257,9 @@ impl PlanError {
             PlanError::EntryNotInIndex { module, .. }
             | PlanError::ConflictingParams { module, .. }
             | PlanError::Blocklisted { module, .. }
-            | PlanError::SelfDependency { module } => vec![module.clone()],
+            | PlanError::SelfDependency { module }
+            | PlanError::NotInImage { module, .. }
+            | PlanError::UnknownSoftdepOverride { module, .. } => vec![module.clone()],
             PlanError::MissingDependency { dependency, .. } => vec![dependency.clone()],
             PlanError::Cycle { links } => links.iter().map(|l| l.from.clone()).collect(),
         }
@@ -303,6 +331,27 @@ impl std::fmt::Display for PlanError {
                     why.join(", ")
                 )
             }
+            PlanError::NotInImage { module, option } => write!(
+                f,
+                "{option}: {module} is not in the image (no such module or alias in its \
+                 modules.dep, modules.builtin or modules.alias); the command line can only \
+                 load modules the image holds: add it to the manifest and rebuild"
+            ),
+            PlanError::UnknownSoftdepOverride {
+                module,
+                target: None,
+            } => write!(
+                f,
+                "manifest softdeps.{module}: no module {module} in modules.dep or \
+                 modules.builtin: the override would never apply"
+            ),
+            PlanError::UnknownSoftdepOverride {
+                module,
+                target: Some(t),
+            } => write!(
+                f,
+                "manifest softdeps.{module}: {t} matches no module or alias in the index"
+            ),
             PlanError::SelfDependency { module } => write!(
                 f,
                 "dependency cycle: {module} → {module} (modules.dep lists {module} as its own \
@@ -405,20 +454,75 @@ enum Mode {
     AtBoot,
 }
 
+/// The name of the chain `kmodinit.load=` (and `rd.driver.pre=`,
+/// `modules-load=`) adds, unless the manifest has a chain of that name
+/// (then `cmdline-2`, `cmdline-3`, …).
+pub const CMDLINE_CHAIN: &str = "cmdline";
+
+/// The manifest the plan is built from: `manifest` plus, when the command
+/// line asks to load modules, an optional chain of them.
+fn with_cmdline_chain(input: &PlanInput<'_>) -> Option<(Manifest, usize)> {
+    let load = &input.cmdline.load;
+    if load.is_empty() {
+        return None;
+    }
+    let mut m = input.manifest.clone();
+    let mut name = CMDLINE_CHAIN.to_owned();
+    let mut k = 1;
+    while m.chains.iter().any(|c| c.name == name) {
+        k += 1;
+        name = format!("{CMDLINE_CHAIN}-{k}");
+    }
+    m.chains.push(ChainSpec {
+        name,
+        modules: load
+            .iter()
+            .map(|l| ChainEntry {
+                name: l.name.clone(),
+                params: None,
+            })
+            .collect(),
+        required: false,
+    });
+    let at = m.chains.len() - 1;
+    Some((m, at))
+}
+
 fn build(input: PlanInput<'_>, mode: Mode) -> Result<Plan, PlanError> {
     input.manifest.check().map_err(PlanError::Manifest)?;
+    let extended = with_cmdline_chain(&input);
+    let (input, cmdline_chain) = match &extended {
+        Some((m, at)) => (
+            PlanInput {
+                manifest: m,
+                ..input
+            },
+            Some(*at),
+        ),
+        None => (input, None),
+    };
     let mut b = Builder::new(input, mode);
+    b.cmdline_chain = cmdline_chain;
+    b.check_softdep_overrides()?;
     let entries = b.resolve_chains()?;
     let params = b.params(&entries)?;
-    b.add_chains(&entries)?;
+    let (skipped, active): (Vec<ResolvedEntry>, Vec<ResolvedEntry>) = entries
+        .into_iter()
+        .partition(|e| b.skip_chains.contains_key(&e.chain));
+    b.add_chains(&active)?;
     b.expand()?;
+    b.add_skipped_chains(&skipped);
     if mode == Mode::AtBoot {
         b.break_cycles()?;
     }
     let needed = b.chain_needs(false);
     let blocking = b.chain_needs(true);
     b.check_blocklist(&needed)?;
+    b.excuse_skipped_required_chains(&blocking);
     let order = b.topo_order(&needed)?;
+    let mut entries = active;
+    entries.extend(skipped);
+    entries.sort_by_key(|e| (e.chain, e.position));
     Ok(b.finish(&entries, &needed, &blocking, &order, &params))
 }
 
@@ -449,6 +553,15 @@ struct Builder<'a> {
     /// [`Mode::AtBoot`]: modules that cannot be planned, with the first
     /// reason found; their nodes get [`Action::Unplannable`].
     unplannable: HashMap<ModuleName, PlanError>,
+    /// The chain `kmodinit.load=` added (index into the manifest's chains).
+    cmdline_chain: Option<usize>,
+    /// `kmodinit.skip=` names that are modules: module → the option text.
+    skip_modules: BTreeMap<ModuleName, String>,
+    /// `kmodinit.skip=` names that are chains: chain index → option text.
+    skip_chains: BTreeMap<usize, String>,
+    /// Per chain: required in the plan (the manifest's `required`, unless
+    /// the user's skip broke it: see `excuse_skipped_required_chains`).
+    required: Vec<bool>,
 }
 
 /// A chain entry after alias resolution.
@@ -469,7 +582,7 @@ fn kind_rank(k: EdgeKind) -> u8 {
 
 impl<'a> Builder<'a> {
     fn new(input: PlanInput<'a>, mode: Mode) -> Self {
-        Builder {
+        let mut b = Builder {
             input,
             drafts: Vec::new(),
             ids: HashMap::new(),
@@ -479,7 +592,31 @@ impl<'a> Builder<'a> {
             notes: Vec::new(),
             mode,
             unplannable: HashMap::new(),
+            cmdline_chain: None,
+            skip_modules: BTreeMap::new(),
+            skip_chains: BTreeMap::new(),
+            required: input.manifest.chains.iter().map(|c| c.required).collect(),
+        };
+        for s in &input.cmdline.skip {
+            let mut matched = false;
+            for (ci, c) in input.manifest.chains.iter().enumerate() {
+                if c.name == s.name {
+                    b.skip_chains.entry(ci).or_insert_with(|| s.option.clone());
+                    matched = true;
+                }
+            }
+            match ModuleName::new(&s.name) {
+                Ok(m) => {
+                    b.skip_modules.entry(m).or_insert_with(|| s.option.clone());
+                }
+                Err(_) if matched => {}
+                Err(e) => b.notes.push(format!(
+                    "{}: no chain of that name, and not a module name ({e}); ignored",
+                    s.option
+                )),
+            }
         }
+        b
     }
 
     /// `module` cannot be planned: [`Mode::Strict`] fails with `error`;
@@ -590,6 +727,28 @@ impl<'a> Builder<'a> {
         let mut out = Vec::new();
         for (ci, chain) in manifest.chains.iter().enumerate() {
             for (pos, entry) in chain.modules.iter().enumerate() {
+                if self.skip_chains.contains_key(&ci) {
+                    // Not loaded: resolved quietly, never refused.
+                    let module = if self.known(&entry.name) {
+                        entry.name.clone()
+                    } else {
+                        let (usable, _) = self.rank_candidates(
+                            self.input.index.resolve(entry.name.as_str()),
+                            None,
+                            false,
+                        );
+                        usable
+                            .into_iter()
+                            .next()
+                            .unwrap_or_else(|| entry.name.clone())
+                    };
+                    out.push(ResolvedEntry {
+                        chain: ci,
+                        position: pos,
+                        module,
+                    });
+                    continue;
+                }
                 let module = self.resolve_entry(chain, pos, &entry.name)?;
                 self.chain_targets.insert(module.clone());
                 out.push(ResolvedEntry {
@@ -612,6 +771,25 @@ impl<'a> Builder<'a> {
             return Ok(name.clone());
         }
         let candidates = self.input.index.resolve(name.as_str());
+        let from_cmdline = self
+            .cmdline_chain
+            .is_some_and(|c| self.input.manifest.chains[c].name == chain.name);
+        if candidates.is_empty() && from_cmdline {
+            let option = self
+                .input
+                .cmdline
+                .load
+                .iter()
+                .find(|l| &l.name == name)
+                .map(|l| l.option.clone())
+                .unwrap_or_else(|| format!("kmodinit.load={name}"));
+            let error = PlanError::NotInImage {
+                module: name.clone(),
+                option,
+            };
+            self.refuse(name, error)?;
+            return Ok(name.clone());
+        }
         if candidates.is_empty() {
             let error = PlanError::UnknownEntry {
                 chain: chain.name.clone(),
@@ -726,6 +904,12 @@ impl<'a> Builder<'a> {
             Action::Builtin
         } else if self.input.loaded.contains(name) {
             Action::AlreadyLoaded
+        } else if let Some(option) = self.skip_modules.get(name) {
+            // Only a module the index knows (it would have been inserted).
+            index.module(name)?;
+            Action::Skipped {
+                option: option.clone(),
+            }
         } else if self.input.cmdline.blacklist.contains(name) {
             Action::Blacklisted
         } else {
@@ -805,12 +989,151 @@ impl<'a> Builder<'a> {
                 },
             );
             if let Some((pc, pid)) = prev {
-                if pc == e.chain {
+                // The command line's modules are independent of each other:
+                // one that fails must not keep the next from loading.
+                if pc == e.chain && Some(e.chain) != self.cmdline_chain {
                     self.edge(pid, id, EdgeKind::Chain);
                     self.chain_edges.insert((pid, id), chain.name.clone());
                 }
             }
             prev = Some((e.chain, id));
+        }
+        Ok(())
+    }
+
+    /// The entries of chains skipped on the command line: a node the other
+    /// chains need anyway keeps loading (noted); every other entry becomes
+    /// an [`Action::Skipped`] node without edges, so the report lists it.
+    fn add_skipped_chains(&mut self, entries: &[ResolvedEntry]) {
+        let manifest = self.input.manifest;
+        for e in entries {
+            let chain = &manifest.chains[e.chain];
+            let option = self.skip_chains.get(&e.chain).cloned().unwrap_or_default();
+            let id = match self.ids.get(&e.module) {
+                Some(&id) => {
+                    if !matches!(self.drafts[id].action, Action::Skipped { .. }) {
+                        self.notes.push(format!(
+                            "chain {:?} is skipped ({option}), but its entry {} loads anyway: \
+                             another chain needs it",
+                            chain.name, e.module
+                        ));
+                    }
+                    id
+                }
+                None => {
+                    let id = self.drafts.len();
+                    self.drafts.push(Draft {
+                        name: e.module.clone(),
+                        action: Action::Skipped {
+                            option: option.clone(),
+                        },
+                        reasons: Vec::new(),
+                        preds: BTreeMap::new(),
+                    });
+                    self.ids.insert(e.module.clone(), id);
+                    id
+                }
+            };
+            self.reason(
+                id,
+                Reason::Chain {
+                    chain: chain.name.clone(),
+                    position: e.position,
+                },
+            );
+        }
+        for (&ci, option) in &self.skip_chains {
+            self.notes.push(format!(
+                "chain {:?} skipped on the command line ({option}): its entries are not loaded",
+                manifest.chains[ci].name
+            ));
+        }
+    }
+
+    /// A required chain that cannot complete only because the user skipped
+    /// a module it needs (or the chain itself) on the command line is made
+    /// optional in the plan, with a note. Why here and not when failures
+    /// are counted: the loader and PID 1 both read `required` from the plan,
+    /// so one decision serves both, and it is sound: such a chain cannot
+    /// complete whatever else happens, because the user asked for that, so
+    /// its completion can no longer be the reason to run `on_failure`. Its
+    /// other modules still load and a failure among them is logged and
+    /// reported, as in any optional chain; a broken root still fails at the
+    /// mount. `modprobe.blacklist` keeps its old meaning (the chain fails).
+    fn excuse_skipped_required_chains(&mut self, blocking: &[BTreeSet<usize>]) {
+        let manifest = self.input.manifest;
+        for (ci, chain) in manifest.chains.iter().enumerate() {
+            if !chain.required {
+                continue;
+            }
+            let by = if let Some(option) = self.skip_chains.get(&ci) {
+                Some(option.clone())
+            } else {
+                blocking[ci]
+                    .iter()
+                    .find_map(|&id| match &self.drafts[id].action {
+                        Action::Skipped { option } => {
+                            Some(format!("{option}: {}", self.drafts[id].name))
+                        }
+                        _ => None,
+                    })
+            };
+            if let Some(by) = by {
+                self.required[ci] = false;
+                self.notes.push(format!(
+                    "required chain {:?} cannot complete: skipped on the command line ({by}); \
+                     the user asked for it, so it does not trigger on_failure",
+                    chain.name
+                ));
+            }
+        }
+        // A skip that matched nothing is a typo worth a word.
+        for (module, option) in &self.skip_modules {
+            let chain_too = self.skip_chains.values().any(|o| o == option);
+            match self.ids.get(module).map(|&id| &self.drafts[id].action) {
+                Some(Action::Skipped { .. }) => {}
+                Some(Action::Builtin) => self.notes.push(format!(
+                    "{option}: {module} is built into the kernel; it cannot be skipped"
+                )),
+                Some(Action::AlreadyLoaded) => self.notes.push(format!(
+                    "{option}: {module} is already loaded; it cannot be skipped"
+                )),
+                Some(_) => {}
+                None if chain_too => {}
+                None => self.notes.push(format!(
+                    "{option}: no chain or planned module of that name; ignored"
+                )),
+            }
+        }
+    }
+
+    /// The manifest's `softdeps` overrides name modules the index knows,
+    /// and each `pre`/`post` name matches something: an error in
+    /// [`Mode::Strict`] (the image builder), a note at boot.
+    fn check_softdep_overrides(&mut self) -> Result<(), PlanError> {
+        let manifest = self.input.manifest;
+        for (module, spec) in &manifest.softdeps {
+            let mut problems = Vec::new();
+            if !self.known(module) {
+                problems.push(PlanError::UnknownSoftdepOverride {
+                    module: module.clone(),
+                    target: None,
+                });
+            }
+            for t in spec.pre.iter().chain(&spec.post) {
+                if self.input.index.resolve(t).is_empty() {
+                    problems.push(PlanError::UnknownSoftdepOverride {
+                        module: module.clone(),
+                        target: Some(t.clone()),
+                    });
+                }
+            }
+            for p in problems {
+                if self.mode == Mode::Strict {
+                    return Err(p);
+                }
+                self.notes.push(format!("{p}; ignored"));
+            }
         }
         Ok(())
     }
@@ -850,8 +1173,29 @@ impl<'a> Builder<'a> {
                     },
                 );
             }
-            let Some(soft) = index.softdep(&name) else {
-                continue;
+            let overridden = self.input.manifest.softdeps.get(&name);
+            let soft = match overridden {
+                Some(o) => {
+                    let was = index
+                        .softdep(&name)
+                        .map(|s| format!("pre: {} post: {}", s.pre.join(" "), s.post.join(" ")))
+                        .unwrap_or_else(|| "none".to_owned());
+                    self.notes.push(format!(
+                        "softdep {name}: manifest override used (pre: {} post: {}); the index's \
+                         softdeps ({was}) are not",
+                        o.pre.join(" "),
+                        o.post.join(" ")
+                    ));
+                    SoftDep {
+                        pre: o.pre.clone(),
+                        post: o.post.clone(),
+                        ignored: Vec::new(),
+                    }
+                }
+                None => match index.softdep(&name) {
+                    Some(s) => s.clone(),
+                    None => continue,
+                },
             };
             for alias in &soft.pre {
                 let candidates = index.resolve(alias);
@@ -890,7 +1234,30 @@ impl<'a> Builder<'a> {
                     },
                 );
             }
-            if !soft.post.is_empty() {
+            if overridden.is_some() {
+                // A manifest override's post: softdeps load after the
+                // module; the Softdep edge makes neither block the other.
+                for alias in &soft.post {
+                    let (usable, _) = self.rank_candidates(index.resolve(alias), Some(&name), true);
+                    let Some(chosen) = usable.first().cloned() else {
+                        self.notes.push(format!(
+                            "softdep {name} post: {alias} skipped: no usable match"
+                        ));
+                        continue;
+                    };
+                    let Some(post_id) = self.node(&chosen) else {
+                        continue;
+                    };
+                    self.edge(id, post_id, EdgeKind::Softdep);
+                    self.reason(
+                        post_id,
+                        Reason::SoftdepOf {
+                            module: name.clone(),
+                            alias: alias.clone(),
+                        },
+                    );
+                }
+            } else if !soft.post.is_empty() {
                 self.notes.push(format!(
                     "softdep {name} post: {} not loaded (kmodinit loads only pre: softdeps)",
                     soft.post.join(" ")
@@ -971,7 +1338,7 @@ impl<'a> Builder<'a> {
         let chains = &self.input.manifest.chains;
         // (not required, first chain needing it, discovery id): smallest first.
         let key = |id: usize| -> (bool, usize, usize) {
-            let required = (0..chains.len()).any(|c| chains[c].required && needed[c].contains(&id));
+            let required = (0..chains.len()).any(|c| self.required[c] && needed[c].contains(&id));
             let first = (0..chains.len())
                 .find(|&c| needed[c].contains(&id))
                 .unwrap_or(usize::MAX);
@@ -1143,7 +1510,7 @@ impl<'a> Builder<'a> {
             new_id[old] = new;
         }
         let required_chains: Vec<usize> = (0..manifest.chains.len())
-            .filter(|&c| manifest.chains[c].required)
+            .filter(|&c| self.required[c])
             .collect();
         let mut notes = self.notes.clone();
         for (old, d) in self.drafts.iter().enumerate() {
@@ -1204,6 +1571,7 @@ impl<'a> Builder<'a> {
                     preds,
                     succs: Vec::new(),
                     reasons: d.reasons.clone(),
+                    warnings: Vec::new(),
                 }
             })
             .collect();
@@ -1219,7 +1587,7 @@ impl<'a> Builder<'a> {
             .enumerate()
             .map(|(ci, c)| PlanChain {
                 name: c.name.clone(),
-                required: c.required,
+                required: self.required[ci],
                 nodes: entries
                     .iter()
                     .filter(|e| e.chain == ci)
@@ -1342,6 +1710,7 @@ impl Plan {
                 Action::Builtin => "(builtin)".to_owned(),
                 Action::AlreadyLoaded => "(already loaded)".to_owned(),
                 Action::Blacklisted => "(blacklisted: not loaded)".to_owned(),
+                Action::Skipped { option } => format!("(skipped: {option})"),
                 Action::Unplannable { error } => format!("(cannot be planned: {error})"),
             };
             let after: Vec<String> = node
@@ -1815,6 +2184,206 @@ mod tests {
         assert!(!notes.contains("pre: b →"), "{notes}");
         assert!(notes.contains("softdep a post: c not loaded"), "{notes}");
         assert!(notes.contains("softdep b: junk ignored"), "{notes}");
+    }
+
+    fn cmd_boot_plan(m: &Manifest, idx: &DepIndex, cmdline: &str) -> Plan {
+        let cmdline = KernelCmdline::parse(cmdline);
+        plan_at_boot(PlanInput {
+            manifest: m,
+            index: idx,
+            cmdline: &cmdline,
+            loaded: &BTreeSet::new(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn command_line_load_adds_an_unordered_optional_chain() {
+        let idx = index("a: b; b; c; d", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"], "required": true}]}"#,
+        );
+        let p = run(
+            &m,
+            &idx,
+            "kmodinit.load=c rd.driver.pre=b modules-load=d,c",
+            &[],
+        )
+        .unwrap();
+        let chain = p.chains.iter().find(|c| c.name == CMDLINE_CHAIN).unwrap();
+        assert!(!chain.required);
+        let names: Vec<&str> = chain
+            .nodes
+            .iter()
+            .map(|&i| p.nodes[i].name.as_str())
+            .collect();
+        assert_eq!(names, ["c", "b", "d"]);
+        // Independent: no chain edge between them.
+        assert_eq!(pred_kind(&p, "c", "b"), None);
+        assert_eq!(pred_kind(&p, "b", "d"), None);
+        // b stays required for chain x.
+        assert!(p.nodes[id(&p, "b")].required && !p.nodes[id(&p, "c")].required);
+        check_invariants(&p);
+        // A manifest chain called "cmdline" keeps its name.
+        let m2 = manifest(r#"{"version": 1, "chains": [{"name": "cmdline", "modules": ["a"]}]}"#);
+        let p = run(&m2, &idx, "kmodinit.load=c", &[]).unwrap();
+        assert!(p.chains.iter().any(|c| c.name == "cmdline-2"));
+    }
+
+    #[test]
+    fn loading_a_module_not_in_the_image_fails_it_alone() {
+        let idx = index("a; b", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"], "required": true}]}"#,
+        );
+        let p = cmd_boot_plan(&m, &idx, "kmodinit.load=nope,b");
+        let node = p.node(&n("nope")).unwrap();
+        let Action::Unplannable { error } = &node.action else {
+            panic!("{:?}", node.action)
+        };
+        assert!(matches!(error, PlanError::NotInImage { .. }));
+        let msg = error.to_string();
+        assert!(
+            msg.contains("kmodinit.load=nope") && msg.contains("not in the image"),
+            "{msg}"
+        );
+        assert!(!node.required);
+        assert!(matches!(
+            p.node(&n("b")).unwrap().action,
+            Action::Insert { .. }
+        ));
+        assert!(
+            p.notes.iter().any(|x| x.contains("not in the image")),
+            "{:?}",
+            p.notes
+        );
+        check_invariants(&p);
+    }
+
+    #[test]
+    fn skipping_a_module_blocks_its_dependents_and_excuses_the_required_chain() {
+        let idx = index("a: b; b: c; c; e", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "root", "modules": ["a"], "required": true},
+                {"name": "other", "modules": ["e"], "required": true}]}"#,
+        );
+        let p = cmd_boot_plan(&m, &idx, "kmodinit.skip=b");
+        assert_eq!(
+            p.node(&n("b")).unwrap().action,
+            Action::Skipped {
+                option: "kmodinit.skip=b".into()
+            }
+        );
+        // b's own dependency c is not planned; a waits for b (blocked).
+        assert!(p.node(&n("c")).is_none());
+        assert_eq!(pred_kind(&p, "b", "a"), Some(EdgeKind::Dependency));
+        let root = p.chains.iter().find(|c| c.name == "root").unwrap();
+        assert!(!root.required, "a user's skip does not make on_failure run");
+        assert!(!p.nodes[id(&p, "a")].required);
+        assert!(
+            p.chains
+                .iter()
+                .find(|c| c.name == "other")
+                .unwrap()
+                .required
+        );
+        assert!(p.nodes[id(&p, "e")].required);
+        let notes = p.notes.join("\n");
+        assert!(
+            notes.contains("required chain \"root\" cannot complete")
+                && notes.contains("does not trigger on_failure"),
+            "{notes}"
+        );
+        check_invariants(&p);
+    }
+
+    #[test]
+    fn skipping_a_chain_skips_its_entries_but_not_what_others_need() {
+        let idx = index("a: b; b; c; d", "", "", "");
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"], "required": true},
+                {"name": "y", "modules": ["c", "b", "d"], "required": true}]}"#,
+        );
+        let p = cmd_boot_plan(&m, &idx, "kmodinit.skip=y kmodinit.skip=nothing");
+        assert!(matches!(
+            p.node(&n("c")).unwrap().action,
+            Action::Skipped { .. }
+        ));
+        assert!(matches!(
+            p.node(&n("d")).unwrap().action,
+            Action::Skipped { .. }
+        ));
+        assert!(matches!(
+            p.node(&n("b")).unwrap().action,
+            Action::Insert { .. }
+        ));
+        let y = p.chains.iter().find(|c| c.name == "y").unwrap();
+        assert_eq!(y.nodes.len(), 3);
+        assert!(!y.required);
+        assert!(p.chains.iter().find(|c| c.name == "x").unwrap().required);
+        let notes = p.notes.join("\n");
+        assert!(notes.contains("loads anyway"), "{notes}");
+        assert!(
+            notes.contains("kmodinit.skip=nothing: no chain or planned module"),
+            "{notes}"
+        );
+        check_invariants(&p);
+    }
+
+    #[test]
+    fn softdep_override_replaces_the_index_and_loads_post_after() {
+        let idx = index(
+            "a; crc_generic; crc_intel; p",
+            "",
+            "softdep a pre: crypto-crc\n",
+            "alias crypto-crc crc_intel\nalias crypto-crc crc_generic\n",
+        );
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"], "required": true}],
+                "softdeps": {"a": {"pre": ["crc_intel"], "post": ["p"]}}}"#,
+        );
+        let p = run(&m, &idx, "", &[]).unwrap();
+        assert!(p.node(&n("crc_generic")).is_none());
+        assert_eq!(pred_kind(&p, "crc_intel", "a"), Some(EdgeKind::Softdep));
+        assert_eq!(pred_kind(&p, "a", "p"), Some(EdgeKind::Softdep));
+        assert!(!p.nodes[id(&p, "p")].required);
+        assert!(
+            p.notes
+                .iter()
+                .any(|x| x.contains("softdep a: manifest override used")),
+            "{:?}",
+            p.notes
+        );
+        check_invariants(&p);
+        // An empty override removes them.
+        let m = manifest(
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}], "softdeps": {"a": {}}}"#,
+        );
+        let p = run(&m, &idx, "", &[]).unwrap();
+        assert_eq!(p.nodes.len(), 1);
+    }
+
+    #[test]
+    fn a_softdep_override_naming_an_unknown_module_fails_the_build_not_the_boot() {
+        let idx = index("a", "", "", "");
+        for json in [
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}], "softdeps": {"ghost": {"pre": ["a"]}}}"#,
+            r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}], "softdeps": {"a": {"pre": ["ghost"]}}}"#,
+        ] {
+            let m = manifest(json);
+            let e = run(&m, &idx, "", &[]).unwrap_err();
+            assert!(
+                matches!(e, PlanError::UnknownSoftdepOverride { .. }),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("ghost"), "{e}");
+            let p = cmd_boot_plan(&m, &idx, "");
+            assert!(p.notes.iter().any(|x| x.contains("ghost")), "{:?}", p.notes);
+            assert!(matches!(
+                p.node(&n("a")).unwrap().action,
+                Action::Insert { .. }
+            ));
+        }
     }
 
     #[test]

@@ -81,6 +81,7 @@ impl PlanBuilder {
                 .collect(),
             succs: Vec::new(),
             reasons: Vec::new(),
+            warnings: Vec::new(),
         });
         id
     }
@@ -205,7 +206,7 @@ pub fn expected_states(plan: &Plan, outcomes: &HashMap<String, FakeOutcome>) -> 
     for (i, node) in plan.nodes.iter().enumerate() {
         let s = if node.preds.iter().any(|e| e.from >= i) {
             ModuleState::Failed
-        } else if node.action == Action::Blacklisted {
+        } else if matches!(node.action, Action::Blacklisted | Action::Skipped { .. }) {
             ModuleState::Skipped
         } else if matches!(node.action, Action::Unplannable { .. }) {
             ModuleState::Failed
@@ -219,7 +220,7 @@ pub fn expected_states(plan: &Plan, outcomes: &HashMap<String, FakeOutcome>) -> 
             match node.action {
                 Action::Builtin => ModuleState::Builtin,
                 Action::AlreadyLoaded => ModuleState::Already,
-                Action::Blacklisted => ModuleState::Skipped,
+                Action::Blacklisted | Action::Skipped { .. } => ModuleState::Skipped,
                 Action::Unplannable { .. } => ModuleState::Failed,
                 Action::Insert { .. } => {
                     match outcomes
