@@ -21,7 +21,7 @@ DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu \
             linux-image-amd64 linux-headers-amd64 busybox-static \
             e2fsprogs kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
-.PHONY: all deps tiny-deps bpo-kernel init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+.PHONY: init-tiny-faults all deps tiny-deps bpo-kernel init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init mkimage
@@ -167,6 +167,16 @@ init-tiny: tiny-deps
 	@file $(INIT_TINY) | grep -q 'static' || { echo "error: $(INIT_TINY) is not static"; exit 1; }
 	@ls -l $(INIT_TINY) | awk '{printf "built %s: %d bytes (%.0f KiB)\n", $$9, $$5, $$5/1024}'
 
+# The fault-injection twin of init-tiny (tests/tests/tiny.rs: a panic in
+# the loader child of the tiny build). Same target dir: std is built once.
+INIT_TINY_FAULTS := $(BUILD)/init-tiny-faults
+init-tiny-faults: tiny-deps
+	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
+	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit --target $(MUSL) --no-default-features --features fault-injection \
+	  -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+	@mkdir -p $(BUILD)
+	cp target/tiny/$(MUSL)/release/kmodinit $(INIT_TINY_FAULTS)
+
 mkimage:
 	cargo build --release -p kmodinit-mkimage
 
@@ -193,7 +203,7 @@ demo: init mkimage
 	cargo run -q --release -p kmodinit-qemu --bin kmodinit-demo -- --init $(INIT) --mkimage $(MKIMAGE)
 
 # QEMU boots (each test is #[ignore]d so `cargo test` alone stays fast).
-test-e2e: init init-faults mkimage fixtures
+test-e2e: init init-faults init-tiny init-tiny-faults mkimage fixtures
 	cargo test -p kmodinit-e2e --no-fail-fast -- --ignored --test-threads=2
 
 test: lint test-unit test-e2e
