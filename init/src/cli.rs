@@ -1,12 +1,14 @@
-//! The binary run by hand on a host (not as PID 1): `kmodinit plan` and
-//! `kmodinit --dry-run`. Hand-parsed flags: clap would cost /init size.
-//! Nothing here mounts, loads or executes anything.
+//! The binary run by hand on a host (not as PID 1): `kmodinit plan`,
+//! `kmodinit --dry-run` and `kmodinit report`. Hand-parsed flags: clap would
+//! cost /init size. Nothing here mounts, loads or executes anything.
 //!
-//! Both commands are the cargo feature `host-tools` (on by default, off in
+//! The commands are the cargo feature `host-tools` (on by default, off in
 //! `make init-tiny`): without it they are refused with a message, and the
-//! plan renderer and the dry-run text are not linked into `/init` (sizes in
-//! init/SIZE.md). PID 1 itself never needs them.
+//! plan renderer, the dry-run text and the timeline renderer are not linked
+//! into `/init` (sizes in init/SIZE.md). PID 1 itself never needs them.
 
+use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use modules_manifest::{KernelCmdline, Plan};
@@ -19,7 +21,9 @@ use {
     crate::failure,
     crate::handover,
     crate::mount::EARLY_MOUNTS,
+    crate::report::Report,
     crate::switch_root::NEW_ROOT,
+    crate::timeline,
     modules_manifest::{plan, DepIndex, PlanInput},
     std::collections::BTreeSet,
     std::fmt::Write as _,
@@ -35,6 +39,9 @@ On a host it only reads and prints:
   kmodinit --dry-run [--cmdline \"...\"] [--manifest M] [--modules-dir D]
       print what the boot would do (defaults: /proc/cmdline, the manifest
       it names or /etc/kmodinit/manifest.json, /lib/modules/$(uname -r))
+  kmodinit report [REPORT.json] [--svg OUT.svg]
+      print the module timeline of a boot's report (default
+      /run/kmodinit/report.json); --svg also writes it as an SVG chart
 ";
 
 #[cfg(not(feature = "host-tools"))]
@@ -42,14 +49,19 @@ pub const USAGE: &str = "\
 kmodinit: a PID 1 for initramfs images. Run as /init by the kernel.
 
 This build has no host commands (cargo feature host-tools off, as in
-`make init-tiny`): run `kmodinit plan` and `kmodinit --dry-run` from a
-`make init` build.
+`make init-tiny`): run `kmodinit plan`, `kmodinit --dry-run` and
+`kmodinit report` from a `make init` build.
 ";
 
-/// Why `plan` and `--dry-run` are refused by a build without `host-tools`.
+/// Why `plan`, `--dry-run` and `report` are refused by a build without
+/// `host-tools`.
 #[cfg(not(feature = "host-tools"))]
 const NO_HOST_TOOLS: &str = "this kmodinit was built without the host-tools cargo feature \
-     (make init-tiny): use a `make init` build for `plan` and `--dry-run`";
+     (make init-tiny): use a `make init` build for `plan`, `--dry-run` and `report`";
+
+/// Where `kmodinit report` reads by default: where the boot wrote it
+/// ([`crate::boot::REPORT_PATH`]), which survives switch_root.
+pub const DEFAULT_REPORT: &str = crate::boot::REPORT_PATH;
 
 /// A host invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +76,11 @@ pub enum HostCommand {
         manifest: Option<PathBuf>,
         modules_dir: Option<PathBuf>,
     },
+    /// `kmodinit report [FILE] [--svg OUT]`.
+    Report {
+        report: PathBuf,
+        svg: Option<PathBuf>,
+    },
     Help,
     /// No mode given: refuse, since we are not PID 1.
     Refuse,
@@ -72,12 +89,15 @@ pub enum HostCommand {
 /// Parses the arguments after the program name. Errors name the flag.
 pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
     let mut it = args.iter();
-    // Only `plan` and `--dry-run` set it, and only with host-tools.
+    // Only `plan`, `--dry-run` and `report` set it, and only with host-tools.
     #[cfg_attr(not(feature = "host-tools"), allow(unused_mut))]
     let mut mode = None;
     let mut cmdline = None;
     let mut manifest = None;
     let mut modules_dir = None;
+    #[cfg_attr(not(feature = "host-tools"), allow(unused_mut))]
+    let mut report_file: Option<PathBuf> = None;
+    let mut svg = None;
     while let Some(a) = it.next() {
         let mut value = |flag: &str| -> Result<String, String> {
             it.next()
@@ -89,14 +109,33 @@ pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
             "plan" if mode.is_none() => mode = Some("plan"),
             #[cfg(feature = "host-tools")]
             "--dry-run" if mode.is_none() => mode = Some("dry-run"),
+            #[cfg(feature = "host-tools")]
+            "report" if mode.is_none() => mode = Some("report"),
             #[cfg(not(feature = "host-tools"))]
-            "plan" | "--dry-run" => return Err(NO_HOST_TOOLS.into()),
+            "plan" | "--dry-run" | "report" => return Err(NO_HOST_TOOLS.into()),
             "-h" | "--help" | "help" => return Ok(HostCommand::Help),
             "--cmdline" => cmdline = Some(value(a)?),
             "--manifest" => manifest = Some(PathBuf::from(value(a)?)),
             "--modules-dir" => modules_dir = Some(PathBuf::from(value(a)?)),
+            "--svg" => svg = Some(PathBuf::from(value(a)?)),
+            #[cfg(feature = "host-tools")]
+            file if mode == Some("report") && report_file.is_none() && !file.starts_with('-') => {
+                report_file = Some(PathBuf::from(file))
+            }
             other => return Err(format!("unexpected argument {other:?}")),
         }
+    }
+    if mode == Some("report") {
+        if cmdline.is_some() || manifest.is_some() || modules_dir.is_some() {
+            return Err("report takes no --cmdline/--manifest/--modules-dir".into());
+        }
+        return Ok(HostCommand::Report {
+            report: report_file.unwrap_or_else(|| DEFAULT_REPORT.into()),
+            svg,
+        });
+    }
+    if svg.is_some() {
+        return Err("--svg needs `report`".into());
     }
     match mode {
         Some("plan") => Ok(HostCommand::Plan {
@@ -259,6 +298,95 @@ pub fn dry_run(
     Ok(s)
 }
 
+/// Why `kmodinit report` could not show a report; each names the file.
+#[derive(Debug)]
+pub enum ReportError {
+    /// The report is missing or unreadable.
+    Read { path: PathBuf, source: io::Error },
+    /// The report is not a report.json (not JSON, or a field missing).
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// The SVG could not be written.
+    WriteSvg { path: PathBuf, source: io::Error },
+}
+
+impl fmt::Display for ReportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReportError::Read { path, source } => {
+                write!(f, "cannot read the report {}: {source}", path.display())?;
+                if source.kind() == io::ErrorKind::NotFound && path == Path::new(DEFAULT_REPORT) {
+                    write!(f, " (this machine did not boot through kmodinit, or /run was cleared; name a report.json)")?;
+                }
+                Ok(())
+            }
+            ReportError::Parse { path, source } => {
+                write!(
+                    f,
+                    "the report {} is not a kmodinit report.json: {source}",
+                    path.display()
+                )
+            }
+            ReportError::WriteSvg { path, source } => {
+                write!(f, "cannot write the SVG {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReportError::Read { source, .. } | ReportError::WriteSvg { source, .. } => Some(source),
+            ReportError::Parse { source, .. } => Some(source),
+        }
+    }
+}
+
+/// `kmodinit report`: the text timeline of the report at `path`, and the SVG
+/// chart written to `svg` when given (its edges: the report's critical path,
+/// the only dependencies a report records).
+#[cfg(feature = "host-tools")]
+pub fn report(path: &Path, svg: Option<&Path>) -> Result<String, ReportError> {
+    let text = std::fs::read(path).map_err(|source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let r: Report = serde_json::from_slice(&text).map_err(|source| ReportError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = format!("report {}\n", path.display());
+    out.push_str(&timeline::render_text(&r));
+    if let Some(svg) = svg {
+        let title = format!(
+            "kmodinit load phase: {} ({} workers)",
+            path.display(),
+            r.load.as_ref().map_or(0, |l| l.jobs)
+        );
+        let chart = timeline::render_svg(
+            &title,
+            &timeline::bars(&r),
+            &timeline::critical_path_edges(&r),
+        );
+        std::fs::write(svg, chart).map_err(|source| ReportError::WriteSvg {
+            path: svg.to_path_buf(),
+            source,
+        })?;
+        let _ = writeln!(out, "SVG chart written to {}", svg.display());
+    }
+    Ok(out)
+}
+
+/// Without `host-tools`: never called, since [`parse_args`] refuses
+/// `report`.
+#[cfg(not(feature = "host-tools"))]
+pub fn report(_path: &Path, _svg: Option<&Path>) -> Result<String, ReportError> {
+    Ok(NO_HOST_TOOLS.to_owned())
+}
+
 /// Without `host-tools`: never called, since [`parse_args`] refuses `plan`.
 #[cfg(not(feature = "host-tools"))]
 pub fn plan_from_files(
@@ -317,6 +445,66 @@ mod tests {
                 modules_dir: None
             })
         );
+    }
+
+    #[test]
+    fn parses_report_with_its_default_file() {
+        assert_eq!(
+            parse_args(&a(&["report"])),
+            Ok(HostCommand::Report {
+                report: DEFAULT_REPORT.into(),
+                svg: None
+            })
+        );
+        let want = Ok(HostCommand::Report {
+            report: "r.json".into(),
+            svg: Some("o.svg".into()),
+        });
+        assert_eq!(
+            parse_args(&a(&["report", "r.json", "--svg", "o.svg"])),
+            want
+        );
+        assert_eq!(
+            parse_args(&a(&["report", "--svg", "o.svg", "r.json"])),
+            want
+        );
+    }
+
+    #[test]
+    fn report_usage_errors() {
+        assert_eq!(
+            parse_args(&a(&["report", "--svg"])),
+            Err("--svg needs a value".into())
+        );
+        assert!(parse_args(&a(&["report", "a.json", "b.json"]))
+            .unwrap_err()
+            .contains("\"b.json\""));
+        assert!(parse_args(&a(&["report", "--bogus"]))
+            .unwrap_err()
+            .contains("--bogus"));
+        assert!(parse_args(&a(&["report", "--manifest", "m"])).is_err());
+        assert!(parse_args(&a(&["--svg", "o.svg"])).is_err(), "needs report");
+        assert!(parse_args(&a(&["plan", "report"])).is_err());
+    }
+
+    #[test]
+    fn report_errors_name_the_file() {
+        let d = temp("report");
+        let missing = d.join("missing.json");
+        let e = report(&missing, None).unwrap_err().to_string();
+        assert!(e.starts_with("cannot read the report "), "{e}");
+        assert!(e.contains("missing.json"), "{e}");
+        let bad = d.join("bad.json");
+        std::fs::write(&bad, r#"{"version": 1}"#).unwrap();
+        let e = report(&bad, None).unwrap_err().to_string();
+        assert!(e.contains("bad.json is not a kmodinit report.json"), "{e}");
+        assert!(e.contains("boottime_init_start"), "{e}");
+        std::fs::write(&bad, "{").unwrap();
+        assert!(matches!(report(&bad, None), Err(ReportError::Parse { .. })));
+        std::fs::write(&bad, crate::report::Report::default().to_json()).unwrap();
+        let e = report(&bad, Some(&d.join("no/such/dir/o.svg"))).unwrap_err();
+        assert!(e.to_string().starts_with("cannot write the SVG "), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     fn temp(tag: &str) -> PathBuf {

@@ -27,6 +27,8 @@ pub mod rootdev;
 pub mod supervise;
 pub mod switch_root;
 pub mod sys;
+#[cfg(feature = "host-tools")]
+pub mod timeline;
 
 /// The root device's old name, for code written before the split into
 /// `rootdev/` (`kmodinit::blockdev::DeviceSpec` still resolves).

@@ -1,7 +1,7 @@
 //! `/init`: the kernel runs it as PID 1 from the initramfs. The boot below
 //! follows DESIGN.md's sequence, one call per step (the steps are
 //! `kmodinit::boot`). On a host (not PID 1) it refuses to touch the machine
-//! and offers `plan` and `--dry-run`.
+//! and offers `plan`, `--dry-run` and `report`.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -56,7 +56,8 @@ fn boot(b: &mut Boot<RealSys>, kernel_args: &[String]) -> Result<Infallible, Boo
     Err(b.exec_init(&init))
 }
 
-/// Not PID 1: refuse to touch the machine; `plan` and `--dry-run` only read.
+/// Not PID 1: refuse to touch the machine; `plan`, `--dry-run` and `report`
+/// only read (`report --svg` writes the chart it is asked for).
 fn host(args: &[String]) -> ExitCode {
     let cmd = match cli::parse_args(args) {
         Ok(c) => c,
@@ -82,12 +83,12 @@ fn host(args: &[String]) -> ExitCode {
             manifest,
             modules_dir,
             cmdline,
-        } => cli::plan_from_files(&manifest, &modules_dir, &KernelCmdline::parse(&cmdline)).map(
-            |p| match p {
+        } => cli::plan_from_files(&manifest, &modules_dir, &KernelCmdline::parse(&cmdline))
+            .map(|p| match p {
                 Some(p) => p.render_text(),
                 None => format!("no manifest at {}\n", manifest.display()),
-            },
-        ),
+            })
+            .map_err(|e| e.to_string()),
         HostCommand::DryRun {
             cmdline,
             manifest,
@@ -98,6 +99,10 @@ fn host(args: &[String]) -> ExitCode {
                 None => std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
             };
             cli::dry_run(&text, manifest.as_deref(), modules_dir.as_deref())
+                .map_err(|e| e.to_string())
+        }
+        HostCommand::Report { report, svg } => {
+            cli::report(&report, svg.as_deref()).map_err(|e| e.to_string())
         }
     };
     match result {
