@@ -436,9 +436,9 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     // Timeline of the kmodinit run closest to the median.
     let shown = km.median_report();
     if let Some(r) = shown {
-        let bars = crate::svg::bars_from_report(r);
+        let bars = kmodinit::timeline::bars(r);
         let edges = spec.edges();
-        let svg = crate::svg::render(
+        let svg = kmodinit::timeline::render_svg(
             &format!(
                 "kmodinit load phase: {title} ({} workers, -smp {})",
                 r.load.as_ref().map_or(0, |l| l.jobs),

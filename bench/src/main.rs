@@ -5,7 +5,8 @@
 //!
 //! Usage:
 //!   kmodinit-bench [--runs N] [--cases 1,2,3,4] [--results DIR] [--readme FILE]
-//!   kmodinit-bench svg REPORT.json OUT.svg [TITLE]
+//!   kmodinit-bench svg REPORT.json OUT.svg [TITLE]   (kmodinit::timeline, the
+//!                           renderer of `kmodinit report --svg`)
 //!   kmodinit-bench sweep   (pool width sweep; BENCH_CASES, BENCH_RUNS,
 //!                           BENCH_WIDTHS=1,2,4,8,0, BENCH_SERVER_WIDTHS=1,2,4;
 //!                           0 = automatic; writes bench/results/sweep.md)
@@ -16,7 +17,6 @@ mod report;
 mod spec;
 mod stage;
 mod stats;
-mod svg;
 mod sweep;
 mod vm;
 
@@ -26,6 +26,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use cases::{CaseOutput, Env};
+use kmodinit::timeline;
 
 const README_START: &str = "<!-- bench:start -->";
 const README_END: &str = "<!-- bench:end -->";
@@ -440,7 +441,7 @@ fn main() -> ExitCode {
                         .first()
                         .cloned()
                         .unwrap_or_else(|| "kmodinit load phase".into());
-                    std::fs::write(out, svg::render(&title, &svg::bars_from_report(&r), &[]))
+                    std::fs::write(out, timeline::render_svg(&title, &timeline::bars(&r), &[]))
                         .map_err(|e| format!("{out}: {e}"))
                 }),
             _ => Err("usage: kmodinit-bench svg REPORT.json OUT.svg [TITLE]".into()),
