@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
+use kmodinit::report::Report;
+use kmodinit::timeline;
 use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::{run_command, End, Ext4Image, HarnessError, HostKernel, RealInitRoot, Vm};
-
-/// Width of the timeline bars, in characters.
-const CHART_WIDTH: usize = 48;
 
 #[derive(Debug)]
 struct Options {
@@ -176,7 +175,10 @@ fn run(o: &Options) -> Result<(), HarnessError> {
     }
     println!();
     match boot.console.report() {
-        Ok(report) => print_timeline(&report),
+        Ok(value) => match serde_json::from_value::<Report>(value) {
+            Ok(report) => print_timeline(&report),
+            Err(e) => println!("== report.json unreadable: {e}\n"),
+        },
         Err(e) => println!("== no report: {e}"),
     }
     match boot.console.line_from("KMI-REALINIT") {
@@ -196,95 +198,12 @@ fn run(o: &Options) -> Result<(), HarnessError> {
     }
 }
 
-/// Prints the load phase: one bar per inserted module over the load window.
-fn print_timeline(report: &serde_json::Value) {
-    let load = &report["load"];
-    let mut rows: Vec<(String, String, f64, f64)> = load["modules"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|m| {
-                    (
-                        m["name"].as_str().unwrap_or("?").to_string(),
-                        m["state"].as_str().unwrap_or("?").to_string(),
-                        m["start"].as_f64().unwrap_or(f64::NAN),
-                        m["end"].as_f64().unwrap_or(f64::NAN),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    rows.sort_by(|a, b| a.2.total_cmp(&b.2));
-    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(6).max(6);
-    let t0 = load["boottime_load_start"].as_f64().unwrap_or(0.0);
-    let t1 = load["boottime_load_end"].as_f64().unwrap_or(t0);
-    let span = (t1 - t0).max(1e-6);
-    println!(
-        "== module timeline (load phase {:.1} ms, {} workers; times in ms from load start)",
-        span * 1000.0,
-        load["jobs"]
-    );
-    println!(
-        "   {:<w$} {:>8} {:>8} {:>7}  {:<8} |{}|",
-        "module",
-        "start",
-        "end",
-        "ms",
-        "state",
-        "-".repeat(CHART_WIDTH)
-    );
-    for (name, state, s, e) in &rows {
-        if s.is_nan() || e.is_nan() {
-            println!(
-                "   {name:<w$} {:>8} {:>8} {:>7}  {state:<8} |{}|",
-                "-",
-                "-",
-                "-",
-                " ".repeat(CHART_WIDTH)
-            );
-            continue;
-        }
-        let col = |t: f64| {
-            (((t - t0) / span) * CHART_WIDTH as f64)
-                .round()
-                .clamp(0.0, CHART_WIDTH as f64) as usize
-        };
-        let (a, b) = (col(*s), col(*e).max(col(*s) + 1).min(CHART_WIDTH));
-        let a = a.min(b.saturating_sub(1));
-        let bar = format!(
-            "{}{}{}",
-            " ".repeat(a),
-            "#".repeat(b - a),
-            " ".repeat(CHART_WIDTH - b)
-        );
-        println!(
-            "   {name:<w$} {:>8.1} {:>8.1} {:>7.1}  {state:<8} |{bar}|",
-            (s - t0) * 1000.0,
-            (e - t0) * 1000.0,
-            (e - s) * 1000.0
-        );
+/// Prints the load phase as `kmodinit report` does: one line and bar per
+/// module over the load window, then the load's figures.
+fn print_timeline(report: &Report) {
+    for (i, line) in timeline::render_text(report).lines().enumerate() {
+        let lead = if i == 0 { "==" } else { "  " };
+        println!("{lead} {line}");
     }
-    let cp: Vec<&str> = load["critical_path"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    println!(
-        "   load wall {:.1} ms, critical path {:.1} ms ({})",
-        load["wall_s"].as_f64().unwrap_or(f64::NAN) * 1000.0,
-        load["critical_path_s"].as_f64().unwrap_or(f64::NAN) * 1000.0,
-        cp.join(" → ")
-    );
-    let at = |k: &str| {
-        report[k]
-            .as_f64()
-            .map(|v| format!("{v:.3} s"))
-            .unwrap_or_else(|| "-".into())
-    };
-    println!(
-        "   boottime: /init started {}, load {}–{}, exec of the real init {}\n",
-        at("boottime_init_start"),
-        at("boottime_load_start"),
-        at("boottime_load_end"),
-        at("boottime_exec")
-    );
+    println!();
 }
