@@ -2,7 +2,8 @@
 //!
 //! The host's plan decides (`Plan::module_files`): the manifest's modules,
 //! their `modules.dep` dependencies and the `pre:` softdeps the planner
-//! resolved. The depmod files are then cut down to those modules so PID 1
+//! resolved. The depmod files are then cut down to those modules
+//! ([`depmod::prune`], owned by the format's parser) so PID 1
 //! parses a few lines instead of the host's 4,000-module index, and the
 //! pruned index is planned again to prove that PID 1 will see the same plan.
 //!
@@ -16,7 +17,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-use modules_manifest::depmod::modinfo_alias;
+use modules_manifest::depmod::{self, PruneError};
 use modules_manifest::modinfo;
 
 use crate::compress::Compress;
@@ -65,13 +66,6 @@ pub const INDEX_FILES: [&str; 5] = [
     "modules.builtin.modinfo",
 ];
 
-/// `modules.builtin` (and the alias records of `modules.builtin.modinfo`)
-/// are copied whole when at most this many bytes (Debian's are 6 KiB and
-/// 2 KiB): cheap to parse, and a manifest naming a builtin module keeps
-/// working whatever the plan said. Larger ones are cut to the plan's
-/// builtin nodes.
-pub const BUILTIN_WHOLE_MAX_BYTES: u64 = 64 * 1024;
-
 /// Why the module selection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ModulesError {
@@ -103,18 +97,6 @@ pub enum ModulesError {
     },
     #[error("module file {path} is not a regular file")]
     NotAFile { path: PathBuf },
-    #[error("reading {path}: {source}")]
-    ReadIndex {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{file}:{line}: {what}")]
-    BadIndexLine {
-        file: PathBuf,
-        line: usize,
-        what: String,
-    },
     #[error(
         "the plan includes {module} but not its dependency {dep} ({file}): the image would not boot"
     )]
@@ -150,6 +132,23 @@ pub enum ModulesError {
         params: String,
         known: Vec<String>,
     },
+}
+
+/// Pruning reads the index files as [`DepIndex::load`] does, so its errors
+/// read as the index's; a hole in the selection keeps its own message.
+impl From<PruneError> for ModulesError {
+    fn from(e: PruneError) -> Self {
+        match e {
+            PruneError::Index(e) => ModulesError::Index(e),
+            PruneError::MissingDependency { module, dep, file } => {
+                ModulesError::MissingDependency {
+                    module,
+                    dep,
+                    file: file.into(),
+                }
+            }
+        }
+    }
 }
 
 /// One module file to copy into the image.
@@ -268,7 +267,7 @@ pub fn select_in(
         .filter(|n| n.action == Action::Builtin)
         .map(|n| n.name.clone())
         .collect();
-    let mut pruned = prune_index(dir, &included, &builtin_names)?;
+    let mut pruned = depmod::prune(dir, &included, &builtin_names)?;
     let inserted: BTreeSet<&ModuleName> = plan
         .nodes
         .iter()
@@ -407,171 +406,6 @@ pub fn decompressed_module(file: &ModuleFile) -> Result<Vec<u8>, ModulesError> {
             "more than {} MiB uncompressed",
             MAX_DECOMPRESSED_MODULE_BYTES >> 20
         )));
-    }
-    Ok(out)
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>, ModulesError> {
-    match fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| ModulesError::BadIndexLine {
-                file: path.to_owned(),
-                line: 0,
-                what: "not valid UTF-8".into(),
-            }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ModulesError::ReadIndex {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-fn name_of(file: &Path, line: usize, path: &str) -> Result<ModuleName, ModulesError> {
-    ModuleName::from_path(path).map_err(|e| ModulesError::BadIndexLine {
-        file: file.to_owned(),
-        line,
-        what: e.to_string(),
-    })
-}
-
-/// Prunes the depmod text files of `dir` to the `included` module files,
-/// a map from each path in the host's `modules.dep` to its path in the
-/// image (`modules.dep` is written with the image paths). Lines keep the
-/// host's order, so the output is deterministic.
-pub fn prune_index(
-    dir: &Path,
-    included: &BTreeMap<&str, &str>,
-    builtin_in_plan: &BTreeSet<ModuleName>,
-) -> Result<Vec<(&'static str, Vec<u8>)>, ModulesError> {
-    let mut out = Vec::new();
-
-    // modules.dep: the lines of included modules. Their dependencies must
-    // be included too; that is the planner's promise, checked here because
-    // a hole would only show at boot.
-    let dep_path = dir.join("modules.dep");
-    let dep = read_optional(&dep_path)?.ok_or_else(|| ModulesError::ReadIndex {
-        path: dep_path.clone(),
-        source: io::Error::new(io::ErrorKind::NotFound, "modules.dep is required"),
-    })?;
-    let mut names: BTreeSet<ModuleName> = BTreeSet::new();
-    let mut kept = String::new();
-    for (i, line) in dep.lines().enumerate() {
-        let Some((path, deps)) = line.split_once(':') else {
-            continue; // blank or malformed: DepIndex::load already judged it
-        };
-        let path = path.trim();
-        let Some(image_path) = included.get(path) else {
-            continue;
-        };
-        kept.push_str(image_path);
-        kept.push(':');
-        for d in deps.split_whitespace() {
-            let Some(image_dep) = included.get(d) else {
-                return Err(ModulesError::MissingDependency {
-                    module: path.to_owned(),
-                    dep: d.to_owned(),
-                    file: dep_path.clone(),
-                });
-            };
-            kept.push(' ');
-            kept.push_str(image_dep);
-        }
-        names.insert(name_of(&dep_path, i + 1, path)?);
-        kept.push('\n');
-    }
-    out.push(("modules.dep", kept.into_bytes()));
-
-    // modules.softdep: `softdep MODULE pre: … post: …` for included modules.
-    let path = dir.join("modules.softdep");
-    if let Some(text) = read_optional(&path)? {
-        let mut kept = String::new();
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            if words.next() != Some("softdep") {
-                continue;
-            }
-            let Some(module) = words.next() else { continue };
-            if ModuleName::new(module).is_ok_and(|m| names.contains(&m)) {
-                kept.push_str(line);
-                kept.push('\n');
-            }
-        }
-        out.push(("modules.softdep", kept.into_bytes()));
-    }
-
-    // modules.alias: `alias PATTERN MODULE` for included modules, so
-    // aliases in the manifest and in softdeps resolve at boot to what the
-    // image holds, and to nothing else.
-    let path = dir.join("modules.alias");
-    if let Some(text) = read_optional(&path)? {
-        let mut kept = String::new();
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            if words.next() != Some("alias") {
-                continue;
-            }
-            let (Some(_pattern), Some(module)) = (words.next(), words.next()) else {
-                continue;
-            };
-            if ModuleName::new(module).is_ok_and(|m| names.contains(&m)) {
-                kept.push_str(line);
-                kept.push('\n');
-            }
-        }
-        out.push(("modules.alias", kept.into_bytes()));
-    }
-
-    // modules.builtin: whole when small, else the plan's builtin modules.
-    let path = dir.join("modules.builtin");
-    if let Some(text) = read_optional(&path)? {
-        if text.len() as u64 <= BUILTIN_WHOLE_MAX_BYTES {
-            out.push(("modules.builtin", text.into_bytes()));
-        } else {
-            let mut kept = String::new();
-            for (i, line) in text.lines().enumerate() {
-                let l = line.trim();
-                if l.is_empty() {
-                    continue;
-                }
-                if builtin_in_plan.contains(&name_of(&path, i + 1, l)?) {
-                    kept.push_str(line);
-                    kept.push('\n');
-                }
-            }
-            out.push(("modules.builtin", kept.into_bytes()));
-        }
-    }
-
-    // modules.builtin.modinfo: only its `alias` records are read at boot
-    // (aliases of builtin modules, e.g. `crypto-dh` → dh_generic); all of
-    // them when small, like modules.builtin, else those of the plan's
-    // builtin modules. Descriptions, authors and parameters are dropped.
-    let path = dir.join("modules.builtin.modinfo");
-    match fs::read(&path) {
-        Ok(bytes) => {
-            let aliases: Vec<(&[u8], &[u8])> = bytes
-                .split(|&b| b == 0)
-                .filter_map(|r| modinfo_alias(r).map(|(module, _)| (r, module)))
-                .collect();
-            let all_bytes: usize = aliases.iter().map(|(r, _)| r.len() + 1).sum();
-            let mut kept = Vec::new();
-            for (record, module) in aliases {
-                let keep = all_bytes as u64 <= BUILTIN_WHOLE_MAX_BYTES
-                    || std::str::from_utf8(module)
-                        .ok()
-                        .and_then(|m| ModuleName::new(m).ok())
-                        .is_some_and(|m| builtin_in_plan.contains(&m));
-                if keep {
-                    kept.extend_from_slice(record);
-                    kept.push(0);
-                }
-            }
-            out.push(("modules.builtin.modinfo", kept));
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => return Err(ModulesError::ReadIndex { path, source }),
     }
     Ok(out)
 }
@@ -825,124 +659,6 @@ mod tests {
         )
         .unwrap();
         t
-    }
-
-    fn pruned(dir: &Path, files: &[&str]) -> BTreeMap<&'static str, String> {
-        let included: BTreeMap<&str, &str> = files.iter().map(|f| (*f, *f)).collect();
-        prune_index(dir, &included, &BTreeSet::new())
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
-            .collect()
-    }
-
-    #[test]
-    fn prunes_every_index_file_to_the_included_modules() {
-        let t = fake_dir();
-        let p = pruned(
-            t.path(),
-            &["kernel/a.ko", "kernel/b.ko", "kernel/sub/crc-y.ko.xz"],
-        );
-        assert_eq!(
-            p["modules.dep"],
-            "kernel/a.ko: kernel/b.ko\nkernel/b.ko:\nkernel/sub/crc-y.ko.xz:\n"
-        );
-        assert_eq!(p["modules.softdep"], "softdep a pre: crypto-crc\n");
-        // crc_y matches crc-y.ko.xz through name normalisation; crc_x is out.
-        assert_eq!(
-            p["modules.alias"],
-            "alias crypto-crc crc_y\nalias pci:v00001AF4d*sv*sd*bc*sc*i* a\n"
-        );
-        // Small: copied whole.
-        assert_eq!(
-            p["modules.builtin"],
-            "kernel/lib/crc16.ko\nkernel/fs/ext2.ko\n"
-        );
-    }
-
-    #[test]
-    fn a_dependency_missing_from_the_selection_is_an_error() {
-        let t = fake_dir();
-        let included: BTreeMap<&str, &str> = [("kernel/a.ko", "kernel/a.ko")].into();
-        let e = prune_index(t.path(), &included, &BTreeSet::new()).unwrap_err();
-        let msg = e.to_string();
-        assert!(
-            msg.contains("kernel/a.ko") && msg.contains("kernel/b.ko"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn optional_index_files_may_be_absent_but_modules_dep_may_not() {
-        let t = fake_dir();
-        for f in ["modules.softdep", "modules.alias", "modules.builtin"] {
-            fs::remove_file(t.path().join(f)).unwrap();
-        }
-        let p = pruned(t.path(), &["kernel/b.ko"]);
-        assert_eq!(p.keys().copied().collect::<Vec<_>>(), ["modules.dep"]);
-        fs::remove_file(t.path().join("modules.dep")).unwrap();
-        let e = prune_index(t.path(), &BTreeMap::new(), &BTreeSet::new()).unwrap_err();
-        assert!(e.to_string().contains("modules.dep"), "{e}");
-    }
-
-    #[test]
-    fn a_large_builtin_list_is_cut_to_the_planned_builtins() {
-        let t = fake_dir();
-        let mut big = String::new();
-        for i in 0..5000 {
-            big.push_str(&format!("kernel/drivers/x/builtin_{i}.ko\n"));
-        }
-        big.push_str("kernel/lib/crc16.ko\n");
-        fs::write(t.path().join("modules.builtin"), big).unwrap();
-        let planned: BTreeSet<ModuleName> = [ModuleName::new("crc16").unwrap()].into();
-        let out = prune_index(t.path(), &BTreeMap::new(), &planned).unwrap();
-        let builtin = &out.iter().find(|(n, _)| *n == "modules.builtin").unwrap().1;
-        assert_eq!(builtin, b"kernel/lib/crc16.ko\n");
-    }
-
-    #[test]
-    fn builtin_modinfo_keeps_only_alias_records() {
-        let t = fake_dir();
-        fs::write(
-            t.path().join("modules.builtin.modinfo"),
-            b"dh_generic.alias=crypto-dh\0dh_generic.author=J\xf6rn\0\
-              crc16.parm=x:a.alias=b\0tracefs.alias=fs-tracefs\0",
-        )
-        .unwrap();
-        let out = prune_index(t.path(), &BTreeMap::new(), &BTreeSet::new()).unwrap();
-        let modinfo = &out
-            .iter()
-            .find(|(n, _)| *n == "modules.builtin.modinfo")
-            .unwrap()
-            .1;
-        assert_eq!(
-            modinfo.as_slice(),
-            b"dh_generic.alias=crypto-dh\0tracefs.alias=fs-tracefs\0"
-        );
-        // What PID 1 reads back: the alias resolves to the builtin module.
-        let mut idx = DepIndex::default();
-        idx.add_builtin_modinfo(modinfo, "modules.builtin.modinfo")
-            .unwrap();
-        assert_eq!(
-            idx.resolve("fs-tracefs"),
-            vec![ModuleName::new("tracefs").unwrap()]
-        );
-
-        // Too many to copy whole: only the plan's builtin modules keep theirs.
-        let mut big = Vec::new();
-        for i in 0..5000 {
-            big.extend_from_slice(format!("builtin_{i}.alias=pci:v{i:08X}d*\0").as_bytes());
-        }
-        big.extend_from_slice(b"dh_generic.alias=crypto-dh\0");
-        fs::write(t.path().join("modules.builtin.modinfo"), big).unwrap();
-        let planned: BTreeSet<ModuleName> = [ModuleName::new("dh_generic").unwrap()].into();
-        let out = prune_index(t.path(), &BTreeMap::new(), &planned).unwrap();
-        let modinfo = &out
-            .iter()
-            .find(|(n, _)| *n == "modules.builtin.modinfo")
-            .unwrap()
-            .1;
-        assert_eq!(modinfo.as_slice(), b"dh_generic.alias=crypto-dh\0");
     }
 
     #[test]

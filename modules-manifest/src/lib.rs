@@ -1,6 +1,7 @@
 //! The pure core of kmodinit: everything between the bytes PID 1 reads and the
 //! load plan its loader executes. No syscalls live here (the only I/O is the
-//! optional [`DepIndex::load`] convenience that reads depmod files, and
+//! optional [`DepIndex::load`] convenience that reads depmod files, its
+//! image-builder sibling [`depmod::prune()`], and
 //! [`release::newest_installed`], which lists a directory for host tools and
 //! tests), so every rule of the contract is tested on the host.
 //!

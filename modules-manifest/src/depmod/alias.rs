@@ -176,6 +176,16 @@ fn normalize_alias(raw: &str) -> Result<String, IndexErrorKind> {
     Ok(out)
 }
 
+/// The pattern and module of an `alias PATTERN MODULE` line; `None` for
+/// any other shape.
+pub(super) fn split_alias_line(line: &str) -> Option<(&str, &str)> {
+    let mut tokens = line.split_ascii_whitespace();
+    match (tokens.next(), tokens.next(), tokens.next(), tokens.next()) {
+        (Some("alias"), Some(pattern), Some(module), None) => Some((pattern, module)),
+        _ => None,
+    }
+}
+
 pub(super) fn parse_alias(
     text: &str,
     file: &str,
@@ -184,10 +194,7 @@ pub(super) fn parse_alias(
     // ~4,000 distinct targets for 26,000 lines: share one name per target.
     let mut names: FastMap<&str, ModuleName> = FastMap::default();
     for (no, line) in content_lines(text) {
-        let mut tokens = line.split_ascii_whitespace();
-        let (Some("alias"), Some(pattern), Some(module), None) =
-            (tokens.next(), tokens.next(), tokens.next(), tokens.next())
-        else {
+        let Some((pattern, module)) = split_alias_line(line) else {
             return Err(IndexErrorKind::AliasLine {
                 line: line.to_owned(),
             }

@@ -4,8 +4,13 @@
 use std::collections::HashSet;
 
 use super::dep::{check_module_path, module_name_of_path};
-use super::{content_lines, IndexError};
+use super::{content_lines, IndexError, IndexErrorKind};
 use crate::name::ModuleName;
+
+/// The module a `modules.builtin` line names.
+pub(super) fn builtin_name(line: &str) -> Result<ModuleName, IndexErrorKind> {
+    check_module_path(line).and_then(|()| module_name_of_path(line))
+}
 
 pub(super) fn parse_builtin(
     text: &str,
@@ -13,9 +18,7 @@ pub(super) fn parse_builtin(
     builtin: &mut HashSet<ModuleName>,
 ) -> Result<(), IndexError> {
     for (no, line) in content_lines(text) {
-        let name = check_module_path(line)
-            .and_then(|()| module_name_of_path(line))
-            .map_err(|k| k.at(file, no))?;
+        let name = builtin_name(line).map_err(|k| k.at(file, no))?;
         builtin.insert(name);
     }
     Ok(())

@@ -48,6 +48,13 @@ pub(super) fn module_name_of_path(path: &str) -> Result<ModuleName, IndexErrorKi
 }
 
 /// Parses `modules.dep` into `modules`; errors name `file` and the line.
+/// A `modules.dep` line split into the module's path and its dependency
+/// paths; `None` without the `:`.
+pub(super) fn split_dep_line(line: &str) -> Option<(&str, std::str::SplitAsciiWhitespace<'_>)> {
+    let (path, deps) = line.split_once(':')?;
+    Some((path.trim(), deps.split_ascii_whitespace()))
+}
+
 pub(super) fn parse_dep(
     text: &str,
     file: &str,
@@ -57,16 +64,15 @@ pub(super) fn parse_dep(
     // its name once per distinct path.
     let mut dep_names: FastMap<&str, ModuleName> = FastMap::default();
     for (no, line) in content_lines(text) {
-        let Some((path, deps)) = line.split_once(':') else {
+        let Some((path, deps)) = split_dep_line(line) else {
             return Err(IndexErrorKind::DepNoColon {
                 line: line.to_owned(),
             }
             .at(file, no));
         };
-        let path = path.trim();
         let (name, compression) = module_of_path(path).map_err(|k| k.at(file, no))?;
         let mut dep_list = Vec::new();
-        for d in deps.split_ascii_whitespace() {
+        for d in deps {
             let dep = match dep_names.get(d) {
                 Some(n) => n.clone(),
                 None => {

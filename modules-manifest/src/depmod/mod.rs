@@ -32,7 +32,9 @@
 //!
 //! One file per depmod file: `dep.rs`, `builtin.rs`, `softdep.rs`,
 //! `alias.rs` (with `fnmatch.rs`), `modinfo.rs`; `error.rs` holds
-//! [`IndexError`]. This file holds the index they fill and its lookups.
+//! [`IndexError`]; `prune.rs` cuts the files down to an image's modules
+//! ([`prune()`]) with the same line splitters. This file holds the index
+//! they fill and its lookups.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -49,12 +51,14 @@ mod error;
 mod fnmatch;
 mod hash;
 mod modinfo;
+mod prune;
 mod softdep;
 
 pub use alias::AliasTable;
 pub use error::{IndexError, IndexErrorKind};
 pub use fnmatch::fnmatch;
 pub use modinfo::modinfo_alias;
+pub use prune::{prune, PruneError, BUILTIN_WHOLE_MAX_BYTES};
 
 /// The largest depmod file [`DepIndex::load`] reads, in bytes. Debian 6.1's
 /// `modules.alias` is about 1.3 MB; anything this big is not an index.
@@ -187,8 +191,8 @@ fn read_index_file(dir: &Path, name: &str) -> Result<Option<String>, IndexError>
 
 impl DepIndex {
     /// Reads the depmod files of `dir` (e.g. `/lib/modules/6.1.0-56-amd64`).
-    /// `modules.dep` is required; the others are optional. The only I/O of
-    /// this crate.
+    /// `modules.dep` is required; the others are optional. With [`prune()`],
+    /// the only reading of depmod files in this crate.
     pub fn load(dir: &Path) -> Result<DepIndex, IndexError> {
         let dep = read_index_file(dir, "modules.dep")?.ok_or_else(|| {
             IndexErrorKind::Missing.at(&dir.join("modules.dep").display().to_string(), 0)

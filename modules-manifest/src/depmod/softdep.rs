@@ -6,29 +6,36 @@ use std::collections::HashMap;
 use super::{content_lines, IndexError, IndexErrorKind, SoftDep};
 use crate::name::ModuleName;
 
+/// A `modules.softdep` line split into its module and the tokens after it;
+/// `None` for a line to skip (`weakdep`), an error for one that is wrong.
+pub(super) fn split_softdep_line(
+    line: &str,
+) -> Result<Option<(&str, std::str::SplitAsciiWhitespace<'_>)>, IndexErrorKind> {
+    let mut tokens = line.split_ascii_whitespace();
+    match tokens.next() {
+        Some("softdep") => {}
+        // kmod >= 33 writes weak dependencies here; they are hints for
+        // image builders, not load-order edges, so they are skipped.
+        Some("weakdep") | None => return Ok(None),
+        Some(other) => {
+            return Err(IndexErrorKind::SoftdepKeyword {
+                found: other.to_owned(),
+            })
+        }
+    }
+    let module = tokens.next().ok_or(IndexErrorKind::SoftdepNoName)?;
+    Ok(Some((module, tokens)))
+}
+
 pub(super) fn parse_softdep(
     text: &str,
     file: &str,
     softdeps: &mut HashMap<ModuleName, SoftDep>,
 ) -> Result<(), IndexError> {
     for (no, line) in content_lines(text) {
-        let mut tokens = line.split_ascii_whitespace();
-        match tokens.next() {
-            Some("softdep") => {}
-            // kmod >= 33 writes weak dependencies here; they are hints for
-            // image builders, not load-order edges, so they are skipped.
-            Some("weakdep") => continue,
-            Some(other) => {
-                return Err(IndexErrorKind::SoftdepKeyword {
-                    found: other.to_owned(),
-                }
-                .at(file, no))
-            }
-            None => continue,
-        }
-        let raw_name = tokens
-            .next()
-            .ok_or_else(|| IndexErrorKind::SoftdepNoName.at(file, no))?;
+        let Some((raw_name, tokens)) = split_softdep_line(line).map_err(|k| k.at(file, no))? else {
+            continue;
+        };
         let name =
             ModuleName::new(raw_name).map_err(|e| IndexErrorKind::BadName(e).at(file, no))?;
         let entry = softdeps.entry(name).or_default();

@@ -1,0 +1,353 @@
+//! The load plan: a DAG of module nodes, built by the pure function [`plan()`].
+//!
+//! What goes in: every chain entry (a module name or an alias, resolved with
+//! [`DepIndex::resolve`]), the transitive `modules.dep` dependencies of every
+//! module that will be inserted, and the `pre:` softdeps of those modules
+//! (and their own dependencies and softdeps). `post:` softdeps of the index
+//! are not loaded; the plan says so in its notes. A manifest `softdeps`
+//! override replaces the index's softdeps of its module, and its `post:`
+//! names load after the module (a `Softdep` edge: neither blocks the other).
+//!
+//! The command line adds modules (`kmodinit.load=`, as an optional chain
+//! [`CMDLINE_CHAIN`] without chain edges) and skips chains or modules
+//! (`kmodinit.skip=`, [`Action::Skipped`]); a required chain broken only by
+//! a skip is made optional (see `Builder::excuse_skipped_required_chains`).
+//!
+//! Edges, all "must finish before": [`EdgeKind::Dependency`] for every module
+//! `modules.dep` lists (depmod writes the transitive closure; all of it is
+//! kept, which is redundant but never wrong), [`EdgeKind::Softdep`] for a
+//! chosen `pre:` softdep, [`EdgeKind::Chain`] from the previous entry of a
+//! chain. Between two nodes there is at most one edge; when several reasons
+//! apply the strongest kind is kept: Dependency, then Chain, then Softdep.
+//!
+//! Choosing among several modules for one alias (a softdep like
+//! `crypto-crc32c`, or a chain entry that is an alias), deterministically:
+//! only candidates the index has a file for (or that are builtin or already
+//! loaded) count, minus the module itself, the manifest's `blocklist` and the
+//! command line's `modprobe.blacklist`; among those, prefer one a chain names
+//! explicitly (softdeps only), then a builtin or already loaded one (it costs
+//! nothing), then the first by name. The choice and the alternatives are
+//! written to [`Plan::notes`] (booster #64: users must see which `crc32c` they
+//! got). A softdep with no candidate left is skipped with a note.
+//!
+//! Node order: Kahn's algorithm; among ready nodes it takes first what a
+//! required chain needs, then by the first chain (in manifest order) that
+//! needs it, then in discovery order (chain entries, then dependencies
+//! breadth-first). So the same input always gives the same plan, and a
+//! loader that starts ready nodes by id serves required chains first.
+//!
+//! Files, one job each: this one holds the public types and the entry
+//! points, and `build` runs the planner's steps in order; `error` the
+//! [`PlanError`] and its messages; `builder` the graph under construction
+//! (nodes, edges, refusals) and its conversion into a [`Plan`]; `resolve`
+//! chain entries, aliases and softdep overrides to modules; `params` the
+//! parameter strings; `graph` the chains, dependencies and softdeps added as
+//! edges, and what each chain needs; `skip` the command line's
+//! `kmodinit.skip=`; `order` the topological order and cycles; `render` the
+//! text listing.
+
+mod builder;
+mod error;
+mod graph;
+mod order;
+mod params;
+mod render;
+mod resolve;
+mod skip;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::cmdline::KernelCmdline;
+use crate::depmod::{Compression, DepIndex};
+use crate::manifest::{ChainEntry, ChainSpec, Manifest};
+use crate::name::ModuleName;
+
+use builder::{Builder, ResolvedEntry};
+pub use error::{CycleLink, PlanError};
+
+/// Index of a node in [`Plan::nodes`].
+pub type NodeId = usize;
+
+/// Everything the planner reads. `loaded` is the set of modules already in
+/// `/proc/modules` (empty on the host).
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub manifest: &'a Manifest,
+    pub index: &'a DepIndex,
+    pub cmdline: &'a KernelCmdline,
+    pub loaded: &'a BTreeSet<ModuleName>,
+}
+
+/// The plan. Invariants (tested): every module appears in exactly one node;
+/// `nodes` is in topological order, so every predecessor of node `i` has an
+/// id smaller than `i`; `succs` is the exact reverse of `preds`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub nodes: Vec<PlanNode>,
+    pub chains: Vec<PlanChain>,
+    /// Human-readable notes: which module a softdep alias resolved to, softdeps
+    /// that resolved to nothing, command-line blacklist hits, …
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanNode {
+    pub id: NodeId,
+    pub name: ModuleName,
+    pub action: Action,
+    /// The final parameter string: manifest params, then command-line
+    /// `name.param=value` entries appended (they win, as with modprobe).
+    pub params: String,
+    /// True if any required chain cannot complete without this node: it is
+    /// an entry of one, or reached from one through Dependency or Chain
+    /// edges. A softdep is not required (its failure blocks nothing).
+    pub required: bool,
+    /// Edges from the nodes that must finish first.
+    pub preds: Vec<Edge>,
+    /// Nodes that wait for this one.
+    pub succs: Vec<NodeId>,
+    /// Why the node is in the plan (a chain entry, a dependency of X, …).
+    pub reasons: Vec<Reason>,
+    /// Warnings about this module for the report (e.g. a command-line
+    /// parameter it does not declare). The planner leaves it empty: `/init`
+    /// adds what it checks against the image's `modules.params`.
+    pub warnings: Vec<String>,
+}
+
+/// What the loader must do for a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Insert the file at `path` (relative to the module directory).
+    Insert {
+        path: String,
+        compression: Compression,
+    },
+    /// Built into the kernel (`modules.builtin`): satisfied, no syscall.
+    Builtin,
+    /// Already in `/proc/modules`: satisfied, no syscall.
+    AlreadyLoaded,
+    /// Blacklisted on the kernel command line: not loaded; dependents blocked.
+    Blacklisted,
+    /// Skipped on the kernel command line (`kmodinit.skip=`, the module or
+    /// its chain): not loaded, its own dependencies not planned, dependents
+    /// blocked. `option` is the text that asked for it (`kmodinit.skip=ext4`).
+    Skipped { option: String },
+    /// Cannot be planned ([`plan_at_boot()`] only; [`plan()`] returns the
+    /// error instead): not loaded, the loader fails it with `error`'s
+    /// message and blocks its dependents. Its own dependencies are planned
+    /// only if they were found before the problem was.
+    Unplannable { error: PlanError },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Edge {
+    pub from: NodeId,
+    pub kind: EdgeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// From `modules.dep`: the dependent cannot load without it.
+    Dependency,
+    /// A `pre:` softdep: loaded first, but its failure does not block.
+    Softdep,
+    /// The previous entry of a chain.
+    Chain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    Chain { chain: String, position: usize },
+    DependencyOf { module: ModuleName },
+    SoftdepOf { module: ModuleName, alias: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanChain {
+    pub name: String,
+    pub required: bool,
+    /// The chain's own entries, in order (not their dependencies).
+    pub nodes: Vec<NodeId>,
+}
+
+/// The longest path through the plan under a per-node cost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CriticalPath {
+    pub cost: f64,
+    pub nodes: Vec<NodeId>,
+}
+
+/// Builds the plan. Pure and deterministic. Strict: any module that cannot
+/// be planned fails the whole plan (what the image builder wants: it must
+/// refuse such an image).
+///
+/// Errors (each message names the module and chain): a manifest that fails
+/// [`Manifest::check`]; a chain entry that is neither a module, a builtin nor
+/// an alias of one; a module whose dependency has no `modules.dep` line; a
+/// module on the manifest's `blocklist` that a chain needs; one module given
+/// two parameter strings (also through an alias); a cycle in chain order +
+/// dependencies + softdeps, named like `a → b → a`.
+pub fn plan(input: PlanInput<'_>) -> Result<Plan, PlanError> {
+    build(input, Mode::Strict)
+}
+
+/// Builds the plan as PID 1 needs it at boot: a module that cannot be
+/// planned fails alone. Pure and deterministic, like [`plan()`], and equal
+/// to it whenever [`plan()`] succeeds.
+///
+/// Every error of [`plan()`] that concerns modules
+/// ([`PlanError::is_per_module`]) instead makes each module it names
+/// ([`PlanError::modules`]: the unknown entry, the dependency without a
+/// `modules.dep` line, the module with two parameter strings, the
+/// blocklisted module, every module of a cycle) a node with
+/// [`Action::Unplannable`], and its message a [`Plan::notes`] entry. The
+/// node keeps its place in its chains and its edges to what needs it, so
+/// the loader fails it and blocks its dependents, and a required chain
+/// through it fails; everything else loads. Edges inside a cycle are
+/// dropped (the plan stays a DAG).
+///
+/// Errors only when nothing can be planned: [`PlanError::Manifest`].
+pub fn plan_at_boot(input: PlanInput<'_>) -> Result<Plan, PlanError> {
+    build(input, Mode::AtBoot)
+}
+
+/// What the builder does with a module that cannot be planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Fail the plan with the first error.
+    Strict,
+    /// Make the module an [`Action::Unplannable`] node.
+    AtBoot,
+}
+
+/// The name of the chain `kmodinit.load=` (and `rd.driver.pre=`,
+/// `modules-load=`) adds, unless the manifest has a chain of that name
+/// (then `cmdline-2`, `cmdline-3`, …).
+pub const CMDLINE_CHAIN: &str = "cmdline";
+
+/// The manifest the plan is built from: `manifest` plus, when the command
+/// line asks to load modules, an optional chain of them.
+fn with_cmdline_chain(input: &PlanInput<'_>) -> Option<(Manifest, usize)> {
+    let load = &input.cmdline.load;
+    if load.is_empty() {
+        return None;
+    }
+    let mut m = input.manifest.clone();
+    let mut name = CMDLINE_CHAIN.to_owned();
+    let mut k = 1;
+    while m.chains.iter().any(|c| c.name == name) {
+        k += 1;
+        name = format!("{CMDLINE_CHAIN}-{k}");
+    }
+    m.chains.push(ChainSpec {
+        name,
+        modules: load
+            .iter()
+            .map(|l| ChainEntry {
+                name: l.name.clone(),
+                params: None,
+            })
+            .collect(),
+        required: false,
+    });
+    let at = m.chains.len() - 1;
+    Some((m, at))
+}
+
+fn build(input: PlanInput<'_>, mode: Mode) -> Result<Plan, PlanError> {
+    input.manifest.check().map_err(PlanError::Manifest)?;
+    let extended = with_cmdline_chain(&input);
+    let (input, cmdline_chain) = match &extended {
+        Some((m, at)) => (
+            PlanInput {
+                manifest: m,
+                ..input
+            },
+            Some(*at),
+        ),
+        None => (input, None),
+    };
+    let mut b = Builder::new(input, mode);
+    b.cmdline_chain = cmdline_chain;
+    b.check_softdep_overrides()?;
+    let entries = b.resolve_chains()?;
+    let params = b.params(&entries)?;
+    let (skipped, active): (Vec<ResolvedEntry>, Vec<ResolvedEntry>) = entries
+        .into_iter()
+        .partition(|e| b.skip_chains.contains_key(&e.chain));
+    b.add_chains(&active)?;
+    b.expand()?;
+    b.add_skipped_chains(&skipped);
+    if mode == Mode::AtBoot {
+        b.break_cycles()?;
+    }
+    let needed = b.chain_needs(false);
+    let blocking = b.chain_needs(true);
+    b.check_blocklist(&needed)?;
+    b.excuse_skipped_required_chains(&blocking);
+    let order = b.topo_order(&needed)?;
+    let mut entries = active;
+    entries.extend(skipped);
+    entries.sort_by_key(|e| (e.chain, e.position));
+    Ok(b.finish(&entries, &needed, &blocking, &order, &params))
+}
+
+impl Plan {
+    /// The longest chain of dependent nodes when node `n` costs `cost(n)`
+    /// (seconds). Satisfied nodes should be given cost 0 by the caller.
+    /// Every edge kind counts: each one delays its successor's start. Ties
+    /// go to the smaller node id; an empty plan gives cost 0 and no nodes.
+    pub fn critical_path(&self, cost: impl Fn(&PlanNode) -> f64) -> CriticalPath {
+        let n = self.nodes.len();
+        let mut finish = vec![0f64; n];
+        let mut via: Vec<Option<NodeId>> = vec![None; n];
+        for node in &self.nodes {
+            let mut start = 0f64;
+            for e in &node.preds {
+                // Nodes are topologically ordered, so preds are done.
+                if e.from < node.id && finish[e.from] > start {
+                    start = finish[e.from];
+                    via[node.id] = Some(e.from);
+                }
+            }
+            let c = cost(node);
+            finish[node.id] = start + if c.is_finite() && c > 0.0 { c } else { 0.0 };
+        }
+        let mut end = None;
+        let mut best = 0f64;
+        for (i, &f) in finish.iter().enumerate() {
+            if end.is_none() || f > best {
+                best = f;
+                end = Some(i);
+            }
+        }
+        let mut nodes = Vec::new();
+        let mut cur = end;
+        while let Some(i) = cur {
+            nodes.push(i);
+            cur = via[i];
+        }
+        nodes.reverse();
+        CriticalPath { cost: best, nodes }
+    }
+
+    /// Module files the image must hold (Insert actions), in node order.
+    pub fn module_files(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().filter_map(|n| match &n.action {
+            Action::Insert { path, .. } => Some(path.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The node of a module, if the plan has one.
+    pub fn node(&self, name: &ModuleName) -> Option<&PlanNode> {
+        self.nodes.iter().find(|n| &n.name == name)
+    }
+}
