@@ -879,7 +879,13 @@ impl<'g, 'o> Run<'g, 'o> {
             .collect();
 
         let (critical_path_s, path) = critical_path(graph, &modules);
-        let failed_required_chains = failed_required_chains(plan, &modules);
+        let failed_required_chains = ChainFailure::of_required(
+            plan.chains
+                .iter()
+                .filter(|c| c.required)
+                .map(|c| (c.name.as_str(), c.nodes.as_slice())),
+            &modules,
+        );
         LoadReport {
             critical_path: path.into_iter().map(|i| modules[i].name.clone()).collect(),
             modules,
@@ -960,33 +966,6 @@ fn critical_path(graph: &Graph, modules: &[ModuleReport]) -> (f64, Vec<usize>) {
     }
     path.reverse();
     (cost, path)
-}
-
-fn failed_required_chains(plan: &Plan, modules: &[ModuleReport]) -> Vec<ChainFailure> {
-    let mut out = Vec::new();
-    for chain in plan.chains.iter().filter(|c| c.required) {
-        let first_bad = chain
-            .nodes
-            .iter()
-            .filter_map(|&id| modules.get(id))
-            .find(|m| !m.state.is_satisfied());
-        if let Some(m) = first_bad {
-            let root = m
-                .blocked_by
-                .as_ref()
-                .and_then(|b| modules.iter().find(|r| &r.name == b))
-                .unwrap_or(m);
-            out.push(ChainFailure {
-                chain: chain.name.clone(),
-                module: root.name.clone(),
-                error: root
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| format!("{:?}", root.state)),
-            });
-        }
-    }
-    out
 }
 
 fn log_outcome(plan: &Plan, id: usize, o: &Outcome) {

@@ -118,6 +118,41 @@ pub struct ChainFailure {
     pub error: String,
 }
 
+impl ChainFailure {
+    /// The failures of the required chains given as (name, node ids): a
+    /// chain fails at its first decided module that is not satisfied, and
+    /// the failure names the module that caused it (through `blocked_by`).
+    /// `pending` modules are not decided: they fail nothing (yet).
+    pub fn of_required<'a>(
+        chains: impl IntoIterator<Item = (&'a str, &'a [usize])>,
+        modules: &[ModuleReport],
+    ) -> Vec<ChainFailure> {
+        let mut out = Vec::new();
+        for (chain, nodes) in chains {
+            let first_bad = nodes
+                .iter()
+                .filter_map(|&id| modules.get(id))
+                .find(|m| m.state != ModuleState::Pending && !m.state.is_satisfied());
+            if let Some(m) = first_bad {
+                let root = m
+                    .blocked_by
+                    .as_ref()
+                    .and_then(|b| modules.iter().find(|r| &r.name == b))
+                    .unwrap_or(m);
+                out.push(ChainFailure {
+                    chain: chain.to_owned(),
+                    module: root.name.clone(),
+                    error: root
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| root.state.name().to_owned()),
+                });
+            }
+        }
+        out
+    }
+}
+
 /// The load phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadReport {

@@ -304,7 +304,13 @@ impl Supervisor {
                 notes,
             });
         };
-        let mut failed = failed_required_chains(&t.chains, &t.modules);
+        let mut failed = ChainFailure::of_required(
+            t.chains
+                .iter()
+                .filter(|c| c.required)
+                .map(|c| (c.name.as_str(), c.nodes.as_slice())),
+            &t.modules,
+        );
         for f in timed_out {
             if !failed.iter().any(|g| g.chain == f.chain) {
                 failed.push(f);
@@ -416,38 +422,6 @@ impl Tracked {
 /// Whole milliseconds of `s` seconds.
 fn ms(s: f64) -> u64 {
     (s * 1e3).round().max(0.0) as u64
-}
-
-/// Required chains with a decided module that is not satisfied, naming the
-/// module that failed first (through `blocked_by`).
-pub fn failed_required_chains(
-    chains: &[PlannedChain],
-    modules: &[ModuleReport],
-) -> Vec<ChainFailure> {
-    let mut out = Vec::new();
-    for chain in chains.iter().filter(|c| c.required) {
-        let first_bad = chain
-            .nodes
-            .iter()
-            .filter_map(|&id| modules.get(id))
-            .find(|m| m.state != ModuleState::Pending && !m.state.is_satisfied());
-        if let Some(m) = first_bad {
-            let root = m
-                .blocked_by
-                .as_ref()
-                .and_then(|b| modules.iter().find(|r| &r.name == b))
-                .unwrap_or(m);
-            out.push(ChainFailure {
-                chain: chain.name.clone(),
-                module: root.name.clone(),
-                error: root
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| format!("{:?}", root.state)),
-            });
-        }
-    }
-    out
 }
 
 #[cfg(test)]
