@@ -12,4 +12,5 @@ pub mod cpio;
 pub mod image;
 pub mod modprobe;
 pub mod modules;
+pub mod params;
 pub mod tree;
