@@ -451,7 +451,7 @@ fn adaptive_one_cpu_workers_asleep() {
         asleep: true,
         ..LoomFaults::default()
     };
-    let mut case = three_roots_case(3, faults, 1, Some(2));
+    let mut case = three_roots_case(3, faults, 1, Some(1));
     case.cpus = Some(1);
     case.workers = 1..=3;
     check("adaptive_one_cpu_workers_asleep", case);
