@@ -111,6 +111,12 @@ pub(crate) fn mkimage(
         .map_err(|e| format!("{}: {e}", out.display()))
 }
 
+/// The optional-chain deadline of the load-phase images: long enough that
+/// PID 1 waits for every module, so the report handed to the init is whole
+/// (no `pending` module) and its load phase is the whole load, the work the
+/// baselines do.
+pub(crate) const WHOLE_LOAD_DEADLINE_MS: u64 = 600_000;
+
 /// The init that kmodinit execs inside the initramfs in cases 1 and 2: dumps
 /// the report on the console and powers off.
 pub(crate) const DONE_SCRIPT: &str = "#!/bin/busybox sh\n\
@@ -400,6 +406,10 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     if let Some(o) = km_manifest.as_object_mut() {
         o.remove("root");
         o.insert("on_failure".into(), serde_json::json!("poweroff"));
+        o.insert(
+            "deadline_ms".into(),
+            serde_json::json!(WHOLE_LOAD_DEADLINE_MS),
+        );
     }
     let done = work.join("kmb-done");
     std::fs::write(&done, DONE_SCRIPT).map_err(|e| e.to_string())?;
@@ -509,7 +519,9 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         if let Some((c, p)) = limits(&spec, r, env.smp) {
             cpu_limit.push(c);
             path_limit.push(p);
-            limit.push(c.max(p));
+            // The farm sleeps (its CPU limit is not a bound); the real set
+            // computes.
+            limit.push(if physical_limit { p } else { c });
         }
     }
 
@@ -610,7 +622,7 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     let target = if physical_limit { "path" } else { "CPU" };
     let _ = writeln!(
         md,
-        "\nkmodinit / limit (the larger of the two, per run; here the {target} limit binds) = **{}** (target ≤ 1.05×); \
+        "\nkmodinit / the {target} limit = **{}** (target ≤ 1.05×); \
          kmodinit / its own critical path = **{}**; kmodinit.jobs=1 / kmodinit = {}.",
         ratio(km_med, limit.median()),
         ratio(km_med, km.crit.median()),

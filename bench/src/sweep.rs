@@ -107,6 +107,10 @@ fn build_load_target(
     if let Some(o) = m.as_object_mut() {
         o.remove("root");
         o.insert("on_failure".into(), serde_json::json!("poweroff"));
+        o.insert(
+            "deadline_ms".into(),
+            serde_json::json!(cases::WHOLE_LOAD_DEADLINE_MS),
+        );
     }
     let done = work.join("kmb-done");
     std::fs::write(&done, DONE_SCRIPT).map_err(|e| e.to_string())?;
