@@ -507,8 +507,12 @@ fn wait_channel(tid: libc::pid_t) -> Option<String> {
 /// init but behind another insertion or a kernel-wide lock: the module
 /// loader (`module_mutex`, `module_wq`), its notifiers (ftrace, static
 /// calls, tracing, jump labels, alternatives, kprobes), sysfs, RCU grace
-/// periods, vmalloc purges, kernel thread creation and usermode helpers.
-/// An idle worker sleeps on its job queue (`futex_…`): that is not one.
+/// periods, vmalloc purges, kernel thread creation, usermode helpers and
+/// crypto self-tests (computed by another thread). An idle worker sleeps
+/// on its job queue (`futex_…`): that is not one. Nor is
+/// `async_synchronize_cookie_domain`: the module's init has returned and
+/// waits for asynchronous probing, which sleeps on hardware as often as
+/// not (ATA port resets, SCSI scans).
 const INSERTION_WAITS: &[&str] = &[
     "load_module",
     "do_init_module",
@@ -535,6 +539,7 @@ const INSERTION_WAITS: &[&str] = &[
     "__purge_vmap",
     "__kthread_create",
     "call_usermodehelper",
+    "crypto_wait_for_test",
     "stop_machine",
     "mutex_",
     "__mutex",
