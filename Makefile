@@ -214,7 +214,8 @@ clean:
 
 # Boots kmodinit and baseline images under QEMU (TCG, -smp 2), BENCH_RUNS runs
 # each (default 5; BENCH_CASES=1,2,3,4 picks cases); writes
-# bench/results/latest.md, the timeline SVGs and README's benchmark section.
+# bench/results/latest.md (summary at its top) and the timeline SVGs; README
+# is left alone (kmodinit-bench --readme README.md writes its section).
 bench: init mkimage
 	cargo build --release -p kmodinit-bench
 	KVER=$(KVER) target/release/kmodinit-bench

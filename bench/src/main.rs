@@ -1,15 +1,18 @@
 //! `make bench`: boots kmodinit and baseline initramfs images under QEMU
 //! (TCG, `-smp 2`), several runs each, and writes medians and ratios to
-//! `bench/results/latest.md` and the README's benchmark section, plus boot
-//! timeline SVGs.
+//! `bench/results/latest.md` (with a summary table at its top), plus boot
+//! timeline SVGs. It writes the README's benchmark section only when asked
+//! (`--readme README.md`): the README is the lead's to update.
 //!
 //! Usage:
 //!   kmodinit-bench [--runs N] [--cases 1,2,3,4] [--results DIR] [--readme FILE]
 //!   kmodinit-bench svg REPORT.json OUT.svg [TITLE]   (kmodinit::timeline, the
 //!                           renderer of `kmodinit report --svg`)
 //!   kmodinit-bench sweep   (pool width sweep; BENCH_CASES, BENCH_RUNS,
-//!                           BENCH_WIDTHS=1,2,4,8,0, BENCH_SERVER_WIDTHS=1,2,4;
-//!                           0 = automatic; writes bench/results/sweep.md)
+//!                           BENCH_WIDTHS=1,2,4,8, BENCH_SERVER_WIDTHS=1,2,4,8:
+//!                           fixed pool widths, 0 = the fixed pool's automatic
+//!                           width; the adaptive pool is always swept too;
+//!                           writes bench/results/sweep.md)
 
 mod cases;
 mod farm;
@@ -47,7 +50,8 @@ struct Options {
     server_runs: usize,
     cases: Vec<u32>,
     results: PathBuf,
-    readme: PathBuf,
+    /// Also write the README's benchmark section (off by default).
+    readme: Option<PathBuf>,
     work: PathBuf,
     release: String,
 }
@@ -68,7 +72,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             .filter_map(|c| c.trim().parse().ok())
             .collect(),
         results: PathBuf::from("bench/results"),
-        readme: PathBuf::from("README.md"),
+        readme: None,
         work: PathBuf::from("target/bench"),
         release: std::env::var("KVER").unwrap_or_default(),
     };
@@ -92,7 +96,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     .collect::<Result<_, _>>()?
             }
             "--results" => o.results = val()?.into(),
-            "--readme" => o.readme = val()?.into(),
+            "--readme" => o.readme = Some(val()?.into()),
             "--work" => o.work = val()?.into(),
             "--kernel-release" => o.release = val()?,
             other => return Err(format!("unknown argument {other}")),
@@ -355,8 +359,23 @@ fn run(o: &Options) -> Result<(), String> {
         started.elapsed().as_secs_f64(),
         load_average()
     );
+    let mut table = String::from("\n## Summary\n\n| measure | value |\n| --- | ---: |\n");
+    for (k, v) in &summary {
+        let _ = writeln!(table, "| {k} | {v} |");
+    }
+    // The summary goes after the machine facts, before case 1.
+    let at = md.find("\n## ").unwrap_or(md.len());
+    md.insert_str(at, &table);
     let latest = o.results.join("latest.md");
     std::fs::write(&latest, &md).map_err(|e| format!("{}: {e}", latest.display()))?;
+    let Some(readme) = &o.readme else {
+        eprintln!(
+            "bench: wrote {} in {:.0} s",
+            latest.display(),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    };
 
     let mut section = format!(
         "Last `make bench`: {} (QEMU TCG, `-smp {}`, {} runs each, case 2: {}; medians). Full table: [bench/results/latest.md](bench/results/latest.md).\n\n| measure | value |\n| --- | ---: |\n",
@@ -373,11 +392,11 @@ fn run(o: &Options) -> Result<(), String> {
             let _ = writeln!(section, "\n{what} load timeline (one row per worker, one colour per chain, grey: dependencies pulled in, red lines: dependency → dependent):\n\n![{what} timeline](bench/results/{key}.svg)");
         }
     }
-    update_readme(&o.readme, &section)?;
+    update_readme(readme, &section)?;
     eprintln!(
         "bench: wrote {} and {} in {:.0} s",
         latest.display(),
-        o.readme.display(),
+        readme.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -401,8 +420,8 @@ fn widths_from_env(var: &str, default: &[usize]) -> Result<Vec<usize>, String> {
 fn run_sweep(o: &Options) -> Result<(), String> {
     let started = Instant::now();
     let env = prepare_env(o)?;
-    let widths = widths_from_env("BENCH_WIDTHS", &[1, 2, 4, 8, 0])?;
-    let server_widths = widths_from_env("BENCH_SERVER_WIDTHS", &[1, 2, 4])?;
+    let widths = widths_from_env("BENCH_WIDTHS", &[1, 2, 4, 8])?;
+    let server_widths = widths_from_env("BENCH_SERVER_WIDTHS", &[1, 2, 4, 8])?;
     let server = match server_manifest() {
         Some(p) => Some(read_json(&p)?),
         None => None,
@@ -416,9 +435,10 @@ fn run_sweep(o: &Options) -> Result<(), String> {
         server,
     )?;
     let md = format!(
-        "# kmodinit pool-width sweep\n\nWritten by `kmodinit-bench sweep`: one kmodinit image per case booted with \
-         `kmodinit.jobs=N` (auto: none, the automatic width), widths interleaved within each run and their order \
-         rotated per run; medians.\n\n{}{body}\n_Whole run: {:.0} s; load average at the end {}._\n",
+        "# kmodinit pool-width sweep\n\nWritten by `kmodinit-bench sweep`: one kmodinit image per case booted on the \
+         fixed pool (`KMODINIT_POOL=fixed kmodinit.jobs=N`; fixed auto: min(graph width, 4 × CPUs, 32)), on the \
+         adaptive pool (the default, no option) and on the adaptive pool with the old unit order \
+         (`KMODINIT_ORDER=unit`), variants interleaved within each run and their order rotated per run; medians.\n\n{}{body}\n_Whole run: {:.0} s; load average at the end {}._\n",
         machine_facts(&o.release, env.smp),
         started.elapsed().as_secs_f64(),
         load_average()

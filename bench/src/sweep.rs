@@ -1,8 +1,12 @@
 //! `kmodinit-bench sweep`: the loader's pool width against time, under QEMU.
-//! Boots one kmodinit image per case with `kmodinit.jobs=N` for every width
-//! asked for (0: no `kmodinit.jobs`, the automatic width), runs interleaved
-//! and the order rotated each run, so drift on the shared host hits every
-//! width alike. Writes `sweep.md` with medians.
+//! Boots one kmodinit image per case on the fixed pool
+//! (`KMODINIT_POOL=fixed kmodinit.jobs=N`) for every width asked for (0: no
+//! `kmodinit.jobs`, the fixed pool's automatic width), on the adaptive pool
+//! (no option: the default), and on the adaptive pool with the old unit
+//! order (`KMODINIT_ORDER=unit`), runs interleaved and the order rotated
+//! each run, so drift on the shared host hits every variant alike. Writes
+//! `sweep.md` with medians, and the adaptive pool against the best fixed
+//! width of each case.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,12 +43,54 @@ struct Cell {
     jobs: Vec<usize>,
 }
 
-fn width_name(w: usize) -> String {
-    if w == 0 {
-        "auto".into()
-    } else {
-        w.to_string()
+/// How one sweep boot runs the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// The fixed pool of this width (0: its automatic width).
+    Fixed(usize),
+    /// The default: adaptive pool, cost-aware order.
+    Adaptive,
+    /// The adaptive pool with the unit (module-count) order.
+    AdaptiveUnitOrder,
+}
+
+impl Variant {
+    fn name(self) -> String {
+        match self {
+            Variant::Fixed(0) => "fixed auto".into(),
+            Variant::Fixed(w) => format!("fixed {w}"),
+            Variant::Adaptive => "adaptive".into(),
+            Variant::AdaptiveUnitOrder => "adaptive, unit order".into(),
+        }
     }
+
+    fn tag(self) -> String {
+        match self {
+            Variant::Fixed(w) => format!("f{w}"),
+            Variant::Adaptive => "a".into(),
+            Variant::AdaptiveUnitOrder => "au".into(),
+        }
+    }
+
+    /// Kernel command-line words (the `KMODINIT_*` ones reach /init as
+    /// environment variables).
+    pub fn append(self) -> String {
+        match self {
+            Variant::Fixed(0) => format!("{APPEND} KMODINIT_POOL=fixed"),
+            Variant::Fixed(w) => format!("{APPEND} KMODINIT_POOL=fixed kmodinit.jobs={w}"),
+            Variant::Adaptive => APPEND.to_string(),
+            Variant::AdaptiveUnitOrder => format!("{APPEND} KMODINIT_ORDER=unit"),
+        }
+    }
+}
+
+/// The variants of a case: the fixed widths, then both adaptive ones.
+fn variants(widths: &[usize]) -> Vec<Variant> {
+    widths
+        .iter()
+        .map(|&w| Variant::Fixed(w))
+        .chain([Variant::Adaptive, Variant::AdaptiveUnitOrder])
+        .collect()
 }
 
 fn build_load_target(
@@ -61,6 +107,10 @@ fn build_load_target(
     if let Some(o) = m.as_object_mut() {
         o.remove("root");
         o.insert("on_failure".into(), serde_json::json!("poweroff"));
+        o.insert(
+            "deadline_ms".into(),
+            serde_json::json!(cases::WHOLE_LOAD_DEADLINE_MS),
+        );
     }
     let done = work.join("kmb-done");
     std::fs::write(&done, DONE_SCRIPT).map_err(|e| e.to_string())?;
@@ -112,16 +162,12 @@ fn build_boot_target(env: &Env) -> Result<Target, String> {
 fn boot_once(
     env: &Env,
     t: &Target,
-    width: usize,
+    variant: Variant,
     run: usize,
     cell: &mut Cell,
 ) -> Result<(), String> {
-    let append = if width == 0 {
-        APPEND.to_string()
-    } else {
-        format!("{APPEND} kmodinit.jobs={width}")
-    };
-    let tag = format!("w{}-{run}", width_name(width));
+    let append = variant.append();
+    let tag = format!("{}-{run}", variant.tag());
     let boot = cases::run_vm(env, &t.image, &append, &t.disks, &t.work)?;
     if t.to_root {
         match boot.console.real_init() {
@@ -179,7 +225,7 @@ pub fn sweep(
     server_runs: usize,
     server_manifest: Option<serde_json::Value>,
 ) -> Result<String, String> {
-    let mut targets: Vec<(Target, Vec<usize>, usize)> = Vec::new();
+    let mut targets: Vec<(Target, Vec<Variant>, usize)> = Vec::new();
     for &c in case_ids {
         match c {
             1 => targets.push((
@@ -190,7 +236,7 @@ pub fn sweep(
                     &crate::farm::manifest(),
                     &crate::farm::build(Path::new("build/fixtures"))?,
                 )?,
-                widths.to_vec(),
+                variants(widths),
                 env.runs,
             )),
             2 => {
@@ -205,11 +251,11 @@ pub fn sweep(
                         &m,
                         Path::new("/"),
                     )?,
-                    server_widths.to_vec(),
+                    variants(server_widths),
                     server_runs,
                 ))
             }
-            3 => targets.push((build_boot_target(env)?, widths.to_vec(), env.runs)),
+            3 => targets.push((build_boot_target(env)?, variants(widths), env.runs)),
             other => return Err(format!("sweep: no case {other}")),
         }
     }
@@ -221,19 +267,14 @@ pub fn sweep(
             // Rotate the order so no width always boots first or last.
             for k in 0..ws.len() {
                 let i = (k + run) % ws.len();
-                eprintln!(
-                    "sweep {}: run {}/{runs}, jobs={}",
-                    t.key,
-                    run + 1,
-                    width_name(ws[i])
-                );
+                eprintln!("sweep {}: run {}/{runs}, {}", t.key, run + 1, ws[i].name());
                 boot_once(env, t, ws[i], run, &mut cells[i])?;
             }
         }
         let _ = writeln!(md, "\n### {} ({runs} runs)\n", t.title);
         let _ = writeln!(
             md,
-            "| jobs | workers | load phase median (s) | min–max (s) | Σ insertion time median (s) | first insertion after (ms) |{}",
+            "| pool | workers | load phase median (s) | min–max (s) | Σ insertion time median (s) | first insertion after (ms) |{}",
             if t.to_root { " real init at (median uptime s) | min–max (s) |" } else { "" }
         );
         let _ = writeln!(
@@ -247,7 +288,7 @@ pub fn sweep(
             let _ = write!(
                 md,
                 "| {} | {} | {} | {} | {} | {} |",
-                width_name(*w),
+                w.name(),
                 jobs.iter()
                     .map(|j| j.to_string())
                     .collect::<Vec<_>>()
@@ -278,6 +319,35 @@ pub fn sweep(
                 let _ = write!(md, " {}", notes.join("; "));
             }
             md.push('\n');
+        }
+        // The adaptive pool against the best fixed width, on the measure
+        // that matters for the case.
+        let measure = |c: &Cell| {
+            if t.to_root {
+                c.real_init.median()
+            } else {
+                c.load.median()
+            }
+        };
+        let best = ws
+            .iter()
+            .zip(&cells)
+            .filter(|(v, _)| matches!(v, Variant::Fixed(_)))
+            .filter_map(|(v, c)| Some((*v, measure(c)?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let adaptive = ws
+            .iter()
+            .zip(&cells)
+            .find(|(v, _)| **v == Variant::Adaptive)
+            .and_then(|(_, c)| measure(c));
+        if let (Some((v, b)), Some(a)) = (best, adaptive) {
+            let _ = writeln!(
+                md,
+                "\nAdaptive / best fixed width ({}, {b:.3} s) on the {}: **{:.3}×** (target ≤ 1.03×).",
+                v.name(),
+                if t.to_root { "real init's start" } else { "load phase" },
+                a / b
+            );
         }
         eprint!("{}", &md[before..]);
     }

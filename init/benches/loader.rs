@@ -150,6 +150,7 @@ fn run(s: &Shape, jobs: &[usize], runs: usize) -> Vec<(Duration, usize)> {
             let opts = LoaderOptions {
                 modules_dir: "/lib/modules/bench".into(),
                 jobs: j,
+                ..LoaderOptions::default()
             };
             k.reset();
             let t = Instant::now();
@@ -189,6 +190,7 @@ fn overhead(runs: usize) {
                 &LoaderOptions {
                     modules_dir: "/".into(),
                     jobs,
+                    ..LoaderOptions::default()
                 },
             );
             walls.push(t.elapsed());

@@ -20,39 +20,70 @@ use crate::clock::boottime;
 use crate::kernel::{InsertError, InsertRequest, Inserted, Kernel};
 use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
 
-/// The widest pool [`auto_jobs`] picks.
+/// The widest pool the automatic width allows.
 pub const MAX_AUTO_JOBS: usize = 32;
 
 /// How the loader runs. The zero value (`Default`) means: automatic pool
-/// width, module paths taken as the plan gives them.
+/// width, adaptive pool, cost-aware order, module paths taken as the plan
+/// gives them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoaderOptions {
     /// Directory the plan's relative module paths are joined to
     /// (`/lib/modules/$(uname -r)`).
     pub modules_dir: PathBuf,
-    /// Pool width; 0 = automatic ([`auto_jobs`]).
+    /// The most workers the pool may start (manifest `jobs`,
+    /// `kmodinit.jobs=`); 0 = automatic: min(graph width, [`MAX_AUTO_JOBS`])
+    /// for the adaptive pool, [`auto_jobs`] for the fixed one.
     pub jobs: usize,
+    /// CPUs the adaptive pool keeps busy; 0 = [`available_cpus`].
+    pub cpus: usize,
+    pub pool: PoolMode,
+    pub order: Order,
 }
+
+/// When the pool hands a ready module to a worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PoolMode {
+    /// About one insertion on a CPU per CPU: a ready module waits while
+    /// `cpus` or more workers are busy, unless the [`WorkerProbe`] shows
+    /// that some of them sleep inside a module's init (then it goes to an
+    /// idle worker or a new one, up to the cap). No tuning for sleeping
+    /// (probes, firmware) or CPU-bound (signature checks, relocation) init.
+    #[default]
+    Adaptive,
+    /// Every ready module goes to a worker at once, up to the cap (the
+    /// pool before issue 16; benchmarks compare against it). Diagnostic:
+    /// `KMODINIT_POOL=fixed` on the kernel command line.
+    Fixed,
+}
+
+/// Which ready module goes to the pool first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Longest remaining path first, a module costing its file size plus
+    /// [`INSERT_FIXED_COST_BYTES`] (what is known at plan time: signature
+    /// check and relocation grow with the file).
+    #[default]
+    CostAware,
+    /// Longest remaining path first counted in modules, every module the
+    /// same (the order before issue 16). Diagnostic:
+    /// `KMODINIT_ORDER=unit` on the kernel command line.
+    Unit,
+}
+
+/// What one insertion costs beyond its file size, in bytes of file: the
+/// syscall, the module's allocation and its init (a 10 KB fixture module
+/// takes ~11 ms under QEMU TCG, a 1 MB one ~100 ms).
+pub const INSERT_FIXED_COST_BYTES: u64 = 64 * 1024;
 
 /// Workers per CPU that [`auto_jobs`] allows.
 pub const AUTO_JOBS_PER_CPU: usize = 4;
 
-/// The pool width used when `jobs` is 0, for a plan in which at most `width`
-/// modules can load at the same time, on a machine with `cpus` CPUs:
-/// `min(width, 4 × cpus)`, at least 1, at most [`MAX_AUTO_JOBS`].
-///
-/// Why both terms (QEMU TCG, `-smp 2`, `kmodinit-bench sweep`; figures in
-/// `init/REPORT.md`): module init that sleeps needs the pool as wide as the
-/// graph (fixture farm, 33 sleeping modules, medians of 3: 4 workers
-/// 1.36 s, 8 workers 0.92 s, 28 workers 0.94 s), so a plain CPU-count rule
-/// would waste it; but real insertions also burn CPU in the kernel
-/// (signature check, relocation: ~100 ms each under TCG), and beyond the
-/// CPUs concurrent insertions only stretch each other (176 Debian modules:
-/// summed kernel-call time 11 s at 1 worker, 47 s at 4, same wall time on
-/// a busy host). 4 per CPU covers the farm's width on 2 CPUs and was the
-/// fastest width for the 176 modules on a quiet host (2.7–2.9 s vs 5.4–7 s
-/// at 1). A host that overcommits the guest's CPUs is invisible from here:
-/// there `jobs = 1` can win.
+/// The width of the fixed pool ([`PoolMode::Fixed`]) when `jobs` is 0,
+/// for a plan in which at most `width` modules can load at the same time,
+/// on a machine with `cpus` CPUs: `min(width, 4 × cpus)`, at least 1, at
+/// most [`MAX_AUTO_JOBS`]. The adaptive pool needs no such compromise
+/// (init/REPORT.md has the figures of both).
 pub fn auto_jobs(width: usize, cpus: usize) -> usize {
     width
         .min(AUTO_JOBS_PER_CPU.saturating_mul(cpus.max(1)))
@@ -124,14 +155,28 @@ pub struct NodeOutcome {
 
 /// As [`load`], telling `observer` when each kernel call starts and each
 /// node is decided. Same guarantees; `observer` is called exactly once per
-/// node with [`LoadObserver::finished`].
+/// node with [`LoadObserver::finished`]. The adaptive pool watches its
+/// workers through `/proc` ([`ProcProbe`]).
 pub fn load_observed<K: Kernel>(
     plan: &Plan,
     kernel: &K,
     opts: &LoaderOptions,
     observer: &mut dyn LoadObserver,
 ) -> LoadReport {
-    load_on(plan, opts, kernel, observer, |run, jobs| {
+    load_probed(plan, kernel, opts, observer, &ProcProbe::new())
+}
+
+/// As [`load_observed`], with the adaptive pool asking `probe` which of its
+/// workers are on a CPU (tests inject a fake; the answers only decide how
+/// wide the pool grows, never whether a module loads or how often).
+pub fn load_probed<K: Kernel>(
+    plan: &Plan,
+    kernel: &K,
+    opts: &LoaderOptions,
+    observer: &mut dyn LoadObserver,
+    probe: &dyn WorkerProbe,
+) -> LoadReport {
+    load_on(plan, opts, kernel, observer, |run, width| {
         // std's scope joins every worker before it returns; `Threads::close`
         // joins them first so that a worker panic is counted rather than
         // re-raised by the scope.
@@ -141,13 +186,14 @@ pub fn load_observed<K: Kernel>(
             let threads = Threads {
                 scope,
                 kernel,
-                handles: Vec::with_capacity(jobs),
+                probe,
+                handles: Vec::with_capacity(width.limit),
                 work,
                 work_rx,
                 done_tx,
                 done,
             };
-            run_pool(run, plan, opts, kernel, jobs, threads)
+            run_pool(run, plan, opts, kernel, width, probe, threads)
         })
     })
 }
@@ -155,8 +201,8 @@ pub fn load_observed<K: Kernel>(
 /// Loads `plan` as [`load`] does, with worker threads started by `loom`, so
 /// that `loom` explores every interleaving of the real coordinator, pool and
 /// worker code (`tests/loom_coordinator.rs`). `faults` injects what the
-/// machine or a loader bug can do to the workers. Only under `--cfg loom`,
-/// inside a loom model.
+/// machine or a loader bug can do to the workers, and what the adaptive
+/// pool's probe answers. Only under `--cfg loom`, inside a loom model.
 #[cfg(loom)]
 pub fn load_on_loom<K: Kernel + Send + 'static>(
     plan: &'static Plan,
@@ -164,9 +210,10 @@ pub fn load_on_loom<K: Kernel + Send + 'static>(
     opts: &LoaderOptions,
     faults: LoomFaults,
 ) -> LoadReport {
-    load_on(plan, opts, &*kernel, &mut (), |run, jobs| {
+    load_on(plan, opts, &*kernel, &mut (), |run, width| {
+        let probe = loom_pool::LoomProbe(faults.asleep);
         let workers = loom_pool::LoomWorkers::new(kernel.clone(), faults);
-        run_pool(run, plan, opts, &*kernel, jobs, workers)
+        run_pool(run, plan, opts, &*kernel, width, &probe, workers)
     })
 }
 
@@ -175,7 +222,17 @@ mod loom_pool;
 #[cfg(loom)]
 pub use loom_pool::LoomFaults;
 
-/// The load around the pool: picks the pool width, runs the coordinator on
+/// How wide the pool may grow and how it decides.
+#[derive(Debug, Clone, Copy)]
+struct Width {
+    /// The cap: never more workers than this.
+    limit: usize,
+    /// CPUs to keep busy (adaptive pool).
+    cpus: usize,
+    mode: PoolMode,
+}
+
+/// The load around the pool: picks the pool's cap, runs the coordinator on
 /// `pool` (given the width; it answers how many workers it used), inline or
 /// without a pool when fewer than two workers would do, and reports.
 fn load_on<K: Kernel>(
@@ -183,14 +240,20 @@ fn load_on<K: Kernel>(
     opts: &LoaderOptions,
     kernel: &K,
     observer: &mut dyn LoadObserver,
-    pool: impl FnOnce(&mut Run<'_, '_>, usize) -> usize,
+    pool: impl FnOnce(&mut Run<'_, '_>, Width) -> usize,
 ) -> LoadReport {
     let boottime_load_start = boottime();
-    let graph = Graph::new(plan);
-    let requested = if opts.jobs == 0 {
-        auto_jobs(graph.width, available_cpus())
+    let costs = node_costs(plan, opts);
+    let graph = Graph::new(plan, &costs);
+    let cpus = if opts.cpus == 0 {
+        available_cpus()
     } else {
-        opts.jobs
+        opts.cpus
+    };
+    let requested = match (opts.jobs, opts.pool) {
+        (0, PoolMode::Fixed) => auto_jobs(graph.width, cpus),
+        (0, PoolMode::Adaptive) => graph.width.clamp(1, MAX_AUTO_JOBS),
+        (n, _) => n,
     };
     // No point in threads that would never get work.
     let jobs = requested
@@ -199,7 +262,14 @@ fn load_on<K: Kernel>(
 
     let mut run = Run::new(plan, &graph, observer);
     let workers = if jobs > 1 {
-        pool(&mut run, jobs)
+        pool(
+            &mut run,
+            Width {
+                limit: jobs,
+                cpus,
+                mode: opts.pool,
+            },
+        )
     } else if jobs == 1 {
         // One worker: the calling thread is that worker, no thread needed.
         run.coordinate(plan, opts, &mut Inline::new(kernel));
@@ -218,24 +288,49 @@ fn load_on<K: Kernel>(
     )
 }
 
-/// Runs the coordinator on a pool of at most `jobs` workers started on
-/// demand from `workers`, then closes it and joins every worker. Returns how
-/// many workers ran kernel calls (1 when none could be started: then the
+/// Each node's cost for the order of ready modules: for an insertion, its
+/// file's size plus [`INSERT_FIXED_COST_BYTES`] with [`Order::CostAware`]
+/// (a file that cannot be stat'ed costs the fixed part only: the insertion
+/// will report why), 1 with [`Order::Unit`]; nothing for a node that needs
+/// no kernel call.
+fn node_costs(plan: &Plan, opts: &LoaderOptions) -> Vec<u64> {
+    plan.nodes
+        .iter()
+        .map(|node| match (&node.action, opts.order) {
+            (_, Order::Unit) => 1,
+            (Action::Insert { path, .. }, Order::CostAware) => {
+                let size = std::fs::metadata(opts.modules_dir.join(path)).map_or(0, |m| m.len());
+                INSERT_FIXED_COST_BYTES.saturating_add(size)
+            }
+            (_, Order::CostAware) => 0,
+        })
+        .collect()
+}
+
+/// Runs the coordinator on a pool of at most `width.limit` workers started
+/// on demand from `workers`, then closes it and joins every worker. Returns
+/// how many workers ran kernel calls (1 when none could be started: then the
 /// coordinator's own thread made them).
 fn run_pool<'p, K: Kernel, W: Workers<'p>>(
     run: &mut Run<'_, '_>,
     plan: &'p Plan,
     opts: &LoaderOptions,
     kernel: &K,
-    jobs: usize,
+    width: Width,
+    probe: &dyn WorkerProbe,
     workers: W,
 ) -> usize {
     let mut pool = OnDemand {
         workers,
         kernel,
-        limit: jobs,
+        probe,
+        limit: width.limit,
+        cpus: width.cpus.max(1),
+        mode: width.mode,
         spawned: 0,
         busy: 0,
+        on_cpu: 0,
+        probe_wait: PROBE_INTERVAL,
         inline: std::collections::VecDeque::new(),
     };
     run.coordinate(plan, opts, &mut pool);
@@ -266,32 +361,213 @@ struct Done {
     result: Result<Inserted, InsertError>,
 }
 
+/// What waiting for a completion gave.
+enum Received {
+    Done(Done),
+    /// The wait's time ran out: look at the workers again.
+    Timeout,
+    /// A worker ended before the pool closed: it died, and whatever job it
+    /// held will never be answered.
+    Lost,
+}
+
 /// Where the coordinator sends ready jobs and gets completions from.
 trait Dispatch<'p> {
+    /// Whether a job sent now would start at once (on an idle worker, a new
+    /// one, or inline) under the pool's rule. May start no thread itself.
+    fn can_take(&mut self) -> bool;
     /// Hands `job` to a worker; gives it back if no worker can take it.
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
-    /// The next completion; `None` when waiting for one could last forever.
-    fn recv(&mut self) -> Option<Done>;
+    /// The next completion. `holding`: the coordinator holds ready jobs
+    /// that [`Dispatch::can_take`] refused, so the wait may end early
+    /// ([`Received::Timeout`]) for the pool to look at its workers again.
+    fn recv(&mut self, holding: bool) -> Received;
 }
 
 /// Worker threads behind channels, as [`OnDemand`] drives them: the one
 /// part of the pool that differs between the real threads and the loom
 /// model.
 trait Workers<'p> {
-    /// Starts worker number `worker`, which runs [`work`] on the jobs sent
-    /// until the pool is closed.
+    /// Starts worker number `worker`, which registers with the probe on its
+    /// own thread, then runs [`work`] on the jobs sent until the pool is
+    /// closed.
     fn spawn(&mut self, worker: usize) -> std::io::Result<()>;
     /// Queues `job` for the started workers; gives it back if none can ever
     /// take it.
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
-    /// Waits for the next completion; `None` once a worker has ended before
-    /// the pool closed: it died, and whatever job it held will never be
-    /// answered.
-    fn recv(&mut self) -> Option<Done>;
+    /// Waits for the next completion, at most `timeout` if one is given;
+    /// [`Received::Lost`] once a worker has ended before the pool closed.
+    fn recv(&mut self, timeout: Option<std::time::Duration>) -> Received;
     /// Closes the job queue (every worker ends after its current job) and
     /// joins every worker; true if one of them panicked.
     fn close(self) -> bool;
 }
+
+/// Which of the pool's workers are on a CPU: the adaptive pool's signal.
+///
+/// A module's init runs in the worker's thread: signature checks and
+/// relocation keep it runnable, `msleep` and firmware waits put it to sleep
+/// (task state `D` or `S`). Only the coordinator calls
+/// [`WorkerProbe::on_cpu`]; every worker calls [`WorkerProbe::register`] on
+/// its own thread as it starts. Thread-safe.
+pub trait WorkerProbe: Sync {
+    /// Worker number `worker` has started, on the calling thread.
+    fn register(&self, worker: usize);
+    /// How many of the workers `0..started` are running or waiting for a
+    /// CPU (not asleep). A worker that has not registered yet counts as
+    /// running; so does one the probe cannot see (then the pool stays at
+    /// about one worker per CPU).
+    fn on_cpu(&self, started: usize) -> usize;
+}
+
+/// The real [`WorkerProbe`]: each worker's thread id (`gettid`), recorded
+/// as it starts, its task state from `/proc/self/task/TID/stat` and, for a
+/// sleeping one, where it sleeps (`/proc/self/task/TID/wchan`).
+///
+/// A worker asleep (`S`, `D`) counts as off the CPU unless its wait
+/// channel is one where an insertion waits for another insertion or a
+/// kernel-wide lock ([`waits_for_another_insertion`]): measured under QEMU
+/// on 176 Debian modules, the busy workers of a wide pool slept almost only
+/// in `static_call_module_notify`, `ftrace_process_locs`, `load_module`,
+/// `ftrace_module_enable`, `do_init_module` (module, ftrace and
+/// static-call mutexes), so more workers would only queue there; the
+/// fixture farm's slept in `msleep`.
+#[derive(Debug, Default)]
+pub struct ProcProbe {
+    /// (worker, tid).
+    tids: std::sync::Mutex<Vec<(usize, libc::pid_t)>>,
+}
+
+impl ProcProbe {
+    pub fn new() -> Self {
+        ProcProbe::default()
+    }
+}
+
+impl WorkerProbe for ProcProbe {
+    fn register(&self, worker: usize) {
+        let tid = nix::unistd::gettid().as_raw();
+        self.tids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((worker, tid));
+    }
+
+    fn on_cpu(&self, started: usize) -> usize {
+        let tids = self
+            .tids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let seen = tids.iter().filter(|&&(w, _)| w < started).count();
+        let off_cpu = tids
+            .iter()
+            .filter(|&&(w, tid)| {
+                w < started
+                    && task_state(tid).is_some_and(is_asleep)
+                    && !wait_channel(tid).is_some_and(|c| waits_for_another_insertion(&c))
+            })
+            .count();
+        started.saturating_sub(seen) + seen - off_cpu
+    }
+}
+
+/// A task state letter of `/proc/PID/stat` that means the thread waits
+/// rather than runs: `S` (interruptible sleep) or `D` (uninterruptible:
+/// `msleep` in a module's init).
+fn is_asleep(state: u8) -> bool {
+    matches!(state, b'S' | b'D')
+}
+
+/// The task state letter of thread `tid` of this process: the field after
+/// the command name in parentheses (which may itself hold `)`).
+fn task_state(tid: libc::pid_t) -> Option<u8> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // pid (comm) state: comm is at most 16 bytes, the state well within 64.
+    let mut buf = [0u8; 64];
+    let n = f.read(&mut buf).ok()?;
+    parse_task_state(&buf[..n])
+}
+
+fn parse_task_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).copied()
+}
+
+/// The kernel function thread `tid` sleeps in (`/proc/.../wchan`), if the
+/// kernel names it (`CONFIG_KALLSYMS`; "0" while it runs).
+fn wait_channel(tid: libc::pid_t) -> Option<String> {
+    let c = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).ok()?;
+    let c = c.trim();
+    (!c.is_empty() && c != "0").then(|| c.to_owned())
+}
+
+/// Wait channels (prefixes) where a worker sleeps not in its module's own
+/// init but behind another insertion or a kernel-wide lock: the module
+/// loader (`module_mutex`, `module_wq`), its notifiers (ftrace, static
+/// calls, tracing, jump labels, alternatives, kprobes), sysfs, RCU grace
+/// periods, vmalloc purges, kernel thread creation, usermode helpers and
+/// crypto self-tests (computed by another thread). An idle worker sleeps
+/// on its job queue (`futex_…`): that is not one. Nor is
+/// `async_synchronize_cookie_domain`: the module's init has returned and
+/// waits for asynchronous probing, which sleeps on hardware as often as
+/// not (ATA port resets, SCSI scans).
+const INSERTION_WAITS: &[&str] = &[
+    "load_module",
+    "do_init_module",
+    "add_unformed_module",
+    "module_",
+    "finit_module",
+    "init_module",
+    "idempotent",
+    "resolve_symbol",
+    "simplify_symbols",
+    "complete_formation",
+    "mod_sysfs",
+    "static_call",
+    "ftrace",
+    "trace_",
+    "jump_label",
+    "text_poke",
+    "alternatives_",
+    "unwind_module",
+    "kernfs_",
+    "__wait_rcu_gp",
+    "synchronize_rcu",
+    "_vm_unmap_aliases",
+    "__purge_vmap",
+    "__kthread_create",
+    "call_usermodehelper",
+    "crypto_wait_for_test",
+    "stop_machine",
+    "mutex_",
+    "__mutex",
+    "rwsem",
+    "down_",
+    "percpu_down",
+    "cpus_read_lock",
+];
+
+/// Whether a worker sleeping in `wchan` waits behind another insertion or
+/// a kernel-wide lock ([`INSERTION_WAITS`]) rather than in its module's
+/// init (`msleep`, firmware, a device).
+fn waits_for_another_insertion(wchan: &str) -> bool {
+    INSERTION_WAITS.iter().any(|p| wchan.starts_with(p))
+}
+
+/// How long the adaptive pool, holding a ready module because `cpus`
+/// workers are busy, first waits for a completion before it looks at the
+/// workers' task states. Sleeping module init lasts tens to hundreds of ms.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(4);
+
+/// The longest wait between two probes: each probe that changes nothing
+/// (every busy worker still on a CPU) doubles the wait up to this, so a
+/// CPU-bound load (~100 ms per insertion under emulation) costs a few
+/// `/proc` reads per insertion rather than dozens (~0.1 ms each under
+/// emulation). A completion, or a probe that lets a module start, resets
+/// it.
+const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(32);
 
 /// The pool: workers started on demand, up to `limit`.
 ///
@@ -300,20 +576,51 @@ trait Workers<'p> {
 /// or on a loaded machine (~1 ms each under QEMU TCG, and all of them used
 /// to come before the first insertion), and a graph rarely keeps its whole
 /// width busy at once.
+///
+/// The adaptive rule ([`PoolMode::Adaptive`]): a job is dispatched while
+/// fewer than `cpus` workers are busy, or while fewer than `cpus` of the busy
+/// ones are on a CPU. `on_cpu` is the last probe's count, plus the jobs
+/// dispatched since (a fresh insertion starts on a CPU), less the
+/// completions since; the probe runs only when the coordinator holds a job
+/// that rule refused and no completion came for [`PROBE_INTERVAL`] (up to
+/// [`MAX_PROBE_INTERVAL`] after probes that changed nothing).
 struct OnDemand<'k, K, W> {
     workers: W,
     kernel: &'k K,
+    probe: &'k dyn WorkerProbe,
     /// The pool width: never more workers than this.
     limit: usize,
+    cpus: usize,
+    mode: PoolMode,
     spawned: usize,
     /// Jobs sent to the workers whose completion was not received yet.
     busy: usize,
+    /// Busy workers estimated on a CPU (adaptive pool).
+    on_cpu: usize,
+    /// The wait before the next probe.
+    probe_wait: std::time::Duration,
     /// Completions of jobs run on the coordinator's thread because not even
     /// one worker could be started.
     inline: std::collections::VecDeque<Done>,
 }
 
+impl<K, W> OnDemand<'_, K, W> {
+    /// An idle worker, or room for one more.
+    fn room(&self) -> bool {
+        self.busy < self.spawned || self.spawned < self.limit
+    }
+}
+
 impl<'p, K: Kernel, W: Workers<'p>> Dispatch<'p> for OnDemand<'_, K, W> {
+    fn can_take(&mut self) -> bool {
+        if self.spawned == 0 && self.limit == 0 {
+            // No thread could be started: every call runs inline.
+            return true;
+        }
+        self.room()
+            && (self.mode == PoolMode::Fixed || self.busy < self.cpus || self.on_cpu < self.cpus)
+    }
+
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
         if self.busy >= self.spawned && self.spawned < self.limit {
             match self.workers.spawn(self.spawned) {
@@ -336,19 +643,40 @@ impl<'p, K: Kernel, W: Workers<'p>> Dispatch<'p> for OnDemand<'_, K, W> {
         }
         self.workers.send(job)?;
         self.busy += 1;
+        self.on_cpu = (self.on_cpu + 1).min(self.busy);
         Ok(())
     }
 
-    fn recv(&mut self) -> Option<Done> {
+    fn recv(&mut self, holding: bool) -> Received {
         if let Some(d) = self.inline.pop_front() {
-            return Some(d);
+            return Received::Done(d);
         }
         if self.busy == 0 {
-            return None;
+            return Received::Lost;
         }
-        let d = self.workers.recv()?;
-        self.busy -= 1;
-        Some(d)
+        // Only a probe can let a held job start, and only if a worker could
+        // take it.
+        let poll = holding && self.mode == PoolMode::Adaptive && self.room();
+        match self.workers.recv(poll.then_some(self.probe_wait)) {
+            Received::Done(d) => {
+                self.busy -= 1;
+                self.on_cpu = self.on_cpu.saturating_sub(1).min(self.busy);
+                self.probe_wait = PROBE_INTERVAL;
+                Received::Done(d)
+            }
+            Received::Timeout => {
+                // Idle workers sleep on the job queue: they count as asleep,
+                // so the count is of busy workers (bounded by `busy`).
+                self.on_cpu = self.probe.on_cpu(self.spawned).min(self.busy);
+                self.probe_wait = if self.on_cpu < self.cpus {
+                    PROBE_INTERVAL
+                } else {
+                    (self.probe_wait * 2).min(MAX_PROBE_INTERVAL)
+                };
+                Received::Timeout
+            }
+            Received::Lost => Received::Lost,
+        }
     }
 }
 
@@ -356,6 +684,7 @@ impl<'p, K: Kernel, W: Workers<'p>> Dispatch<'p> for OnDemand<'_, K, W> {
 struct Threads<'s, 'env, K> {
     scope: &'s std::thread::Scope<'s, 'env>,
     kernel: &'env K,
+    probe: &'env dyn WorkerProbe,
     handles: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
     work: channel::Sender<Job<'env>>,
     work_rx: channel::Receiver<Job<'env>>,
@@ -370,11 +699,13 @@ const WORKER_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 impl<'env, K: Kernel> Workers<'env> for Threads<'_, 'env, K> {
     fn spawn(&mut self, worker: usize) -> std::io::Result<()> {
         let kernel = self.kernel;
+        let probe = self.probe;
         let work_rx = self.work_rx.clone();
         let done_tx = self.done_tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("kmodinit-load-{worker}"))
             .spawn_scoped(self.scope, move || {
+                probe.register(worker);
                 work(worker, kernel, &work_rx, |d| done_tx.send(d).is_ok())
             })?;
         self.handles.push(h);
@@ -385,7 +716,7 @@ impl<'env, K: Kernel> Workers<'env> for Threads<'_, 'env, K> {
         self.work.send(job).map_err(|e| e.into_inner())
     }
 
-    fn recv(&mut self) -> Option<Done> {
+    fn recv(&mut self, timeout: Option<std::time::Duration>) -> Received {
         // The pool keeps a completion sender (to hand to workers it starts
         // later), so the channel never disconnects by itself. A worker only
         // ends when the pool closes; one that ended before died (which only
@@ -394,15 +725,19 @@ impl<'env, K: Kernel> Workers<'env> for Threads<'_, 'env, K> {
         // stop waiting instead of hanging PID 1. Not only once every worker
         // is gone: the live ones may all be idle, waiting for jobs that the
         // coordinator only sends after that answer (loom found that hang).
+        let wait = timeout.map_or(WORKER_CHECK, |t| t.min(WORKER_CHECK));
         loop {
-            match self.done.recv_timeout(WORKER_CHECK) {
-                Ok(d) => return Some(d),
+            match self.done.recv_timeout(wait) {
+                Ok(d) => return Received::Done(d),
                 Err(channel::RecvTimeoutError::Timeout) => {
                     if self.handles.iter().any(|h| h.is_finished()) {
-                        return None;
+                        return Received::Lost;
+                    }
+                    if timeout.is_some() {
+                        return Received::Timeout;
                     }
                 }
-                Err(channel::RecvTimeoutError::Disconnected) => return None,
+                Err(channel::RecvTimeoutError::Disconnected) => return Received::Lost,
             }
         }
     }
@@ -438,13 +773,17 @@ impl<'k, K: Kernel> Inline<'k, K> {
 }
 
 impl<'p, K: Kernel> Dispatch<'p> for Inline<'_, K> {
+    fn can_take(&mut self) -> bool {
+        true
+    }
+
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
         self.done.push_back(insert(0, self.kernel, &job));
         Ok(())
     }
 
-    fn recv(&mut self) -> Option<Done> {
-        self.done.pop_front()
+    fn recv(&mut self, _holding: bool) -> Received {
+        self.done.pop_front().map_or(Received::Lost, Received::Done)
     }
 }
 
@@ -502,9 +841,10 @@ struct Graph {
     succs: Vec<Vec<(usize, EdgeKind)>>,
     /// For each node: why the plan is malformed there, if it is.
     malformed: Vec<Option<String>>,
-    /// Nodes on the longest unit-cost path from each node to a sink:
-    /// ready nodes with more work behind them go to the pool first.
-    height: Vec<usize>,
+    /// The cost of the longest path from each node to a sink, the node
+    /// included ([`node_costs`]): ready nodes with more work behind them go
+    /// to the pool first.
+    height: Vec<u64>,
     /// Insert nodes.
     inserts: usize,
     /// An upper bound of how many kernel calls can ever run at once: the
@@ -515,7 +855,7 @@ struct Graph {
 }
 
 impl Graph {
-    fn new(plan: &Plan) -> Self {
+    fn new(plan: &Plan, costs: &[u64]) -> Self {
         let n = plan.nodes.len();
         let mut preds = vec![Vec::new(); n];
         let mut succs = vec![Vec::new(); n];
@@ -533,10 +873,11 @@ impl Graph {
                 }
             }
         }
-        let mut height = vec![1usize; n];
+        let cost = |i: usize| costs.get(i).copied().unwrap_or(1);
+        let mut height: Vec<u64> = (0..n).map(cost).collect();
         for i in (0..n).rev() {
             for &(s, _) in &succs[i] {
-                height[i] = height[i].max(height[s] + 1);
+                height[i] = height[i].max(height[s].saturating_add(cost(i)));
             }
         }
         let is_insert = |i: usize| matches!(plan.nodes[i].action, Action::Insert { .. });
@@ -592,7 +933,7 @@ struct Run<'g, 'o> {
     waiting: Vec<usize>,
     outcome: Vec<Option<Outcome>>,
     /// Nodes whose predecessors are all finished, not yet decided.
-    ready: BinaryHeap<(usize, Reverse<usize>)>,
+    ready: BinaryHeap<(u64, Reverse<usize>)>,
     /// Set once a node entered `ready`: the one guard that makes every node
     /// dispatched (and so passed to the kernel) at most once.
     queued: Vec<bool>,
@@ -700,14 +1041,19 @@ impl<'g, 'o> Run<'g, 'o> {
     }
 
     /// Decides ready nodes that need no kernel call; returns the next node
-    /// that does, if any.
+    /// that does, if any, leaving it first in the ready queue.
     fn next_insert(&mut self, plan: &Plan) -> Option<usize> {
-        while let Some((_, Reverse(id))) = self.ready.pop() {
+        while let Some(&(_, Reverse(id))) = self.ready.peek() {
             if self.outcome[id].is_some() {
+                self.ready.pop();
                 continue;
             }
+            if matches!(plan.nodes[id].action, Action::Insert { .. }) {
+                return Some(id);
+            }
+            self.ready.pop();
             match plan.nodes[id].action {
-                Action::Insert { .. } => return Some(id),
+                Action::Insert { .. } => {}
                 Action::Builtin => {
                     self.pending_finish(plan, id, Outcome::new(ModuleState::Builtin))
                 }
@@ -731,6 +1077,13 @@ impl<'g, 'o> Run<'g, 'o> {
         None
     }
 
+    /// Removes and returns the next node that needs a kernel call.
+    fn take_insert(&mut self, plan: &Plan) -> Option<usize> {
+        let id = self.next_insert(plan)?;
+        self.ready.pop();
+        Some(id)
+    }
+
     fn coordinate<'p>(
         &mut self,
         plan: &'p Plan,
@@ -739,7 +1092,13 @@ impl<'g, 'o> Run<'g, 'o> {
     ) {
         let n = plan.nodes.len();
         while self.decided < n {
-            while let Some(id) = self.next_insert(plan) {
+            // Ready modules stay in the queue, in order, until the pool can
+            // start them: a module that becomes ready later with more work
+            // behind it still goes first.
+            while self.next_insert(plan).is_some() && pool.can_take() {
+                let Some(id) = self.take_insert(plan) else {
+                    break;
+                };
                 let node = &plan.nodes[id];
                 let Action::Insert { path, compression } = &node.action else {
                     continue;
@@ -767,14 +1126,16 @@ impl<'g, 'o> Run<'g, 'o> {
                 break;
             }
             if self.in_flight == 0 {
-                // Nothing running and nothing ready, yet undecided nodes:
-                // the plan's edges cannot be satisfied. Fail them instead of
-                // waiting forever.
+                // Nothing running, and nothing ready or nothing the pool
+                // would start (it always can when idle): the plan's edges
+                // cannot be satisfied. Fail what is left instead of waiting
+                // forever.
                 self.fail_stuck(plan);
                 break;
             }
-            match pool.recv() {
-                Some(d) => {
+            let holding = self.next_insert(plan).is_some();
+            match pool.recv(holding) {
+                Received::Done(d) => {
                     self.in_flight -= 1;
                     let mut o = match d.result {
                         Ok(Inserted::Loaded) => Outcome::new(ModuleState::Loaded),
@@ -790,7 +1151,9 @@ impl<'g, 'o> Run<'g, 'o> {
                     o.worker = Some(d.worker);
                     self.pending_finish(plan, d.id, o);
                 }
-                None => {
+                // The pool looked at its workers: maybe it starts more.
+                Received::Timeout => {}
+                Received::Lost => {
                     // A worker died (a loader bug): an answer will never
                     // come, and which is unknown. Fail what is undecided
                     // rather than wait; the live workers may still run what
@@ -805,7 +1168,7 @@ impl<'g, 'o> Run<'g, 'o> {
     /// Decides everything without a pool: the plan has nothing to insert,
     /// only satisfied, skipped or blocked nodes.
     fn settle_without_pool(&mut self, plan: &Plan) {
-        while let Some(id) = self.next_insert(plan) {
+        while let Some(id) = self.take_insert(plan) {
             // Unreachable (no Insert nodes), but never drop a node silently.
             let mut o = Outcome::new(ModuleState::Failed);
             o.error = Some("internal error: no loader worker".to_owned());
@@ -994,5 +1357,105 @@ fn log_outcome(plan: &Plan, id: usize, o: &Outcome) {
         // The loader decides every node; only the supervisor's handover
         // report uses this state.
         ModuleState::Pending => log::warn!("kmodinit: {name} is still loading"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_task_state_follows_the_last_parenthesis() {
+        assert_eq!(parse_task_state(b"42 (kmodinit-load-0) D 1 42"), Some(b'D'));
+        // A command name may hold ") R (": the state follows the last ')'.
+        assert_eq!(parse_task_state(b"7 (a) R (b) S 1 7"), Some(b'S'));
+        assert_eq!(parse_task_state(b"7 (truncated"), None);
+        assert_eq!(parse_task_state(b"7 (x)"), None);
+        assert!(is_asleep(b'S') && is_asleep(b'D'));
+        assert!(!is_asleep(b'R') && !is_asleep(b'Z'));
+    }
+
+    #[test]
+    fn waits_behind_other_insertions_are_not_sleeping_module_init() {
+        // What a wide pool's workers slept in on 176 Debian modules, and
+        // what the fixture farm's slept in.
+        for c in [
+            "static_call_module_notify",
+            "ftrace_process_locs",
+            "load_module",
+            "ftrace_module_enable",
+            "do_init_module",
+            "mod_sysfs_setup",
+            "__kthread_create_on_node",
+            "trace_module_notify",
+            "__wait_rcu_gp",
+            "resolve_symbol",
+            "alternatives_smp_module_add",
+            "_vm_unmap_aliases.part.0",
+            "call_usermodehelper_exec",
+        ] {
+            assert!(waits_for_another_insertion(c), "{c}");
+        }
+        for c in [
+            "msleep",
+            "usleep_range_state",
+            "_request_firmware",
+            "async_synchronize_cookie_domain",
+            "futex_wait_queue",
+            "ata_exec_internal_sg",
+        ] {
+            assert!(!waits_for_another_insertion(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn cost_aware_order_weighs_the_file_size() {
+        // a (big file) and b (small) are both roots with one dependent each;
+        // unit heights are equal, cost-aware heights put a first.
+        let dir = std::env::temp_dir().join(format!("kmodinit-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        std::fs::write(dir.join("a.ko"), vec![0u8; 300_000]).unwrap_or_default();
+        std::fs::write(dir.join("b.ko"), vec![0u8; 1_000]).unwrap_or_default();
+        let node = |id: usize, name: &str| modules_manifest::PlanNode {
+            id,
+            name: ModuleName::new(name).unwrap_or_else(|e| panic!("{e}")),
+            action: Action::Insert {
+                path: format!("{name}.ko"),
+                compression: Compression::None,
+            },
+            params: String::new(),
+            required: false,
+            preds: Vec::new(),
+            succs: Vec::new(),
+            reasons: Vec::new(),
+        };
+        let plan = Plan {
+            nodes: vec![node(0, "b"), node(1, "a")],
+            chains: Vec::new(),
+            notes: Vec::new(),
+        };
+        let opts = LoaderOptions {
+            modules_dir: dir.clone(),
+            ..LoaderOptions::default()
+        };
+        let costs = node_costs(&plan, &opts);
+        assert_eq!(
+            costs,
+            vec![
+                INSERT_FIXED_COST_BYTES + 1_000,
+                INSERT_FIXED_COST_BYTES + 300_000
+            ]
+        );
+        let g = Graph::new(&plan, &costs);
+        assert!(g.height[1] > g.height[0]);
+        let unit = node_costs(
+            &plan,
+            &LoaderOptions {
+                order: Order::Unit,
+                ..opts
+            },
+        );
+        assert_eq!(unit, vec![1, 1]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

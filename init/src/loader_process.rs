@@ -56,6 +56,27 @@ pub struct LoadInput<'a> {
     pub root: &'a Path,
 }
 
+/// The loader's diagnostic knobs, for benchmarks that compare its policies
+/// (not settings a user needs): the kernel hands command-line words like
+/// `KMODINIT_POOL=fixed` that it does not know to `/init` as environment
+/// variables, and the child inherits PID 1's environment.
+/// `KMODINIT_POOL=fixed` ([`loader::PoolMode::Fixed`]),
+/// `KMODINIT_ORDER=unit` ([`loader::Order::Unit`]).
+fn diagnostic_options() -> LoaderOptions {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    LoaderOptions {
+        pool: match var("KMODINIT_POOL").as_str() {
+            "fixed" => loader::PoolMode::Fixed,
+            _ => loader::PoolMode::Adaptive,
+        },
+        order: match var("KMODINIT_ORDER").as_str() {
+            "unit" => loader::Order::Unit,
+            _ => loader::Order::CostAware,
+        },
+        ..LoaderOptions::default()
+    }
+}
+
 /// PID 1's handle on the loader child.
 #[derive(Debug)]
 pub struct LoaderChild {
@@ -350,6 +371,7 @@ fn child_main<K: Kernel>(
     let opts = LoaderOptions {
         modules_dir,
         jobs: input.jobs,
+        ..diagnostic_options()
     };
     let kernel = wrap(kernel);
     let load = loader::load_observed(&plan, &kernel, &opts, &mut Streamer { events: &events });

@@ -304,7 +304,7 @@ fn concurrency_stays_within_jobs_and_uses_more_than_one_worker() {
             // w0 cannot finish before w1 started: at least two in flight.
             k = k.wait_for_start("w0", "w1");
         }
-        let r = load_ok(&plan, &k, jobs);
+        let r = load_fixed(&plan, &k, jobs);
         check_load(&plan, &k, &no_outcomes(), &r, jobs).unwrap();
         assert!(
             k.max_concurrent() <= jobs,
@@ -418,7 +418,7 @@ fn each_worker_is_named_and_timings_are_boottime() {
 }
 
 #[test]
-fn the_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
+fn the_fixed_pools_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
     use kmodinit::loader::{auto_jobs, available_cpus, AUTO_JOBS_PER_CPU, MAX_AUTO_JOBS};
     let cpus = available_cpus();
     // The affinity mask: what std sees too, unless a cgroup quota lowers it.
@@ -430,7 +430,7 @@ fn the_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
     for i in 0..40 {
         b.module(&format!("w{i}"), &[]);
     }
-    let r = load_ok(&b.build(), &FakeKernel::new(), 0);
+    let r = load_fixed(&b.build(), &FakeKernel::new(), 0);
     assert_eq!(r.jobs, auto_jobs(40, cpus));
     assert_eq!(
         r.jobs,
@@ -444,7 +444,10 @@ fn the_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
     }
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     b.chain("c", true, &refs);
-    let r = load_ok(&b.build(), &FakeKernel::new(), 0);
+    let chain = b.build();
+    let r = load_fixed(&chain, &FakeKernel::new(), 0);
+    assert_eq!(r.jobs, 1);
+    let r = load_ok(&chain, &FakeKernel::new(), 0);
     assert_eq!(r.jobs, 1);
     // A chain of 3 beside 4 free modules: 5 can run at once.
     let mut b = PlanBuilder::new();
@@ -453,7 +456,7 @@ fn the_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
     }
     b.chain("abc", true, &["a", "b", "c"]);
     b.node("builtin", modules_manifest::Action::Builtin, "", &[]);
-    let r = load_ok(&b.build(), &FakeKernel::new(), 0);
+    let r = load_fixed(&b.build(), &FakeKernel::new(), 0);
     assert_eq!(r.jobs, auto_jobs(5, cpus));
     // The rule itself: the graph's width, at most 4 per CPU and 32.
     assert_eq!(auto_jobs(0, 2), 1);
@@ -462,6 +465,112 @@ fn the_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
     assert_eq!(auto_jobs(3, 2), 3);
     assert_eq!(auto_jobs(40, 4), 16);
     assert_eq!(auto_jobs(1000, 64), MAX_AUTO_JOBS);
+}
+
+/// `n` independent modules.
+fn flat(n: usize) -> Plan {
+    let mut b = PlanBuilder::new();
+    for i in 0..n {
+        b.module(&format!("w{i}"), &[]);
+    }
+    b.build()
+}
+
+fn adaptive(jobs: usize, cpus: usize) -> kmodinit::loader::LoaderOptions {
+    kmodinit::loader::LoaderOptions { cpus, ..opts(jobs) }
+}
+
+#[test]
+fn the_adaptive_pool_widens_while_module_init_sleeps() {
+    // 12 modules that sleep 60 ms each, 2 CPUs: the fake kernel (as the
+    // probe) shows every busy worker asleep, so the pool grows past the
+    // CPUs, up to the graph's width.
+    let plan = flat(12);
+    let k = FakeKernel::new().default_delay(Duration::from_millis(60));
+    let r = load_opts_with_watchdog(
+        &plan,
+        &k,
+        &adaptive(0, 2),
+        Some(&k),
+        Duration::from_secs(60),
+    );
+    check_load(&plan, &k, &no_outcomes(), &r, 0).unwrap();
+    assert!(r.jobs > 2, "{} workers", r.jobs);
+    assert!(k.max_concurrent() > 2, "{}", k.max_concurrent());
+    // Sequential would take 720 ms, two at a time 360 ms.
+    assert!(r.wall_s < 0.36, "{} s", r.wall_s);
+    // The cap still holds.
+    let k = FakeKernel::new().default_delay(Duration::from_millis(30));
+    let r = load_opts_with_watchdog(
+        &plan,
+        &k,
+        &adaptive(4, 2),
+        Some(&k),
+        Duration::from_secs(60),
+    );
+    check_load(&plan, &k, &no_outcomes(), &r, 4).unwrap();
+    assert!(r.jobs <= 4 && k.max_concurrent() <= 4);
+}
+
+#[test]
+fn the_adaptive_pool_keeps_one_cpu_bound_insertion_per_cpu() {
+    // Module init that computes: every busy worker is on a CPU, so no more
+    // than `cpus` insertions ever run at once, however wide the graph.
+    let plan = flat(12);
+    let k = FakeKernel::new()
+        .cpu_bound(true)
+        .default_delay(Duration::from_millis(5));
+    for cpus in [1, 2] {
+        k.reset();
+        let r = load_opts_with_watchdog(
+            &plan,
+            &k,
+            &adaptive(0, cpus),
+            Some(&k),
+            Duration::from_secs(60),
+        );
+        check_load(&plan, &k, &no_outcomes(), &r, 0).unwrap();
+        assert!(k.max_concurrent() <= cpus, "{}", k.max_concurrent());
+        assert!(r.jobs <= cpus.max(1), "{} workers", r.jobs);
+    }
+}
+
+#[test]
+fn the_real_probe_sees_sleeping_fake_insertions() {
+    // The /proc probe of the host process: threads sleeping in the fake
+    // kernel are in state S, so the pool grows past the CPUs it was told.
+    let plan = flat(8);
+    let k = FakeKernel::new().default_delay(Duration::from_millis(80));
+    let r = load_opts_with_watchdog(&plan, &k, &adaptive(0, 1), None, Duration::from_secs(60));
+    check_load(&plan, &k, &no_outcomes(), &r, 0).unwrap();
+    assert!(r.jobs > 1, "{} workers", r.jobs);
+    assert!(r.wall_s < 0.64, "{} s", r.wall_s);
+}
+
+#[test]
+fn the_proc_probe_reads_task_states() {
+    use kmodinit::loader::{ProcProbe, WorkerProbe};
+    let probe = ProcProbe::new();
+    // Nobody registered: both count as on a CPU (about to run).
+    assert_eq!(probe.on_cpu(2), 2);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let probe = &probe;
+        s.spawn(move || {
+            probe.register(0);
+            ready_tx.send(()).unwrap();
+            // Asleep until told to end.
+            let _ = rx.recv();
+        });
+        ready_rx.recv().unwrap();
+        // Give it time to block in recv.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(probe.on_cpu(1), 0, "a blocked thread is asleep");
+        // Worker 1 has not registered: on a CPU.
+        assert_eq!(probe.on_cpu(2), 1);
+        tx.send(()).unwrap();
+    });
 }
 
 #[test]

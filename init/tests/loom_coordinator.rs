@@ -12,7 +12,9 @@
 //! - each module ends in the state a sequential reference computes: the
 //!   dependents of a failed Dependency or Chain predecessor are blocked by
 //!   it, a failed softdep blocks nothing;
-//! - every module is in the report, and workers are started on demand;
+//! - every module is in the report, and workers are started on demand, as
+//!   many as the case expects (the adaptive pool with running workers never
+//!   starts more than `cpus`);
 //! - nothing deadlocks (loom fails a model in which every thread waits).
 //!
 //! Run: `make loom`. Compiled only under `--cfg loom`.
@@ -25,7 +27,7 @@ use std::collections::HashMap;
 
 use common::{expected_states, hard_ancestors, insert, opts, quiet_injected_panics, PlanBuilder};
 use kmodinit::kernel::{FakeOutcome, InsertError, InsertRequest, Inserted, Kernel};
-use kmodinit::loader::{load_on_loom, LoomFaults};
+use kmodinit::loader::{load_on_loom, LoaderOptions, LoomFaults};
 use kmodinit::report::{LoadReport, ModuleState};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use modules_manifest::{Action, EdgeKind, Plan};
@@ -109,8 +111,11 @@ struct Case {
     outcomes: Vec<(&'static str, FakeOutcome)>,
     jobs: usize,
     faults: LoomFaults,
+    /// CPUs the adaptive pool is told; `None`: `jobs` (then it never holds
+    /// a module a worker could take, as the pool before the adaptive rule).
+    cpus: Option<usize>,
     /// How many workers the on-demand pool must start (the report's `jobs`).
-    workers: usize,
+    workers: std::ops::RangeInclusive<usize>,
     /// loom explores every interleaving with at most this many preemptions
     /// (forced thread switches); `None`: every interleaving. Each case's
     /// bound keeps it within about a minute on two shared cores (all cases:
@@ -130,7 +135,11 @@ fn check(name: &str, case: Case) {
         .map(|&(m, o)| (m.to_owned(), o))
         .collect();
     let expected = expected_states(plan, &outcomes);
-    let (jobs, faults, workers) = (case.jobs, case.faults, case.workers);
+    let (jobs, faults, workers) = (case.jobs, case.faults, case.workers.clone());
+    let options = LoaderOptions {
+        cpus: case.cpus.unwrap_or(jobs),
+        ..opts(jobs)
+    };
     let models = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = models.clone();
 
@@ -143,14 +152,19 @@ fn check(name: &str, case: Case) {
     builder.check(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let kernel = std::sync::Arc::new(LoomKernel::new(plan, outcomes.clone()));
-        let report = load_on_loom(plan, kernel.clone(), &opts(jobs), faults);
+        let report = load_on_loom(plan, kernel.clone(), &options, faults);
         verify(plan, &kernel, &report, &expected, faults);
-        assert_eq!(report.jobs, workers, "workers started");
+        assert!(
+            workers.contains(&report.jobs),
+            "{} workers started, expected {workers:?}",
+            report.jobs
+        );
     });
     println!(
-        "loom {name}: {} interleavings (preemption bound {:?}, jobs {jobs}, {faults:?})",
+        "loom {name}: {} interleavings (preemption bound {:?}, jobs {jobs}, cpus {:?}, {faults:?})",
         models.load(std::sync::atomic::Ordering::Relaxed),
-        builder.preemption_bound
+        builder.preemption_bound,
+        case.cpus
     );
 }
 
@@ -281,7 +295,8 @@ fn softdep_fails(jobs: usize, workers: usize, preemption_bound: Option<usize>) -
         outcomes: vec![("m2", FakeOutcome::Fail(ENODEV))],
         jobs,
         faults: LoomFaults::default(),
-        workers,
+        cpus: None,
+        workers: workers..=workers,
         preemption_bound,
     }
 }
@@ -314,7 +329,8 @@ fn panicking_shared_dependency() {
         outcomes: vec![("m0", FakeOutcome::Panic)],
         jobs: 2,
         faults: LoomFaults::default(),
-        workers: 1,
+        cpus: None,
+        workers: 1..=1,
         preemption_bound: None,
     };
     check("panicking_shared_dependency", case);
@@ -331,7 +347,8 @@ fn diamond_with_failure() {
         ],
         jobs: 2,
         faults: LoomFaults::default(),
-        workers: 2,
+        cpus: None,
+        workers: 2..=2,
         preemption_bound: Some(4),
     };
     check("diamond_with_failure", case);
@@ -346,7 +363,8 @@ fn three_roots_case(jobs: usize, faults: LoomFaults, workers: usize, bound: Opti
         ],
         jobs,
         faults,
-        workers,
+        cpus: None,
+        workers: workers..=workers,
         preemption_bound: bound,
     }
 }
@@ -412,4 +430,44 @@ fn one_worker_died_one_idle() {
         "one_worker_died_one_idle",
         three_roots_case(2, faults, 2, Some(3)),
     );
+}
+
+/// The adaptive pool on one CPU whose probe says the workers run: it never
+/// has more than one insertion out, so it starts one worker, and every
+/// module still loads exactly once.
+#[test]
+fn adaptive_one_cpu_workers_running() {
+    let mut case = three_roots_case(3, LoomFaults::default(), 1, Some(3));
+    case.cpus = Some(1);
+    check("adaptive_one_cpu_workers_running", case);
+}
+
+/// The adaptive pool on one CPU whose probe says the workers sleep: after
+/// a probe interval without a completion it hands the held modules to new
+/// workers, up to the cap of 3 (or reuses one that finished meanwhile).
+#[test]
+fn adaptive_one_cpu_workers_asleep() {
+    let faults = LoomFaults {
+        asleep: true,
+        ..LoomFaults::default()
+    };
+    let mut case = three_roots_case(3, faults, 1, Some(1));
+    case.cpus = Some(1);
+    case.workers = 1..=3;
+    check("adaptive_one_cpu_workers_asleep", case);
+}
+
+/// The adaptive pool widening while a worker dies with a job: the
+/// coordinator, polling the probe, must still notice the lost answer.
+#[test]
+fn adaptive_widens_while_a_worker_dies() {
+    let faults = LoomFaults {
+        asleep: true,
+        workers_die_from: Some(1),
+        ..LoomFaults::default()
+    };
+    let mut case = three_roots_case(2, faults, 2, Some(2));
+    case.cpus = Some(1);
+    case.workers = 1..=2;
+    check("adaptive_widens_while_a_worker_dies", case);
 }

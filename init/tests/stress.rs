@@ -1,7 +1,10 @@
 //! Thousands of random plans against a fake kernel with random delays,
-//! failures, EEXIST and panics, on pools from 1 to 64 workers: no double
-//! load, no deadlock (a watchdog aborts the run), every module accounted for
-//! with exactly the state a sequential reference computes.
+//! failures, EEXIST and panics, on pools from 1 to 64 workers, fixed or
+//! adaptive, the adaptive one told 1 to 4 CPUs and driven by a probe that
+//! answers "all asleep", "all on a CPU", at random, from the fake kernel's
+//! own record or from `/proc`: no double load, no deadlock (a watchdog
+//! aborts the run), every module accounted for with exactly the state a
+//! sequential reference computes, whatever the probe says.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -12,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kmodinit::kernel::{FakeKernel, FakeOutcome};
+use kmodinit::loader::{LoaderOptions, PoolMode, WorkerProbe};
 use modules_manifest::{Action, EdgeKind, Plan};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// xorshift64*: a tiny deterministic generator, so a failing seed replays.
 struct Rng(u64);
@@ -140,6 +145,34 @@ fn seed_shift() -> u64 {
         .unwrap_or(0)
 }
 
+/// A probe whose answers come from a seeded generator: any count from 0 to
+/// every started worker.
+struct RandomProbe(AtomicU64);
+
+impl WorkerProbe for RandomProbe {
+    fn register(&self, _worker: usize) {}
+    fn on_cpu(&self, started: usize) -> usize {
+        let mut r = Rng(self.0.load(Ordering::Relaxed) | 1);
+        let v = r.next();
+        self.0.store(v, Ordering::Relaxed);
+        (v % (started as u64 + 1)) as usize
+    }
+}
+
+/// A probe with one answer: every worker asleep, or every one on a CPU.
+struct FixedProbe(bool);
+
+impl WorkerProbe for FixedProbe {
+    fn register(&self, _worker: usize) {}
+    fn on_cpu(&self, started: usize) -> usize {
+        if self.0 {
+            0
+        } else {
+            started
+        }
+    }
+}
+
 fn run(seed_base: u64, cases: u64, jobs_of: impl Fn(&mut Rng) -> usize) -> usize {
     quiet_injected_panics(|msg| msg.contains("injected panic"));
     let seed_base = seed_base.wrapping_add(seed_shift().wrapping_mul(10_000_000));
@@ -148,9 +181,37 @@ fn run(seed_base: u64, cases: u64, jobs_of: impl Fn(&mut Rng) -> usize) -> usize
         let mut rng = Rng::new(seed);
         let case = random_case(&mut rng);
         let jobs = jobs_of(&mut rng);
-        let report = load_with_watchdog(&case.plan, &case.kernel, jobs, Duration::from_secs(120));
+        let opts = LoaderOptions {
+            pool: if rng.chance(20) {
+                PoolMode::Fixed
+            } else {
+                PoolMode::Adaptive
+            },
+            cpus: 1 + rng.below(4),
+            ..opts(jobs)
+        };
+        let random = RandomProbe(AtomicU64::new(seed));
+        let (asleep, on_cpu) = (FixedProbe(true), FixedProbe(false));
+        let which = rng.below(5);
+        let probe: Option<&dyn WorkerProbe> = match which {
+            0 => Some(&random),
+            1 => Some(&asleep),
+            2 => Some(&on_cpu),
+            3 => Some(&case.kernel),
+            _ => None,
+        };
+        let report = load_opts_with_watchdog(
+            &case.plan,
+            &case.kernel,
+            &opts,
+            probe,
+            Duration::from_secs(120),
+        );
         if let Err(e) = check_load(&case.plan, &case.kernel, &case.outcomes, &report, jobs) {
-            panic!("seed {seed}, jobs {jobs}: {e}\nplan: {:#?}", case.plan);
+            panic!(
+                "seed {seed}, jobs {jobs}, {:?} pool, {} cpus, probe {which}: {e}\nplan: {:#?}",
+                opts.pool, opts.cpus, case.plan
+            );
         }
         modules += case.plan.nodes.len();
     }

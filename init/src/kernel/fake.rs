@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use modules_manifest::{Compression, ModuleName};
 
 use super::{InsertError, InsertRequest, Inserted, Kernel};
+use crate::loader::WorkerProbe;
 
 /// What the fake kernel does with one module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,6 +68,12 @@ pub struct FakeKernel {
     active: AtomicUsize,
     max_active: AtomicUsize,
     calls: Mutex<Vec<FakeCall>>,
+    /// Worker number → its thread, as the loader registered them
+    /// ([`WorkerProbe`]).
+    workers: Mutex<HashMap<usize, ThreadId>>,
+    /// Threads inside `insert`: true while they sleep (a sleeping delay, a
+    /// gate), false while they run. Absent: idle, waiting for work.
+    inside: Mutex<HashMap<ThreadId, bool>>,
 }
 
 impl Default for FakeKernel {
@@ -96,7 +103,17 @@ impl FakeKernel {
             active: AtomicUsize::new(0),
             max_active: AtomicUsize::new(0),
             calls: Mutex::new(Vec::new()),
+            workers: Mutex::new(HashMap::new()),
+            inside: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Marks the calling thread as inside `insert`, asleep or on a CPU.
+    fn set_inside(&self, asleep: bool) {
+        self.inside
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(std::thread::current().id(), asleep);
     }
 
     /// Every module without its own delay sleeps `delay` in `insert`.
@@ -233,6 +250,10 @@ impl FakeKernel {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         self.max_active.store(0, Ordering::SeqCst);
+        self.workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -246,6 +267,10 @@ struct CallGuard<'k> {
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         let k = self.kernel;
+        k.inside
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&std::thread::current().id());
         k.active.fetch_sub(1, Ordering::SeqCst);
         if let Some(mut call) = self.call.take() {
             call.end_seq = k.seq.fetch_add(1, Ordering::SeqCst);
@@ -286,12 +311,18 @@ impl Kernel for FakeKernel {
         self.started_cv.notify_all();
 
         if self.cpu_bound {
+            self.set_inside(false);
             burn_cpu(delay);
         } else if !delay.is_zero() {
+            self.set_inside(true);
             std::thread::sleep(delay);
         }
+        self.set_inside(false);
         if let Some(other) = self.gates.get(name) {
-            if !self.wait_gate(other) {
+            self.set_inside(true);
+            let opened = self.wait_gate(other);
+            self.set_inside(false);
+            if !opened {
                 return Err(InsertError::from_errno(
                     libc::ETIMEDOUT,
                     "finit_module",
@@ -311,6 +342,30 @@ impl Kernel for FakeKernel {
             )),
             FakeOutcome::Panic => panic!("fake kernel: injected panic in {name}"),
         }
+    }
+}
+
+/// The fake kernel knows which calls sleep (a delay that is not
+/// [`FakeKernel::cpu_bound`], a gate) and which run: the adaptive pool's
+/// probe, without `/proc`. A worker outside `insert` is idle, asleep on the
+/// job queue.
+impl WorkerProbe for FakeKernel {
+    fn register(&self, worker: usize) {
+        self.workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(worker, std::thread::current().id());
+    }
+
+    fn on_cpu(&self, started: usize) -> usize {
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        let inside = self.inside.lock().unwrap_or_else(PoisonError::into_inner);
+        (0..started)
+            .filter(|w| match workers.get(w) {
+                None => true,
+                Some(t) => inside.get(t) == Some(&false),
+            })
+            .count()
     }
 }
 

@@ -9,7 +9,12 @@
 //! loom's `Mutex` and `Condvar` with the semantics the real pool gets from
 //! crossbeam (a send never blocks; a worker waits for a job until the pool
 //! closes; the coordinator waits for a completion until a worker has
-//! ended, which before the pool closes means it died). Compiled only under
+//! ended, which before the pool closes means it died). loom has no clock:
+//! a wait with a timeout (the adaptive pool's probe interval) may time out
+//! whenever no completion is queued, at most [`MAX_TIMEOUTS`] times in a
+//! row (each then probes; an unbounded spin would give loom infinitely many
+//! interleavings), then waits for a completion. The probe
+//! ([`LoomProbe`]) answers what the case says. Compiled only under
 //! `--cfg loom`.
 
 use std::collections::VecDeque;
@@ -18,7 +23,10 @@ use std::sync::PoisonError;
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread::JoinHandle;
 
-use super::{work, Done, Job, Kernel, Workers};
+use super::{work, Done, Job, Kernel, Received, WorkerProbe, Workers};
+
+/// Timeouts in a row the coordinator may see before a wait blocks.
+const MAX_TIMEOUTS: usize = 2;
 
 /// What the machine, or a loader bug, does to the workers in a model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +39,24 @@ pub struct LoomFaults {
     /// `catch_unwind` (a loader bug), so that the coordinator's "a worker
     /// ended" path runs, with the other workers alive or not.
     pub workers_die_from: Option<usize>,
+    /// What the adaptive pool's probe says: every busy worker asleep inside
+    /// the kernel (true: the pool widens to its cap whenever it holds a
+    /// ready module), or every one on a CPU (false: it stays at `cpus`).
+    pub asleep: bool,
+}
+
+/// The probe of a loom model: a fixed answer.
+pub(super) struct LoomProbe(pub(super) bool);
+
+impl WorkerProbe for LoomProbe {
+    fn register(&self, _worker: usize) {}
+    fn on_cpu(&self, started: usize) -> usize {
+        if self.0 {
+            0
+        } else {
+            started
+        }
+    }
 }
 
 /// An unbounded queue. `pop` waits until there is a value or the queue is
@@ -78,6 +104,22 @@ impl<T> Queue<T> {
         }
     }
 
+    /// A value if there is one now, without waiting.
+    fn try_pop(&self) -> Option<T> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .items
+            .pop_front()
+    }
+
+    fn is_open(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .open
+    }
+
     fn close(&self) {
         self.state
             .lock()
@@ -107,6 +149,8 @@ pub(super) struct LoomWorkers<K> {
     done: Arc<Queue<Done>>,
     handles: Vec<JoinHandle<()>>,
     faults: LoomFaults,
+    /// Timeouts since the last completion.
+    timeouts: usize,
 }
 
 impl<K> LoomWorkers<K> {
@@ -117,6 +161,7 @@ impl<K> LoomWorkers<K> {
             done: Queue::new(),
             handles: Vec::new(),
             faults,
+            timeouts: 0,
         }
     }
 }
@@ -149,8 +194,25 @@ impl<K: Kernel + Send + 'static> Workers<'static> for LoomWorkers<K> {
         Ok(())
     }
 
-    fn recv(&mut self) -> Option<Done> {
-        self.done.pop()
+    fn recv(&mut self, timeout: Option<std::time::Duration>) -> Received {
+        if timeout.is_some() && self.timeouts < MAX_TIMEOUTS {
+            if let Some(d) = self.done.try_pop() {
+                self.timeouts = 0;
+                return Received::Done(d);
+            }
+            if !self.done.is_open() {
+                return Received::Lost;
+            }
+            self.timeouts += 1;
+            return Received::Timeout;
+        }
+        match self.done.pop() {
+            Some(d) => {
+                self.timeouts = 0;
+                Received::Done(d)
+            }
+            None => Received::Lost,
+        }
     }
 
     fn close(self) -> bool {

@@ -7,7 +7,7 @@ use std::sync::{mpsc, Once};
 use std::time::Duration;
 
 use kmodinit::kernel::{FakeCall, FakeKernel, FakeOutcome};
-use kmodinit::loader::{load, LoaderOptions, MAX_AUTO_JOBS};
+use kmodinit::loader::{load, load_probed, LoaderOptions, PoolMode, WorkerProbe, MAX_AUTO_JOBS};
 use kmodinit::report::{LoadReport, ModuleState};
 use modules_manifest::{
     Action, Compression, Edge, EdgeKind, ModuleName, Plan, PlanChain, PlanNode,
@@ -166,6 +166,7 @@ pub fn opts(jobs: usize) -> LoaderOptions {
     LoaderOptions {
         modules_dir: "/lib/modules/test".into(),
         jobs,
+        ..LoaderOptions::default()
     }
 }
 
@@ -177,10 +178,25 @@ pub fn load_with_watchdog(
     jobs: usize,
     limit: Duration,
 ) -> LoadReport {
+    load_opts_with_watchdog(plan, kernel, &opts(jobs), None, limit)
+}
+
+/// [`load_with_watchdog`] with options and a probe (`None`: the real one,
+/// [`load`]).
+pub fn load_opts_with_watchdog(
+    plan: &Plan,
+    kernel: &FakeKernel,
+    opts: &LoaderOptions,
+    probe: Option<&dyn WorkerProbe>,
+    limit: Duration,
+) -> LoadReport {
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         s.spawn(move || {
-            let r = load(plan, kernel, &opts(jobs));
+            let r = match probe {
+                None => load(plan, kernel, opts),
+                Some(p) => load_probed(plan, kernel, opts, &mut (), p),
+            };
             let _ = tx.send(r);
         });
         match rx.recv_timeout(limit) {
@@ -196,6 +212,16 @@ pub fn load_with_watchdog(
 
 pub fn load_ok(plan: &Plan, kernel: &FakeKernel, jobs: usize) -> LoadReport {
     load_with_watchdog(plan, kernel, jobs, Duration::from_secs(60))
+}
+
+/// [`load_ok`] on the fixed pool: exactly `jobs` workers when the graph
+/// keeps them busy, whatever the probe would say.
+pub fn load_fixed(plan: &Plan, kernel: &FakeKernel, jobs: usize) -> LoadReport {
+    let o = LoaderOptions {
+        pool: PoolMode::Fixed,
+        ..opts(jobs)
+    };
+    load_opts_with_watchdog(plan, kernel, &o, None, Duration::from_secs(60))
 }
 
 /// What the loader must decide for each node, computed sequentially from the
