@@ -1428,6 +1428,7 @@ mod tests {
             preds: Vec::new(),
             succs: Vec::new(),
             reasons: Vec::new(),
+            warnings: Vec::new(),
         };
         let plan = Plan {
             nodes: vec![node(0, "b"), node(1, "a")],
