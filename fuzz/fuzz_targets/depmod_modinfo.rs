@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let records = data.split(|&b| b == 0).count();
     if let Err(e) = index.add_builtin_modinfo(data, FILE) {
         assert_eq!(e.file, FILE);
-        assert!(e.line >= 1 && e.line <= records, "record {} of {records}", e.line);
+        assert!(
+            e.line >= 1 && e.line <= records,
+            "record {} of {records}",
+            e.line
+        );
         assert!(!e.kind.to_string().is_empty());
         return;
     }
@@ -34,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
         aliases += 1;
         let module = std::str::from_utf8(&record[..dot]).expect("accepted module is UTF-8");
         let module = ModuleName::new(module).expect("accepted module name");
-        assert!(index.is_builtin(&module), "{module} has an alias but is not builtin");
+        assert!(
+            index.is_builtin(&module),
+            "{module} has an alias but is not builtin"
+        );
         let pattern = std::str::from_utf8(pattern).expect("accepted pattern is UTF-8");
         if !pattern.contains(['*', '?', '[', '\\']) {
             assert!(

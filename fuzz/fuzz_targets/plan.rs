@@ -30,14 +30,19 @@ fn check_at_boot(pin: PlanInput<'_>, strict: &Result<Plan, PlanError>) {
             return;
         }
         (Err(e), Err(b)) => {
-            assert!(!e.is_per_module(), "{e}: per-module, yet plan_at_boot failed");
+            assert!(
+                !e.is_per_module(),
+                "{e}: per-module, yet plan_at_boot failed"
+            );
             assert_eq!(*e, b);
             return;
         }
         (Err(e), Ok(b)) => {
             assert!(e.is_per_module(), "{e}");
             for m in e.modules() {
-                let node = b.node(&m).unwrap_or_else(|| panic!("{m} ({e}) not in the plan"));
+                let node = b
+                    .node(&m)
+                    .unwrap_or_else(|| panic!("{m} ({e}) not in the plan"));
                 assert!(
                     matches!(node.action, Action::Unplannable { .. }),
                     "{m} ({e}): {:?}",
@@ -326,9 +331,13 @@ fuzz_target!(|input: Input| {
             Action::Builtin => assert_eq!(expected_kind, "builtin"),
             Action::AlreadyLoaded => assert_eq!(expected_kind, "loaded"),
             Action::Blacklisted => assert_eq!(expected_kind, "blacklisted"),
-            Action::Unplannable { error } => panic!("{}: unplannable in plan(): {error}", node.name),
+            Action::Unplannable { error } => {
+                panic!("{}: unplannable in plan(): {error}", node.name)
+            }
             // The fuzzed command line has no kmodinit.skip.
-            Action::Skipped { option } => panic!("{}: skipped ({option}) without a skip", node.name),
+            Action::Skipped { option } => {
+                panic!("{}: skipped ({option}) without a skip", node.name)
+            }
             Action::Insert { path, compression } => {
                 assert_eq!(expected_kind, "insert");
                 let entry = index
