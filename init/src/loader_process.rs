@@ -195,9 +195,12 @@ impl LoaderChild {
             Ok(WaitStatus::Exited(_, code)) => LoaderExit::Exited(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => LoaderExit::Signaled(sig.as_str().to_owned()),
             Ok(_) => return,
+            // Not our child: the reporter after the handover (the loader's
+            // parent is PID 1, which is the real init by then).
+            Err(nix::errno::Errno::ECHILD) => LoaderExit::Unknown,
             Err(e) => {
                 log::error!("waitpid on the loader (pid {}): {e}", self.pid);
-                LoaderExit::Exited(-1)
+                LoaderExit::Unknown
             }
         };
         log::debug!("loader (pid {}) ended: {exit:?}", self.pid);
@@ -233,7 +236,8 @@ impl LoaderChild {
                 sup.to_the_end();
                 let code = match self.supervise(&mut sup) {
                     Ok(end) => {
-                        self.try_reap(&mut sup);
+                        // No reaping here: the loader is PID 1's child, so
+                        // its exit status goes to the real init.
                         let mut report = report.clone();
                         settle(&mut report, end, self.exit.as_ref());
                         match report.write(report_path) {
@@ -291,6 +295,7 @@ pub fn describe_exit(e: &LoaderExit) -> String {
     match e {
         LoaderExit::Exited(code) => format!("exited with status {code}"),
         LoaderExit::Signaled(sig) => format!("killed by {sig}"),
+        LoaderExit::Unknown => "ended; its status went to the real init".to_owned(),
     }
 }
 

@@ -31,6 +31,9 @@ use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoaderExit {
     Exited(i32),
+    /// Its pipe closed but its status cannot be had: the reporter, which
+    /// is not the loader's parent, saw it end after the handover.
+    Unknown,
     /// Killed by this signal (its name, e.g. `SIGKILL`).
     Signaled(String),
 }
@@ -371,6 +374,10 @@ impl Supervisor {
             (Some(p), _) => format!("panic: {p}"),
             (None, LoaderExit::Signaled(sig)) => format!("killed by {sig}"),
             (None, LoaderExit::Exited(code)) => format!("exited with status {code}"),
+            (None, LoaderExit::Unknown) => {
+                "ended after the handover before it finished (its status went to the real init)"
+                    .to_owned()
+            }
         }
     }
 }

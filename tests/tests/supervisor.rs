@@ -94,6 +94,12 @@ fn a_hung_optional_module_waits_only_until_the_deadline_then_loads_in_the_backgr
             >= end,
         "{late}"
     );
+    // The reporter is not the loader's parent: it must not invent a status.
+    let exit = late["loader"]["exit"].as_str().unwrap_or("");
+    assert!(
+        exit.is_empty() || exit == "ended; its status went to the real init",
+        "{late}"
+    );
     // PID 1's own fields stayed as it wrote them.
     assert_eq!(late["boottime_exec"], report["boottime_exec"]);
     assert_eq!(report_state(&late, "kmi_e").as_deref(), Some("loaded"));
