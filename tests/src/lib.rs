@@ -78,6 +78,30 @@ impl Env {
         ENV.get_or_init(|| Env::new().unwrap_or_else(|e| panic!("e2e environment: {e}")))
     }
 
+    /// This environment with another `/init`: `$var` if set, else
+    /// `build/FILE`; panics naming the `make` target that builds it.
+    pub fn with_init(&self, var: &str, file: &str) -> Env {
+        let init = std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("build").join(file));
+        assert!(
+            init.is_file(),
+            "{} is missing: run `make {file}` (or `make test-e2e`)",
+            init.display()
+        );
+        Env {
+            init,
+            ..self.clone()
+        }
+    }
+
+    /// The environment booting the fault-injection build
+    /// (`make init-faults`, `$KMODINIT_INIT_FAULTS`), shared by a test binary.
+    pub fn faults() -> &'static Env {
+        static ENV: OnceLock<Env> = OnceLock::new();
+        ENV.get_or_init(|| Env::get().with_init("KMODINIT_INIT_FAULTS", "init-faults"))
+    }
+
     /// The fixture modules and the farm, built and staged once (see
     /// [`fixtures::build`]).
     pub fn fixtures(&self) -> &'static Fixtures {

@@ -17,10 +17,9 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use kmodinit_e2e::{assert_init_never_died, boot, workspace_root, Env, FATAL_BANNER};
+use kmodinit_e2e::{assert_init_never_died, boot, Env, FATAL_BANNER};
 use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::{Boot, End};
 use serde_json::json;
@@ -41,21 +40,7 @@ const LOADER_HOOK: &str = "kmodinit: loader: panic in thread ";
 
 /// The fixture environment, booting the fault-injection build as `/init`.
 fn env() -> &'static Env {
-    static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let init = std::env::var_os("KMODINIT_INIT_FAULTS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("build/init-faults"));
-        assert!(
-            init.is_file(),
-            "{} is missing: run `make init-faults` (or `make test-e2e`)",
-            init.display()
-        );
-        Env {
-            init,
-            ..Env::get().clone()
-        }
-    })
+    Env::faults()
 }
 
 /// PID 1 survived: it never returned to the kernel, and the kernel never

@@ -8,11 +8,8 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
-use kmodinit_e2e::{
-    assert_init_never_died, boot, report_modules, report_state, workspace_root, Env, FATAL_BANNER,
-};
+use kmodinit_e2e::{assert_init_never_died, boot, report_modules, report_state, Env, FATAL_BANNER};
 use kmodinit_qemu::{Boot, RealInitRoot};
 use serde_json::json;
 
@@ -162,21 +159,7 @@ fn a_hung_required_module_fails_its_chain_at_the_required_timeout() {
 
 /// The fault-injection build (`make init-faults`), as panics.rs uses it.
 fn faults_env() -> &'static Env {
-    static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let init = std::env::var_os("KMODINIT_INIT_FAULTS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("build/init-faults"));
-        assert!(
-            init.is_file(),
-            "{} is missing: run `make init-faults`",
-            init.display()
-        );
-        Env {
-            init,
-            ..Env::get().clone()
-        }
-    })
+    Env::faults()
 }
 
 fn fault_image(name: &str, manifest: serde_json::Value) -> (kmodinit_e2e::Scratch, PathBuf) {

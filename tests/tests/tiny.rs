@@ -8,34 +8,15 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::path::PathBuf;
-
 use kmodinit_e2e::{
-    assert_init_never_died, boot, report_modules, report_state, workspace_root, Env, DEMO_MODULES,
-    FATAL_BANNER,
+    assert_init_never_died, boot, report_modules, report_state, Env, DEMO_MODULES, FATAL_BANNER,
 };
 use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::End;
 use serde_json::json;
 
-/// The environment with `file` (under build/, or `$var`) as `/init`.
-fn env_with(var: &str, file: &str, target: &str) -> Env {
-    let init = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("build").join(file));
-    assert!(
-        init.is_file(),
-        "{} is missing: run `make {target}` (or `make test-e2e`)",
-        init.display()
-    );
-    Env {
-        init,
-        ..Env::get().clone()
-    }
-}
-
 fn tiny() -> Env {
-    env_with("KMODINIT_INIT_TINY", "init-tiny", "init-tiny")
+    Env::get().with_init("KMODINIT_INIT_TINY", "init-tiny")
 }
 
 #[test]
@@ -107,11 +88,7 @@ fn tiny_carries_out_on_failure_for_a_failed_required_chain() {
 #[test]
 #[ignore = "boots QEMU: run by make test-e2e"]
 fn tiny_survives_a_panic_in_the_loader() {
-    let env = env_with(
-        "KMODINIT_INIT_TINY_FAULTS",
-        "init-tiny-faults",
-        "init-tiny-faults",
-    );
+    let env = Env::get().with_init("KMODINIT_INIT_TINY_FAULTS", "init-tiny-faults");
     let dir = env.scratch("tiny-loader-panic");
     let image = env.fixture_image(
         &dir,
