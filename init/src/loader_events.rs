@@ -260,7 +260,7 @@ impl EventReader {
 
     /// One line: `Ok(None)` for a line that adds to a plan not yet done.
     fn line(&mut self, text: &str) -> Result<Option<LoaderEvent>, String> {
-        let mut f = Fields::new(text)?;
+        let mut f = Fields::new(text);
         let tag = f.text()?;
         if matches!(tag.as_str(), "module" | "warning" | "chain" | "note")
             && self.modules.len() + self.chains.len() + self.notes.len() >= MAX_PLAN_LINES
@@ -350,22 +350,22 @@ impl EventReader {
 
 /// The fields of one line, unescaped one by one.
 struct Fields<'a> {
-    rest: Option<std::str::Split<'a, char>>,
+    fields: std::str::Split<'a, char>,
     peeked: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(line: &'a str) -> Result<Self, String> {
-        Ok(Fields {
-            rest: Some(line.split('\t')),
+    fn new(line: &'a str) -> Self {
+        Fields {
+            fields: line.split('\t'),
             peeked: None,
-        })
+        }
     }
 
     fn raw(&mut self) -> Result<&'a str, String> {
         self.peeked
             .take()
-            .or_else(|| self.rest.as_mut().and_then(Iterator::next))
+            .or_else(|| self.fields.next())
             .ok_or_else(|| "a field is missing".to_owned())
     }
 
@@ -420,11 +420,7 @@ impl<'a> Fields<'a> {
     /// Every remaining field, read with `read`.
     fn rest<T>(&mut self, read: fn(&mut Self) -> Result<T, String>) -> Result<Vec<T>, String> {
         let mut out = Vec::new();
-        while let Some(raw) = self
-            .peeked
-            .take()
-            .or_else(|| self.rest.as_mut().and_then(Iterator::next))
-        {
+        while let Some(raw) = self.peeked.take().or_else(|| self.fields.next()) {
             self.peeked = Some(raw);
             out.push(read(self)?);
         }

@@ -286,17 +286,8 @@ fn settle(report: &mut Report, end: Handover, exit: Option<&LoaderExit>) {
     report.notes.extend(end.notes);
     let info = report.loader.get_or_insert_with(Default::default);
     info.vm_hwm_kib = end.loader_vm_hwm_kib.or(info.vm_hwm_kib);
-    info.exit = exit.map(describe_exit).or(info.exit.take());
+    info.exit = exit.map(LoaderExit::to_string).or(info.exit.take());
     info.boottime_late_update = Some(boottime());
-}
-
-/// `exited with status N` / `killed by SIGNAL`.
-pub fn describe_exit(e: &LoaderExit) -> String {
-    match e {
-        LoaderExit::Exited(code) => format!("exited with status {code}"),
-        LoaderExit::Signaled(sig) => format!("killed by {sig}"),
-        LoaderExit::Unknown => "ended; its status went to the real init".to_owned(),
-    }
 }
 
 /// Reaps every exited child of PID 1 that is not the loader (none are

@@ -38,6 +38,18 @@ pub enum LoaderExit {
     Signaled(String),
 }
 
+/// `exited with status N`, `killed by SIGNAL`, or (the reporter's view)
+/// `ended; its status went to the real init`.
+impl std::fmt::Display for LoaderExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoaderExit::Exited(code) => write!(f, "exited with status {code}"),
+            LoaderExit::Signaled(sig) => write!(f, "killed by {sig}"),
+            LoaderExit::Unknown => f.write_str("ended; its status went to the real init"),
+        }
+    }
+}
+
 /// What PID 1 should do now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -72,7 +84,6 @@ struct Tracked {
     required: Vec<bool>,
     chains: Vec<PlannedChain>,
     load_start: f64,
-    undecided: usize,
 }
 
 /// PID 1's state machine over the loader child. See the module docs.
@@ -146,7 +157,6 @@ impl Supervisor {
                     })
                     .collect();
                 self.plan = Some(Tracked {
-                    undecided: modules.len(),
                     modules,
                     required,
                     chains,
@@ -228,7 +238,6 @@ impl Supervisor {
                     });
                 }
             }
-            t.undecided = 0;
             self.notes.push(format!("the loader died: {cause}"));
             return self.proceed(now, Vec::new());
         }
@@ -357,7 +366,6 @@ impl Supervisor {
         m.start = o.start.or(m.start);
         m.end = o.end;
         m.worker = o.worker;
-        t.undecided = t.undecided.saturating_sub(1);
     }
 
     fn module_mut(&mut self, id: usize) -> Option<&mut ModuleReport> {
@@ -372,12 +380,7 @@ impl Supervisor {
     fn death_cause(&self, exit: &LoaderExit) -> String {
         match (&self.panic, exit) {
             (Some(p), _) => format!("panic: {p}"),
-            (None, LoaderExit::Signaled(sig)) => format!("killed by {sig}"),
-            (None, LoaderExit::Exited(code)) => format!("exited with status {code}"),
-            (None, LoaderExit::Unknown) => {
-                "ended after the handover before it finished (its status went to the real init)"
-                    .to_owned()
-            }
+            (None, exit) => exit.to_string(),
         }
     }
 }

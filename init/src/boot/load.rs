@@ -7,7 +7,7 @@ use modules_manifest::{KernelCmdline, Manifest};
 use super::{Boot, BootError};
 use crate::boot_config::BootConfig;
 use crate::clock;
-use crate::loader_process::{self, LoadInput, LoaderChild};
+use crate::loader_process::{LoadInput, LoaderChild};
 use crate::report::{LoaderInfo, ModuleState};
 use crate::supervise::Supervisor;
 use crate::sys::Sys;
@@ -47,7 +47,7 @@ impl<S: Sys> Boot<S> {
         child.try_reap(&mut sup);
         self.report.loader = Some(LoaderInfo {
             pid: child.pid(),
-            exit: child.exit().map(loader_process::describe_exit),
+            exit: child.exit().map(ToString::to_string),
             ..LoaderInfo::default()
         });
         self.loader = Some(child);
