@@ -89,6 +89,8 @@ pub enum LoaderEvent {
     Fatal { message: String, hints: Vec<String> },
     /// The child's panic hook, just before the child dies.
     Panicked { message: String },
+    /// The child reached the end of `step` at `t` (the report's `steps`).
+    Step { step: String, t: f64 },
 }
 
 /// The event as the bytes the child writes.
@@ -155,6 +157,9 @@ pub fn encode(e: &LoaderEvent) -> Vec<u8> {
         }
         LoaderEvent::Panicked { message } => {
             out.start("panicked").text(message);
+        }
+        LoaderEvent::Step { step, t } => {
+            out.start("step").text(step).time(*t);
         }
     }
     out.0.push(b'\n');
@@ -341,6 +346,10 @@ impl EventReader {
                 hints: f.rest(Fields::text)?,
             },
             "panicked" => LoaderEvent::Panicked { message: f.text()? },
+            "step" => LoaderEvent::Step {
+                step: f.text()?,
+                t: f.time()?,
+            },
             other => return Err(format!("unknown event {other:?}")),
         };
         f.end()?;
@@ -525,6 +534,10 @@ mod tests {
             },
             LoaderEvent::Panicked {
                 message: "boom".into(),
+            },
+            LoaderEvent::Step {
+                step: "index".into(),
+                t: 1.25,
             },
         ]
     }

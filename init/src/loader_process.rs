@@ -35,7 +35,7 @@ use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
 use crate::loader_events::{
     encode, EventReader, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
 };
-use crate::report::Report;
+use crate::report::{Report, Step};
 use crate::supervise::{Handover, LoaderExit, Supervisor, Verdict};
 
 /// The longest PID 1 sleeps in `poll` without looking at the clock and the
@@ -84,6 +84,8 @@ pub struct LoaderChild {
     events: Option<File>,
     reader: EventReader,
     exit: Option<LoaderExit>,
+    /// The child's timeline stamps, as received (`process` `loader`).
+    steps: Vec<Step>,
 }
 
 impl LoaderChild {
@@ -111,12 +113,18 @@ impl LoaderChild {
                 events: Some(File::from(events_rx)),
                 reader: EventReader::default(),
                 exit: None,
+                steps: Vec::new(),
             }),
         }
     }
 
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
+    }
+
+    /// The child's timeline stamps received so far.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
     }
 
     /// How the child ended, if PID 1 has seen it end.
@@ -174,6 +182,11 @@ impl LoaderChild {
             Ok(n) => {
                 for e in self.reader.feed(&buf[..n]) {
                     match e {
+                        Ok(LoaderEvent::Step { step, t }) => self.steps.push(Step {
+                            process: "loader".to_owned(),
+                            step,
+                            t,
+                        }),
                         Ok(e) => sup.event(e),
                         Err(why) => sup.garbled(&why),
                     }
@@ -337,8 +350,18 @@ fn child_main<K: Kernel>(
 ) -> i32 {
     let events: Events = Arc::new(Mutex::new(File::from(events)));
     install_child_panic_hook(&events);
+    let stamp = |step: &str| {
+        send(
+            &events,
+            &LoaderEvent::Step {
+                step: step.to_owned(),
+                t: boottime(),
+            },
+        )
+    };
+    stamp("start");
 
-    let (plan, modules_dir) = match make_plan(&input) {
+    let (plan, modules_dir) = match make_plan(&input, &stamp) {
         Ok(p) => p,
         Err(e) => {
             send(
@@ -362,6 +385,7 @@ fn child_main<K: Kernel>(
         .collect();
     let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
     log::debug!("loader: {opened} module file(s) open");
+    stamp("open_ahead");
     send(&events, &planned_event(&plan, boottime()));
 
     let opts = LoaderOptions {
@@ -390,6 +414,7 @@ fn child_main<K: Kernel>(
 /// fails alone (`plan_at_boot`).
 fn make_plan(
     input: &LoadInput<'_>,
+    stamp: &dyn Fn(&str),
 ) -> Result<(modules_manifest::Plan, std::path::PathBuf), BootError> {
     let modules_dir =
         boot::modules_dir(input.root, input.proc_dir).map_err(BootError::KernelRelease)?;
@@ -397,6 +422,7 @@ fn make_plan(
         dir: modules_dir.clone(),
         source,
     })?;
+    stamp("index");
     let loaded = std::fs::read_to_string(input.proc_dir.join("modules"))
         .map(|t| boot::parse_proc_modules(&t))
         .unwrap_or_else(|_| BTreeSet::new());
@@ -411,6 +437,7 @@ fn make_plan(
     for note in &plan.notes {
         log::info!("plan: {note}");
     }
+    stamp("plan");
     Ok((plan, modules_dir))
 }
 

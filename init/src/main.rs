@@ -47,10 +47,12 @@ fn boot(b: &mut Boot<RealSys>, kernel_args: &[String]) -> Result<Infallible, Boo
     let cmdline = b.read_cmdline();
     let manifest = b.read_manifest(&cmdline)?;
     let config = b.configure(&cmdline, manifest.as_ref())?;
+    b.step("config");
     if let Some(m) = &manifest {
         b.load_modules(m, &cmdline, &config)?;
     }
     b.write_report();
+    b.step("report");
     b.check_required_chains()?;
     let init = b.enter_root(&config, kernel_args)?;
     Err(b.exec_init(&init))

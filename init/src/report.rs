@@ -209,6 +209,30 @@ pub struct Report {
     pub vm_hwm_kib: Option<u64>,
     /// The loader child process; `None` when none was started.
     pub loader: Option<LoaderInfo>,
+    /// When each step of the boot ended, PID 1's and the loader child's,
+    /// in the order they were recorded (see init/REPORT.md for the names).
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// One stamp of the boot's timeline: `process` (`init` for PID 1, `loader`
+/// for the loader child) reached the end of `step` at `t` (boot time, s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub process: String,
+    pub step: String,
+    pub t: f64,
+}
+
+impl Step {
+    /// PID 1's step `step` at `t`.
+    pub fn init(step: &str, t: f64) -> Step {
+        Step {
+            process: "init".to_owned(),
+            step: step.to_owned(),
+            t,
+        }
+    }
 }
 
 /// The loader child, as PID 1 and the child itself saw it.
@@ -242,6 +266,7 @@ impl Default for Report {
             errors: Vec::new(),
             vm_hwm_kib: None,
             loader: None,
+            steps: Vec::new(),
         }
     }
 }

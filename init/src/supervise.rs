@@ -172,6 +172,9 @@ impl Supervisor {
             LoaderEvent::Fatal { message, hints } => self.fatal = Some((message, hints)),
             LoaderEvent::Panicked { message } => self.panic = Some(message),
             LoaderEvent::Planned { .. } => self.odd("a second plan".to_owned()),
+            // A timeline stamp: the report's `steps`, no supervision matter
+            // (`LoaderChild` keeps them).
+            LoaderEvent::Step { .. } => {}
         }
     }
 

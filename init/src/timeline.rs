@@ -235,6 +235,7 @@ fn summary(s: &mut String, report: &Report) {
             .boottime_exec
             .map_or_else(|| "-".to_string(), |t| format!("{t:.3} s"))
     );
+    steps(s, report);
     let _ = writeln!(
         s,
         "{} error(s), {} note(s)",
@@ -243,6 +244,30 @@ fn summary(s: &mut String, report: &Report) {
     );
     for e in &report.errors {
         let _ = writeln!(s, "  error: {e}");
+    }
+}
+
+/// The report's step stamps in time order (ms from `/init`'s start, and
+/// since the stamp before), PID 1's and the loader child's interleaved.
+fn steps(s: &mut String, report: &Report) {
+    if report.steps.is_empty() {
+        return;
+    }
+    let mut steps: Vec<_> = report.steps.iter().collect();
+    steps.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let _ = writeln!(s, "steps (ms from /init's start; + since the step before):");
+    let t0 = report.boottime_init_start;
+    let mut before = t0;
+    for st in steps {
+        let _ = writeln!(
+            s,
+            "  {:<7} {:<13} {:>8.1} {:>+8.1}",
+            st.process,
+            st.step,
+            (st.t - t0) * 1000.0,
+            (st.t - before) * 1000.0
+        );
+        before = st.t;
     }
 }
 
@@ -594,6 +619,36 @@ mod tests {
         assert!(
             text.contains("1 error(s), 1 note(s)\n  error: e1\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn steps_are_listed_in_time_order_with_their_gaps() {
+        let mut r = small();
+        r.steps = vec![
+            crate::report::Step::init("start", 1.0),
+            crate::report::Step::init("fork", 1.02),
+            crate::report::Step {
+                process: "loader".into(),
+                step: "index".into(),
+                t: 1.015,
+            },
+        ];
+        let text = render_text(&r);
+        let at = text.find("steps (ms from").unwrap();
+        let lines: Vec<&str> = text[at..].lines().skip(1).take(3).collect();
+        assert_eq!(
+            lines,
+            [
+                "  init    start              0.0     +0.0",
+                "  loader  index             15.0    +15.0",
+                "  init    fork              20.0     +5.0",
+            ],
+            "{text}"
+        );
+        assert!(
+            !render_text(&small()).contains("steps (ms"),
+            "no steps, no list"
         );
     }
 

@@ -8,7 +8,7 @@ use super::{Boot, BootError};
 use crate::boot_config::BootConfig;
 use crate::clock;
 use crate::loader_process::{LoadInput, LoaderChild};
-use crate::report::{LoaderInfo, ModuleState};
+use crate::report::{LoaderInfo, ModuleState, Step};
 use crate::supervise::Supervisor;
 use crate::sys::Sys;
 
@@ -36,6 +36,7 @@ impl<S: Sys> Boot<S> {
         #[cfg(feature = "fault-injection")]
         let child = LoaderChild::spawn(input, |k| faults.kernel(k));
         let mut child = child.map_err(BootError::SpawnLoader)?;
+        self.step("fork");
         let any_required = manifest.chains.iter().any(|c| c.required);
         let mut sup = Supervisor::new(
             config.deadline,
@@ -44,7 +45,9 @@ impl<S: Sys> Boot<S> {
             any_required,
         );
         let verdict = child.supervise(&mut sup);
+        self.step("supervised");
         child.try_reap(&mut sup);
+        self.report.steps.extend(child.steps().iter().cloned());
         self.report.loader = Some(LoaderInfo {
             pid: child.pid(),
             exit: child.exit().map(ToString::to_string),
@@ -77,6 +80,16 @@ impl<S: Sys> Boot<S> {
             }
             self.report.boottime_load_start = load.boottime_load_start;
             self.report.boottime_load_end = load.boottime_load_end;
+            for (step, t) in [
+                ("load_start", load.boottime_load_start),
+                ("load_end", load.boottime_load_end),
+            ] {
+                self.report.steps.push(Step {
+                    process: "loader".to_owned(),
+                    step: step.to_owned(),
+                    t,
+                });
+            }
         }
         self.report.load = handover.load;
         Ok(())

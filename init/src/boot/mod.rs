@@ -21,7 +21,7 @@ use crate::handover::{self, InitCommand};
 use crate::kmsg::{self, DevkmsgRatelimit, Verbosity};
 use crate::loader_process::{self, LoaderChild};
 use crate::mount::{self, MountOutcome, EARLY_MOUNTS};
-use crate::report::Report;
+use crate::report::{Report, Step};
 use crate::supervise::Supervisor;
 use crate::sys::Sys;
 
@@ -96,6 +96,7 @@ impl<S: Sys> Boot<S> {
             paths,
             report: Report {
                 boottime_init_start,
+                steps: vec![Step::init("start", boottime_init_start)],
                 ..Report::default()
             },
             report_written: false,
@@ -107,17 +108,24 @@ impl<S: Sys> Boot<S> {
         }
     }
 
+    /// Stamps the end of PID 1's step `name` in the report's timeline.
+    pub fn step(&mut self, name: &str) {
+        self.report.steps.push(Step::init(name, clock::boottime()));
+    }
+
     /// Step 1: /proc, /sys, /dev, /run, then the logger (which needs /dev and
     /// /proc). Mount failures are logged, not fatal: the steps that need a
     /// missing mount fail with their own error.
     pub fn mount_early_filesystems(&mut self) {
         let (done, errors) = mount::mount_all(&self.paths.root, EARLY_MOUNTS, &self.sys);
         failure::ensure_stdio(&self.sys, &self.paths.dev);
+        self.step("mounts");
         kmsg::init(
             &self.paths.dev,
             &self.paths.proc,
             Verbosity::from_cmdline(false, false),
         );
+        self.step("logger");
         for d in done {
             if let MountOutcome::AlreadyMounted(p) = d {
                 log::debug!("{} was already mounted", p.display());
@@ -157,6 +165,7 @@ impl<S: Sys> Boot<S> {
         self.devkmsg = Some(devkmsg);
         self.cmdline_on_failure = cmdline.on_failure;
         self.report.cmdline = text.trim_end().to_string();
+        self.step("cmdline");
         cmdline
     }
 
@@ -180,6 +189,7 @@ impl<S: Sys> Boot<S> {
                 self.report.notes.push(note);
             }
         }
+        self.step("manifest");
         Ok(manifest)
     }
 
@@ -223,7 +233,9 @@ impl<S: Sys> Boot<S> {
     /// error if exec fails.
     pub fn exec_init(&mut self, init: &InitCommand) -> BootError {
         log::info!("exec {} {:?}", init.path, &init.argv[1..]);
-        self.report.boottime_exec = Some(clock::boottime());
+        let now = clock::boottime();
+        self.report.boottime_exec = Some(now);
+        self.report.steps.push(Step::init("exec", now));
         self.write_report();
         self.hand_over_the_load();
         loader_process::reap_strays(self.loader.as_ref().map(LoaderChild::pid));

@@ -49,6 +49,7 @@ impl<S: Sys> Boot<S> {
             spec: root.device.clone(),
             waited,
         })?;
+        self.step("root_found");
         let proc_filesystems =
             std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
         let types =
@@ -57,6 +58,7 @@ impl<S: Sys> Boot<S> {
         let fstype =
             switch_root::mount_root(&self.sys, &found.node, &new_root, &types, &root.options)
                 .map_err(BootError::SwitchRoot)?;
+        self.step("root_mounted");
         log::info!(
             "mounted {} ({}) on {} {}",
             found.node.display(),
@@ -89,6 +91,7 @@ impl<S: Sys> Boot<S> {
             log::debug!("freed the initramfs: {n} entries removed");
         }
         switch_root::enter(&self.sys, &new_root).map_err(BootError::SwitchRoot)?;
+        self.step("switch_root");
         Ok(init)
     }
 
