@@ -370,6 +370,19 @@ mod tests {
     }
 
     #[test]
+    fn runnable_tasks_are_the_numerator_of_loadavg_s_fourth_field() {
+        assert_eq!(parse_runnable("0.52 0.58 0.59 3/467 12345\n"), Some(3));
+        assert_eq!(parse_runnable("0.52 0.58 0.59 12/467 1"), Some(12));
+        assert_eq!(parse_runnable("0.52 0.58 0.59"), None);
+        assert_eq!(parse_runnable("0.52 0.58 0.59 x/467 1"), None);
+        // This test's own thread is running while it reads.
+        assert!(runnable_tasks().is_some_and(|n| n >= 1));
+        let probe = ProcProbe::with_runnable_tasks();
+        // No worker registered: both count as on a CPU, whatever else runs.
+        assert!(probe.on_cpu(2, 2) >= 2);
+    }
+
+    #[test]
     fn waits_behind_other_insertions_are_not_sleeping_module_init() {
         // What a wide pool's workers slept in on 176 Debian modules, and
         // what the fixture farm's slept in.

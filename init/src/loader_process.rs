@@ -394,7 +394,13 @@ fn child_main<K: Kernel>(
         ..diagnostic_options()
     };
     let kernel = wrap(kernel);
-    let load = loader::load_observed(&plan, &kernel, &opts, &mut Streamer { events: &events });
+    let load = loader::load_probed(
+        &plan,
+        &kernel,
+        &opts,
+        &mut Streamer { events: &events },
+        &loader::ProcProbe::with_runnable_tasks(),
+    );
     log::info!(
         "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
         load.modules.len(),

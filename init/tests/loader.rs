@@ -552,7 +552,7 @@ fn the_proc_probe_reads_task_states() {
     use kmodinit::loader::{ProcProbe, WorkerProbe};
     let probe = ProcProbe::new();
     // Nobody registered: both count as on a CPU (about to run).
-    assert_eq!(probe.on_cpu(2), 2);
+    assert_eq!(probe.on_cpu(2, 2), 2);
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
@@ -566,9 +566,9 @@ fn the_proc_probe_reads_task_states() {
         ready_rx.recv().unwrap();
         // Give it time to block in recv.
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(probe.on_cpu(1), 0, "a blocked thread is asleep");
+        assert_eq!(probe.on_cpu(1, 1), 0, "a blocked thread is asleep");
         // Worker 1 has not registered: on a CPU.
-        assert_eq!(probe.on_cpu(2), 1);
+        assert_eq!(probe.on_cpu(2, 2), 1);
         tx.send(()).unwrap();
     });
 }

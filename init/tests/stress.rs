@@ -151,7 +151,7 @@ struct RandomProbe(AtomicU64);
 
 impl WorkerProbe for RandomProbe {
     fn register(&self, _worker: usize) {}
-    fn on_cpu(&self, started: usize) -> usize {
+    fn on_cpu(&self, started: usize, _busy: usize) -> usize {
         let mut r = Rng(self.0.load(Ordering::Relaxed) | 1);
         let v = r.next();
         self.0.store(v, Ordering::Relaxed);
@@ -164,7 +164,7 @@ struct FixedProbe(bool);
 
 impl WorkerProbe for FixedProbe {
     fn register(&self, _worker: usize) {}
-    fn on_cpu(&self, started: usize) -> usize {
+    fn on_cpu(&self, started: usize, _busy: usize) -> usize {
         if self.0 {
             0
         } else {

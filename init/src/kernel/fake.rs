@@ -347,8 +347,7 @@ impl Kernel for FakeKernel {
 
 /// The fake kernel knows which calls sleep (a delay that is not
 /// [`FakeKernel::cpu_bound`], a gate) and which run: the adaptive pool's
-/// probe, without `/proc`. A worker outside `insert` is idle, asleep on the
-/// job queue.
+/// probe, without `/proc`.
 impl WorkerProbe for FakeKernel {
     fn register(&self, worker: usize) {
         self.workers
@@ -357,15 +356,20 @@ impl WorkerProbe for FakeKernel {
             .insert(worker, std::thread::current().id());
     }
 
-    fn on_cpu(&self, started: usize) -> usize {
+    /// The busy workers less those asleep inside `insert`. Not "the
+    /// workers inside `insert` and running": a worker that was sent a job
+    /// but has not reached `insert` yet (not scheduled yet on a loaded
+    /// machine), or that has left it and not handed its completion over,
+    /// is busy and not asleep in a module's init (under `/proc` it is
+    /// runnable), and counting it off a CPU let the pool start a third
+    /// CPU-bound insertion on two CPUs when the test machine was loaded.
+    fn on_cpu(&self, started: usize, busy: usize) -> usize {
         let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         let inside = self.inside.lock().unwrap_or_else(PoisonError::into_inner);
-        (0..started)
-            .filter(|w| match workers.get(w) {
-                None => true,
-                Some(t) => inside.get(t) == Some(&false),
-            })
-            .count()
+        let asleep = (0..started)
+            .filter(|w| workers.get(w).is_some_and(|t| inside.get(t) == Some(&true)))
+            .count();
+        busy.saturating_sub(asleep)
     }
 }
 

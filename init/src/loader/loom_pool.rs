@@ -50,7 +50,7 @@ pub(super) struct LoomProbe(pub(super) bool);
 
 impl WorkerProbe for LoomProbe {
     fn register(&self, _worker: usize) {}
-    fn on_cpu(&self, started: usize) -> usize {
+    fn on_cpu(&self, started: usize, _busy: usize) -> usize {
         if self.0 {
             0
         } else {

@@ -176,13 +176,25 @@ impl<'p, K: Kernel, W: Workers<'p>> Dispatch<'p> for OnDemand<'_, K, W> {
             Received::Timeout => {
                 // Idle workers sleep on the job queue: they count as asleep,
                 // so the count is of busy workers (bounded by `busy`).
-                self.on_cpu = self.probe.on_cpu(self.spawned).min(self.busy);
-                self.probe_wait = if self.on_cpu < self.cpus {
-                    PROBE_INTERVAL
-                } else {
-                    (self.probe_wait * 2).min(MAX_PROBE_INTERVAL)
-                };
-                Received::Timeout
+                self.on_cpu = self.probe.on_cpu(self.spawned, self.busy).min(self.busy);
+                if self.on_cpu >= self.cpus {
+                    self.probe_wait = (self.probe_wait * 2).min(MAX_PROBE_INTERVAL);
+                    return Received::Timeout;
+                }
+                self.probe_wait = PROBE_INTERVAL;
+                // A worker seen asleep may be one that has just finished,
+                // asleep on the job queue with its completion not taken
+                // yet (seen under QEMU: it made the pool start a worker the
+                // finished one could have served). Take that completion
+                // first; the probe counted the worker off a CPU already.
+                match self.workers.recv(Some(std::time::Duration::ZERO)) {
+                    Received::Done(d) => {
+                        self.busy -= 1;
+                        self.on_cpu = self.on_cpu.min(self.busy);
+                        Received::Done(d)
+                    }
+                    other => other,
+                }
             }
             Received::Lost => Received::Lost,
         }

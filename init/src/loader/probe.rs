@@ -14,8 +14,10 @@ pub trait WorkerProbe: Sync {
     /// How many of the workers `0..started` are running or waiting for a
     /// CPU (not asleep). A worker that has not registered yet counts as
     /// running; so does one the probe cannot see (then the pool stays at
-    /// about one worker per CPU).
-    fn on_cpu(&self, started: usize) -> usize;
+    /// about one worker per CPU). `busy` of them hold a job (the pool's
+    /// count; it takes at most that many): a job sent to an idle worker
+    /// makes it runnable at once, before it is seen inside the kernel.
+    fn on_cpu(&self, started: usize, busy: usize) -> usize;
 }
 
 /// The real [`WorkerProbe`]: each worker's thread id (`gettid`), recorded
@@ -30,15 +32,31 @@ pub trait WorkerProbe: Sync {
 /// `ftrace_module_enable`, `do_init_module` (module, ftrace and
 /// static-call mutexes), so more workers would only queue there; the
 /// fixture farm's slept in `msleep`.
+///
+/// [`ProcProbe::with_runnable_tasks`] also counts the system's other
+/// runnable tasks as on a CPU: in the initramfs, those are kernel threads
+/// doing what the workers wait for (see [`WorkerProbe::on_cpu`] of this
+/// type), not other users of the machine.
 #[derive(Debug, Default)]
 pub struct ProcProbe {
     /// (worker, tid).
     tids: std::sync::Mutex<Vec<(usize, libc::pid_t)>>,
+    runnable_tasks: bool,
 }
 
 impl ProcProbe {
+    /// The workers' own states only.
     pub fn new() -> Self {
         ProcProbe::default()
+    }
+
+    /// The workers' states, and the system's runnable tasks
+    /// (`/proc/loadavg`): the loader child's probe at boot.
+    pub fn with_runnable_tasks() -> Self {
+        ProcProbe {
+            runnable_tasks: true,
+            ..ProcProbe::default()
+        }
     }
 }
 
@@ -51,7 +69,15 @@ impl WorkerProbe for ProcProbe {
             .push((worker, tid));
     }
 
-    fn on_cpu(&self, started: usize) -> usize {
+    /// Measured under QEMU on 178 Debian modules (issue 16): once
+    /// drivers probe asynchronously, every insertion ends asleep in
+    /// `async_synchronize_cookie_domain` (its module's init has returned;
+    /// `do_init_module` waits for all asynchronous work of the system)
+    /// while kernel threads run the probes, and the pool widened to 9–12
+    /// workers on 2 CPUs. So a probe [`ProcProbe::with_runnable_tasks`]
+    /// counts the larger of the workers on a CPU and the runnable tasks
+    /// other than the calling thread.
+    fn on_cpu(&self, started: usize, _busy: usize) -> usize {
         let tids = self
             .tids
             .lock()
@@ -66,8 +92,34 @@ impl WorkerProbe for ProcProbe {
                     && !wait_channel(tid).is_some_and(|c| waits_for_another_insertion(&c))
             })
             .count();
-        started.saturating_sub(seen) + seen - off_cpu
+        let workers = started.saturating_sub(seen) + seen - off_cpu;
+        // The CPUs may be busy with what the workers wait for: kernel
+        // threads probing devices asynchronously (every insertion ends in
+        // `async_synchronize_full`, which waits for all of it), crypto
+        // self-tests, other processes. Runnable tasks other than this
+        // (probing) thread count as on a CPU too.
+        if !self.runnable_tasks {
+            return workers;
+        }
+        let others = runnable_tasks().map_or(0, |n| n.saturating_sub(1));
+        workers.max(others)
     }
+}
+
+/// Runnable tasks in the whole system, the calling thread included: the
+/// fourth field of `/proc/loadavg` is `RUNNABLE/TOTAL` (`nr_running()`, as
+/// of the read).
+pub(super) fn runnable_tasks() -> Option<usize> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open("/proc/loadavg").ok()?;
+    let mut buf = [0u8; 128];
+    let n = f.read(&mut buf).ok()?;
+    parse_runnable(std::str::from_utf8(buf.get(..n)?).ok()?)
+}
+
+pub(super) fn parse_runnable(loadavg: &str) -> Option<usize> {
+    let field = loadavg.split_ascii_whitespace().nth(3)?;
+    field.split_once('/')?.0.parse().ok()
 }
 
 /// A task state letter of `/proc/PID/stat` that means the thread waits
