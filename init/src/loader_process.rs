@@ -138,6 +138,16 @@ impl LoaderChild {
     /// whose pipe has closed (it is exiting). `Err` is [`Verdict::Fatal`]'s
     /// message and hints.
     pub fn supervise(&mut self, sup: &mut Supervisor) -> Result<Handover, (String, Vec<String>)> {
+        self.supervise_with(sup, || {})
+    }
+
+    /// As [`LoaderChild::supervise`], calling `after_events` each time
+    /// events came in (PID 1 watches for the root device meanwhile).
+    pub fn supervise_with(
+        &mut self,
+        sup: &mut Supervisor,
+        mut after_events: impl FnMut(),
+    ) -> Result<Handover, (String, Vec<String>)> {
         loop {
             let now = boottime();
             let until = match sup.verdict(now) {
@@ -148,26 +158,29 @@ impl LoaderChild {
             let wait = until.map_or(MAX_POLL, |u| {
                 Duration::from_secs_f64((u - now).max(0.0)).min(MAX_POLL)
             });
-            self.pump(sup, wait);
+            if self.pump(sup, wait) {
+                after_events();
+            }
         }
     }
 
-    /// Waits up to `wait` for bytes from the child and feeds them to `sup`.
-    fn pump(&mut self, sup: &mut Supervisor, wait: Duration) {
+    /// Waits up to `wait` for bytes from the child and feeds them to `sup`;
+    /// true if events came.
+    fn pump(&mut self, sup: &mut Supervisor, wait: Duration) -> bool {
         let Some(events) = self.events.as_mut() else {
             // The pipe is closed: only the clock can change the verdict.
             std::thread::sleep(wait);
-            return;
+            return false;
         };
         let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
         let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
         match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => return,
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return false,
             Ok(_) => {}
             Err(e) => {
                 log::error!("poll on the loader's pipe: {e}");
                 std::thread::sleep(wait);
-                return;
+                return false;
             }
         }
         let mut buf = [0u8; 64 * 1024];
@@ -178,6 +191,7 @@ impl LoaderChild {
                 if !sup.has_exited() {
                     self.reap(sup, true);
                 }
+                false
             }
             Ok(n) => {
                 for e in self.reader.feed(&buf[..n]) {
@@ -191,11 +205,13 @@ impl LoaderChild {
                         Err(why) => sup.garbled(&why),
                     }
                 }
+                true
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => false,
             Err(e) => {
                 log::error!("reading the loader's pipe: {e}");
                 self.events = None;
+                false
             }
         }
     }
@@ -401,16 +417,17 @@ fn child_main<K: Kernel>(
         &mut Streamer { events: &events },
         &loader::ProcProbe::with_runnable_tasks(),
     );
+    // PID 1 waits for `done`: it goes first, the log line after.
+    send(
+        &events,
+        &LoaderEvent::Done(LoadSummary::of(&load, Report::read_vm_hwm_kib())),
+    );
     log::info!(
         "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
         load.modules.len(),
         crate::clock::Fixed(load.wall_s, 3),
         load.jobs,
         crate::clock::Fixed(load.critical_path_s, 3)
-    );
-    send(
-        &events,
-        &LoaderEvent::Done(LoadSummary::of(&load, Report::read_vm_hwm_kib())),
     );
     0
 }

@@ -51,8 +51,7 @@ fn boot(b: &mut Boot<RealSys>, kernel_args: &[String]) -> Result<Infallible, Boo
     if let Some(m) = &manifest {
         b.load_modules(m, &cmdline, &config)?;
     }
-    b.write_report();
-    b.step("report");
+    b.report_after_load();
     b.check_required_chains()?;
     let init = b.enter_root(&config, kernel_args)?;
     Err(b.exec_init(&init))

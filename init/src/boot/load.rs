@@ -44,7 +44,13 @@ impl<S: Sys> Boot<S> {
             spawned,
             any_required,
         );
-        let verdict = child.supervise(&mut sup);
+        // Meanwhile, the root device: found and mounted as soon as its
+        // driver and file system are loaded, beside the rest of the load.
+        let verdict = child.supervise_with(&mut sup, || {
+            if let Some(root) = &config.root {
+                self.watch_root(root);
+            }
+        });
         self.step("supervised");
         child.try_reap(&mut sup);
         self.report.steps.extend(child.steps().iter().cloned());

@@ -86,6 +86,8 @@ pub struct Boot<S: Sys> {
     /// the state machine over it (taken by the reporter at the handover).
     loader: Option<LoaderChild>,
     supervisor: Option<Supervisor>,
+    /// The root device (and its mount) found while the modules loaded.
+    early_root: root::EarlyRoot,
 }
 
 impl<S: Sys> Boot<S> {
@@ -105,6 +107,7 @@ impl<S: Sys> Boot<S> {
             manifest_on_failure: None,
             loader: None,
             supervisor: None,
+            early_root: root::EarlyRoot::default(),
         }
     }
 
@@ -205,8 +208,22 @@ impl<S: Sys> Boot<S> {
         Ok(config)
     }
 
-    /// Step 4: the report (again before exec, with `boottime_exec`). A
-    /// report that cannot be written is logged, not fatal.
+    /// Step 4, after the load: the report, unless the root is mounted
+    /// already (it was while the modules loaded): then nothing can keep
+    /// the boot from reaching exec (which writes it) or the failure path
+    /// (which writes it too), and the write would only delay them. The
+    /// panic hook gets it either way.
+    pub fn report_after_load(&mut self) {
+        if self.early_root.is_mounted() {
+            failure::remember_report(&self.report);
+        } else {
+            self.write_report();
+            self.step("report");
+        }
+    }
+
+    /// The report (again before exec, with `boottime_exec`). A report that
+    /// cannot be written is logged, not fatal.
     pub fn write_report(&mut self) {
         self.report.vm_hwm_kib = std::fs::read_to_string(self.paths.proc.join("self/status"))
             .ok()

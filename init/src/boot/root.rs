@@ -7,9 +7,27 @@ use super::{Boot, BootError};
 use crate::boot_config::{BootConfig, RootConfig};
 use crate::clock::Fixed;
 use crate::handover::{self, InitCommand};
-use crate::rootdev::{self, BlockScanner, RealWaiter};
+use crate::rootdev::{self, BlockScanner, FoundDevice, RealWaiter};
 use crate::switch_root::{self, MOVED_MOUNTS};
 use crate::sys::Sys;
+
+/// What PID 1 learnt about the root while the modules loaded
+/// ([`Boot::watch_root`]).
+#[derive(Debug, Default)]
+pub(super) struct EarlyRoot {
+    /// Entries of `/sys/class/block` at the last look: the devices are
+    /// scanned again only when it changed.
+    block_entries: Option<usize>,
+    found: Option<FoundDevice>,
+    /// The file system type it was mounted with on the new root.
+    mounted: Option<String>,
+}
+
+impl EarlyRoot {
+    pub(super) fn is_mounted(&self) -> bool {
+        self.mounted.is_some()
+    }
+}
 
 impl<S: Sys> Boot<S> {
     /// Step 5: with a root, switch_root into it; without one, stay. Returns
@@ -25,12 +43,89 @@ impl<S: Sys> Boot<S> {
         }
     }
 
+    /// While the loader runs (after each batch of its events): finds the
+    /// root device once the block devices change, and mounts it on the new
+    /// root once a type it may be mounted as is registered
+    /// (`/proc/filesystems`), so the device's driver and the file system
+    /// need not be the last modules to load. Reports nothing: what fails
+    /// here is tried again, and reported, by [`Boot::enter_root`].
+    pub(super) fn watch_root(&mut self, root: &RootConfig) {
+        if self.early_root.is_mounted() {
+            return;
+        }
+        if self.early_root.found.is_none() {
+            let entries =
+                std::fs::read_dir(self.paths.sys.join("class/block")).map_or(0, |d| d.count());
+            if self.early_root.block_entries == Some(entries) {
+                return;
+            }
+            self.early_root.block_entries = Some(entries);
+            let scanner = BlockScanner::at(&self.paths.sys, &self.paths.dev);
+            let Some(found) = scanner.find(&self.sys, &root.device) else {
+                return;
+            };
+            self.step("root_found");
+            self.early_root.found = Some(found);
+        }
+        let Some(found) = self.early_root.found.as_ref() else {
+            return;
+        };
+        let proc_filesystems =
+            std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
+        let types =
+            switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
+        let registered = |t: &String| {
+            proc_filesystems
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(t.as_str()))
+        };
+        if !types.iter().any(registered) {
+            return;
+        }
+        let new_root = self.paths.new_root.clone();
+        if let Ok(fstype) =
+            switch_root::mount_root(&self.sys, &found.node, &new_root, &types, &root.options)
+        {
+            self.step("root_mounted");
+            self.early_root.mounted = Some(fstype);
+        }
+    }
+
     fn switch_to_root(
         &mut self,
         root: &RootConfig,
         config: &BootConfig,
         kernel_args: &[String],
     ) -> Result<InitCommand, BootError> {
+        let new_root = self.paths.new_root.clone();
+        let early = std::mem::take(&mut self.early_root);
+        let (found, fstype) = match (early.found, early.mounted) {
+            (Some(found), Some(fstype)) => (found, fstype),
+            (found, _) => {
+                let found = match found {
+                    Some(f) => f,
+                    None => self.wait_for_root(root)?,
+                };
+                let fstype = self.mount_found_root(root, &found, &new_root)?;
+                (found, fstype)
+            }
+        };
+        log::info!(
+            "mounted {} ({}) on {} {}",
+            found.node.display(),
+            fstype,
+            new_root.display(),
+            if root.options.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            }
+        );
+        self.enter_new_root(config, kernel_args, &new_root)
+    }
+
+    /// Waits for the root device as the command line or manifest says.
+    fn wait_for_root(&mut self, root: &RootConfig) -> Result<FoundDevice, BootError> {
         let scanner = BlockScanner::at(&self.paths.sys, &self.paths.dev);
         log::info!("waiting for root {} ({})", root.device, root.wait);
         let found = rootdev::wait_for(
@@ -50,26 +145,36 @@ impl<S: Sys> Boot<S> {
             waited,
         })?;
         self.step("root_found");
+        Ok(found)
+    }
+
+    /// Mounts `found` on `new_root`; returns the type it was mounted as.
+    fn mount_found_root(
+        &mut self,
+        root: &RootConfig,
+        found: &FoundDevice,
+        new_root: &std::path::Path,
+    ) -> Result<String, BootError> {
         let proc_filesystems =
             std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
         let types =
             switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
-        let new_root = self.paths.new_root.clone();
         let fstype =
-            switch_root::mount_root(&self.sys, &found.node, &new_root, &types, &root.options)
+            switch_root::mount_root(&self.sys, &found.node, new_root, &types, &root.options)
                 .map_err(BootError::SwitchRoot)?;
         self.step("root_mounted");
-        log::info!(
-            "mounted {} ({}) on {} {}",
-            found.node.display(),
-            fstype,
-            new_root.display(),
-            if root.options.read_only {
-                "read-only"
-            } else {
-                "read-write"
-            }
-        );
+        Ok(fstype)
+    }
+
+    /// With the root mounted on `new_root`: picks its init, moves the API
+    /// mounts, frees the initramfs and enters the new root.
+    fn enter_new_root(
+        &mut self,
+        config: &BootConfig,
+        kernel_args: &[String],
+        new_root: &std::path::Path,
+    ) -> Result<InitCommand, BootError> {
+        let new_root = new_root.to_path_buf();
         // Choose the init before anything is moved: if there is none, the
         // initramfs (and its rescue shell) is still intact.
         let init = handover::choose_init(&config.init, kernel_args, |p| {
@@ -244,6 +349,50 @@ mod tests {
         );
         let _ = b.exec_init(&init);
         assert_eq!(b.sys.calls().last(), Some(&SysCall::Exec(init)));
+    }
+
+    #[test]
+    fn the_root_is_mounted_during_the_load_once_its_file_system_is_registered() {
+        let t = Tree::new("early");
+        let fake = FakeSys::new().ram_fs(&t.paths.root);
+        let mut b = Boot::new(fake, t.paths.clone(), 0.0);
+        let cfg = config(true, true);
+        let root = cfg.root.clone().unwrap();
+        // vda is there, ext4 is not registered yet: found, not mounted.
+        std::fs::create_dir_all(&t.paths.proc).unwrap();
+        std::fs::write(t.paths.proc.join("filesystems"), "nodev\tsysfs\n").unwrap();
+        b.watch_root(&root);
+        assert!(b.early_root.found.is_some() && !b.early_root.is_mounted());
+        assert!(b.sys.calls().is_empty(), "{:?}", b.sys.calls());
+        // ext4 registered: mounted at the next look, once.
+        std::fs::write(t.paths.proc.join("filesystems"), "nodev\tsysfs\n\text4\n").unwrap();
+        b.watch_root(&root);
+        b.watch_root(&root);
+        assert!(b.early_root.is_mounted());
+        let mount = mount(&t.paths, MsFlags::MS_NOATIME | MsFlags::MS_RDONLY);
+        assert_eq!(b.sys.calls(), std::slice::from_ref(&mount));
+        // The root step does not wait or mount again; the report after the
+        // load is not written (exec writes it).
+        b.report_after_load();
+        assert!(!t.paths.report.exists());
+        b.enter_root(&cfg, &[]).unwrap();
+        let mut want = vec![mount];
+        want.extend(moves(&t.paths));
+        want.extend(enter(&t.paths));
+        assert_eq!(b.sys.calls(), want);
+        let steps: Vec<&str> = b.report.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(
+            steps,
+            ["start", "root_found", "root_mounted", "switch_root"]
+        );
+    }
+
+    #[test]
+    fn without_an_early_mount_the_report_is_written_after_the_load() {
+        let t = Tree::new("late");
+        let mut b = Boot::new(FakeSys::new(), t.paths.clone(), 0.0);
+        b.report_after_load();
+        assert!(t.paths.report.exists());
     }
 
     #[test]
