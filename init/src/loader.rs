@@ -117,9 +117,11 @@ pub fn available_cpus() -> usize {
 /// thread has been joined. Never panics, even when the kernel implementation
 /// does (that module fails with "panic: …"), and never hangs on a malformed
 /// plan (a predecessor id that is out of range or not smaller than the
-/// node's own id fails that node). Logs one line per module.
+/// node's own id fails that node). Logs one line per module. The adaptive
+/// pool watches its workers through `/proc` ([`ProcProbe::new`]: their own
+/// states only, so that a busy host does not narrow it).
 pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadReport {
-    load_observed(plan, kernel, opts, &mut ())
+    load_probed(plan, kernel, opts, &mut (), &ProcProbe::new())
 }
 
 /// What [`load_observed`] tells its observer while the load runs, on the
@@ -155,15 +157,23 @@ pub struct NodeOutcome {
 
 /// As [`load`], telling `observer` when each kernel call starts and each
 /// node is decided. Same guarantees; `observer` is called exactly once per
-/// node with [`LoadObserver::finished`]. The adaptive pool watches its
-/// workers through `/proc` ([`ProcProbe`]).
+/// node with [`LoadObserver::finished`]. The loader child's: the adaptive
+/// pool watches its workers and the system's runnable tasks through
+/// `/proc` ([`ProcProbe::with_runnable_tasks`]; in the initramfs those are
+/// kernel threads doing what the workers wait for).
 pub fn load_observed<K: Kernel>(
     plan: &Plan,
     kernel: &K,
     opts: &LoaderOptions,
     observer: &mut dyn LoadObserver,
 ) -> LoadReport {
-    load_probed(plan, kernel, opts, observer, &ProcProbe::new())
+    load_probed(
+        plan,
+        kernel,
+        opts,
+        observer,
+        &ProcProbe::with_runnable_tasks(),
+    )
 }
 
 /// As [`load_observed`], with the adaptive pool asking `probe` which of its

@@ -344,6 +344,22 @@ fn send(events: &Events, e: &LoaderEvent) {
     let _ = f.write_all(&line);
 }
 
+/// The child's pipe to PID 1, for [`stamp`] (set once, in the child).
+static STEPS: std::sync::OnceLock<Events> = std::sync::OnceLock::new();
+
+/// In the child: tells PID 1 that `step` ended now (the report's `steps`).
+fn stamp(step: &str) {
+    if let Some(events) = STEPS.get() {
+        send(
+            events,
+            &LoaderEvent::Step {
+                step: step.to_owned(),
+                t: boottime(),
+            },
+        );
+    }
+}
+
 /// Streams the loader's progress to PID 1.
 struct Streamer<'e> {
     events: &'e Events,
@@ -366,19 +382,14 @@ fn child_main<K: Kernel>(
 ) -> i32 {
     let events: Events = Arc::new(Mutex::new(File::from(events)));
     install_child_panic_hook(&events);
-    let stamp = |step: &str| {
-        send(
-            &events,
-            &LoaderEvent::Step {
-                step: step.to_owned(),
-                t: boottime(),
-            },
-        )
-    };
+    let _ = STEPS.set(Arc::clone(&events));
     stamp("start");
 
-    let (plan, modules_dir) = match make_plan(&input, &stamp) {
-        Ok(p) => p,
+    let (plan, modules_dir) = match make_plan(&input) {
+        Ok(p) => {
+            stamp("plan");
+            p
+        }
         Err(e) => {
             send(
                 &events,
@@ -410,13 +421,7 @@ fn child_main<K: Kernel>(
         ..diagnostic_options()
     };
     let kernel = wrap(kernel);
-    let load = loader::load_probed(
-        &plan,
-        &kernel,
-        &opts,
-        &mut Streamer { events: &events },
-        &loader::ProcProbe::with_runnable_tasks(),
-    );
+    let load = loader::load_observed(&plan, &kernel, &opts, &mut Streamer { events: &events });
     // PID 1 waits for `done`: it goes first, the log line after.
     send(
         &events,
@@ -437,7 +442,6 @@ fn child_main<K: Kernel>(
 /// fails alone (`plan_at_boot`).
 fn make_plan(
     input: &LoadInput<'_>,
-    stamp: &dyn Fn(&str),
 ) -> Result<(modules_manifest::Plan, std::path::PathBuf), BootError> {
     let modules_dir =
         boot::modules_dir(input.root, input.proc_dir).map_err(BootError::KernelRelease)?;
@@ -460,7 +464,6 @@ fn make_plan(
     for note in &plan.notes {
         log::info!("plan: {note}");
     }
-    stamp("plan");
     Ok((plan, modules_dir))
 }
 
