@@ -13,6 +13,7 @@
 pub mod cmdline;
 pub mod depmod;
 pub mod manifest;
+pub mod modalias;
 pub mod modinfo;
 pub mod modprobe_d;
 pub mod name;
