@@ -30,6 +30,7 @@ pub use modules_manifest::modalias::{
 
 use crate::clock::boottime;
 use crate::open_world::{OpenWorld, Want};
+use crate::report::ModuleState;
 
 /// The most distinct modaliases taken in one boot (sysfs and uevents
 /// together); later ones are dropped with one note.
@@ -257,10 +258,17 @@ pub fn run<'s, 'w: 's>(
     let start = |wants: Vec<Want>| {
         if !wants.is_empty() {
             let w = world.clone();
-            scope.spawn(move || {
-                if let Err(e) = w.load(wants) {
-                    log::warn!("coldplug: {e}");
+            scope.spawn(move || match w.load(wants) {
+                Ok(outcomes) => {
+                    for o in outcomes {
+                        if let (ModuleState::Skipped, Some(why)) = (o.state, o.error) {
+                            let n = format!("coldplug: {} not loaded: {why}", o.name);
+                            log::info!("{n}");
+                            w.notice(n);
+                        }
+                    }
                 }
+                Err(e) => log::warn!("coldplug: {e}"),
             });
         }
     };

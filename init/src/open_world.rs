@@ -98,6 +98,21 @@ pub struct Inputs {
     pub opts: LoaderOptions,
 }
 
+impl Inputs {
+    /// Why `name` must not be loaded by a session, if it must not: the
+    /// manifest's `blocklist`, the command line's `modprobe.blacklist=` /
+    /// `rd.driver.blacklist=`.
+    fn blocked(&self, name: &ModuleName) -> Option<String> {
+        if self.manifest.blocklist.contains(name) {
+            Some("on the manifest's blocklist".to_owned())
+        } else if self.cmdline.blacklist.contains(name) {
+            Some("blacklisted on the kernel command line".to_owned())
+        } else {
+            None
+        }
+    }
+}
+
 struct Shared {
     kernel: Claims,
     inputs: Inputs,
@@ -171,6 +186,15 @@ impl OpenWorld {
         let mut chains = Vec::new();
         for w in wants {
             if reasons.contains_key(&w.name) {
+                continue;
+            }
+            if let Some(why) = inputs.blocked(&w.name) {
+                out.push(WantOutcome {
+                    name: w.name.clone(),
+                    state: ModuleState::Skipped,
+                    error: Some(why),
+                });
+                reasons.insert(w.name, w.reason);
                 continue;
             }
             if inputs.loaded.contains(&w.name) {

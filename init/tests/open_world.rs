@@ -311,6 +311,16 @@ fn requests_resolve_aliases_and_say_what_is_missing() {
 }
 
 #[test]
+fn blocklisted_modules_are_skipped_not_planned() {
+    let k = Arc::new(FakeKernel::new());
+    let s = setup(Arc::clone(&k), r#"{"version": 1, "blocklist": ["free"]}"#);
+    let out = s.world.load(vec![want("free", "modalias:dev:f")]).unwrap();
+    assert_eq!(out[0].state, ModuleState::Skipped);
+    assert!(out[0].error.as_deref().unwrap().contains("blocklist"));
+    assert_eq!(k.call_count("free"), 0);
+}
+
+#[test]
 fn stress_many_threads_many_sessions() {
     for round in 0..5 {
         let k = Arc::new(FakeKernel::new());
