@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use modules_manifest::depmod::fnmatch;
-use modules_manifest::{ColdplugSpec, DepIndex, KernelCmdline, Manifest, ModuleName};
+use modules_manifest::{DepIndex, KernelCmdline, Manifest, ModuleName};
 
 pub use modules_manifest::modalias::{
     valid_modalias, walk, Walk, MAX_MODALIAS_BYTES, MAX_WALK_DEPTH, MAX_WALK_ENTRIES,
@@ -62,7 +62,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn of(manifest: &Manifest, cmdline: &KernelCmdline) -> Self {
-        let spec = manifest.coldplug.clone().unwrap_or(ColdplugSpec::default());
+        let spec = manifest.coldplug.clone().unwrap_or_default();
         Settings {
             enabled: cmdline.coldplug.unwrap_or(spec.enabled),
             allow: spec.allow,

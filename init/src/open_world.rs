@@ -392,11 +392,12 @@ fn reason_of(node: &modules_manifest::PlanNode, reasons: &HashMap<ModuleName, St
     }
     node.reasons
         .iter()
-        .find_map(|r| match r {
-            Reason::DependencyOf { module } => Some(format!("dependency of {module}")),
-            Reason::SoftdepOf { module, .. } => Some(format!("softdep of {module}")),
-            Reason::Chain { chain, .. } => Some(format!("chain:{chain}")),
+        .map(|r| match r {
+            Reason::DependencyOf { module } => format!("dependency of {module}"),
+            Reason::SoftdepOf { module, .. } => format!("softdep of {module}"),
+            Reason::Chain { chain, .. } => format!("chain:{chain}"),
         })
+        .next()
         .unwrap_or_default()
 }
 
