@@ -333,7 +333,7 @@ mod uevent {
 
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     use nix::sys::socket::{
-        bind, recv, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+        bind, recvfrom, setsockopt, socket, sockopt, AddressFamily, NetlinkAddr, SockFlag,
         SockProtocol, SockType,
     };
 
@@ -360,8 +360,8 @@ mod uevent {
             Ok(Socket(fd))
         }
 
-        /// One datagram into `buf` (its length), waiting up to `wait`;
-        /// `None` when none came.
+        /// One datagram into `buf` (its length; 0 for one not from the
+        /// kernel), waiting up to `wait`; `None` when none came.
         pub(super) fn recv(&self, buf: &mut [u8], wait: Duration) -> Option<usize> {
             let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
             let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
@@ -369,12 +369,15 @@ mod uevent {
                 Ok(n) if n > 0 => {}
                 _ => return None,
             }
-            recv(
-                self.0.as_fd().as_raw_fd_compat(),
-                buf,
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .ok()
+            // Non-blocking socket: a datagram another reader took is None.
+            let (n, from) = recvfrom::<NetlinkAddr>(self.0.as_fd().as_raw_fd_compat(), buf).ok()?;
+            // Only the kernel (port 0) speaks for devices; anything else on
+            // the group is dropped (an empty datagram parses to nothing).
+            Some(if from.is_some_and(|a| a.pid() == 0) {
+                n
+            } else {
+                0
+            })
         }
     }
 
