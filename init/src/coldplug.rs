@@ -325,7 +325,7 @@ pub fn run<'s, 'w: 's>(
     }
 }
 
-mod uevent {
+pub(crate) mod uevent {
     //! The kernel's uevent multicast (`NETLINK_KOBJECT_UEVENT`, group 1).
 
     use std::os::fd::{AsFd, OwnedFd};
@@ -343,10 +343,16 @@ mod uevent {
     /// batch at a time.
     const RCVBUF_BYTES: usize = 1 << 20;
 
-    pub(super) struct Socket(OwnedFd);
+    pub(crate) struct Socket(OwnedFd);
+
+    impl AsFd for Socket {
+        fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+    }
 
     impl Socket {
-        pub(super) fn open() -> nix::Result<Socket> {
+        pub(crate) fn open() -> nix::Result<Socket> {
             let fd = socket(
                 AddressFamily::Netlink,
                 SockType::Datagram,
@@ -358,6 +364,17 @@ mod uevent {
             // Group 1: the kernel's own uevents (udev's are group 2).
             bind(fd.as_raw_fd_compat(), &NetlinkAddr::new(0, 1))?;
             Ok(Socket(fd))
+        }
+
+        /// Reads and drops the datagrams waiting (at most 256: PID 1 only
+        /// needs to be woken by them, and polls again).
+        pub(crate) fn drain(&self) {
+            let mut buf = [0u8; 4096];
+            for _ in 0..256 {
+                if self.recv(&mut buf, Duration::ZERO).is_none() {
+                    return;
+                }
+            }
         }
 
         /// One datagram into `buf` (its length; 0 for one not from the

@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -145,14 +145,16 @@ impl LoaderChild {
     /// whose pipe has closed (it is exiting). `Err` is [`Verdict::Fatal`]'s
     /// message and hints.
     pub fn supervise(&mut self, sup: &mut Supervisor) -> Result<Handover, (String, Vec<String>)> {
-        self.supervise_with(sup, || {})
+        self.supervise_with(sup, None, || {})
     }
 
     /// As [`LoaderChild::supervise`], calling `after_events` each time
-    /// events came in (PID 1 watches for the root device meanwhile).
+    /// events came in, or `wake` became readable (PID 1 watches for the
+    /// root device meanwhile; `after_events` must drain `wake`).
     pub fn supervise_with(
         &mut self,
         sup: &mut Supervisor,
+        wake: Option<BorrowedFd<'_>>,
         mut after_events: impl FnMut(),
     ) -> Result<Handover, (String, Vec<String>)> {
         loop {
@@ -165,22 +167,23 @@ impl LoaderChild {
             let wait = until.map_or(MAX_POLL, |u| {
                 Duration::from_secs_f64((u - now).max(0.0)).min(MAX_POLL)
             });
-            if self.pump(sup, wait) {
+            if self.pump(sup, wait, wake) {
                 after_events();
             }
         }
     }
 
     /// Waits up to `wait` for bytes from the child and feeds them to `sup`;
-    /// true if events came.
-    fn pump(&mut self, sup: &mut Supervisor, wait: Duration) -> bool {
+    /// true if events came or `wake` is readable.
+    fn pump(&mut self, sup: &mut Supervisor, wait: Duration, wake: Option<BorrowedFd<'_>>) -> bool {
         let Some(events) = self.events.as_mut() else {
             // The pipe is closed: only the clock can change the verdict.
             std::thread::sleep(wait);
             return false;
         };
         let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        fds.extend(wake.map(|w| PollFd::new(w, PollFlags::POLLIN)));
         match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => return false,
             Ok(_) => {}
@@ -190,6 +193,13 @@ impl LoaderChild {
                 return false;
             }
         }
+        let ready =
+            |fd: Option<&PollFd<'_>>| fd.and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+        let woken = ready(fds.get(1));
+        if !ready(fds.first()) {
+            return woken;
+        }
+        drop(fds);
         let mut buf = [0u8; 64 * 1024];
         match events.read(&mut buf) {
             Ok(0) => {
@@ -198,7 +208,7 @@ impl LoaderChild {
                 if !sup.has_exited() {
                     self.reap(sup, true);
                 }
-                false
+                woken
             }
             Ok(n) => {
                 for e in self.reader.feed(&buf[..n]) {
@@ -214,11 +224,11 @@ impl LoaderChild {
                 }
                 true
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => woken,
             Err(e) => {
                 log::error!("reading the loader's pipe: {e}");
                 self.events = None;
-                false
+                woken
             }
         }
     }

@@ -2,6 +2,8 @@
 //! the deadlines allow (it may go on loading after the handover). Forks, so
 //! it is checked by the QEMU tests, not against the fake.
 
+use std::os::fd::AsFd;
+
 use modules_manifest::{KernelCmdline, Manifest};
 
 use super::{Boot, BootError};
@@ -48,11 +50,21 @@ impl<S: Sys> Boot<S> {
         );
         // Meanwhile, the root device: found and mounted as soon as its
         // driver and file system are loaded, beside the rest of the load.
-        let verdict = child.supervise_with(&mut sup, || {
+        // The kernel's uevents wake PID 1 when a disk appears, which is
+        // before its driver's init returns.
+        let uevents = config
+            .root
+            .as_ref()
+            .and_then(|_| crate::coldplug::uevent::Socket::open().ok());
+        let verdict = child.supervise_with(&mut sup, uevents.as_ref().map(|u| u.as_fd()), || {
+            if let Some(u) = &uevents {
+                u.drain();
+            }
             if let Some(root) = &config.root {
                 self.watch_root(root);
             }
         });
+        drop(uevents);
         self.step("supervised");
         child.try_reap(&mut sup);
         self.report.steps.extend(child.steps().iter().cloned());
