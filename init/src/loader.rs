@@ -117,11 +117,9 @@ pub fn available_cpus() -> usize {
 /// thread has been joined. Never panics, even when the kernel implementation
 /// does (that module fails with "panic: …"), and never hangs on a malformed
 /// plan (a predecessor id that is out of range or not smaller than the
-/// node's own id fails that node). Logs one line per module. The adaptive
-/// pool watches its workers through `/proc` ([`ProcProbe::new`]: their own
-/// states only, so that a busy host does not narrow it).
+/// node's own id fails that node). Logs one line per module.
 pub fn load<K: Kernel>(plan: &Plan, kernel: &K, opts: &LoaderOptions) -> LoadReport {
-    load_probed(plan, kernel, opts, &mut (), &ProcProbe::new())
+    load_observed(plan, kernel, opts, &mut ())
 }
 
 /// What [`load_observed`] tells its observer while the load runs, on the
@@ -157,23 +155,15 @@ pub struct NodeOutcome {
 
 /// As [`load`], telling `observer` when each kernel call starts and each
 /// node is decided. Same guarantees; `observer` is called exactly once per
-/// node with [`LoadObserver::finished`]. The loader child's: the adaptive
-/// pool watches its workers and the system's runnable tasks through
-/// `/proc` ([`ProcProbe::with_runnable_tasks`]; in the initramfs those are
-/// kernel threads doing what the workers wait for).
+/// node with [`LoadObserver::finished`]. The adaptive pool watches its
+/// workers through `/proc` ([`ProcProbe`]).
 pub fn load_observed<K: Kernel>(
     plan: &Plan,
     kernel: &K,
     opts: &LoaderOptions,
     observer: &mut dyn LoadObserver,
 ) -> LoadReport {
-    load_probed(
-        plan,
-        kernel,
-        opts,
-        observer,
-        &ProcProbe::with_runnable_tasks(),
-    )
+    load_probed(plan, kernel, opts, observer, &ProcProbe::new())
 }
 
 /// As [`load_observed`], with the adaptive pool asking `probe` which of its
@@ -377,19 +367,6 @@ mod tests {
         assert_eq!(parse_task_state(b"7 (x)"), None);
         assert!(is_asleep(b'S') && is_asleep(b'D'));
         assert!(!is_asleep(b'R') && !is_asleep(b'Z'));
-    }
-
-    #[test]
-    fn runnable_tasks_are_the_numerator_of_loadavg_s_fourth_field() {
-        assert_eq!(parse_runnable("0.52 0.58 0.59 3/467 12345\n"), Some(3));
-        assert_eq!(parse_runnable("0.52 0.58 0.59 12/467 1"), Some(12));
-        assert_eq!(parse_runnable("0.52 0.58 0.59"), None);
-        assert_eq!(parse_runnable("0.52 0.58 0.59 x/467 1"), None);
-        // This test's own thread is running while it reads.
-        assert!(runnable_tasks().is_some_and(|n| n >= 1));
-        let probe = ProcProbe::with_runnable_tasks();
-        // No worker registered: both count as on a CPU, whatever else runs.
-        assert!(probe.on_cpu(2, 2) >= 2);
     }
 
     #[test]

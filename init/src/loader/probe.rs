@@ -33,30 +33,21 @@ pub trait WorkerProbe: Sync {
 /// static-call mutexes), so more workers would only queue there; the
 /// fixture farm's slept in `msleep`.
 ///
-/// [`ProcProbe::with_runnable_tasks`] also counts the system's other
-/// runnable tasks as on a CPU: in the initramfs, those are kernel threads
-/// doing what the workers wait for (see [`WorkerProbe::on_cpu`] of this
-/// type), not other users of the machine.
+/// Measured under QEMU on 178 Debian modules (issue 16): once drivers
+/// probe asynchronously, the busy workers sleep in
+/// `async_synchronize_cookie_domain` (their module's init has returned;
+/// `do_init_module` waits for all asynchronous work of the system), with
+/// 0–2 other tasks runnable (`/proc/loadavg`): the CPUs are mostly idle
+/// then, and the pool widens (to 8–12 workers on 2 CPUs) as its rule says.
 #[derive(Debug, Default)]
 pub struct ProcProbe {
     /// (worker, tid).
     tids: std::sync::Mutex<Vec<(usize, libc::pid_t)>>,
-    runnable_tasks: bool,
 }
 
 impl ProcProbe {
-    /// The workers' own states only.
     pub fn new() -> Self {
         ProcProbe::default()
-    }
-
-    /// The workers' states, and the system's runnable tasks
-    /// (`/proc/loadavg`): the loader child's probe at boot.
-    pub fn with_runnable_tasks() -> Self {
-        ProcProbe {
-            runnable_tasks: true,
-            ..ProcProbe::default()
-        }
     }
 }
 
@@ -69,14 +60,6 @@ impl WorkerProbe for ProcProbe {
             .push((worker, tid));
     }
 
-    /// Measured under QEMU on 178 Debian modules (issue 16): once
-    /// drivers probe asynchronously, every insertion ends asleep in
-    /// `async_synchronize_cookie_domain` (its module's init has returned;
-    /// `do_init_module` waits for all asynchronous work of the system)
-    /// while kernel threads run the probes, and the pool widened to 9–12
-    /// workers on 2 CPUs. So a probe [`ProcProbe::with_runnable_tasks`]
-    /// counts the larger of the workers on a CPU and the runnable tasks
-    /// other than the calling thread.
     fn on_cpu(&self, started: usize, _busy: usize) -> usize {
         let tids = self
             .tids
@@ -92,34 +75,8 @@ impl WorkerProbe for ProcProbe {
                     && !wait_channel(tid).is_some_and(|c| waits_for_another_insertion(&c))
             })
             .count();
-        let workers = started.saturating_sub(seen) + seen - off_cpu;
-        // The CPUs may be busy with what the workers wait for: kernel
-        // threads probing devices asynchronously (every insertion ends in
-        // `async_synchronize_full`, which waits for all of it), crypto
-        // self-tests, other processes. Runnable tasks other than this
-        // (probing) thread count as on a CPU too.
-        if !self.runnable_tasks {
-            return workers;
-        }
-        let others = runnable_tasks().map_or(0, |n| n.saturating_sub(1));
-        workers.max(others)
+        started.saturating_sub(seen) + seen - off_cpu
     }
-}
-
-/// Runnable tasks in the whole system, the calling thread included: the
-/// fourth field of `/proc/loadavg` is `RUNNABLE/TOTAL` (`nr_running()`, as
-/// of the read).
-pub(super) fn runnable_tasks() -> Option<usize> {
-    use std::io::Read as _;
-    let mut f = std::fs::File::open("/proc/loadavg").ok()?;
-    let mut buf = [0u8; 128];
-    let n = f.read(&mut buf).ok()?;
-    parse_runnable(std::str::from_utf8(buf.get(..n)?).ok()?)
-}
-
-pub(super) fn parse_runnable(loadavg: &str) -> Option<usize> {
-    let field = loadavg.split_ascii_whitespace().nth(3)?;
-    field.split_once('/')?.0.parse().ok()
 }
 
 /// A task state letter of `/proc/PID/stat` that means the thread waits
