@@ -16,6 +16,8 @@ pub mod failure;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod handover;
+#[cfg(feature = "host-tools")]
+pub mod host_manifest;
 pub mod kernel;
 pub mod kmsg;
 pub mod loader;
