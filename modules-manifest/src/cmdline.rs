@@ -49,6 +49,12 @@ pub struct KernelCmdline {
     /// users of other tools type, dracut's `rd.driver.pre=a,b` and
     /// systemd's `modules_load=a,b` / `modules-load=a,b` (all may repeat).
     pub load: Vec<CmdlineName<ModuleName>>,
+    /// dracut's `rd.driver.post=a,b` (may repeat): modules to load after
+    /// all the others, as an optional chain of their own (`cmdline-post`)
+    /// whose modules start once every module of the other chains has
+    /// finished (loaded, failed or blocked), each once, in command-line
+    /// order.
+    pub load_post: Vec<CmdlineName<ModuleName>>,
     /// `kmodinit.skip=NAME,…` (may repeat): chain names or module names,
     /// as typed (a chain name is matched exactly, a module name after
     /// normalisation by the planner).
@@ -378,6 +384,7 @@ impl KernelCmdline {
                 }
             }
             ("rd", "driver.pre") => self.add_load("rd.driver.pre", value),
+            ("rd", "driver.post") => self.add_load("rd.driver.post", value),
             ("kmodinit", "load") => self.add_load("kmodinit.load", value),
             ("kmodinit", "skip") => {
                 let mut any = false;
@@ -482,15 +489,21 @@ impl KernelCmdline {
     }
 
     /// `OPTION=a,b`: modules to load (`kmodinit.load` and the names other
-    /// tools use for it). A name that is not a module name is a warning.
+    /// tools use for it; `rd.driver.post` into [`Self::load_post`]). A name
+    /// that is not a module name is a warning.
     fn add_load(&mut self, option: &str, value: Option<&str>) {
         let mut any = false;
         for raw in value.unwrap_or("").split(',').filter(|s| !s.is_empty()) {
             any = true;
             match ModuleName::new(raw) {
                 Ok(name) => {
-                    if !self.load.iter().any(|l| l.name == name) {
-                        self.load.push(CmdlineName {
+                    let list = if option == "rd.driver.post" {
+                        &mut self.load_post
+                    } else {
+                        &mut self.load
+                    };
+                    if !list.iter().any(|l| l.name == name) {
+                        list.push(CmdlineName {
                             name,
                             option: format!("{option}={raw}"),
                         });
@@ -635,6 +648,38 @@ mod tests {
         // None of them is a module parameter (module "rd" has none).
         assert!(c.module_params.is_empty(), "{:?}", c.module_params);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn rd_driver_post_is_its_own_list() {
+        let c = KernelCmdline::parse(
+            "rd.driver.post=kmi-c,loop rd.driver.pre=virtio_blk rd.driver.post=loop,kmi_d \
+             rd.driver.post= rd.driver.post=a/b",
+        );
+        let post: Vec<(&str, &str)> = c
+            .load_post
+            .iter()
+            .map(|l| (l.name.as_str(), l.option.as_str()))
+            .collect();
+        assert_eq!(
+            post,
+            [
+                ("kmi_c", "rd.driver.post=kmi-c"),
+                ("loop", "rd.driver.post=loop"),
+                ("kmi_d", "rd.driver.post=kmi_d"),
+            ]
+        );
+        // Not in the early list, which keeps only rd.driver.pre=.
+        let load: Vec<&str> = c.load.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(load, ["virtio_blk"]);
+        assert_eq!(
+            c.warnings,
+            [
+                "rd.driver.post: needs module names (rd.driver.post=a,b); ignored",
+                "rd.driver.post=a/b: module name \"a/b\" contains '/': not a plain module name; ignored"
+            ]
+        );
+        assert!(c.module_params.is_empty(), "{:?}", c.module_params);
     }
 
     #[test]

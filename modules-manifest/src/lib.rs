@@ -28,5 +28,5 @@ pub use manifest::{
 pub use name::ModuleName;
 pub use plan::{
     plan, plan_at_boot, Action, CriticalPath, CycleLink, Edge, EdgeKind, NodeId, Plan, PlanChain,
-    PlanError, PlanInput, PlanNode, Reason,
+    PlanError, PlanInput, PlanNode, Reason, CMDLINE_CHAIN, CMDLINE_POST_CHAIN,
 };

@@ -39,6 +39,8 @@ pub(super) struct Builder<'a> {
     pub(super) unplannable: HashMap<ModuleName, PlanError>,
     /// The chain `kmodinit.load=` added (index into the manifest's chains).
     pub(super) cmdline_chain: Option<usize>,
+    /// The chain `rd.driver.post=` added (index into the manifest's chains).
+    pub(super) post_chain: Option<usize>,
     /// `kmodinit.skip=` names that are modules: module → the option text.
     pub(super) skip_modules: BTreeMap<ModuleName, String>,
     /// `kmodinit.skip=` names that are chains: chain index → option text.
@@ -77,6 +79,7 @@ impl<'a> Builder<'a> {
             mode,
             unplannable: HashMap::new(),
             cmdline_chain: None,
+            post_chain: None,
             skip_modules: BTreeMap::new(),
             skip_chains: BTreeMap::new(),
             required: input.manifest.chains.iter().map(|c| c.required).collect(),

@@ -37,7 +37,10 @@ impl Builder<'_> {
             if let Some((pc, pid)) = prev {
                 // The command line's modules are independent of each other:
                 // one that fails must not keep the next from loading.
-                if pc == e.chain && Some(e.chain) != self.cmdline_chain {
+                if pc == e.chain
+                    && Some(e.chain) != self.cmdline_chain
+                    && Some(e.chain) != self.post_chain
+                {
                     self.edge(pid, id, EdgeKind::Chain);
                     self.chain_edges.insert((pid, id), chain.name.clone());
                 }
@@ -180,6 +183,66 @@ impl Builder<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `rd.driver.post=`: each entry of the post chain comes after every
+    /// node another chain needs (a Softdep edge: after it, whether it loaded
+    /// or not), except the nodes that need the entry themselves (that would
+    /// be a cycle). An entry another chain needs anyway loads with that
+    /// chain, as it would under dracut (udev loads it first); a note says so.
+    pub(super) fn order_post_chain(&mut self) {
+        let Some(post) = self.post_chain else {
+            return;
+        };
+        let manifest = self.input.manifest;
+        let post_name = manifest.chains[post].name.clone();
+        let needs = self.chain_needs(false);
+        let mut others: BTreeSet<usize> = BTreeSet::new();
+        for (ci, set) in needs.iter().enumerate() {
+            if ci != post {
+                others.extend(set);
+            }
+        }
+        let entries: Vec<usize> = (0..self.drafts.len())
+            .filter(|&id| {
+                self.drafts[id]
+                    .reasons
+                    .iter()
+                    .any(|r| matches!(r, Reason::Chain { chain, .. } if *chain == post_name))
+            })
+            .collect();
+        for p in entries {
+            let name = self.drafts[p].name.clone();
+            if others.contains(&p) {
+                let by: Vec<&str> = needs
+                    .iter()
+                    .enumerate()
+                    .filter(|(ci, set)| *ci != post && set.contains(&p))
+                    .map(|(ci, _)| manifest.chains[ci].name.as_str())
+                    .collect();
+                self.notes.push(format!(
+                    "rd.driver.post={name}: chain {} needs it, so it loads with that chain,                      not after the others",
+                    by.join(", ")
+                ));
+                continue;
+            }
+            // The nodes that come after p (recomputed per entry: the edges
+            // added for an earlier entry count).
+            let mut after: BTreeSet<usize> = BTreeSet::new();
+            let mut stack = vec![p];
+            while let Some(id) = stack.pop() {
+                for (succ, d) in self.drafts.iter().enumerate() {
+                    if d.preds.contains_key(&id) && after.insert(succ) {
+                        stack.push(succ);
+                    }
+                }
+            }
+            for &o in &others {
+                if o != p && !after.contains(&o) {
+                    self.edge(o, p, EdgeKind::Softdep);
+                }
+            }
+        }
     }
 
     /// For every chain, the nodes it needs: its entries and everything that

@@ -9,7 +9,10 @@
 //! names load after the module (a `Softdep` edge: neither blocks the other).
 //!
 //! The command line adds modules (`kmodinit.load=`, as an optional chain
-//! [`CMDLINE_CHAIN`] without chain edges) and skips chains or modules
+//! [`CMDLINE_CHAIN`] without chain edges; `rd.driver.post=`, as an optional
+//! chain [`CMDLINE_POST_CHAIN`] each of whose modules comes after every
+//! module the other chains need, through Softdep edges: after, whether they
+//! loaded or not) and skips chains or modules
 //! (`kmodinit.skip=`, [`Action::Skipped`]); a required chain broken only by
 //! a skip is made optional (see `Builder::excuse_skipped_required_chains`).
 //!
@@ -232,50 +235,77 @@ enum Mode {
 /// (then `cmdline-2`, `cmdline-3`, …).
 pub const CMDLINE_CHAIN: &str = "cmdline";
 
+/// The name of the chain dracut's `rd.driver.post=` adds (same renaming
+/// rule): its modules start after every module of every other chain has
+/// finished.
+pub const CMDLINE_POST_CHAIN: &str = "cmdline-post";
+
 /// The manifest the plan is built from: `manifest` plus, when the command
-/// line asks to load modules, an optional chain of them.
-fn with_cmdline_chain(input: &PlanInput<'_>) -> Option<(Manifest, usize)> {
-    let load = &input.cmdline.load;
-    if load.is_empty() {
+/// line asks to load modules, an optional chain of them, and one for
+/// `rd.driver.post=`; with their indices.
+struct Extended {
+    manifest: Manifest,
+    load: Option<usize>,
+    post: Option<usize>,
+}
+
+fn with_cmdline_chains(input: &PlanInput<'_>) -> Option<Extended> {
+    let lists = [
+        (&input.cmdline.load, CMDLINE_CHAIN),
+        (&input.cmdline.load_post, CMDLINE_POST_CHAIN),
+    ];
+    if lists.iter().all(|(l, _)| l.is_empty()) {
         return None;
     }
     let mut m = input.manifest.clone();
-    let mut name = CMDLINE_CHAIN.to_owned();
-    let mut k = 1;
-    while m.chains.iter().any(|c| c.name == name) {
-        k += 1;
-        name = format!("{CMDLINE_CHAIN}-{k}");
+    let mut at = [None, None];
+    for (slot, (load, base)) in at.iter_mut().zip(lists) {
+        if load.is_empty() {
+            continue;
+        }
+        let mut name = base.to_owned();
+        let mut k = 1;
+        while m.chains.iter().any(|c| c.name == name) {
+            k += 1;
+            name = format!("{base}-{k}");
+        }
+        m.chains.push(ChainSpec {
+            name,
+            modules: load
+                .iter()
+                .map(|l| ChainEntry {
+                    name: l.name.clone(),
+                    params: None,
+                })
+                .collect(),
+            required: false,
+        });
+        *slot = Some(m.chains.len() - 1);
     }
-    m.chains.push(ChainSpec {
-        name,
-        modules: load
-            .iter()
-            .map(|l| ChainEntry {
-                name: l.name.clone(),
-                params: None,
-            })
-            .collect(),
-        required: false,
-    });
-    let at = m.chains.len() - 1;
-    Some((m, at))
+    Some(Extended {
+        manifest: m,
+        load: at[0],
+        post: at[1],
+    })
 }
 
 fn build(input: PlanInput<'_>, mode: Mode) -> Result<Plan, PlanError> {
     input.manifest.check().map_err(PlanError::Manifest)?;
-    let extended = with_cmdline_chain(&input);
-    let (input, cmdline_chain) = match &extended {
-        Some((m, at)) => (
+    let extended = with_cmdline_chains(&input);
+    let (input, cmdline_chain, post_chain) = match &extended {
+        Some(e) => (
             PlanInput {
-                manifest: m,
+                manifest: &e.manifest,
                 ..input
             },
-            Some(*at),
+            e.load,
+            e.post,
         ),
-        None => (input, None),
+        None => (input, None, None),
     };
     let mut b = Builder::new(input, mode);
     b.cmdline_chain = cmdline_chain;
+    b.post_chain = post_chain;
     b.check_softdep_overrides()?;
     let entries = b.resolve_chains()?;
     let params = b.params(&entries)?;
@@ -285,6 +315,7 @@ fn build(input: PlanInput<'_>, mode: Mode) -> Result<Plan, PlanError> {
     b.add_chains(&active)?;
     b.expand()?;
     b.add_skipped_chains(&skipped);
+    b.order_post_chain();
     if mode == Mode::AtBoot {
         b.break_cycles()?;
     }

@@ -142,15 +142,16 @@ impl Builder<'_> {
             return Ok(name.clone());
         }
         let candidates = self.input.index.resolve(name.as_str());
-        let from_cmdline = self
-            .cmdline_chain
-            .is_some_and(|c| self.input.manifest.chains[c].name == chain.name);
+        let from_cmdline = [self.cmdline_chain, self.post_chain]
+            .iter()
+            .flatten()
+            .any(|&c| self.input.manifest.chains[c].name == chain.name);
         if candidates.is_empty() && from_cmdline {
-            let option = self
-                .input
-                .cmdline
+            let cmdline = self.input.cmdline;
+            let option = cmdline
                 .load
                 .iter()
+                .chain(&cmdline.load_post)
                 .find(|l| &l.name == name)
                 .map(|l| l.option.clone())
                 .unwrap_or_else(|| format!("kmodinit.load={name}"));
