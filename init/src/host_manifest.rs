@@ -188,7 +188,8 @@ pub fn parse_proc_modules(text: &str) -> Vec<ModuleName> {
 
 /// The chain a module file belongs to: its directory under `kernel/`, one
 /// level deep (`fs`, `crypto`, `net`, `lib`), two under `drivers/` and
-/// `sound/` (`drivers/block`, `drivers/net`); `extra`, `updates` or the
+/// `sound/` (`drivers/block`, `drivers/net`), three under `arch/`
+/// (`arch/x86/crypto`); `extra`, `updates` or the
 /// first directory for a module outside `kernel/`; `misc` for a module at
 /// the top.
 pub fn subsystem(path: &str) -> String {
@@ -203,6 +204,7 @@ pub fn subsystem(path: &str) -> String {
     }
     let depth = depth.unwrap_or(match dirs[0] {
         "drivers" | "sound" => 2,
+        "arch" => 3,
         _ => 1,
     });
     dirs[..depth.min(dirs.len())].join("/")
@@ -604,6 +606,10 @@ mod tests {
         assert_eq!(subsystem("kernel/crypto/crc32c_generic.ko"), "crypto");
         assert_eq!(subsystem("kernel/net/ipv4/tunnel4.ko"), "net");
         assert_eq!(subsystem("kernel/sound/core/snd.ko"), "sound/core");
+        assert_eq!(
+            subsystem("kernel/arch/x86/crypto/crc32c-intel.ko"),
+            "arch/x86/crypto"
+        );
         assert_eq!(subsystem("updates/dkms/zfs.ko"), "updates");
         assert_eq!(subsystem("extra/foo.ko"), "extra");
         assert_eq!(subsystem("kernel/foo.ko"), "misc");
