@@ -128,7 +128,8 @@ fn module_names(b: &kmodinit_qemu::Boot) -> BTreeSet<String> {
 #[ignore = "boots QEMU: run by make test-e2e"]
 fn a_manifest_written_inside_the_vm_boots_it() {
     let env = Env::get();
-    let dir = env.scratch("from-host");
+    // Two scratch directories, so that each boot's console.log stays.
+    let dir = env.scratch("from-host-write");
     let (fs, disk) = root_disk(env, &dir);
 
     // Boot 1: the demo's modules and two optional ones, then the command.
@@ -142,16 +143,11 @@ fn a_manifest_written_inside_the_vm_boots_it() {
         "root": {"device": format!("UUID={}", fs.uuid), "fstype": "ext4", "wait_ms": 10000},
         "on_failure": "poweroff"
     });
-    let boot1_dir = dir.join("boot1");
-    std::fs::create_dir_all(&boot1_dir).unwrap();
+    let boot1_dir: &Path = &dir;
     let image = env
-        .mkimage(&boot1_dir, &first, None, &[], "gzip")
+        .mkimage(boot1_dir, &first, None, &[], "gzip")
         .unwrap_or_else(|e| panic!("{e}"));
-    let b1 = boot(
-        env.vm(&boot1_dir, &image)
-            .disk(&disk)
-            .append(FROM_HOST_WORD),
-    );
+    let b1 = boot(env.vm(boot1_dir, &image).disk(&disk).append(FROM_HOST_WORD));
     assert_init_never_died(&b1);
     let c = &b1.console;
     let notes = c
@@ -207,8 +203,7 @@ fn a_manifest_written_inside_the_vm_boots_it() {
     assert!(loaded1.contains("virtio_net") && loaded1.contains("jbd2"));
 
     // Boot 2: an image from that manifest, no root= on the command line.
-    let boot2_dir = dir.join("boot2");
-    std::fs::create_dir_all(&boot2_dir).unwrap();
+    let boot2_dir = env.scratch("from-host-boot");
     let image = env
         .mkimage(&boot2_dir, &generated, None, &[], "gzip")
         .unwrap_or_else(|e| panic!("{e}"));
