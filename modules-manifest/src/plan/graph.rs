@@ -188,7 +188,7 @@ impl Builder<'_> {
     /// `rd.driver.post=`: each entry of the post chain comes after every
     /// node another chain needs (a Softdep edge: after it, whether it loaded
     /// or not), except the nodes that need the entry themselves (that would
-    /// be a cycle). An entry another chain needs anyway loads with that
+    /// be a cycle); chains skipped on the command line do not count. An entry another chain needs anyway loads with that
     /// chain, as it would under dracut (udev loads it first); a note says so.
     pub(super) fn order_post_chain(&mut self) {
         let Some(post) = self.post_chain else {
@@ -198,8 +198,11 @@ impl Builder<'_> {
         let post_name = manifest.chains[post].name.clone();
         let needs = self.chain_needs(false);
         let mut others: BTreeSet<usize> = BTreeSet::new();
+        // A chain the user skipped loads nothing of its own.
+        let skipped: BTreeSet<usize> = self.skip_chains.keys().copied().collect();
+        let counts = |ci: usize| ci != post && !skipped.contains(&ci);
         for (ci, set) in needs.iter().enumerate() {
-            if ci != post {
+            if counts(ci) {
                 others.extend(set);
             }
         }
@@ -217,7 +220,7 @@ impl Builder<'_> {
                 let by: Vec<&str> = needs
                     .iter()
                     .enumerate()
-                    .filter(|(ci, set)| *ci != post && set.contains(&p))
+                    .filter(|(ci, set)| counts(*ci) && set.contains(&p))
                     .map(|(ci, _)| manifest.chains[ci].name.as_str())
                     .collect();
                 self.notes.push(format!(

@@ -120,6 +120,18 @@ fn rd_driver_post_of_a_module_others_depend_on_makes_no_cycle() {
     assert_eq!(pred_kind(&p, "a", "c"), Some(EdgeKind::Softdep));
     assert_eq!(pred_kind(&p, "b", "c"), Some(EdgeKind::Softdep));
     check_invariants(&p);
+    // A skipped chain naming the posted module does not count as needing
+    // it: c still comes after a.
+    let m3 = manifest(
+        r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}, {"name": "z", "modules": ["c"]}]}"#,
+    );
+    let p = run(&m3, &idx, "rd.driver.post=c kmodinit.skip=z", &[]).unwrap();
+    assert_eq!(pred_kind(&p, "a", "c"), Some(EdgeKind::Softdep));
+    assert!(matches!(
+        p.node(&n("c")).unwrap().action,
+        Action::Insert { .. }
+    ));
+    check_invariants(&p);
     // A manifest chain called cmdline-post keeps its name.
     let m2 = manifest(r#"{"version": 1, "chains": [{"name": "cmdline-post", "modules": ["a"]}]}"#);
     let p = run(&m2, &idx, "rd.driver.post=c", &[]).unwrap();
