@@ -188,8 +188,9 @@ impl Builder<'_> {
     /// `rd.driver.post=`: each entry of the post chain comes after every
     /// node another chain needs (a Softdep edge: after it, whether it loaded
     /// or not), except the nodes that need the entry themselves (that would
-    /// be a cycle); chains skipped on the command line do not count. An entry another chain needs anyway loads with that
-    /// chain, as it would under dracut (udev loads it first); a note says so.
+    /// be a cycle); chains skipped on the command line do not count. An
+    /// entry another chain needs anyway loads with that chain, as it would
+    /// under dracut (udev loads it first); a note says so.
     pub(super) fn order_post_chain(&mut self) {
         let Some(post) = self.post_chain else {
             return;
@@ -224,7 +225,8 @@ impl Builder<'_> {
                     .map(|(ci, _)| manifest.chains[ci].name.as_str())
                     .collect();
                 self.notes.push(format!(
-                    "rd.driver.post={name}: chain {} needs it, so it loads with that chain,                      not after the others",
+                    "rd.driver.post={name}: chain {} needs it, so it loads with that chain, \
+                     not after the others",
                     by.join(", ")
                 ));
                 continue;

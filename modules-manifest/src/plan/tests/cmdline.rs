@@ -97,9 +97,9 @@ fn rd_driver_post_loads_after_every_other_module() {
     assert_eq!(pred_kind(&p, "c", "g"), None);
     assert!(p.nodes[id(&p, "g")].required);
     assert!(
-        p.notes
-            .iter()
-            .any(|x| x.contains("rd.driver.post=g: chain x needs it")),
+        p.notes.iter().any(|x| x
+            == "rd.driver.post=g: chain x needs it, so it loads with that chain, \
+                    not after the others"),
         "{:?}",
         p.notes
     );
