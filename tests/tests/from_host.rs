@@ -17,11 +17,11 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kmodinit_e2e::{assert_init_never_died, boot, report_state, Env};
 use kmodinit_qemu::rootfs::markers;
-use kmodinit_qemu::{Ext4Image, RealInitRoot};
+use kmodinit_qemu::{Ext4Image, GptDisk, RealInitRoot};
 use serde_json::json;
 
 const NOTES_BEGIN: &str = "KMI-FROMHOST-NOTES-BEGIN";
@@ -69,7 +69,10 @@ poweroff -f
 
 /// The root disk: the harness's real-init tree, the wrapper above as
 /// `/sbin/init`, `/bin/kmodinit`, and the depmod files of the kernel.
-fn root_disk(env: &Env, dir: &Path) -> (Ext4Image, std::path::PathBuf) {
+/// With `gpt`, the filesystem is partition 1 of a GPT disk (`/dev/vda1`),
+/// else the whole disk (`/dev/vda`). Returns the filesystem, the image and
+/// the root's device name.
+fn root_disk(env: &Env, dir: &Path, gpt: bool) -> (Ext4Image, PathBuf, &'static str) {
     use std::os::unix::fs::PermissionsExt;
     let tree = dir.join("rootfs");
     RealInitRoot::new()
@@ -97,11 +100,18 @@ fn root_disk(env: &Env, dir: &Path) -> (Ext4Image, std::path::PathBuf) {
             std::fs::copy(&src, mods.join(f)).unwrap();
         }
     }
-    let fs = Ext4Image::new(64).unwrap_or_else(|e| panic!("uuid: {e}"));
     let img = dir.join("root.img");
-    fs.build(&tree, &img)
-        .unwrap_or_else(|e| panic!("root disk: {e}"));
-    (fs, img)
+    if gpt {
+        let disk = GptDisk::new(64).unwrap_or_else(|e| panic!("uuid: {e}"));
+        disk.build(&tree, &img)
+            .unwrap_or_else(|e| panic!("GPT disk: {e}"));
+        (disk.fs, img, "vda1")
+    } else {
+        let fs = Ext4Image::new(64).unwrap_or_else(|e| panic!("uuid: {e}"));
+        fs.build(&tree, &img)
+            .unwrap_or_else(|e| panic!("root disk: {e}"));
+        (fs, img, "vda")
+    }
 }
 
 fn chain_modules(m: &serde_json::Value, required: bool) -> BTreeSet<String> {
@@ -127,10 +137,23 @@ fn module_names(b: &kmodinit_qemu::Boot) -> BTreeSet<String> {
 #[test]
 #[ignore = "boots QEMU: run by make test-e2e"]
 fn a_manifest_written_inside_the_vm_boots_it() {
+    written_manifest_boots(false);
+}
+
+/// The same with the root on a GPT partition: the command finds the disk's
+/// drivers above the partition, and the UUID on `/dev/vda1`.
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn a_manifest_written_inside_the_vm_boots_it_from_a_partition() {
+    written_manifest_boots(true);
+}
+
+fn written_manifest_boots(gpt: bool) {
     let env = Env::get();
+    let tag = if gpt { "-gpt" } else { "" };
     // Two scratch directories, so that each boot's console.log stays.
-    let dir = env.scratch("from-host-write");
-    let (fs, disk) = root_disk(env, &dir);
+    let dir = env.scratch(&format!("from-host-write{tag}"));
+    let (fs, disk, dev) = root_disk(env, &dir, gpt);
 
     // Boot 1: the demo's modules and two optional ones, then the command.
     let first = json!({
@@ -157,7 +180,7 @@ fn a_manifest_written_inside_the_vm_boots_it() {
     assert!(notes.contains("KMI-FROMHOST-EXIT 0"), "{notes}");
     assert!(
         notes.contains(&format!(
-            "root: UUID={} read from the superblock of /dev/vda",
+            "root: UUID={} read from the superblock of /dev/{dev}",
             fs.uuid
         )),
         "{notes}"
@@ -203,7 +226,7 @@ fn a_manifest_written_inside_the_vm_boots_it() {
     assert!(loaded1.contains("virtio_net") && loaded1.contains("jbd2"));
 
     // Boot 2: an image from that manifest, no root= on the command line.
-    let boot2_dir = env.scratch("from-host-boot");
+    let boot2_dir = env.scratch(&format!("from-host-boot{tag}"));
     let image = env
         .mkimage(&boot2_dir, &generated, None, &[], "gzip")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -219,7 +242,7 @@ fn a_manifest_written_inside_the_vm_boots_it() {
     let init = c.real_init().expect("real init marker");
     assert_eq!(init.pid, 1, "the real init must be PID 1");
     let root = c.line_from(markers::ROOT).expect("root line");
-    assert!(root.contains("/dev/vda / ext4"), "{root}");
+    assert!(root.contains(&format!("/dev/{dev} / ext4")), "{root}");
     assert!(
         c.contains(&format!("UUID={}", fs.uuid)),
         "the console does not name the root's UUID; tail:\n{}",
