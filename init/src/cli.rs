@@ -607,6 +607,45 @@ mod tests {
     }
 
     #[test]
+    fn manifest_from_host_prints_or_writes_the_manifest() {
+        let d = temp("fromhost-out");
+        for (rel, text) in [
+            (
+                "lib/modules/1.0/modules.dep",
+                "kernel/drivers/block/loop.ko:\n",
+            ),
+            ("proc/sys/kernel/osrelease", "1.0\n"),
+            ("proc/modules", "loop 1 0 - Live 0x0\n"),
+            ("proc/self/mountinfo", "1 0 0:20 / / rw - tmpfs none rw\n"),
+        ] {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let (json, notes) = manifest_from_host(&d, None, None, None).unwrap();
+        let m = modules_manifest::Manifest::from_json(json.as_bytes()).unwrap();
+        assert_eq!(m.chains.len(), 1, "{json}");
+        assert_eq!(m.chains[0].name, "drivers/block");
+        assert!(
+            notes.iter().any(|n| n.contains("not a block device")),
+            "{notes:?}"
+        );
+        let out = d.join("m.json");
+        let (text, notes) = manifest_from_host(&d, None, None, Some(&out)).unwrap();
+        assert!(text.is_empty());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), json);
+        assert!(notes.last().unwrap().starts_with("manifest written to "));
+        let e = manifest_from_host(&d, None, None, Some(&d.join("no/dir/m.json")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot write the manifest to ") && e.contains("no/dir"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn report_usage_errors() {
         assert_eq!(
             parse_args(&a(&["report", "--svg"])),
