@@ -501,6 +501,8 @@ pub fn manifest_from_host(paths: &HostPaths) -> Result<HostManifest, FromHostErr
         deadline_ms: None,
         required_timeout_ms: None,
         softdeps: BTreeMap::new(),
+        // The chains already name what this machine loaded.
+        coldplug: None,
     };
     manifest
         .check()

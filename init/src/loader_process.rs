@@ -30,11 +30,13 @@ use nix::unistd::Pid;
 
 use crate::boot::{self, BootError};
 use crate::clock::boottime;
+use crate::coldplug;
 use crate::kernel::{Kernel, RealKernel};
 use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
 use crate::loader_events::{
     encode, EventReader, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
 };
+use crate::open_world::{Inputs, OpenWorld};
 use crate::report::Report;
 use crate::supervise::{Handover, LoaderExit, Supervisor, Verdict};
 
@@ -54,6 +56,11 @@ pub struct LoadInput<'a> {
     pub proc_dir: &'a Path,
     /// `/` of the initramfs (holds `lib/modules`).
     pub root: &'a Path,
+    /// `/sys` (coldplug walks its `devices`).
+    pub sys_dir: &'a Path,
+    /// How long optional work may hold the boot (the boot's deadline):
+    /// coldplug stops listening for new devices then.
+    pub deadline: Duration,
 }
 
 /// The loader's diagnostic knobs, for benchmarks that compare its policies
@@ -90,7 +97,7 @@ impl LoaderChild {
     /// Forks the loader child, which runs [`child_main`] with `input` and
     /// `wrap` (the kernel the child inserts with: [`RealKernel`], or a
     /// fault-injecting decorator in the test build) and never returns.
-    pub fn spawn<K: Kernel>(
+    pub fn spawn<K: Kernel + Send + 'static>(
         input: LoadInput<'_>,
         wrap: impl FnOnce(RealKernel) -> K,
     ) -> std::io::Result<LoaderChild> {
@@ -330,7 +337,7 @@ impl LoadObserver for Streamer<'_> {
 }
 
 /// The child: plan, open the files, load, report. Returns the exit code.
-fn child_main<K: Kernel>(
+fn child_main<K: Kernel + Send + 'static>(
     input: LoadInput<'_>,
     wrap: impl FnOnce(RealKernel) -> K,
     events: OwnedFd,
@@ -338,7 +345,7 @@ fn child_main<K: Kernel>(
     let events: Events = Arc::new(Mutex::new(File::from(events)));
     install_child_panic_hook(&events);
 
-    let (plan, modules_dir) = match make_plan(&input) {
+    let (plan, modules_dir, index, loaded) = match make_plan(&input) {
         Ok(p) => p,
         Err(e) => {
             send(
@@ -352,25 +359,56 @@ fn child_main<K: Kernel>(
         }
     };
     let mut kernel = RealKernel::new();
-    let files: Vec<std::path::PathBuf> = plan
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.action {
-            modules_manifest::Action::Insert { path, .. } => Some(modules_dir.join(path)),
-            _ => None,
-        })
-        .collect();
+    let files = open_ahead_list(&plan, &index, &modules_dir);
     let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
     log::debug!("loader: {opened} module file(s) open");
-    send(&events, &planned_event(&plan, boottime()));
 
     let opts = LoaderOptions {
         modules_dir,
         jobs: input.jobs,
         ..diagnostic_options()
     };
-    let kernel = wrap(kernel);
-    let load = loader::load_observed(&plan, &kernel, &opts, &mut Streamer { events: &events });
+    let sink_events = Arc::clone(&events);
+    let world = OpenWorld::new(
+        Box::new(wrap(kernel)),
+        Inputs {
+            index,
+            manifest: input.manifest.clone(),
+            cmdline: input.cmdline.clone(),
+            loaded,
+            opts: opts.clone(),
+        },
+        Box::new(move |e| send(&sink_events, e)),
+    );
+    world.register_boot_plan(&plan);
+    let load_start = boottime();
+    send(&events, &planned_event(&plan, load_start));
+
+    let coldplug = coldplug::Settings::of(input.manifest, input.cmdline);
+    let until = load_start + input.deadline.as_secs_f64();
+    let load = std::thread::scope(|scope| {
+        let main = scope.spawn(|| {
+            loader::load_observed(
+                &plan,
+                world.kernel(),
+                &opts,
+                &mut Streamer { events: &events },
+            )
+        });
+        if coldplug.enabled {
+            coldplug::run(scope, &world, &coldplug, input.sys_dir, until, &|| {
+                main.is_finished()
+            });
+        }
+        let load = main.join();
+        // Nothing new from here on; the scope joins the sessions that run.
+        world.close();
+        load
+    });
+    let Ok(load) = load else {
+        // The panic hook has told PID 1 and ended the process already.
+        return 101;
+    };
     log::info!(
         "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
         load.modules.len(),
@@ -385,12 +423,56 @@ fn child_main<K: Kernel>(
     0
 }
 
+/// The most module files the child opens ahead. PID 1 (and so the child)
+/// starts with the kernel's default of 1,024 descriptors; this leaves room
+/// for the pool, the pipe and the uevent socket.
+pub const MAX_OPEN_AHEAD: usize = 768;
+
+/// The module files to open before the load: the plan's, then the image's
+/// other modules (coldplug and the kernel's requests may need any of them
+/// after switch_root has unlinked the initramfs), at most
+/// [`MAX_OPEN_AHEAD`] in all; the rest are opened when inserted.
+fn open_ahead_list(
+    plan: &modules_manifest::Plan,
+    index: &DepIndex,
+    modules_dir: &Path,
+) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.action {
+            modules_manifest::Action::Insert { path, .. } => Some(modules_dir.join(path)),
+            _ => None,
+        })
+        .collect();
+    let planned: BTreeSet<&str> = plan.module_files().collect();
+    let mut others: Vec<&str> = index
+        .modules
+        .values()
+        .map(|m| m.path.as_str())
+        .filter(|p| !planned.contains(p))
+        .collect();
+    others.sort_unstable();
+    let room = MAX_OPEN_AHEAD.saturating_sub(files.len());
+    files.extend(others.into_iter().take(room).map(|p| modules_dir.join(p)));
+    files
+}
+
 /// Index, loaded set, plan: only what leaves nothing to plan stops the
 /// boot (the child says so with `fatal`); a module that cannot be planned
 /// fails alone (`plan_at_boot`).
+#[allow(clippy::type_complexity)]
 fn make_plan(
     input: &LoadInput<'_>,
-) -> Result<(modules_manifest::Plan, std::path::PathBuf), BootError> {
+) -> Result<
+    (
+        modules_manifest::Plan,
+        std::path::PathBuf,
+        DepIndex,
+        BTreeSet<modules_manifest::ModuleName>,
+    ),
+    BootError,
+> {
     let modules_dir =
         boot::modules_dir(input.root, input.proc_dir).map_err(BootError::KernelRelease)?;
     let index = DepIndex::load(&modules_dir).map_err(|source| BootError::Index {
@@ -411,7 +493,7 @@ fn make_plan(
     for note in &plan.notes {
         log::info!("plan: {note}");
     }
-    Ok((plan, modules_dir))
+    Ok((plan, modules_dir, index, loaded))
 }
 
 /// The largest `modules.params` read, in bytes (the image builder writes
@@ -529,4 +611,36 @@ fn install_child_panic_hook(events: &Events) {
         // SAFETY: ends this process at once, as panic = "abort" would.
         unsafe { libc::_exit(101) }
     }));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plans_files_open_first_then_the_images_others_up_to_the_cap() {
+        let mut dep = String::from("kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n");
+        for i in 0..MAX_OPEN_AHEAD + 10 {
+            dep.push_str(&format!("kernel/x{i:04}.ko:\n"));
+        }
+        let index = DepIndex::parse(&dep, "", "", "").unwrap();
+        let manifest =
+            Manifest::from_json(br#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#)
+                .unwrap();
+        let plan = modules_manifest::plan_at_boot(PlanInput {
+            manifest: &manifest,
+            index: &index,
+            cmdline: &KernelCmdline::default(),
+            loaded: &BTreeSet::new(),
+        })
+        .unwrap();
+        let files = open_ahead_list(&plan, &index, Path::new("/m"));
+        assert_eq!(files.len(), MAX_OPEN_AHEAD);
+        assert_eq!(files[0], Path::new("/m/kernel/b.ko"));
+        assert_eq!(files[1], Path::new("/m/kernel/a.ko"));
+        assert_eq!(files[2], Path::new("/m/kernel/x0000.ko"));
+        let distinct: BTreeSet<_> = files.iter().collect();
+        assert_eq!(distinct.len(), files.len());
+    }
 }

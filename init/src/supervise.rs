@@ -24,7 +24,9 @@
 use std::time::Duration;
 
 use crate::loader::NodeOutcome;
-pub use crate::loader_events::{LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
+pub use crate::loader_events::{
+    AddedModule, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
+};
 use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
 
 /// How the loader child ended, from `waitpid`.
@@ -154,6 +156,7 @@ impl Supervisor {
                         worker: None,
                         chains: m.chains,
                         warnings: m.warnings,
+                        reason: String::new(),
                     })
                     .collect();
                 self.plan = Some(Tracked {
@@ -163,6 +166,8 @@ impl Supervisor {
                     load_start: boottime_load_start,
                 });
             }
+            LoaderEvent::Added(a) => self.add(a),
+            LoaderEvent::Notice(text) => self.notes.push(text),
             LoaderEvent::Started { id, t } => match self.module_mut(id) {
                 Some(m) if m.state == ModuleState::Pending => m.start = Some(t),
                 _ => self.odd(format!("start of unknown or decided node {id}")),
@@ -348,6 +353,35 @@ impl Supervisor {
             loader_vm_hwm_kib: None,
             notes,
         })
+    }
+
+    /// A module added after the plan: optional, in no chain, so its
+    /// failure can break no required chain (coldplug, kernel requests).
+    fn add(&mut self, a: AddedModule) {
+        let Some(t) = self.plan.as_mut() else {
+            return self.odd(format!("module {} added before the plan", a.name));
+        };
+        if a.id != t.modules.len() {
+            let want = t.modules.len();
+            return self.odd(format!(
+                "module {} added as node {} (the next node is {want})",
+                a.name, a.id
+            ));
+        }
+        t.required.push(false);
+        t.modules.push(ModuleReport {
+            name: a.name,
+            state: ModuleState::Pending,
+            params: a.params,
+            error: None,
+            blocked_by: None,
+            start: None,
+            end: None,
+            worker: None,
+            chains: Vec::new(),
+            warnings: Vec::new(),
+            reason: a.reason,
+        });
     }
 
     fn finish(&mut self, o: NodeOutcome) {
@@ -679,6 +713,53 @@ mod tests {
                 message: "cannot read the module index".into(),
                 hints: vec!["rebuild".into()]
             }
+        );
+    }
+
+    #[test]
+    fn added_modules_are_optional_and_follow_the_plan() {
+        let mut s = sup();
+        for id in 0..4 {
+            s.event(fin(id, ModuleState::Loaded));
+        }
+        let added = |id: usize, n: &str| {
+            LoaderEvent::Added(AddedModule {
+                id,
+                name: name(n),
+                params: "x=1".into(),
+                reason: format!("modalias:virtio:{n}"),
+            })
+        };
+        s.event(added(4, "virtio_blk"));
+        s.event(LoaderEvent::Notice("coldplug: kept out".into()));
+        // Not the next id: noted, ignored.
+        s.event(added(9, "stray"));
+        s.event(added(5, "virtio_net"));
+        s.event(LoaderEvent::Started { id: 4, t: 10.4 });
+        // Added and pending: the boot waits for the deadline, not for the
+        // required timeout.
+        assert_eq!(s.verdict(11.0), Verdict::Wait { until: Some(15.0) });
+        s.event(fin(4, ModuleState::Failed));
+        let h = handover(s.verdict(15.0));
+        assert_eq!(h.pending, 1);
+        let load = h.load.unwrap();
+        assert_eq!(load.modules.len(), 6);
+        let blk = &load.modules[4];
+        assert_eq!(
+            (blk.name.as_str(), blk.state),
+            ("virtio_blk", ModuleState::Failed)
+        );
+        assert_eq!(blk.reason, "modalias:virtio:virtio_blk");
+        assert_eq!(blk.params, "x=1");
+        assert!(blk.chains.is_empty());
+        assert_eq!(load.modules[5].state, ModuleState::Pending);
+        // An optional module's failure fails no required chain.
+        assert!(load.failed_required_chains.is_empty());
+        assert!(h.notes.iter().any(|n| n == "coldplug: kept out"));
+        assert!(
+            h.notes.iter().any(|n| n.contains("stray added as node 9")),
+            "{:?}",
+            h.notes
         );
     }
 

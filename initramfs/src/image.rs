@@ -97,6 +97,8 @@ pub struct Options {
     pub modprobe_dirs: Vec<PathBuf>,
     /// Declared parameters a module does not have are warnings, not errors.
     pub allow_unknown_params: bool,
+    /// Modules for `/init`'s coldplug, beyond the manifest's plan.
+    pub coldplug: crate::coldplug::ImageColdplug,
 }
 
 /// What was built, for the summary.
@@ -139,6 +141,8 @@ pub enum BuildError {
     Modules(#[from] ModulesError),
     #[error(transparent)]
     Modprobe(#[from] modprobe::ModprobeError),
+    #[error(transparent)]
+    Coldplug(#[from] crate::coldplug::ColdplugError),
     #[error("--init {path}: {source}")]
     Init {
         path: PathBuf,
@@ -286,13 +290,27 @@ fn select_with_modprobe_d(
             })?;
         aliases.push((pattern, module));
     }
-    let first = modules::select_in(&manifest, dir, &index, &aliases, opts.module_compression)?;
+    let (coldplug, coldplug_notes) = opts.coldplug.modules(&index)?;
+    let first = modules::select_in(
+        &manifest,
+        dir,
+        &index,
+        &aliases,
+        &coldplug,
+        opts.module_compression,
+    )?;
     let (merged, mut notes) = modprobe::merge(&manifest, &config, &first.plan);
     let (manifest, manifest_bytes, mut selection) = if merged == manifest {
         (manifest, manifest_bytes, first)
     } else {
-        let selection =
-            modules::select_in(&merged, dir, &index, &aliases, opts.module_compression)?;
+        let selection = modules::select_in(
+            &merged,
+            dir,
+            &index,
+            &aliases,
+            &coldplug,
+            opts.module_compression,
+        )?;
         let bytes = merged.to_json();
         (merged, bytes, selection)
     };
@@ -320,6 +338,8 @@ fn select_with_modprobe_d(
         modinfo::write_params_file(&params.0).into_bytes(),
     ));
     modules::verify_pruned(&manifest, &selection)?;
+    notes.extend(coldplug_notes);
+    warnings.append(&mut selection.warnings);
     selection.notes = notes;
     selection.warnings = warnings;
     Ok((manifest, manifest_bytes, selection))

@@ -188,6 +188,8 @@ fn help_documents_every_option() {
         "--modprobe-d <DIR>",
         "--no-modprobe-d",
         "--allow-unknown-params",
+        "--coldplug <SOURCE>",
+        "--coldplug-modules <SUBTREE>",
         "SOURCE_DATE_EPOCH",
         "KMODINIT_INIT",
         "make init",
@@ -357,6 +359,88 @@ fn fake_tree_image_holds_exactly_what_the_plan_needs() {
     assert!(stdout.contains("modules:      3 files"), "{stdout}");
     assert!(stdout.contains("largest files"), "{stdout}");
     assert!(stdout.contains("uncompressed"), "{stdout}");
+}
+
+#[test]
+fn coldplug_modules_adds_a_subtree_with_what_it_needs() {
+    let f = Fixture::new();
+    let img = f.out("img.cpio");
+    let stdout = ok(&f.build(
+        &img,
+        &[
+            "--compress",
+            "none",
+            "--coldplug-modules",
+            "kernel/drivers/",
+        ],
+    ));
+    let m = members(&img);
+    let mods = module_files(&m, FAKE_RELEASE);
+    for want in [
+        "kernel/drivers/a.ko",
+        "kernel/drivers/b.ko",
+        "kernel/drivers/c.ko",
+        "kernel/drivers/unused.ko",
+        "kernel/crypto/crc_x.ko",
+    ] {
+        assert!(mods.contains(want), "{want} not in {mods:?}");
+    }
+    let md = format!("lib/modules/{FAKE_RELEASE}");
+    // The pruned index covers what the image holds: coldplug can match c.
+    assert!(text(&m, &format!("{md}/modules.alias")).contains("alias fs-cfs c\n"));
+    assert!(text(&m, &format!("{md}/modules.dep"))
+        .contains("kernel/drivers/c.ko: kernel/drivers/b.ko\n"));
+    assert!(
+        stdout.contains("coldplug: 4 module(s) under kernel/drivers"),
+        "{stdout}"
+    );
+    // The manifest's plan is unchanged: c is not a chain module.
+    assert!(!text(&m, "etc/kmodinit/manifest.json").contains("\"c\""));
+
+    // One file, not a directory: c, with its softdep `unused`.
+    let img = f.out("one.cpio");
+    ok(&f.build(
+        &img,
+        &[
+            "--compress",
+            "none",
+            "--coldplug-modules",
+            "kernel/drivers/c.ko",
+        ],
+    ));
+    let mods = module_files(&members(&img), FAKE_RELEASE);
+    assert!(
+        mods.contains("kernel/drivers/c.ko") && mods.contains("kernel/drivers/unused.ko"),
+        "{mods:?}"
+    );
+}
+
+#[test]
+fn coldplug_modules_outside_the_tree_are_refused_and_nothing_is_written() {
+    let f = Fixture::new();
+    let img = f.out("img.cpio");
+    for (arg, says) in [
+        ("../../etc", "\"..\""),
+        ("/lib/modules", "absolute"),
+        ("kernel/sound", "no module of the tree is under it"),
+    ] {
+        let err = failed(&f.build(&img, &["--coldplug-modules", arg]));
+        assert!(err.contains(arg) && err.contains(says), "{arg}: {err}");
+        assert!(!img.exists());
+    }
+    let err = failed(&f.build(&img, &["--coldplug", "everything"]));
+    assert!(err.contains("--coldplug"), "{err}");
+}
+
+#[test]
+fn coldplug_host_reads_the_machines_devices() {
+    // Reads (never writes) the host's /sys: the note says what it found,
+    // whatever the machine.
+    let f = Fixture::new();
+    let img = f.out("img.cpio");
+    let stdout = ok(&f.build(&img, &["--compress", "none", "--coldplug", "host"]));
+    assert!(stdout.contains("coldplug host: "), "{stdout}");
+    assert!(stdout.contains("/sys/devices"), "{stdout}");
 }
 
 #[test]

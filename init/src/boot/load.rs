@@ -29,6 +29,8 @@ impl<S: Sys> Boot<S> {
             jobs: config.jobs,
             proc_dir: &self.paths.proc,
             root: &self.paths.root,
+            sys_dir: &self.paths.sys,
+            deadline: config.deadline,
         };
         let spawned = clock::boottime();
         #[cfg(not(feature = "fault-injection"))]
