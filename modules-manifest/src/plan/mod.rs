@@ -116,6 +116,23 @@ pub struct PlanNode {
     /// parameter it does not declare). The planner leaves it empty: `/init`
     /// adds what it checks against the image's `modules.params`.
     pub warnings: Vec<String>,
+    /// Set when this module is one of several that one alias matched
+    /// (a softdep like `crypto-crc32c`, or a chain entry): every match is
+    /// planned, as modprobe loads every match, and the kernel's users
+    /// (the crypto API, by priority) pick among those that load. Its edges
+    /// to the alias's user are `Softdep` edges (except for the chain's own
+    /// node of a chain entry), so unless the node is `required` its
+    /// failure (`crc32c_intel` refused without SSE4.2) is a note for the
+    /// report, never a chain failure nor a block.
+    pub alternative: Option<Alternative>,
+}
+
+/// The alias a node is one match of, and all the modules it matched that
+/// the plan loads (the node among them), sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alternative {
+    pub alias: String,
+    pub providers: Vec<ModuleName>,
 }
 
 /// What the loader must do for a node.
@@ -161,12 +178,67 @@ pub enum EdgeKind {
     Chain,
 }
 
+/// Why a module is in the plan. A node lists every reason found;
+/// [`PlanNode::reason`] picks the one the report shows, rendered by
+/// [`Reason`]'s `Display` (`chain:NAME`, `dependency of X`, `softdep of X`,
+/// `cmdline`). A new source of modules is a new variant here, its text in
+/// that one `Display` and its rank in [`Reason::rank`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
+    /// An entry of a manifest chain (the chain's own node for it).
     Chain { chain: String, position: usize },
+    /// Another match of a chain entry that is an alias with several
+    /// matches (see [`PlanNode::alternative`]); not the chain's own node.
+    ChainAlias {
+        chain: String,
+        position: usize,
+        alias: String,
+    },
+    /// Asked for on the kernel command line (`kmodinit.load=`,
+    /// `rd.driver.pre=`, `modules-load=`): an entry of the chain
+    /// [`CMDLINE_CHAIN`] (or a match of one).
+    Cmdline,
+    /// Listed in `modules.dep` for `module`.
     DependencyOf { module: ModuleName },
+    /// A match of a `pre:` or `post:` softdep of `module`.
     SoftdepOf { module: ModuleName, alias: String },
+}
+
+impl Reason {
+    /// Strength for [`PlanNode::reason`]: smaller is stronger. What the
+    /// user asked for first, then what a module cannot load without, then
+    /// what is only wished for.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Reason::Chain { .. } | Reason::Cmdline => 0,
+            Reason::ChainAlias { .. } => 1,
+            Reason::DependencyOf { .. } => 2,
+            Reason::SoftdepOf { .. } => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Chain { chain, .. } | Reason::ChainAlias { chain, .. } => {
+                write!(f, "chain:{chain}")
+            }
+            Reason::Cmdline => f.write_str("cmdline"),
+            Reason::DependencyOf { module } => write!(f, "dependency of {module}"),
+            Reason::SoftdepOf { module, .. } => write!(f, "softdep of {module}"),
+        }
+    }
+}
+
+impl PlanNode {
+    /// The reason the report shows: the strongest ([`Reason::rank`]), the
+    /// first found among equals. `None` only for a node nothing asked for
+    /// (the planner makes none).
+    pub fn reason(&self) -> Option<&Reason> {
+        self.reasons.iter().min_by_key(|r| r.rank())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,6 +8,12 @@ use super::{Action, EdgeKind, Plan, Reason};
 pub(super) fn reason_text(r: &Reason) -> String {
     match r {
         Reason::Chain { chain, position } => format!("chain {chain} #{position}"),
+        Reason::ChainAlias {
+            chain,
+            position,
+            alias,
+        } => format!("chain {chain} #{position} ({alias})"),
+        Reason::Cmdline => "cmdline".to_owned(),
         Reason::DependencyOf { module } => format!("dep of {module}"),
         Reason::SoftdepOf { module, alias } => {
             if alias.as_str() == module.as_str() {
