@@ -77,6 +77,8 @@ mod tests {
             worker: None,
             chains: Vec::new(),
             warnings: Vec::new(),
+            reason: String::new(),
+            alternative: None,
         }
     }
 

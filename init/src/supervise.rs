@@ -154,6 +154,8 @@ impl Supervisor {
                         worker: None,
                         chains: m.chains,
                         warnings: m.warnings,
+                        reason: m.reason,
+                        alternative: m.alternative,
                     })
                     .collect();
                 self.plan = Some(Tracked {
@@ -333,9 +335,11 @@ impl Supervisor {
             .iter()
             .filter(|m| m.state == ModuleState::Pending)
             .count();
+        let mut modules = t.modules.clone();
+        crate::report::note_alternatives(&mut modules);
         Verdict::Proceed(Handover {
             load: Some(LoadReport {
-                modules: t.modules.clone(),
+                modules,
                 jobs: 0,
                 boottime_load_start: t.load_start,
                 boottime_load_end: now,
@@ -455,6 +459,8 @@ mod tests {
             chains: vec![chain.into()],
             required,
             warnings: Vec::new(),
+            reason: format!("chain:{chain}"),
+            alternative: None,
         };
         LoaderEvent::Planned {
             modules: vec![

@@ -393,24 +393,30 @@ impl<'g, 'o> Run<'g, 'o> {
                 })
             })
             .collect();
-        let modules: Vec<ModuleReport> = plan
+        let mut modules: Vec<ModuleReport> = plan
             .nodes
             .iter()
             .zip(outcomes)
             .zip(chains)
-            .map(|((node, o), chains)| ModuleReport {
-                name: node.name.clone(),
-                state: o.state,
-                params: node.params.clone(),
-                error: o.error,
-                blocked_by: o.blocked_by.map(|b| plan.nodes[b].name.clone()),
-                start: o.start,
-                end: o.end,
-                worker: o.worker,
-                chains,
-                warnings: node.warnings.clone(),
+            .map(|((node, o), chains)| {
+                let (reason, alternative) = crate::report::plan_facts(node);
+                ModuleReport {
+                    name: node.name.clone(),
+                    state: o.state,
+                    params: node.params.clone(),
+                    error: o.error,
+                    blocked_by: o.blocked_by.map(|b| plan.nodes[b].name.clone()),
+                    start: o.start,
+                    end: o.end,
+                    worker: o.worker,
+                    chains,
+                    warnings: node.warnings.clone(),
+                    reason,
+                    alternative,
+                }
             })
             .collect();
+        crate::report::note_alternatives(&mut modules);
 
         let (critical_path_s, path) = critical_path(graph, &modules);
         let failed_required_chains = ChainFailure::of_required(
