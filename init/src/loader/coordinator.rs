@@ -496,6 +496,14 @@ pub(super) fn log_outcome(plan: &Plan, id: usize, o: &Outcome) {
         ModuleState::Already => log::info!("kmodinit: {name} was already loaded"),
         ModuleState::Builtin => log::info!("kmodinit: {name} is built into the kernel"),
         ModuleState::Skipped => log::warn!("kmodinit: skipped {name}: {error}"),
+        // One of several matches of an alias, needed by nothing that
+        // requires it: a note, not an error (crc32c_intel without SSE4.2).
+        ModuleState::Failed if node.alternative.is_some() && !node.required => {
+            let alias = node.alternative.as_ref().map_or("", |a| a.alias.as_str());
+            log::warn!(
+                "kmodinit: {name}, one of the modules {alias} matched, did not load                  (the others may serve): {error}"
+            )
+        }
         ModuleState::Failed => log::error!("kmodinit: failed to load {name}{params}: {error}"),
         ModuleState::Blocked => log::error!("kmodinit: did not load {name}: {error}"),
         // The loader decides every node; only the supervisor's handover
