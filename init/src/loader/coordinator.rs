@@ -501,7 +501,8 @@ pub(super) fn log_outcome(plan: &Plan, id: usize, o: &Outcome) {
         ModuleState::Failed if node.alternative.is_some() && !node.required => {
             let alias = node.alternative.as_ref().map_or("", |a| a.alias.as_str());
             log::warn!(
-                "kmodinit: {name}, one of the modules {alias} matched, did not load                  (the others may serve): {error}"
+                "kmodinit: {name}, one of the modules {alias} matched, did not load \
+                 (the others may serve): {error}"
             )
         }
         ModuleState::Failed => log::error!("kmodinit: failed to load {name}{params}: {error}"),
