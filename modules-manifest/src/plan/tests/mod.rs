@@ -341,6 +341,11 @@ fn a_softdep_alias_loads_every_match_as_alternatives() {
         assert_eq!(node.reason().unwrap().to_string(), "softdep of ext4");
     }
     assert!(p.nodes[id(&p, "ext4")].alternative.is_none());
+    let listing = p.render_text();
+    assert!(
+        listing.contains("one of crypto-crc32c: crc32c_generic crc32c_intel"),
+        "{listing}"
+    );
     let notes = p.notes.join("\n");
     assert!(
         notes.contains(
