@@ -197,9 +197,31 @@ impl Builder<'_> {
                 let Some(soft_id) = self.node(m) else {
                     continue;
                 };
-                match dir {
-                    Direction::Pre => self.edge(soft_id, id, EdgeKind::Softdep),
-                    Direction::Post => self.edge(id, soft_id, EdgeKind::Softdep),
+                // A softdep against a modules.dep edge cannot be ordered
+                // (`post:` a dependency of the module, `pre:` a module that
+                // depends on it): kmod loads it where the dependency puts
+                // it (it meets it already visited); so does the plan,
+                // instead of a cycle.
+                let needs = |a: &ModuleName, b: &ModuleName| {
+                    self.input
+                        .index
+                        .module(a)
+                        .is_some_and(|e| e.deps.contains(b))
+                };
+                let against = match dir {
+                    Direction::Pre => needs(m, name),
+                    Direction::Post => needs(name, m),
+                };
+                if against {
+                    self.notes.push(format!(
+                        "softdep {name} {word}: {m} not ordered {word} {name}: \
+                         modules.dep orders them the other way"
+                    ));
+                } else {
+                    match dir {
+                        Direction::Pre => self.edge(soft_id, id, EdgeKind::Softdep),
+                        Direction::Post => self.edge(id, soft_id, EdgeKind::Softdep),
+                    }
                 }
                 if let Some(alt) = &alternative {
                     self.alternative(soft_id, alt);

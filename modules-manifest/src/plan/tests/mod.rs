@@ -524,6 +524,37 @@ fn softdep_by_plain_module_name_needs_no_note_and_post_loads_after() {
 }
 
 #[test]
+fn a_softdep_against_a_dependency_is_dropped_not_a_cycle() {
+    // a post: b, but a depends on b; c pre: d, but d depends on c.
+    let idx = index(
+        "a: b; b; c; d: c",
+        "",
+        "softdep a post: b\nsoftdep c pre: d\n",
+        "",
+    );
+    let m = manifest(
+        r#"{"version": 1, "chains": [{"name": "x", "modules": ["a", "c"], "required": true}]}"#,
+    );
+    let p = run(&m, &idx, "", &[]).unwrap();
+    check_invariants(&p);
+    // Loaded where modules.dep puts them, as kmod does.
+    assert_eq!(pred_kind(&p, "b", "a"), Some(EdgeKind::Dependency));
+    assert_eq!(pred_kind(&p, "c", "d"), Some(EdgeKind::Dependency));
+    assert_eq!(shown_in(&p, "d"), "softdep of c");
+    let notes = p.notes.join("\n");
+    assert!(
+        notes.contains(
+            "softdep a post: b not ordered post a: modules.dep orders them the other way"
+        ),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("softdep c pre: d not ordered pre c"),
+        "{notes}"
+    );
+}
+
+#[test]
 fn plan_rechecks_a_manifest_built_in_code() {
     let idx = index("a", "", "", "");
     let mut m = manifest(r#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#);
