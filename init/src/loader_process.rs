@@ -563,12 +563,17 @@ fn planned_event(plan: &modules_manifest::Plan, t: f64) -> LoaderEvent {
             .nodes
             .iter()
             .zip(chains_of)
-            .map(|(n, chains)| PlannedModule {
-                name: n.name.clone(),
-                params: n.params.clone(),
-                chains,
-                required: n.required,
-                warnings: n.warnings.clone(),
+            .map(|(n, chains)| {
+                let (reason, alternative) = crate::report::plan_facts(n);
+                PlannedModule {
+                    name: n.name.clone(),
+                    params: n.params.clone(),
+                    chains,
+                    required: n.required,
+                    warnings: n.warnings.clone(),
+                    reason,
+                    alternative,
+                }
             })
             .collect(),
         chains: plan

@@ -139,6 +139,8 @@ fn supervise(s: &Setup, done: bool) -> kmodinit::supervise::Handover {
                 chains: Vec::new(),
                 required: n.required,
                 warnings: Vec::new(),
+                reason: n.reason().map(ToString::to_string).unwrap_or_default(),
+                alternative: None,
             })
             .collect(),
         chains: Vec::new(),
