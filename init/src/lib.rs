@@ -16,6 +16,7 @@ pub mod failure;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod handover;
+pub mod helper;
 pub mod kernel;
 pub mod kmsg;
 pub mod loader;

@@ -30,6 +30,8 @@ use nix::unistd::Pid;
 
 use crate::boot::{self, BootError};
 use crate::clock::boottime;
+use crate::helper::channel::{run_server, ServerState};
+use crate::helper::request::{Claims, ImageLoads, Outcome};
 use crate::kernel::{Kernel, RealKernel};
 use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
 use crate::loader_events::{
@@ -54,6 +56,23 @@ pub struct LoadInput<'a> {
     pub proc_dir: &'a Path,
     /// `/` of the initramfs (holds `lib/modules`).
     pub root: &'a Path,
+    /// The kernel's module requests, served by the loader while it lives
+    /// (`None`: the helper is not installed).
+    pub helper: Option<HelperInput<'a>>,
+}
+
+/// What the loader needs to serve the kernel's module requests
+/// ([`crate::helper`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HelperInput<'a> {
+    /// The request socket PID 1 bound (inherited across the fork).
+    pub listener: &'a std::os::unix::net::UnixListener,
+    /// The kernel's own `/proc/sys/kernel/modprobe`, to put back.
+    pub kernel_value: &'a str,
+    /// `/run/kmodinit`.
+    pub run_dir: &'a Path,
+    /// How long to go on serving after the load and the last request.
+    pub linger: Duration,
 }
 
 /// The loader's diagnostic knobs, for benchmarks that compare its policies
@@ -315,9 +334,12 @@ fn send(events: &Events, e: &LoaderEvent) {
     let _ = f.write_all(&line);
 }
 
-/// Streams the loader's progress to PID 1.
+/// Streams the loader's progress to PID 1, and tells the requests'
+/// [`Claims`] which of the plan's modules are in.
 struct Streamer<'e> {
     events: &'e Events,
+    plan: &'e modules_manifest::Plan,
+    claims: &'e Claims,
 }
 
 impl LoadObserver for Streamer<'_> {
@@ -326,6 +348,13 @@ impl LoadObserver for Streamer<'_> {
     }
     fn finished(&mut self, outcome: &NodeOutcome) {
         send(self.events, &LoaderEvent::Finished(outcome.clone()));
+        if let Some(node) = self.plan.nodes.get(outcome.id) {
+            let ok = matches!(
+                outcome.state,
+                crate::report::ModuleState::Loaded | crate::report::ModuleState::Already
+            );
+            self.claims.finished(&node.name, ok);
+        }
     }
 }
 
@@ -338,7 +367,13 @@ fn child_main<K: Kernel>(
     let events: Events = Arc::new(Mutex::new(File::from(events)));
     install_child_panic_hook(&events);
 
-    let (plan, modules_dir) = match make_plan(&input) {
+    // Requests before the index is read wait in the socket's backlog.
+    let restorer = input.helper.and_then(|h| {
+        crate::helper::install::Restorer::open(input.proc_dir, h.run_dir, h.kernel_value.to_owned())
+            .map_err(|e| log::error!("loader: cannot serve kernel module requests: {e}"))
+            .ok()
+    });
+    let (plan, modules_dir, index) = match make_plan(&input) {
         Ok(p) => p,
         Err(e) => {
             send(
@@ -348,6 +383,9 @@ fn child_main<K: Kernel>(
                     hints: e.hints(),
                 },
             );
+            if let Some(r) = &restorer {
+                r.restore();
+            }
             return 1;
         }
     };
@@ -361,6 +399,18 @@ fn child_main<K: Kernel>(
         })
         .collect();
     let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
+    if restorer.is_some() {
+        // Every other module of the image too: a request after the
+        // handover finds them gone from the initramfs otherwise.
+        let mut rest: Vec<std::path::PathBuf> = index
+            .modules
+            .values()
+            .map(|e| modules_dir.join(&e.path))
+            .collect();
+        rest.sort();
+        rest.truncate(MAX_EXTRA_MODULE_FILES);
+        kernel.open_ahead(rest.iter().map(std::path::PathBuf::as_path));
+    }
     log::debug!("loader: {opened} module file(s) open");
     send(&events, &planned_event(&plan, boottime()));
 
@@ -370,19 +420,125 @@ fn child_main<K: Kernel>(
         ..diagnostic_options()
     };
     let kernel = wrap(kernel);
-    let load = loader::load_observed(&plan, &kernel, &opts, &mut Streamer { events: &events });
-    log::info!(
-        "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
-        load.modules.len(),
-        crate::clock::Fixed(load.wall_s, 3),
-        load.jobs,
-        crate::clock::Fixed(load.critical_path_s, 3)
+    let claims = Claims::default();
+    claims.claim_all(
+        plan.nodes
+            .iter()
+            .filter(|n| matches!(n.action, modules_manifest::Action::Insert { .. }))
+            .map(|n| &n.name),
     );
-    send(
-        &events,
-        &LoaderEvent::Done(LoadSummary::of(&load, Report::read_vm_hwm_kib())),
-    );
+    let loaded = crate::helper::proc_modules;
+    let requests = ImageLoads {
+        manifest: input.manifest,
+        index: &index,
+        kernel: &kernel,
+        opts: LoaderOptions {
+            jobs: 0,
+            ..opts.clone()
+        },
+        claims: &claims,
+        loaded,
+    };
+    let state = ServerState::default();
+    std::thread::scope(|s| {
+        if let (Some(h), Some(r)) = (input.helper, restorer.as_ref()) {
+            let (requests, state) = (&requests, &state);
+            let spawned = std::thread::Builder::new()
+                .name("helper-server".into())
+                .spawn_scoped(s, move || {
+                    run_server(h.listener, state, r.kernel_value(), |name| {
+                        serve_request(requests, name)
+                    });
+                });
+            if let Err(e) = spawned {
+                log::error!("loader: cannot serve kernel module requests: {e}");
+            }
+        }
+        let mut streamer = Streamer {
+            events: &events,
+            plan: &plan,
+            claims: &claims,
+        };
+        let load = loader::load_observed(&plan, &kernel, &opts, &mut streamer);
+        log::info!(
+            "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
+            load.modules.len(),
+            crate::clock::Fixed(load.wall_s, 3),
+            load.jobs,
+            crate::clock::Fixed(load.critical_path_s, 3)
+        );
+        send(
+            &events,
+            &LoaderEvent::Done(LoadSummary::of(&load, Report::read_vm_hwm_kib())),
+        );
+        if let (Some(h), Some(r)) = (input.helper, &restorer) {
+            // Serve on while requests come (the real init's first mounts);
+            // then the kernel gets its own helper back before we go.
+            linger_while_requested(&state, h.linger);
+            r.restore();
+            log::debug!(
+                "loader: stopped serving kernel module requests ({} served)",
+                state.served.load(std::sync::atomic::Ordering::Acquire)
+            );
+        }
+        state.stop.store(true, std::sync::atomic::Ordering::Release);
+    });
     0
+}
+
+/// The most module files beyond the plan's the loader keeps open for
+/// requests after the handover (a generic image may hold thousands; the
+/// descriptor limit is 1024 by default).
+const MAX_EXTRA_MODULE_FILES: usize = 768;
+
+/// How often the lingering loader looks whether requests came.
+const LINGER_POLL: Duration = Duration::from_millis(200);
+
+/// Returns once no request is in flight and none came for `linger`.
+fn linger_while_requested(state: &ServerState, linger: Duration) {
+    use std::sync::atomic::Ordering;
+    let mut seen = state.served.load(Ordering::Acquire);
+    let mut quiet_since = std::time::Instant::now();
+    loop {
+        let served = state.served.load(Ordering::Acquire);
+        if served != seen || state.busy.load(Ordering::Acquire) > 0 {
+            seen = served;
+            quiet_since = std::time::Instant::now();
+        } else if quiet_since.elapsed() >= linger {
+            return;
+        }
+        std::thread::sleep(LINGER_POLL.min(linger.max(Duration::from_millis(1))));
+    }
+}
+
+/// One kernel request, served by the loader: logged with its modules.
+fn serve_request<K: Kernel>(requests: &ImageLoads<'_, K>, name: &str) -> Outcome {
+    let (outcome, ran) = requests.serve(name);
+    let loaded: Vec<String> = ran
+        .iter()
+        .flat_map(|(_, load)| load.modules.iter())
+        .filter(|m| m.state == crate::report::ModuleState::Loaded)
+        .map(|m| m.name.to_string())
+        .collect();
+    match &outcome {
+        Outcome::Loaded => log::info!(
+            "{}: loaded {}",
+            crate::helper::request::chain_name(name),
+            if loaded.is_empty() {
+                "nothing (already in)".to_owned()
+            } else {
+                loaded.join(" ")
+            }
+        ),
+        Outcome::Failed(why) => {
+            log::warn!("{}: {why}", crate::helper::request::chain_name(name));
+        }
+        Outcome::NotFound => log::info!(
+            "{}: not in the image",
+            crate::helper::request::chain_name(name)
+        ),
+    }
+    outcome
 }
 
 /// Index, loaded set, plan: only what leaves nothing to plan stops the
@@ -390,7 +546,7 @@ fn child_main<K: Kernel>(
 /// fails alone (`plan_at_boot`).
 fn make_plan(
     input: &LoadInput<'_>,
-) -> Result<(modules_manifest::Plan, std::path::PathBuf), BootError> {
+) -> Result<(modules_manifest::Plan, std::path::PathBuf, DepIndex), BootError> {
     let modules_dir =
         boot::modules_dir(input.root, input.proc_dir).map_err(BootError::KernelRelease)?;
     let index = DepIndex::load(&modules_dir).map_err(|source| BootError::Index {
@@ -411,7 +567,7 @@ fn make_plan(
     for note in &plan.notes {
         log::info!("plan: {note}");
     }
-    Ok((plan, modules_dir))
+    Ok((plan, modules_dir, index))
 }
 
 /// The largest `modules.params` read, in bytes (the image builder writes

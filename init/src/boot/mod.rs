@@ -86,6 +86,9 @@ pub struct Boot<S: Sys> {
     /// the state machine over it (taken by the reporter at the handover).
     loader: Option<LoaderChild>,
     supervisor: Option<Supervisor>,
+    /// The kernel's `/proc/sys/kernel/modprobe` while the helper is
+    /// installed ([`crate::helper::install`]), to put back.
+    helper_kernel_value: Option<String>,
 }
 
 impl<S: Sys> Boot<S> {
@@ -104,6 +107,7 @@ impl<S: Sys> Boot<S> {
             manifest_on_failure: None,
             loader: None,
             supervisor: None,
+            helper_kernel_value: None,
         }
     }
 
@@ -227,6 +231,7 @@ impl<S: Sys> Boot<S> {
         self.write_report();
         self.hand_over_the_load();
         loader_process::reap_strays(self.loader.as_ref().map(LoaderChild::pid));
+        self.release_helper();
         if let Some(d) = self.devkmsg.as_mut() {
             d.restore(&self.paths.proc);
         }
@@ -245,12 +250,40 @@ impl<S: Sys> Boot<S> {
         }
     }
 
+    /// The run directory (`/run/kmodinit`): the report's, the helper's.
+    pub fn run_dir(&self) -> PathBuf {
+        self.paths
+            .report
+            .parent()
+            .map_or_else(|| self.paths.root.join("run/kmodinit"), Path::to_path_buf)
+    }
+
+    /// Before exec: if the loader no longer runs, nothing serves the
+    /// kernel's requests through the helper any more, so the kernel gets
+    /// its own value back. A loader still running keeps serving, and puts
+    /// the value back itself when it stops (init/PID1.md).
+    pub fn release_helper(&mut self) {
+        let Some(value) = self.helper_kernel_value.take() else {
+            return;
+        };
+        let alive = self.loader.as_ref().is_some_and(|l| {
+            l.exit().is_none()
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(l.pid()), None).is_ok()
+        });
+        if alive {
+            log::info!("the loader serves the kernel's module requests after the handover");
+            return;
+        }
+        crate::helper::install::restore(&self.sys, &self.paths.proc, &self.run_dir(), &value);
+    }
+
     /// The failure path: explain on the console and the kernel log, record
     /// the error in the report, then carry out `on_failure`. Never returns
     /// (a panic while explaining goes to the panic hook, which carries out
     /// the policy).
     pub fn fail(&mut self, err: BootError) -> ! {
         let action = self.explain_failure(&err);
+        self.release_helper();
         failure::carry_out(action, &self.sys, &self.paths)
     }
 
