@@ -77,6 +77,7 @@ mod tests {
             worker: None,
             chains: Vec::new(),
             warnings: Vec::new(),
+            reason: String::new(),
         }
     }
 

@@ -253,6 +253,7 @@ mod tests {
             deadline_ms: Some(1500),
             required_timeout_ms: None,
             softdeps: Default::default(),
+            coldplug: None,
         }
     }
 

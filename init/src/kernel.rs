@@ -10,9 +10,11 @@ use std::path::Path;
 
 use modules_manifest::{Compression, ModuleName};
 
+mod claims;
 mod fake;
 mod real;
 
+pub use claims::{Claims, SharedKernel};
 pub use fake::{FakeCall, FakeKernel, FakeOutcome};
 pub use real::RealKernel;
 
@@ -27,6 +29,14 @@ pub trait Kernel: Sync {
     /// function returned. `Ok(Inserted::AlreadyLoaded)` when the kernel
     /// already had it (`EEXIST`).
     fn insert(&self, req: &InsertRequest<'_>) -> Result<Inserted, InsertError>;
+}
+
+/// A shared kernel (the loader child's loads share one through
+/// [`Claims`]; tests keep a handle on the fake they pass).
+impl<K: Kernel + Send + ?Sized> Kernel for std::sync::Arc<K> {
+    fn insert(&self, req: &InsertRequest<'_>) -> Result<Inserted, InsertError> {
+        (**self).insert(req)
+    }
 }
 
 /// One module to insert.

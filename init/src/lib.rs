@@ -11,6 +11,7 @@ pub mod boot;
 pub mod boot_config;
 pub mod cli;
 pub mod clock;
+pub mod coldplug;
 pub mod decompress;
 pub mod failure;
 #[cfg(feature = "fault-injection")]
@@ -23,6 +24,7 @@ pub mod loader;
 pub mod loader_events;
 pub mod loader_process;
 pub mod mount;
+pub mod open_world;
 pub mod report;
 pub mod rootdev;
 pub mod supervise;

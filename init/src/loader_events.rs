@@ -44,6 +44,15 @@ pub struct PlannedChain {
     pub nodes: Vec<usize>,
 }
 
+/// A module added after the plan ([`LoaderEvent::Added`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddedModule {
+    pub id: usize,
+    pub name: ModuleName,
+    pub params: String,
+    pub reason: String,
+}
+
 /// What the loader knows at the end that PID 1 cannot count itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadSummary {
@@ -79,6 +88,15 @@ pub enum LoaderEvent {
         notes: Vec<String>,
         boottime_load_start: f64,
     },
+    /// A module added to the load after `planned` (coldplug, a kernel
+    /// request): node `id` is the next free id (one more than the last
+    /// node, planned or added), optional, in no chain. `reason` says why
+    /// (`modalias:ALIAS`, `kernel request:NAME`, `dependency of X`, …).
+    /// Its `started`/`finished` follow as for a planned node.
+    Added(AddedModule),
+    /// A note for the report after `planned` (a coldplug match kept out by
+    /// a `deny` glob, an alias flood cut short, …).
+    Notice(String),
     /// Node `id` went to a worker at `t`.
     Started { id: usize, t: f64 },
     /// Node `id` is decided.
@@ -123,6 +141,16 @@ pub fn encode(e: &LoaderEvent) -> Vec<u8> {
                 out.start("note").text(n);
             }
             out.start("planned").time(*boottime_load_start);
+        }
+        LoaderEvent::Added(a) => {
+            out.start("added")
+                .num(a.id as u64)
+                .text(a.name.as_str())
+                .text(&a.params)
+                .text(&a.reason);
+        }
+        LoaderEvent::Notice(text) => {
+            out.start("notice").text(text);
         }
         LoaderEvent::Started { id, t } => {
             out.start("started").num(*id as u64).time(*t);
@@ -313,6 +341,13 @@ impl EventReader {
                 chains: std::mem::take(&mut self.chains),
                 notes: std::mem::take(&mut self.notes),
             },
+            "added" => LoaderEvent::Added(AddedModule {
+                id: f.index()?,
+                name: f.name()?,
+                params: f.text()?,
+                reason: f.text()?,
+            }),
+            "notice" => LoaderEvent::Notice(f.text()?),
             "started" => LoaderEvent::Started {
                 id: f.index()?,
                 t: f.time()?,
@@ -494,6 +529,13 @@ mod tests {
         vec![
             planned(),
             LoaderEvent::Started { id: 1, t: 3.000001 },
+            LoaderEvent::Added(AddedModule {
+                id: 2,
+                name: name("virtio_blk"),
+                params: "queue_depth=4".into(),
+                reason: "modalias:virtio:d00000002v00001AF4\tx".into(),
+            }),
+            LoaderEvent::Notice("coldplug: kept out\nby deny".into()),
             LoaderEvent::Finished(NodeOutcome {
                 id: 1,
                 state: ModuleState::Blocked,

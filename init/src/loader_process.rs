@@ -30,13 +30,16 @@ use nix::unistd::Pid;
 
 use crate::boot::{self, BootError};
 use crate::clock::boottime;
+use crate::coldplug;
 use crate::helper::channel::{run_server, ServerState};
-use crate::helper::request::{Claims, ImageLoads, Outcome};
+use crate::helper::install::Restorer;
+use crate::helper::request::Outcome;
 use crate::kernel::{Kernel, RealKernel};
 use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
 use crate::loader_events::{
     encode, EventReader, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
 };
+use crate::open_world::{Inputs, OpenWorld};
 use crate::report::Report;
 use crate::supervise::{Handover, LoaderExit, Supervisor, Verdict};
 
@@ -56,6 +59,11 @@ pub struct LoadInput<'a> {
     pub proc_dir: &'a Path,
     /// `/` of the initramfs (holds `lib/modules`).
     pub root: &'a Path,
+    /// `/sys` (coldplug walks its `devices`).
+    pub sys_dir: &'a Path,
+    /// How long optional work may hold the boot (the boot's deadline):
+    /// coldplug stops listening for new devices then.
+    pub deadline: Duration,
     /// The kernel's module requests, served by the loader while it lives
     /// (`None`: the helper is not installed).
     pub helper: Option<HelperInput<'a>>,
@@ -109,7 +117,7 @@ impl LoaderChild {
     /// Forks the loader child, which runs [`child_main`] with `input` and
     /// `wrap` (the kernel the child inserts with: [`RealKernel`], or a
     /// fault-injecting decorator in the test build) and never returns.
-    pub fn spawn<K: Kernel>(
+    pub fn spawn<K: Kernel + Send + 'static>(
         input: LoadInput<'_>,
         wrap: impl FnOnce(RealKernel) -> K,
     ) -> std::io::Result<LoaderChild> {
@@ -334,12 +342,9 @@ fn send(events: &Events, e: &LoaderEvent) {
     let _ = f.write_all(&line);
 }
 
-/// Streams the loader's progress to PID 1, and tells the requests'
-/// [`Claims`] which of the plan's modules are in.
+/// Streams the loader's progress to PID 1.
 struct Streamer<'e> {
     events: &'e Events,
-    plan: &'e modules_manifest::Plan,
-    claims: &'e Claims,
 }
 
 impl LoadObserver for Streamer<'_> {
@@ -348,18 +353,11 @@ impl LoadObserver for Streamer<'_> {
     }
     fn finished(&mut self, outcome: &NodeOutcome) {
         send(self.events, &LoaderEvent::Finished(outcome.clone()));
-        if let Some(node) = self.plan.nodes.get(outcome.id) {
-            let ok = matches!(
-                outcome.state,
-                crate::report::ModuleState::Loaded | crate::report::ModuleState::Already
-            );
-            self.claims.finished(&node.name, ok);
-        }
     }
 }
 
 /// The child: plan, open the files, load, report. Returns the exit code.
-fn child_main<K: Kernel>(
+fn child_main<K: Kernel + Send + 'static>(
     input: LoadInput<'_>,
     wrap: impl FnOnce(RealKernel) -> K,
     events: OwnedFd,
@@ -367,13 +365,15 @@ fn child_main<K: Kernel>(
     let events: Events = Arc::new(Mutex::new(File::from(events)));
     install_child_panic_hook(&events);
 
-    // Requests before the index is read wait in the socket's backlog.
+    // Requests that come before the index is read wait in the socket's
+    // backlog. The restorer's descriptors reach /proc and /run after the
+    // handover, when they are no longer at their paths in our root.
     let restorer = input.helper.and_then(|h| {
-        crate::helper::install::Restorer::open(input.proc_dir, h.run_dir, h.kernel_value.to_owned())
+        Restorer::open(input.proc_dir, h.run_dir, h.kernel_value.to_owned())
             .map_err(|e| log::error!("loader: cannot serve kernel module requests: {e}"))
             .ok()
     });
-    let (plan, modules_dir, index) = match make_plan(&input) {
+    let (plan, modules_dir, index, loaded) = match make_plan(&input) {
         Ok(p) => p,
         Err(e) => {
             send(
@@ -400,108 +400,126 @@ fn child_main<K: Kernel>(
         .collect();
     let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
     if restorer.is_some() {
-        // Every other module of the image too: a request after the
-        // handover finds them gone from the initramfs otherwise.
+        // Every other module of the image too: after the handover the
+        // initramfs is gone, and a request may need any of them.
         let mut rest: Vec<std::path::PathBuf> = index
             .modules
             .values()
             .map(|e| modules_dir.join(&e.path))
+            .filter(|p| !files.contains(p))
             .collect();
         rest.sort();
         rest.truncate(MAX_EXTRA_MODULE_FILES);
         kernel.open_ahead(rest.iter().map(std::path::PathBuf::as_path));
     }
     log::debug!("loader: {opened} module file(s) open");
-    send(&events, &planned_event(&plan, boottime()));
 
     let opts = LoaderOptions {
         modules_dir,
         jobs: input.jobs,
         ..diagnostic_options()
     };
-    let kernel = wrap(kernel);
-    let claims = Claims::default();
-    claims.claim_all(
-        plan.nodes
-            .iter()
-            .filter(|n| matches!(n.action, modules_manifest::Action::Insert { .. }))
-            .map(|n| &n.name),
-    );
-    let loaded = crate::helper::proc_modules;
-    let requests = ImageLoads {
-        manifest: input.manifest,
-        index: &index,
-        kernel: &kernel,
-        opts: LoaderOptions {
-            jobs: 0,
-            ..opts.clone()
+    let sink_events = Arc::clone(&events);
+    let world = OpenWorld::new(
+        Box::new(wrap(kernel)),
+        Inputs {
+            index,
+            manifest: input.manifest.clone(),
+            cmdline: input.cmdline.clone(),
+            loaded,
+            opts: opts.clone(),
         },
-        claims: &claims,
-        loaded,
-    };
-    let state = ServerState::default();
-    std::thread::scope(|s| {
+        Box::new(move |e| send(&sink_events, e)),
+    );
+    world.register_boot_plan(&plan);
+    let load_start = boottime();
+    send(&events, &planned_event(&plan, load_start));
+
+    let coldplug = coldplug::Settings::of(input.manifest, input.cmdline);
+    let until = load_start + input.deadline.as_secs_f64();
+    let server = ServerState::default();
+    let load = std::thread::scope(|scope| {
         if let (Some(h), Some(r)) = (input.helper, restorer.as_ref()) {
-            let (requests, state) = (&requests, &state);
+            let (w, server) = (world.clone(), &server);
             let spawned = std::thread::Builder::new()
                 .name("helper-server".into())
-                .spawn_scoped(s, move || {
-                    run_server(h.listener, state, r.kernel_value(), |name| {
-                        serve_request(requests, name)
+                .spawn_scoped(scope, move || {
+                    run_server(h.listener, server, r.kernel_value(), |name| {
+                        serve_request(&w, name)
                     });
                 });
             if let Err(e) = spawned {
                 log::error!("loader: cannot serve kernel module requests: {e}");
             }
         }
-        let mut streamer = Streamer {
-            events: &events,
-            plan: &plan,
-            claims: &claims,
-        };
-        let load = loader::load_observed(&plan, &kernel, &opts, &mut streamer);
-        log::info!(
-            "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
-            load.modules.len(),
-            crate::clock::Fixed(load.wall_s, 3),
-            load.jobs,
-            crate::clock::Fixed(load.critical_path_s, 3)
-        );
-        send(
-            &events,
-            &LoaderEvent::Done(LoadSummary::of(&load, Report::read_vm_hwm_kib())),
-        );
+        let main = scope.spawn(|| {
+            loader::load_observed(
+                &plan,
+                world.kernel(),
+                &opts,
+                &mut Streamer { events: &events },
+            )
+        });
+        if coldplug.enabled {
+            coldplug::run(scope, &world, &coldplug, input.sys_dir, until, &|| {
+                main.is_finished()
+            });
+        }
+        let load = main.join();
+        if let Ok(load) = &load {
+            log::info!(
+                "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
+                load.modules.len(),
+                crate::clock::Fixed(load.wall_s, 3),
+                load.jobs,
+                crate::clock::Fixed(load.critical_path_s, 3)
+            );
+            send(
+                &events,
+                &LoaderEvent::Done(LoadSummary::of(load, Report::read_vm_hwm_kib())),
+            );
+        }
         if let (Some(h), Some(r)) = (input.helper, &restorer) {
-            // Serve on while requests come (the real init's first mounts);
-            // then the kernel gets its own helper back before we go.
-            linger_while_requested(&state, h.linger);
+            // Serve on while requests come (the real init's first mounts:
+            // a filesystem whose module only the image has); then the
+            // kernel gets its own helper back before we go.
+            linger_while_requested(&server, h.linger);
             r.restore();
             log::debug!(
                 "loader: stopped serving kernel module requests ({} served)",
-                state.served.load(std::sync::atomic::Ordering::Acquire)
+                server.served.load(std::sync::atomic::Ordering::Acquire)
             );
         }
-        state.stop.store(true, std::sync::atomic::Ordering::Release);
+        server
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Nothing new from here on; the scope joins the sessions that run.
+        world.close();
+        load
     });
-    0
+    match load {
+        Ok(_) => 0,
+        // The panic hook has told PID 1 and ended the process already.
+        Err(_) => 101,
+    }
 }
 
 /// The most module files beyond the plan's the loader keeps open for
 /// requests after the handover (a generic image may hold thousands; the
-/// descriptor limit is 1024 by default).
+/// default descriptor limit is 1024).
 const MAX_EXTRA_MODULE_FILES: usize = 768;
 
 /// How often the lingering loader looks whether requests came.
 const LINGER_POLL: Duration = Duration::from_millis(200);
 
 /// Returns once no request is in flight and none came for `linger`.
-fn linger_while_requested(state: &ServerState, linger: Duration) {
+fn linger_while_requested(server: &ServerState, linger: Duration) {
     use std::sync::atomic::Ordering;
-    let mut seen = state.served.load(Ordering::Acquire);
+    let mut seen = server.served.load(Ordering::Acquire);
     let mut quiet_since = std::time::Instant::now();
     loop {
-        let served = state.served.load(Ordering::Acquire);
-        if served != seen || state.busy.load(Ordering::Acquire) > 0 {
+        let served = server.served.load(Ordering::Acquire);
+        if served != seen || server.busy.load(Ordering::Acquire) > 0 {
             seen = served;
             quiet_since = std::time::Instant::now();
         } else if quiet_since.elapsed() >= linger {
@@ -511,32 +529,15 @@ fn linger_while_requested(state: &ServerState, linger: Duration) {
     }
 }
 
-/// One kernel request, served by the loader: logged with its modules.
-fn serve_request<K: Kernel>(requests: &ImageLoads<'_, K>, name: &str) -> Outcome {
-    let (outcome, ran) = requests.serve(name);
-    let loaded: Vec<String> = ran
-        .iter()
-        .flat_map(|(_, load)| load.modules.iter())
-        .filter(|m| m.state == crate::report::ModuleState::Loaded)
-        .map(|m| m.name.to_string())
-        .collect();
+/// One kernel request, served through the open world (reason `kernel
+/// request:NAME` on the modules it brings in), logged.
+fn serve_request(world: &OpenWorld, name: &str) -> Outcome {
+    let reason = crate::helper::request::chain_name(name);
+    let outcome = crate::helper::request::serve(world, name);
     match &outcome {
-        Outcome::Loaded => log::info!(
-            "{}: loaded {}",
-            crate::helper::request::chain_name(name),
-            if loaded.is_empty() {
-                "nothing (already in)".to_owned()
-            } else {
-                loaded.join(" ")
-            }
-        ),
-        Outcome::Failed(why) => {
-            log::warn!("{}: {why}", crate::helper::request::chain_name(name));
-        }
-        Outcome::NotFound => log::info!(
-            "{}: not in the image",
-            crate::helper::request::chain_name(name)
-        ),
+        Outcome::Loaded => log::info!("{reason}: loaded"),
+        Outcome::Failed(why) => log::warn!("{reason}: {why}"),
+        Outcome::NotFound => log::info!("{reason}: not in the image"),
     }
     outcome
 }
@@ -544,9 +545,18 @@ fn serve_request<K: Kernel>(requests: &ImageLoads<'_, K>, name: &str) -> Outcome
 /// Index, loaded set, plan: only what leaves nothing to plan stops the
 /// boot (the child says so with `fatal`); a module that cannot be planned
 /// fails alone (`plan_at_boot`).
+#[allow(clippy::type_complexity)]
 fn make_plan(
     input: &LoadInput<'_>,
-) -> Result<(modules_manifest::Plan, std::path::PathBuf, DepIndex), BootError> {
+) -> Result<
+    (
+        modules_manifest::Plan,
+        std::path::PathBuf,
+        DepIndex,
+        BTreeSet<modules_manifest::ModuleName>,
+    ),
+    BootError,
+> {
     let modules_dir =
         boot::modules_dir(input.root, input.proc_dir).map_err(BootError::KernelRelease)?;
     let index = DepIndex::load(&modules_dir).map_err(|source| BootError::Index {
@@ -567,7 +577,7 @@ fn make_plan(
     for note in &plan.notes {
         log::info!("plan: {note}");
     }
-    Ok((plan, modules_dir, index))
+    Ok((plan, modules_dir, index, loaded))
 }
 
 /// The largest `modules.params` read, in bytes (the image builder writes

@@ -97,6 +97,12 @@ pub struct ModuleReport {
     /// `modules.params`).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Why the module was loaded, for a module added after the plan:
+    /// `modalias:ALIAS` (coldplug), `kernel request:NAME`, or `dependency
+    /// of X` / `softdep of X` for what those pulled in. Empty (and left out
+    /// of the file) for a module of the boot plan.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 impl ModuleReport {

@@ -24,7 +24,9 @@
 use std::time::Duration;
 
 use crate::loader::NodeOutcome;
-pub use crate::loader_events::{LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
+pub use crate::loader_events::{
+    AddedModule, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
+};
 use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
 
 /// How the loader child ended, from `waitpid`.
@@ -154,6 +156,7 @@ impl Supervisor {
                         worker: None,
                         chains: m.chains,
                         warnings: m.warnings,
+                        reason: String::new(),
                     })
                     .collect();
                 self.plan = Some(Tracked {
@@ -163,6 +166,8 @@ impl Supervisor {
                     load_start: boottime_load_start,
                 });
             }
+            LoaderEvent::Added(a) => self.add(a),
+            LoaderEvent::Notice(text) => self.notes.push(text),
             LoaderEvent::Started { id, t } => match self.module_mut(id) {
                 Some(m) if m.state == ModuleState::Pending => m.start = Some(t),
                 _ => self.odd(format!("start of unknown or decided node {id}")),
@@ -348,6 +353,35 @@ impl Supervisor {
             loader_vm_hwm_kib: None,
             notes,
         })
+    }
+
+    /// A module added after the plan: optional, in no chain, so its
+    /// failure can break no required chain (coldplug, kernel requests).
+    fn add(&mut self, a: AddedModule) {
+        let Some(t) = self.plan.as_mut() else {
+            return self.odd(format!("module {} added before the plan", a.name));
+        };
+        if a.id != t.modules.len() {
+            let want = t.modules.len();
+            return self.odd(format!(
+                "module {} added as node {} (the next node is {want})",
+                a.name, a.id
+            ));
+        }
+        t.required.push(false);
+        t.modules.push(ModuleReport {
+            name: a.name,
+            state: ModuleState::Pending,
+            params: a.params,
+            error: None,
+            blocked_by: None,
+            start: None,
+            end: None,
+            worker: None,
+            chains: Vec::new(),
+            warnings: Vec::new(),
+            reason: a.reason,
+        });
     }
 
     fn finish(&mut self, o: NodeOutcome) {

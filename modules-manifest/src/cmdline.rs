@@ -66,6 +66,9 @@ pub struct KernelCmdline {
     /// `kmodinit.helper_linger=MS`: how long the loader keeps serving the
     /// kernel's module requests after its load and its last request.
     pub helper_linger_ms: Option<u64>,
+    /// `kmodinit.coldplug=0|1`: turns coldplug off or on whatever the
+    /// manifest says.
+    pub coldplug: Option<bool>,
     /// `kmodinit.debug`.
     pub debug: bool,
     /// Entries that were recognised but unusable, with the reason.
@@ -432,6 +435,14 @@ impl KernelCmdline {
                     .parse_ms("kmodinit.required_timeout", value)
                     .or(self.required_timeout_ms)
             }
+            ("kmodinit", "coldplug") => match value {
+                Some("1") => self.coldplug = Some(true),
+                Some("0") => self.coldplug = Some(false),
+                other => self.warnings.push(format!(
+                    "kmodinit.coldplug={}: expected 0 or 1; ignored",
+                    other.unwrap_or("")
+                )),
+            },
             ("kmodinit", "on_failure") => match value.and_then(parse_on_failure) {
                 Some(f) => self.on_failure = Some(f),
                 None => self.warnings.push(format!(
@@ -604,6 +615,17 @@ mod tests {
             c.warnings,
             ["kmodinit.deadline=soon: expected milliseconds (a whole number); ignored"]
         );
+        let c = KernelCmdline::parse("kmodinit.coldplug=1 kmodinit.coldplug=maybe");
+        assert_eq!(c.coldplug, Some(true));
+        assert_eq!(
+            c.warnings,
+            ["kmodinit.coldplug=maybe: expected 0 or 1; ignored"]
+        );
+        assert_eq!(
+            KernelCmdline::parse("kmodinit.coldplug=0").coldplug,
+            Some(false)
+        );
+        assert_eq!(KernelCmdline::parse("quiet").coldplug, None);
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub mod release;
 pub use cmdline::{CmdlineName, KernelCmdline};
 pub use depmod::{AliasTable, Compression, DepIndex, IndexError, ModuleEntry, SoftDep};
 pub use manifest::{
-    ChainEntry, ChainSpec, InitSpec, Manifest, ManifestError, ModuleSpec, OnFailure, RootSpec,
-    SoftdepSpec,
+    ChainEntry, ChainSpec, ColdplugSpec, InitSpec, Manifest, ManifestError, ModuleSpec, OnFailure,
+    RootSpec, SoftdepSpec,
 };
 pub use name::ModuleName;
 pub use plan::{

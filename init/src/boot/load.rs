@@ -57,6 +57,8 @@ impl<S: Sys> Boot<S> {
                     std::time::Duration::from_millis,
                 ),
             }),
+            sys_dir: &self.paths.sys,
+            deadline: config.deadline,
         };
         let spawned = clock::boottime();
         #[cfg(not(feature = "fault-injection"))]

@@ -21,17 +21,21 @@ use std::time::Duration;
 use super::args::{check_name, MAX_REQUEST_BYTES};
 use super::request::Outcome;
 
-/// Requests served at the same time; one more is refused at once (status
-/// 1, the kernel's request fails as if no helper were there) rather than
-/// queued, so a flood (`socket(AF_…)` in a loop makes the kernel ask for
-/// `net-pf-*` each time) costs a bounded number of threads and bytes.
+/// Requests served at the same time; further helpers are not accepted
+/// until one is answered (they wait in the listen backlog), so a flood
+/// (`socket(AF_…)` in a loop makes the kernel ask for `net-pf-*` each
+/// time) costs a bounded number of threads and bytes, and a request is
+/// never refused for being one too many.
 pub const MAX_CONCURRENT_REQUESTS: usize = 16;
 
 /// How long the server waits for a connected helper's request line.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the server's accept loop sleeps between looks at its stop flag.
-const ACCEPT_POLL: Duration = Duration::from_millis(100);
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+
+/// How long it sleeps while every place is taken.
+const FULL_POLL: Duration = Duration::from_millis(5);
 
 /// The answer line for `outcome`.
 pub fn encode_reply(outcome: &Outcome, fallback: &str) -> String {
@@ -135,6 +139,13 @@ where
     let inflight = InFlight::default();
     std::thread::scope(|s| {
         while !state.stop.load(Ordering::Acquire) {
+            if state.busy.load(Ordering::Acquire) >= MAX_CONCURRENT_REQUESTS {
+                // Every place taken: further helpers wait in the socket's
+                // backlog (bounded; the kernel itself runs at most 50
+                // helpers at once) until a request is answered.
+                std::thread::sleep(FULL_POLL);
+                continue;
+            }
             let conn = match listener.accept() {
                 Ok((c, _)) => c,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -148,15 +159,7 @@ where
                     continue;
                 }
             };
-            if state.busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT_REQUESTS {
-                state.busy.fetch_sub(1, Ordering::AcqRel);
-                let mut c = conn;
-                let _ = c.write_all(b"1 too many module requests at once\n");
-                log::warn!(
-                    "kernel module request refused: {MAX_CONCURRENT_REQUESTS} already in flight"
-                );
-                continue;
-            }
+            state.busy.fetch_add(1, Ordering::AcqRel);
             let (inflight, serve) = (&inflight, &serve);
             let spawned = std::thread::Builder::new()
                 .name("helper-request".into())

@@ -6,8 +6,9 @@
 //!   strict parsing and validation of the request (fuzzed).
 //! - [`channel`]: the socket between the helper and the loader child that
 //!   serves it while it lives (bounded, deduplicated).
-//! - [`request`]: a request's plan and load, each module inserted once
-//!   across the boot's load and every request ([`request::Claims`]).
+//! - [`request`]: a request through the open world
+//!   ([`crate::open_world`]), each module inserted once across the boot's
+//!   load, coldplug and every request.
 //! - [`install`]: PID 1's side: the helper's path, the kernel's value kept
 //!   and put back.
 //!
@@ -27,7 +28,8 @@ pub mod channel;
 pub mod install;
 pub mod request;
 
-use request::{Claims, ImageLoads, Outcome};
+use crate::open_world::{Inputs, OpenWorld};
+use request::Outcome;
 
 /// Where PID 1 installs the helper (a copy of `/init`): under `/run`, so
 /// the same path works before and after switch_root.
@@ -95,16 +97,16 @@ fn fall_through(fallback: &str, name: &str) -> Outcome {
 }
 
 /// (b): no loader serves: resolve and load from `/lib/modules/RELEASE` of
-/// the root we run in, skipping what `/proc/modules` shows, with the
-/// image's manifest for params and blocklist if it is there.
+/// the root we run in, what `/proc/modules` shows skipped, with the
+/// image's manifest for params and blocklist if it is there, through a
+/// one-request open world (its events go nowhere: no report is open).
 fn standalone(name: &str) -> Outcome {
     let dir = match crate::boot::modules_dir(Path::new("/"), Path::new("/proc")) {
         Ok(d) => d,
         Err(e) => return Outcome::Failed(format!("kernel release: {e}")),
     };
-    let index = match DepIndex::load(&dir) {
-        Ok(i) => i,
-        Err(_) => return Outcome::NotFound,
+    let Ok(index) = DepIndex::load(&dir) else {
+        return Outcome::NotFound;
     };
     let Some(manifest) = std::fs::read(crate::boot_config::DEFAULT_MANIFEST)
         .ok()
@@ -113,22 +115,22 @@ fn standalone(name: &str) -> Outcome {
     else {
         return Outcome::Failed("no manifest".to_owned());
     };
-    let kernel = crate::kernel::RealKernel::new();
-    let claims = Claims::default();
-    let loaded = proc_modules;
-    let loads = ImageLoads {
-        manifest: &manifest,
-        index: &index,
-        kernel: &kernel,
-        opts: crate::loader::LoaderOptions {
-            modules_dir: dir,
-            jobs: 1,
-            ..Default::default()
+    let world = OpenWorld::new(
+        Box::new(crate::kernel::RealKernel::new()),
+        Inputs {
+            index,
+            manifest,
+            cmdline: modules_manifest::KernelCmdline::default(),
+            loaded: proc_modules(),
+            opts: crate::loader::LoaderOptions {
+                modules_dir: dir,
+                jobs: 1,
+                ..Default::default()
+            },
         },
-        claims: &claims,
-        loaded,
-    };
-    loads.serve(name).0
+        Box::new(|_| {}),
+    );
+    request::serve(&world, name)
 }
 
 /// A manifest with nothing in it (no params, no blocklist).

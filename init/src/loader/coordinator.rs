@@ -409,6 +409,7 @@ impl<'g, 'o> Run<'g, 'o> {
                 worker: o.worker,
                 chains,
                 warnings: node.warnings.clone(),
+                reason: String::new(),
             })
             .collect();
 

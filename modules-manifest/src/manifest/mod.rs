@@ -42,6 +42,22 @@ pub struct Manifest {
     /// (empty lists remove them). Names may be aliases, as in
     /// `modules.softdep`.
     pub softdeps: BTreeMap<ModuleName, SoftdepSpec>,
+    /// `"coldplug": {"enabled": bool, "allow": [glob], "deny": [glob]}`:
+    /// load the drivers of the devices present (their `modalias` matched
+    /// against `modules.alias`). `None`: off.
+    pub coldplug: Option<ColdplugSpec>,
+}
+
+/// Coldplug: which matched drivers may load. A module matched by a
+/// device's modalias loads if `allow` is empty or one of its globs matches
+/// the module's name, and no `deny` glob does (fnmatch over module names,
+/// `-` read as `_`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ColdplugSpec {
+    /// Defaults to true when the object is given.
+    pub enabled: bool,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 /// `"softdeps": {"MODULE": {"pre": [..], "post": [..]}}`.
@@ -220,6 +236,11 @@ impl Manifest {
             deadline_ms: raw.deadline_ms,
             required_timeout_ms: raw.required_timeout_ms,
             softdeps: raw.softdeps.0,
+            coldplug: raw.coldplug.map(|c| ColdplugSpec {
+                enabled: c.enabled,
+                allow: c.allow.into_iter().map(|g| g.0.replace('-', "_")).collect(),
+                deny: c.deny.into_iter().map(|g| g.0.replace('-', "_")).collect(),
+            }),
         };
         manifest.check()?;
         Ok(manifest)
@@ -377,6 +398,33 @@ mod tests {
 
     fn err(json: &str) -> ManifestError {
         Manifest::from_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn coldplug_is_checked_and_defaults_to_on_when_given() {
+        let m = Manifest::from_json(
+            br#"{"version": 1, "coldplug": {"deny": ["virtio-b*"], "allow": ["virtio_*", "e1000[ef]"]}}"#,
+        )
+        .unwrap();
+        let c = m.coldplug.unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.deny, ["virtio_b*"]);
+        assert_eq!(c.allow, ["virtio_*", "e1000[ef]"]);
+        let m = Manifest::from_json(br#"{"version": 1, "coldplug": {"enabled": false}}"#).unwrap();
+        assert!(!m.coldplug.unwrap().enabled);
+        assert_eq!(
+            Manifest::from_json(br#"{"version": 1}"#).unwrap().coldplug,
+            None
+        );
+        let e = err(r#"{"version": 1, "coldplug": {"deny": ["ok", "e1000[ef"]}}"#);
+        assert!(e.path.starts_with("coldplug.deny"), "{e}");
+        assert!(e.message.contains("']'"), "{e}");
+        let e = err(r#"{"version": 1, "coldplug": {"allow": ["two words"]}}"#);
+        assert!(e.path.starts_with("coldplug.allow"), "{e}");
+        let e = err(r#"{"version": 1, "coldplug": {"enabled": "yes"}}"#);
+        assert!(e.path.starts_with("coldplug.enabled"), "{e}");
+        let e = err(r#"{"version": 1, "coldplug": {"on": true}}"#);
+        assert!(e.message.contains("on"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,70 @@ pub(super) struct RawManifest {
     pub(super) required_timeout_ms: Option<u64>,
     #[serde(default)]
     pub(super) softdeps: SoftdepsTable,
+    #[serde(default)]
+    pub(super) coldplug: Option<RawColdplug>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawColdplug {
+    /// Given the object, coldplug is on unless it says otherwise.
+    #[serde(default = "yes")]
+    pub(super) enabled: bool,
+    #[serde(default)]
+    pub(super) allow: Vec<ModuleGlob>,
+    #[serde(default)]
+    pub(super) deny: Vec<ModuleGlob>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A glob over module names (fnmatch: `*`, `?`, `[…]`), one word of at
+/// most 255 bytes with balanced brackets.
+pub(super) struct ModuleGlob(pub(super) String);
+
+impl<'de> Deserialize<'de> for ModuleGlob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(de::Error::custom(format!(
+                "module glob {s:?}: expected one word (no blanks, at most 255 bytes)"
+            )));
+        }
+        if !brackets_balanced(&s) {
+            return Err(de::Error::custom(format!(
+                "module glob {s:?}: a '[' without its closing ']'"
+            )));
+        }
+        Ok(ModuleGlob(s))
+    }
+}
+
+/// True if every `[` of the glob has its `]` (fnmatch: a `]` right after
+/// `[` or `[!` is a member, not the end).
+fn brackets_balanced(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'[' {
+            let mut j = i + 1;
+            if matches!(b.get(j), Some(b'!' | b'^')) {
+                j += 1;
+            }
+            if b.get(j) == Some(&b']') {
+                j += 1;
+            }
+            match b[j.min(b.len())..].iter().position(|&c| c == b']') {
+                Some(k) => i = j + k + 1,
+                None => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 #[derive(Deserialize)]
