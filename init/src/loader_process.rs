@@ -248,12 +248,24 @@ impl LoaderChild {
     /// settles the pending modules and rewrites `report_path` (atomically),
     /// then exits. The real init inherits it. Does nothing when the load is
     /// complete. A failed fork is logged: the report keeps `pending`.
-    pub fn hand_over(&mut self, mut sup: Supervisor, report: &Report, report_path: &Path) {
-        if report
+    ///
+    /// With `serving` (the loader serves the kernel's module requests after
+    /// the handover, [`crate::helper`]) the reporter is started even if the
+    /// load is complete, and stays until the loader ends: each module a
+    /// request brings in is added to the report (reason `kernel
+    /// request:NAME`) as soon as it is decided.
+    pub fn hand_over(
+        &mut self,
+        mut sup: Supervisor,
+        report: &Report,
+        report_path: &Path,
+        serving: bool,
+    ) {
+        let pending = report
             .loader
             .as_ref()
-            .is_none_or(|l| l.pending_at_handover == 0)
-        {
+            .is_some_and(|l| l.pending_at_handover > 0);
+        if !pending && !serving {
             return;
         }
         // SAFETY: PID 1 is single-threaded (as in `spawn`); the reporter is
@@ -265,21 +277,23 @@ impl LoaderChild {
                     Ok(end) => {
                         // No reaping here: the loader is PID 1's child, so
                         // its exit status goes to the real init.
-                        let mut report = report.clone();
-                        settle(&mut report, end, self.exit.as_ref());
-                        match report.write(report_path) {
-                            Ok(()) => {
-                                log::info!(
-                                    "loader done after the handover: {} updated",
-                                    report_path.display()
-                                );
-                                0
-                            }
-                            Err(e) => {
-                                log::error!("cannot update {}: {e}", report_path.display());
-                                1
+                        let mut last = report.clone();
+                        settle(&mut last, end, self.exit.as_ref());
+                        let mut code = write_late(&last, report_path);
+                        // The loader serves requests: whatever they add
+                        // goes into the report until the loader ends.
+                        while self.events.is_some() {
+                            self.pump(&mut sup, MAX_POLL);
+                            if let Verdict::Proceed(end) = sup.verdict(boottime()) {
+                                let mut next = report.clone();
+                                settle(&mut next, end, self.exit.as_ref());
+                                if next.load != last.load {
+                                    code = write_late(&next, report_path);
+                                    last = next;
+                                }
                             }
                         }
+                        code
                     }
                     Err((message, _)) => {
                         log::error!("loader after the handover: {message}");
@@ -297,6 +311,20 @@ impl LoaderChild {
                 "cannot start the reporter: {e}; {} keeps pending modules",
                 report_path.display()
             ),
+        }
+    }
+}
+
+/// Writes the reporter's report (atomically); the exit code to end with.
+fn write_late(report: &Report, path: &Path) -> i32 {
+    match report.write(path) {
+        Ok(()) => {
+            log::info!("loader after the handover: {} updated", path.display());
+            0
+        }
+        Err(e) => {
+            log::error!("cannot update {}: {e}", path.display());
+            1
         }
     }
 }

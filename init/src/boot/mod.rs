@@ -245,9 +245,19 @@ impl<S: Sys> Boot<S> {
     /// After PID 1's last report: a load still running gets a reporter that
     /// settles its pending modules in the report when it ends.
     fn hand_over_the_load(&mut self) {
+        let serving = self.helper_kernel_value.is_some() && self.loader_alive();
         if let (Some(loader), Some(sup)) = (self.loader.as_mut(), self.supervisor.take()) {
-            loader.hand_over(sup, &self.report, &self.paths.report);
+            loader.hand_over(sup, &self.report, &self.paths.report, serving);
         }
+    }
+
+    /// True if the loader child still runs (it may serve the kernel's
+    /// module requests).
+    fn loader_alive(&self) -> bool {
+        self.loader.as_ref().is_some_and(|l| {
+            l.exit().is_none()
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(l.pid()), None).is_ok()
+        })
     }
 
     /// The run directory (`/run/kmodinit`): the report's, the helper's.
@@ -266,11 +276,7 @@ impl<S: Sys> Boot<S> {
         let Some(value) = self.helper_kernel_value.take() else {
             return;
         };
-        let alive = self.loader.as_ref().is_some_and(|l| {
-            l.exit().is_none()
-                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(l.pid()), None).is_ok()
-        });
-        if alive {
+        if self.loader_alive() {
             log::info!("the loader serves the kernel's module requests after the handover");
             return;
         }
