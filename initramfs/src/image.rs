@@ -97,6 +97,9 @@ pub struct Options {
     pub modprobe_dirs: Vec<PathBuf>,
     /// Declared parameters a module does not have are warnings, not errors.
     pub allow_unknown_params: bool,
+    /// Modules (names or aliases) the image holds, with what they need,
+    /// though no chain loads them (`--extra-modules`).
+    pub extra_modules: Vec<String>,
 }
 
 /// What was built, for the summary.
@@ -145,6 +148,8 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+    #[error("{0}")]
+    ExtraModule(String),
     #[error("--init {path} is not a regular file")]
     InitNotFile { path: PathBuf },
     #[error("--add {src}: {source}")]
@@ -286,13 +291,25 @@ fn select_with_modprobe_d(
             })?;
         aliases.push((pattern, module));
     }
-    let first = modules::select_in(&manifest, dir, &index, &aliases, opts.module_compression)?;
+    let extra = |m: &Manifest| with_extra_modules(m, &opts.extra_modules);
+    let first = modules::select_in(
+        &extra(&manifest)?,
+        dir,
+        &index,
+        &aliases,
+        opts.module_compression,
+    )?;
     let (merged, mut notes) = modprobe::merge(&manifest, &config, &first.plan);
     let (manifest, manifest_bytes, mut selection) = if merged == manifest {
         (manifest, manifest_bytes, first)
     } else {
-        let selection =
-            modules::select_in(&merged, dir, &index, &aliases, opts.module_compression)?;
+        let selection = modules::select_in(
+            &extra(&merged)?,
+            dir,
+            &index,
+            &aliases,
+            opts.module_compression,
+        )?;
         let bytes = merged.to_json();
         (merged, bytes, selection)
     };
@@ -319,10 +336,36 @@ fn select_with_modprobe_d(
         modinfo::PARAMS_FILE,
         modinfo::write_params_file(&params.0).into_bytes(),
     ));
-    modules::verify_pruned(&manifest, &selection)?;
+    modules::verify_pruned(&extra(&manifest)?, &selection)?;
     selection.notes = notes;
     selection.warnings = warnings;
     Ok((manifest, manifest_bytes, selection))
+}
+
+/// The chains that bring `--extra-modules` into the image's selection are
+/// named `mkimage --extra-modules NAME`; the manifest the image holds never
+/// has them.
+pub const EXTRA_MODULES_CHAIN: &str = "mkimage --extra-modules";
+
+/// `manifest` plus one optional chain per name of `extra` (for choosing
+/// the image's files and index only; one chain each, so no order is
+/// implied between them). Unchanged if `extra` is empty.
+fn with_extra_modules(manifest: &Manifest, extra: &[String]) -> Result<Manifest, BuildError> {
+    let mut m = manifest.clone();
+    let mut seen = std::collections::BTreeSet::new();
+    for raw in extra {
+        let name = modules_manifest::ModuleName::new(raw)
+            .map_err(|e| BuildError::ExtraModule(format!("--extra-modules {raw:?}: {e}")))?;
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        m.chains.push(modules_manifest::ChainSpec {
+            name: format!("{EXTRA_MODULES_CHAIN} {name}"),
+            modules: vec![modules_manifest::ChainEntry { name, params: None }],
+            required: false,
+        });
+    }
+    Ok(m)
 }
 
 /// Builds the image and writes it to `opts.output` atomically (temporary

@@ -188,6 +188,7 @@ fn help_documents_every_option() {
         "--modprobe-d <DIR>",
         "--no-modprobe-d",
         "--allow-unknown-params",
+        "--extra-modules <NAMES>",
         "SOURCE_DATE_EPOCH",
         "KMODINIT_INIT",
         "make init",
@@ -357,6 +358,46 @@ fn fake_tree_image_holds_exactly_what_the_plan_needs() {
     assert!(stdout.contains("modules:      3 files"), "{stdout}");
     assert!(stdout.contains("largest files"), "{stdout}");
     assert!(stdout.contains("uncompressed"), "{stdout}");
+}
+
+#[test]
+fn extra_modules_go_into_the_image_but_not_into_its_manifest() {
+    let f = Fixture::new();
+    let img = f.out("extra.cpio");
+    // `c` (with its dependency `b` and its softdep `unused`), asked for
+    // by alias and by name; no chain of the image's manifest names it.
+    ok(&f.build(
+        &img,
+        &["--compress", "none", "--extra-modules", "fs-cfs,unused"],
+    ));
+    let m = members(&img);
+    let mods = module_files(&m, FAKE_RELEASE);
+    for want in [
+        "kernel/drivers/c.ko",
+        "kernel/drivers/unused.ko",
+        "kernel/drivers/a.ko",
+    ] {
+        assert!(mods.contains(want), "{want} missing: {mods:?}");
+    }
+    let md = format!("lib/modules/{FAKE_RELEASE}");
+    assert!(text(&m, &format!("{md}/modules.alias")).contains("alias fs-cfs c\n"));
+    assert!(text(&m, &format!("{md}/modules.dep"))
+        .contains("kernel/drivers/c.ko: kernel/drivers/b.ko\n"));
+    assert_eq!(
+        m["etc/kmodinit/manifest.json"].data,
+        fs::read(f.manifest()).unwrap(),
+        "the manifest is the one given: the extra modules load only on request"
+    );
+    // Not a module or alias of the tree: refused, nothing written.
+    let bad = f.out("bad.cpio");
+    let e = failed(&f.build(&bad, &["--extra-modules", "no-such-thing"]));
+    assert!(
+        e.contains("no_such_thing") || e.contains("no-such-thing"),
+        "{e}"
+    );
+    assert!(!bad.exists());
+    let e = failed(&f.build(&bad, &["--extra-modules", "../x"]));
+    assert!(e.contains("--extra-modules"), "{e}");
 }
 
 #[test]
