@@ -24,6 +24,7 @@ pub const FIXTURES: &[&str] = &[
     "kmi_e",
     "kmi_fail",
     "kmi_fail_dep",
+    "kmi_crypto",
 ];
 
 /// The benchmark farm: `FARM_SHARED` shared roots, `FARM_CHAINS` chains of
