@@ -85,12 +85,10 @@ done"#,
         .unwrap_or_else(|e| panic!("{e}"));
     // A long linger: the real init's mount comes after the handover, and
     // the loader must still serve then (whatever the host's speed).
-    let b = boot(
-        env.vm(&dir, &image)
-            .disk(&root)
-            .disk(&fat)
-            .append(format!("root=UUID={} kmodinit.helper_linger=600000", fs.uuid)),
-    );
+    let b = boot(env.vm(&dir, &image).disk(&root).disk(&fat).append(format!(
+        "root=UUID={} kmodinit.helper_linger=600000",
+        fs.uuid
+    )));
     let c = &b.console;
     assert_init_never_died(&b);
     assert_eq!(
@@ -140,8 +138,8 @@ done"#,
 /// Proof (4): kmi_crypto's init allocates wp512, which only wp512.ko (in
 /// the image, no dependency of kmi_crypto, in no chain) provides; the
 /// request comes while the boot's own load runs, and kmi_crypto loads.
-/// Then, with the default linger shortened, the kernel's own helper path
-/// is back before the real init looks.
+/// With no linger, the kernel's own helper path is back once the load is
+/// done; `/init` run as `modprobe` then loads from the image itself.
 #[test]
 #[ignore = "boots QEMU: run by make test-e2e"]
 fn a_module_whose_init_requests_an_algorithm_loads_when_its_provider_is_in_the_image() {
@@ -155,7 +153,13 @@ while [ "$(cat /proc/sys/kernel/modprobe)" = /run/kmodinit/modprobe ] && [ $i -l
   sleep 1; i=$((i+1))
 done
 echo "KMI-MODPROBE $(cat /proc/sys/kernel/modprobe)"
-echo "KMI-HELPER-FILES $(ls /run/kmodinit)""#,
+echo "KMI-HELPER-FILES $(ls /run/kmodinit)"
+ln -s /init /run/modprobe
+/run/modprobe -q -- fs-vfat; echo "KMI-STANDALONE fs-vfat rc=$?"
+/run/modprobe -q -- fs-vfat; echo "KMI-STANDALONE again rc=$?"
+/run/modprobe -q -- no-such-module; echo "KMI-STANDALONE missing rc=$?"
+/run/modprobe -q -- ../lib; echo "KMI-STANDALONE path rc=$?"
+/run/modprobe -r vfat; echo "KMI-STANDALONE option rc=$?""#,
     );
     let script = env.real_init_script_of(&dir, &init);
     let manifest = json!({
@@ -175,7 +179,7 @@ echo "KMI-HELPER-FILES $(ls /run/kmodinit)""#,
                 (&script, "/sbin/init"),
             ],
             "none",
-            &["--extra-modules", "wp512"],
+            &["--extra-modules", "wp512,vfat"],
         )
         .unwrap_or_else(|e| panic!("{e}"));
     // No linger: PID 1 gives the kernel its helper back before exec.
@@ -206,4 +210,31 @@ echo "KMI-HELPER-FILES $(ls /run/kmodinit)""#,
         !files.contains("modprobe") && !files.contains("helper.sock"),
         "{files}"
     );
+    // No loader serves any more: the helper, run as a person would
+    // (`/init` linked as `modprobe`), loads from the image itself, with
+    // modprobe's exit statuses.
+    for (what, rc) in [
+        ("fs-vfat", 0),
+        ("again", 0),
+        ("missing", 1),
+        ("path", 1),
+        ("option", 1),
+    ] {
+        let line = c
+            .line_from(&format!("KMI-STANDALONE {what} "))
+            .unwrap_or("");
+        assert_eq!(
+            line,
+            format!("KMI-STANDALONE {what} rc={rc}"),
+            "{}",
+            c.tail(40)
+        );
+    }
+    for m in ["vfat", "fat"] {
+        assert_eq!(
+            proc_modules.iter().filter(|p| p.name == m).count(),
+            1,
+            "{m}"
+        );
+    }
 }

@@ -374,6 +374,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_kernel_gets_its_helper_back_when_no_loader_serves() {
+        use crate::sys::{FakeSys, SysCall};
+        let tmp = std::env::temp_dir().join(format!("kmodinit-release-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let paths = Paths::under(&tmp);
+        std::fs::create_dir_all(paths.proc.join("sys/kernel")).unwrap_or_default();
+        std::fs::create_dir_all(paths.proc.join("self")).unwrap_or_default();
+        let exe = tmp.join("init");
+        std::fs::write(&exe, b"binary").unwrap_or_default();
+        let sysctl = paths.proc.join(crate::helper::install::MODPROBE_SYSCTL);
+        let sys = FakeSys::new().sysctl(&sysctl, "/sbin/modprobe\n");
+        let mut b = Boot::new(sys, paths, 0.0);
+        let run = b.run_dir();
+        assert_eq!(run, tmp.join("run/kmodinit"));
+        let inst = crate::helper::install::install(&b.sys, &b.paths.proc, &run, &exe);
+        let inst = inst.unwrap_or_else(|e| panic!("{e}"));
+        b.helper_kernel_value = Some(inst.kernel_value.clone());
+        drop(inst);
+        // No loader runs: PID 1 restores, once.
+        b.release_helper();
+        b.release_helper();
+        let writes: Vec<String> = b
+            .sys
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                SysCall::WriteSysctl { path, value } if path == sysctl => Some(value),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            writes,
+            [
+                run.join("modprobe").display().to_string(),
+                "/sbin/modprobe".to_owned()
+            ]
+        );
+        assert!(!run.join("modprobe").exists());
+        assert!(!run.join("helper.sock").exists());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
     fn proc_modules_names() {
         let text = "ext4 1056768 1 - Live 0x0000000000000000\nvirtio-blk 20480 0 - Live 0x0\n\n";
         let names: Vec<String> = parse_proc_modules(text)
