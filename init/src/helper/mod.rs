@@ -53,7 +53,7 @@ pub fn run(args: &[String]) -> ExitCode {
     let req = match args::parse(args) {
         Ok(r) => r,
         Err(e) => {
-            say(&format!("kmodinit modprobe: {e}"));
+            say(&format!("modprobe: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -68,14 +68,14 @@ pub fn run(args: &[String]) -> ExitCode {
         Outcome::NotFound => {
             if !req.quiet {
                 say(&format!(
-                    "kmodinit modprobe: module {} not found in the image",
+                    "modprobe: module {} not found in the image",
                     req.name
                 ));
             }
             ExitCode::FAILURE
         }
         Outcome::Failed(why) => {
-            say(&format!("kmodinit modprobe: {}: {why}", req.name));
+            say(&format!("modprobe: {}: {why}", req.name));
             ExitCode::FAILURE
         }
     }
@@ -91,7 +91,7 @@ fn fall_through(fallback: &str, name: &str) -> Outcome {
         let e = std::process::Command::new(fallback)
             .args(["-q", "--", name])
             .exec();
-        say(&format!("kmodinit modprobe: cannot run {fallback}: {e}"));
+        say(&format!("modprobe: cannot run {fallback}: {e}"));
     }
     Outcome::NotFound
 }
@@ -169,8 +169,10 @@ fn stdio_on_dev_null() {
     }
 }
 
-/// A message for a person: the kernel log (the helper has no console).
+/// A message for a person: the kernel log (where it reads `kmodinit:
+/// modprobe: …`; run by the kernel, the helper has no console) and
+/// stderr.
 fn say(msg: &str) {
     crate::kmsg::announce(Path::new("/dev"), Path::new("/proc"), &format!("{msg}\n"));
-    eprintln!("{msg}");
+    eprintln!("kmodinit {msg}");
 }
