@@ -513,9 +513,10 @@ fn child_main<K: Kernel + Send + 'static>(
             // kernel gets its own helper back before we go.
             linger_while_requested(&server, h.linger);
             r.restore();
-            log::debug!(
-                "loader: stopped serving kernel module requests ({} served)",
-                server.served.load(std::sync::atomic::Ordering::Acquire)
+            log::info!(
+                "stopped serving the kernel's module requests ({} served); its helper is {:?} again",
+                server.served.load(std::sync::atomic::Ordering::Acquire),
+                r.kernel_value()
             );
         }
         server

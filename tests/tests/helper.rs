@@ -138,8 +138,8 @@ done"#,
 /// Proof (4): kmi_crypto's init allocates wp512, which only wp512.ko (in
 /// the image, no dependency of kmi_crypto, in no chain) provides; the
 /// request comes while the boot's own load runs, and kmi_crypto loads.
-/// With no linger, the kernel's own helper path is back once the load is
-/// done; `/init` run as `modprobe` then loads from the image itself.
+/// After a short linger the kernel's own helper path is back; `/init` run
+/// as `modprobe` then loads from the image itself.
 #[test]
 #[ignore = "boots QEMU: run by make test-e2e"]
 fn a_module_whose_init_requests_an_algorithm_loads_when_its_provider_is_in_the_image() {
@@ -182,8 +182,10 @@ ln -s /init /run/modprobe
             &["--extra-modules", "wp512,vfat"],
         )
         .unwrap_or_else(|e| panic!("{e}"));
-    // No linger: PID 1 gives the kernel its helper back before exec.
-    let b = boot(env.vm(&dir, &image).append("kmodinit.helper_linger=0"));
+    // A short linger: the loader serves a moment after the exec, then
+    // gives the kernel its helper back (or PID 1 does, if the loader has
+    // already ended at the exec); the script waits for it.
+    let b = boot(env.vm(&dir, &image).append("kmodinit.helper_linger=1000"));
     let c = &b.console;
     assert_init_never_died(&b);
     assert_eq!(
