@@ -239,6 +239,27 @@ pub fn dry_run(
                 let _ = writeln!(s, "load plan ({} node(s), jobs {jobs}):", p.nodes.len());
                 s.push_str(&p.render_text());
             }
+            let c = crate::coldplug::Settings::of(m, &cmdline);
+            if c.enabled {
+                let globs = |g: &[String]| {
+                    if g.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        g.join(" ")
+                    }
+                };
+                let _ = writeln!(
+                    s,
+                    "coldplug: match /sys/devices modaliases and uevents against modules.alias, \
+                     allow {}, deny {}; settle {} ms, at most until the deadline ({} ms)",
+                    globs(&c.allow),
+                    globs(&c.deny),
+                    crate::coldplug::SETTLE.as_millis(),
+                    cfg.deadline.as_millis()
+                );
+            } else {
+                let _ = writeln!(s, "coldplug: off");
+            }
         }
     }
     let _ = writeln!(s, "report: {}", boot::REPORT_PATH);
@@ -546,6 +567,17 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("on failure: rebooting"), "{out}");
+        assert!(out.contains("coldplug: off"), "{out}");
+        let out = dry_run(
+            "kmodinit.coldplug=1",
+            Some(&manifest),
+            Some(&d.join("mods")),
+        )
+        .unwrap();
+        assert!(
+            out.contains("coldplug: match") && out.contains("allow none, deny none"),
+            "{out}"
+        );
 
         let out = dry_run("quiet", Some(&d.join("none.json")), None).unwrap();
         assert!(out.contains("not found, boot with no modules"), "{out}");

@@ -18,27 +18,19 @@
 //! memory and at most one session per batch.
 
 use std::collections::HashSet;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use modules_manifest::depmod::fnmatch;
-use modules_manifest::{ColdplugSpec, DepIndex, KernelCmdline, Manifest, ModuleName};
+use modules_manifest::{DepIndex, KernelCmdline, Manifest, ModuleName};
+
+pub use modules_manifest::modalias::{
+    valid_modalias, walk, Walk, MAX_MODALIAS_BYTES, MAX_WALK_DEPTH, MAX_WALK_ENTRIES,
+};
 
 use crate::clock::boottime;
 use crate::open_world::{OpenWorld, Want};
-
-/// The longest modalias accepted, in bytes (the longest of a Debian
-/// machine's, DMI's, is about 200; the kernel allows a page).
-pub const MAX_MODALIAS_BYTES: usize = 512;
-
-/// How deep the walk descends below `/sys/devices` (a USB device behind
-/// hubs on a PCI bridge is about 15 levels down).
-pub const MAX_WALK_DEPTH: usize = 32;
-
-/// The most directory entries the walk looks at (a large server has a few
-/// tens of thousands under `/sys/devices`).
-pub const MAX_WALK_ENTRIES: usize = 200_000;
+use crate::report::ModuleState;
 
 /// The most distinct modaliases taken in one boot (sysfs and uevents
 /// together); later ones are dropped with one note.
@@ -70,35 +62,13 @@ pub struct Settings {
 
 impl Settings {
     pub fn of(manifest: &Manifest, cmdline: &KernelCmdline) -> Self {
-        let spec = manifest.coldplug.clone().unwrap_or(ColdplugSpec::default());
+        let spec = manifest.coldplug.clone().unwrap_or_default();
         Settings {
             enabled: cmdline.coldplug.unwrap_or(spec.enabled),
             allow: spec.allow,
             deny: spec.deny,
         }
     }
-}
-
-/// `text` as a modalias if it is one: 1 to [`MAX_MODALIAS_BYTES`] bytes of
-/// printable ASCII without blanks (a trailing newline, as sysfs writes it,
-/// removed), starting with a bus name (`[a-z0-9_]+`) and `:`.
-pub fn valid_modalias(text: &[u8]) -> Option<&str> {
-    let text = text.strip_suffix(b"\n").unwrap_or(text);
-    if text.is_empty() || text.len() > MAX_MODALIAS_BYTES {
-        return None;
-    }
-    if !text.iter().all(|b| (0x21..=0x7e).contains(b)) {
-        return None;
-    }
-    let colon = text.iter().position(|&b| b == b':')?;
-    if colon == 0
-        || !text[..colon]
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-    {
-        return None;
-    }
-    std::str::from_utf8(text).ok()
 }
 
 /// What matching one modalias decided for one module.
@@ -134,58 +104,6 @@ fn verdict(settings: &Settings, m: &ModuleName) -> Verdict {
         return Verdict::NotAllowed;
     }
     Verdict::Load
-}
-
-/// The modaliases under `devices` (`/sys/devices`): every regular file
-/// named `modalias` at most [`MAX_WALK_DEPTH`] below it, symlinks not
-/// followed, at most [`MAX_WALK_ENTRIES`] entries looked at, each file
-/// read up to [`MAX_MODALIAS_BYTES`] + 1 bytes; invalid ones are counted,
-/// not returned. In walk order, duplicates included.
-pub fn walk(devices: &Path) -> Walk {
-    let mut out = Walk::default();
-    let mut stack: Vec<(PathBuf, usize)> = vec![(devices.to_path_buf(), 0)];
-    while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            out.entries += 1;
-            if out.entries > MAX_WALK_ENTRIES {
-                out.truncated = true;
-                return out;
-            }
-            let Ok(ft) = entry.file_type() else { continue };
-            if ft.is_dir() {
-                if depth < MAX_WALK_DEPTH {
-                    stack.push((entry.path(), depth + 1));
-                } else {
-                    out.truncated = true;
-                }
-            } else if ft.is_file() && entry.file_name() == "modalias" {
-                let mut buf = Vec::with_capacity(64);
-                let read = std::fs::File::open(entry.path())
-                    .and_then(|f| f.take(MAX_MODALIAS_BYTES as u64 + 1).read_to_end(&mut buf));
-                match read.ok().and_then(|_| valid_modalias(&buf)) {
-                    Some(a) => out.aliases.push(a.to_owned()),
-                    // Many devices have an empty modalias: not worth a word.
-                    None if buf.is_empty() || buf == b"\n" => {}
-                    None => out.invalid += 1,
-                }
-            }
-        }
-    }
-    out
-}
-
-/// What [`walk`] found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Walk {
-    pub aliases: Vec<String>,
-    /// `modalias` files that were not a valid modalias.
-    pub invalid: usize,
-    pub entries: usize,
-    /// A bound was hit: the walk is incomplete.
-    pub truncated: bool,
 }
 
 /// The `MODALIAS=` of a kernel `add` uevent (`add@/devices/…\0ACTION=add\0
@@ -340,10 +258,17 @@ pub fn run<'s, 'w: 's>(
     let start = |wants: Vec<Want>| {
         if !wants.is_empty() {
             let w = world.clone();
-            scope.spawn(move || {
-                if let Err(e) = w.load(wants) {
-                    log::warn!("coldplug: {e}");
+            scope.spawn(move || match w.load(wants) {
+                Ok(outcomes) => {
+                    for o in outcomes {
+                        if let (ModuleState::Skipped, Some(why)) = (o.state, o.error) {
+                            let n = format!("coldplug: {} not loaded: {why}", o.name);
+                            log::info!("{n}");
+                            w.notice(n);
+                        }
+                    }
                 }
+                Err(e) => log::warn!("coldplug: {e}"),
             });
         }
     };
@@ -408,7 +333,7 @@ mod uevent {
 
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     use nix::sys::socket::{
-        bind, recv, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+        bind, recvfrom, setsockopt, socket, sockopt, AddressFamily, NetlinkAddr, SockFlag,
         SockProtocol, SockType,
     };
 
@@ -435,8 +360,8 @@ mod uevent {
             Ok(Socket(fd))
         }
 
-        /// One datagram into `buf` (its length), waiting up to `wait`;
-        /// `None` when none came.
+        /// One datagram into `buf` (its length; 0 for one not from the
+        /// kernel), waiting up to `wait`; `None` when none came.
         pub(super) fn recv(&self, buf: &mut [u8], wait: Duration) -> Option<usize> {
             let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
             let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
@@ -444,12 +369,15 @@ mod uevent {
                 Ok(n) if n > 0 => {}
                 _ => return None,
             }
-            recv(
-                self.0.as_fd().as_raw_fd_compat(),
-                buf,
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .ok()
+            // Non-blocking socket: a datagram another reader took is None.
+            let (n, from) = recvfrom::<NetlinkAddr>(self.0.as_fd().as_raw_fd_compat(), buf).ok()?;
+            // Only the kernel (port 0) speaks for devices; anything else on
+            // the group is dropped (an empty datagram parses to nothing).
+            Some(if from.is_some_and(|a| a.pid() == 0) {
+                n
+            } else {
+                0
+            })
         }
     }
 
@@ -481,29 +409,6 @@ mod tests {
              alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000\n",
         )
         .unwrap()
-    }
-
-    #[test]
-    fn modaliases_are_validated() {
-        assert_eq!(
-            valid_modalias(b"virtio:d00000002v00001AF4\n"),
-            Some("virtio:d00000002v00001AF4")
-        );
-        assert_eq!(valid_modalias(b"acpi:PNP0A03:"), Some("acpi:PNP0A03:"));
-        for bad in [
-            &b""[..],
-            b"\n",
-            b"no-colon",
-            b":nobus",
-            b"PCI:upper bus",
-            b"pci:has space",
-            b"pci:\x01ctl",
-            b"pci:\xc3\xa9",
-        ] {
-            assert_eq!(valid_modalias(bad), None, "{bad:?}");
-        }
-        let long = format!("pci:{}", "v".repeat(MAX_MODALIAS_BYTES));
-        assert_eq!(valid_modalias(long.as_bytes()), None);
     }
 
     #[test]
@@ -564,26 +469,5 @@ mod tests {
         }
         assert_eq!(s.aliases.len(), MAX_ALIASES);
         assert_eq!(s.dropped, 11);
-    }
-
-    #[test]
-    fn the_walk_finds_modaliases_and_skips_links_and_junk() {
-        let dir = std::env::temp_dir().join(format!("kmodinit-walk-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let dev = dir.join("devices/pci0000:00/0000:00:04.0");
-        std::fs::create_dir_all(dev.join("virtio1")).unwrap();
-        std::fs::write(dev.join("modalias"), "pci:v00001AF4d00001001\n").unwrap();
-        std::fs::write(dev.join("virtio1/modalias"), "virtio:d00000002v00001AF4\n").unwrap();
-        std::fs::write(dir.join("devices/modalias"), "bad alias\n").unwrap();
-        std::fs::write(dir.join("devices/pci0000:00/modalias"), "").unwrap();
-        // A link back up must not be followed (sysfs is full of them).
-        std::os::unix::fs::symlink(&dir, dev.join("subsystem")).unwrap();
-        let w = walk(&dir.join("devices"));
-        let mut got = w.aliases.clone();
-        got.sort();
-        assert_eq!(got, ["pci:v00001AF4d00001001", "virtio:d00000002v00001AF4"]);
-        assert_eq!(w.invalid, 1);
-        assert!(!w.truncated);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

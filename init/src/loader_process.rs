@@ -418,28 +418,8 @@ fn child_main<K: Kernel + Send + 'static>(
         }
     };
     let mut kernel = RealKernel::new();
-    let files: Vec<std::path::PathBuf> = plan
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.action {
-            modules_manifest::Action::Insert { path, .. } => Some(modules_dir.join(path)),
-            _ => None,
-        })
-        .collect();
+    let files = open_ahead_list(&plan, &index, &modules_dir);
     let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
-    if restorer.is_some() {
-        // Every other module of the image too: after the handover the
-        // initramfs is gone, and a request may need any of them.
-        let mut rest: Vec<std::path::PathBuf> = index
-            .modules
-            .values()
-            .map(|e| modules_dir.join(&e.path))
-            .filter(|p| !files.contains(p))
-            .collect();
-        rest.sort();
-        rest.truncate(MAX_EXTRA_MODULE_FILES);
-        kernel.open_ahead(rest.iter().map(std::path::PathBuf::as_path));
-    }
     log::debug!("loader: {opened} module file(s) open");
 
     let opts = LoaderOptions {
@@ -533,11 +513,6 @@ fn child_main<K: Kernel + Send + 'static>(
     }
 }
 
-/// The most module files beyond the plan's the loader keeps open for
-/// requests after the handover (a generic image may hold thousands; the
-/// default descriptor limit is 1024).
-const MAX_EXTRA_MODULE_FILES: usize = 768;
-
 /// How often the lingering loader looks whether requests came.
 const LINGER_POLL: Duration = Duration::from_millis(200);
 
@@ -569,6 +544,41 @@ fn serve_request(world: &OpenWorld, name: &str) -> Outcome {
         Outcome::NotFound => log::info!("{reason}: not in the image"),
     }
     outcome
+}
+
+/// The most module files the child opens ahead. PID 1 (and so the child)
+/// starts with the kernel's default of 1,024 descriptors; this leaves room
+/// for the pool, the pipe and the uevent socket.
+pub const MAX_OPEN_AHEAD: usize = 768;
+
+/// The module files to open before the load: the plan's, then the image's
+/// other modules (coldplug and the kernel's requests may need any of them
+/// after switch_root has unlinked the initramfs), at most
+/// [`MAX_OPEN_AHEAD`] in all; the rest are opened when inserted.
+fn open_ahead_list(
+    plan: &modules_manifest::Plan,
+    index: &DepIndex,
+    modules_dir: &Path,
+) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.action {
+            modules_manifest::Action::Insert { path, .. } => Some(modules_dir.join(path)),
+            _ => None,
+        })
+        .collect();
+    let planned: BTreeSet<&str> = plan.module_files().collect();
+    let mut others: Vec<&str> = index
+        .modules
+        .values()
+        .map(|m| m.path.as_str())
+        .filter(|p| !planned.contains(p))
+        .collect();
+    others.sort_unstable();
+    let room = MAX_OPEN_AHEAD.saturating_sub(files.len());
+    files.extend(others.into_iter().take(room).map(|p| modules_dir.join(p)));
+    files
 }
 
 /// Index, loaded set, plan: only what leaves nothing to plan stops the
@@ -676,12 +686,17 @@ fn planned_event(plan: &modules_manifest::Plan, t: f64) -> LoaderEvent {
             .nodes
             .iter()
             .zip(chains_of)
-            .map(|(n, chains)| PlannedModule {
-                name: n.name.clone(),
-                params: n.params.clone(),
-                chains,
-                required: n.required,
-                warnings: n.warnings.clone(),
+            .map(|(n, chains)| {
+                let (reason, alternative) = crate::report::plan_facts(n);
+                PlannedModule {
+                    name: n.name.clone(),
+                    params: n.params.clone(),
+                    chains,
+                    required: n.required,
+                    warnings: n.warnings.clone(),
+                    reason,
+                    alternative,
+                }
             })
             .collect(),
         chains: plan
@@ -724,4 +739,36 @@ fn install_child_panic_hook(events: &Events) {
         // SAFETY: ends this process at once, as panic = "abort" would.
         unsafe { libc::_exit(101) }
     }));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plans_files_open_first_then_the_images_others_up_to_the_cap() {
+        let mut dep = String::from("kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n");
+        for i in 0..MAX_OPEN_AHEAD + 10 {
+            dep.push_str(&format!("kernel/x{i:04}.ko:\n"));
+        }
+        let index = DepIndex::parse(&dep, "", "", "").unwrap();
+        let manifest =
+            Manifest::from_json(br#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#)
+                .unwrap();
+        let plan = modules_manifest::plan_at_boot(PlanInput {
+            manifest: &manifest,
+            index: &index,
+            cmdline: &KernelCmdline::default(),
+            loaded: &BTreeSet::new(),
+        })
+        .unwrap();
+        let files = open_ahead_list(&plan, &index, Path::new("/m"));
+        assert_eq!(files.len(), MAX_OPEN_AHEAD);
+        assert_eq!(files[0], Path::new("/m/kernel/b.ko"));
+        assert_eq!(files[1], Path::new("/m/kernel/a.ko"));
+        assert_eq!(files[2], Path::new("/m/kernel/x0000.ko"));
+        let distinct: BTreeSet<_> = files.iter().collect();
+        assert_eq!(distinct.len(), files.len());
+    }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use modules_manifest::{
-    ChainEntry, ChainSpec, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput, Reason,
+    ChainEntry, ChainSpec, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
 };
 
 use crate::kernel::{Claims, SharedKernel};
@@ -98,6 +98,21 @@ pub struct Inputs {
     pub opts: LoaderOptions,
 }
 
+impl Inputs {
+    /// Why `name` must not be loaded by a session, if it must not: the
+    /// manifest's `blocklist`, the command line's `modprobe.blacklist=` /
+    /// `rd.driver.blacklist=`.
+    fn blocked(&self, name: &ModuleName) -> Option<String> {
+        if self.manifest.blocklist.contains(name) {
+            Some("on the manifest's blocklist".to_owned())
+        } else if self.cmdline.blacklist.contains(name) {
+            Some("blacklisted on the kernel command line".to_owned())
+        } else {
+            None
+        }
+    }
+}
+
 struct Shared {
     kernel: Claims,
     inputs: Inputs,
@@ -171,6 +186,15 @@ impl OpenWorld {
         let mut chains = Vec::new();
         for w in wants {
             if reasons.contains_key(&w.name) {
+                continue;
+            }
+            if let Some(why) = inputs.blocked(&w.name) {
+                out.push(WantOutcome {
+                    name: w.name.clone(),
+                    state: ModuleState::Skipped,
+                    error: Some(why),
+                });
+                reasons.insert(w.name, w.reason);
                 continue;
             }
             if inputs.loaded.contains(&w.name) {
@@ -366,14 +390,7 @@ fn reason_of(node: &modules_manifest::PlanNode, reasons: &HashMap<ModuleName, St
     if let Some(r) = reasons.get(&node.name) {
         return r.clone();
     }
-    node.reasons
-        .iter()
-        .find_map(|r| match r {
-            Reason::DependencyOf { module } => Some(format!("dependency of {module}")),
-            Reason::SoftdepOf { module, .. } => Some(format!("softdep of {module}")),
-            Reason::Chain { chain, .. } => Some(format!("chain:{chain}")),
-        })
-        .unwrap_or_default()
+    node.reason().map(ToString::to_string).unwrap_or_default()
 }
 
 /// Forwards a session's events with its node ids turned into the stream's.

@@ -156,7 +156,8 @@ impl Supervisor {
                         worker: None,
                         chains: m.chains,
                         warnings: m.warnings,
-                        reason: String::new(),
+                        reason: m.reason,
+                        alternative: m.alternative,
                     })
                     .collect();
                 self.plan = Some(Tracked {
@@ -338,9 +339,11 @@ impl Supervisor {
             .iter()
             .filter(|m| m.state == ModuleState::Pending)
             .count();
+        let mut modules = t.modules.clone();
+        crate::report::note_alternatives(&mut modules);
         Verdict::Proceed(Handover {
             load: Some(LoadReport {
-                modules: t.modules.clone(),
+                modules,
                 jobs: 0,
                 boottime_load_start: t.load_start,
                 boottime_load_end: now,
@@ -381,6 +384,7 @@ impl Supervisor {
             chains: Vec::new(),
             warnings: Vec::new(),
             reason: a.reason,
+            alternative: None,
         });
     }
 
@@ -489,6 +493,8 @@ mod tests {
             chains: vec![chain.into()],
             required,
             warnings: Vec::new(),
+            reason: format!("chain:{chain}"),
+            alternative: None,
         };
         LoaderEvent::Planned {
             modules: vec![
@@ -713,6 +719,53 @@ mod tests {
                 message: "cannot read the module index".into(),
                 hints: vec!["rebuild".into()]
             }
+        );
+    }
+
+    #[test]
+    fn added_modules_are_optional_and_follow_the_plan() {
+        let mut s = sup();
+        for id in 0..4 {
+            s.event(fin(id, ModuleState::Loaded));
+        }
+        let added = |id: usize, n: &str| {
+            LoaderEvent::Added(AddedModule {
+                id,
+                name: name(n),
+                params: "x=1".into(),
+                reason: format!("modalias:virtio:{n}"),
+            })
+        };
+        s.event(added(4, "virtio_blk"));
+        s.event(LoaderEvent::Notice("coldplug: kept out".into()));
+        // Not the next id: noted, ignored.
+        s.event(added(9, "stray"));
+        s.event(added(5, "virtio_net"));
+        s.event(LoaderEvent::Started { id: 4, t: 10.4 });
+        // Added and pending: the boot waits for the deadline, not for the
+        // required timeout.
+        assert_eq!(s.verdict(11.0), Verdict::Wait { until: Some(15.0) });
+        s.event(fin(4, ModuleState::Failed));
+        let h = handover(s.verdict(15.0));
+        assert_eq!(h.pending, 1);
+        let load = h.load.unwrap();
+        assert_eq!(load.modules.len(), 6);
+        let blk = &load.modules[4];
+        assert_eq!(
+            (blk.name.as_str(), blk.state),
+            ("virtio_blk", ModuleState::Failed)
+        );
+        assert_eq!(blk.reason, "modalias:virtio:virtio_blk");
+        assert_eq!(blk.params, "x=1");
+        assert!(blk.chains.is_empty());
+        assert_eq!(load.modules[5].state, ModuleState::Pending);
+        // An optional module's failure fails no required chain.
+        assert!(load.failed_required_chains.is_empty());
+        assert!(h.notes.iter().any(|n| n == "coldplug: kept out"));
+        assert!(
+            h.notes.iter().any(|n| n.contains("stray added as node 9")),
+            "{:?}",
+            h.notes
         );
     }
 

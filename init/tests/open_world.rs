@@ -134,6 +134,8 @@ fn supervise(s: &Setup, done: bool) -> kmodinit::supervise::Handover {
                 chains: Vec::new(),
                 required: n.required,
                 warnings: Vec::new(),
+                reason: n.reason().map(ToString::to_string).unwrap_or_default(),
+                alternative: None,
             })
             .collect(),
         chains: Vec::new(),
@@ -194,7 +196,7 @@ fn overlapping_sessions_insert_each_module_once_and_announce_it_once() {
             .collect();
         for h in sessions {
             for o in h.join().unwrap() {
-                assert_eq!(o.state, ModuleState::Loaded, "{o:?}");
+                assert!(o.state.is_satisfied() && o.error.is_none(), "{o:?}");
             }
         }
         let boot = boot.join().unwrap();
@@ -308,6 +310,16 @@ fn requests_resolve_aliases_and_say_what_is_missing() {
     assert_eq!(m0.reason, "dependency of m1");
     s.world.close();
     assert!(s.world.load(vec![want("free", "x")]).is_err());
+}
+
+#[test]
+fn blocklisted_modules_are_skipped_not_planned() {
+    let k = Arc::new(FakeKernel::new());
+    let s = setup(Arc::clone(&k), r#"{"version": 1, "blocklist": ["free"]}"#);
+    let out = s.world.load(vec![want("free", "modalias:dev:f")]).unwrap();
+    assert_eq!(out[0].state, ModuleState::Skipped);
+    assert!(out[0].error.as_deref().unwrap().contains("blocklist"));
+    assert_eq!(k.call_count("free"), 0);
 }
 
 #[test]

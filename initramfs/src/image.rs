@@ -97,8 +97,11 @@ pub struct Options {
     pub modprobe_dirs: Vec<PathBuf>,
     /// Declared parameters a module does not have are warnings, not errors.
     pub allow_unknown_params: bool,
+    /// Modules for `/init`'s coldplug, beyond the manifest's plan.
+    pub coldplug: crate::coldplug::ImageColdplug,
     /// Modules (names or aliases) the image holds, with what they need,
-    /// though no chain loads them (`--extra-modules`).
+    /// though no chain loads them (`--extra-modules`): for the kernel's
+    /// requests through `/init`'s module helper.
     pub extra_modules: Vec<String>,
 }
 
@@ -142,6 +145,8 @@ pub enum BuildError {
     Modules(#[from] ModulesError),
     #[error(transparent)]
     Modprobe(#[from] modprobe::ModprobeError),
+    #[error(transparent)]
+    Coldplug(#[from] crate::coldplug::ColdplugError),
     #[error("--init {path}: {source}")]
     Init {
         path: PathBuf,
@@ -291,12 +296,31 @@ fn select_with_modprobe_d(
             })?;
         aliases.push((pattern, module));
     }
-    let extra = |m: &Manifest| with_extra_modules(m, &opts.extra_modules);
+    let (mut coldplug, mut coldplug_notes) = opts.coldplug.modules(&index)?;
+    for raw in &opts.extra_modules {
+        let found = index.resolve(raw);
+        if found.is_empty() {
+            return Err(BuildError::ExtraModule(format!(
+                "--extra-modules {raw:?}: no module or alias of that name in {}",
+                dir.display()
+            )));
+        }
+        coldplug_notes.push(format!(
+            "--extra-modules {raw}: {}",
+            found
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        coldplug.extend(found.into_iter().filter(|m| !index.is_builtin(m)));
+    }
     let first = modules::select_in(
-        &extra(&manifest)?,
+        &manifest,
         dir,
         &index,
         &aliases,
+        &coldplug,
         opts.module_compression,
     )?;
     let (merged, mut notes) = modprobe::merge(&manifest, &config, &first.plan);
@@ -304,10 +328,11 @@ fn select_with_modprobe_d(
         (manifest, manifest_bytes, first)
     } else {
         let selection = modules::select_in(
-            &extra(&merged)?,
+            &merged,
             dir,
             &index,
             &aliases,
+            &coldplug,
             opts.module_compression,
         )?;
         let bytes = merged.to_json();
@@ -336,36 +361,12 @@ fn select_with_modprobe_d(
         modinfo::PARAMS_FILE,
         modinfo::write_params_file(&params.0).into_bytes(),
     ));
-    modules::verify_pruned(&extra(&manifest)?, &selection)?;
+    modules::verify_pruned(&manifest, &selection)?;
+    notes.extend(coldplug_notes);
+    warnings.append(&mut selection.warnings);
     selection.notes = notes;
     selection.warnings = warnings;
     Ok((manifest, manifest_bytes, selection))
-}
-
-/// The chains that bring `--extra-modules` into the image's selection are
-/// named `mkimage --extra-modules NAME`; the manifest the image holds never
-/// has them.
-pub const EXTRA_MODULES_CHAIN: &str = "mkimage --extra-modules";
-
-/// `manifest` plus one optional chain per name of `extra` (for choosing
-/// the image's files and index only; one chain each, so no order is
-/// implied between them). Unchanged if `extra` is empty.
-fn with_extra_modules(manifest: &Manifest, extra: &[String]) -> Result<Manifest, BuildError> {
-    let mut m = manifest.clone();
-    let mut seen = std::collections::BTreeSet::new();
-    for raw in extra {
-        let name = modules_manifest::ModuleName::new(raw)
-            .map_err(|e| BuildError::ExtraModule(format!("--extra-modules {raw:?}: {e}")))?;
-        if !seen.insert(name.clone()) {
-            continue;
-        }
-        m.chains.push(modules_manifest::ChainSpec {
-            name: format!("{EXTRA_MODULES_CHAIN} {name}"),
-            modules: vec![modules_manifest::ChainEntry { name, params: None }],
-            required: false,
-        });
-    }
-    Ok(m)
 }
 
 /// Builds the image and writes it to `opts.output` atomically (temporary

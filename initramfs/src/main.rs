@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use kmodinit_mkimage::coldplug::{ColdplugSource, ImageColdplug};
 use kmodinit_mkimage::compress::Compress;
 use kmodinit_mkimage::image::{self, AddSpec, Options, Summary};
 use kmodinit_mkimage::modules::ModuleCompression;
@@ -86,6 +87,20 @@ struct Cli {
     #[arg(long)]
     no_modprobe_d: bool,
 
+    /// Carry the drivers for /init's coldplug (manifest "coldplug"):
+    /// `host` adds the modules whose modules.alias patterns match the
+    /// running machine's device modaliases (/sys/devices/**/modalias), with
+    /// their dependencies; `none` (the default) adds nothing.
+    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = ColdplugSource::None)]
+    coldplug: ColdplugSource,
+
+    /// Carry every module under these subtrees of lib/modules/RELEASE
+    /// (e.g. kernel/drivers/virtio kernel/drivers/block), with their
+    /// dependencies, for generic images whose coldplug finds the drivers.
+    /// Relative paths without `..`.
+    #[arg(long = "coldplug-modules", value_name = "SUBTREE", num_args = 1..)]
+    coldplug_modules: Vec<String>,
+
     /// A declared module parameter the module does not have (its
     /// .modinfo `parm`/`parmtype` entries) is a warning instead of an
     /// error.
@@ -160,6 +175,11 @@ fn run(cli: Cli) -> Result<Summary, CliError> {
         Vec::new()
     };
     let opts = Options {
+        coldplug: ImageColdplug {
+            source: cli.coldplug,
+            sys: PathBuf::from("/sys"),
+            subtrees: cli.coldplug_modules,
+        },
         modprobe_dirs,
         allow_unknown_params: cli.allow_unknown_params,
         extra_modules: cli.extra_modules,

@@ -211,7 +211,7 @@ pub fn select(
     modules: ModuleCompression,
 ) -> Result<Selection, ModulesError> {
     let index = load_index(dir)?;
-    select_in(manifest, dir, &index, &[], modules)
+    select_in(manifest, dir, &index, &[], &BTreeSet::new(), modules)
 }
 
 /// The index of `dir` (which must exist).
@@ -227,25 +227,33 @@ pub fn load_index(dir: &Path) -> Result<DepIndex, ModulesError> {
 /// [`select`] against an index already loaded from `dir` (with
 /// `extra_aliases` from modprobe.d already in it): those whose module the
 /// plan inserts are added to the image's `modules.alias`, the others are
-/// dropped (nothing in the image could load them).
+/// dropped (nothing in the image could load them). `coldplug`: modules
+/// the image carries beyond the plan, for `/init`'s coldplug, with what
+/// they need (`--coldplug host`, `--coldplug-modules`); one that cannot be
+/// planned is left out with a warning.
 pub fn select_in(
     manifest: &Manifest,
     dir: &Path,
     index: &DepIndex,
     extra_aliases: &[(String, ModuleName)],
+    coldplug: &BTreeSet<ModuleName>,
     modules: ModuleCompression,
 ) -> Result<Selection, ModulesError> {
     let plan = plan_against(manifest, index).map_err(|source| ModulesError::Plan {
         dir: dir.to_owned(),
         source: Box::new(source),
     })?;
+    let (extra_files, warnings) = coldplug_files(manifest, index, &plan, coldplug);
 
     let canon_dir = fs::canonicalize(dir).map_err(|source| ModulesError::ModuleFile {
         path: dir.to_owned(),
         source,
     })?;
     let mut files = Vec::new();
-    for rel in plan.module_files() {
+    for rel in plan
+        .module_files()
+        .chain(extra_files.iter().map(String::as_str))
+    {
         let mut f = resolve_module_file(dir, &canon_dir, rel)?;
         if modules == ModuleCompression::None {
             if let Some((c, plain)) = compressed_name(rel) {
@@ -272,6 +280,7 @@ pub fn select_in(
         .iter()
         .filter(|n| matches!(n.action, Action::Insert { .. }))
         .map(|n| &n.name)
+        .chain(coldplug.iter())
         .collect();
     let mut extra = String::new();
     for (pattern, module) in extra_aliases {
@@ -291,8 +300,66 @@ pub fn select_in(
         files,
         index: pruned,
         notes: Vec::new(),
-        warnings: Vec::new(),
+        warnings,
     })
+}
+
+/// The module files the coldplug modules need beyond `plan`'s (each with
+/// its dependencies and softdeps, planned as `/init` will plan them: the
+/// manifest's params, blocklist and softdeps), and a warning for each that
+/// cannot be planned. A module on the manifest's blocklist is left out.
+fn coldplug_files(
+    manifest: &Manifest,
+    index: &DepIndex,
+    plan: &Plan,
+    coldplug: &BTreeSet<ModuleName>,
+) -> (Vec<String>, Vec<String>) {
+    let wanted: Vec<&ModuleName> = coldplug
+        .iter()
+        .filter(|m| !manifest.blocklist.contains(m) && plan.node(m).is_none())
+        .collect();
+    if wanted.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let mut m = manifest.clone();
+    m.chains = wanted
+        .iter()
+        .map(|name| modules_manifest::ChainSpec {
+            name: name.as_str().to_owned(),
+            modules: vec![modules_manifest::ChainEntry {
+                name: (*name).clone(),
+                params: None,
+            }],
+            required: false,
+        })
+        .collect();
+    let cmdline = KernelCmdline::default();
+    let loaded = BTreeSet::new();
+    let extra = match modules_manifest::plan_at_boot(PlanInput {
+        manifest: &m,
+        index,
+        cmdline: &cmdline,
+        loaded: &loaded,
+    }) {
+        Ok(p) => p,
+        Err(e) => return (Vec::new(), vec![format!("coldplug modules: {e}")]),
+    };
+    let mut warnings = Vec::new();
+    let have: BTreeSet<&str> = plan.module_files().collect();
+    let mut files = Vec::new();
+    for node in &extra.nodes {
+        match &node.action {
+            Action::Insert { path, .. } if !have.contains(path.as_str()) => {
+                files.push(path.clone())
+            }
+            Action::Unplannable { error } => warnings.push(format!(
+                "coldplug: {} left out of the image: {error}",
+                node.name
+            )),
+            _ => {}
+        }
+    }
+    (files, warnings)
 }
 
 /// The plan as the image builder sees it: no command line, nothing loaded.
@@ -655,9 +722,17 @@ mod tests {
         .unwrap();
         let mut sel = select(&manifest, t.path(), ModuleCompression::Keep).unwrap();
         let rels: Vec<&str> = sel.files.iter().map(|f| f.rel.as_str()).collect();
-        // a, its dependency b, and the first provider of crypto-crc.
-        assert_eq!(rels.len(), 3, "{rels:?}");
-        assert!(rels.contains(&"kernel/a.ko") && rels.contains(&"kernel/b.ko"));
+        // a, its dependency b, and every provider of crypto-crc (as
+        // modprobe loads every match).
+        assert_eq!(rels.len(), 4, "{rels:?}");
+        for want in [
+            "kernel/a.ko",
+            "kernel/b.ko",
+            "kernel/crc_x.ko",
+            "kernel/sub/crc-y.ko.xz",
+        ] {
+            assert!(rels.contains(&want), "{want}: {rels:?}");
+        }
         verify_pruned(&manifest, &sel).unwrap();
 
         // Drop the alias lines: the softdep no longer resolves in the image,

@@ -13,6 +13,7 @@
 pub mod cmdline;
 pub mod depmod;
 pub mod manifest;
+pub mod modalias;
 pub mod modinfo;
 pub mod modprobe_d;
 pub mod name;
@@ -27,6 +28,6 @@ pub use manifest::{
 };
 pub use name::ModuleName;
 pub use plan::{
-    plan, plan_at_boot, Action, CriticalPath, CycleLink, Edge, EdgeKind, NodeId, Plan, PlanChain,
-    PlanError, PlanInput, PlanNode, Reason,
+    plan, plan_at_boot, Action, Alternative, CriticalPath, CycleLink, Edge, EdgeKind, NodeId, Plan,
+    PlanChain, PlanError, PlanInput, PlanNode, Reason,
 };

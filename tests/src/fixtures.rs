@@ -25,6 +25,8 @@ pub const FIXTURES: &[&str] = &[
     "kmi_fail",
     "kmi_fail_dep",
     "kmi_crypto",
+    "kmi_post",
+    "kmi_after",
 ];
 
 /// The benchmark farm: `FARM_SHARED` shared roots, `FARM_CHAINS` chains of

@@ -25,7 +25,8 @@ pub type SharedKernel = Box<dyn Kernel + Send + Sync>;
 /// A kernel decorator that inserts each module at most once, whoever asks.
 /// Thread-safe; `insert` blocks while another caller inserts the same
 /// module, and only then (a later caller never waits for a module it did
-/// not ask for).
+/// not ask for). A later caller gets `Ok(Inserted::AlreadyLoaded)` when the
+/// insertion succeeded, the same error when it failed.
 pub struct Claims {
     inner: SharedKernel,
     claims: Mutex<HashMap<ModuleName, Arc<Claim>>>,
@@ -129,12 +130,93 @@ impl Kernel for Claims {
         let mut slot = claim.result.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(r) = slot.as_ref() {
-                return r.clone();
+                // For this caller the module was loaded by another: it
+                // reports `already`, as for the kernel's EEXIST; a failure
+                // is the same failure.
+                return r.clone().map(|_| Inserted::AlreadyLoaded);
             }
             slot = claim
                 .decided
                 .wait(slot)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::kernel::{FakeKernel, FakeOutcome};
+    use modules_manifest::Compression;
+
+    fn req(name: &ModuleName) -> InsertRequest<'_> {
+        InsertRequest {
+            name,
+            path: std::path::Path::new("/m.ko"),
+            compression: Compression::None,
+            params: "",
+        }
+    }
+
+    #[test]
+    fn later_callers_share_the_first_insertion() {
+        let fake = Arc::new(
+            FakeKernel::new()
+                .delay("a", Duration::from_millis(20))
+                .outcome("b", FakeOutcome::Fail(libc::ENODEV))
+                .delay("b", Duration::from_millis(20)),
+        );
+        let claims = Claims::new(Box::new(Arc::clone(&fake)));
+        let (a, b) = (ModuleName::new("a").unwrap(), ModuleName::new("b").unwrap());
+        let results: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| (claims.insert(&req(&a)), claims.insert(&req(&b)))))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(fake.call_count("a"), 1);
+        assert_eq!(fake.call_count("b"), 1);
+        let loaded = results
+            .iter()
+            .filter(|(r, _)| *r == Ok(Inserted::Loaded))
+            .count();
+        assert_eq!(loaded, 1, "{results:?}");
+        assert!(results
+            .iter()
+            .all(|(r, _)| matches!(r, Ok(Inserted::Loaded | Inserted::AlreadyLoaded))));
+        let errors: Vec<_> = results
+            .iter()
+            .map(|(_, e)| e.clone().unwrap_err())
+            .collect();
+        assert!(errors
+            .iter()
+            .all(|e| e == &errors[0] && e.errno == Some(libc::ENODEV)));
+        assert!(claims.is_claimed(&a) && claims.result(&b).is_some());
+    }
+
+    #[test]
+    fn a_panicking_insertion_releases_the_waiters() {
+        let fake = Arc::new(
+            FakeKernel::new()
+                .outcome("p", FakeOutcome::Panic)
+                .delay("p", Duration::from_millis(20)),
+        );
+        let claims = Claims::new(Box::new(fake));
+        let p = ModuleName::new("p").unwrap();
+        std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| claims.insert(&req(&p))))
+            });
+            while !claims.is_claimed(&p) {
+                std::thread::yield_now();
+            }
+            let second = claims.insert(&req(&p));
+            assert!(second.unwrap_err().message.contains("panicked"));
+            assert!(first.join().unwrap().is_err());
+        });
     }
 }
