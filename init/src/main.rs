@@ -10,6 +10,7 @@ use kmodinit::boot::{Boot, BootError, Paths};
 use kmodinit::cli::{self, HostCommand};
 use kmodinit::clock;
 use kmodinit::failure;
+use kmodinit::helper;
 use kmodinit::sys::RealSys;
 use modules_manifest::KernelCmdline;
 
@@ -17,11 +18,15 @@ fn main() -> ExitCode {
     let boottime_init_start = clock::boottime();
     // args_os: std::env::args() would panic on a non-UTF-8 argument, before
     // any panic protection is in place.
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if nix::unistd::getpid().as_raw() == 1 {
+    let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let argv0 = argv.next().unwrap_or_default();
+    let args: Vec<String> = argv.collect();
+    let pid = nix::unistd::getpid().as_raw();
+    if helper::args::is_helper(&argv0, pid) {
+        // The kernel's module helper (`modprobe -q -- NAME`).
+        return helper::run(&args);
+    }
+    if pid == 1 {
         pid1(boottime_init_start, args)
     }
     host(&args)

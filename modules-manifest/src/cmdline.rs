@@ -69,6 +69,9 @@ pub struct KernelCmdline {
     pub deadline_ms: Option<u64>,
     /// `kmodinit.required_timeout=MS`.
     pub required_timeout_ms: Option<u64>,
+    /// `kmodinit.helper_linger=MS`: how long the loader keeps serving the
+    /// kernel's module requests after its load and its last request.
+    pub helper_linger_ms: Option<u64>,
     /// `kmodinit.coldplug=0|1`: turns coldplug off or on whatever the
     /// manifest says.
     pub coldplug: Option<bool>,
@@ -429,6 +432,11 @@ impl KernelCmdline {
                     .parse_ms("kmodinit.deadline", value)
                     .or(self.deadline_ms)
             }
+            ("kmodinit", "helper_linger") => {
+                self.helper_linger_ms = self
+                    .parse_ms("kmodinit.helper_linger", value)
+                    .or(self.helper_linger_ms)
+            }
             ("kmodinit", "required_timeout") => {
                 self.required_timeout_ms = self
                     .parse_ms("kmodinit.required_timeout", value)
@@ -611,6 +619,10 @@ mod tests {
             "kmodinit.deadline=2500 kmodinit.required_timeout=30000 kmodinit.deadline=soon",
         );
         assert_eq!(c.deadline_ms, Some(2500));
+        assert_eq!(
+            KernelCmdline::parse("kmodinit.helper_linger=600000").helper_linger_ms,
+            Some(600_000)
+        );
         assert_eq!(c.required_timeout_ms, Some(30000));
         assert_eq!(
             c.warnings,

@@ -24,6 +24,7 @@ pub const FIXTURES: &[&str] = &[
     "kmi_e",
     "kmi_fail",
     "kmi_fail_dep",
+    "kmi_crypto",
     "kmi_post",
     "kmi_after",
 ];
