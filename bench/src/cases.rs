@@ -1081,7 +1081,8 @@ mod tests {
     #[test]
     fn busybox_chains_get_softdeps_first() {
         // crc16 is builtin (nothing to modprobe); the softdep alias has two
-        // candidates and busybox gets the one kmodinit's plan chose.
+        // matches and busybox gets both, as kmodinit's plan (and modprobe)
+        // loads every match.
         let index = modules_manifest::DepIndex::parse(
             "ext4.ko: crc16.ko jbd2.ko\njbd2.ko:\ncrc32c_generic.ko:\ncrc32c-intel.ko:\nvfat.ko:\n",
             "crc16.ko\n",
@@ -1094,7 +1095,10 @@ mod tests {
         let spec = Spec::new(&manifest, index).unwrap();
         assert_eq!(
             busybox_chains(&spec, None),
-            vec![vec!["crc32c_generic", "ext4", "vfat"], vec!["jbd2"]]
+            vec![
+                vec!["crc32c_generic", "crc32c_intel", "ext4", "vfat"],
+                vec!["jbd2"]
+            ]
         );
         // Equal work: only what kmodinit loaded; a chain left empty goes.
         let loaded: BTreeSet<String> = ["crc32c_generic", "ext4", "jbd2"]

@@ -78,6 +78,7 @@ mod tests {
             chains: Vec::new(),
             warnings: Vec::new(),
             reason: String::new(),
+            alternative: None,
         }
     }
 

@@ -192,15 +192,15 @@ mod tests {
     fn inserts_put_deps_and_softdeps_first_and_skip_builtins() {
         let s = ext4_spec();
         let names: Vec<String> = s.inserts().map(|(m, _)| m.to_string()).collect();
-        // crc16 is builtin; of the two crc32c candidates the plan takes the
-        // first by name, the generic one (it loads on any CPU, also TCG).
-        assert_eq!(names.len(), 4, "{names:?}");
+        // crc16 is builtin; both crc32c matches are planned, as modprobe
+        // loads every match (crc32c_intel refuses on a CPU without SSE4.2).
+        assert_eq!(names.len(), 5, "{names:?}");
         assert_eq!(names.last().map(String::as_str), Some("ext4"));
-        for m in ["crc32c_generic", "jbd2", "mbcache"] {
+        for m in ["crc32c_generic", "crc32c_intel", "jbd2", "mbcache"] {
             assert!(names.iter().any(|x| x == m), "{m} missing: {names:?}");
         }
         assert_eq!(s.module_files().last(), Some(&"kernel/fs/ext4/ext4.ko"));
-        assert_eq!(s.module_files().len(), 4);
+        assert_eq!(s.module_files().len(), 5);
     }
 
     #[test]
@@ -210,6 +210,7 @@ mod tests {
         edges.sort();
         let want: Vec<(String, String)> = [
             ("crc32c_generic", "ext4"),
+            ("crc32c_intel", "ext4"),
             ("jbd2", "ext4"),
             ("mbcache", "ext4"),
         ]

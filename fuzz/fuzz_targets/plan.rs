@@ -15,7 +15,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use modules_manifest::{
     plan, plan_at_boot, Action, DepIndex, EdgeKind, KernelCmdline, Manifest, ModuleName, Plan,
-    PlanError, PlanInput,
+    PlanError, PlanInput, Reason,
 };
 
 /// `plan_at_boot`: deterministic; the strict plan when that succeeds; with a
@@ -283,6 +283,58 @@ fuzz_target!(|input: Input| {
             "{} is in the plan for no reason",
             node.name
         );
+    }
+
+    // Alternatives: every match of an alias with several is planned, and
+    // one that nothing needs through a dependency or a chain's own entry
+    // blocks nothing (only Softdep edges leave it), so its failure is a
+    // note, not a chain failure.
+    for node in &p.nodes {
+        let Some(alt) = &node.alternative else {
+            continue;
+        };
+        assert!(alt.providers.len() > 1, "{}: alternative of one", node.name);
+        assert!(
+            alt.providers.contains(&node.name),
+            "{}: not among its alternatives",
+            node.name
+        );
+        assert!(
+            alt.providers.windows(2).all(|w| w[0] < w[1]),
+            "providers unsorted"
+        );
+        for m in &alt.providers {
+            assert!(
+                seen.contains_key(m),
+                "{m}: a match of {} not planned",
+                alt.alias
+            );
+        }
+        let hard = node
+            .reasons
+            .iter()
+            .any(|r| matches!(r, Reason::Chain { .. } | Reason::DependencyOf { .. }));
+        if !hard {
+            assert!(
+                !node.required,
+                "{}: a mere alternative is required",
+                node.name
+            );
+            for &s in &node.succs {
+                let kind = p.nodes[s]
+                    .preds
+                    .iter()
+                    .find(|e| e.from == node.id)
+                    .map(|e| e.kind);
+                assert_eq!(
+                    kind,
+                    Some(EdgeKind::Softdep),
+                    "{} blocks {}",
+                    node.name,
+                    p.nodes[s].name
+                );
+            }
+        }
     }
 
     // Topological order, and succs mirror preds exactly.

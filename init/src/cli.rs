@@ -42,6 +42,11 @@ On a host it only reads and prints:
   kmodinit report [REPORT.json] [--svg OUT.svg]
       print the module timeline of a boot's report (default
       /run/kmodinit/report.json); --svg also writes it as an SVG chart
+  kmodinit manifest-from-host [--output FILE] [--modules-root DIR]
+                              [--kernel-release R] [--sysroot DIR]
+      write a manifest for this machine (default to stdout): its loaded
+      modules by subsystem, the root's modules required, the root by UUID;
+      notes on stderr say why. --sysroot reads proc, sys and dev there
 ";
 
 #[cfg(not(feature = "host-tools"))]
@@ -49,15 +54,16 @@ pub const USAGE: &str = "\
 kmodinit: a PID 1 for initramfs images. Run as /init by the kernel.
 
 This build has no host commands (cargo feature host-tools off, as in
-`make init-tiny`): run `kmodinit plan`, `kmodinit --dry-run` and
-`kmodinit report` from a `make init` build.
+`make init-tiny`): run `kmodinit plan`, `kmodinit --dry-run`,
+`kmodinit report` and `kmodinit manifest-from-host` from a `make init` build.
 ";
 
 /// Why `plan`, `--dry-run` and `report` are refused by a build without
 /// `host-tools`.
 #[cfg(not(feature = "host-tools"))]
 const NO_HOST_TOOLS: &str = "this kmodinit was built without the host-tools cargo feature \
-     (make init-tiny): use a `make init` build for `plan`, `--dry-run` and `report`";
+     (make init-tiny): use a `make init` build for `plan`, `--dry-run`, `report` and \
+     `manifest-from-host`";
 
 /// Where `kmodinit report` reads by default: where the boot wrote it
 /// ([`crate::boot::REPORT_PATH`]), which survives switch_root.
@@ -81,6 +87,13 @@ pub enum HostCommand {
         report: PathBuf,
         svg: Option<PathBuf>,
     },
+    /// `kmodinit manifest-from-host`.
+    ManifestFromHost {
+        sysroot: PathBuf,
+        modules_root: Option<PathBuf>,
+        kernel_release: Option<String>,
+        output: Option<PathBuf>,
+    },
     Help,
     /// No mode given: refuse, since we are not PID 1.
     Refuse,
@@ -98,6 +111,10 @@ pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
     #[cfg_attr(not(feature = "host-tools"), allow(unused_mut))]
     let mut report_file: Option<PathBuf> = None;
     let mut svg = None;
+    let mut sysroot = None;
+    let mut modules_root = None;
+    let mut kernel_release = None;
+    let mut output = None;
     while let Some(a) = it.next() {
         let mut value = |flag: &str| -> Result<String, String> {
             it.next()
@@ -111,19 +128,47 @@ pub fn parse_args(args: &[String]) -> Result<HostCommand, String> {
             "--dry-run" if mode.is_none() => mode = Some("dry-run"),
             #[cfg(feature = "host-tools")]
             "report" if mode.is_none() => mode = Some("report"),
+            #[cfg(feature = "host-tools")]
+            "manifest-from-host" if mode.is_none() => mode = Some("manifest-from-host"),
             #[cfg(not(feature = "host-tools"))]
-            "plan" | "--dry-run" | "report" => return Err(NO_HOST_TOOLS.into()),
+            "plan" | "--dry-run" | "report" | "manifest-from-host" => {
+                return Err(NO_HOST_TOOLS.into())
+            }
             "-h" | "--help" | "help" => return Ok(HostCommand::Help),
             "--cmdline" => cmdline = Some(value(a)?),
             "--manifest" => manifest = Some(PathBuf::from(value(a)?)),
             "--modules-dir" => modules_dir = Some(PathBuf::from(value(a)?)),
             "--svg" => svg = Some(PathBuf::from(value(a)?)),
+            "--sysroot" => sysroot = Some(PathBuf::from(value(a)?)),
+            "--modules-root" => modules_root = Some(PathBuf::from(value(a)?)),
+            "--kernel-release" => kernel_release = Some(value(a)?),
+            "--output" | "-o" => output = Some(PathBuf::from(value(a)?)),
             #[cfg(feature = "host-tools")]
             file if mode == Some("report") && report_file.is_none() && !file.starts_with('-') => {
                 report_file = Some(PathBuf::from(file))
             }
             other => return Err(format!("unexpected argument {other:?}")),
         }
+    }
+    let host_flags =
+        sysroot.is_some() || modules_root.is_some() || kernel_release.is_some() || output.is_some();
+    if mode == Some("manifest-from-host") {
+        if cmdline.is_some() || manifest.is_some() || modules_dir.is_some() || svg.is_some() {
+            return Err(
+                "manifest-from-host takes no --cmdline/--manifest/--modules-dir/--svg".into(),
+            );
+        }
+        return Ok(HostCommand::ManifestFromHost {
+            sysroot: sysroot.unwrap_or_else(|| "/".into()),
+            modules_root,
+            kernel_release,
+            output,
+        });
+    }
+    if host_flags {
+        return Err(
+            "--sysroot/--modules-root/--kernel-release/--output need `manifest-from-host`".into(),
+        );
     }
     if mode == Some("report") {
         if cmdline.is_some() || manifest.is_some() || modules_dir.is_some() {
@@ -401,6 +446,36 @@ pub fn report(path: &Path, svg: Option<&Path>) -> Result<String, ReportError> {
     Ok(out)
 }
 
+/// `kmodinit manifest-from-host`: the manifest for the machine under
+/// `sysroot` ([`crate::host_manifest`]), written to `output` (then the text
+/// to print is empty) or returned for stdout, and the notes for stderr.
+#[cfg(feature = "host-tools")]
+pub fn manifest_from_host(
+    sysroot: &Path,
+    modules_root: Option<&Path>,
+    kernel_release: Option<&str>,
+    output: Option<&Path>,
+) -> Result<(String, Vec<String>), crate::host_manifest::FromHostError> {
+    use crate::host_manifest::{self as hm, FromHostError, HostPaths};
+    let out = hm::manifest_from_host(&HostPaths {
+        sysroot: sysroot.to_path_buf(),
+        modules_root: modules_root.map(Path::to_path_buf),
+        kernel_release: kernel_release.map(str::to_owned),
+    })?;
+    let mut notes = out.notes;
+    match output {
+        None => Ok((out.json, notes)),
+        Some(path) => {
+            std::fs::write(path, &out.json).map_err(|source| FromHostError::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            notes.push(format!("manifest written to {}", path.display()));
+            Ok((String::new(), notes))
+        }
+    }
+}
+
 /// Without `host-tools`: never called, since [`parse_args`] refuses
 /// `report`.
 #[cfg(not(feature = "host-tools"))]
@@ -489,6 +564,106 @@ mod tests {
             parse_args(&a(&["report", "--svg", "o.svg", "r.json"])),
             want
         );
+    }
+
+    #[test]
+    fn parses_manifest_from_host() {
+        assert_eq!(
+            parse_args(&a(&["manifest-from-host"])),
+            Ok(HostCommand::ManifestFromHost {
+                sysroot: "/".into(),
+                modules_root: None,
+                kernel_release: None,
+                output: None
+            })
+        );
+        assert_eq!(
+            parse_args(&a(&[
+                "manifest-from-host",
+                "--output",
+                "m.json",
+                "--modules-root",
+                "/mnt",
+                "--kernel-release",
+                "6.1.0-9-amd64",
+                "--sysroot",
+                "/fix"
+            ])),
+            Ok(HostCommand::ManifestFromHost {
+                sysroot: "/fix".into(),
+                modules_root: Some("/mnt".into()),
+                kernel_release: Some("6.1.0-9-amd64".into()),
+                output: Some("m.json".into())
+            })
+        );
+        assert_eq!(
+            parse_args(&a(&["manifest-from-host", "--output"])),
+            Err("--output needs a value".into())
+        );
+        assert!(parse_args(&a(&["manifest-from-host", "--manifest", "m"]))
+            .unwrap_err()
+            .contains("takes no"));
+        assert!(parse_args(&a(&["manifest-from-host", "extra"]))
+            .unwrap_err()
+            .contains("\"extra\""));
+        assert!(parse_args(&a(&["plan", "--sysroot", "/x"]))
+            .unwrap_err()
+            .contains("need `manifest-from-host`"));
+        assert!(parse_args(&a(&["--output", "x"])).is_err());
+    }
+
+    #[test]
+    fn manifest_from_host_reports_a_missing_tree_and_an_unwritable_output() {
+        let d = temp("fromhost");
+        let e = manifest_from_host(&d.join("nowhere"), None, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nowhere/proc/sys/kernel/osrelease"), "{e}");
+        std::fs::write(d.join("mods/modules.dep"), "kernel/a.ko:\n").unwrap();
+        let e = manifest_from_host(&d, Some(&d.join("x")), Some("r"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x/lib/modules/r"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn manifest_from_host_prints_or_writes_the_manifest() {
+        let d = temp("fromhost-out");
+        for (rel, text) in [
+            (
+                "lib/modules/1.0/modules.dep",
+                "kernel/drivers/block/loop.ko:\n",
+            ),
+            ("proc/sys/kernel/osrelease", "1.0\n"),
+            ("proc/modules", "loop 1 0 - Live 0x0\n"),
+            ("proc/self/mountinfo", "1 0 0:20 / / rw - tmpfs none rw\n"),
+        ] {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let (json, notes) = manifest_from_host(&d, None, None, None).unwrap();
+        let m = modules_manifest::Manifest::from_json(json.as_bytes()).unwrap();
+        assert_eq!(m.chains.len(), 1, "{json}");
+        assert_eq!(m.chains[0].name, "drivers/block");
+        assert!(
+            notes.iter().any(|n| n.contains("not a block device")),
+            "{notes:?}"
+        );
+        let out = d.join("m.json");
+        let (text, notes) = manifest_from_host(&d, None, None, Some(&out)).unwrap();
+        assert!(text.is_empty());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), json);
+        assert!(notes.last().unwrap().starts_with("manifest written to "));
+        let e = manifest_from_host(&d, None, None, Some(&d.join("no/dir/m.json")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot write the manifest to ") && e.contains("no/dir"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub mod failure;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod handover;
+pub mod helper;
+#[cfg(feature = "host-tools")]
+pub mod host_manifest;
 pub mod kernel;
 pub mod kmsg;
 pub mod loader;

@@ -423,6 +423,7 @@ mod tests {
             succs: Vec::new(),
             reasons: Vec::new(),
             warnings: Vec::new(),
+            alternative: None,
         };
         let plan = Plan {
             nodes: vec![node(0, "b"), node(1, "a")],

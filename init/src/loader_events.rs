@@ -5,7 +5,8 @@
 //! boot time. A hand-written format rather than JSON: PID 1 reads it, and
 //! serde's derived readers for these types cost `/init` about 30 KiB; floats
 //! as integers keep float parsing out of it too. A `planned` event is the
-//! `module` (each followed by its `warning` lines), `chain` and `note` lines
+//! `module` (each followed by its `warning`, `reason` and `alternative`
+//! lines), `chain` and `note` lines
 //! before its own line. Every line starts
 //! with a newline, so a line the panic hook writes in the middle of another
 //! ends that one (which is then reported as unreadable) and still parses.
@@ -34,6 +35,10 @@ pub struct PlannedModule {
     pub required: bool,
     /// The plan node's warnings (see `ModuleReport::warnings`).
     pub warnings: Vec<String>,
+    /// See `ModuleReport::reason`.
+    pub reason: String,
+    /// See `ModuleReport::alternative`.
+    pub alternative: Option<String>,
 }
 
 /// One chain of the plan: its node ids, in chain order.
@@ -131,6 +136,12 @@ pub fn encode(e: &LoaderEvent) -> Vec<u8> {
                 }
                 for w in &m.warnings {
                     out.start("warning").text(w);
+                }
+                if !m.reason.is_empty() {
+                    out.start("reason").text(&m.reason);
+                }
+                if let Some(a) = &m.alternative {
+                    out.start("alternative").text(a);
                 }
             }
             for c in chains {
@@ -295,8 +306,10 @@ impl EventReader {
     fn line(&mut self, text: &str) -> Result<Option<LoaderEvent>, String> {
         let mut f = Fields::new(text);
         let tag = f.text()?;
-        if matches!(tag.as_str(), "module" | "warning" | "chain" | "note")
-            && self.modules.len() + self.chains.len() + self.notes.len() >= MAX_PLAN_LINES
+        if matches!(
+            tag.as_str(),
+            "module" | "warning" | "reason" | "alternative" | "chain" | "note"
+        ) && self.modules.len() + self.chains.len() + self.notes.len() >= MAX_PLAN_LINES
         {
             return Err(format!("more than {MAX_PLAN_LINES} plan lines"));
         }
@@ -312,7 +325,23 @@ impl EventReader {
                     chains,
                     required,
                     warnings: Vec::new(),
+                    reason: String::new(),
+                    alternative: None,
                 });
+                return Ok(None);
+            }
+            "reason" | "alternative" => {
+                let text = f.text()?;
+                f.end()?;
+                let m = self
+                    .modules
+                    .last_mut()
+                    .ok_or("a reason or alternative before any module")?;
+                if tag == "reason" {
+                    m.reason = text;
+                } else {
+                    m.alternative = Some(text);
+                }
                 return Ok(None);
             }
             "warning" => {
@@ -515,6 +544,8 @@ mod tests {
                     chains: vec!["root".into(), "more\nlines".into()],
                     required: true,
                     warnings: vec!["a.zz on the command line: a has no parameter zz".into()],
+                    reason: "chain:root".into(),
+                    alternative: None,
                 },
                 PlannedModule {
                     name: name("b"),
@@ -522,6 +553,8 @@ mod tests {
                     chains: vec![],
                     required: false,
                     warnings: vec![],
+                    reason: "softdep of a".into(),
+                    alternative: Some("crypto-crc32c".into()),
                 },
             ],
             chains: vec![PlannedChain {

@@ -31,6 +31,9 @@ use nix::unistd::Pid;
 use crate::boot::{self, BootError};
 use crate::clock::boottime;
 use crate::coldplug;
+use crate::helper::channel::{run_server, ServerState};
+use crate::helper::install::Restorer;
+use crate::helper::request::Outcome;
 use crate::kernel::{Kernel, RealKernel};
 use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
 use crate::loader_events::{
@@ -61,6 +64,23 @@ pub struct LoadInput<'a> {
     /// How long optional work may hold the boot (the boot's deadline):
     /// coldplug stops listening for new devices then.
     pub deadline: Duration,
+    /// The kernel's module requests, served by the loader while it lives
+    /// (`None`: the helper is not installed).
+    pub helper: Option<HelperInput<'a>>,
+}
+
+/// What the loader needs to serve the kernel's module requests
+/// ([`crate::helper`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HelperInput<'a> {
+    /// The request socket PID 1 bound (inherited across the fork).
+    pub listener: &'a std::os::unix::net::UnixListener,
+    /// The kernel's own `/proc/sys/kernel/modprobe`, to put back.
+    pub kernel_value: &'a str,
+    /// `/run/kmodinit`.
+    pub run_dir: &'a Path,
+    /// How long to go on serving after the load and the last request.
+    pub linger: Duration,
 }
 
 /// The loader's diagnostic knobs, for benchmarks that compare its policies
@@ -267,12 +287,24 @@ impl LoaderChild {
     /// settles the pending modules and rewrites `report_path` (atomically),
     /// then exits. The real init inherits it. Does nothing when the load is
     /// complete. A failed fork is logged: the report keeps `pending`.
-    pub fn hand_over(&mut self, mut sup: Supervisor, report: &Report, report_path: &Path) {
-        if report
+    ///
+    /// With `serving` (the loader serves the kernel's module requests after
+    /// the handover, [`crate::helper`]) the reporter is started even if the
+    /// load is complete, and stays until the loader ends: each module a
+    /// request brings in is added to the report (reason `kernel
+    /// request:NAME`) as soon as it is decided.
+    pub fn hand_over(
+        &mut self,
+        mut sup: Supervisor,
+        report: &Report,
+        report_path: &Path,
+        serving: bool,
+    ) {
+        let pending = report
             .loader
             .as_ref()
-            .is_none_or(|l| l.pending_at_handover == 0)
-        {
+            .is_some_and(|l| l.pending_at_handover > 0);
+        if !pending && !serving {
             return;
         }
         // SAFETY: PID 1 is single-threaded (as in `spawn`); the reporter is
@@ -284,21 +316,23 @@ impl LoaderChild {
                     Ok(end) => {
                         // No reaping here: the loader is PID 1's child, so
                         // its exit status goes to the real init.
-                        let mut report = report.clone();
-                        settle(&mut report, end, self.exit.as_ref());
-                        match report.write(report_path) {
-                            Ok(()) => {
-                                log::info!(
-                                    "loader done after the handover: {} updated",
-                                    report_path.display()
-                                );
-                                0
-                            }
-                            Err(e) => {
-                                log::error!("cannot update {}: {e}", report_path.display());
-                                1
+                        let mut last = report.clone();
+                        settle(&mut last, end, self.exit.as_ref());
+                        let mut code = write_late(&last, report_path);
+                        // The loader serves requests: whatever they add
+                        // goes into the report until the loader ends.
+                        while self.events.is_some() {
+                            self.pump(&mut sup, MAX_POLL, None);
+                            if let Verdict::Proceed(end) = sup.verdict(boottime()) {
+                                let mut next = report.clone();
+                                settle(&mut next, end, self.exit.as_ref());
+                                if next.load != last.load {
+                                    code = write_late(&next, report_path);
+                                    last = next;
+                                }
                             }
                         }
+                        code
                     }
                     Err((message, _)) => {
                         log::error!("loader after the handover: {message}");
@@ -316,6 +350,20 @@ impl LoaderChild {
                 "cannot start the reporter: {e}; {} keeps pending modules",
                 report_path.display()
             ),
+        }
+    }
+}
+
+/// Writes the reporter's report (atomically); the exit code to end with.
+fn write_late(report: &Report, path: &Path) -> i32 {
+    match report.write(path) {
+        Ok(()) => {
+            log::info!("loader after the handover: {} updated", path.display());
+            0
+        }
+        Err(e) => {
+            log::error!("cannot update {}: {e}", path.display());
+            1
         }
     }
 }
@@ -402,6 +450,14 @@ fn child_main<K: Kernel + Send + 'static>(
     let _ = STEPS.set(Arc::clone(&events));
     stamp("start");
 
+    // Requests that come before the index is read wait in the socket's
+    // backlog. The restorer's descriptors reach /proc and /run after the
+    // handover, when they are no longer at their paths in our root.
+    let restorer = input.helper.and_then(|h| {
+        Restorer::open(input.proc_dir, h.run_dir, h.kernel_value.to_owned())
+            .map_err(|e| log::error!("loader: cannot serve kernel module requests: {e}"))
+            .ok()
+    });
     let (plan, modules_dir, index, loaded) = match make_plan(&input) {
         Ok(p) => {
             stamp("plan");
@@ -415,6 +471,9 @@ fn child_main<K: Kernel + Send + 'static>(
                     hints: e.hints(),
                 },
             );
+            if let Some(r) = &restorer {
+                r.restore();
+            }
             return 1;
         }
     };
@@ -447,7 +506,21 @@ fn child_main<K: Kernel + Send + 'static>(
 
     let coldplug = coldplug::Settings::of(input.manifest, input.cmdline);
     let until = load_start + input.deadline.as_secs_f64();
+    let server = ServerState::default();
     let load = std::thread::scope(|scope| {
+        if let (Some(h), Some(r)) = (input.helper, restorer.as_ref()) {
+            let (w, server) = (world.clone(), &server);
+            let spawned = std::thread::Builder::new()
+                .name("helper-server".into())
+                .spawn_scoped(scope, move || {
+                    run_server(h.listener, server, r.kernel_value(), |name| {
+                        serve_request(&w, name)
+                    });
+                });
+            if let Err(e) = spawned {
+                log::error!("loader: cannot serve kernel module requests: {e}");
+            }
+        }
         let main = scope.spawn(|| {
             loader::load_observed(
                 &plan,
@@ -462,27 +535,77 @@ fn child_main<K: Kernel + Send + 'static>(
             });
         }
         let load = main.join();
+        if let Ok(load) = &load {
+            // PID 1 waits for `done`: it goes first, the log line after.
+            send(
+                &events,
+                &LoaderEvent::Done(LoadSummary::of(load, Report::read_vm_hwm_kib())),
+            );
+            log::info!(
+                "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
+                load.modules.len(),
+                crate::clock::Fixed(load.wall_s, 3),
+                load.jobs,
+                crate::clock::Fixed(load.critical_path_s, 3)
+            );
+        }
+        if let (Some(h), Some(r)) = (input.helper, &restorer) {
+            // Serve on while requests come (the real init's first mounts:
+            // a filesystem whose module only the image has); then the
+            // kernel gets its own helper back before we go.
+            linger_while_requested(&server, h.linger);
+            r.restore();
+            log::info!(
+                "stopped serving the kernel's module requests ({} served); its helper is {:?} again",
+                server.served.load(std::sync::atomic::Ordering::Acquire),
+                r.kernel_value()
+            );
+        }
+        server
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
         // Nothing new from here on; the scope joins the sessions that run.
         world.close();
         load
     });
-    let Ok(load) = load else {
+    match load {
+        Ok(_) => 0,
         // The panic hook has told PID 1 and ended the process already.
-        return 101;
-    };
-    // PID 1 waits for `done`: it goes first, the log line after.
-    send(
-        &events,
-        &LoaderEvent::Done(LoadSummary::of(&load, Report::read_vm_hwm_kib())),
-    );
-    log::info!(
-        "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
-        load.modules.len(),
-        crate::clock::Fixed(load.wall_s, 3),
-        load.jobs,
-        crate::clock::Fixed(load.critical_path_s, 3)
-    );
-    0
+        Err(_) => 101,
+    }
+}
+
+/// How often the lingering loader looks whether requests came.
+const LINGER_POLL: Duration = Duration::from_millis(200);
+
+/// Returns once no request is in flight and none came for `linger`.
+fn linger_while_requested(server: &ServerState, linger: Duration) {
+    use std::sync::atomic::Ordering;
+    let mut seen = server.served.load(Ordering::Acquire);
+    let mut quiet_since = std::time::Instant::now();
+    loop {
+        let served = server.served.load(Ordering::Acquire);
+        if served != seen || server.busy.load(Ordering::Acquire) > 0 {
+            seen = served;
+            quiet_since = std::time::Instant::now();
+        } else if quiet_since.elapsed() >= linger {
+            return;
+        }
+        std::thread::sleep(LINGER_POLL.min(linger.max(Duration::from_millis(1))));
+    }
+}
+
+/// One kernel request, served through the open world (reason `kernel
+/// request:NAME` on the modules it brings in), logged.
+fn serve_request(world: &OpenWorld, name: &str) -> Outcome {
+    let reason = crate::helper::request::chain_name(name);
+    let outcome = crate::helper::request::serve(world, name);
+    match &outcome {
+        Outcome::Loaded => log::info!("{reason}: loaded"),
+        Outcome::Failed(why) => log::warn!("{reason}: {why}"),
+        Outcome::NotFound => log::info!("{reason}: not in the image"),
+    }
+    outcome
 }
 
 /// The most module files the child opens ahead. PID 1 (and so the child)
@@ -626,12 +749,17 @@ fn planned_event(plan: &modules_manifest::Plan, t: f64) -> LoaderEvent {
             .nodes
             .iter()
             .zip(chains_of)
-            .map(|(n, chains)| PlannedModule {
-                name: n.name.clone(),
-                params: n.params.clone(),
-                chains,
-                required: n.required,
-                warnings: n.warnings.clone(),
+            .map(|(n, chains)| {
+                let (reason, alternative) = crate::report::plan_facts(n);
+                PlannedModule {
+                    name: n.name.clone(),
+                    params: n.params.clone(),
+                    chains,
+                    required: n.required,
+                    warnings: n.warnings.clone(),
+                    reason,
+                    alternative,
+                }
             })
             .collect(),
         chains: plan

@@ -1,7 +1,7 @@
 //! `/init`: the kernel runs it as PID 1 from the initramfs. The boot below
 //! follows DESIGN.md's sequence, one call per step (the steps are
 //! `kmodinit::boot`). On a host (not PID 1) it refuses to touch the machine
-//! and offers `plan`, `--dry-run` and `report`.
+//! and offers `plan`, `--dry-run`, `report` and `manifest-from-host`.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use kmodinit::boot::{Boot, BootError, Paths};
 use kmodinit::cli::{self, HostCommand};
 use kmodinit::clock;
 use kmodinit::failure;
+use kmodinit::helper;
 use kmodinit::sys::RealSys;
 use modules_manifest::KernelCmdline;
 
@@ -17,11 +18,15 @@ fn main() -> ExitCode {
     let boottime_init_start = clock::boottime();
     // args_os: std::env::args() would panic on a non-UTF-8 argument, before
     // any panic protection is in place.
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if nix::unistd::getpid().as_raw() == 1 {
+    let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let argv0 = argv.next().unwrap_or_default();
+    let args: Vec<String> = argv.collect();
+    let pid = nix::unistd::getpid().as_raw();
+    if helper::args::is_helper(&argv0, pid) {
+        // The kernel's module helper (`modprobe -q -- NAME`).
+        return helper::run(&args);
+    }
+    if pid == 1 {
         pid1(boottime_init_start, args)
     }
     host(&args)
@@ -57,8 +62,9 @@ fn boot(b: &mut Boot<RealSys>, kernel_args: &[String]) -> Result<Infallible, Boo
     Err(b.exec_init(&init))
 }
 
-/// Not PID 1: refuse to touch the machine; `plan`, `--dry-run` and `report`
-/// only read (`report --svg` writes the chart it is asked for).
+/// Not PID 1: refuse to touch the machine; `plan`, `--dry-run`, `report` and
+/// `manifest-from-host` only read (`report --svg` and `manifest-from-host
+/// --output` write the file they are asked for).
 fn host(args: &[String]) -> ExitCode {
     let cmd = match cli::parse_args(args) {
         Ok(c) => c,
@@ -105,6 +111,27 @@ fn host(args: &[String]) -> ExitCode {
         HostCommand::Report { report, svg } => {
             cli::report(&report, svg.as_deref()).map_err(|e| e.to_string())
         }
+        #[cfg(feature = "host-tools")]
+        HostCommand::ManifestFromHost {
+            sysroot,
+            modules_root,
+            kernel_release,
+            output,
+        } => cli::manifest_from_host(
+            &sysroot,
+            modules_root.as_deref(),
+            kernel_release.as_deref(),
+            output.as_deref(),
+        )
+        .map(|(text, notes)| {
+            for n in notes {
+                eprintln!("kmodinit: {n}");
+            }
+            text
+        })
+        .map_err(|e| e.to_string()),
+        #[cfg(not(feature = "host-tools"))]
+        HostCommand::ManifestFromHost { .. } => Err(cli::USAGE.to_owned()),
     };
     match result {
         Ok(out) => {

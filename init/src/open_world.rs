@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use modules_manifest::{
-    ChainEntry, ChainSpec, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput, Reason,
+    ChainEntry, ChainSpec, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
 };
 
 use crate::kernel::{Claims, SharedKernel};
@@ -134,10 +134,12 @@ struct State {
 impl OpenWorld {
     /// The open world over `kernel`, planning with `inputs`, telling `sink`.
     pub fn new(kernel: SharedKernel, inputs: Inputs, sink: EventSink) -> Self {
-        // The sessions' plans must not repeat the command line's own chain
-        // (`kmodinit.load=`): the boot plan has it.
+        // The sessions' plans must not repeat the command line's own chains
+        // (`kmodinit.load=`, `rd.driver.post=`): the boot plan has them, and
+        // orders the post chain after everything else it loads.
         let mut inputs = inputs;
         inputs.cmdline.load.clear();
+        inputs.cmdline.load_post.clear();
         OpenWorld {
             shared: Arc::new(Shared {
                 kernel: Claims::new(kernel),
@@ -390,15 +392,7 @@ fn reason_of(node: &modules_manifest::PlanNode, reasons: &HashMap<ModuleName, St
     if let Some(r) = reasons.get(&node.name) {
         return r.clone();
     }
-    node.reasons
-        .iter()
-        .map(|r| match r {
-            Reason::DependencyOf { module } => format!("dependency of {module}"),
-            Reason::SoftdepOf { module, .. } => format!("softdep of {module}"),
-            Reason::Chain { chain, .. } => format!("chain:{chain}"),
-        })
-        .next()
-        .unwrap_or_default()
+    node.reason().map(ToString::to_string).unwrap_or_default()
 }
 
 /// Forwards a session's events with its node ids turned into the stream's.

@@ -97,12 +97,75 @@ pub struct ModuleReport {
     /// `modules.params`).
     #[serde(default)]
     pub warnings: Vec<String>,
-    /// Why the module was loaded, for a module added after the plan:
-    /// `modalias:ALIAS` (coldplug), `kernel request:NAME`, or `dependency
-    /// of X` / `softdep of X` for what those pulled in. Empty (and left out
-    /// of the file) for a module of the boot plan.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Why the module was loaded: for a node of the plan, its strongest
+    /// reason ([`modules_manifest::PlanNode::reason`]: `chain:NAME`,
+    /// `dependency of X`, `softdep of X`, `cmdline`); for a module added
+    /// while the load ran, `modalias:ALIAS` (coldplug), `kernel
+    /// request:NAME`, or `dependency of X` / `softdep of X` for what those
+    /// pulled in.
+    #[serde(default)]
     pub reason: String,
+    /// The alias this module is one of several matches of
+    /// ([`modules_manifest::PlanNode::alternative`]): all were tried, and
+    /// unless it is required its failure is only a note (see
+    /// [`note_alternatives`]).
+    #[serde(default)]
+    pub alternative: Option<String>,
+}
+
+/// What the report says about a node of the plan: its reason, and the
+/// alias it is an alternative for.
+pub fn plan_facts(node: &modules_manifest::PlanNode) -> (String, Option<String>) {
+    (
+        node.reason().map(ToString::to_string).unwrap_or_default(),
+        node.alternative.as_ref().map(|a| a.alias.clone()),
+    )
+}
+
+/// Adds to every failed module that is one of several matches of an alias
+/// a warning naming the matches and those that loaded, e.g. `one of the
+/// modules crypto-crc32c matched (crc32c_generic, crc32c_intel), all
+/// tried as modprobe does; loaded: crc32c_generic`. Its failure blocks
+/// nothing unless something needs it through a dependency (then its
+/// dependents say so). Idempotent.
+pub fn note_alternatives(modules: &mut [ModuleReport]) {
+    let mut notes = Vec::new();
+    for (i, m) in modules.iter().enumerate() {
+        let Some(alias) = &m.alternative else {
+            continue;
+        };
+        if m.state != ModuleState::Failed {
+            continue;
+        }
+        let matches: Vec<&ModuleReport> = modules
+            .iter()
+            .filter(|o| o.alternative.as_ref() == Some(alias))
+            .collect();
+        let names: Vec<&str> = matches.iter().map(|o| o.name.as_str()).collect();
+        let loaded: Vec<&str> = matches
+            .iter()
+            .filter(|o| o.state.is_satisfied())
+            .map(|o| o.name.as_str())
+            .collect();
+        let loaded = if loaded.is_empty() {
+            "none".to_owned()
+        } else {
+            loaded.join(", ")
+        };
+        notes.push((
+            i,
+            format!(
+                "one of the modules {alias} matched ({}), all tried as modprobe does; loaded: {loaded}",
+                names.join(", ")
+            ),
+        ));
+    }
+    for (i, note) in notes {
+        let w = &mut modules[i].warnings;
+        if !w.contains(&note) {
+            w.push(note);
+        }
+    }
 }
 
 impl ModuleReport {

@@ -156,7 +156,8 @@ impl Supervisor {
                         worker: None,
                         chains: m.chains,
                         warnings: m.warnings,
-                        reason: String::new(),
+                        reason: m.reason,
+                        alternative: m.alternative,
                     })
                     .collect();
                 self.plan = Some(Tracked {
@@ -341,9 +342,11 @@ impl Supervisor {
             .iter()
             .filter(|m| m.state == ModuleState::Pending)
             .count();
+        let mut modules = t.modules.clone();
+        crate::report::note_alternatives(&mut modules);
         Verdict::Proceed(Handover {
             load: Some(LoadReport {
-                modules: t.modules.clone(),
+                modules,
                 jobs: 0,
                 boottime_load_start: t.load_start,
                 boottime_load_end: now,
@@ -384,6 +387,7 @@ impl Supervisor {
             chains: Vec::new(),
             warnings: Vec::new(),
             reason: a.reason,
+            alternative: None,
         });
     }
 
@@ -492,6 +496,8 @@ mod tests {
             chains: vec![chain.into()],
             required,
             warnings: Vec::new(),
+            reason: format!("chain:{chain}"),
+            alternative: None,
         };
         LoaderEvent::Planned {
             modules: vec![

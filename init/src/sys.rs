@@ -80,6 +80,10 @@ pub trait Sys {
     /// Stops or restarts the machine. Returns only on failure, with the
     /// error.
     fn reboot(&self, how: Shutdown) -> io::Error;
+    /// The value of a `/proc/sys` file (e.g. `kernel/modprobe`), as read.
+    fn read_sysctl(&self, path: &Path) -> io::Result<String>;
+    /// Writes `value` to a `/proc/sys` file.
+    fn write_sysctl(&self, path: &Path, value: &str) -> io::Result<()>;
     /// `execve` of `cmd`, replacing this process. Returns only on failure,
     /// with the error.
     fn exec(&self, cmd: &InitCommand) -> io::Error;

@@ -274,3 +274,69 @@ fn an_unplannable_module_in_a_required_chain_fails_that_chain() {
     assert_eq!(r.module("virtio_blk").unwrap().state, ModuleState::Loaded);
     assert_eq!(r.module("vfat").unwrap().state, ModuleState::Loaded);
 }
+
+#[test]
+fn an_alternative_the_kernel_refuses_is_a_note_and_blocks_nothing() {
+    // ext4's softdep alias has two matches, as on Debian; the CPU lacks
+    // SSE4.2, so crc32c_intel's init answers ENODEV.
+    let dep = format!("{DEP}kernel/arch/x86/crypto/crc32c-intel.ko:\n");
+    let index = DepIndex::parse(
+        &dep,
+        BUILTIN,
+        "softdep ext4 pre: crypto-crc32c post: fat\n",
+        "alias crypto-crc32c crc32c_generic\nalias crypto-crc32c crc32c_intel\n",
+    )
+    .unwrap();
+    let manifest = Manifest::from_json(
+        br#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"], "required": true}]}"#,
+    )
+    .unwrap();
+    let loaded = BTreeSet::new();
+    let plan = plan(PlanInput {
+        manifest: &manifest,
+        index: &index,
+        cmdline: &KernelCmdline::parse(""),
+        loaded: &loaded,
+    })
+    .unwrap();
+    let k = FakeKernel::new().fail("crc32c_intel", libc::ENODEV);
+    let r = load_ok(&plan, &k, 4);
+    let outcomes = [(
+        "crc32c_intel".to_owned(),
+        kmodinit::kernel::FakeOutcome::Fail(libc::ENODEV),
+    )]
+    .into();
+    check_load(&plan, &k, &outcomes, &r, 4).unwrap();
+    // Both tried; the refusal fails no chain and blocks nothing.
+    assert_eq!(k.call_count("crc32c_generic"), 1);
+    assert_eq!(k.call_count("crc32c_intel"), 1);
+    assert!(r.required_ok(), "{:?}", r.failed_required_chains);
+    let intel = r.module("crc32c_intel").unwrap();
+    assert_eq!(intel.state, ModuleState::Failed);
+    assert_eq!(intel.alternative.as_deref(), Some("crypto-crc32c"));
+    assert_eq!(intel.reason, "softdep of ext4");
+    assert_eq!(
+        intel.warnings,
+        vec![
+            "one of the modules crypto-crc32c matched (crc32c_generic, crc32c_intel), all tried \
+             as modprobe does; loaded: crc32c_generic"
+                .to_owned()
+        ]
+    );
+    for (m, reason) in [
+        ("crc32c_generic", "softdep of ext4"),
+        ("ext4", "chain:fs"),
+        ("jbd2", "dependency of ext4"),
+        ("fat", "softdep of ext4"),
+    ] {
+        let m = r.module(m).unwrap();
+        assert_eq!(m.state, ModuleState::Loaded, "{}", m.name);
+        assert_eq!(m.reason, reason, "{}", m.name);
+    }
+    // The post: softdep went in after its module.
+    let (ext4, fat) = (
+        k.calls_for("ext4")[0].clone(),
+        k.calls_for("fat")[0].clone(),
+    );
+    assert!(ext4.end_seq < fat.start_seq, "{ext4:?} {fat:?}");
+}

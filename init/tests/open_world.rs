@@ -63,9 +63,14 @@ struct Setup {
 }
 
 fn setup(kernel: Arc<FakeKernel>, manifest_json: &str) -> Setup {
+    setup_with_cmdline(kernel, manifest_json, "")
+}
+
+/// [`setup`] with a kernel command line.
+fn setup_with_cmdline(kernel: Arc<FakeKernel>, manifest_json: &str, cmdline: &str) -> Setup {
     let idx = index();
     let m = manifest(manifest_json);
-    let cmdline = KernelCmdline::parse("");
+    let cmdline = KernelCmdline::parse(cmdline);
     let loaded = BTreeSet::new();
     let plan = modules_manifest::plan_at_boot(PlanInput {
         manifest: &m,
@@ -134,6 +139,8 @@ fn supervise(s: &Setup, done: bool) -> kmodinit::supervise::Handover {
                 chains: Vec::new(),
                 required: n.required,
                 warnings: Vec::new(),
+                reason: n.reason().map(ToString::to_string).unwrap_or_default(),
+                alternative: None,
             })
             .collect(),
         chains: Vec::new(),
@@ -308,6 +315,32 @@ fn requests_resolve_aliases_and_say_what_is_missing() {
     assert_eq!(m0.reason, "dependency of m1");
     s.world.close();
     assert!(s.world.load(vec![want("free", "x")]).is_err());
+}
+
+#[test]
+fn sessions_do_not_repeat_the_command_lines_chains() {
+    // The boot plan has kmodinit.load= and rd.driver.post= modules (the
+    // post one ordered after everything the boot loads); a session loads
+    // only what it was asked for.
+    let k = Arc::new(FakeKernel::new());
+    let s = setup_with_cmdline(
+        Arc::clone(&k),
+        r#"{"version": 1}"#,
+        "kmodinit.load=hang rd.driver.post=free",
+    );
+    assert!(s.plan.node(&n("free")).is_some() && s.plan.node(&n("hang")).is_some());
+    s.world.request(&["m3"], "kernel request:m3").unwrap();
+    assert_eq!(k.call_count("m3"), 1);
+    assert_eq!(
+        k.call_count("free"),
+        0,
+        "rd.driver.post= module in a session"
+    );
+    assert_eq!(
+        k.call_count("hang"),
+        0,
+        "kmodinit.load= module in a session"
+    );
 }
 
 #[test]

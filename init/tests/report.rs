@@ -69,6 +69,11 @@ fn the_report_is_written_with_its_directory_and_reads_back_as_documented() {
     assert_eq!(m[2]["blocked_by"], "bad");
     assert!(m[2]["start"].is_null() && m[2]["worker"].is_null());
     assert_eq!(m[2]["chains"], serde_json::json!(["storage"]));
+    // Every module has a reason (this hand-built plan gives none: "") and
+    // an alternative (null: no alias with several matches).
+    assert!(m
+        .iter()
+        .all(|m| m["reason"].is_string() && m["alternative"].is_null()));
     assert_eq!(
         load["failed_required_chains"],
         serde_json::json!([{"chain": "storage", "module": "bad", "error": m[1]["error"]}])
@@ -100,4 +105,40 @@ fn an_unwritable_report_path_is_an_error_not_a_panic() {
         .is_err());
     assert!(Report::default().write(std::path::Path::new("/")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_alternative_gets_a_note_naming_what_loaded() {
+    use kmodinit::report::{note_alternatives, ModuleReport, ModuleState};
+    let m = |n: &str, state: ModuleState, alt: Option<&str>| ModuleReport {
+        name: name(n),
+        state,
+        params: String::new(),
+        error: None,
+        blocked_by: None,
+        start: None,
+        end: None,
+        worker: None,
+        chains: Vec::new(),
+        warnings: Vec::new(),
+        reason: "softdep of ext4".into(),
+        alternative: alt.map(Into::into),
+    };
+    let mut ms = vec![
+        m("crc32c_generic", ModuleState::Loaded, Some("crypto-crc32c")),
+        m("crc32c_intel", ModuleState::Failed, Some("crypto-crc32c")),
+        m("crc32_pclmul", ModuleState::Failed, Some("crc32")),
+        m("crc32_generic", ModuleState::Failed, Some("crc32")),
+        m("other", ModuleState::Failed, None),
+    ];
+    note_alternatives(&mut ms);
+    note_alternatives(&mut ms);
+    assert!(ms[0].warnings.is_empty() && ms[4].warnings.is_empty());
+    assert_eq!(
+        ms[1].warnings,
+        ["one of the modules crypto-crc32c matched (crc32c_generic, crc32c_intel), all tried as \
+          modprobe does; loaded: crc32c_generic"]
+    );
+    assert!(ms[2].warnings[0]
+        .ends_with("(crc32_pclmul, crc32_generic), all tried as modprobe does; loaded: none"));
 }

@@ -99,6 +99,10 @@ pub struct Options {
     pub allow_unknown_params: bool,
     /// Modules for `/init`'s coldplug, beyond the manifest's plan.
     pub coldplug: crate::coldplug::ImageColdplug,
+    /// Modules (names or aliases) the image holds, with what they need,
+    /// though no chain loads them (`--extra-modules`): for the kernel's
+    /// requests through `/init`'s module helper.
+    pub extra_modules: Vec<String>,
 }
 
 /// What was built, for the summary.
@@ -149,6 +153,8 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+    #[error("{0}")]
+    ExtraModule(String),
     #[error("--init {path} is not a regular file")]
     InitNotFile { path: PathBuf },
     #[error("--add {src}: {source}")]
@@ -290,7 +296,25 @@ fn select_with_modprobe_d(
             })?;
         aliases.push((pattern, module));
     }
-    let (coldplug, coldplug_notes) = opts.coldplug.modules(&index)?;
+    let (mut coldplug, mut coldplug_notes) = opts.coldplug.modules(&index)?;
+    for raw in &opts.extra_modules {
+        let found = index.resolve(raw);
+        if found.is_empty() {
+            return Err(BuildError::ExtraModule(format!(
+                "--extra-modules {raw:?}: no module or alias of that name in {}",
+                dir.display()
+            )));
+        }
+        coldplug_notes.push(format!(
+            "--extra-modules {raw}: {}",
+            found
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        coldplug.extend(found.into_iter().filter(|m| !index.is_builtin(m)));
+    }
     let first = modules::select_in(
         &manifest,
         dir,

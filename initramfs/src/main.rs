@@ -106,6 +106,14 @@ struct Cli {
     /// error.
     #[arg(long)]
     allow_unknown_params: bool,
+
+    /// Modules (names or aliases) to put into the image, with their
+    /// dependencies and softdeps, without loading them at boot: no chain
+    /// names them, so they load only when the kernel asks for them (its
+    /// module helper, e.g. `fs-vfat` when a vfat filesystem is mounted) or
+    /// coldplug matches a device. Comma-separated, repeatable.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    extra_modules: Vec<String>,
 }
 
 /// The error `main` prints: one line, prefixed with the program name.
@@ -174,6 +182,7 @@ fn run(cli: Cli) -> Result<Summary, CliError> {
         },
         modprobe_dirs,
         allow_unknown_params: cli.allow_unknown_params,
+        extra_modules: cli.extra_modules,
         manifest: cli.manifest,
         kernel_release: cli.kernel_release,
         output: cli.output,

@@ -190,6 +190,7 @@ fn help_documents_every_option() {
         "--allow-unknown-params",
         "--coldplug <SOURCE>",
         "--coldplug-modules <SUBTREE>",
+        "--extra-modules <NAMES>",
         "SOURCE_DATE_EPOCH",
         "KMODINIT_INIT",
         "make init",
@@ -441,6 +442,42 @@ fn coldplug_host_reads_the_machines_devices() {
     let stdout = ok(&f.build(&img, &["--compress", "none", "--coldplug", "host"]));
     assert!(stdout.contains("coldplug host: "), "{stdout}");
     assert!(stdout.contains("/sys/devices"), "{stdout}");
+}
+
+#[test]
+fn extra_modules_go_into_the_image_but_not_into_its_manifest() {
+    let f = Fixture::new();
+    let img = f.out("extra.cpio");
+    // `c` (with its dependency `b`), asked for by alias, and `unused` by
+    // name; no chain of the image's manifest names them.
+    ok(&f.build(
+        &img,
+        &["--compress", "none", "--extra-modules", "fs-cfs,unused"],
+    ));
+    let m = members(&img);
+    let mods = module_files(&m, FAKE_RELEASE);
+    for want in [
+        "kernel/drivers/c.ko",
+        "kernel/drivers/b.ko",
+        "kernel/drivers/unused.ko",
+        "kernel/drivers/a.ko",
+    ] {
+        assert!(mods.contains(want), "{want} missing: {mods:?}");
+    }
+    let md = format!("lib/modules/{FAKE_RELEASE}");
+    assert!(text(&m, &format!("{md}/modules.alias")).contains("alias fs-cfs c\n"));
+    assert!(text(&m, &format!("{md}/modules.dep"))
+        .contains("kernel/drivers/c.ko: kernel/drivers/b.ko\n"));
+    assert_eq!(
+        m["etc/kmodinit/manifest.json"].data,
+        fs::read(f.manifest()).unwrap(),
+        "the manifest is the one given: the extra modules load only on request"
+    );
+    // Not a module or alias of the tree: refused, nothing written.
+    let bad = f.out("bad.cpio");
+    let e = failed(&f.build(&bad, &["--extra-modules", "no-such-thing"]));
+    assert!(e.contains("--extra-modules \"no-such-thing\""), "{e}");
+    assert!(!bad.exists());
 }
 
 #[test]

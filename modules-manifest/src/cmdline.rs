@@ -49,6 +49,12 @@ pub struct KernelCmdline {
     /// users of other tools type, dracut's `rd.driver.pre=a,b` and
     /// systemd's `modules_load=a,b` / `modules-load=a,b` (all may repeat).
     pub load: Vec<CmdlineName<ModuleName>>,
+    /// dracut's `rd.driver.post=a,b` (may repeat): modules to load after
+    /// all the others, as an optional chain of their own (`cmdline-post`)
+    /// whose modules start once every module of the other chains has
+    /// finished (loaded, failed or blocked), each once, in command-line
+    /// order.
+    pub load_post: Vec<CmdlineName<ModuleName>>,
     /// `kmodinit.skip=NAME,…` (may repeat): chain names or module names,
     /// as typed (a chain name is matched exactly, a module name after
     /// normalisation by the planner).
@@ -63,6 +69,9 @@ pub struct KernelCmdline {
     pub deadline_ms: Option<u64>,
     /// `kmodinit.required_timeout=MS`.
     pub required_timeout_ms: Option<u64>,
+    /// `kmodinit.helper_linger=MS`: how long the loader keeps serving the
+    /// kernel's module requests after its load and its last request.
+    pub helper_linger_ms: Option<u64>,
     /// `kmodinit.coldplug=0|1`: turns coldplug off or on whatever the
     /// manifest says.
     pub coldplug: Option<bool>,
@@ -381,6 +390,7 @@ impl KernelCmdline {
                 }
             }
             ("rd", "driver.pre") => self.add_load("rd.driver.pre", value),
+            ("rd", "driver.post") => self.add_load("rd.driver.post", value),
             ("kmodinit", "load") => self.add_load("kmodinit.load", value),
             ("kmodinit", "skip") => {
                 let mut any = false;
@@ -421,6 +431,11 @@ impl KernelCmdline {
                 self.deadline_ms = self
                     .parse_ms("kmodinit.deadline", value)
                     .or(self.deadline_ms)
+            }
+            ("kmodinit", "helper_linger") => {
+                self.helper_linger_ms = self
+                    .parse_ms("kmodinit.helper_linger", value)
+                    .or(self.helper_linger_ms)
             }
             ("kmodinit", "required_timeout") => {
                 self.required_timeout_ms = self
@@ -493,15 +508,21 @@ impl KernelCmdline {
     }
 
     /// `OPTION=a,b`: modules to load (`kmodinit.load` and the names other
-    /// tools use for it). A name that is not a module name is a warning.
+    /// tools use for it; `rd.driver.post` into [`Self::load_post`]). A name
+    /// that is not a module name is a warning.
     fn add_load(&mut self, option: &str, value: Option<&str>) {
         let mut any = false;
         for raw in value.unwrap_or("").split(',').filter(|s| !s.is_empty()) {
             any = true;
             match ModuleName::new(raw) {
                 Ok(name) => {
-                    if !self.load.iter().any(|l| l.name == name) {
-                        self.load.push(CmdlineName {
+                    let list = if option == "rd.driver.post" {
+                        &mut self.load_post
+                    } else {
+                        &mut self.load
+                    };
+                    if !list.iter().any(|l| l.name == name) {
+                        list.push(CmdlineName {
                             name,
                             option: format!("{option}={raw}"),
                         });
@@ -598,6 +619,10 @@ mod tests {
             "kmodinit.deadline=2500 kmodinit.required_timeout=30000 kmodinit.deadline=soon",
         );
         assert_eq!(c.deadline_ms, Some(2500));
+        assert_eq!(
+            KernelCmdline::parse("kmodinit.helper_linger=600000").helper_linger_ms,
+            Some(600_000)
+        );
         assert_eq!(c.required_timeout_ms, Some(30000));
         assert_eq!(
             c.warnings,
@@ -657,6 +682,38 @@ mod tests {
         // None of them is a module parameter (module "rd" has none).
         assert!(c.module_params.is_empty(), "{:?}", c.module_params);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn rd_driver_post_is_its_own_list() {
+        let c = KernelCmdline::parse(
+            "rd.driver.post=kmi-c,loop rd.driver.pre=virtio_blk rd.driver.post=loop,kmi_d \
+             rd.driver.post= rd.driver.post=a/b",
+        );
+        let post: Vec<(&str, &str)> = c
+            .load_post
+            .iter()
+            .map(|l| (l.name.as_str(), l.option.as_str()))
+            .collect();
+        assert_eq!(
+            post,
+            [
+                ("kmi_c", "rd.driver.post=kmi-c"),
+                ("loop", "rd.driver.post=loop"),
+                ("kmi_d", "rd.driver.post=kmi_d"),
+            ]
+        );
+        // Not in the early list, which keeps only rd.driver.pre=.
+        let load: Vec<&str> = c.load.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(load, ["virtio_blk"]);
+        assert_eq!(
+            c.warnings,
+            [
+                "rd.driver.post: needs module names (rd.driver.post=a,b); ignored",
+                "rd.driver.post=a/b: module name \"a/b\" contains '/': not a plain module name; ignored"
+            ]
+        );
+        assert!(c.module_params.is_empty(), "{:?}", c.module_params);
     }
 
     #[test]

@@ -28,6 +28,6 @@ pub use manifest::{
 };
 pub use name::ModuleName;
 pub use plan::{
-    plan, plan_at_boot, Action, CriticalPath, CycleLink, Edge, EdgeKind, NodeId, Plan, PlanChain,
-    PlanError, PlanInput, PlanNode, Reason,
+    plan, plan_at_boot, Action, Alternative, CriticalPath, CycleLink, Edge, EdgeKind, NodeId, Plan,
+    PlanChain, PlanError, PlanInput, PlanNode, Reason, CMDLINE_CHAIN, CMDLINE_POST_CHAIN,
 };

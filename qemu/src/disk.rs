@@ -1,6 +1,7 @@
 //! Root disks as raw image files, built without root privileges:
 //! `mkfs.ext4 -d` for a whole-disk filesystem, `sgdisk` plus a copy of such a
-//! filesystem into partition 1 for a GPT disk (`root=PARTUUID=`).
+//! filesystem into partition 1 for a GPT disk (`root=PARTUUID=`), and
+//! `mkfs.f2fs` + `sload.f2fs -f` for a whole-disk f2fs (f2fs-tools).
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -52,6 +53,49 @@ impl Ext4Image {
             .arg(from)
             .arg(out)
             .arg(format!("{}M", self.size_mib)))?;
+        Ok(())
+    }
+}
+
+/// An f2fs filesystem image filled from a directory (`mkfs.f2fs`, then
+/// `sload.f2fs -f DIR`: no mount, no root privileges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct F2fsImage {
+    pub uuid: String,
+    pub label: String,
+    /// f2fs wants some room: below about 40 MiB `mkfs.f2fs` refuses.
+    pub size_mib: u64,
+}
+
+impl F2fsImage {
+    /// A filesystem of `size_mib` MiB with a random UUID and label `kmiroot`.
+    pub fn new(size_mib: u64) -> Result<F2fsImage, HarnessError> {
+        Ok(F2fsImage {
+            uuid: random_uuid()?,
+            label: "kmiroot".into(),
+            size_mib,
+        })
+    }
+
+    /// Writes the image to `out` (replaced), with `from` as its root
+    /// (owners preserved: `sload.f2fs -P`).
+    pub fn build(&self, from: &Path, out: &Path) -> Result<(), HarnessError> {
+        if out.exists() {
+            std::fs::remove_file(out).map_err(io_err("removing", out))?;
+        }
+        {
+            let f = std::fs::File::create(out).map_err(io_err("creating", out))?;
+            f.set_len(self.size_mib * MIB)
+                .map_err(io_err("sizing", out))?;
+        }
+        run(Command::new("mkfs.f2fs")
+            .args(["-q", "-f", "-U", &self.uuid, "-l", &self.label])
+            .arg(out))?;
+        run(Command::new("sload.f2fs")
+            .arg("-P")
+            .arg("-f")
+            .arg(from)
+            .arg(out))?;
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ pub mod rootfs;
 pub mod vm;
 
 pub use console::Console;
-pub use disk::{Ext4Image, GptDisk};
+pub use disk::{Ext4Image, F2fsImage, GptDisk};
 pub use error::run as run_command;
 pub use error::HarnessError;
 pub use kernel::HostKernel;

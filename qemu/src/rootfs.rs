@@ -38,6 +38,7 @@ pub struct RealInitRoot {
     param_modules: Vec<String>,
     power_off: bool,
     late_report_s: Option<u32>,
+    before_report: String,
 }
 
 impl Default for RealInitRoot {
@@ -47,6 +48,7 @@ impl Default for RealInitRoot {
             param_modules: vec!["kmi_*".into()],
             power_off: true,
             late_report_s: None,
+            before_report: String::new(),
         }
     }
 }
@@ -79,6 +81,13 @@ impl RealInitRoot {
         self
     }
 
+    /// Shell lines the init runs before it prints the report (e.g. mount a
+    /// second disk, whose filesystem module the kernel then asks for).
+    pub fn before_report(mut self, lines: impl Into<String>) -> RealInitRoot {
+        self.before_report = lines.into();
+        self
+    }
+
     /// The `/sbin/init` shell script.
     pub fn script(&self) -> String {
         use markers::*;
@@ -102,6 +111,7 @@ echo {LATE_REPORT_END}
             ),
             None => String::new(),
         };
+        let before = &self.before_report;
         format!(
             r#"#!/bin/busybox sh
 # The real init of kmodinit's QEMU tests: print what we see, then power off.
@@ -112,6 +122,7 @@ export PATH=/bin:/sbin
 [ -e /sys/module ] || mount -t sysfs sysfs /sys
 echo "{REAL_INIT}$$ args=[$*] uptime=$(cut -d' ' -f1 /proc/uptime) argc=$#"
 echo "{ROOT}$(grep ' / ' /proc/mounts | tail -n 1)"
+{before}
 echo {REPORT_BEGIN}
 cat /run/kmodinit/report.json || echo "KMI-NO-REPORT"
 echo

@@ -24,6 +24,9 @@ pub const FIXTURES: &[&str] = &[
     "kmi_e",
     "kmi_fail",
     "kmi_fail_dep",
+    "kmi_crypto",
+    "kmi_post",
+    "kmi_after",
 ];
 
 /// The benchmark farm: `FARM_SHARED` shared roots, `FARM_CHAINS` chains of

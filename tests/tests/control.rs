@@ -2,7 +2,9 @@
 //! loads modules the image holds but no chain names (`kmodinit.load=`, and
 //! dracut's `rd.driver.pre=` and systemd's `modules-load=` for it), skips a
 //! chain or a module (`kmodinit.skip=`: a required chain broken only by the
-//! user's skip does not run `on_failure`); a manifest softdep override
+//! user's skip does not run `on_failure`); dracut's `rd.driver.post=` loads
+//! its module after every other module has ended, a failed one included; a
+//! manifest softdep override
 //! replaces the index's softdeps; a command-line parameter a module does not
 //! have is a warning in the module's report entry.
 
@@ -214,4 +216,50 @@ fn an_unknown_command_line_parameter_is_a_warning_in_the_report() {
     );
     // Modules without warnings still have the field, empty.
     assert_eq!(module(&report, "kmi_base")["warnings"], json!([]));
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn rd_driver_post_loads_after_every_other_module_even_a_failed_one() {
+    let env = Env::get();
+    let dir = env.scratch("control-driver-post");
+    // x needs kmi_a, kmi_b, kmi_base; y fails; kmi_d comes from
+    // rd.driver.pre=; kmi_e (no dependencies) from rd.driver.post=. Both
+    // are in the image through chain z, which the command line skips.
+    let manifest = json!({
+        "version": 1,
+        "chains": [
+            {"name": "x", "modules": ["kmi_c"], "required": true},
+            {"name": "y", "modules": ["kmi_fail"]},
+            {"name": "z", "modules": ["kmi_d", "kmi_e"]}
+        ],
+        "on_failure": "poweroff"
+    });
+    let image = env.fixture_image(&dir, &manifest);
+    let b = boot(
+        env.vm(&dir, &image)
+            .append("kmodinit.skip=z rd.driver.post=kmi_e rd.driver.pre=kmi_d"),
+    );
+    assert_real_init_ran(&b);
+    let report = b.console.report().unwrap_or_else(|e| panic!("{e}"));
+    let post = module(&report, "kmi_e");
+    assert_eq!(post["state"], "loaded", "{post}");
+    assert_eq!(report_state(&report, "kmi_fail").as_deref(), Some("failed"));
+    let t = |m: &Value, k: &str| m[k].as_f64();
+    let start = t(post, "start").unwrap();
+    let mut others = 0;
+    for m in report["load"]["modules"].as_array().unwrap() {
+        if m["name"] == "kmi_e" {
+            continue;
+        }
+        let Some(end) = t(m, "end") else { continue };
+        others += 1;
+        assert!(
+            end <= start,
+            "kmi_e started before {} ended: {m} {post}",
+            m["name"]
+        );
+    }
+    // kmi_a, kmi_b, kmi_base, kmi_c, kmi_d and the failed kmi_fail.
+    assert!(others >= 6, "{others} modules with an end: {report}");
 }

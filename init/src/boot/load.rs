@@ -25,12 +25,40 @@ impl<S: Sys> Boot<S> {
     ) -> Result<(), BootError> {
         #[cfg(feature = "fault-injection")]
         let faults = self.arm_faults();
+        let run_dir = self.run_dir();
+        let helper = match crate::helper::install::install(
+            &self.sys,
+            &self.paths.proc,
+            &run_dir,
+            &self.paths.proc.join("self/exe"),
+        ) {
+            Ok(h) => {
+                log::debug!("kernel module requests go to {}", h.helper.display());
+                self.helper_kernel_value = Some(h.kernel_value.clone());
+                Some(h)
+            }
+            Err(e) => {
+                let note = format!("the kernel's module requests are not served: {e}");
+                log::warn!("{note}");
+                self.report.notes.push(note);
+                None
+            }
+        };
         let input = LoadInput {
             manifest,
             cmdline,
             jobs: config.jobs,
             proc_dir: &self.paths.proc,
             root: &self.paths.root,
+            helper: helper.as_ref().map(|h| crate::loader_process::HelperInput {
+                listener: &h.listener,
+                kernel_value: &h.kernel_value,
+                run_dir: &run_dir,
+                linger: cmdline.helper_linger_ms.map_or(
+                    crate::helper::DEFAULT_LINGER,
+                    std::time::Duration::from_millis,
+                ),
+            }),
             sys_dir: &self.paths.sys,
             deadline: config.deadline,
         };
@@ -39,6 +67,9 @@ impl<S: Sys> Boot<S> {
         let child = LoaderChild::spawn(input, |k| k);
         #[cfg(feature = "fault-injection")]
         let child = LoaderChild::spawn(input, |k| faults.kernel(k));
+        // The loader holds the socket now; PID 1's copy would keep it
+        // open after the loader ends.
+        drop(helper);
         let mut child = child.map_err(BootError::SpawnLoader)?;
         self.step("fork");
         let any_required = manifest.chains.iter().any(|c| c.required);

@@ -88,6 +88,9 @@ pub struct Boot<S: Sys> {
     supervisor: Option<Supervisor>,
     /// The root device (and its mount) found while the modules loaded.
     early_root: root::EarlyRoot,
+    /// The kernel's `/proc/sys/kernel/modprobe` while the helper is
+    /// installed ([`crate::helper::install`]), to put back.
+    helper_kernel_value: Option<String>,
 }
 
 impl<S: Sys> Boot<S> {
@@ -108,6 +111,7 @@ impl<S: Sys> Boot<S> {
             loader: None,
             supervisor: None,
             early_root: root::EarlyRoot::default(),
+            helper_kernel_value: None,
         }
     }
 
@@ -256,6 +260,7 @@ impl<S: Sys> Boot<S> {
         self.write_report();
         self.hand_over_the_load();
         loader_process::reap_strays(self.loader.as_ref().map(LoaderChild::pid));
+        self.release_helper();
         if let Some(d) = self.devkmsg.as_mut() {
             d.restore(&self.paths.proc);
         }
@@ -269,9 +274,42 @@ impl<S: Sys> Boot<S> {
     /// After PID 1's last report: a load still running gets a reporter that
     /// settles its pending modules in the report when it ends.
     fn hand_over_the_load(&mut self) {
+        let serving = self.helper_kernel_value.is_some() && self.loader_alive();
         if let (Some(loader), Some(sup)) = (self.loader.as_mut(), self.supervisor.take()) {
-            loader.hand_over(sup, &self.report, &self.paths.report);
+            loader.hand_over(sup, &self.report, &self.paths.report, serving);
         }
+    }
+
+    /// True if the loader child still runs (it may serve the kernel's
+    /// module requests).
+    fn loader_alive(&self) -> bool {
+        self.loader.as_ref().is_some_and(|l| {
+            l.exit().is_none()
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(l.pid()), None).is_ok()
+        })
+    }
+
+    /// The run directory (`/run/kmodinit`): the report's, the helper's.
+    pub fn run_dir(&self) -> PathBuf {
+        self.paths
+            .report
+            .parent()
+            .map_or_else(|| self.paths.root.join("run/kmodinit"), Path::to_path_buf)
+    }
+
+    /// Before exec: if the loader no longer runs, nothing serves the
+    /// kernel's requests through the helper any more, so the kernel gets
+    /// its own value back. A loader still running keeps serving, and puts
+    /// the value back itself when it stops (init/PID1.md).
+    pub fn release_helper(&mut self) {
+        let Some(value) = self.helper_kernel_value.take() else {
+            return;
+        };
+        if self.loader_alive() {
+            log::info!("the loader serves the kernel's module requests after the handover");
+            return;
+        }
+        crate::helper::install::restore(&self.sys, &self.paths.proc, &self.run_dir(), &value);
     }
 
     /// The failure path: explain on the console and the kernel log, record
@@ -280,6 +318,7 @@ impl<S: Sys> Boot<S> {
     /// the policy).
     pub fn fail(&mut self, err: BootError) -> ! {
         let action = self.explain_failure(&err);
+        self.release_helper();
         failure::carry_out(action, &self.sys, &self.paths)
     }
 
@@ -362,6 +401,49 @@ pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_gets_its_helper_back_when_no_loader_serves() {
+        use crate::sys::{FakeSys, SysCall};
+        let tmp = std::env::temp_dir().join(format!("kmodinit-release-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let paths = Paths::under(&tmp);
+        std::fs::create_dir_all(paths.proc.join("sys/kernel")).unwrap_or_default();
+        std::fs::create_dir_all(paths.proc.join("self")).unwrap_or_default();
+        let exe = tmp.join("init");
+        std::fs::write(&exe, b"binary").unwrap_or_default();
+        let sysctl = paths.proc.join(crate::helper::install::MODPROBE_SYSCTL);
+        let sys = FakeSys::new().sysctl(&sysctl, "/sbin/modprobe\n");
+        let mut b = Boot::new(sys, paths, 0.0);
+        let run = b.run_dir();
+        assert_eq!(run, tmp.join("run/kmodinit"));
+        let inst = crate::helper::install::install(&b.sys, &b.paths.proc, &run, &exe);
+        let inst = inst.unwrap_or_else(|e| panic!("{e}"));
+        b.helper_kernel_value = Some(inst.kernel_value.clone());
+        drop(inst);
+        // No loader runs: PID 1 restores, once.
+        b.release_helper();
+        b.release_helper();
+        let writes: Vec<String> = b
+            .sys
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                SysCall::WriteSysctl { path, value } if path == sysctl => Some(value),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            writes,
+            [
+                run.join("modprobe").display().to_string(),
+                "/sbin/modprobe".to_owned()
+            ]
+        );
+        assert!(!run.join("modprobe").exists());
+        assert!(!run.join("helper.sock").exists());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 
     #[test]
     fn proc_modules_names() {

@@ -393,25 +393,30 @@ impl<'g, 'o> Run<'g, 'o> {
                 })
             })
             .collect();
-        let modules: Vec<ModuleReport> = plan
+        let mut modules: Vec<ModuleReport> = plan
             .nodes
             .iter()
             .zip(outcomes)
             .zip(chains)
-            .map(|((node, o), chains)| ModuleReport {
-                name: node.name.clone(),
-                state: o.state,
-                params: node.params.clone(),
-                error: o.error,
-                blocked_by: o.blocked_by.map(|b| plan.nodes[b].name.clone()),
-                start: o.start,
-                end: o.end,
-                worker: o.worker,
-                chains,
-                warnings: node.warnings.clone(),
-                reason: String::new(),
+            .map(|((node, o), chains)| {
+                let (reason, alternative) = crate::report::plan_facts(node);
+                ModuleReport {
+                    name: node.name.clone(),
+                    state: o.state,
+                    params: node.params.clone(),
+                    error: o.error,
+                    blocked_by: o.blocked_by.map(|b| plan.nodes[b].name.clone()),
+                    start: o.start,
+                    end: o.end,
+                    worker: o.worker,
+                    chains,
+                    warnings: node.warnings.clone(),
+                    reason,
+                    alternative,
+                }
             })
             .collect();
+        crate::report::note_alternatives(&mut modules);
 
         let (critical_path_s, path) = critical_path(graph, &modules);
         let failed_required_chains = ChainFailure::of_required(
@@ -491,6 +496,15 @@ pub(super) fn log_outcome(plan: &Plan, id: usize, o: &Outcome) {
         ModuleState::Already => log::info!("kmodinit: {name} was already loaded"),
         ModuleState::Builtin => log::info!("kmodinit: {name} is built into the kernel"),
         ModuleState::Skipped => log::warn!("kmodinit: skipped {name}: {error}"),
+        // One of several matches of an alias, needed by nothing that
+        // requires it: a note, not an error (crc32c_intel without SSE4.2).
+        ModuleState::Failed if node.alternative.is_some() && !node.required => {
+            let alias = node.alternative.as_ref().map_or("", |a| a.alias.as_str());
+            log::warn!(
+                "kmodinit: {name}, one of the modules {alias} matched, did not load \
+                 (the others may serve): {error}"
+            )
+        }
         ModuleState::Failed => log::error!("kmodinit: failed to load {name}{params}: {error}"),
         ModuleState::Blocked => log::error!("kmodinit: did not load {name}: {error}"),
         // The loader decides every node; only the supervisor's handover

@@ -1,4 +1,4 @@
-//! Filesystem superblock probes (ext2/3/4, xfs, btrfs, vfat): pure
+//! Filesystem superblock probes (ext2/3/4, xfs, btrfs, f2fs, vfat): pure
 //! functions over the first bytes of a device, for `UUID=` and `LABEL=`.
 
 /// Bytes to read from the start of a device to probe every supported
@@ -73,6 +73,7 @@ pub fn probe_filesystem(buf: &[u8]) -> Option<FsInfo> {
     probe_ext(buf)
         .or_else(|| probe_xfs(buf))
         .or_else(|| probe_btrfs(buf))
+        .or_else(|| probe_f2fs(buf))
         .or_else(|| probe_vfat(buf))
 }
 
@@ -124,6 +125,27 @@ fn probe_btrfs(buf: &[u8]) -> Option<FsInfo> {
         fstype: "btrfs",
         uuid: nonzero_uuid(uuid_at(buf, SB + 32)?, format_uuid_be),
         label: label_at(buf, SB + 0x12b, 256),
+    })
+}
+
+/// f2fs: `struct f2fs_super_block` at 1 KiB (`F2FS_SUPER_OFFSET`), magic
+/// `0xF2F52010`, the UUID at 108 and the label at 124 as up to 512 UTF-16LE
+/// units (`volume_name`), as blkid reads them.
+fn probe_f2fs(buf: &[u8]) -> Option<FsInfo> {
+    const SB: usize = 1024;
+    const F2FS_MAGIC: u32 = 0xF2F5_2010;
+    const LABEL_UNITS: usize = 512;
+    if le32(buf, SB)? != F2FS_MAGIC {
+        return None;
+    }
+    let units: Vec<u16> = (0..LABEL_UNITS)
+        .map_while(|i| le16(buf, SB + 124 + 2 * i).filter(|&u| u != 0))
+        .collect();
+    let label = String::from_utf16_lossy(&units);
+    Some(FsInfo {
+        fstype: "f2fs",
+        uuid: nonzero_uuid(uuid_at(buf, SB + 108)?, format_uuid_be),
+        label: (!label.is_empty()).then_some(label),
     })
 }
 
@@ -239,6 +261,36 @@ mod tests {
         assert_eq!(fs.fstype, "vfat");
         assert_eq!(fs.uuid.as_deref(), Some("1234-ABCD"));
         assert_eq!(fs.label.as_deref(), Some("EFI"));
+    }
+
+    #[test]
+    fn probes_synthetic_f2fs() {
+        let mut b = vec![0u8; 4096];
+        b[1024..1028].copy_from_slice(&0xF2F5_2010u32.to_le_bytes());
+        b[1024 + 108..1024 + 124].copy_from_slice(&[
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+            0xcd, 0xef,
+        ]);
+        for (i, c) in "kmiröot".encode_utf16().enumerate() {
+            b[1024 + 124 + 2 * i..1024 + 126 + 2 * i].copy_from_slice(&c.to_le_bytes());
+        }
+        let fs = probe_filesystem(&b).expect("f2fs");
+        assert_eq!(fs.fstype, "f2fs");
+        assert_eq!(
+            fs.uuid.as_deref(),
+            Some("01234567-89ab-cdef-0123-456789abcdef")
+        );
+        assert_eq!(fs.label.as_deref(), Some("kmiröot"));
+        assert_eq!(fs.mount_types(), vec!["f2fs"]);
+        // No label, and a read that ends inside the label: no panic.
+        b[1024 + 124..2048].fill(0);
+        assert_eq!(probe_filesystem(&b).unwrap().label, None);
+        assert_eq!(probe_filesystem(&b[..1024 + 120]), None);
+        b[1024 + 124] = b'x';
+        assert_eq!(
+            probe_filesystem(&b[..1024 + 130]).unwrap().label.as_deref(),
+            Some("x")
+        );
     }
 
     #[test]

@@ -301,6 +301,40 @@ mod tests {
     }
 
     #[test]
+    fn finds_a_real_mkfs_f2fs_image_by_uuid_and_label() {
+        let t = TempDir::new("f2fs");
+        let img = t.0.join("root.img");
+        let uuid = "9b0e6a54-3c1d-4f2e-8a7b-6c5d4e3f2a1b";
+        let made = std::fs::File::create(&img).and_then(|f| f.set_len(64 << 20));
+        assert!(made.is_ok(), "{made:?}");
+        let status = Command::new("mkfs.f2fs")
+            .args(["-q", "-f", "-U", uuid, "-l", "kmif2fs"])
+            .arg(&img)
+            .status();
+        let Ok(status) = status else {
+            eprintln!("mkfs.f2fs not installed (f2fs-tools): skipping the real-image test");
+            return;
+        };
+        assert!(status.success());
+        // The probe needs only the first PROBE_BYTES.
+        let mut head = std::fs::read(&img).unwrap();
+        head.truncate(super::super::probe::PROBE_BYTES);
+        add_dev(&t.0, "vda", None, "254:0", &head);
+        let s = scanner(&t.0);
+        let fake = FakeSys::new();
+        let hit = s
+            .find(&fake, &DeviceSpec::Uuid(uuid.into()))
+            .expect("by uuid");
+        let fs = hit.fs.expect("probed");
+        assert_eq!((fs.fstype, fs.label.as_deref()), ("f2fs", Some("kmif2fs")));
+        assert_eq!(
+            s.find(&fake, &DeviceSpec::Label("kmif2fs".into()))
+                .map(|f| f.device.name),
+            Some("vda".into())
+        );
+    }
+
+    #[test]
     fn finds_a_gpt_partition_by_partuuid_and_partlabel() {
         let t = TempDir::new("gpt");
         let guid = [

@@ -40,6 +40,10 @@ pub enum SysCall {
     Sync,
     Reboot(Shutdown),
     Exec(InitCommand),
+    WriteSysctl {
+        path: PathBuf,
+        value: String,
+    },
 }
 
 type FailRule = Box<dyn Fn(&SysCall) -> Option<i32> + Send>;
@@ -48,6 +52,7 @@ type FailRule = Box<dyn Fn(&SysCall) -> Option<i32> + Send>;
 struct State {
     calls: Vec<SysCall>,
     mounted: BTreeSet<PathBuf>,
+    sysctls: std::collections::BTreeMap<PathBuf, String>,
 }
 
 /// A machine that changes nothing and remembers every call.
@@ -96,6 +101,12 @@ impl FakeSys {
     /// `path` lives on ramfs/tmpfs.
     pub fn ram_fs(mut self, path: impl Into<PathBuf>) -> Self {
         self.ram_fs.insert(path.into());
+        self
+    }
+
+    /// The `/proc/sys` file `path` reads `value` (until written).
+    pub fn sysctl(self, path: impl Into<PathBuf>, value: impl Into<String>) -> Self {
+        self.lock().sysctls.insert(path.into(), value.into());
         self
     }
 
@@ -205,6 +216,25 @@ impl Sys for FakeSys {
             Err(e) => e,
             Ok(()) => io::Error::from_raw_os_error(libc::ENOSYS),
         }
+    }
+
+    fn read_sysctl(&self, path: &Path) -> io::Result<String> {
+        self.lock()
+            .sysctls
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+
+    fn write_sysctl(&self, path: &Path, value: &str) -> io::Result<()> {
+        self.record(SysCall::WriteSysctl {
+            path: path.to_path_buf(),
+            value: value.to_owned(),
+        })?;
+        self.lock()
+            .sysctls
+            .insert(path.to_path_buf(), value.to_owned());
+        Ok(())
     }
 
     fn exec(&self, cmd: &InitCommand) -> io::Error {

@@ -133,6 +133,14 @@ impl Sys for RealSys {
         }
     }
 
+    fn read_sysctl(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn write_sysctl(&self, path: &Path, value: &str) -> io::Result<()> {
+        std::fs::write(path, value)
+    }
+
     fn exec(&self, cmd: &InitCommand) -> io::Error {
         let cstrings = |v: &[String]| -> Result<Vec<CString>, io::Error> {
             v.iter()

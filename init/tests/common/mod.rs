@@ -82,6 +82,7 @@ impl PlanBuilder {
             succs: Vec::new(),
             reasons: Vec::new(),
             warnings: Vec::new(),
+            alternative: None,
         });
         id
     }

@@ -283,25 +283,36 @@ impl DepIndex {
             .collect()
     }
 
-    /// What `name_or_alias` means, in kmod's lookup order, stopping at the
-    /// first source that knows it: a module of `modules.dep`, then a builtin
-    /// module, then the modules whose `modules.alias` patterns match (sorted,
-    /// deduplicated; alias targets are returned even if the index has no file
-    /// for them, so callers can tell "unknown" from "pruned"), then the
-    /// builtin modules whose `modules.builtin.modinfo` aliases match. Empty
-    /// if nothing matches. Exact aliases are a hash lookup; glob patterns are
-    /// tested only when their literal prefix starts `name_or_alias`.
+    /// What `name_or_alias` means, in the order of kmod's
+    /// `kmod_module_new_from_lookup`, stopping at the first source that
+    /// knows it: a module of `modules.dep`; then EVERY module whose
+    /// `modules.alias` patterns match (sorted, deduplicated; alias targets
+    /// are returned even if the index has no file for them, so callers can
+    /// tell "unknown" from "pruned"); then the builtin modules whose
+    /// `modules.builtin.modinfo` aliases match; then a builtin module of
+    /// that name (`modules.builtin`). So `crc32`, whose `lib/crc32` is
+    /// builtin on Debian, means `crc32_generic` and `crc32_pclmul` (both
+    /// alias `crc32`), as `modprobe crc32` loads them. kmod's other sources
+    /// have no counterpart here: modprobe.d aliases go into the image's
+    /// `modules.alias`, and no softdep names a `symbol:`. Empty if nothing
+    /// matches. Exact aliases are a hash lookup; glob patterns are tested
+    /// only when their literal prefix starts `name_or_alias`.
     pub fn resolve(&self, name_or_alias: &str) -> Vec<ModuleName> {
-        if let Ok(name) = ModuleName::new(name_or_alias) {
-            if self.contains(&name) {
-                return vec![name];
-            }
+        let name = ModuleName::new(name_or_alias).ok();
+        if let Some(name) = name.as_ref().filter(|n| self.modules.contains_key(*n)) {
+            return vec![name.clone()];
         }
         let found = self.aliases.lookup(name_or_alias);
-        if found.is_empty() {
-            self.builtin_aliases.lookup(name_or_alias)
-        } else {
-            found
+        if !found.is_empty() {
+            return found;
+        }
+        let found = self.builtin_aliases.lookup(name_or_alias);
+        if !found.is_empty() {
+            return found;
+        }
+        match name {
+            Some(name) if self.builtin.contains(&name) => vec![name],
+            _ => Vec::new(),
         }
     }
 }
@@ -356,11 +367,15 @@ alias usb:v0B95p[1-7]*d* asix
     }
 
     #[test]
-    fn resolve_prefers_module_then_builtin_then_aliases() {
-        let idx = DepIndex::parse(DEP, "kernel/fs/crc32c.ko\n", "", ALIAS).unwrap();
+    fn resolve_follows_kmod_module_then_aliases_then_builtin() {
+        let idx =
+            DepIndex::parse(DEP, "kernel/lib/crc32c.ko\nkernel/lib/crc8.ko\n", "", ALIAS).unwrap();
         assert_eq!(idx.resolve("ext4"), vec![n("ext4")]);
-        // "crc32c" is builtin here, so the alias of that name is not consulted.
-        assert_eq!(idx.resolve("crc32c"), vec![n("crc32c")]);
+        // "crc32c" is builtin here, but modules.alias comes first (kmod's
+        // order; Debian's f2fs `pre: crc32` case).
+        assert_eq!(idx.resolve("crc32c"), vec![n("crc32c_generic")]);
+        // A builtin module no alias names is itself.
+        assert_eq!(idx.resolve("crc8"), vec![n("crc8")]);
         // Both spellings of the alias; results sorted.
         assert_eq!(
             idx.resolve("crypto-crc32c"),

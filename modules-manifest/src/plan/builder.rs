@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use super::{
-    Action, Edge, EdgeKind, Mode, NodeId, Plan, PlanChain, PlanError, PlanInput, PlanNode, Reason,
+    Action, Alternative, Edge, EdgeKind, Mode, NodeId, Plan, PlanChain, PlanError, PlanInput,
+    PlanNode, Reason,
 };
 use crate::name::ModuleName;
 
@@ -18,6 +19,8 @@ pub(super) struct Draft {
     pub(super) reasons: Vec<Reason>,
     /// Predecessor id → strongest edge kind.
     pub(super) preds: BTreeMap<usize, EdgeKind>,
+    /// The first alias with several matches this module is one of.
+    pub(super) alternative: Option<Alternative>,
 }
 
 #[derive(Debug)]
@@ -27,9 +30,6 @@ pub(super) struct Builder<'a> {
     pub(super) ids: HashMap<ModuleName, usize>,
     /// Nodes whose dependencies and softdeps are still to be added.
     pub(super) queue: VecDeque<usize>,
-    /// Modules a chain names (after alias resolution): preferred softdep
-    /// candidates.
-    pub(super) chain_targets: BTreeSet<ModuleName>,
     /// (from, to) → chain name, to explain chain edges in cycle messages.
     pub(super) chain_edges: HashMap<(usize, usize), String>,
     pub(super) notes: Vec<String>,
@@ -39,6 +39,8 @@ pub(super) struct Builder<'a> {
     pub(super) unplannable: HashMap<ModuleName, PlanError>,
     /// The chain `kmodinit.load=` added (index into the manifest's chains).
     pub(super) cmdline_chain: Option<usize>,
+    /// The chain `rd.driver.post=` added (index into the manifest's chains).
+    pub(super) post_chain: Option<usize>,
     /// `kmodinit.skip=` names that are modules: module → the option text.
     pub(super) skip_modules: BTreeMap<ModuleName, String>,
     /// `kmodinit.skip=` names that are chains: chain index → option text.
@@ -53,7 +55,11 @@ pub(super) struct Builder<'a> {
 pub(super) struct ResolvedEntry {
     pub(super) chain: usize,
     pub(super) position: usize,
+    /// The chain's own node for the entry.
     pub(super) module: ModuleName,
+    /// The entry is an alias with several usable matches: all of them (the
+    /// chain's own node among them), loaded alongside.
+    pub(super) alternative: Option<Alternative>,
 }
 
 fn kind_rank(k: EdgeKind) -> u8 {
@@ -71,12 +77,12 @@ impl<'a> Builder<'a> {
             drafts: Vec::new(),
             ids: HashMap::new(),
             queue: VecDeque::new(),
-            chain_targets: BTreeSet::new(),
             chain_edges: HashMap::new(),
             notes: Vec::new(),
             mode,
             unplannable: HashMap::new(),
             cmdline_chain: None,
+            post_chain: None,
             skip_modules: BTreeMap::new(),
             skip_chains: BTreeMap::new(),
             required: input.manifest.chains.iter().map(|c| c.required).collect(),
@@ -167,6 +173,7 @@ impl<'a> Builder<'a> {
             action,
             reasons: Vec::new(),
             preds: BTreeMap::new(),
+            alternative: None,
         });
         self.ids.insert(name.clone(), id);
         Some(id)
@@ -184,6 +191,7 @@ impl<'a> Builder<'a> {
             action: Action::Unplannable { error },
             reasons: Vec::new(),
             preds: BTreeMap::new(),
+            alternative: None,
         });
         self.ids.insert(name.clone(), id);
         id
@@ -193,6 +201,14 @@ impl<'a> Builder<'a> {
         let slot = self.drafts[to].preds.entry(from).or_insert(kind);
         if kind_rank(kind) > kind_rank(*slot) {
             *slot = kind;
+        }
+    }
+
+    /// Marks `id` as one of the matches of `alt` (the first alias wins).
+    pub(super) fn alternative(&mut self, id: usize, alt: &Alternative) {
+        let slot = &mut self.drafts[id].alternative;
+        if slot.is_none() {
+            *slot = Some(alt.clone());
         }
     }
 
@@ -219,6 +235,7 @@ impl<'a> Builder<'a> {
         let required_chains: Vec<usize> = (0..manifest.chains.len())
             .filter(|&c| self.required[c])
             .collect();
+        let cmdline_chain = self.cmdline_chain.map(|c| manifest.chains[c].name.as_str());
         let mut notes = self.notes.clone();
         for (old, d) in self.drafts.iter().enumerate() {
             if d.action == Action::Blacklisted {
@@ -277,8 +294,20 @@ impl<'a> Builder<'a> {
                     required: required_chains.iter().any(|&c| blocking[c].contains(&old)),
                     preds,
                     succs: Vec::new(),
-                    reasons: d.reasons.clone(),
+                    reasons: d
+                        .reasons
+                        .iter()
+                        .map(|r| match r {
+                            Reason::Chain { chain, .. } | Reason::ChainAlias { chain, .. }
+                                if cmdline_chain == Some(chain.as_str()) =>
+                            {
+                                Reason::Cmdline
+                            }
+                            r => r.clone(),
+                        })
+                        .collect(),
                     warnings: Vec::new(),
+                    alternative: d.alternative.clone(),
                 }
             })
             .collect();

@@ -1,34 +1,58 @@
 //! The load plan: a DAG of module nodes, built by the pure function [`plan()`].
 //!
-//! What goes in: every chain entry (a module name or an alias, resolved with
-//! [`DepIndex::resolve`]), the transitive `modules.dep` dependencies of every
-//! module that will be inserted, and the `pre:` softdeps of those modules
-//! (and their own dependencies and softdeps). `post:` softdeps of the index
-//! are not loaded; the plan says so in its notes. A manifest `softdeps`
-//! override replaces the index's softdeps of its module, and its `post:`
-//! names load after the module (a `Softdep` edge: neither blocks the other).
+//! What goes in: every chain entry (a module name or an alias, looked up in
+//! kmod's order, see below), the transitive `modules.dep` dependencies of
+//! every module that will be inserted, and the `pre:` and `post:` softdeps
+//! of those modules (and their own dependencies and softdeps), as
+//! `modprobe` loads them. A `pre:` softdep loads before its module, a
+//! `post:` one after it; both through a `Softdep` edge, so neither blocks
+//! the other. A manifest `softdeps` override replaces the index's softdeps
+//! of its module. Unlike kmod, which reads only the first `softdep` line of
+//! a module, the index merges all of them (see [`crate::depmod`]); the kmod
+//! differential test (`tests/kmod_differential.rs`) proves this is the only
+//! difference from `modprobe --show-depends` over the whole installed tree.
 //!
 //! The command line adds modules (`kmodinit.load=`, as an optional chain
-//! [`CMDLINE_CHAIN`] without chain edges) and skips chains or modules
+//! [`CMDLINE_CHAIN`] without chain edges; `rd.driver.post=`, as an optional
+//! chain [`CMDLINE_POST_CHAIN`] each of whose modules comes after every
+//! module the other chains need, through Softdep edges: after, whether they
+//! loaded or not) and skips chains or modules
 //! (`kmodinit.skip=`, [`Action::Skipped`]); a required chain broken only by
 //! a skip is made optional (see `Builder::excuse_skipped_required_chains`).
 //!
 //! Edges, all "must finish before": [`EdgeKind::Dependency`] for every module
 //! `modules.dep` lists (depmod writes the transitive closure; all of it is
 //! kept, which is redundant but never wrong), [`EdgeKind::Softdep`] for a
-//! chosen `pre:` softdep, [`EdgeKind::Chain`] from the previous entry of a
-//! chain. Between two nodes there is at most one edge; when several reasons
-//! apply the strongest kind is kept: Dependency, then Chain, then Softdep.
+//! softdep (and for the other matches of an alias chain entry, see below),
+//! [`EdgeKind::Chain`] from the previous entry of a chain. Between two nodes
+//! there is at most one edge; when several reasons apply the strongest kind
+//! is kept: Dependency, then Chain, then Softdep.
 //!
-//! Choosing among several modules for one alias (a softdep like
-//! `crypto-crc32c`, or a chain entry that is an alias), deterministically:
-//! only candidates the index has a file for (or that are builtin or already
-//! loaded) count, minus the module itself, the manifest's `blocklist` and the
-//! command line's `modprobe.blacklist`; among those, prefer one a chain names
-//! explicitly (softdeps only), then a builtin or already loaded one (it costs
-//! nothing), then the first by name. The choice and the alternatives are
-//! written to [`Plan::notes`] (booster #64: users must see which `crc32c` they
-//! got). A softdep with no candidate left is skipped with a note.
+//! Names, as kmod's `kmod_module_new_from_lookup` resolves them
+//! ([`DepIndex::resolve`]): a module of `modules.dep`, else EVERY module
+//! whose `modules.alias` pattern matches, else the builtin modules whose
+//! `modules.builtin.modinfo` alias matches, else a builtin module of that
+//! name (so `softdep f2fs pre: crc32`, with `lib/crc32` builtin, means
+//! `crc32_generic` and `crc32_pclmul`); a chain entry may also name a module
+//! already loaded. Of the matches, the module itself, the manifest's
+//! `blocklist`, the command line's `modprobe.blacklist` and modules the
+//! index has no file for are left out. Every match left is planned, as
+//! modprobe loads every match (the crypto API then uses the one with the
+//! highest priority that loaded): with several, each node carries
+//! [`PlanNode::alternative`] (the alias and all its matches), and an
+//! alternative the kernel refuses (`crc32c_intel` without SSE4.2: ENODEV)
+//! is a note in the report, never a chain failure nor a block, since only
+//! Softdep edges leave it. For a chain entry, the first match (builtin or
+//! already loaded first, then by name) is the chain's own node, with the
+//! chain's edges and `required`; the others load alongside ([`Reason::ChainAlias`],
+//! Softdep edges from the previous entry and to the next). The matches and
+//! the left-out ones are written to [`Plan::notes`] (booster #64: users
+//! must see which `crc32c` they got). A softdep with no match left is
+//! skipped with a note.
+//!
+//! Why each module is there: [`PlanNode::reasons`], the strongest shown by
+//! [`PlanNode::reason`] as `chain:NAME`, `cmdline`, `dependency of X` or
+//! `softdep of X` (one `Display`; a new source is a new [`Reason`] variant).
 //!
 //! Node order: Kahn's algorithm; among ready nodes it takes first what a
 //! required chain needs, then by the first chain (in manifest order) that
@@ -116,6 +140,23 @@ pub struct PlanNode {
     /// parameter it does not declare). The planner leaves it empty: `/init`
     /// adds what it checks against the image's `modules.params`.
     pub warnings: Vec<String>,
+    /// Set when this module is one of several that one alias matched
+    /// (a softdep like `crypto-crc32c`, or a chain entry): every match is
+    /// planned, as modprobe loads every match, and the kernel's users
+    /// (the crypto API, by priority) pick among those that load. Its edges
+    /// to the alias's user are `Softdep` edges (except for the chain's own
+    /// node of a chain entry), so unless the node is `required` its
+    /// failure (`crc32c_intel` refused without SSE4.2) is a note for the
+    /// report, never a chain failure nor a block.
+    pub alternative: Option<Alternative>,
+}
+
+/// The alias a node is one match of, and all the modules it matched that
+/// the plan loads (the node among them), sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alternative {
+    pub alias: String,
+    pub providers: Vec<ModuleName>,
 }
 
 /// What the loader must do for a node.
@@ -161,12 +202,67 @@ pub enum EdgeKind {
     Chain,
 }
 
+/// Why a module is in the plan. A node lists every reason found;
+/// [`PlanNode::reason`] picks the one the report shows, rendered by
+/// [`Reason`]'s `Display` (`chain:NAME`, `dependency of X`, `softdep of X`,
+/// `cmdline`). A new source of modules is a new variant here, its text in
+/// that one `Display` and its rank in [`Reason::rank`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
+    /// An entry of a manifest chain (the chain's own node for it).
     Chain { chain: String, position: usize },
+    /// Another match of a chain entry that is an alias with several
+    /// matches (see [`PlanNode::alternative`]); not the chain's own node.
+    ChainAlias {
+        chain: String,
+        position: usize,
+        alias: String,
+    },
+    /// Asked for on the kernel command line (`kmodinit.load=`,
+    /// `rd.driver.pre=`, `modules-load=`): an entry of the chain
+    /// [`CMDLINE_CHAIN`] (or a match of one).
+    Cmdline,
+    /// Listed in `modules.dep` for `module`.
     DependencyOf { module: ModuleName },
+    /// A match of a `pre:` or `post:` softdep of `module`.
     SoftdepOf { module: ModuleName, alias: String },
+}
+
+impl Reason {
+    /// Strength for [`PlanNode::reason`]: smaller is stronger. What the
+    /// user asked for first, then what a module cannot load without, then
+    /// what is only wished for.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Reason::Chain { .. } | Reason::Cmdline => 0,
+            Reason::ChainAlias { .. } => 1,
+            Reason::DependencyOf { .. } => 2,
+            Reason::SoftdepOf { .. } => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Chain { chain, .. } | Reason::ChainAlias { chain, .. } => {
+                write!(f, "chain:{chain}")
+            }
+            Reason::Cmdline => f.write_str("cmdline"),
+            Reason::DependencyOf { module } => write!(f, "dependency of {module}"),
+            Reason::SoftdepOf { module, .. } => write!(f, "softdep of {module}"),
+        }
+    }
+}
+
+impl PlanNode {
+    /// The reason the report shows: the strongest ([`Reason::rank`]), the
+    /// first found among equals. `None` only for a node nothing asked for
+    /// (the planner makes none).
+    pub fn reason(&self) -> Option<&Reason> {
+        self.reasons.iter().min_by_key(|r| r.rank())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -232,50 +328,77 @@ enum Mode {
 /// (then `cmdline-2`, `cmdline-3`, …).
 pub const CMDLINE_CHAIN: &str = "cmdline";
 
+/// The name of the chain dracut's `rd.driver.post=` adds (same renaming
+/// rule): its modules start after every module of every other chain has
+/// finished.
+pub const CMDLINE_POST_CHAIN: &str = "cmdline-post";
+
 /// The manifest the plan is built from: `manifest` plus, when the command
-/// line asks to load modules, an optional chain of them.
-fn with_cmdline_chain(input: &PlanInput<'_>) -> Option<(Manifest, usize)> {
-    let load = &input.cmdline.load;
-    if load.is_empty() {
+/// line asks to load modules, an optional chain of them, and one for
+/// `rd.driver.post=`; with their indices.
+struct Extended {
+    manifest: Manifest,
+    load: Option<usize>,
+    post: Option<usize>,
+}
+
+fn with_cmdline_chains(input: &PlanInput<'_>) -> Option<Extended> {
+    let lists = [
+        (&input.cmdline.load, CMDLINE_CHAIN),
+        (&input.cmdline.load_post, CMDLINE_POST_CHAIN),
+    ];
+    if lists.iter().all(|(l, _)| l.is_empty()) {
         return None;
     }
     let mut m = input.manifest.clone();
-    let mut name = CMDLINE_CHAIN.to_owned();
-    let mut k = 1;
-    while m.chains.iter().any(|c| c.name == name) {
-        k += 1;
-        name = format!("{CMDLINE_CHAIN}-{k}");
+    let mut at = [None, None];
+    for (slot, (load, base)) in at.iter_mut().zip(lists) {
+        if load.is_empty() {
+            continue;
+        }
+        let mut name = base.to_owned();
+        let mut k = 1;
+        while m.chains.iter().any(|c| c.name == name) {
+            k += 1;
+            name = format!("{base}-{k}");
+        }
+        m.chains.push(ChainSpec {
+            name,
+            modules: load
+                .iter()
+                .map(|l| ChainEntry {
+                    name: l.name.clone(),
+                    params: None,
+                })
+                .collect(),
+            required: false,
+        });
+        *slot = Some(m.chains.len() - 1);
     }
-    m.chains.push(ChainSpec {
-        name,
-        modules: load
-            .iter()
-            .map(|l| ChainEntry {
-                name: l.name.clone(),
-                params: None,
-            })
-            .collect(),
-        required: false,
-    });
-    let at = m.chains.len() - 1;
-    Some((m, at))
+    Some(Extended {
+        manifest: m,
+        load: at[0],
+        post: at[1],
+    })
 }
 
 fn build(input: PlanInput<'_>, mode: Mode) -> Result<Plan, PlanError> {
     input.manifest.check().map_err(PlanError::Manifest)?;
-    let extended = with_cmdline_chain(&input);
-    let (input, cmdline_chain) = match &extended {
-        Some((m, at)) => (
+    let extended = with_cmdline_chains(&input);
+    let (input, cmdline_chain, post_chain) = match &extended {
+        Some(e) => (
             PlanInput {
-                manifest: m,
+                manifest: &e.manifest,
                 ..input
             },
-            Some(*at),
+            e.load,
+            e.post,
         ),
-        None => (input, None),
+        None => (input, None, None),
     };
     let mut b = Builder::new(input, mode);
     b.cmdline_chain = cmdline_chain;
+    b.post_chain = post_chain;
     b.check_softdep_overrides()?;
     let entries = b.resolve_chains()?;
     let params = b.params(&entries)?;
@@ -285,6 +408,7 @@ fn build(input: PlanInput<'_>, mode: Mode) -> Result<Plan, PlanError> {
     b.add_chains(&active)?;
     b.expand()?;
     b.add_skipped_chains(&skipped);
+    b.order_post_chain();
     if mode == Mode::AtBoot {
         b.break_cycles()?;
     }

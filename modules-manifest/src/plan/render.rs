@@ -3,11 +3,18 @@
 use std::fmt::Write as _;
 
 use super::{Action, EdgeKind, Plan, Reason};
+use crate::name::ModuleName;
 
 /// A reason in a few words, for listings and messages.
 pub(super) fn reason_text(r: &Reason) -> String {
     match r {
         Reason::Chain { chain, position } => format!("chain {chain} #{position}"),
+        Reason::ChainAlias {
+            chain,
+            position,
+            alias,
+        } => format!("chain {chain} #{position} ({alias})"),
+        Reason::Cmdline => "cmdline".to_owned(),
         Reason::DependencyOf { module } => format!("dep of {module}"),
         Reason::SoftdepOf { module, alias } => {
             if alias.as_str() == module.as_str() {
@@ -76,7 +83,11 @@ impl Plan {
                     }
                 })
                 .collect();
-            let why: Vec<String> = node.reasons.iter().map(reason_text).collect();
+            let mut why: Vec<String> = node.reasons.iter().map(reason_text).collect();
+            if let Some(alt) = &node.alternative {
+                let all: Vec<&str> = alt.providers.iter().map(ModuleName::as_str).collect();
+                why.push(format!("one of {}: {}", alt.alias, all.join(" ")));
+            }
             let _ = writeln!(
                 t,
                 "{:>idw$} {:<width$} {}{} params: {} after: {} why: {}",

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::builder::{Builder, ResolvedEntry};
-use super::{Mode, PlanError};
+use super::{Alternative, Mode, PlanError};
 use crate::manifest::ChainSpec;
 use crate::name::ModuleName;
 
@@ -19,13 +19,12 @@ impl Builder<'_> {
         self.input.index.is_builtin(name) || self.input.loaded.contains(name)
     }
 
-    /// Splits alias candidates into usable ones, best first, and excluded
-    /// ones with the reason.
+    /// Splits alias matches into usable ones, best first (builtin or
+    /// already loaded, then by name), and excluded ones with the reason.
     pub(super) fn rank_candidates(
         &self,
         candidates: Vec<ModuleName>,
         itself: Option<&ModuleName>,
-        prefer_chain_targets: bool,
     ) -> (Vec<ModuleName>, Vec<(ModuleName, &'static str)>) {
         let mut usable = Vec::new();
         let mut excluded = Vec::new();
@@ -42,45 +41,21 @@ impl Builder<'_> {
                 usable.push(c);
             }
         }
-        usable.sort_by_key(|c| {
-            (
-                !(prefer_chain_targets && self.chain_targets.contains(c)),
-                !self.free(c),
-                c.clone(),
-            )
-        });
+        usable.sort_by_key(|c| (!self.free(c), c.clone()));
         (usable, excluded)
     }
 
-    /// `"X → Y (also matched: …; not used: …)"` for notes.
-    pub(super) fn choice_text(
-        &self,
-        chosen: &ModuleName,
+    /// `"a, b (all loaded, as modprobe loads every match; not used: c: why)"`
+    /// for notes: what an alias resolved to.
+    pub(super) fn matches_text(
         usable: &[ModuleName],
         excluded: &[(ModuleName, &'static str)],
-        prefer_chain_targets: bool,
     ) -> String {
-        let mut t = chosen.to_string();
-        let why = if prefer_chain_targets && self.chain_targets.contains(chosen) {
-            "named in a chain"
-        } else if self.free(chosen) {
-            "builtin or already loaded"
-        } else {
-            "first by name"
-        };
-        // `usable` is empty when every candidate was excluded and `chosen`
-        // is the blocked one kept for the chain's sake (fuzz finding, issue 8).
-        let others: Vec<&str> = usable
-            .iter()
-            .filter(|m| *m != chosen)
-            .map(ModuleName::as_str)
-            .collect();
+        let names: Vec<&str> = usable.iter().map(ModuleName::as_str).collect();
+        let mut t = names.join(", ");
         let mut extra = Vec::new();
-        if !others.is_empty() {
-            extra.push(format!(
-                "also matched: {}; chosen: {why}",
-                others.join(", ")
-            ));
+        if usable.len() > 1 {
+            extra.push("all loaded, as modprobe loads every match".to_owned());
         }
         if !excluded.is_empty() {
             let ex: Vec<String> = excluded.iter().map(|(m, r)| format!("{m}: {r}")).collect();
@@ -92,7 +67,21 @@ impl Builder<'_> {
         t
     }
 
-    /// Resolves every chain entry to one module.
+    /// What a chain entry means in kmod's lookup order: a `modules.dep`
+    /// module, else [`crate::DepIndex::resolve`]'s matches, else a module
+    /// already loaded under that name.
+    fn entry_matches(&self, name: &ModuleName) -> Vec<ModuleName> {
+        if self.input.index.module(name).is_some() {
+            return vec![name.clone()];
+        }
+        let found = self.input.index.resolve(name.as_str());
+        if found.is_empty() && self.input.loaded.contains(name) {
+            return vec![name.clone()];
+        }
+        found
+    }
+
+    /// Resolves every chain entry to its modules.
     pub(super) fn resolve_chains(&mut self) -> Result<Vec<ResolvedEntry>, PlanError> {
         let manifest = self.input.manifest;
         let mut out = Vec::new();
@@ -100,57 +89,53 @@ impl Builder<'_> {
             for (pos, entry) in chain.modules.iter().enumerate() {
                 if self.skip_chains.contains_key(&ci) {
                     // Not loaded: resolved quietly, never refused.
-                    let module = if self.known(&entry.name) {
-                        entry.name.clone()
-                    } else {
-                        let (usable, _) = self.rank_candidates(
-                            self.input.index.resolve(entry.name.as_str()),
-                            None,
-                            false,
-                        );
-                        usable
-                            .into_iter()
-                            .next()
-                            .unwrap_or_else(|| entry.name.clone())
-                    };
+                    let (usable, _) = self.rank_candidates(self.entry_matches(&entry.name), None);
+                    let module = usable
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| entry.name.clone());
                     out.push(ResolvedEntry {
                         chain: ci,
                         position: pos,
                         module,
+                        alternative: None,
                     });
                     continue;
                 }
-                let module = self.resolve_entry(chain, pos, &entry.name)?;
-                self.chain_targets.insert(module.clone());
+                let (module, alternative) = self.resolve_entry(chain, pos, &entry.name)?;
                 out.push(ResolvedEntry {
                     chain: ci,
                     position: pos,
                     module,
+                    alternative,
                 });
             }
         }
         Ok(out)
     }
 
+    /// The chain's own module for an entry and, when the entry is an alias
+    /// with several usable matches, all of them.
     pub(super) fn resolve_entry(
         &mut self,
         chain: &ChainSpec,
         pos: usize,
         name: &ModuleName,
-    ) -> Result<ModuleName, PlanError> {
-        if self.known(name) {
-            return Ok(name.clone());
+    ) -> Result<(ModuleName, Option<Alternative>), PlanError> {
+        let candidates = self.entry_matches(name);
+        if candidates.as_slice() == std::slice::from_ref(name) {
+            return Ok((name.clone(), None));
         }
-        let candidates = self.input.index.resolve(name.as_str());
-        let from_cmdline = self
-            .cmdline_chain
-            .is_some_and(|c| self.input.manifest.chains[c].name == chain.name);
+        let from_cmdline = [self.cmdline_chain, self.post_chain]
+            .iter()
+            .flatten()
+            .any(|&c| self.input.manifest.chains[c].name == chain.name);
         if candidates.is_empty() && from_cmdline {
-            let option = self
-                .input
-                .cmdline
+            let cmdline = self.input.cmdline;
+            let option = cmdline
                 .load
                 .iter()
+                .chain(&cmdline.load_post)
                 .find(|l| &l.name == name)
                 .map(|l| l.option.clone())
                 .unwrap_or_else(|| format!("kmodinit.load={name}"));
@@ -159,7 +144,7 @@ impl Builder<'_> {
                 option,
             };
             self.refuse(name, error)?;
-            return Ok(name.clone());
+            return Ok((name.clone(), None));
         }
         if candidates.is_empty() {
             let error = PlanError::UnknownEntry {
@@ -168,10 +153,10 @@ impl Builder<'_> {
                 name: name.clone(),
             };
             self.refuse(name, error)?;
-            return Ok(name.clone());
+            return Ok((name.clone(), None));
         }
         let all = candidates.clone();
-        let (usable, excluded) = self.rank_candidates(candidates, None, false);
+        let (usable, excluded) = self.rank_candidates(candidates, None);
         let chosen = match usable.first() {
             Some(c) => c.clone(),
             None => {
@@ -188,17 +173,25 @@ impl Builder<'_> {
                             candidates: all,
                         };
                         self.refuse(name, error)?;
-                        return Ok(name.clone());
+                        return Ok((name.clone(), None));
                     }
                 }
             }
         };
-        let text = self.choice_text(&chosen, &usable, &excluded, false);
+        let text = if usable.is_empty() {
+            Self::matches_text(std::slice::from_ref(&chosen), &excluded)
+        } else {
+            Self::matches_text(&usable, &excluded)
+        };
         self.notes.push(format!(
             "chain {:?} entry {pos}: alias {name} → {text}",
             chain.name
         ));
-        Ok(chosen)
+        let alternative = (usable.len() > 1).then(|| Alternative {
+            alias: name.to_string(),
+            providers: sorted(&usable),
+        });
+        Ok((chosen, alternative))
     }
 
     /// The manifest's `softdeps` overrides name modules the index knows,
@@ -231,4 +224,11 @@ impl Builder<'_> {
         }
         Ok(())
     }
+}
+
+/// `names`, sorted by name.
+pub(super) fn sorted(names: &[ModuleName]) -> Vec<ModuleName> {
+    let mut v = names.to_vec();
+    v.sort();
+    v
 }

@@ -35,6 +35,7 @@ impl Builder<'_> {
                         },
                         reasons: Vec::new(),
                         preds: BTreeMap::new(),
+                        alternative: None,
                     });
                     self.ids.insert(e.module.clone(), id);
                     id

@@ -48,6 +48,103 @@ fn command_line_load_adds_an_unordered_optional_chain() {
 }
 
 #[test]
+fn rd_driver_post_loads_after_every_other_module() {
+    // x: a ← b; y: c; post: d (← e), f; g is needed by x and asked for post.
+    let idx = index("a: b; b; c; d: e; e; f; g", "", "", "");
+    let m = manifest(
+        r#"{"version": 1, "chains": [
+            {"name": "x", "modules": ["a", "g"], "required": true},
+            {"name": "y", "modules": ["c"]}]}"#,
+    );
+    let p = run(
+        &m,
+        &idx,
+        "rd.driver.post=d,f,g rd.driver.pre=b kmodinit.load=c",
+        &[],
+    )
+    .unwrap();
+    let chain = p
+        .chains
+        .iter()
+        .find(|c| c.name == CMDLINE_POST_CHAIN)
+        .unwrap();
+    assert!(!chain.required);
+    let names: Vec<&str> = chain
+        .nodes
+        .iter()
+        .map(|&i| p.nodes[i].name.as_str())
+        .collect();
+    assert_eq!(names, ["d", "f", "g"]);
+    // d and f come after every module of x, y and cmdline, without being
+    // blocked by them (Softdep edges), and not after each other.
+    for post in ["d", "f"] {
+        for other in ["a", "b", "c", "g"] {
+            assert_eq!(
+                pred_kind(&p, other, post),
+                Some(EdgeKind::Softdep),
+                "{post} after {other}"
+            );
+        }
+        assert!(!p.nodes[id(&p, post)].required);
+    }
+    assert_eq!(pred_kind(&p, "d", "f"), None);
+    assert_eq!(pred_kind(&p, "f", "d"), None);
+    // d's own dependency is not held back, and still comes before d.
+    assert_eq!(pred_kind(&p, "e", "d"), Some(EdgeKind::Dependency));
+    assert_eq!(pred_kind(&p, "a", "e"), None);
+    // g is x's: it loads with x, not after it, and the notes say so.
+    assert_eq!(pred_kind(&p, "a", "g"), Some(EdgeKind::Chain));
+    assert_eq!(pred_kind(&p, "c", "g"), None);
+    assert!(p.nodes[id(&p, "g")].required);
+    assert!(
+        p.notes.iter().any(|x| x
+            == "rd.driver.post=g: chain x needs it, so it loads with that chain, \
+                    not after the others"),
+        "{:?}",
+        p.notes
+    );
+    let order: Vec<&str> = p.nodes.iter().map(|n| n.name.as_str()).collect();
+    let pos = |s: &str| order.iter().position(|o| *o == s).unwrap();
+    assert!(pos("d") > pos("c") && pos("f") > pos("a"), "{order:?}");
+    check_invariants(&p);
+}
+
+#[test]
+fn rd_driver_post_of_a_module_others_depend_on_makes_no_cycle() {
+    // b is posted but a (chain x) depends on it: no edge a → b.
+    let idx = index("a: b; b; c", "", "", "");
+    let m = manifest(r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}]}"#);
+    let p = run(&m, &idx, "rd.driver.post=b,c", &[]).unwrap();
+    assert_eq!(pred_kind(&p, "b", "a"), Some(EdgeKind::Dependency));
+    assert_eq!(pred_kind(&p, "a", "b"), None);
+    assert_eq!(pred_kind(&p, "a", "c"), Some(EdgeKind::Softdep));
+    assert_eq!(pred_kind(&p, "b", "c"), Some(EdgeKind::Softdep));
+    check_invariants(&p);
+    // A skipped chain naming the posted module does not count as needing
+    // it: c still comes after a.
+    let m3 = manifest(
+        r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}, {"name": "z", "modules": ["c"]}]}"#,
+    );
+    let p = run(&m3, &idx, "rd.driver.post=c kmodinit.skip=z", &[]).unwrap();
+    assert_eq!(pred_kind(&p, "a", "c"), Some(EdgeKind::Softdep));
+    assert!(matches!(
+        p.node(&n("c")).unwrap().action,
+        Action::Insert { .. }
+    ));
+    check_invariants(&p);
+    // A manifest chain called cmdline-post keeps its name.
+    let m2 = manifest(r#"{"version": 1, "chains": [{"name": "cmdline-post", "modules": ["a"]}]}"#);
+    let p = run(&m2, &idx, "rd.driver.post=c", &[]).unwrap();
+    assert!(p.chains.iter().any(|c| c.name == "cmdline-post-2"));
+    // Not in the image: fails alone, named by the option.
+    let p = cmd_boot_plan(&m, &idx, "rd.driver.post=nope");
+    let Action::Unplannable { error } = &p.node(&n("nope")).unwrap().action else {
+        panic!()
+    };
+    assert!(error.to_string().contains("rd.driver.post=nope"), "{error}");
+}
+
+#[test]
 fn loading_a_module_not_in_the_image_fails_it_alone() {
     let idx = index("a; b", "", "", "");
     let m = manifest(

@@ -315,33 +315,45 @@ const CRC_ALIASES: &str = "alias crypto-crc32c crc32c_intel\nalias crypto-crc32c
                            alias crypto-crc32c crc32c_pruned\n";
 
 #[test]
-fn softdep_alias_choice_is_deterministic_and_noted() {
+fn a_softdep_alias_loads_every_match_as_alternatives() {
     let idx = index(
         "ext4: jbd2; jbd2; crc32c_generic; crc32c_intel; other",
         "",
         "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c nothing-at-all\n",
         CRC_ALIASES,
     );
-    let m = manifest(r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}]}"#);
+    let m = manifest(
+        r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"], "required": true}]}"#,
+    );
     let p = run(&m, &idx, "", &[]).unwrap();
     check_invariants(&p);
-    assert!(p.node(&n("crc32c_intel")).is_none());
-    assert_eq!(
-        pred_kind(&p, "crc32c_generic", "ext4"),
-        Some(EdgeKind::Softdep)
-    );
-    assert_eq!(
-        pred_kind(&p, "crc32c_generic", "jbd2"),
-        Some(EdgeKind::Softdep)
+    let both = Alternative {
+        alias: "crypto-crc32c".into(),
+        providers: vec![n("crc32c_generic"), n("crc32c_intel")],
+    };
+    for crc in ["crc32c_generic", "crc32c_intel"] {
+        assert_eq!(pred_kind(&p, crc, "ext4"), Some(EdgeKind::Softdep));
+        assert_eq!(pred_kind(&p, crc, "jbd2"), Some(EdgeKind::Softdep));
+        let node = &p.nodes[id(&p, crc)];
+        assert_eq!(node.alternative.as_ref(), Some(&both));
+        // Neither blocks the required chain.
+        assert!(!node.required, "{crc}");
+        assert_eq!(node.reason().unwrap().to_string(), "softdep of ext4");
+    }
+    assert!(p.nodes[id(&p, "ext4")].alternative.is_none());
+    let listing = p.render_text();
+    assert!(
+        listing.contains("one of crypto-crc32c: crc32c_generic crc32c_intel"),
+        "{listing}"
     );
     let notes = p.notes.join("\n");
     assert!(
         notes.contains(
-            "softdep ext4 pre: crypto-crc32c → crc32c_generic (also matched: crc32c_intel"
+            "softdep ext4 pre: crypto-crc32c → crc32c_generic, crc32c_intel (all loaded, as \
+             modprobe loads every match; not used: crc32c_pruned: not in the index)"
         ),
         "{notes}"
     );
-    assert!(notes.contains("crc32c_pruned: not in the index"), "{notes}");
     assert!(
         notes.contains("softdep jbd2 pre: nothing-at-all skipped"),
         "{notes}"
@@ -353,28 +365,14 @@ fn softdep_alias_choice_is_deterministic_and_noted() {
             alias: "crypto-crc32c".into()
         }));
 
-    // A chain that names crc32c_intel gets it for the softdep too.
-    let m2 = manifest(
-        r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}, {"name": "c", "modules": ["crc32c_intel"]}]}"#,
-    );
-    let p = run(&m2, &idx, "", &[]).unwrap();
-    assert!(p.node(&n("crc32c_generic")).is_none());
-    assert_eq!(
-        pred_kind(&p, "crc32c_intel", "ext4"),
-        Some(EdgeKind::Softdep)
-    );
-    assert!(
-        p.notes.join("\n").contains("chosen: named in a chain"),
-        "{:?}",
-        p.notes
-    );
-
-    // Blocklisted or blacklisted candidates are passed over.
+    // Blocklisted or blacklisted matches are passed over; one left is no
+    // alternative.
     let m3 = manifest(
         r#"{"version": 1, "chains": [{"name": "fs", "modules": ["ext4"]}], "blocklist": ["crc32c_generic"]}"#,
     );
     let p = run(&m3, &idx, "", &[]).unwrap();
-    assert!(p.node(&n("crc32c_intel")).is_some());
+    assert!(p.node(&n("crc32c_generic")).is_none());
+    assert!(p.nodes[id(&p, "crc32c_intel")].alternative.is_none());
     assert!(p
         .notes
         .join("\n")
@@ -392,13 +390,100 @@ fn softdep_alias_choice_is_deterministic_and_noted() {
         .join("\n")
         .contains("softdep ext4 pre: crypto-crc32c skipped"));
 
-    // An already loaded implementation costs nothing: preferred.
+    // An already loaded match is still one of them (it costs nothing).
     let p = run(&m, &idx, "", &["crc32c_intel"]).unwrap();
     assert_eq!(
         p.nodes[id(&p, "crc32c_intel")].action,
         Action::AlreadyLoaded
     );
-    assert!(p.node(&n("crc32c_generic")).is_none());
+    assert!(p.node(&n("crc32c_generic")).is_some());
+}
+
+#[test]
+fn a_softdep_name_that_is_builtin_looks_in_modules_alias_first() {
+    // Debian: lib/crc32 is builtin, and `softdep f2fs pre: crc32` means the
+    // two shash modules that alias `crc32` (kmod's lookup order).
+    let idx = index(
+        "f2fs; crc32_generic; crc32_pclmul",
+        "crc32 crc8",
+        "softdep f2fs pre: crc32 crc8\n",
+        "alias crc32 crc32_generic\nalias crc32 crc32_pclmul\nalias crypto-crc32 crc32_generic\n",
+    );
+    let m = manifest(r#"{"version": 1, "chains": [{"name": "root", "modules": ["f2fs"]}]}"#);
+    let p = run(&m, &idx, "", &[]).unwrap();
+    check_invariants(&p);
+    assert_eq!(
+        pred_kind(&p, "crc32_generic", "f2fs"),
+        Some(EdgeKind::Softdep)
+    );
+    assert_eq!(
+        pred_kind(&p, "crc32_pclmul", "f2fs"),
+        Some(EdgeKind::Softdep)
+    );
+    assert!(p.node(&n("crc32")).is_none());
+    // A builtin no alias names is the builtin module itself.
+    assert_eq!(p.nodes[id(&p, "crc8")].action, Action::Builtin);
+
+    // The same for a chain entry: every match, the first the chain's own.
+    let m = manifest(
+        r#"{"version": 1, "chains": [{"name": "c", "modules": ["crc32", "f2fs"], "required": true}]}"#,
+    );
+    let p = run(&m, &idx, "", &[]).unwrap();
+    check_invariants(&p);
+    assert_eq!(
+        p.chains[0].nodes,
+        vec![id(&p, "crc32_generic"), id(&p, "f2fs")]
+    );
+    let own = &p.nodes[id(&p, "crc32_generic")];
+    let other = &p.nodes[id(&p, "crc32_pclmul")];
+    assert!(own.required && !other.required);
+    assert_eq!(own.alternative, other.alternative);
+    assert_eq!(own.reason().unwrap().to_string(), "chain:c");
+    assert_eq!(other.reason().unwrap().to_string(), "chain:c");
+    assert!(matches!(other.reason(), Some(Reason::ChainAlias { alias, .. }) if alias == "crc32"));
+    // The chain's order holds for the other match, without blocking.
+    assert_eq!(
+        pred_kind(&p, "crc32_generic", "f2fs"),
+        Some(EdgeKind::Chain)
+    );
+    assert_eq!(
+        pred_kind(&p, "crc32_pclmul", "f2fs"),
+        Some(EdgeKind::Softdep)
+    );
+    let notes = p.notes.join("\n");
+    assert!(
+        notes.contains("entry 0: alias crc32 → crc32_generic, crc32_pclmul (all loaded"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn reasons_render_as_the_report_shows_them_strongest_first() {
+    let idx = index(
+        "a: d; b; d; s",
+        "",
+        "softdep a pre: s\nsoftdep b pre: d\n",
+        "",
+    );
+    let m = manifest(
+        r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}, {"name": "y", "modules": ["b"]}]}"#,
+    );
+    let p = run(&m, &idx, "kmodinit.load=s", &[]).unwrap();
+    let shown = |name: &str| p.nodes[id(&p, name)].reason().unwrap().to_string();
+    assert_eq!(shown("a"), "chain:x");
+    // d: a dependency of a and a softdep of b: the dependency is stronger.
+    assert_eq!(shown("d"), "dependency of a");
+    // s: a softdep of a and asked for on the command line.
+    assert_eq!(shown("s"), "cmdline");
+    assert!(p.nodes[id(&p, "s")].reasons.contains(&Reason::Cmdline));
+    let only_soft = index("a; s", "", "softdep a pre: s\n", "");
+    let m = manifest(r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}]}"#);
+    let p = run(&m, &only_soft, "", &[]).unwrap();
+    assert_eq!(shown_in(&p, "s"), "softdep of a");
+}
+
+fn shown_in(p: &Plan, name: &str) -> String {
+    p.nodes[id(p, name)].reason().unwrap().to_string()
 }
 
 #[test]
@@ -414,21 +499,59 @@ fn a_softdep_of_a_required_chain_is_not_required() {
 }
 
 #[test]
-fn softdep_by_plain_module_name_needs_no_note_and_post_is_noted() {
+fn softdep_by_plain_module_name_needs_no_note_and_post_loads_after() {
     let idx = index(
         "a; b; c",
         "",
         "softdep a pre: b post: c\nsoftdep b junk\n",
         "",
     );
-    let m = manifest(r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"]}]}"#);
+    let m = manifest(
+        r#"{"version": 1, "chains": [{"name": "x", "modules": ["a"], "required": true}]}"#,
+    );
     let p = run(&m, &idx, "", &[]).unwrap();
+    check_invariants(&p);
     assert_eq!(pred_kind(&p, "b", "a"), Some(EdgeKind::Softdep));
-    assert!(p.node(&n("c")).is_none());
+    // The index's post: softdep loads after its module and blocks nothing.
+    assert_eq!(pred_kind(&p, "a", "c"), Some(EdgeKind::Softdep));
+    assert!(id(&p, "a") < id(&p, "c"));
+    assert!(!p.nodes[id(&p, "c")].required);
+    assert_eq!(shown_in(&p, "c"), "softdep of a");
     let notes = p.notes.join("\n");
     assert!(!notes.contains("pre: b →"), "{notes}");
-    assert!(notes.contains("softdep a post: c not loaded"), "{notes}");
+    assert!(!notes.contains("post: c"), "{notes}");
     assert!(notes.contains("softdep b: junk ignored"), "{notes}");
+}
+
+#[test]
+fn a_softdep_against_a_dependency_is_dropped_not_a_cycle() {
+    // a post: b, but a depends on b; c pre: d, but d depends on c.
+    let idx = index(
+        "a: b; b; c; d: c",
+        "",
+        "softdep a post: b\nsoftdep c pre: d\n",
+        "",
+    );
+    let m = manifest(
+        r#"{"version": 1, "chains": [{"name": "x", "modules": ["a", "c"], "required": true}]}"#,
+    );
+    let p = run(&m, &idx, "", &[]).unwrap();
+    check_invariants(&p);
+    // Loaded where modules.dep puts them, as kmod does.
+    assert_eq!(pred_kind(&p, "b", "a"), Some(EdgeKind::Dependency));
+    assert_eq!(pred_kind(&p, "c", "d"), Some(EdgeKind::Dependency));
+    assert_eq!(shown_in(&p, "d"), "softdep of c");
+    let notes = p.notes.join("\n");
+    assert!(
+        notes.contains(
+            "softdep a post: b not ordered post a: modules.dep orders them the other way"
+        ),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("softdep c pre: d not ordered pre c"),
+        "{notes}"
+    );
 }
 
 #[test]

@@ -1,0 +1,210 @@
+//! PID 1's side of the helper: point the kernel at it for the boot, and
+//! give the kernel its own value back when nothing serves any more.
+//!
+//! Before forking the loader, PID 1 reads `/proc/sys/kernel/modprobe` (the
+//! kernel's value, usually `/sbin/modprobe`), copies its own binary to
+//! `/run/kmodinit/modprobe` (`/run` moves into the real root at
+//! switch_root, so the path stays valid after it, while the initramfs'
+//! `/init` is deleted), binds the request socket there and writes the
+//! copy's path to the sysctl. Whoever stops serving last puts the kernel's
+//! value back and removes both files: PID 1 before exec if the loader has
+//! ended, else the loader itself when it stops ([`Restorer`]).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use crate::sys::Sys;
+
+/// The sysctl under `/proc`.
+pub const MODPROBE_SYSCTL: &str = "sys/kernel/modprobe";
+
+/// What [`install`] set up.
+#[derive(Debug)]
+pub struct Installed {
+    /// The kernel's value before the boot, trimmed.
+    pub kernel_value: String,
+    /// The helper's path as written to the sysctl.
+    pub helper: PathBuf,
+    /// The request socket, listening; the loader child inherits it.
+    pub listener: UnixListener,
+}
+
+/// Installs the helper: `exe` copied to `run_dir/modprobe` (0700), the
+/// socket `run_dir/helper.sock` (0600) bound, the sysctl under `proc`
+/// pointed at the copy (through `sys`). On error nothing is left pointing
+/// at a half-installed helper: the sysctl is written last.
+pub fn install<S: Sys>(sys: &S, proc: &Path, run_dir: &Path, exe: &Path) -> io::Result<Installed> {
+    let sysctl = proc.join(MODPROBE_SYSCTL);
+    let kernel_value = sys.read_sysctl(&sysctl)?.trim().to_owned();
+    std::fs::create_dir_all(run_dir)?;
+    let helper = run_dir.join(super::args::FACE_NAME);
+    let _ = std::fs::remove_file(&helper);
+    std::fs::copy(exe, &helper)?;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o700))?;
+    let socket = run_dir.join(socket_name());
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    sys.write_sysctl(&sysctl, &helper.to_string_lossy())?;
+    Ok(Installed {
+        kernel_value,
+        helper,
+        listener,
+    })
+}
+
+/// The socket's file name in the run directory.
+fn socket_name() -> &'static str {
+    Path::new(super::SOCKET_PATH)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("helper.sock")
+}
+
+/// Puts the kernel's value back (through `sys`) and removes the helper's
+/// files. Errors are logged: nothing else can be done about them.
+pub fn restore<S: Sys>(sys: &S, proc: &Path, run_dir: &Path, kernel_value: &str) {
+    if let Err(e) = sys.write_sysctl(&proc.join(MODPROBE_SYSCTL), kernel_value) {
+        log::error!("cannot restore /proc/{MODPROBE_SYSCTL} to {kernel_value:?}: {e}");
+    }
+    let _ = std::fs::remove_file(run_dir.join(super::args::FACE_NAME));
+    let _ = std::fs::remove_file(run_dir.join(socket_name()));
+}
+
+/// The loader's way to restore after the handover, when `/proc` and
+/// `/run` are no longer at their paths in its (old) root: descriptors
+/// opened at the start (the sysctl, the run directory).
+#[derive(Debug)]
+pub struct Restorer {
+    sysctl: File,
+    run_dir: File,
+    kernel_value: String,
+}
+
+impl Restorer {
+    /// Opens what [`Restorer::restore`] needs (in the loader, before the
+    /// handover).
+    pub fn open(proc: &Path, run_dir: &Path, kernel_value: String) -> io::Result<Restorer> {
+        Ok(Restorer {
+            sysctl: std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(proc.join(MODPROBE_SYSCTL))?,
+            run_dir: File::open(run_dir)?,
+            kernel_value,
+        })
+    }
+
+    /// The kernel's value, for "not in the image" replies (the helper runs
+    /// it instead).
+    pub fn kernel_value(&self) -> &str {
+        &self.kernel_value
+    }
+
+    /// Writes the kernel's value back and removes the helper's files.
+    pub fn restore(&self) {
+        use std::io::Write;
+        if let Err(e) = (&self.sysctl).write_all(self.kernel_value.as_bytes()) {
+            log::error!(
+                "cannot restore /proc/{MODPROBE_SYSCTL} to {:?}: {e}",
+                self.kernel_value
+            );
+        }
+        for name in [super::args::FACE_NAME, socket_name()] {
+            let _ =
+                nix::unistd::unlinkat(&self.run_dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sys::{FakeSys, SysCall};
+
+    fn tmp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("kmodinit-install-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("proc/sys/kernel")).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_kernel_value_is_kept_and_put_back() {
+        let d = tmp("set");
+        let (proc, run) = (d.join("proc"), d.join("run/kmodinit"));
+        let exe = d.join("init");
+        std::fs::write(&exe, b"\x7fELF binary").unwrap();
+        let sysctl = proc.join(MODPROBE_SYSCTL);
+        let sys = FakeSys::new().sysctl(&sysctl, "/sbin/modprobe\n");
+        let inst = install(&sys, &proc, &run, &exe).unwrap();
+        assert_eq!(inst.kernel_value, "/sbin/modprobe");
+        let helper = run.join("modprobe");
+        assert_eq!(inst.helper, helper);
+        assert_eq!(std::fs::read(&helper).unwrap(), b"\x7fELF binary");
+        let mode = std::fs::metadata(&helper).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let sock = run.join("helper.sock");
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            sys.calls(),
+            vec![SysCall::WriteSysctl {
+                path: sysctl.clone(),
+                value: helper.to_string_lossy().into_owned()
+            }]
+        );
+        restore(&sys, &proc, &run, &inst.kernel_value);
+        assert_eq!(
+            sys.calls().last(),
+            Some(&SysCall::WriteSysctl {
+                path: sysctl,
+                value: "/sbin/modprobe".into()
+            })
+        );
+        assert!(!helper.exists() && !sock.exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_failed_install_leaves_the_kernel_value() {
+        let d = tmp("fail");
+        let (proc, run) = (d.join("proc"), d.join("run/kmodinit"));
+        let sysctl = proc.join(MODPROBE_SYSCTL);
+        let sys = FakeSys::new().sysctl(&sysctl, "/sbin/modprobe\n");
+        // No binary to copy: nothing is written.
+        assert!(install(&sys, &proc, &run, &d.join("missing")).is_err());
+        assert!(sys.calls().is_empty());
+        // No sysctl to read (no /proc): nothing is written either.
+        let sys = FakeSys::new();
+        assert!(install(&sys, &proc, &run, &d.join("missing")).is_err());
+        assert!(sys.calls().is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_loader_restores_through_its_descriptors() {
+        let d = tmp("restorer");
+        let (proc, run) = (d.join("proc"), d.join("run/kmodinit"));
+        std::fs::create_dir_all(&run).unwrap();
+        let sysctl = proc.join(MODPROBE_SYSCTL);
+        std::fs::write(&sysctl, "/run/kmodinit/modprobe").unwrap();
+        std::fs::write(run.join("modprobe"), b"x").unwrap();
+        let r = Restorer::open(&proc, &run, "/sbin/modprobe".into()).unwrap();
+        // Move the directories away, as switch_root does to the loader.
+        std::fs::rename(&d, d.with_extension("moved")).unwrap();
+        r.restore();
+        let moved = d.with_extension("moved");
+        assert_eq!(
+            std::fs::read_to_string(moved.join("proc").join(MODPROBE_SYSCTL)).unwrap(),
+            "/sbin/modprobe"
+        );
+        assert!(!moved.join("run/kmodinit/modprobe").exists());
+        let _ = std::fs::remove_dir_all(&moved);
+    }
+}
