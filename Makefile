@@ -219,6 +219,9 @@ clean:
 bench: init mkimage
 	cargo build --release -p kmodinit-bench
 	KVER=$(KVER) target/release/kmodinit-bench
+	@# coldplug's host side on the full index: the walk of /sys/devices and
+	@# matching every modalias against the newest tree's modules.alias.
+	cargo bench -q -p modules-manifest --bench coldplug | tee bench/results/coldplug-host.txt
 
 # Fuzzing (issue 8). Needs nightly + cargo-fuzz, never used by the product
 # build. `make fuzz` runs every target FUZZ_SECONDS and prints execs and

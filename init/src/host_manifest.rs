@@ -14,7 +14,7 @@
 //! - one chain per subsystem (the module's directory under `kernel/` in
 //!   `modules.dep`: `drivers/block`, `fs`, `crypto`, `net`, …), holding the
 //!   loaded modules no other loaded module depends on (the planner pulls the
-//!   dependencies in), in dependency order; optional;
+//!   dependencies in), in load order (dependencies and softdeps first); optional;
 //! - the modules the root needs, in chains `root:SUBSYSTEM`, required: the
 //!   root filesystem's module and the drivers of the root disk and of every
 //!   device above it in sysfs (`device/driver/module`, e.g. `virtio_blk`
@@ -330,22 +330,94 @@ fn root_device(sysroot: &Path, name: &str, notes: &mut Vec<String>) -> String {
     format!("/dev/{name}")
 }
 
-/// Orders `names` so that each comes after those of them it depends on
-/// (`modules.dep`), by name otherwise.
+/// What a plan loads before each module, as the planner orders them
+/// (`modules_manifest::plan`): its `modules.dep` dependencies, the matches
+/// of its `softdep pre:`, and each module that names it in `softdep post:`;
+/// a softdep against a `modules.dep` dependency does not count (the planner
+/// drops it too).
+struct LoadOrder<'a> {
+    index: &'a DepIndex,
+    /// `post:` target → the modules naming it.
+    post_of: BTreeMap<ModuleName, Vec<ModuleName>>,
+}
+
+impl<'a> LoadOrder<'a> {
+    fn new(index: &'a DepIndex) -> LoadOrder<'a> {
+        let mut post_of: BTreeMap<ModuleName, Vec<ModuleName>> = BTreeMap::new();
+        for (m, soft) in &index.softdeps {
+            for alias in &soft.post {
+                for target in index.resolve(alias) {
+                    if !Self::needs(index, m, &target) {
+                        post_of.entry(target).or_default().push(m.clone());
+                    }
+                }
+            }
+        }
+        LoadOrder { index, post_of }
+    }
+
+    fn needs(index: &DepIndex, a: &ModuleName, b: &ModuleName) -> bool {
+        index.module(a).is_some_and(|e| e.deps.contains(b))
+    }
+
+    /// The modules loaded right before `m`.
+    fn before(&self, m: &ModuleName) -> Vec<ModuleName> {
+        let mut out: Vec<ModuleName> = self
+            .index
+            .module(m)
+            .map(|e| e.deps.clone())
+            .unwrap_or_default();
+        if let Some(soft) = self.index.softdep(m) {
+            for alias in &soft.pre {
+                out.extend(
+                    self.index
+                        .resolve(alias)
+                        .into_iter()
+                        .filter(|p| !Self::needs(self.index, p, m)),
+                );
+            }
+        }
+        out.extend(self.post_of.get(m).into_iter().flatten().cloned());
+        out
+    }
+
+    /// Every module loaded before `m`, directly or not.
+    fn ancestors(&self, m: &ModuleName) -> BTreeSet<ModuleName> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![m.clone()];
+        while let Some(x) = todo.pop() {
+            for p in self.before(&x) {
+                if seen.insert(p.clone()) {
+                    todo.push(p);
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// Orders `names` so that each comes after those of them loaded before it
+/// ([`LoadOrder`]: dependencies and softdeps, directly or through modules
+/// outside `names`), by name otherwise. A chain lists its entries in load
+/// order, so an order against a softdep would be a cycle (`r8169` has
+/// `softdep pre: realtek`, which its name sorts after).
 fn dependency_order(index: &DepIndex, names: &BTreeSet<ModuleName>) -> Vec<ModuleName> {
+    let order = LoadOrder::new(index);
+    let ancestors: BTreeMap<&ModuleName, BTreeSet<ModuleName>> =
+        names.iter().map(|m| (m, order.ancestors(m))).collect();
     let mut left: BTreeSet<ModuleName> = names.clone();
     let mut out = Vec::with_capacity(names.len());
     while !left.is_empty() {
         let ready = left
             .iter()
             .find(|m| {
-                index
-                    .module(m)
-                    .is_none_or(|e| !e.deps.iter().any(|d| d != *m && left.contains(d)))
+                ancestors
+                    .get(m)
+                    .is_none_or(|a| !left.iter().any(|o| o != *m && a.contains(o)))
             })
             .cloned()
-            // A cycle in modules.dep: the planner reports it; keep the rest
-            // in name order.
+            // A cycle of dependencies or softdeps: the planner reports it;
+            // keep the rest in name order.
             .or_else(|| left.iter().next().cloned());
         let Some(m) = ready else { break };
         left.remove(&m);
@@ -584,11 +656,17 @@ fn render_json(m: &Manifest) -> String {
     s
 }
 
+/// The fixture machine builder the unit tests share with
+/// `tests/manifest_from_host.rs`.
+#[cfg(test)]
+#[path = "../tests/support/sysroot.rs"]
+mod sysroot_fixture;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
+    use super::sysroot_fixture::{Sysroot, VirtioRoot};
     use super::*;
-    use std::os::unix::fs::symlink;
 
     fn n(s: &str) -> ModuleName {
         ModuleName::new(s).unwrap()
@@ -648,18 +726,26 @@ mod tests {
     /// A fixture machine: a virtio disk partition `vda1` (254:1) holding an
     /// ext4 root, driven by `virtio_blk` over `virtio_pci`; `loop` and
     /// `crc32c_generic` loaded besides, `ext4` needing `jbd2` and `mbcache`.
+    /// Its `proc`, `sys` and `dev` are the shared builder's
+    /// (`tests/support/sysroot.rs`, also used by `tests/manifest_from_host.rs`).
     struct Fixture {
-        root: PathBuf,
+        sys: Sysroot,
     }
 
     const UUID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 
+    impl std::ops::Deref for Fixture {
+        type Target = Sysroot;
+        fn deref(&self) -> &Sysroot {
+            &self.sys
+        }
+    }
+
     impl Fixture {
         fn new(tag: &str) -> Fixture {
-            let root = std::env::temp_dir()
-                .join(format!("kmodinit-fromhost-{}-{tag}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&root);
-            let f = Fixture { root };
+            let f = Fixture {
+                sys: Sysroot::new(tag),
+            };
             f.write(
                 "lib/modules/9.9.9-test/modules.dep",
                 "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko kernel/fs/mbcache.ko\n\
@@ -674,70 +760,23 @@ mod tests {
                 "lib/modules/9.9.9-test/modules.builtin",
                 "kernel/fs/vfat/vfat.ko\n",
             );
-            f.write("proc/sys/kernel/osrelease", "9.9.9-test\n");
+            f.osrelease("9.9.9-test");
             f.write(
                 "proc/modules",
                 "ext4 1 1 jbd2,mbcache, Live 0x0\njbd2 1 1 - Live 0x0\nmbcache 1 1 - Live 0x0\n\
                  virtio_blk 1 1 - Live 0x0\nvirtio_pci 1 0 - Live 0x0\nvirtio_ring 1 2 - Live 0x0\n\
                  virtio 1 2 - Live 0x0\nloop 1 0 - Live 0x0\ncrc32c_generic 1 0 - Live 0x0\n",
             );
-            f.write(
-                "proc/self/mountinfo",
-                "21 1 254:1 / / rw,relatime - ext4 /dev/vda1 rw\n22 21 0:5 / /proc rw - proc proc rw\n",
-            );
-            // sysfs: the partition under its disk under the virtio device
-            // under the PCI function.
-            let pci = "sys/devices/pci0000:00/0000:00:04.0";
-            f.write(&format!("{pci}/virtio1/block/vda/vda1/partition"), "1\n");
-            f.write("sys/module/virtio_blk/refcnt", "1\n");
-            f.write("sys/module/virtio_pci/refcnt", "0\n");
-            f.link(
-                "sys/dev/block/254:1",
-                &format!("../../../{pci}/virtio1/block/vda/vda1"),
-            );
-            f.link(
-                &format!("{pci}/virtio1/block/vda/device"),
-                "../../../virtio1",
-            );
-            f.link(
-                &format!("{pci}/virtio1/driver"),
-                "../../../../bus/virtio/drivers/virtio_blk",
-            );
-            f.link(
-                &format!("{pci}/driver"),
-                "../../../bus/pci/drivers/virtio-pci",
-            );
-            f.link(
-                "sys/bus/virtio/drivers/virtio_blk/module",
-                "../../../../module/virtio_blk",
-            );
-            f.link(
-                "sys/bus/pci/drivers/virtio-pci/module",
-                "../../../../module/virtio_pci",
-            );
-            // The partition's superblock: ext4 magic and UUID.
-            let mut sb = vec![0u8; 4096];
-            sb[1024 + 0x38..1024 + 0x3a].copy_from_slice(&0xef53u16.to_le_bytes());
-            sb[1024 + 0x68..1024 + 0x78].copy_from_slice(&[
-                0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2,
-                0xe1, 0xf0,
-            ]);
-            std::fs::create_dir_all(f.root.join("dev")).unwrap();
-            std::fs::write(f.root.join("dev/vda1"), sb).unwrap();
+            f.virtio_root(&VirtioRoot {
+                fstype: "ext4",
+                uuid: [
+                    0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3,
+                    0xd2, 0xe1, 0xf0,
+                ],
+                blk_module: Some("virtio_blk"),
+                pci_module: Some("virtio_pci"),
+            });
             f
-        }
-
-        fn write(&self, rel: &str, text: impl AsRef<[u8]>) {
-            let p = self.root.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
-
-        fn link(&self, rel: &str, target: &str) {
-            let p = self.root.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            let _ = std::fs::remove_file(&p);
-            symlink(target, p).unwrap();
         }
 
         fn paths(&self) -> HostPaths {
@@ -750,12 +789,6 @@ mod tests {
 
         fn run(&self) -> HostManifest {
             manifest_from_host(&self.paths()).unwrap_or_else(|e| panic!("{e}"))
-        }
-    }
-
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.root);
         }
     }
 
@@ -992,6 +1025,43 @@ mod tests {
         std::fs::remove_file(f.root.join("proc/sys/kernel/osrelease")).unwrap();
         let e = manifest_from_host(&f.paths()).unwrap_err().to_string();
         assert!(e.contains("osrelease"), "{e}");
+    }
+
+    #[test]
+    fn chains_follow_softdeps_where_names_sort_the_other_way() {
+        // Debian's r8169 has `softdep r8169 pre: realtek`; both are
+        // drivers/net entries (nothing depends on them in modules.dep). In
+        // name order the chain would load r8169 first: a cycle the planner
+        // refuses. `post:` the same way, and through a module outside the
+        // chain (zz_a pre: helper, helper pre: aa_b).
+        let f = Fixture::new("softdep");
+        f.write(
+            "lib/modules/9.9.9-test/modules.dep",
+            std::fs::read_to_string(f.root.join("lib/modules/9.9.9-test/modules.dep")).unwrap()
+                + "kernel/drivers/net/ethernet/realtek/r8169.ko:\n\
+                   kernel/drivers/net/phy/realtek.ko:\n\
+                   kernel/drivers/net/aa_post.ko:\nkernel/drivers/net/bb_first.ko:\n\
+                   kernel/drivers/net/zz_a.ko:\nkernel/drivers/net/aa_b.ko:\n\
+                   kernel/lib/helper.ko:\n",
+        );
+        f.write(
+            "lib/modules/9.9.9-test/modules.softdep",
+            "softdep r8169 pre: realtek\nsoftdep bb_first post: aa_post\n\
+             softdep zz_a pre: helper\nsoftdep helper pre: aa_b\n",
+        );
+        f.write(
+            "proc/modules",
+            std::fs::read_to_string(f.root.join("proc/modules")).unwrap()
+                + "r8169 1 0 - Live 0x0\nrealtek 1 0 - Live 0x0\naa_post 1 0 - Live 0x0\n\
+                   bb_first 1 0 - Live 0x0\nzz_a 1 0 - Live 0x0\naa_b 1 0 - Live 0x0\n",
+        );
+        let m = f.run().manifest;
+        let net = names(chain(&m, "drivers/net"));
+        let pos = |s: &str| net.iter().position(|m| *m == s).unwrap();
+        assert!(pos("realtek") < pos("r8169"), "{net:?}");
+        assert!(pos("bb_first") < pos("aa_post"), "{net:?}");
+        assert!(pos("aa_b") < pos("zz_a"), "{net:?}");
+        assert_eq!(net.len(), 6, "{net:?}");
     }
 
     #[test]
