@@ -2,9 +2,14 @@
 //! never returns) or panic (a loader bug) runs here, never in PID 1.
 //!
 //! PID 1 forks it (single-threaded at that point, so the child's copy of
-//! every lock is free) once the manifest is read. The child reads the module
-//! index, plans, opens every module file, loads on its thread pool and
-//! streams [`LoaderEvent`]s up a pipe; PID 1 feeds them to a [`Supervisor`].
+//! every lock is free) right after reading the command line, if the
+//! manifest file exists. The child reads the module index while PID 1
+//! parses the manifest, then waits for PID 1's word ([`LoaderChild::go`]:
+//! the manifest was valid, with the pool width and deadline it decided, or
+//! [`LoaderChild::stop`]: the boot loads nothing). Then it reads the same
+//! manifest itself, plans, opens every module file, loads on its thread
+//! pool and streams [`LoaderEvent`]s up a pipe; PID 1 feeds them to a
+//! [`Supervisor`].
 //! If PID 1 hands over before the load ends, it forks a reporter just
 //! before exec ([`LoaderChild::hand_over`]): a copy of PID 1 with its report
 //! and supervisor in memory, which goes on reading the loader's events and
@@ -48,22 +53,21 @@ use crate::supervise::{Handover, LoaderExit, Supervisor, Verdict};
 /// once; this only bounds a wait whose deadline was computed late).
 const MAX_POLL: Duration = Duration::from_secs(1);
 
-/// What the child needs from PID 1: the manifest and command line it has
-/// already read, and the width of the pool.
+/// What the child needs from PID 1 at the fork: the command line it has
+/// read and the manifest's path (the manifest itself, the width of the
+/// pool and the deadline come with [`LoaderChild::go`]).
 #[derive(Debug, Clone, Copy)]
 pub struct LoadInput<'a> {
-    pub manifest: &'a Manifest,
+    /// The manifest PID 1 reads and validates meanwhile; the child reads
+    /// it again after [`LoaderChild::go`].
+    pub manifest_path: &'a Path,
     pub cmdline: &'a KernelCmdline,
-    pub jobs: usize,
     /// `/proc` (the loaded modules, the kernel release).
     pub proc_dir: &'a Path,
     /// `/` of the initramfs (holds `lib/modules`).
     pub root: &'a Path,
     /// `/sys` (coldplug walks its `devices`).
     pub sys_dir: &'a Path,
-    /// How long optional work may hold the boot (the boot's deadline):
-    /// coldplug stops listening for new devices then.
-    pub deadline: Duration,
     /// The kernel's module requests, served by the loader while it lives
     /// (`None`: the helper is not installed).
     pub helper: Option<HelperInput<'a>>,
@@ -113,7 +117,13 @@ pub struct LoaderChild {
     exit: Option<LoaderExit>,
     /// The child's timeline stamps, as received (`process` `loader`).
     steps: Vec<Step>,
+    /// PID 1's word to the child ([`LoaderChild::go`]); closed, it means
+    /// stop.
+    go: Option<File>,
 }
+
+/// PID 1's go: the pool width and the deadline, 16 bytes.
+const GO_LEN: usize = 16;
 
 impl LoaderChild {
     /// Forks the loader child, which runs [`child_main`] with `input` and
@@ -124,13 +134,15 @@ impl LoaderChild {
         wrap: impl FnOnce(RealKernel) -> K,
     ) -> std::io::Result<LoaderChild> {
         let (events_rx, events_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (go_rx, go_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         // SAFETY: PID 1 is single-threaded here (it never starts a thread),
         // so the child's copy of the address space holds no lock another
         // thread owned; the child runs ordinary Rust and ends in `_exit`.
         match unsafe { nix::unistd::fork() }? {
             nix::unistd::ForkResult::Child => {
                 drop(events_rx);
-                let code = child_main(input, wrap, events_tx);
+                drop(go_tx);
+                let code = child_main(input, wrap, events_tx, go_rx);
                 // SAFETY: `_exit` ends the child without running PID 1's
                 // atexit handlers or flushing its copies of PID 1's buffers.
                 unsafe { libc::_exit(code) }
@@ -141,8 +153,37 @@ impl LoaderChild {
                 reader: EventReader::default(),
                 exit: None,
                 steps: Vec::new(),
+                go: Some(File::from(go_tx)),
             }),
         }
+    }
+
+    /// Tells the child to plan and load: the manifest is valid, the pool is
+    /// `jobs` wide, optional work stops at `deadline`. An error means the
+    /// child is gone (supervising it says how it ended).
+    pub fn go(&mut self, jobs: usize, deadline: Duration) -> std::io::Result<()> {
+        let mut msg = [0u8; GO_LEN];
+        msg[..8].copy_from_slice(&(jobs as u64).to_le_bytes());
+        let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        msg[8..].copy_from_slice(&ms.to_le_bytes());
+        match self.go.take() {
+            Some(mut f) => f.write_all(&msg),
+            None => Err(std::io::Error::other("the loader was told to stop")),
+        }
+    }
+
+    /// The boot loads nothing (no manifest after all, or it failed before
+    /// the load): the child, still waiting for its go, is ended and reaped.
+    /// It has loaded nothing.
+    pub fn stop(&mut self) {
+        self.go = None;
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        match waitpid(self.pid, None) {
+            Ok(s) => log::debug!("loader (pid {}) stopped before planning: {s:?}", self.pid),
+            Err(e) => log::error!("waitpid on the stopped loader (pid {}): {e}", self.pid),
+        }
+        self.events = None;
+        self.exit = Some(LoaderExit::Signaled("SIGKILL".to_owned()));
     }
 
     pub fn pid(&self) -> i32 {
@@ -444,6 +485,7 @@ fn child_main<K: Kernel + Send + 'static>(
     input: LoadInput<'_>,
     wrap: impl FnOnce(RealKernel) -> K,
     events: OwnedFd,
+    go: OwnedFd,
 ) -> i32 {
     let events: Events = Arc::new(Mutex::new(File::from(events)));
     install_child_panic_hook(&events);
@@ -458,19 +500,27 @@ fn child_main<K: Kernel + Send + 'static>(
             .map_err(|e| log::error!("loader: cannot serve kernel module requests: {e}"))
             .ok()
     });
-    let (plan, modules_dir, index, loaded) = match make_plan(&input) {
+    // While PID 1 parses the manifest.
+    let read = read_index(&input);
+    let Some((jobs, deadline)) = wait_for_go(go) else {
+        // PID 1 loads nothing (or is gone): neither do we.
+        if let Some(r) = &restorer {
+            r.restore();
+        }
+        return 0;
+    };
+    let planned = read.and_then(|(modules_dir, index, loaded)| {
+        let manifest = read_manifest_again(input.manifest_path)?;
+        let plan = make_plan(&input, &manifest, &modules_dir, &index, &loaded)?;
+        Ok((plan, modules_dir, index, loaded, manifest))
+    });
+    let (plan, modules_dir, index, loaded, manifest) = match planned {
         Ok(p) => {
             stamp("plan");
             p
         }
-        Err(e) => {
-            send(
-                &events,
-                &LoaderEvent::Fatal {
-                    message: e.to_string(),
-                    hints: e.hints(),
-                },
-            );
+        Err((message, hints)) => {
+            send(&events, &LoaderEvent::Fatal { message, hints });
             if let Some(r) = &restorer {
                 r.restore();
             }
@@ -485,7 +535,7 @@ fn child_main<K: Kernel + Send + 'static>(
 
     let opts = LoaderOptions {
         modules_dir,
-        jobs: input.jobs,
+        jobs,
         ..diagnostic_options()
     };
     let sink_events = Arc::clone(&events);
@@ -493,7 +543,7 @@ fn child_main<K: Kernel + Send + 'static>(
         Box::new(wrap(kernel)),
         Inputs {
             index,
-            manifest: input.manifest.clone(),
+            manifest: manifest.clone(),
             cmdline: input.cmdline.clone(),
             loaded,
             opts: opts.clone(),
@@ -504,8 +554,8 @@ fn child_main<K: Kernel + Send + 'static>(
     let load_start = boottime();
     send(&events, &planned_event(&plan, load_start));
 
-    let coldplug = coldplug::Settings::of(input.manifest, input.cmdline);
-    let until = load_start + input.deadline.as_secs_f64();
+    let coldplug = coldplug::Settings::of(&manifest, input.cmdline);
+    let until = load_start + deadline.as_secs_f64();
     let server = ServerState::default();
     let load = std::thread::scope(|scope| {
         if let (Some(h), Some(r)) = (input.helper, restorer.as_ref()) {
@@ -643,43 +693,91 @@ fn open_ahead_list(
     files
 }
 
-/// Index, loaded set, plan: only what leaves nothing to plan stops the
-/// boot (the child says so with `fatal`); a module that cannot be planned
-/// fails alone (`plan_at_boot`).
-#[allow(clippy::type_complexity)]
-fn make_plan(
+/// A failure that leaves nothing to plan: the `fatal` event's message and
+/// hints.
+type Fatal = (String, Vec<String>);
+
+fn fatal(e: &BootError) -> Fatal {
+    (e.to_string(), e.hints())
+}
+
+/// Index and loaded set, read before PID 1's go.
+fn read_index(
     input: &LoadInput<'_>,
 ) -> Result<
     (
-        modules_manifest::Plan,
         std::path::PathBuf,
         DepIndex,
         BTreeSet<modules_manifest::ModuleName>,
     ),
-    BootError,
+    Fatal,
 > {
-    let modules_dir =
-        boot::modules_dir(input.root, input.proc_dir).map_err(BootError::KernelRelease)?;
-    let index = DepIndex::load(&modules_dir).map_err(|source| BootError::Index {
-        dir: modules_dir.clone(),
-        source,
+    let modules_dir = boot::modules_dir(input.root, input.proc_dir)
+        .map_err(|e| fatal(&BootError::KernelRelease(e)))?;
+    let index = DepIndex::load(&modules_dir).map_err(|source| {
+        fatal(&BootError::Index {
+            dir: modules_dir.clone(),
+            source,
+        })
     })?;
     stamp("index");
     let loaded = std::fs::read_to_string(input.proc_dir.join("modules"))
         .map(|t| boot::parse_proc_modules(&t))
         .unwrap_or_else(|_| BTreeSet::new());
+    Ok((modules_dir, index, loaded))
+}
+
+/// Waits for PID 1's go: the pool width and the deadline; `None` if PID 1
+/// closed the pipe instead (stop, or PID 1 exec'd a rescue shell).
+fn wait_for_go(go: OwnedFd) -> Option<(usize, Duration)> {
+    let mut msg = [0u8; GO_LEN];
+    File::from(go).read_exact(&mut msg).ok()?;
+    let word = |r: std::ops::Range<usize>| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(msg.get(r).unwrap_or(&[0; 8]));
+        u64::from_le_bytes(b)
+    };
+    let jobs = usize::try_from(word(0..8)).unwrap_or(usize::MAX);
+    Some((jobs, Duration::from_millis(word(8..16))))
+}
+
+/// The manifest PID 1 has read and validated, read again by the child.
+fn read_manifest_again(path: &Path) -> Result<Manifest, Fatal> {
+    match boot::read_manifest(path) {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err((
+            format!(
+                "the manifest {} was removed during the boot",
+                path.display()
+            ),
+            Vec::new(),
+        )),
+        Err(e) => Err(fatal(&e)),
+    }
+}
+
+/// The plan: only what leaves nothing to plan stops the boot (the child
+/// says so with `fatal`); a module that cannot be planned fails alone
+/// (`plan_at_boot`).
+fn make_plan(
+    input: &LoadInput<'_>,
+    manifest: &Manifest,
+    modules_dir: &Path,
+    index: &DepIndex,
+    loaded: &BTreeSet<modules_manifest::ModuleName>,
+) -> Result<modules_manifest::Plan, Fatal> {
     let mut plan = modules_manifest::plan_at_boot(PlanInput {
-        manifest: input.manifest,
-        index: &index,
+        manifest,
+        index,
         cmdline: input.cmdline,
-        loaded: &loaded,
+        loaded,
     })
-    .map_err(BootError::Plan)?;
-    warn_unknown_cmdline_params(&mut plan, input.cmdline, &modules_dir);
+    .map_err(|e| fatal(&BootError::Plan(e)))?;
+    warn_unknown_cmdline_params(&mut plan, input.cmdline, modules_dir);
     for note in &plan.notes {
         log::info!("plan: {note}");
     }
-    Ok((plan, modules_dir, index, loaded))
+    Ok(plan)
 }
 
 /// The largest `modules.params` read, in bytes (the image builder writes

@@ -50,11 +50,15 @@ fn pid1(boottime_init_start: f64, kernel_args: Vec<String>) -> ! {
 fn boot(b: &mut Boot<RealSys>, kernel_args: &[String]) -> Result<Infallible, BootError> {
     b.mount_early_filesystems();
     let cmdline = b.read_cmdline();
+    // The loader child reads the module index while PID 1 reads the
+    // manifest; it plans only once PID 1 says the manifest is valid.
+    b.start_loader(&cmdline);
     let manifest = b.read_manifest(&cmdline)?;
     let config = b.configure(&cmdline, manifest.as_ref())?;
     b.step("config");
-    if let Some(m) = &manifest {
-        b.load_modules(m, &cmdline, &config)?;
+    match &manifest {
+        Some(m) => b.load_modules(m, &cmdline, &config)?,
+        None => b.stop_loader(),
     }
     b.report_after_load();
     b.check_required_chains()?;

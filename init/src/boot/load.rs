@@ -1,5 +1,6 @@
-//! Step 3: the loader child plans and loads; PID 1 waits for it as long as
-//! the deadlines allow (it may go on loading after the handover). Forks, so
+//! Step 3: the loader child, forked early, plans and loads; PID 1 waits for
+//! it as long as the deadlines allow (it may go on loading after the
+//! handover). Forks, so
 //! it is checked by the QEMU tests, not against the fake.
 
 use std::os::fd::AsFd;
@@ -15,14 +16,18 @@ use crate::supervise::Supervisor;
 use crate::sys::Sys;
 
 impl<S: Sys> Boot<S> {
-    /// Step 3: starts the loader child for `manifest` and supervises it
-    /// until it is done or the deadlines say to go on without it.
-    pub fn load_modules(
-        &mut self,
-        manifest: &Manifest,
-        cmdline: &KernelCmdline,
-        config: &BootConfig,
-    ) -> Result<(), BootError> {
+    /// Step 3a, right after the command line: if the manifest file exists,
+    /// installs the kernel's module helper (its socket bound before the
+    /// fork: the child inherits it) and forks the loader child, which reads
+    /// the module index while PID 1 reads the manifest. Without a manifest
+    /// file nothing happens, as nothing will load. A failed fork is the
+    /// boot's error only if the manifest turns out valid
+    /// ([`Boot::load_modules`]).
+    pub fn start_loader(&mut self, cmdline: &KernelCmdline) {
+        let manifest_path = std::path::Path::new(crate::boot_config::manifest_path(cmdline));
+        if !manifest_path.exists() {
+            return;
+        }
         #[cfg(feature = "fault-injection")]
         let faults = self.arm_faults();
         let run_dir = self.run_dir();
@@ -45,9 +50,8 @@ impl<S: Sys> Boot<S> {
             }
         };
         let input = LoadInput {
-            manifest,
+            manifest_path,
             cmdline,
-            jobs: config.jobs,
             proc_dir: &self.paths.proc,
             root: &self.paths.root,
             helper: helper.as_ref().map(|h| crate::loader_process::HelperInput {
@@ -60,9 +64,7 @@ impl<S: Sys> Boot<S> {
                 ),
             }),
             sys_dir: &self.paths.sys,
-            deadline: config.deadline,
         };
-        let spawned = clock::boottime();
         #[cfg(not(feature = "fault-injection"))]
         let child = LoaderChild::spawn(input, |k| k);
         #[cfg(feature = "fault-injection")]
@@ -70,8 +72,47 @@ impl<S: Sys> Boot<S> {
         // The loader holds the socket now; PID 1's copy would keep it
         // open after the loader ends.
         drop(helper);
-        let mut child = child.map_err(BootError::SpawnLoader)?;
+        self.early_loader = Some(child);
         self.step("fork");
+    }
+
+    /// The loader child forked by [`Boot::start_loader`] is not needed (no
+    /// manifest, or the boot failed before the load): it is stopped before
+    /// it plans, and reaped.
+    pub fn stop_loader(&mut self) {
+        if let Some(Ok(mut child)) = self.early_loader.take() {
+            child.stop();
+        }
+    }
+
+    /// Step 3: tells the loader child to plan and load `manifest` (the
+    /// child reads the same file again) and supervises it until it is done
+    /// or the deadlines say to go on without it.
+    pub fn load_modules(
+        &mut self,
+        manifest: &Manifest,
+        cmdline: &KernelCmdline,
+        config: &BootConfig,
+    ) -> Result<(), BootError> {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::Faults::from_cmdline(&self.report.cmdline).boot_point("reading the manifest");
+        if self.early_loader.is_none() {
+            // The manifest appeared after the command line was read.
+            self.start_loader(cmdline);
+        }
+        let mut child = match self.early_loader.take() {
+            Some(child) => child.map_err(BootError::SpawnLoader)?,
+            None => {
+                return Err(BootError::SpawnLoader(std::io::Error::other(
+                    "the loader was not started",
+                )))
+            }
+        };
+        let spawned = clock::boottime();
+        if let Err(e) = child.go(config.jobs, config.deadline) {
+            // The child is gone: supervising it says how it ended.
+            log::error!("cannot tell the loader to start: {e}");
+        }
         let any_required = manifest.chains.iter().any(|c| c.required);
         let mut sup = Supervisor::new(
             config.deadline,
@@ -147,8 +188,8 @@ impl<S: Sys> Boot<S> {
     }
 
     /// Test build only (`fault-injection`): the `kmodinit.fault=` faults of
-    /// the command line, announced on the console and in the report; panics
-    /// here, right after planning, for `panic-boot`.
+    /// the command line, announced on the console and in the report
+    /// (`panic-boot` panics in [`Boot::load_modules`], after the manifest).
     #[cfg(feature = "fault-injection")]
     fn arm_faults(&mut self) -> crate::fault::Faults {
         let faults = crate::fault::Faults::from_cmdline(&self.report.cmdline);
@@ -161,7 +202,6 @@ impl<S: Sys> Boot<S> {
             log::warn!("{note}");
             self.report.notes.push(note);
         }
-        faults.boot_point("reading the manifest");
         faults
     }
 }

@@ -86,6 +86,10 @@ pub struct Boot<S: Sys> {
     /// the state machine over it (taken by the reporter at the handover).
     loader: Option<LoaderChild>,
     supervisor: Option<Supervisor>,
+    /// The loader child between its fork ([`Boot::start_loader`]) and its
+    /// go ([`Boot::load_modules`]) or stop ([`Boot::stop_loader`]); the
+    /// fork's error, if it failed.
+    early_loader: Option<io::Result<LoaderChild>>,
     /// The root device (and its mount) found while the modules loaded.
     early_root: root::EarlyRoot,
     /// The kernel's `/proc/sys/kernel/modprobe` while the helper is
@@ -110,6 +114,7 @@ impl<S: Sys> Boot<S> {
             manifest_on_failure: None,
             loader: None,
             supervisor: None,
+            early_loader: None,
             early_root: root::EarlyRoot::default(),
             helper_kernel_value: None,
         }
@@ -325,6 +330,8 @@ impl<S: Sys> Boot<S> {
     /// Everything [`Boot::fail`] does before it carries out the action it
     /// returns.
     pub fn explain_failure(&mut self, err: &BootError) -> FailureAction {
+        // A loader that has not planned yet loads nothing now.
+        self.stop_loader();
         let action = failure::choose(
             self.cmdline_on_failure,
             self.manifest_on_failure,
