@@ -162,12 +162,8 @@ impl LoaderChild {
     /// `jobs` wide, optional work stops at `deadline`. An error means the
     /// child is gone (supervising it says how it ended).
     pub fn go(&mut self, jobs: usize, deadline: Duration) -> std::io::Result<()> {
-        let mut msg = [0u8; GO_LEN];
-        msg[..8].copy_from_slice(&(jobs as u64).to_le_bytes());
-        let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
-        msg[8..].copy_from_slice(&ms.to_le_bytes());
         match self.go.take() {
-            Some(mut f) => f.write_all(&msg),
+            Some(mut f) => f.write_all(&encode_go(jobs, deadline)),
             None => Err(std::io::Error::other("the loader was told to stop")),
         }
     }
@@ -732,13 +728,26 @@ fn read_index(
 fn wait_for_go(go: OwnedFd) -> Option<(usize, Duration)> {
     let mut msg = [0u8; GO_LEN];
     File::from(go).read_exact(&mut msg).ok()?;
+    Some(decode_go(&msg))
+}
+
+/// PID 1's go message: `jobs`, then the deadline in ms, little-endian.
+fn encode_go(jobs: usize, deadline: Duration) -> [u8; GO_LEN] {
+    let mut msg = [0u8; GO_LEN];
+    msg[..8].copy_from_slice(&u64::try_from(jobs).unwrap_or(u64::MAX).to_le_bytes());
+    let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+    msg[8..].copy_from_slice(&ms.to_le_bytes());
+    msg
+}
+
+fn decode_go(msg: &[u8; GO_LEN]) -> (usize, Duration) {
     let word = |r: std::ops::Range<usize>| {
         let mut b = [0u8; 8];
         b.copy_from_slice(msg.get(r).unwrap_or(&[0; 8]));
         u64::from_le_bytes(b)
     };
     let jobs = usize::try_from(word(0..8)).unwrap_or(usize::MAX);
-    Some((jobs, Duration::from_millis(word(8..16))))
+    (jobs, Duration::from_millis(word(8..16)))
 }
 
 /// The manifest PID 1 has read and validated, read again by the child.
@@ -906,6 +915,23 @@ fn install_child_panic_hook(events: &Events) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_go_message_carries_the_width_and_the_deadline() {
+        let d = Duration::from_millis(12_345);
+        assert_eq!(decode_go(&encode_go(7, d)), (7, d));
+        assert_eq!(
+            decode_go(&encode_go(1, Duration::from_secs(3600))),
+            (1, Duration::from_secs(3600))
+        );
+        // A stop is the pipe closing before 16 bytes came.
+        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        File::from(tx).write_all(&[1, 2, 3]).unwrap();
+        assert_eq!(wait_for_go(rx), None);
+        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        File::from(tx).write_all(&encode_go(4, d)).unwrap();
+        assert_eq!(wait_for_go(rx), Some((4, d)));
+    }
 
     #[test]
     fn the_plans_files_open_first_then_the_images_others_up_to_the_cap() {

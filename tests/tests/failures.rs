@@ -224,7 +224,12 @@ fn failing_required_chain_triggers_on_failure() {
 fn malformed_manifest_is_explained_with_its_line() {
     let env = Env::get();
     let dir = env.scratch("fail-malformed");
-    let image = env.fixture_image(&dir, &json!({"version": 1, "chains": []}));
+    // An image with modules: the loader child, forked before the manifest
+    // is parsed, has an index to read and must still load nothing.
+    let image = env.fixture_image(
+        &dir,
+        &json!({"version": 1, "chains": [{"name": "a", "modules": ["kmi_a"]}]}),
+    );
     edit_image(&image, |c| {
         c.file(
             IMAGE_MANIFEST,
@@ -237,6 +242,8 @@ fn malformed_manifest_is_explained_with_its_line() {
     let text = b.console.text();
     let at = text.find(FATAL_BANNER).unwrap_or(0);
     let explanation = &text[at..];
+    // Reported once, by PID 1: the stopped loader says nothing.
+    assert_eq!(text.matches(FATAL_BANNER).count(), 1, "{explanation}");
     assert!(explanation.contains("manifest"), "{explanation}");
     assert!(
         explanation.contains("line 2"),
