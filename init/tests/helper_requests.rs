@@ -209,6 +209,15 @@ fn a_flood_waits_beyond_the_cap_and_is_served_in_bounded_places() {
             })
         });
         let _stop = StopOnDrop(state);
+        // A failed assertion must also free the held requests, or the
+        // scope would wait for them forever.
+        struct ReleaseOnDrop<'a>(&'a AtomicBool);
+        impl Drop for ReleaseOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _release = ReleaseOnDrop(release);
         let asks: Vec<_> = (0..channel::MAX_CONCURRENT_REQUESTS + extra)
             .map(|i| {
                 let sock = &sock;

@@ -79,7 +79,7 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn run(&self, name: &str, serve: impl FnOnce() -> Outcome) -> Outcome {
+    fn run(&self, name: &str, joined: &AtomicUsize, serve: impl FnOnce() -> Outcome) -> Outcome {
         let (slot, mine) = {
             let mut m = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
             match m.get(name) {
@@ -103,6 +103,7 @@ impl InFlight {
             return outcome;
         }
         let mut g = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        joined.fetch_add(1, Ordering::AcqRel);
         loop {
             if let Some(o) = g.as_ref() {
                 return o.clone();
@@ -121,6 +122,9 @@ pub struct ServerState {
     pub busy: AtomicUsize,
     /// Requests answered so far.
     pub served: AtomicUsize,
+    /// Requests that found their name already being served and wait for
+    /// that outcome (counted once each, when they start waiting).
+    pub joined: AtomicUsize,
 }
 
 /// Accepts helpers on `listener` until `state.stop` is set; each request
@@ -164,7 +168,9 @@ where
             let spawned = std::thread::Builder::new()
                 .name("helper-request".into())
                 .spawn_scoped(s, move || {
-                    answer(conn, fallback, |name| inflight.run(name, || serve(name)));
+                    answer(conn, fallback, |name| {
+                        inflight.run(name, &state.joined, || serve(name))
+                    });
                     state.served.fetch_add(1, Ordering::AcqRel);
                     state.busy.fetch_sub(1, Ordering::AcqRel);
                 });
@@ -237,9 +243,12 @@ mod tests {
         std::thread::scope(|s| {
             s.spawn(|| {
                 run_server(&listener, &state, "/sbin/modprobe", |name| {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    if name == "slow" {
-                        // Hold the first request until every client asked.
+                    let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+                    if name == "slow" && first {
+                        // Hold the first request until the other seven wait
+                        // for its outcome. A second serve of "slow" (the
+                        // dedup failing) does not wait, so the assertion
+                        // below fails rather than the test hanging.
                         gate.wait();
                     }
                     match name {
@@ -248,11 +257,22 @@ mod tests {
                     }
                 })
             });
+            // A failed assertion below must end the server too, or the
+            // scope would wait for it forever.
+            struct StopOnDrop<'a>(&'a ServerState);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.stop.store(true, Ordering::Release);
+                }
+            }
+            let _stop = StopOnDrop(&state);
             let clients: Vec<_> = (0..8)
                 .map(|_| s.spawn(|| ask(&sock, "slow").unwrap().0))
                 .collect();
-            // Wait until all 8 are in flight, then release the one serve.
-            while state.busy.load(Ordering::SeqCst) < 8 {
+            // Wait until the other 7 wait for the one serve's outcome (not
+            // only accepted: a request that reads its name after the serve
+            // ended would be served again), then release that serve.
+            while state.joined.load(Ordering::SeqCst) < 7 {
                 std::thread::sleep(Duration::from_millis(5));
             }
             gate.wait();
@@ -260,6 +280,7 @@ mod tests {
                 assert_eq!(c.join().unwrap(), Outcome::Loaded);
             }
             assert_eq!(calls.load(Ordering::SeqCst), 1, "served once");
+            assert_eq!(state.joined.load(Ordering::SeqCst), 7);
             let (o, fb) = ask(&sock, "missing").unwrap();
             assert_eq!((o, fb.as_str()), (Outcome::NotFound, "/sbin/modprobe"));
             let (o, _) = ask(&sock, "../etc/passwd").unwrap();
@@ -272,7 +293,6 @@ mod tests {
                 2,
                 "a bad name is never served"
             );
-            state.stop.store(true, Ordering::Release);
         });
         let _ = std::fs::remove_dir_all(&dir);
     }
