@@ -111,7 +111,8 @@ impl<S: Sys> Boot<S> {
             }
         };
         log::info!(
-            "mounted {} ({}) on {} {}",
+            "mounted root {} = {} ({}) on {} {}",
+            root.device,
             found.node.display(),
             fstype,
             new_root.display(),
