@@ -1,0 +1,533 @@
+//! The loader child's side of [`super`]: what runs after the fork. It reads
+//! the index, waits for PID 1's go, reads the manifest, plans, opens the
+//! module files, loads (with coldplug and the kernel's requests through the
+//! open world) and streams events up its pipe; its panic hook reports a
+//! panic before the process ends.
+#![allow(unsafe_code)]
+
+use super::*;
+
+/// The event writer the child shares with its panic hook.
+type Events = Arc<Mutex<File>>;
+
+fn send(events: &Events, e: &LoaderEvent) {
+    let line = encode(e);
+    let mut f = events.lock().unwrap_or_else(PoisonError::into_inner);
+    // PID 1 gone (after exec it no longer reads): the write fails with
+    // EPIPE (SIGPIPE is ignored), and nobody is left to tell.
+    let _ = f.write_all(&line);
+}
+
+/// The child's pipe to PID 1, for [`stamp`] (set once, in the child).
+static STEPS: std::sync::OnceLock<Events> = std::sync::OnceLock::new();
+
+/// In the child: tells PID 1 that `step` ended now (the report's `steps`).
+fn stamp(step: &str) {
+    if let Some(events) = STEPS.get() {
+        send(
+            events,
+            &LoaderEvent::Step {
+                step: step.to_owned(),
+                t: boottime(),
+            },
+        );
+    }
+}
+
+/// Streams the loader's progress to PID 1.
+struct Streamer<'e> {
+    events: &'e Events,
+}
+
+impl LoadObserver for Streamer<'_> {
+    fn started(&mut self, id: usize, t: f64) {
+        send(self.events, &LoaderEvent::Started { id, t });
+    }
+    fn finished(&mut self, outcome: &NodeOutcome) {
+        send(self.events, &LoaderEvent::Finished(outcome.clone()));
+    }
+}
+
+/// The child: plan, open the files, load, report. Returns the exit code.
+pub(super) fn child_main<K: Kernel + Send + 'static>(
+    input: LoadInput<'_>,
+    wrap: impl FnOnce(RealKernel) -> K,
+    events: OwnedFd,
+    go: OwnedFd,
+) -> i32 {
+    let events: Events = Arc::new(Mutex::new(File::from(events)));
+    install_child_panic_hook(&events);
+    let _ = STEPS.set(Arc::clone(&events));
+    stamp("start");
+
+    // Requests that come before the index is read wait in the socket's
+    // backlog. The restorer's descriptors reach /proc and /run after the
+    // handover, when they are no longer at their paths in our root.
+    let restorer = input.helper.and_then(|h| {
+        Restorer::open(input.proc_dir, h.run_dir, h.kernel_value.to_owned())
+            .map_err(|e| log::error!("loader: cannot serve kernel module requests: {e}"))
+            .ok()
+    });
+    // While PID 1 parses the manifest.
+    let read = read_index(&input);
+    let Some((jobs, deadline)) = wait_for_go(go) else {
+        // PID 1 loads nothing (or is gone): neither do we.
+        if let Some(r) = &restorer {
+            r.restore();
+        }
+        return 0;
+    };
+    let planned = read.and_then(|(modules_dir, index, loaded)| {
+        let manifest = read_manifest_again(input.manifest_path)?;
+        let plan = make_plan(&input, &manifest, &modules_dir, &index, &loaded)?;
+        Ok((plan, modules_dir, index, loaded, manifest))
+    });
+    let (plan, modules_dir, index, loaded, manifest) = match planned {
+        Ok(p) => {
+            stamp("plan");
+            p
+        }
+        Err((message, hints)) => {
+            send(&events, &LoaderEvent::Fatal { message, hints });
+            if let Some(r) = &restorer {
+                r.restore();
+            }
+            return 1;
+        }
+    };
+    let mut kernel = RealKernel::new();
+    let files = open_ahead_list(&plan, &index, &modules_dir);
+    let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
+    log::debug!("loader: {opened} module file(s) open");
+    stamp("open_ahead");
+
+    let opts = LoaderOptions {
+        modules_dir,
+        jobs,
+        ..diagnostic_options()
+    };
+    let sink_events = Arc::clone(&events);
+    let world = OpenWorld::new(
+        Box::new(wrap(kernel)),
+        Inputs {
+            index,
+            manifest: manifest.clone(),
+            cmdline: input.cmdline.clone(),
+            loaded,
+            opts: opts.clone(),
+        },
+        Box::new(move |e| send(&sink_events, e)),
+    );
+    world.register_boot_plan(&plan);
+    let load_start = boottime();
+    send(&events, &planned_event(&plan, load_start));
+
+    let coldplug = coldplug::Settings::of(&manifest, input.cmdline);
+    let until = load_start + deadline.as_secs_f64();
+    let server = ServerState::default();
+    let load = std::thread::scope(|scope| {
+        if let (Some(h), Some(r)) = (input.helper, restorer.as_ref()) {
+            let (w, server) = (world.clone(), &server);
+            let spawned = std::thread::Builder::new()
+                .name("helper-server".into())
+                .spawn_scoped(scope, move || {
+                    run_server(h.listener, server, r.kernel_value(), |name| {
+                        serve_request(&w, name)
+                    });
+                });
+            if let Err(e) = spawned {
+                log::error!("loader: cannot serve kernel module requests: {e}");
+            }
+        }
+        let main = scope.spawn(|| {
+            loader::load_observed(
+                &plan,
+                world.kernel(),
+                &opts,
+                &mut Streamer { events: &events },
+            )
+        });
+        if coldplug.enabled {
+            coldplug::run(scope, &world, &coldplug, input.sys_dir, until, &|| {
+                main.is_finished()
+            });
+        }
+        let load = main.join();
+        if let Ok(load) = &load {
+            // PID 1 waits for `done`: it goes first, the log line after.
+            send(
+                &events,
+                &LoaderEvent::Done(LoadSummary::of(load, Report::read_vm_hwm_kib())),
+            );
+            log::info!(
+                "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
+                load.modules.len(),
+                crate::clock::Fixed(load.wall_s, 3),
+                load.jobs,
+                crate::clock::Fixed(load.critical_path_s, 3)
+            );
+        }
+        if let (Some(h), Some(r)) = (input.helper, &restorer) {
+            // Serve on while requests come (the real init's first mounts:
+            // a filesystem whose module only the image has); then the
+            // kernel gets its own helper back before we go.
+            linger_while_requested(&server, h.linger);
+            r.restore();
+            log::info!(
+                "stopped serving the kernel's module requests ({} served); its helper is {:?} again",
+                server.served.load(std::sync::atomic::Ordering::Acquire),
+                r.kernel_value()
+            );
+        }
+        server
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Nothing new from here on; the scope joins the sessions that run.
+        world.close();
+        load
+    });
+    match load {
+        Ok(_) => 0,
+        // The panic hook has told PID 1 and ended the process already.
+        Err(_) => 101,
+    }
+}
+
+/// How often the lingering loader looks whether requests came.
+const LINGER_POLL: Duration = Duration::from_millis(200);
+
+/// Returns once no request is in flight and none came for `linger`.
+fn linger_while_requested(server: &ServerState, linger: Duration) {
+    use std::sync::atomic::Ordering;
+    let mut seen = server.served.load(Ordering::Acquire);
+    let mut quiet_since = std::time::Instant::now();
+    loop {
+        let served = server.served.load(Ordering::Acquire);
+        if served != seen || server.busy.load(Ordering::Acquire) > 0 {
+            seen = served;
+            quiet_since = std::time::Instant::now();
+        } else if quiet_since.elapsed() >= linger {
+            return;
+        }
+        std::thread::sleep(LINGER_POLL.min(linger.max(Duration::from_millis(1))));
+    }
+}
+
+/// One kernel request, served through the open world (reason `kernel
+/// request:NAME` on the modules it brings in), logged.
+fn serve_request(world: &OpenWorld, name: &str) -> Outcome {
+    let reason = crate::helper::request::chain_name(name);
+    let outcome = crate::helper::request::serve(world, name);
+    match &outcome {
+        Outcome::Loaded => log::info!("{reason}: loaded"),
+        Outcome::Failed(why) => log::warn!("{reason}: {why}"),
+        Outcome::NotFound => log::info!("{reason}: not in the image"),
+    }
+    outcome
+}
+
+/// The most module files the child opens ahead. PID 1 (and so the child)
+/// starts with the kernel's default of 1,024 descriptors; this leaves room
+/// for the pool, the pipe and the uevent socket.
+pub const MAX_OPEN_AHEAD: usize = 768;
+
+/// The module files to open before the load: the plan's, then the image's
+/// other modules (coldplug and the kernel's requests may need any of them
+/// after switch_root has unlinked the initramfs), at most
+/// [`MAX_OPEN_AHEAD`] in all; the rest are opened when inserted.
+fn open_ahead_list(
+    plan: &modules_manifest::Plan,
+    index: &DepIndex,
+    modules_dir: &Path,
+) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.action {
+            modules_manifest::Action::Insert { path, .. } => Some(modules_dir.join(path)),
+            _ => None,
+        })
+        .collect();
+    let planned: BTreeSet<&str> = plan.module_files().collect();
+    let mut others: Vec<&str> = index
+        .modules
+        .values()
+        .map(|m| m.path.as_str())
+        .filter(|p| !planned.contains(p))
+        .collect();
+    others.sort_unstable();
+    let room = MAX_OPEN_AHEAD.saturating_sub(files.len());
+    files.extend(others.into_iter().take(room).map(|p| modules_dir.join(p)));
+    files
+}
+
+/// A failure that leaves nothing to plan: the `fatal` event's message and
+/// hints.
+type Fatal = (String, Vec<String>);
+
+fn fatal(e: &BootError) -> Fatal {
+    (e.to_string(), e.hints())
+}
+
+/// Index and loaded set, read before PID 1's go.
+fn read_index(
+    input: &LoadInput<'_>,
+) -> Result<
+    (
+        std::path::PathBuf,
+        DepIndex,
+        BTreeSet<modules_manifest::ModuleName>,
+    ),
+    Fatal,
+> {
+    let modules_dir = boot::modules_dir(input.root, input.proc_dir)
+        .map_err(|e| fatal(&BootError::KernelRelease(e)))?;
+    let index = DepIndex::load(&modules_dir).map_err(|source| {
+        fatal(&BootError::Index {
+            dir: modules_dir.clone(),
+            source,
+        })
+    })?;
+    stamp("index");
+    let loaded = std::fs::read_to_string(input.proc_dir.join("modules"))
+        .map(|t| boot::parse_proc_modules(&t))
+        .unwrap_or_else(|_| BTreeSet::new());
+    Ok((modules_dir, index, loaded))
+}
+
+/// Waits for PID 1's go: the pool width and the deadline; `None` if PID 1
+/// closed the pipe instead (stop, or PID 1 exec'd a rescue shell).
+fn wait_for_go(go: OwnedFd) -> Option<(usize, Duration)> {
+    let mut msg = [0u8; GO_LEN];
+    File::from(go).read_exact(&mut msg).ok()?;
+    Some(decode_go(&msg))
+}
+
+/// PID 1's go message: `jobs`, then the deadline in ms, little-endian.
+pub(super) fn encode_go(jobs: usize, deadline: Duration) -> [u8; GO_LEN] {
+    let mut msg = [0u8; GO_LEN];
+    msg[..8].copy_from_slice(&u64::try_from(jobs).unwrap_or(u64::MAX).to_le_bytes());
+    let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+    msg[8..].copy_from_slice(&ms.to_le_bytes());
+    msg
+}
+
+fn decode_go(msg: &[u8; GO_LEN]) -> (usize, Duration) {
+    let word = |r: std::ops::Range<usize>| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(msg.get(r).unwrap_or(&[0; 8]));
+        u64::from_le_bytes(b)
+    };
+    let jobs = usize::try_from(word(0..8)).unwrap_or(usize::MAX);
+    (jobs, Duration::from_millis(word(8..16)))
+}
+
+/// The manifest PID 1 has read and validated, read again by the child.
+fn read_manifest_again(path: &Path) -> Result<Manifest, Fatal> {
+    match boot::read_manifest(path) {
+        Ok(Some(m)) => Ok(m),
+        Ok(None) => Err((
+            format!(
+                "the manifest {} was removed during the boot",
+                path.display()
+            ),
+            Vec::new(),
+        )),
+        Err(e) => Err(fatal(&e)),
+    }
+}
+
+/// The plan: only what leaves nothing to plan stops the boot (the child
+/// says so with `fatal`); a module that cannot be planned fails alone
+/// (`plan_at_boot`).
+fn make_plan(
+    input: &LoadInput<'_>,
+    manifest: &Manifest,
+    modules_dir: &Path,
+    index: &DepIndex,
+    loaded: &BTreeSet<modules_manifest::ModuleName>,
+) -> Result<modules_manifest::Plan, Fatal> {
+    let mut plan = modules_manifest::plan_at_boot(PlanInput {
+        manifest,
+        index,
+        cmdline: input.cmdline,
+        loaded,
+    })
+    .map_err(|e| fatal(&BootError::Plan(e)))?;
+    warn_unknown_cmdline_params(&mut plan, input.cmdline, modules_dir);
+    for note in &plan.notes {
+        log::info!("plan: {note}");
+    }
+    Ok(plan)
+}
+
+/// The largest `modules.params` read, in bytes (the image builder writes
+/// one short line per module).
+const MAX_PARAMS_FILE_BYTES: u64 = 4 << 20;
+
+/// A command-line `name.param=value` whose module does not declare
+/// `param` (per the image's `modules.params`, written by the image builder
+/// from each module's `.modinfo`) is a warning in the log and on the
+/// module's report entry; it is still passed on (the kernel ignores an
+/// unknown parameter itself, and a stale list must not drop a real one).
+/// An image without the file is not checked.
+fn warn_unknown_cmdline_params(
+    plan: &mut modules_manifest::Plan,
+    cmdline: &KernelCmdline,
+    modules_dir: &Path,
+) {
+    use modules_manifest::modinfo;
+    if cmdline.module_params.is_empty() {
+        return;
+    }
+    let mut text = String::new();
+    let read = File::open(modules_dir.join(modinfo::PARAMS_FILE))
+        .and_then(|f| f.take(MAX_PARAMS_FILE_BYTES).read_to_string(&mut text));
+    if read.is_err() {
+        return;
+    }
+    let known = modinfo::parse_params_file(&text);
+    for node in &mut plan.nodes {
+        let (Some(given), Some(declared)) =
+            (cmdline.module_params.get(&node.name), known.get(&node.name))
+        else {
+            continue;
+        };
+        for p in modinfo::unknown_params(&given.join(" "), declared) {
+            let list: Vec<&str> = declared.iter().map(String::as_str).collect();
+            let w = format!(
+                "{name}.{p} on the kernel command line: {name} has no parameter {p} \
+                 (its parameters: {}); the kernel will ignore it",
+                if list.is_empty() {
+                    "none".to_owned()
+                } else {
+                    list.join(", ")
+                },
+                name = node.name
+            );
+            log::warn!("kmodinit: {w}");
+            node.warnings.push(w);
+        }
+    }
+}
+
+/// The `planned` event of `plan`, the load starting at `t`.
+fn planned_event(plan: &modules_manifest::Plan, t: f64) -> LoaderEvent {
+    let mut chains_of: Vec<Vec<String>> = vec![Vec::new(); plan.nodes.len()];
+    for c in &plan.chains {
+        for &id in &c.nodes {
+            if let Some(list) = chains_of.get_mut(id) {
+                if !list.contains(&c.name) {
+                    list.push(c.name.clone());
+                }
+            }
+        }
+    }
+    LoaderEvent::Planned {
+        modules: plan
+            .nodes
+            .iter()
+            .zip(chains_of)
+            .map(|(n, chains)| {
+                let (reason, alternative) = crate::report::plan_facts(n);
+                PlannedModule {
+                    name: n.name.clone(),
+                    params: n.params.clone(),
+                    chains,
+                    required: n.required,
+                    warnings: n.warnings.clone(),
+                    reason,
+                    alternative,
+                }
+            })
+            .collect(),
+        chains: plan
+            .chains
+            .iter()
+            .map(|c| PlannedChain {
+                name: c.name.clone(),
+                required: c.required,
+                nodes: c.nodes.clone(),
+            })
+            .collect(),
+        notes: plan.notes.clone(),
+        boottime_load_start: t,
+    }
+}
+
+/// In the child: a panic is logged, told to PID 1 (`panicked`), and the
+/// child ends at once with status 101, in every build (with `panic =
+/// "abort"` it would abort right after the hook anyway; a build that
+/// unwinds must not go on with a half-updated loader either).
+fn install_child_panic_hook(events: &Events) {
+    // Its own descriptor of the pipe: the panic may come from inside `send`,
+    // with the lock held. A line this short is written in one piece, and
+    // its leading newline ends whatever line it interrupts.
+    let hook_pipe = events
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .try_clone()
+        .ok();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = crate::failure::panic_text(info);
+        crate::kmsg::announce(
+            Path::new("/dev"),
+            Path::new("/proc"),
+            &format!("kmodinit: loader: panic in thread {message}\n"),
+        );
+        if let Some(mut f) = hook_pipe.as_ref() {
+            let _ = f.write_all(&encode(&LoaderEvent::Panicked { message }));
+        }
+        // SAFETY: ends this process at once, as panic = "abort" would.
+        unsafe { libc::_exit(101) }
+    }));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_go_message_carries_the_width_and_the_deadline() {
+        let d = Duration::from_millis(12_345);
+        assert_eq!(decode_go(&encode_go(7, d)), (7, d));
+        assert_eq!(
+            decode_go(&encode_go(1, Duration::from_secs(3600))),
+            (1, Duration::from_secs(3600))
+        );
+        // A stop is the pipe closing before 16 bytes came.
+        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        File::from(tx).write_all(&[1, 2, 3]).unwrap();
+        assert_eq!(wait_for_go(rx), None);
+        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        File::from(tx).write_all(&encode_go(4, d)).unwrap();
+        assert_eq!(wait_for_go(rx), Some((4, d)));
+    }
+
+    #[test]
+    fn the_plans_files_open_first_then_the_images_others_up_to_the_cap() {
+        let mut dep = String::from("kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n");
+        for i in 0..MAX_OPEN_AHEAD + 10 {
+            dep.push_str(&format!("kernel/x{i:04}.ko:\n"));
+        }
+        let index = DepIndex::parse(&dep, "", "", "").unwrap();
+        let manifest =
+            Manifest::from_json(br#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#)
+                .unwrap();
+        let plan = modules_manifest::plan_at_boot(PlanInput {
+            manifest: &manifest,
+            index: &index,
+            cmdline: &KernelCmdline::default(),
+            loaded: &BTreeSet::new(),
+        })
+        .unwrap();
+        let files = open_ahead_list(&plan, &index, Path::new("/m"));
+        assert_eq!(files.len(), MAX_OPEN_AHEAD);
+        assert_eq!(files[0], Path::new("/m/kernel/b.ko"));
+        assert_eq!(files[1], Path::new("/m/kernel/a.ko"));
+        assert_eq!(files[2], Path::new("/m/kernel/x0000.ko"));
+        let distinct: BTreeSet<_> = files.iter().collect();
+        assert_eq!(distinct.len(), files.len());
+    }
+}
