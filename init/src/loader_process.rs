@@ -87,6 +87,12 @@ pub struct HelperInput<'a> {
     pub kernel_value: &'a str,
     /// `/run/kmodinit`.
     pub run_dir: &'a Path,
+    /// Where the child copies the binary for the kernel to run
+    /// (`/run/kmodinit/modprobe`), pointing the sysctl at it
+    /// ([`crate::helper::install::activate`]).
+    pub copy: &'a Path,
+    /// The binary to copy (`/proc/self/exe`).
+    pub exe: &'a Path,
     /// How long to go on serving after the load and the last request.
     pub linger: Duration,
 }

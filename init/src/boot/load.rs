@@ -17,9 +17,10 @@ use crate::sys::Sys;
 
 impl<S: Sys> Boot<S> {
     /// Step 3a, right after the command line: if the manifest file exists,
-    /// installs the kernel's module helper (its socket bound before the
-    /// fork: the child inherits it) and forks the loader child, which reads
-    /// the module index while PID 1 reads the manifest. Without a manifest
+    /// prepares the kernel's module helper (its socket bound before the
+    /// fork: the child inherits it; the child copies the binary and points
+    /// the kernel at it) and forks the loader child, which reads the module
+    /// index while PID 1 reads the manifest. Without a manifest
     /// file nothing happens, as nothing will load. A failed fork is the
     /// boot's error only if the manifest turns out valid
     /// ([`Boot::load_modules`]).
@@ -31,14 +32,10 @@ impl<S: Sys> Boot<S> {
         #[cfg(feature = "fault-injection")]
         let faults = self.arm_faults();
         let run_dir = self.run_dir();
-        let helper = match crate::helper::install::install(
-            &self.sys,
-            &self.paths.proc,
-            &run_dir,
-            &self.paths.proc.join("self/exe"),
-        ) {
+        let exe = self.paths.proc.join("self/exe");
+        let helper = match crate::helper::install::prepare(&self.sys, &self.paths.proc, &run_dir) {
             Ok(h) => {
-                log::debug!("kernel module requests go to {}", h.helper.display());
+                log::debug!("kernel module requests will go to {}", h.helper.display());
                 self.helper_kernel_value = Some(h.kernel_value.clone());
                 Some(h)
             }
@@ -49,6 +46,7 @@ impl<S: Sys> Boot<S> {
                 None
             }
         };
+        self.step("helper");
         let input = LoadInput {
             manifest_path,
             cmdline,
@@ -58,6 +56,8 @@ impl<S: Sys> Boot<S> {
                 listener: &h.listener,
                 kernel_value: &h.kernel_value,
                 run_dir: &run_dir,
+                copy: &h.helper,
+                exe: &exe,
                 linger: cmdline.helper_linger_ms.map_or(
                     crate::helper::DEFAULT_LINGER,
                     std::time::Duration::from_millis,

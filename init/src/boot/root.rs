@@ -185,17 +185,19 @@ impl<S: Sys> Boot<S> {
             root: new_root.clone(),
             source,
         })?;
-        let old_root = &self.paths.root;
+        let old_root = &self.paths.root.clone();
         for problem in switch_root::move_mounts(&self.sys, old_root, &new_root, MOVED_MOUNTS) {
             log::warn!("{problem}");
             self.report.notes.push(problem);
         }
+        self.step("mounts_moved");
         // Only a RAM filesystem is ours to empty (a safety net should /init
         // ever run from a real disk).
         if self.sys.is_ram_fs(old_root) {
             let n = switch_root::remove_same_fs(old_root);
             log::debug!("freed the initramfs: {n} entries removed");
         }
+        self.step("initramfs_freed");
         switch_root::enter(&self.sys, &new_root).map_err(BootError::SwitchRoot)?;
         self.step("switch_root");
         Ok(init)
@@ -384,7 +386,14 @@ mod tests {
         let steps: Vec<&str> = b.report.steps.iter().map(|s| s.step.as_str()).collect();
         assert_eq!(
             steps,
-            ["start", "root_found", "root_mounted", "switch_root"]
+            [
+                "start",
+                "root_found",
+                "root_mounted",
+                "mounts_moved",
+                "initramfs_freed",
+                "switch_root"
+            ]
         );
     }
 

@@ -1,12 +1,15 @@
-//! PID 1's side of the helper: point the kernel at it for the boot, and
-//! give the kernel its own value back when nothing serves any more.
+//! The helper's install: point the kernel at it for the boot, and give
+//! the kernel its own value back when nothing serves any more.
 //!
-//! Before forking the loader, PID 1 reads `/proc/sys/kernel/modprobe` (the
-//! kernel's value, usually `/sbin/modprobe`), copies its own binary to
-//! `/run/kmodinit/modprobe` (`/run` moves into the real root at
-//! switch_root, so the path stays valid after it, while the initramfs'
-//! `/init` is deleted), binds the request socket there and writes the
-//! copy's path to the sysctl. Whoever stops serving last puts the kernel's
+//! Two parts, so that the 1.2 MB copy is off PID 1's path to the load.
+//! Before forking the loader, PID 1 [`prepare`]s: it reads
+//! `/proc/sys/kernel/modprobe` (the kernel's value, usually
+//! `/sbin/modprobe`) and binds the request socket in `/run/kmodinit`. The
+//! loader child then [`activate`]s, in a thread beside its index read:
+//! it copies the binary to `/run/kmodinit/modprobe` (`/run` moves into the
+//! real root at switch_root, so the path stays valid after it, while the
+//! initramfs' `/init` is deleted) and writes the copy's path to the sysctl,
+//! before its load starts. Whoever stops serving last puts the kernel's
 //! value back and removes both files: PID 1 before exec if the loader has
 //! ended, else the loader itself when it stops ([`Restorer`]).
 
@@ -21,39 +24,54 @@ use crate::sys::Sys;
 /// The sysctl under `/proc`.
 pub const MODPROBE_SYSCTL: &str = "sys/kernel/modprobe";
 
-/// What [`install`] set up.
+/// What [`prepare`] set up.
 #[derive(Debug)]
 pub struct Installed {
     /// The kernel's value before the boot, trimmed.
     pub kernel_value: String,
-    /// The helper's path as written to the sysctl.
+    /// The helper's path, to be written to the sysctl by [`activate`].
     pub helper: PathBuf,
     /// The request socket, listening; the loader child inherits it.
     pub listener: UnixListener,
 }
 
-/// Installs the helper: `exe` copied to `run_dir/modprobe` (0700), the
-/// socket `run_dir/helper.sock` (0600) bound, the sysctl under `proc`
-/// pointed at the copy (through `sys`). On error nothing is left pointing
-/// at a half-installed helper: the sysctl is written last.
-pub fn install<S: Sys>(sys: &S, proc: &Path, run_dir: &Path, exe: &Path) -> io::Result<Installed> {
-    let sysctl = proc.join(MODPROBE_SYSCTL);
-    let kernel_value = sys.read_sysctl(&sysctl)?.trim().to_owned();
+/// PID 1's part, before the fork: reads the kernel's value from the sysctl
+/// under `proc` (through `sys`), and binds the socket `run_dir/helper.sock`
+/// (0600). Nothing points at the helper yet: [`activate`] does that.
+pub fn prepare<S: Sys>(sys: &S, proc: &Path, run_dir: &Path) -> io::Result<Installed> {
+    let kernel_value = sys
+        .read_sysctl(&proc.join(MODPROBE_SYSCTL))?
+        .trim()
+        .to_owned();
     std::fs::create_dir_all(run_dir)?;
     let helper = run_dir.join(super::args::FACE_NAME);
     let _ = std::fs::remove_file(&helper);
-    std::fs::copy(exe, &helper)?;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o700))?;
     let socket = run_dir.join(socket_name());
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-    sys.write_sysctl(&sysctl, &helper.to_string_lossy())?;
     Ok(Installed {
         kernel_value,
         helper,
         listener,
     })
+}
+
+/// The loader's part: `exe` copied to `helper` (0700), then the sysctl
+/// under `proc` pointed at the copy (through `sys`). On error nothing is
+/// left pointing at a half-installed helper: the sysctl is written last.
+pub fn activate<S: Sys>(sys: &S, proc: &Path, helper: &Path, exe: &Path) -> io::Result<()> {
+    std::fs::copy(exe, helper)?;
+    std::fs::set_permissions(helper, std::fs::Permissions::from_mode(0o700))?;
+    sys.write_sysctl(&proc.join(MODPROBE_SYSCTL), &helper.to_string_lossy())
+}
+
+/// Both parts in one (tests, and the order they must keep).
+#[cfg(test)]
+pub fn install<S: Sys>(sys: &S, proc: &Path, run_dir: &Path, exe: &Path) -> io::Result<Installed> {
+    let inst = prepare(sys, proc, run_dir)?;
+    activate(sys, proc, &inst.helper, exe)?;
+    Ok(inst)
 }
 
 /// The socket's file name in the run directory.

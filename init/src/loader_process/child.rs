@@ -59,6 +59,8 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
     install_child_panic_hook(&events);
     let _ = STEPS.set(Arc::clone(&events));
     stamp("start");
+    // The helper's copy and the sysctl, beside the index read.
+    let activation = input.helper.map(|h| start_activation(h, input.proc_dir));
 
     // Requests that come before the index is read wait in the socket's
     // backlog. The restorer's descriptors reach /proc and /run after the
@@ -72,13 +74,16 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
     let read = read_index(&input);
     let Some((jobs, deadline)) = wait_for_go(go) else {
         // PID 1 loads nothing (or is gone): neither do we.
+        finish_activation(activation);
         if let Some(r) = &restorer {
             r.restore();
         }
         return 0;
     };
+    stamp("go");
     let planned = read.and_then(|(modules_dir, index, loaded)| {
         let manifest = read_manifest_again(input.manifest_path)?;
+        stamp("manifest");
         let plan = make_plan(&input, &manifest, &modules_dir, &index, &loaded)?;
         Ok((plan, modules_dir, index, loaded, manifest))
     });
@@ -89,6 +94,7 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
         }
         Err((message, hints)) => {
             send(&events, &LoaderEvent::Fatal { message, hints });
+            finish_activation(activation);
             if let Some(r) = &restorer {
                 r.restore();
             }
@@ -100,6 +106,11 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
     let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
     log::debug!("loader: {opened} module file(s) open");
     stamp("open_ahead");
+    // A module's init may request another: the kernel must find the
+    // helper from the first insertion on.
+    if finish_activation(activation) {
+        stamp("helper");
+    }
 
     let opts = LoaderOptions {
         modules_dir,
@@ -190,6 +201,51 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
         Ok(_) => 0,
         // The panic hook has told PID 1 and ended the process already.
         Err(_) => 101,
+    }
+}
+
+/// A running [`crate::helper::install::activate`] (or its result, when no
+/// thread could be started).
+enum Activation {
+    Thread(std::thread::JoinHandle<std::io::Result<()>>),
+    Done(std::io::Result<()>),
+}
+
+/// Starts copying the helper and pointing the kernel at it, in a thread
+/// beside the index read (inline if no thread can be started).
+fn start_activation(h: HelperInput<'_>, proc: &Path) -> Activation {
+    let (copy, exe, proc) = (
+        h.copy.to_path_buf(),
+        h.exe.to_path_buf(),
+        proc.to_path_buf(),
+    );
+    let activate =
+        move || crate::helper::install::activate(&crate::sys::RealSys, &proc, &copy, &exe);
+    match std::thread::Builder::new()
+        .name("helper-install".into())
+        .spawn(activate.clone())
+    {
+        Ok(t) => Activation::Thread(t),
+        Err(_) => Activation::Done(activate()),
+    }
+}
+
+/// Waits for the activation; false (logged) if the kernel's requests do
+/// not reach the helper.
+fn finish_activation(activation: Option<Activation>) -> bool {
+    let result = match activation {
+        None => return false,
+        Some(Activation::Done(r)) => r,
+        Some(Activation::Thread(t)) => t
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the install thread panicked"))),
+    };
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            log::error!("loader: cannot install the kernel's module helper: {e}");
+            false
+        }
     }
 }
 
