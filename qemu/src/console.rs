@@ -98,6 +98,21 @@ impl Console {
         })
     }
 
+    /// When the kernel logged "Run /init as init process" (printk time, s
+    /// since boot), as the init read it from `dmesg` and printed it on a
+    /// [`markers::RUN_INIT`] line ([`crate::rootfs::run_init_line`]). `None`
+    /// when there is no such line, it says `none`, or its value is not a
+    /// non-negative number.
+    pub fn run_init_s(&self) -> Option<f64> {
+        let line = self.line_from(markers::RUN_INIT)?;
+        let value: f64 = line[markers::RUN_INIT.len()..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        (value.is_finite() && value >= 0.0).then_some(value)
+    }
+
     /// `/run/kmodinit/report.json` as the real init printed it.
     pub fn report(&self) -> Result<serde_json::Value, String> {
         self.json_section(markers::REPORT_BEGIN, markers::REPORT_END)
@@ -211,6 +226,7 @@ mod tests {
     const SAMPLE: &str = "[    0.000000] Linux version 6.1\r\n\
 kmodinit: loaded virtio_blk\r\n\
 KMI-REALINIT pid=1 args=[single foo] uptime=3.52 argc=2\r\n\
+KMI-RUNINIT 2.901234\r\n\
 KMI-REPORT-BEGIN\r\n\
 {\"version\": 1,\r\n\
 [    4.100000] random: crng init done\r\n\
@@ -232,6 +248,7 @@ KMI-PARAMS-END\r\n";
         assert_eq!(init.pid, 1);
         assert_eq!(init.args, vec!["single", "foo"]);
         assert!((init.uptime_s - 3.52).abs() < 1e-9);
+        assert!((c.run_init_s().unwrap() - 2.901234).abs() < 1e-9);
         let report = c.report().unwrap();
         assert_eq!(report["load"]["jobs"], 2);
         let mods = c.proc_modules().unwrap();
@@ -248,8 +265,41 @@ KMI-PARAMS-END\r\n";
     fn missing_sections_are_errors_not_panics() {
         let c = Console::new("nothing here\n");
         assert!(c.real_init().is_none());
+        assert_eq!(c.run_init_s(), None);
         assert!(c.report().unwrap_err().contains("KMI-REPORT-BEGIN"));
         assert!(c.proc_modules().is_err());
         assert!(parse_proc_modules_line("x 1").is_err());
+    }
+
+    #[test]
+    fn run_init_marker_none_or_garbage_is_absent() {
+        for text in [
+            "KMI-RUNINIT none\n",
+            "KMI-RUNINIT \n",
+            "KMI-RUNINIT [ 1.0] x\n",
+            "KMI-RUNINIT -1.5\n",
+            "KMI-RUNINIT nan\n",
+        ] {
+            assert_eq!(Console::new(text).run_init_s(), None, "{text:?}");
+        }
+        // The first marker counts; the kernel's own line on a non-quiet
+        // console is not the marker.
+        let c = Console::new(
+            "[    1.500000] Run /init as init process\nKMI-RUNINIT 1.500000\r\nKMI-RUNINIT 9.0\n",
+        );
+        assert_eq!(c.run_init_s(), Some(1.5));
+    }
+
+    #[test]
+    fn the_scripts_run_init_line_reads_dmesg() {
+        let line = crate::rootfs::run_init_line("$B ");
+        assert!(line.starts_with("echo \"KMI-RUNINIT $($B dmesg"), "{line}");
+        assert!(line.contains("Run [^ ]* as init process"), "{line}");
+        assert!(line.contains("|| echo none"), "{line}");
+        let script = crate::RealInitRoot::new().script();
+        let run = script.find("KMI-RUNINIT").unwrap();
+        let real = script.find("KMI-REALINIT pid=").unwrap();
+        assert!(real < run, "the uptime is taken before dmesg runs");
+        assert!(script.contains("$(dmesg 2>/dev/null"), "{script}");
     }
 }

@@ -12,6 +12,11 @@ use crate::error::{io_err, run, HarnessError};
 pub mod markers {
     /// `KMI-REALINIT pid=1 args=[…] uptime=S argc=N`.
     pub const REAL_INIT: &str = "KMI-REALINIT pid=";
+    /// `KMI-RUNINIT <seconds>`: the kernel-log timestamp of the kernel's
+    /// "Run /init as init process" line (from `dmesg`), or
+    /// `KMI-RUNINIT none` when the log no longer holds it; see
+    /// [`super::run_init_line`].
+    pub const RUN_INIT: &str = "KMI-RUNINIT ";
     /// `KMI-ROOT <the /proc/mounts line of />`.
     pub const ROOT: &str = "KMI-ROOT ";
     pub const REPORT_BEGIN: &str = "KMI-REPORT-BEGIN";
@@ -30,6 +35,21 @@ pub mod markers {
 
 /// The host's static busybox (`busybox-static`).
 pub const HOST_BUSYBOX: &str = "/bin/busybox";
+
+/// A shell line that prints [`markers::RUN_INIT`] with the printk timestamp
+/// (seconds since boot, `local_clock`) of the kernel's `Run /init as init
+/// process` line, taken from `dmesg`: the kernel logs it at KERN_INFO, so
+/// with `quiet` it is in the ring buffer but not on the console. Prints
+/// `none` when no such line is there (the ring buffer wrapped, or printk
+/// timestamps are off). `bb` prefixes every applet (`"$B "` in a tree
+/// without applet links, `""` with them); the lines busybox `dmesg` prints
+/// look like `[    1.234567] Run /init as init process`.
+pub fn run_init_line(bb: &str) -> String {
+    format!(
+        r#"echo "{}$({bb}dmesg 2>/dev/null | {bb}sed -n 's/.*\[ *\([0-9][0-9]*\.[0-9][0-9]*\)\] Run [^ ]* as init process.*/\1/p' | {bb}head -n 1 | {bb}grep . || echo none)""#,
+        markers::RUN_INIT
+    )
+}
 
 /// Builder of the real init's root tree.
 #[derive(Debug, Clone)]
@@ -112,6 +132,7 @@ echo {LATE_REPORT_END}
             None => String::new(),
         };
         let before = &self.before_report;
+        let run_init = run_init_line("");
         format!(
             r#"#!/bin/busybox sh
 # The real init of kmodinit's QEMU tests: print what we see, then power off.
@@ -121,6 +142,7 @@ export PATH=/bin:/sbin
 [ -e /proc/self ] || mount -t proc proc /proc
 [ -e /sys/module ] || mount -t sysfs sysfs /sys
 echo "{REAL_INIT}$$ args=[$*] uptime=$(cut -d' ' -f1 /proc/uptime) argc=$#"
+{run_init}
 echo "{ROOT}$(grep ' / ' /proc/mounts | tail -n 1)"
 {before}
 echo {REPORT_BEGIN}
@@ -166,5 +188,60 @@ echo {DONE}
         std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", &init))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    /// Runs [`run_init_line`] under the host's busybox with `dmesg`
+    /// replaced by `log` (a wrapper given as `$B`), returns what it printed.
+    fn run_with_log(dir: &Path, log: &str) -> Option<String> {
+        if !Path::new(HOST_BUSYBOX).exists() {
+            eprintln!("skipped: no {HOST_BUSYBOX} (busybox-static)");
+            return None;
+        }
+        let log_file = dir.join("log");
+        std::fs::write(&log_file, log).unwrap();
+        let wrapper = dir.join("bb");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!{HOST_BUSYBOX} sh\nif [ \"$1\" = dmesg ]; then exec {HOST_BUSYBOX} cat {}; fi\nexec {HOST_BUSYBOX} \"$@\"\n",
+                log_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = format!("B={}\n{}\n", wrapper.display(), run_init_line("$B "));
+        let out = Command::new(HOST_BUSYBOX)
+            .args(["sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        Some(String::from_utf8(out.stdout).unwrap())
+    }
+
+    #[test]
+    fn run_init_line_prints_the_kernels_timestamp_or_none() {
+        let dir = std::env::temp_dir().join(format!("kmi-runinit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = "[    0.000000] Linux version 6.1.0\n\
+                   [    2.890123] Freeing unused kernel image (initmem) memory: 2920K\n\
+                   [    2.901234] Run /init as init process\n\
+                   [    2.901240]   with arguments:\n\
+                   [    3.500000] Run /sbin/init as init process\n";
+        if let Some(out) = run_with_log(&dir, log) {
+            assert_eq!(out, "KMI-RUNINIT 2.901234\n");
+            let c = crate::Console::new(out);
+            assert_eq!(c.run_init_s(), Some(2.901234));
+        }
+        if let Some(out) = run_with_log(&dir, "[    1.000000] something else\n") {
+            assert_eq!(out, "KMI-RUNINIT none\n");
+            assert_eq!(crate::Console::new(out).run_init_s(), None);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
