@@ -153,7 +153,7 @@ $B cat /run/kmodinit/report.json\n\
 echo\n\
 echo KMI-REPORT-END\n\
 $B poweroff -f\n",
-        kmodinit_qemu::rootfs::run_init_line("$B ")
+        kmodinit_qemu::rootfs::run_init_lines("$B ")
     )
 }
 
@@ -358,7 +358,7 @@ impl KmSeries {
         }
         let real_init = fields.get("exec_uptime").and_then(|t| t.parse().ok());
         self.windows
-            .push(windows::windows(&r, boot.console.run_init_s(), real_init));
+            .push(windows::windows(&r, boot.console.run_init(), real_init));
         self.reports.push(r);
         Ok(())
     }
@@ -705,10 +705,6 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
             ratio(km_async.wall.median(), cpu_limit.median()),
             ratio(km_async.wall.median(), km_med)
         );
-        out.summary.push((
-            format!("{title}: kmodinit with {ASYNC_PROBE} / CPU limit (not the default: probes finish later)"),
-            ratio(km_async.wall.median(), cpu_limit.median()),
-        ));
     }
     if let Some(l) = &loaded {
         let _ = writeln!(
@@ -726,6 +722,12 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         out.summary.push((
             format!("{title}: fixed pool of {j} / limit"),
             ratio(km_alt.wall.median(), limit.median()),
+        ));
+    }
+    if async_probe {
+        out.summary.push((
+            format!("{title}: kmodinit with {ASYNC_PROBE} / CPU limit (not the default: probes finish later)"),
+            ratio(km_async.wall.median(), cpu_limit.median()),
         ));
     }
     if physical_limit {
@@ -972,7 +974,7 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
             {
                 around.push(windows::windows(
                     &r,
-                    boot.console.run_init_s(),
+                    boot.console.run_init(),
                     boot.console.real_init().map(|i| i.uptime_s),
                 ));
             }

@@ -10,11 +10,16 @@
 //! - the loader's `load_end` → PID 1's `exec` of the real init, and → the
 //!   real init's first line (its `/proc/uptime`, 10 ms resolution).
 //!
-//! One clock: printk timestamps are `local_clock()` (sched_clock), the
-//! report's stamps are CLOCK_BOOTTIME and `/proc/uptime` is boot time too.
-//! Both count from the kernel's start and agree to well under a
-//! millisecond as long as the machine has not been suspended (boot time then
-//! runs on, sched_clock does not), which a boot to the real init never is.
+//! Two clocks: the report's stamps and `/proc/uptime` are CLOCK_BOOTTIME
+//! (= CLOCK_MONOTONIC before any suspend, and a boot to the real init is
+//! never suspended), but printk timestamps are the scheduler's
+//! `local_clock()`, which is not: with an unstable TSC (TCG marks it so) it
+//! keeps the offset the TSC sched_clock had over the timekeeping clock when
+//! the kernel switched, 19–28 ms in our guests, different at every boot.
+//! So the init that prints `KMI-RUNINIT` also prints that offset
+//! (`cpu_clk − ktime` from the scheduler's debug file), and "Run /init" is
+//! moved onto CLOCK_BOOTTIME by it; a boot without the offset gets no
+//! "Run /init" window rather than one off by 20 ms.
 //!
 //! Plus where the time goes: the gap before each timeline step (init/
 //! REPORT.md "The timeline"). A step's gap is measured from the previous
@@ -31,6 +36,7 @@ use std::fmt::Write as _;
 
 use crate::report::BootReport;
 use crate::stats::median;
+use kmodinit_qemu::RunInit;
 
 /// Issue 16's target for each window, ms.
 pub const TARGET_MS: f64 = 30.0;
@@ -89,6 +95,9 @@ pub struct Windows {
     pub load_end_to_exec: Option<f64>,
     /// `load_end` → the real init's first line (10 ms resolution).
     pub load_end_to_real_init: Option<f64>,
+    /// printk's clock − CLOCK_BOOTTIME: the correction applied to "Run
+    /// /init".
+    pub clock_offset: Option<f64>,
     /// (process, step) → the gap before it, s (see the module doc).
     pub gaps: BTreeMap<(String, String), f64>,
 }
@@ -111,9 +120,12 @@ fn set(v: f64) -> Option<f64> {
     (v > 0.0).then_some(v)
 }
 
-/// The windows of one boot: its report, the printk time of "Run /init"
+/// The windows of one boot: its report, the kernel's "Run /init" line
 /// (`KMI-RUNINIT`) and the real init's start (uptime, s), when known.
-pub fn windows(r: &BootReport, run_init: Option<f64>, real_init: Option<f64>) -> Windows {
+pub fn windows(r: &BootReport, run_init: Option<RunInit>, real_init: Option<f64>) -> Windows {
+    let clock_offset = run_init.and_then(|x| x.clock_offset_s);
+    // On the report's clock, or not at all.
+    let run_init = run_init.and_then(|x| x.boottime_s());
     let init_start = stamp(r, "init", "start").or(set(r.boottime_init_start));
     let load_start = stamp(r, "loader", "load_start").or(set(r.boottime_load_start));
     let load_end = stamp(r, "loader", "load_end").or(set(r.boottime_load_end));
@@ -124,6 +136,7 @@ pub fn windows(r: &BootReport, run_init: Option<f64>, real_init: Option<f64>) ->
         init_start_to_load: span(init_start, load_start),
         load_end_to_exec: span(load_end, exec),
         load_end_to_real_init: span(load_end, real_init),
+        clock_offset,
         gaps: gaps(r, run_init, load_end),
     }
 }
@@ -216,7 +229,7 @@ pub fn markdown(runs: &[Windows], boots: &str, real_init: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "\n### The time around the load phase\n\n{} boots ({boots}); kernel log time of \"Run /init as init process\" (read from `dmesg` by the init the harness runs after kmodinit) and the report's timeline (`steps`), one clock (printk's local_clock and CLOCK_BOOTTIME agree without a suspend).\n",
+        "\n### The time around the load phase\n\n{} boots ({boots}); the kernel log time of \"Run /init as init process\" (read from `dmesg` by the init the harness runs after kmodinit) moved onto the report's clock (CLOCK_BOOTTIME) by the offset printk's `local_clock` had over it in the same boot (last row), and the report's timeline (`steps`).\n",
         runs.len()
     );
     let _ = writeln!(
@@ -227,12 +240,17 @@ pub fn markdown(runs: &[Windows], boots: &str, real_init: &str) -> String {
     type Pick = fn(&Windows) -> Option<f64>;
     let real_init_row =
         format!("`load_end` → the real init's first line ({real_init}, 10 ms resolution)");
-    let rows: [(&str, Pick, bool); 5] = [
+    let rows: [(&str, Pick, bool); 6] = [
         ("kernel \"Run /init\" → loader `load_start`", |w| w.run_init_to_load, true),
         ("… of which \"Run /init\" → /init's first instruction (`boottime_init_start`: the kernel's exec and ELF load)", |w| w.run_init_to_init_start, false),
         ("… of which /init's first instruction → `load_start` (kmodinit's set-up)", |w| w.init_start_to_load, false),
         ("loader `load_end` → PID 1's `exec`", |w| w.load_end_to_exec, true),
         (real_init_row.as_str(), |w| w.load_end_to_real_init, false),
+    (
+            "printk's `local_clock` − CLOCK_BOOTTIME (`cpu_clk − ktime`, the correction applied to \"Run /init\")",
+            |w| w.clock_offset,
+            false,
+        ),
     ];
     for (what, pick, target) in rows {
         let values: Vec<f64> = runs.iter().filter_map(pick).collect();
@@ -316,6 +334,15 @@ mod tests {
     use super::*;
     use kmodinit::report::Step;
 
+    /// "Run /init" at `t` on the report's clock, printed 20 ms later by
+    /// printk's clock.
+    fn run_at(t: f64) -> Option<RunInit> {
+        Some(RunInit {
+            printk_s: t + 0.020,
+            clock_offset_s: Some(0.020),
+        })
+    }
+
     fn step(process: &str, step: &str, t: f64) -> Step {
         Step {
             process: process.into(),
@@ -360,17 +387,30 @@ mod tests {
 
     #[test]
     fn the_windows_of_one_boot() {
-        let w = windows(&report(), Some(2.000), Some(3.04));
+        let w = windows(&report(), run_at(2.000), Some(3.04));
         assert!(close(w.run_init_to_load, 0.080));
         assert!(close(w.run_init_to_init_start, 0.010));
         assert!(close(w.init_start_to_load, 0.070));
         assert!(close(w.load_end_to_exec, 0.025));
         assert!(close(w.load_end_to_real_init, 0.040));
+        assert!(close(w.clock_offset, 0.020));
+        // Without the offset, no window mixes the two clocks.
+        let bare = RunInit {
+            printk_s: 2.020,
+            clock_offset_s: None,
+        };
+        let w = windows(&report(), Some(bare), Some(3.04));
+        assert_eq!(w.run_init_to_load, None);
+        assert_eq!(w.run_init_to_init_start, None);
+        assert!(close(w.init_start_to_load, 0.070));
+        assert!(!w
+            .gaps
+            .contains_key(&("init".to_string(), "start".to_string())));
     }
 
     #[test]
     fn gaps_add_up_to_the_windows() {
-        let w = windows(&report(), Some(2.000), None);
+        let w = windows(&report(), run_at(2.000), None);
         let g = |p: &str, s: &str| w.gaps.get(&(p.to_string(), s.to_string())).copied();
         assert!(close(g("init", "start"), 0.010), "from Run /init");
         assert!(close(g("init", "mounts"), 0.005));
@@ -426,17 +466,17 @@ mod tests {
                 .collect(),
             ..report()
         };
-        assert_eq!(windows(&r, Some(2.0), None).load_end_to_exec, None);
+        assert_eq!(windows(&r, run_at(2.0), None).load_end_to_exec, None);
     }
 
     #[test]
     fn the_section_gives_medians_and_the_verdict() {
-        let a = windows(&report(), Some(2.000), Some(3.04));
+        let a = windows(&report(), run_at(2.000), Some(3.04));
         // A second boot 40 ms slower before the load, 10 ms after it.
         let mut b = a.clone();
         b.run_init_to_load = Some(0.120);
         b.load_end_to_exec = Some(0.015);
-        let c = windows(&report(), Some(1.990), None);
+        let c = windows(&report(), run_at(1.990), None);
         let runs = [a, b, c];
         assert_eq!(medians(&runs).0.map(|v| (v * 1000.0).round()), Some(90.0));
         let md = markdown(&runs, "kmodinit", "KMI-REALINIT uptime");
@@ -453,6 +493,10 @@ mod tests {
         assert!(
             md.contains("| 40.0 | 40.0–40.0 | 2 |"),
             "real init in two runs: {md}"
+        );
+        assert!(
+            md.contains("the correction applied to \"Run /init\") | 20.0 | 20.0–20.0 | 3 |"),
+            "{md}"
         );
         // Steps in timeline order, PID 1's first.
         let start = md.find("| init | `start` |").unwrap();
