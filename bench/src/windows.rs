@@ -15,7 +15,8 @@
 //! never suspended), but printk timestamps are the scheduler's
 //! `local_clock()`, which is not: with an unstable TSC (TCG marks it so) it
 //! keeps the offset the TSC sched_clock had over the timekeeping clock when
-//! the kernel switched, 19–28 ms in our guests, different at every boot.
+//! the kernel switched: −31 to +28 ms in our guests, different at every
+//! boot (checked against kmodinit's own kmsg lines, which bracket it).
 //! So the init that prints `KMI-RUNINIT` also prints that offset
 //! (`cpu_clk − ktime` from the scheduler's debug file), and "Run /init" is
 //! moved onto CLOCK_BOOTTIME by it; a boot without the offset gets no

@@ -45,8 +45,9 @@ pub const HOST_BUSYBOX: &str = "/bin/busybox";
 /// (`cpu_clk`, `ktime`; debugfs is mounted for the read and unmounted
 /// after). The two clocks are not the same: with an unstable TSC (as under
 /// TCG) local_clock keeps the offset the TSC sched_clock had when the kernel
-/// switched to it, 20–30 ms in our guests, so a printk time must be moved by
-/// that offset before it is compared with the report's boot-time stamps.
+/// switched to it, tens of ms either way in our guests, so a printk time
+/// must be moved by that offset before it is compared with the report's
+/// boot-time stamps.
 /// Each value is `none` when it cannot be had (the ring buffer wrapped,
 /// printk timestamps off, no debugfs or SCHED_DEBUG). `bb` prefixes every
 /// applet (`"$B "` in a tree without applet links, `""` with them); busybox
