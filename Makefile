@@ -213,12 +213,15 @@ clean:
 	rm -rf $(BUILD)
 
 # Boots kmodinit and baseline images under QEMU (TCG, -smp 2), BENCH_RUNS runs
-# each (default 5; BENCH_CASES=1,2,3,4 picks cases); writes
+# each (default 5; BENCH_CASES=1,2,3,4,5 picks cases); writes
 # bench/results/latest.md (summary at its top) and the timeline SVGs; README
 # is left alone (kmodinit-bench --readme README.md writes its section).
+# Then the pool-width sweep (fixed widths against the adaptive pool, 3 runs;
+# bench/results/sweep.md): about 8 more minutes on a quiet host.
 bench: init mkimage
 	cargo build --release -p kmodinit-bench
 	KVER=$(KVER) target/release/kmodinit-bench
+	KVER=$(KVER) BENCH_RUNS=3 BENCH_CASES=1,2,3 target/release/kmodinit-bench sweep
 	@# coldplug's host side on the full index: the walk of /sys/devices and
 	@# matching every modalias against the newest tree's modules.alias.
 	cargo bench -q -p modules-manifest --bench coldplug | tee bench/results/coldplug-host.txt
