@@ -17,6 +17,7 @@ use crate::spec::Spec;
 use crate::stage::Image;
 use crate::stats::{ratio, secs, Series};
 use crate::vm::{boot, kmb_fields, Boot};
+use crate::windows::{self, Windows};
 use kmodinit::report::ModuleState;
 use modules_manifest::{Action, EdgeKind};
 
@@ -136,17 +137,25 @@ pub(crate) fn mkimage_with(
 /// baselines do.
 pub(crate) const WHOLE_LOAD_DEADLINE_MS: u64 = 600_000;
 
-/// The init that kmodinit execs inside the initramfs in cases 1 and 2: dumps
-/// the report on the console and powers off.
-pub(crate) const DONE_SCRIPT: &str = "#!/bin/busybox sh\n\
+/// The init that kmodinit execs inside the initramfs in cases 1 and 2: prints
+/// its start (uptime), the module count and whether the kernel probes
+/// asynchronously (`module.async_probe`), the kernel-log time of "Run /init"
+/// (`KMI-RUNINIT`), dumps the report on the console and powers off.
+pub(crate) fn done_script() -> String {
+    format!(
+        "#!/bin/busybox sh\n\
 B=/bin/busybox\n\
 read t rest < /proc/uptime\n\
-echo \"KMB exec_uptime=$t modules=$($B wc -l < /proc/modules)\"\n\
+echo \"KMB exec_uptime=$t modules=$($B wc -l < /proc/modules) async_probe=$($B cat /sys/module/module/parameters/async_probe 2>/dev/null || echo none)\"\n\
+{}\n\
 echo KMI-REPORT-BEGIN\n\
 $B cat /run/kmodinit/report.json\n\
 echo\n\
 echo KMI-REPORT-END\n\
-$B poweroff -f\n";
+$B poweroff -f\n",
+        kmodinit_qemu::rootfs::run_init_lines("$B ")
+    )
+}
 
 /// Chains as busybox sees them: each entry preceded by the pre-softdeps the
 /// plan chose for it, named explicitly (busybox modprobe ignores
@@ -289,6 +298,10 @@ struct KmSeries {
     counts: Vec<String>,
     hwm: Vec<u64>,
     reports: Vec<BootReport>,
+    /// The time around the load phase of each boot with a report.
+    windows: Vec<Windows>,
+    /// `/sys/module/module/parameters/async_probe` as the init saw it.
+    async_probe: Vec<String>,
 }
 
 impl KmSeries {
@@ -336,9 +349,16 @@ impl KmSeries {
         if let Some(h) = r.vm_hwm_kib {
             self.hwm.push(h);
         }
-        if let Some(n) = kmb_fields(boot.console.text()).get("modules") {
+        let fields = kmb_fields(boot.console.text());
+        if let Some(n) = fields.get("modules") {
             self.counts.push(n.clone());
         }
+        if let Some(a) = fields.get("async_probe") {
+            self.async_probe.push(a.clone());
+        }
+        let real_init = fields.get("exec_uptime").and_then(|t| t.parse().ok());
+        self.windows
+            .push(windows::windows(&r, boot.console.run_init(), real_init));
         self.reports.push(r);
         Ok(())
     }
@@ -390,6 +410,10 @@ pub struct LoadCase {
     pub runs: usize,
     /// Also boot kmodinit with `kmodinit.jobs=N` (the pool width's effect).
     pub alt_jobs: Option<usize>,
+    /// Also boot kmodinit with `module.async_probe=1` (informational: the
+    /// kernel then no longer waits for a module's async probes before
+    /// `init_module` returns, so "loaded" no longer means "probed").
+    pub async_probe: bool,
 }
 
 /// Cases 1 and 2: the load phase of `manifest` (modules under
@@ -404,13 +428,15 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         physical_limit,
         runs,
         alt_jobs,
+        async_probe,
     } = case;
-    let (key, title, physical_limit, runs, alt_jobs) = (
+    let (key, title, physical_limit, runs, alt_jobs, async_probe) = (
         key.as_str(),
         title.as_str(),
         *physical_limit,
         *runs,
         *alt_jobs,
+        *async_probe,
     );
     let work = env.work.join(key);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
@@ -431,7 +457,7 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         );
     }
     let done = work.join("kmb-done");
-    std::fs::write(&done, DONE_SCRIPT).map_err(|e| e.to_string())?;
+    std::fs::write(&done, done_script()).map_err(|e| e.to_string())?;
     let km_path = work.join("kmodinit.img");
     let km_built = mkimage(
         env,
@@ -476,6 +502,8 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     // A fixed pool of another width, when asked for: how the adaptive pool
     // compares with a hand-picked width.
     let mut km_alt = KmSeries::default();
+    // Asynchronous probing, when asked for (not the default: see LoadCase).
+    let mut km_async = KmSeries::default();
     let mut counts: [Vec<String>; 2] = Default::default();
     if let Err(e) = &km_built {
         km.wall.note(format!("kmodinit image not built: {e}"));
@@ -498,6 +526,15 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
                     &format!("{APPEND} KMODINIT_POOL=fixed kmodinit.jobs={j}"),
                     &work,
                     &format!("fixed{j}-{run}"),
+                )?;
+            }
+            if async_probe {
+                km_async.boot(
+                    env,
+                    &km_path,
+                    &format!("{APPEND} {ASYNC_PROBE}"),
+                    &work,
+                    &format!("async-{run}"),
                 )?;
             }
         }
@@ -602,6 +639,17 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
             km_alt.wall.notes.join("; ")
         );
     }
+    if async_probe {
+        let _ = writeln!(
+            md,
+            "| kmodinit, `{ASYNC_PROBE}` {ASYNC_PROBE_CAVEAT} | {} | {} | {} | {} | {} |",
+            secs(km_async.wall.median()),
+            km_async.wall.spread(),
+            ratio(km_async.wall.median(), km_med),
+            count_vs(&km_async.counts, km_count),
+            async_notes(&km_async).join("; ")
+        );
+    }
     for (name, series, c) in [
         ("busybox modprobe, sequential", &seq, &counts[0]),
         ("busybox modprobe, one job per chain", &par, &counts[1]),
@@ -647,6 +695,17 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         ratio(km_med, km.crit.median()),
         ratio(km_one.wall.median(), km_med)
     );
+    if async_probe {
+        let _ = writeln!(
+            md,
+            "\nInformational, `{ASYNC_PROBE}` {ASYNC_PROBE_CAVEAT}: its load / the CPU limit = **{}**, \
+             / the default kmodinit = {}. With it, `do_init_module` no longer waits for the module's \
+             asynchronous probes (`async_synchronize_full`), so the load phase ends before every device is probed; \
+             the CPU limit is measured without it (kmodinit.jobs=1, the same runs).",
+            ratio(km_async.wall.median(), cpu_limit.median()),
+            ratio(km_async.wall.median(), km_med)
+        );
+    }
     if let Some(l) = &loaded {
         let _ = writeln!(
             md,
@@ -663,6 +722,12 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         out.summary.push((
             format!("{title}: fixed pool of {j} / limit"),
             ratio(km_alt.wall.median(), limit.median()),
+        ));
+    }
+    if async_probe {
+        out.summary.push((
+            format!("{title}: kmodinit with {ASYNC_PROBE} / CPU limit (not the default: probes finish later)"),
+            ratio(km_async.wall.median(), cpu_limit.median()),
         ));
     }
     if physical_limit {
@@ -726,6 +791,22 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
     if shown.is_some() {
         let _ = writeln!(md, "\n![{title} timeline]({key}.svg)");
     }
+    // The windows around the load, over every kmodinit boot that loads
+    // the default way (the async_probe variant changes what a load is).
+    let around: Vec<Windows> = [&km, &km_one, &km_alt]
+        .iter()
+        .flat_map(|s| s.windows.iter().cloned())
+        .collect();
+    let boots = match alt_jobs {
+        Some(j) => format!("kmodinit's default, `kmodinit.jobs=1` and fixed pool of {j} boots"),
+        None => "kmodinit's default and `kmodinit.jobs=1` boots".into(),
+    };
+    md.push_str(&windows::markdown(
+        &around,
+        &boots,
+        "the init's `/proc/uptime`, `KMB exec_uptime`",
+    ));
+    out.summary.extend(windows::summary(title, &around));
     out.summary
         .push((format!("{title}: kmodinit load (median s)"), secs(km_med)));
     out.summary.push((
@@ -737,6 +818,33 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         ratio(par.median(), km_med),
     ));
     Ok(out)
+}
+
+/// The kernel parameter of case 2's informational variant.
+const ASYNC_PROBE: &str = "module.async_probe=1";
+const ASYNC_PROBE_CAVEAT: &str =
+    "(changes semantics: probes finish after init_module returns; not the default)";
+
+/// Notes of the async_probe variant, plus what the kernel said of the
+/// parameter when it was not `Y` (a kernel without it boots the default).
+fn async_notes(s: &KmSeries) -> Vec<String> {
+    let mut notes = s.wall.notes.clone();
+    let mut seen: Vec<&String> = s.async_probe.iter().filter(|a| *a != "Y").collect();
+    seen.sort();
+    seen.dedup();
+    if !seen.is_empty() {
+        notes.push(format!(
+            "/sys/module/module/parameters/async_probe: {} (not Y: the parameter did not take)",
+            seen.iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if s.async_probe.is_empty() && !s.reports.is_empty() {
+        notes.push("async_probe not printed by the init".into());
+    }
+    notes
 }
 
 /// A fixed UUID so the kernel command line and manifests can name the root.
@@ -845,6 +953,9 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
     // initramfs's part (from there to the real init's start).
     let mut kernel_part: Vec<Series> = vec![Series::default(); variants.len()];
     let mut initramfs_part: Vec<Series> = vec![Series::default(); variants.len()];
+    // The time around the load phase, from every boot with a kmodinit
+    // report (the kmodinit variants).
+    let mut around: Vec<Windows> = Vec::new();
     if let Err(e) = &km_size {
         series[0].note(format!("kmodinit image not built: {e}"));
     }
@@ -855,6 +966,18 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
                 continue;
             }
             let boot = run_vm(env, img, append, std::slice::from_ref(&disk), &work)?;
+            if let Some(r) = boot
+                .console
+                .report()
+                .ok()
+                .and_then(|v| report::from_value(v).ok())
+            {
+                around.push(windows::windows(
+                    &r,
+                    boot.console.run_init(),
+                    boot.console.real_init().map(|i| i.uptime_s),
+                ));
+            }
             let init_start = boot
                 .console
                 .report()
@@ -932,6 +1055,12 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
         std::fs::metadata(crate::stage::BUSYBOX).map(|m| m.len()).unwrap_or(0),
         env.release
     );
+    out.markdown.push_str(&windows::markdown(
+        &around,
+        "the two kmodinit variants, with switch_root to the ext4 root",
+        "`KMI-REALINIT` uptime",
+    ));
+    out.summary.extend(windows::summary("boot", &around));
     Ok(out)
 }
 
@@ -1134,6 +1263,33 @@ mod tests {
             "uptime printed first"
         );
         assert!(s.ends_with("exec $B switch_root /newroot /sbin/init\n"));
+    }
+
+    #[test]
+    fn the_done_script_prints_its_start_then_run_init_then_the_report() {
+        let s = done_script();
+        let start = s.find("KMB exec_uptime=$t").unwrap();
+        let run_init = s.find("echo \"KMI-RUNINIT $($B dmesg").unwrap();
+        let report = s.find("echo KMI-REPORT-BEGIN").unwrap();
+        assert!(start < run_init && run_init < report, "{s}");
+        assert!(s.contains("async_probe=$($B cat /sys/module/module/parameters/async_probe"));
+        assert!(s.ends_with("$B poweroff -f\n"));
+        // The fields the bench reads back.
+        let f = kmb_fields("KMB exec_uptime=3.10 modules=33 async_probe=Y\n");
+        assert_eq!(f["async_probe"], "Y");
+    }
+
+    #[test]
+    fn async_probe_not_taken_is_noted() {
+        let mut s = KmSeries::default();
+        s.reports.push(BootReport::default());
+        assert_eq!(async_notes(&s), vec!["async_probe not printed by the init"]);
+        s.async_probe = vec!["Y".into(), "N".into(), "none".into(), "N".into()];
+        let notes = async_notes(&s);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains(": N, none (not Y"), "{notes:?}");
+        s.async_probe = vec!["Y".into()];
+        assert!(async_notes(&s).is_empty());
     }
 
     #[test]

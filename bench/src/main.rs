@@ -22,6 +22,7 @@ mod stage;
 mod stats;
 mod sweep;
 mod vm;
+mod windows;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -282,6 +283,7 @@ fn run(o: &Options) -> Result<(), String> {
                     physical_limit: true,
                     runs: o.runs,
                     alt_jobs: Some(FARM_WIDE_JOBS),
+                    async_probe: false,
                 },
             )
         })();
@@ -302,6 +304,7 @@ fn run(o: &Options) -> Result<(), String> {
                         physical_limit: false,
                         runs: o.server_runs,
                         alt_jobs: Some(SERVER_NARROW_JOBS),
+                        async_probe: true,
                     },
                 )
             }),

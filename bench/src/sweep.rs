@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::cases::{self, Env, APPEND, DONE_SCRIPT};
+use crate::cases::{self, done_script, Env, APPEND};
 use crate::report::{self, ReportFigures};
 use crate::stats::{secs, Series};
 
@@ -113,7 +113,7 @@ fn build_load_target(
         );
     }
     let done = work.join("kmb-done");
-    std::fs::write(&done, DONE_SCRIPT).map_err(|e| e.to_string())?;
+    std::fs::write(&done, done_script()).map_err(|e| e.to_string())?;
     let image = work.join("kmodinit.img");
     cases::mkimage(
         env,

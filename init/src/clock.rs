@@ -2,8 +2,10 @@
 
 use nix::time::{clock_gettime, ClockId};
 
-/// Seconds since boot on `CLOCK_BOOTTIME`, the clock of `/proc/uptime` and of
-/// the kernel log, so report times line up with `dmesg` and other loaders.
+/// Seconds since boot on `CLOCK_BOOTTIME`, the clock of `/proc/uptime`, so
+/// report times line up with other loaders'. The kernel log's timestamps
+/// (`local_clock()`) may be off by a per-boot offset (tens of ms under QEMU
+/// TCG, where the TSC is unstable): see init/REPORT.md.
 ///
 /// Never fails: if the clock cannot be read (it always can on Linux ≥ 2.6.39)
 /// it returns 0.0 rather than aborting the boot over a timestamp.

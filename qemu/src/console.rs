@@ -22,6 +22,25 @@ pub struct RealInit {
     pub uptime_s: f64,
 }
 
+/// The kernel's "Run /init as init process" line, as the init saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunInit {
+    /// Its printk timestamp, s since boot on the kernel's `local_clock()`.
+    pub printk_s: f64,
+    /// `local_clock()` − CLOCK_MONOTONIC when the init looked, s: the
+    /// correction from printk's clock to the report's (CLOCK_BOOTTIME, the
+    /// same as CLOCK_MONOTONIC without a suspend). `None` when the init
+    /// could not read it (no debugfs).
+    pub clock_offset_s: Option<f64>,
+}
+
+impl RunInit {
+    /// The line's time on CLOCK_BOOTTIME, when the offset is known.
+    pub fn boottime_s(&self) -> Option<f64> {
+        Some(self.printk_s - self.clock_offset_s?)
+    }
+}
+
 /// One line of `/proc/modules`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcModule {
@@ -95,6 +114,27 @@ impl Console {
             pid,
             args,
             uptime_s,
+        })
+    }
+
+    /// When the kernel logged "Run /init as init process", as the init read
+    /// it from `dmesg` and printed it on a [`markers::RUN_INIT`] line
+    /// ([`crate::rootfs::run_init_lines`]). `None` when there is no such
+    /// line, it says `none`, or its time is not a non-negative number.
+    pub fn run_init(&self) -> Option<RunInit> {
+        let line = self.line_from(markers::RUN_INIT)?;
+        let mut words = line[markers::RUN_INIT.len()..].split_whitespace();
+        let printk_s: f64 = words.next()?.parse().ok()?;
+        if !(printk_s.is_finite() && printk_s >= 0.0) {
+            return None;
+        }
+        let clock_offset_s = words
+            .find_map(|w| w.strip_prefix("clock_offset="))
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite());
+        Some(RunInit {
+            printk_s,
+            clock_offset_s,
         })
     }
 
@@ -211,6 +251,7 @@ mod tests {
     const SAMPLE: &str = "[    0.000000] Linux version 6.1\r\n\
 kmodinit: loaded virtio_blk\r\n\
 KMI-REALINIT pid=1 args=[single foo] uptime=3.52 argc=2\r\n\
+KMI-RUNINIT 2.901234 clock_offset=0.0275\r\n\
 KMI-REPORT-BEGIN\r\n\
 {\"version\": 1,\r\n\
 [    4.100000] random: crng init done\r\n\
@@ -232,6 +273,9 @@ KMI-PARAMS-END\r\n";
         assert_eq!(init.pid, 1);
         assert_eq!(init.args, vec!["single", "foo"]);
         assert!((init.uptime_s - 3.52).abs() < 1e-9);
+        let run = c.run_init().unwrap();
+        assert_eq!(run.printk_s, 2.901234);
+        assert!((run.boottime_s().unwrap() - 2.873734).abs() < 1e-9);
         let report = c.report().unwrap();
         assert_eq!(report["load"]["jobs"], 2);
         let mods = c.proc_modules().unwrap();
@@ -248,8 +292,58 @@ KMI-PARAMS-END\r\n";
     fn missing_sections_are_errors_not_panics() {
         let c = Console::new("nothing here\n");
         assert!(c.real_init().is_none());
+        assert_eq!(c.run_init(), None);
         assert!(c.report().unwrap_err().contains("KMI-REPORT-BEGIN"));
         assert!(c.proc_modules().is_err());
         assert!(parse_proc_modules_line("x 1").is_err());
+    }
+
+    #[test]
+    fn run_init_marker_none_or_garbage_is_absent() {
+        for text in [
+            "KMI-RUNINIT none clock_offset=0.02\n",
+            "KMI-RUNINIT \n",
+            "KMI-RUNINIT [ 1.0] x\n",
+            "KMI-RUNINIT -1.5\n",
+            "KMI-RUNINIT nan\n",
+        ] {
+            assert_eq!(Console::new(text).run_init(), None, "{text:?}");
+        }
+        // An unknown offset leaves the time uncorrected, not wrong.
+        for text in [
+            "KMI-RUNINIT 1.5 clock_offset=none\n",
+            "KMI-RUNINIT 1.5\n",
+            "KMI-RUNINIT 1.5 clock_offset=inf\n",
+        ] {
+            let r = Console::new(text).run_init().unwrap();
+            assert_eq!((r.printk_s, r.clock_offset_s), (1.5, None), "{text:?}");
+            assert_eq!(r.boottime_s(), None);
+        }
+        // The first marker counts; the kernel's own line on a non-quiet
+        // console is not the marker.
+        let c = Console::new(
+            "[    1.500000] Run /init as init process\nKMI-RUNINIT 1.500000 clock_offset=-0.002\r\nKMI-RUNINIT 9.0\n",
+        );
+        let r = c.run_init().unwrap();
+        assert_eq!(r.printk_s, 1.5);
+        assert!((r.boottime_s().unwrap() - 1.502).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_scripts_run_init_lines_read_dmesg_and_the_clocks() {
+        let lines = crate::rootfs::run_init_lines("$B ");
+        assert!(lines.contains("echo \"KMI-RUNINIT $($B dmesg"), "{lines}");
+        assert!(lines.contains("Run [^ ]* as init process"), "{lines}");
+        assert!(lines.contains("|| echo none) clock_offset="), "{lines}");
+        assert!(lines.starts_with("kmi_d=/sys/kernel/debug;"), "{lines}");
+        assert!(
+            lines.contains("$B mount -t debugfs debugfs $kmi_d"),
+            "{lines}"
+        );
+        let script = crate::RealInitRoot::new().script();
+        let run = script.find("KMI-RUNINIT").unwrap();
+        let real = script.find("KMI-REALINIT pid=").unwrap();
+        assert!(real < run, "the uptime is taken before dmesg runs");
+        assert!(script.contains("$(dmesg 2>/dev/null"), "{script}");
     }
 }

@@ -14,7 +14,7 @@ pub mod kernel;
 pub mod rootfs;
 pub mod vm;
 
-pub use console::Console;
+pub use console::{Console, RunInit};
 pub use disk::{Ext4Image, F2fsImage, GptDisk};
 pub use error::run as run_command;
 pub use error::HarnessError;

@@ -12,6 +12,11 @@ use crate::error::{io_err, run, HarnessError};
 pub mod markers {
     /// `KMI-REALINIT pid=1 args=[…] uptime=S argc=N`.
     pub const REAL_INIT: &str = "KMI-REALINIT pid=";
+    /// `KMI-RUNINIT <seconds> clock_offset=<seconds>`: the kernel-log
+    /// timestamp of the kernel's "Run /init as init process" line (from
+    /// `dmesg`) and printk's clock minus CLOCK_MONOTONIC, each `none` when
+    /// unknown; see [`super::run_init_lines`].
+    pub const RUN_INIT: &str = "KMI-RUNINIT ";
     /// `KMI-ROOT <the /proc/mounts line of />`.
     pub const ROOT: &str = "KMI-ROOT ";
     pub const REPORT_BEGIN: &str = "KMI-REPORT-BEGIN";
@@ -30,6 +35,38 @@ pub mod markers {
 
 /// The host's static busybox (`busybox-static`).
 pub const HOST_BUSYBOX: &str = "/bin/busybox";
+
+/// Shell lines that print [`markers::RUN_INIT`]: the printk timestamp (s) of
+/// the kernel's `Run /init as init process` line, taken from `dmesg` (the
+/// kernel logs it at KERN_INFO, so with `quiet` it is in the ring buffer but
+/// not on the console), then `clock_offset=` the kernel's `local_clock()`
+/// (printk's clock) minus `ktime_get()` (CLOCK_MONOTONIC, = CLOCK_BOOTTIME
+/// without a suspend), in seconds, as the scheduler's debug file shows both
+/// (`cpu_clk`, `ktime`; debugfs is mounted for the read and unmounted
+/// after). The two clocks are not the same: with an unstable TSC (as under
+/// TCG) local_clock keeps the offset the TSC sched_clock had when the kernel
+/// switched to it, tens of ms either way in our guests, so a printk time
+/// must be moved by that offset before it is compared with the report's
+/// boot-time stamps.
+/// Each value is `none` when it cannot be had (the ring buffer wrapped,
+/// printk timestamps off, no debugfs or SCHED_DEBUG). `bb` prefixes every
+/// applet (`"$B "` in a tree without applet links, `""` with them); busybox
+/// `dmesg` prints `[    1.234567] Run /init as init process`.
+pub fn run_init_lines(bb: &str) -> String {
+    run_init_lines_with(bb, "/sys/kernel/debug")
+}
+
+/// [`run_init_lines`] with debugfs at `debugfs` (a test's fake tree).
+fn run_init_lines_with(bb: &str, debugfs: &str) -> String {
+    format!(
+        r#"kmi_d={debugfs}; kmi_m=
+[ -e $kmi_d/sched ] || {{ {bb}mount -t debugfs debugfs $kmi_d 2>/dev/null && kmi_m=1; }}
+kmi_c=$(for kmi_f in $kmi_d/sched/debug /proc/sched_debug; do [ -r $kmi_f ] && {{ {bb}awk '/^ktime /{{k=$3}} /^cpu_clk /{{c=$3}} END{{if (k != "" && c != "") printf "%.6f", (c - k) / 1000}}' $kmi_f; break; }}; done)
+[ -n "$kmi_m" ] && {bb}umount $kmi_d
+echo "{}$({bb}dmesg 2>/dev/null | {bb}sed -n 's/.*\[ *\([0-9][0-9]*\.[0-9][0-9]*\)\] Run [^ ]* as init process.*/\1/p' | {bb}head -n 1 | {bb}grep . || echo none) clock_offset=${{kmi_c:-none}}""#,
+        markers::RUN_INIT
+    )
+}
 
 /// Builder of the real init's root tree.
 #[derive(Debug, Clone)]
@@ -112,6 +149,7 @@ echo {LATE_REPORT_END}
             None => String::new(),
         };
         let before = &self.before_report;
+        let run_init = run_init_lines("");
         format!(
             r#"#!/bin/busybox sh
 # The real init of kmodinit's QEMU tests: print what we see, then power off.
@@ -121,6 +159,7 @@ export PATH=/bin:/sbin
 [ -e /proc/self ] || mount -t proc proc /proc
 [ -e /sys/module ] || mount -t sysfs sysfs /sys
 echo "{REAL_INIT}$$ args=[$*] uptime=$(cut -d' ' -f1 /proc/uptime) argc=$#"
+{run_init}
 echo "{ROOT}$(grep ' / ' /proc/mounts | tail -n 1)"
 {before}
 echo {REPORT_BEGIN}
@@ -166,5 +205,92 @@ echo {DONE}
         std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", &init))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    /// Runs [`run_init_lines`] under the host's busybox with `dmesg`
+    /// printing `log` and `mount` failing (a wrapper given as `$B`), and
+    /// debugfs in `dir/debug` holding `sched` (when given); returns what it
+    /// printed.
+    fn run_with(dir: &Path, log: &str, sched: Option<&str>) -> Option<String> {
+        if !Path::new(HOST_BUSYBOX).exists() {
+            eprintln!("skipped: no {HOST_BUSYBOX} (busybox-static)");
+            return None;
+        }
+        let log_file = dir.join("log");
+        std::fs::write(&log_file, log).unwrap();
+        let debugfs = dir.join("debug");
+        let _ = std::fs::remove_dir_all(&debugfs);
+        if let Some(text) = sched {
+            std::fs::create_dir_all(debugfs.join("sched")).unwrap();
+            std::fs::write(debugfs.join("sched/debug"), text).unwrap();
+        }
+        let wrapper = dir.join("bb");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!{HOST_BUSYBOX} sh\n\
+                 case \"$1\" in dmesg) exec {HOST_BUSYBOX} cat {};; mount|umount) exit 1;; esac\n\
+                 exec {HOST_BUSYBOX} \"$@\"\n",
+                log_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = format!(
+            "B={}\n{}\n",
+            wrapper.display(),
+            run_init_lines_with("$B ", &debugfs.display().to_string())
+        );
+        let out = Command::new(HOST_BUSYBOX)
+            .args(["sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        Some(String::from_utf8(out.stdout).unwrap())
+    }
+
+    const SCHED_DEBUG: &str = "Sched Debug Version: v0.11, 6.1.0-56-amd64 #1\n\
+        ktime                                   : 2282.530373\n\
+        sched_clk                               : 2419.130054\n\
+        cpu_clk                                 : 2310.043618\n\
+        jiffies                                 : 4294667864\n";
+
+    #[test]
+    fn run_init_lines_print_the_kernels_timestamp_and_clock_offset() {
+        let dir = std::env::temp_dir().join(format!("kmi-runinit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = "[    0.000000] Linux version 6.1.0\n\
+                   [    2.890123] Freeing unused kernel image (initmem) memory: 2920K\n\
+                   [    2.901234] Run /init as init process\n\
+                   [    2.901240]   with arguments:\n\
+                   [    3.500000] Run /sbin/init as init process\n";
+        if let Some(out) = run_with(&dir, log, Some(SCHED_DEBUG)) {
+            assert_eq!(out, "KMI-RUNINIT 2.901234 clock_offset=0.027513\n");
+            let r = crate::Console::new(out).run_init().unwrap();
+            assert_eq!(r.printk_s, 2.901234);
+            assert_eq!(r.clock_offset_s, Some(0.027513));
+            assert!((r.boottime_s().unwrap() - 2.873721).abs() < 1e-9);
+        }
+        if let Some(out) = run_with(&dir, "[    1.000000] something else\n", Some(SCHED_DEBUG)) {
+            assert_eq!(out, "KMI-RUNINIT none clock_offset=0.027513\n");
+            assert_eq!(crate::Console::new(out).run_init(), None);
+        }
+        // No debugfs (and none to mount): the offset is unknown. The
+        // fallback /proc/sched_debug exists only on kernels before 5.13.
+        if !Path::new("/proc/sched_debug").exists() {
+            if let Some(out) = run_with(&dir, log, None) {
+                assert_eq!(out, "KMI-RUNINIT 2.901234 clock_offset=none\n");
+                let r = crate::Console::new(out).run_init().unwrap();
+                assert_eq!(r.clock_offset_s, None);
+                assert_eq!(r.boottime_s(), None);
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
