@@ -87,12 +87,6 @@ pub struct HelperInput<'a> {
     pub kernel_value: &'a str,
     /// `/run/kmodinit`.
     pub run_dir: &'a Path,
-    /// Where the child copies the binary for the kernel to run
-    /// (`/run/kmodinit/modprobe`), pointing the sysctl at it
-    /// ([`crate::helper::install::activate`]).
-    pub copy: &'a Path,
-    /// The binary to copy (`/proc/self/exe`).
-    pub exe: &'a Path,
     /// How long to go on serving after the load and the last request.
     pub linger: Duration,
 }
@@ -171,9 +165,20 @@ impl LoaderChild {
     /// Tells the child to plan and load: the manifest is valid, the pool is
     /// `jobs` wide, optional work stops at `deadline`. An error means the
     /// child is gone (supervising it says how it ended).
+    /// The pipe stays open for [`LoaderChild::helper_installed`].
     pub fn go(&mut self, jobs: usize, deadline: Duration) -> std::io::Result<()> {
+        match self.go.as_mut() {
+            Some(f) => f.write_all(&encode_go(jobs, deadline)),
+            None => Err(std::io::Error::other("the loader was told to stop")),
+        }
+    }
+
+    /// After the go: tells the child whether the kernel now runs the module
+    /// helper (PID 1 installs it while the child plans; the child waits for
+    /// this word before its first insertion), and closes the pipe.
+    pub fn helper_installed(&mut self, installed: bool) -> std::io::Result<()> {
         match self.go.take() {
-            Some(mut f) => f.write_all(&encode_go(jobs, deadline)),
+            Some(mut f) => f.write_all(&[u8::from(installed)]),
             None => Err(std::io::Error::other("the loader was told to stop")),
         }
     }

@@ -18,9 +18,10 @@ use crate::sys::Sys;
 impl<S: Sys> Boot<S> {
     /// Step 3a, right after the command line: if the manifest file exists,
     /// prepares the kernel's module helper (its socket bound before the
-    /// fork: the child inherits it; the child copies the binary and points
-    /// the kernel at it) and forks the loader child, which reads the module
-    /// index while PID 1 reads the manifest. Without a manifest
+    /// fork: the child inherits it; PID 1 copies the binary and points the
+    /// kernel at it after its go, [`Boot::install_helper`]) and forks the
+    /// loader child, which reads the module index while PID 1 reads the
+    /// manifest. Without a manifest
     /// file nothing happens, as nothing will load. A failed fork is the
     /// boot's error only if the manifest turns out valid
     /// ([`Boot::load_modules`]).
@@ -32,11 +33,11 @@ impl<S: Sys> Boot<S> {
         #[cfg(feature = "fault-injection")]
         let faults = self.arm_faults();
         let run_dir = self.run_dir();
-        let exe = self.paths.proc.join("self/exe");
         let helper = match crate::helper::install::prepare(&self.sys, &self.paths.proc, &run_dir) {
             Ok(h) => {
                 log::debug!("kernel module requests will go to {}", h.helper.display());
                 self.helper_kernel_value = Some(h.kernel_value.clone());
+                self.helper_copy = Some(h.helper.clone());
                 Some(h)
             }
             Err(e) => {
@@ -46,7 +47,6 @@ impl<S: Sys> Boot<S> {
                 None
             }
         };
-        self.step("helper");
         let input = LoadInput {
             manifest_path,
             cmdline,
@@ -56,8 +56,6 @@ impl<S: Sys> Boot<S> {
                 listener: &h.listener,
                 kernel_value: &h.kernel_value,
                 run_dir: &run_dir,
-                copy: &h.helper,
-                exe: &exe,
                 linger: cmdline.helper_linger_ms.map_or(
                     crate::helper::DEFAULT_LINGER,
                     std::time::Duration::from_millis,
@@ -74,6 +72,32 @@ impl<S: Sys> Boot<S> {
         drop(helper);
         self.early_loader = Some(child);
         self.step("fork");
+    }
+
+    /// After the go, while the child plans: copies `/init` to
+    /// `/run/kmodinit/modprobe` and points the kernel's
+    /// `/proc/sys/kernel/modprobe` at it ([`crate::helper::install::activate`];
+    /// the 1.2 MB copy costs 8–19 ms under TCG, off the child's path to the
+    /// load). True if the kernel now runs the helper.
+    fn install_helper(&mut self) -> bool {
+        let Some(copy) = self.helper_copy.take() else {
+            return false;
+        };
+        let exe = self.paths.proc.join("self/exe");
+        let installed = crate::helper::install::activate(&self.sys, &self.paths.proc, &copy, &exe);
+        self.step("helper");
+        match installed {
+            Ok(()) => {
+                log::debug!("kernel module requests go to {}", copy.display());
+                true
+            }
+            Err(e) => {
+                let note = format!("the kernel's module requests are not served: {e}");
+                log::warn!("{note}");
+                self.report.notes.push(note);
+                false
+            }
+        }
     }
 
     /// The loader child forked by [`Boot::start_loader`] is not needed (no
@@ -113,6 +137,10 @@ impl<S: Sys> Boot<S> {
             // The child is gone: supervising it says how it ended.
             log::error!("cannot tell the loader to start: {e}");
         }
+        // While the child plans: PID 1 is idle until the load's events.
+        let installed = self.install_helper();
+        // An error: the child is gone, as above.
+        let _ = child.helper_installed(installed);
         let any_required = manifest.chains.iter().any(|c| c.required);
         let mut sup = Supervisor::new(
             config.deadline,

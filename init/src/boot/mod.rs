@@ -95,6 +95,9 @@ pub struct Boot<S: Sys> {
     /// The kernel's `/proc/sys/kernel/modprobe` while the helper is
     /// installed ([`crate::helper::install`]), to put back.
     helper_kernel_value: Option<String>,
+    /// Where the helper's copy goes once the loader has its go
+    /// ([`Boot::start_loader`] prepares, `load_modules` installs).
+    helper_copy: Option<PathBuf>,
 }
 
 impl<S: Sys> Boot<S> {
@@ -117,6 +120,7 @@ impl<S: Sys> Boot<S> {
             early_loader: None,
             early_root: root::EarlyRoot::default(),
             helper_kernel_value: None,
+            helper_copy: None,
         }
     }
 

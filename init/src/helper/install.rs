@@ -1,15 +1,15 @@
 //! The helper's install: point the kernel at it for the boot, and give
 //! the kernel its own value back when nothing serves any more.
 //!
-//! Two parts, so that the 1.2 MB copy is off PID 1's path to the load.
-//! Before forking the loader, PID 1 [`prepare`]s: it reads
+//! Two parts, so that the 1.2 MB copy is off the path to the load. Before
+//! forking the loader, PID 1 [`prepare`]s: it reads
 //! `/proc/sys/kernel/modprobe` (the kernel's value, usually
-//! `/sbin/modprobe`) and binds the request socket in `/run/kmodinit`. The
-//! loader child then [`activate`]s, in a thread beside its index read:
-//! it copies the binary to `/run/kmodinit/modprobe` (`/run` moves into the
-//! real root at switch_root, so the path stays valid after it, while the
-//! initramfs' `/init` is deleted) and writes the copy's path to the sysctl,
-//! before its load starts. Whoever stops serving last puts the kernel's
+//! `/sbin/modprobe`) and binds the request socket in `/run/kmodinit`. After
+//! the loader's go, while the loader plans, PID 1 [`activate`]s: it copies
+//! the binary to `/run/kmodinit/modprobe` (`/run` moves into the real root
+//! at switch_root, so the path stays valid after it, while the initramfs'
+//! `/init` is deleted) and writes the copy's path to the sysctl; the loader
+//! waits for its word before the first insertion. Whoever stops serving last puts the kernel's
 //! value back and removes both files: PID 1 before exec if the loader has
 //! ended, else the loader itself when it stops ([`Restorer`]).
 
@@ -57,7 +57,7 @@ pub fn prepare<S: Sys>(sys: &S, proc: &Path, run_dir: &Path) -> io::Result<Insta
     })
 }
 
-/// The loader's part: `exe` copied to `helper` (0700), then the sysctl
+/// PID 1's second part: `exe` copied to `helper` (0700), then the sysctl
 /// under `proc` pointed at the copy (through `sys`). On error nothing is
 /// left pointing at a half-installed helper: the sysctl is written last.
 pub fn activate<S: Sys>(sys: &S, proc: &Path, helper: &Path, exe: &Path) -> io::Result<()> {

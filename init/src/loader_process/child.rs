@@ -59,8 +59,6 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
     install_child_panic_hook(&events);
     let _ = STEPS.set(Arc::clone(&events));
     stamp("start");
-    // The helper's copy and the sysctl, beside the index read.
-    let activation = input.helper.map(|h| start_activation(h, input.proc_dir));
 
     // Requests that come before the index is read wait in the socket's
     // backlog. The restorer's descriptors reach /proc and /run after the
@@ -72,9 +70,9 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
     });
     // While PID 1 parses the manifest.
     let read = read_index(&input);
-    let Some((jobs, deadline)) = wait_for_go(go) else {
+    let mut go = File::from(go);
+    let Some((jobs, deadline)) = wait_for_go(&mut go) else {
         // PID 1 loads nothing (or is gone): neither do we.
-        finish_activation(activation);
         if let Some(r) = &restorer {
             r.restore();
         }
@@ -94,7 +92,6 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
         }
         Err((message, hints)) => {
             send(&events, &LoaderEvent::Fatal { message, hints });
-            finish_activation(activation);
             if let Some(r) = &restorer {
                 r.restore();
             }
@@ -107,10 +104,14 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
     log::debug!("loader: {opened} module file(s) open");
     stamp("open_ahead");
     // A module's init may request another: the kernel must find the
-    // helper from the first insertion on.
-    if finish_activation(activation) {
+    // helper from the first insertion on. PID 1 copies it after its go.
+    if input.helper.is_some() {
+        if !wait_for_helper(&mut go) {
+            log::warn!("loader: the kernel's module requests are not served (PID 1 could not install the helper)");
+        }
         stamp("helper");
     }
+    drop(go);
 
     let opts = LoaderOptions {
         modules_dir,
@@ -201,51 +202,6 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
         Ok(_) => 0,
         // The panic hook has told PID 1 and ended the process already.
         Err(_) => 101,
-    }
-}
-
-/// A running [`crate::helper::install::activate`] (or its result, when no
-/// thread could be started).
-enum Activation {
-    Thread(std::thread::JoinHandle<std::io::Result<()>>),
-    Done(std::io::Result<()>),
-}
-
-/// Starts copying the helper and pointing the kernel at it, in a thread
-/// beside the index read (inline if no thread can be started).
-fn start_activation(h: HelperInput<'_>, proc: &Path) -> Activation {
-    let (copy, exe, proc) = (
-        h.copy.to_path_buf(),
-        h.exe.to_path_buf(),
-        proc.to_path_buf(),
-    );
-    let activate =
-        move || crate::helper::install::activate(&crate::sys::RealSys, &proc, &copy, &exe);
-    match std::thread::Builder::new()
-        .name("helper-install".into())
-        .spawn(activate.clone())
-    {
-        Ok(t) => Activation::Thread(t),
-        Err(_) => Activation::Done(activate()),
-    }
-}
-
-/// Waits for the activation; false (logged) if the kernel's requests do
-/// not reach the helper.
-fn finish_activation(activation: Option<Activation>) -> bool {
-    let result = match activation {
-        None => return false,
-        Some(Activation::Done(r)) => r,
-        Some(Activation::Thread(t)) => t
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the install thread panicked"))),
-    };
-    match result {
-        Ok(()) => true,
-        Err(e) => {
-            log::error!("loader: cannot install the kernel's module helper: {e}");
-            false
-        }
     }
 }
 
@@ -353,10 +309,18 @@ fn read_index(
 
 /// Waits for PID 1's go: the pool width and the deadline; `None` if PID 1
 /// closed the pipe instead (stop, or PID 1 exec'd a rescue shell).
-fn wait_for_go(go: OwnedFd) -> Option<(usize, Duration)> {
+fn wait_for_go(go: &mut File) -> Option<(usize, Duration)> {
     let mut msg = [0u8; GO_LEN];
-    File::from(go).read_exact(&mut msg).ok()?;
+    go.read_exact(&mut msg).ok()?;
     Some(decode_go(&msg))
+}
+
+/// Waits for PID 1's word on the helper, sent after the go
+/// ([`super::LoaderChild::helper_installed`]): true if the kernel now runs
+/// it; false if PID 1 could not install it or closed the pipe.
+fn wait_for_helper(go: &mut File) -> bool {
+    let mut byte = [0u8; 1];
+    go.read_exact(&mut byte).is_ok() && byte[0] == 1
 }
 
 /// PID 1's go message: `jobs`, then the deadline in ms, little-endian.
@@ -555,10 +519,19 @@ mod tests {
         // A stop is the pipe closing before 16 bytes came.
         let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         File::from(tx).write_all(&[1, 2, 3]).unwrap();
-        assert_eq!(wait_for_go(rx), None);
+        assert_eq!(wait_for_go(&mut File::from(rx)), None);
         let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-        File::from(tx).write_all(&encode_go(4, d)).unwrap();
-        assert_eq!(wait_for_go(rx), Some((4, d)));
+        let mut tx = File::from(tx);
+        tx.write_all(&encode_go(4, d)).unwrap();
+        let mut rx = File::from(rx);
+        assert_eq!(wait_for_go(&mut rx), Some((4, d)));
+        // Then PID 1's word on the helper: installed, not, or nothing.
+        tx.write_all(&[1]).unwrap();
+        assert!(wait_for_helper(&mut rx));
+        tx.write_all(&[0]).unwrap();
+        assert!(!wait_for_helper(&mut rx));
+        drop(tx);
+        assert!(!wait_for_helper(&mut rx));
     }
 
     #[test]
