@@ -449,8 +449,8 @@ fn run_sweep(o: &Options) -> Result<(), String> {
     let md = format!(
         "# kmodinit pool-width sweep\n\nWritten by `kmodinit-bench sweep`: one kmodinit image per case booted on the \
          fixed pool (`KMODINIT_POOL=fixed kmodinit.jobs=N`; fixed auto: min(graph width, 4 × CPUs, 32)), on the \
-         adaptive pool (the default, no option) and on the adaptive pool with the old unit order \
-         (`KMODINIT_ORDER=unit`), variants interleaved within each run and their order rotated per run; medians.\n\n{}{body}\n_Whole run: {:.0} s; load average at the end {}._\n",
+         adaptive pool (the default, no option) and on the adaptive pool with the cost-aware order \
+         (`KMODINIT_ORDER=cost`: file sizes as costs), variants interleaved within each run and their order rotated per run; medians.\n\n{}{body}\n_Whole run: {:.0} s; load average at the end {}._\n",
         machine_facts(&o.release, env.smp),
         started.elapsed().as_secs_f64(),
         load_average()

@@ -2,8 +2,8 @@
 //! Boots one kmodinit image per case on the fixed pool
 //! (`KMODINIT_POOL=fixed kmodinit.jobs=N`) for every width asked for (0: no
 //! `kmodinit.jobs`, the fixed pool's automatic width), on the adaptive pool
-//! (no option: the default), and on the adaptive pool with the old unit
-//! order (`KMODINIT_ORDER=unit`), runs interleaved and the order rotated
+//! (no option: the default), and on the adaptive pool with the cost-aware
+//! order (`KMODINIT_ORDER=cost`), runs interleaved and the order rotated
 //! each run, so drift on the shared host hits every variant alike. Writes
 //! `sweep.md` with medians, and the adaptive pool against the best fixed
 //! width of each case.
@@ -51,7 +51,7 @@ pub enum Variant {
     /// The default: adaptive pool, cost-aware order.
     Adaptive,
     /// The adaptive pool with the unit (module-count) order.
-    AdaptiveUnitOrder,
+    AdaptiveCostOrder,
 }
 
 impl Variant {
@@ -60,7 +60,7 @@ impl Variant {
             Variant::Fixed(0) => "fixed auto".into(),
             Variant::Fixed(w) => format!("fixed {w}"),
             Variant::Adaptive => "adaptive".into(),
-            Variant::AdaptiveUnitOrder => "adaptive, unit order".into(),
+            Variant::AdaptiveCostOrder => "adaptive, cost-aware order".into(),
         }
     }
 
@@ -68,7 +68,7 @@ impl Variant {
         match self {
             Variant::Fixed(w) => format!("f{w}"),
             Variant::Adaptive => "a".into(),
-            Variant::AdaptiveUnitOrder => "au".into(),
+            Variant::AdaptiveCostOrder => "ac".into(),
         }
     }
 
@@ -79,7 +79,7 @@ impl Variant {
             Variant::Fixed(0) => format!("{APPEND} KMODINIT_POOL=fixed"),
             Variant::Fixed(w) => format!("{APPEND} KMODINIT_POOL=fixed kmodinit.jobs={w}"),
             Variant::Adaptive => APPEND.to_string(),
-            Variant::AdaptiveUnitOrder => format!("{APPEND} KMODINIT_ORDER=unit"),
+            Variant::AdaptiveCostOrder => format!("{APPEND} KMODINIT_ORDER=cost"),
         }
     }
 }
@@ -89,7 +89,7 @@ fn variants(widths: &[usize]) -> Vec<Variant> {
     widths
         .iter()
         .map(|&w| Variant::Fixed(w))
-        .chain([Variant::Adaptive, Variant::AdaptiveUnitOrder])
+        .chain([Variant::Adaptive, Variant::AdaptiveCostOrder])
         .collect()
 }
 

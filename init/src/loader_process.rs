@@ -96,7 +96,7 @@ pub struct HelperInput<'a> {
 /// `KMODINIT_POOL=fixed` that it does not know to `/init` as environment
 /// variables, and the child inherits PID 1's environment.
 /// `KMODINIT_POOL=fixed` ([`loader::PoolMode::Fixed`]),
-/// `KMODINIT_ORDER=unit` ([`loader::Order::Unit`]).
+/// `KMODINIT_ORDER=cost` ([`loader::Order::CostAware`]).
 fn diagnostic_options() -> LoaderOptions {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     LoaderOptions {
@@ -105,8 +105,8 @@ fn diagnostic_options() -> LoaderOptions {
             _ => loader::PoolMode::Adaptive,
         },
         order: match var("KMODINIT_ORDER").as_str() {
-            "unit" => loader::Order::Unit,
-            _ => loader::Order::CostAware,
+            "cost" => loader::Order::CostAware,
+            _ => loader::Order::Unit,
         },
         ..LoaderOptions::default()
     }

@@ -1,5 +1,5 @@
 //! Which loader workers are on a CPU: the adaptive pool's signal, read from
-//! `/proc/self/task/TID/{stat,wchan}` for the real pool.
+//! `/proc/self/task/TID/stat` for the real pool.
 
 /// Which of the pool's workers are on a CPU: the adaptive pool's signal.
 ///
@@ -21,24 +21,22 @@ pub trait WorkerProbe: Sync {
 }
 
 /// The real [`WorkerProbe`]: each worker's thread id (`gettid`), recorded
-/// as it starts, its task state from `/proc/self/task/TID/stat` and, for a
-/// sleeping one, where it sleeps (`/proc/self/task/TID/wchan`).
+/// as it starts, and its task state from `/proc/self/task/TID/stat`. A
+/// worker asleep (`S`, `D`) is off the CPU, wherever it sleeps.
 ///
-/// A worker asleep (`S`, `D`) counts as off the CPU unless its wait
-/// channel is one where an insertion waits for another insertion or a
-/// kernel-wide lock ([`waits_for_another_insertion`]): measured under QEMU
-/// on 176 Debian modules, the busy workers of a wide pool slept almost only
-/// in `static_call_module_notify`, `ftrace_process_locs`, `load_module`,
-/// `ftrace_module_enable`, `do_init_module` (module, ftrace and
-/// static-call mutexes), so more workers would only queue there; the
-/// fixture farm's slept in `msleep`.
-///
-/// Measured under QEMU on 178 Debian modules (issue 16): once drivers
-/// probe asynchronously, the busy workers sleep in
-/// `async_synchronize_cookie_domain` (their module's init has returned;
-/// `do_init_module` waits for all asynchronous work of the system), with
-/// 0–2 other tasks runnable (`/proc/loadavg`): the CPUs are mostly idle
-/// then, and the pool widens (to 8–12 workers on 2 CPUs) as its rule says.
+/// Measured under QEMU TCG `-smp 2` on 182 Debian modules (issue 16, a
+/// quiet host, 3 interleaved runs each): a first version also read each
+/// sleeping worker's wait channel and counted waits behind another
+/// insertion (`module_mutex`, ftrace, static calls, RCU grace periods, …)
+/// as on a CPU, so that more workers would not only queue there. It kept
+/// the real set at about 2 busy workers plus those waiting for async
+/// probing, and loaded it in 2.955–3.313 s, while a fixed pool of 8 took
+/// 2.781–2.883 s: a worker that waits for a lock leaves its CPU to another
+/// insertion's signature check or relocation. Counting every sleep as off
+/// the CPU, with the width capped at [`super::auto_jobs`] (4 × CPUs), puts
+/// the adaptive pool within 1–3 % of the fixed pool of 8 on every case of
+/// the sweep. CPU-bound init stays runnable (`R`), so it still gets about
+/// one worker per CPU.
 #[derive(Debug, Default)]
 pub struct ProcProbe {
     /// (worker, tid).
@@ -69,11 +67,7 @@ impl WorkerProbe for ProcProbe {
         let seen = tids.iter().filter(|&&(w, _)| w < started).count();
         let off_cpu = tids
             .iter()
-            .filter(|&&(w, tid)| {
-                w < started
-                    && task_state(tid).is_some_and(is_asleep)
-                    && !wait_channel(tid).is_some_and(|c| waits_for_another_insertion(&c))
-            })
+            .filter(|&&(w, tid)| w < started && task_state(tid).is_some_and(is_asleep))
             .count();
         started.saturating_sub(seen) + seen - off_cpu
     }
@@ -100,65 +94,4 @@ pub(super) fn task_state(tid: libc::pid_t) -> Option<u8> {
 pub(super) fn parse_task_state(stat: &[u8]) -> Option<u8> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     stat.get(close + 2).copied()
-}
-
-/// The kernel function thread `tid` sleeps in (`/proc/.../wchan`), if the
-/// kernel names it (`CONFIG_KALLSYMS`; "0" while it runs).
-pub(super) fn wait_channel(tid: libc::pid_t) -> Option<String> {
-    let c = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).ok()?;
-    let c = c.trim();
-    (!c.is_empty() && c != "0").then(|| c.to_owned())
-}
-
-/// Wait channels (prefixes) where a worker sleeps not in its module's own
-/// init but behind another insertion or a kernel-wide lock: the module
-/// loader (`module_mutex`, `module_wq`), its notifiers (ftrace, static
-/// calls, tracing, jump labels, alternatives, kprobes), sysfs, RCU grace
-/// periods, vmalloc purges, kernel thread creation, usermode helpers and
-/// crypto self-tests (computed by another thread). An idle worker sleeps
-/// on its job queue (`futex_…`): that is not one. Nor is
-/// `async_synchronize_cookie_domain`: the module's init has returned and
-/// waits for asynchronous probing, which sleeps on hardware as often as
-/// not (ATA port resets, SCSI scans).
-pub(super) const INSERTION_WAITS: &[&str] = &[
-    "load_module",
-    "do_init_module",
-    "add_unformed_module",
-    "module_",
-    "finit_module",
-    "init_module",
-    "idempotent",
-    "resolve_symbol",
-    "simplify_symbols",
-    "complete_formation",
-    "mod_sysfs",
-    "static_call",
-    "ftrace",
-    "trace_",
-    "jump_label",
-    "text_poke",
-    "alternatives_",
-    "unwind_module",
-    "kernfs_",
-    "__wait_rcu_gp",
-    "synchronize_rcu",
-    "_vm_unmap_aliases",
-    "__purge_vmap",
-    "__kthread_create",
-    "call_usermodehelper",
-    "crypto_wait_for_test",
-    "stop_machine",
-    "mutex_",
-    "__mutex",
-    "rwsem",
-    "down_",
-    "percpu_down",
-    "cpus_read_lock",
-];
-
-/// Whether a worker sleeping in `wchan` waits behind another insertion or
-/// a kernel-wide lock ([`INSERTION_WAITS`]) rather than in its module's
-/// init (`msleep`, firmware, a device).
-pub(super) fn waits_for_another_insertion(wchan: &str) -> bool {
-    INSERTION_WAITS.iter().any(|p| wchan.starts_with(p))
 }
