@@ -64,8 +64,9 @@ pub enum PoolMode {
 /// real-module load, it lengthens it. 182 Debian modules: 2.955 s
 /// cost-aware against 2.639 s by module count (3 runs each, ranges
 /// 2.793–3.042 and 2.531–2.757); with the earlier probe 3.313 against
-/// 2.773 s, and over 5 runs 3.363 against 2.944 s. The farm and the demo
-/// boot do not tell them apart (within 1 %). So the count is the default.
+/// 2.773 s, and over 5 runs 3.363 against 2.944 s. On the farm and the
+/// demo boot neither wins consistently (farm: 0.929 against 0.934 s in one
+/// sweep, 0.947 against 0.908 s in the next). So the count is the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Order {
     /// Longest remaining path first counted in modules, every module the

@@ -9,9 +9,10 @@
 //! the binary to `/run/kmodinit/modprobe` (`/run` moves into the real root
 //! at switch_root, so the path stays valid after it, while the initramfs'
 //! `/init` is deleted) and writes the copy's path to the sysctl; the loader
-//! waits for its word before the first insertion. Whoever stops serving last puts the kernel's
-//! value back and removes both files: PID 1 before exec if the loader has
-//! ended, else the loader itself when it stops ([`Restorer`]).
+//! waits for its word before the first insertion. Whoever stops serving
+//! last puts the kernel's value back and removes both files: PID 1 before
+//! exec if the loader has ended, else the loader itself when it stops
+//! ([`Restorer`]).
 
 use std::fs::File;
 use std::io;
