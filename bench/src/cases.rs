@@ -619,35 +619,38 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
         count(&km.counts),
         km.wall.notes.join("; ")
     );
-    let _ = writeln!(
-        md,
-        "| kmodinit, `kmodinit.jobs=1` | {} | {} | {} | {} | {} |",
-        secs(km_one.wall.median()),
-        km_one.wall.spread(),
-        ratio(km_one.wall.median(), km_med),
-        count_vs(&km_one.counts, km_count),
-        km_one.wall.notes.join("; ")
-    );
-    if let Some(j) = alt_jobs {
+    // One row per kmodinit variant besides the default, against it.
+    let variant_row = |md: &mut String, label: &str, v: &KmSeries, notes: Vec<String>| {
         let _ = writeln!(
             md,
-            "| kmodinit, fixed pool of {j} (`KMODINIT_POOL=fixed kmodinit.jobs={j}`) | {} | {} | {} | {} | {} |",
-            secs(km_alt.wall.median()),
-            km_alt.wall.spread(),
-            ratio(km_alt.wall.median(), km_med),
-            count_vs(&km_alt.counts, km_count),
-            km_alt.wall.notes.join("; ")
+            "| {label} | {} | {} | {} | {} | {} |",
+            secs(v.wall.median()),
+            v.wall.spread(),
+            ratio(v.wall.median(), km_med),
+            count_vs(&v.counts, km_count),
+            notes.join("; ")
+        );
+    };
+    variant_row(
+        md,
+        "kmodinit, `kmodinit.jobs=1`",
+        &km_one,
+        km_one.wall.notes.clone(),
+    );
+    if let Some(j) = alt_jobs {
+        variant_row(
+            md,
+            &format!("kmodinit, fixed pool of {j} (`KMODINIT_POOL=fixed kmodinit.jobs={j}`)"),
+            &km_alt,
+            km_alt.wall.notes.clone(),
         );
     }
     if async_probe {
-        let _ = writeln!(
+        variant_row(
             md,
-            "| kmodinit, `{ASYNC_PROBE}` {ASYNC_PROBE_CAVEAT} | {} | {} | {} | {} | {} |",
-            secs(km_async.wall.median()),
-            km_async.wall.spread(),
-            ratio(km_async.wall.median(), km_med),
-            count_vs(&km_async.counts, km_count),
-            async_notes(&km_async).join("; ")
+            &format!("kmodinit, `{ASYNC_PROBE}` {ASYNC_PROBE_CAVEAT}"),
+            &km_async,
+            async_notes(&km_async),
         );
     }
     for (name, series, c) in [
