@@ -36,7 +36,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use kmodinit::host_manifest::{manifest_from_host, HostPaths};
-use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, ModuleName, PlanInput};
+use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput};
 use prerequisites::{module_tree, modules_root, require};
 use sysroot::{uuid_text, Sysroot, VirtioRoot, ROOT_PART};
 
@@ -119,13 +119,7 @@ fn the_hosts_manifest_plans_and_covers_every_loaded_module() {
 
     // Every loaded module that is not builtin is a node of the plan.
     let index = DepIndex::load(&dir).unwrap();
-    let p = plan(PlanInput {
-        manifest: &manifest,
-        index: &index,
-        cmdline: &KernelCmdline::default(),
-        loaded: &BTreeSet::new(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let p = plan_empty_cmdline(&manifest, &index);
     let planned: BTreeSet<&ModuleName> = p.nodes.iter().map(|n| &n.name).collect();
     let missing: Vec<&ModuleName> = loaded
         .iter()
@@ -250,13 +244,7 @@ fn a_sysroot_loading_the_whole_installed_tree_plans_and_covers_every_module() {
 
     // Every listed module is a node of the plan (none is builtin: they
     // come from modules.dep).
-    let p = plan(PlanInput {
-        manifest: &manifest,
-        index: &index,
-        cmdline: &KernelCmdline::default(),
-        loaded: &BTreeSet::new(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let p = plan_empty_cmdline(&manifest, &index);
     let planned: BTreeSet<&ModuleName> = p.nodes.iter().map(|n| &n.name).collect();
     let missing: Vec<&&ModuleName> = loaded.iter().filter(|m| !planned.contains(*m)).collect();
     assert!(missing.is_empty(), "listed but not planned: {missing:?}");
@@ -304,4 +292,16 @@ fn a_sysroot_loading_the_whole_installed_tree_plans_and_covers_every_module() {
         required.len(),
         started.elapsed()
     );
+}
+
+/// The manifest's plan with nothing on the command line and nothing loaded,
+/// as the image builder and a first boot make it.
+fn plan_empty_cmdline(manifest: &Manifest, index: &DepIndex) -> Plan {
+    plan(PlanInput {
+        manifest,
+        index,
+        cmdline: &KernelCmdline::default(),
+        loaded: &BTreeSet::new(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
 }
