@@ -185,16 +185,16 @@ impl<S: Sys> Boot<S> {
             root: new_root.clone(),
             source,
         })?;
-        let old_root = &self.paths.root.clone();
-        for problem in switch_root::move_mounts(&self.sys, old_root, &new_root, MOVED_MOUNTS) {
+        let old_root = self.paths.root.clone();
+        for problem in switch_root::move_mounts(&self.sys, &old_root, &new_root, MOVED_MOUNTS) {
             log::warn!("{problem}");
             self.report.notes.push(problem);
         }
         self.step("mounts_moved");
         // Only a RAM filesystem is ours to empty (a safety net should /init
         // ever run from a real disk).
-        if self.sys.is_ram_fs(old_root) {
-            let n = switch_root::remove_same_fs(old_root);
+        if self.sys.is_ram_fs(&old_root) {
+            let n = switch_root::remove_same_fs(&old_root);
             log::debug!("freed the initramfs: {n} entries removed");
         }
         self.step("initramfs_freed");
