@@ -77,10 +77,29 @@ pub struct KernelCmdline {
     pub coldplug: Option<bool>,
     /// `kmodinit.debug`.
     pub debug: bool,
+    /// Device-mapper options, as typed ([`DmOptions`]).
+    pub dm: DmOptions,
     /// Entries that were recognised but unusable, with the reason.
     pub warnings: Vec<String>,
     /// The arguments after `--`, for the real init, in order.
     pub init_args: Vec<String>,
+}
+
+/// The device-mapper options, as typed (the last of each wins); checked
+/// by [`crate::dm`] when the boot uses them, so that a malformed table is
+/// an error naming its field rather than a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DmOptions {
+    /// `dm-mod.create=` (also `dm_mod.create=`): kmodinit's to run, not a
+    /// parameter of the `dm_mod` module.
+    pub create: Option<String>,
+    /// systemd's `roothash=`.
+    pub roothash: Option<String>,
+    /// `systemd.verity_root_data=`, `systemd.verity_root_hash=`,
+    /// `systemd.verity_root_options=`.
+    pub verity_root_data: Option<String>,
+    pub verity_root_hash: Option<String>,
+    pub verity_root_options: Option<String>,
 }
 
 /// A name from a list option, with the option's text for messages
@@ -331,6 +350,7 @@ impl KernelCmdline {
                     }
                 }
             }
+            "roothash" => self.dm.roothash = needs_value(self, value),
             "ro" if value.is_none() => self.read_only = Some(true),
             "rw" if value.is_none() => self.read_only = Some(false),
             "rootwait" if value.is_none() => self.rootwait = true,
@@ -388,6 +408,12 @@ impl KernelCmdline {
                             .push(format!("rd.driver.blacklist: {e}; ignored")),
                     }
                 }
+            }
+            ("dm-mod" | "dm_mod", "create") => self.dm.create = value.map(str::to_owned),
+            ("systemd", "verity_root_data") => self.dm.verity_root_data = value.map(str::to_owned),
+            ("systemd", "verity_root_hash") => self.dm.verity_root_hash = value.map(str::to_owned),
+            ("systemd", "verity_root_options") => {
+                self.dm.verity_root_options = value.map(str::to_owned)
             }
             ("rd", "driver.pre") => self.add_load("rd.driver.pre", value),
             ("rd", "driver.post") => self.add_load("rd.driver.post", value),
@@ -904,6 +930,29 @@ mod tests {
         let c = KernelCmdline::parse("m.p=1\u{b}m.q=2\u{c}quiet");
         assert_eq!(c.params_for(&n("m")), "p=1 q=2");
         assert!(c.quiet);
+    }
+
+    #[test]
+    fn device_mapper_options_are_kmodinits_not_module_parameters() {
+        let c = KernelCmdline::parse(
+            "dm-mod.create=\"vroot,,,ro,0 8 verity 1 /dev/vda /dev/vdb\" roothash=ab12 \
+             systemd.verity_root_data=UUID=x systemd.verity-root-hash=/dev/vdb \
+             systemd.verity_root_options=ignore-zero-blocks systemd.unit=x dm_mod.major=3",
+        );
+        assert_eq!(
+            c.dm.create.as_deref(),
+            Some("vroot,,,ro,0 8 verity 1 /dev/vda /dev/vdb")
+        );
+        assert_eq!(c.dm.roothash.as_deref(), Some("ab12"));
+        assert_eq!(c.dm.verity_root_data.as_deref(), Some("UUID=x"));
+        assert_eq!(c.dm.verity_root_hash.as_deref(), Some("/dev/vdb"));
+        assert_eq!(
+            c.dm.verity_root_options.as_deref(),
+            Some("ignore-zero-blocks")
+        );
+        assert_eq!(c.params_for(&n("dm_mod")), "major=3");
+        assert_eq!(c.params_for(&n("systemd")), "unit=x");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]

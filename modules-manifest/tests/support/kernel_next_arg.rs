@@ -124,7 +124,8 @@ pub struct ModuleArg<'a> {
 /// The module parameters of a command line, in order, per the kernel's
 /// splitting: arguments before a bare `--` named `MODULE.KEY` with a UTF-8
 /// module and a non-empty key, minus kmodinit's own options (`kmodinit.*`,
-/// `modprobe.blacklist`, `-` and `_` alike in the key). The module name is
+/// `modprobe.blacklist`, `dm-mod.create`, `systemd.verity_root_*`, `-` and
+/// `_` alike in the key). The module name is
 /// not validated here: callers normalise it as a module name.
 pub fn module_args(line: &[u8]) -> Vec<ModuleArg<'_>> {
     let mut out = Vec::new();
@@ -141,7 +142,19 @@ pub fn module_args(line: &[u8]) -> Vec<ModuleArg<'_>> {
         };
         let blacklist = module == "modprobe"
             && std::str::from_utf8(key).is_ok_and(|k| k.replace('-', "_") == "blacklist");
-        if key.is_empty() || blacklist || module == "kmodinit" {
+        // Device-mapper options are kmodinit's, not module parameters.
+        let key_norm = std::str::from_utf8(key).map(|k| k.replace('-', "_"));
+        let dm = match (module, key_norm.as_deref()) {
+            ("dm-mod" | "dm_mod", Ok("create")) => true,
+            ("systemd", Ok(k)) => {
+                matches!(
+                    k,
+                    "verity_root_data" | "verity_root_hash" | "verity_root_options"
+                )
+            }
+            _ => false,
+        };
+        if key.is_empty() || blacklist || dm || module == "kmodinit" {
             continue;
         }
         let kept = !key.iter().any(|&b| b == b'"' || kspace(b))
