@@ -142,7 +142,13 @@ pub fn merge(
     manifest: Option<&Manifest>,
 ) -> Result<BootConfig, ConfigError> {
     let mroot = manifest.and_then(|m| m.root.as_ref());
-    let device = match (&cmdline.root, mroot.and_then(|r| r.device.as_ref())) {
+    // systemd's verity root is /dev/mapper/root unless root= says otherwise.
+    let cmdline_root = cmdline.root.as_deref().or(cmdline
+        .dm
+        .roothash
+        .as_ref()
+        .map(|_| "/dev/mapper/root"));
+    let device = match (cmdline_root, mroot.and_then(|r| r.device.as_ref())) {
         (Some(d), _) => Some(
             DeviceSpec::parse(d).map_err(|error| ConfigError::RootDevice {
                 from: "kernel command line root=",

@@ -55,6 +55,7 @@ fn boot(b: &mut Boot<RealSys>, kernel_args: &[String]) -> Result<Infallible, Boo
     b.start_loader(&cmdline);
     let manifest = b.read_manifest(&cmdline)?;
     let config = b.configure(&cmdline, manifest.as_ref())?;
+    b.read_device_mapper(&cmdline)?;
     b.step("config");
     match &manifest {
         Some(m) => b.load_modules(m, &cmdline, &config)?,

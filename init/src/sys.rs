@@ -17,10 +17,12 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use modules_manifest::dm::DmDevice;
 use nix::mount::MsFlags;
 
 use crate::handover::InitCommand;
 
+pub mod dm;
 mod fake;
 mod real;
 
@@ -84,6 +86,12 @@ pub trait Sys {
     fn read_sysctl(&self, path: &Path) -> io::Result<String>;
     /// Writes `value` to a `/proc/sys` file.
     fn write_sysctl(&self, path: &Path, value: &str) -> io::Result<()>;
+    /// Creates the device-mapper device `dev` through `control`
+    /// (`/dev/mapper/control`), loads its table and makes it live; returns
+    /// its `major:minor`. A device whose table is refused is removed again.
+    fn dm_create(&self, control: &Path, dev: &DmDevice) -> io::Result<(u32, u32)>;
+    /// The status line of the first target of device-mapper device `name`.
+    fn dm_status(&self, control: &Path, name: &str) -> io::Result<String>;
     /// `execve` of `cmd`, replacing this process. Returns only on failure,
     /// with the error.
     fn exec(&self, cmd: &InitCommand) -> io::Error;

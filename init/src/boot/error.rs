@@ -50,6 +50,20 @@ pub enum BootError {
         source: io::Error,
     },
     Panic(String),
+    /// A device-mapper device of the command line could not be set up
+    /// (the option or device named in the message).
+    DeviceMapper(String),
+    /// Reading a verity device failed (a block that does not match the
+    /// root hash): at the root's mount or at exec of the real init.
+    Verity {
+        /// `root (/dev/mapper/root = dm-0, 253:0)`
+        device: String,
+        /// `mounting the root`, `executing /sbin/init`
+        what: String,
+        /// The device's verity status (`V`, `C`) if it could be read.
+        status: Option<String>,
+        source: String,
+    },
     /// The loader child could not be started.
     SpawnLoader(io::Error),
     /// The loader child could plan nothing (its message and hints), or
@@ -102,6 +116,24 @@ impl fmt::Display for BootError {
             }
             BootError::Exec { path, source } => write!(f, "cannot execute {path}: {source}"),
             BootError::Panic(msg) => write!(f, "internal error (panic): {msg}"),
+            BootError::DeviceMapper(msg) => write!(f, "device-mapper: {msg}"),
+            BootError::Verity {
+                device,
+                what,
+                status,
+                source,
+            } => {
+                write!(f, "verity device {device}: {what} failed: {source}")?;
+                match status.as_deref() {
+                    Some("C") => write!(
+                        f,
+                        "; a block does not match the root hash (verity status C): \
+                         nothing unverified is mounted or run"
+                    ),
+                    Some(s) => write!(f, " (verity status {s})"),
+                    None => Ok(()),
+                }
+            }
             BootError::SpawnLoader(e) => write!(f, "cannot start the loader process: {e}"),
             BootError::Loader { message, .. } => f.write_str(message),
         }
@@ -154,6 +186,14 @@ impl BootError {
                 "check init= and that the root filesystem holds the init (and its libraries)".into(),
             ],
             BootError::Panic(_) => vec!["please report this bug with the console output".into()],
+            BootError::DeviceMapper(_) => vec![
+                "dm_mod and the table's targets (dm_verity, …) must be in the manifest's chains".into(),
+                "check the table's devices and dm-mod.create= / roothash= against dm-init.rst and veritysetup's output".into(),
+            ],
+            BootError::Verity { .. } => vec![
+                "the disk's data or the root hash on the command line changed since veritysetup format: rebuild the image or fix roothash=".into(),
+                "the kernel's own device-mapper verity lines in dmesg name the block".into(),
+            ],
             BootError::SpawnLoader(_) => vec!["the machine may be out of memory this early".into()],
             BootError::Loader { hints, .. } => hints.clone(),
         };

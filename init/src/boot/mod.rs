@@ -25,6 +25,7 @@ use crate::report::{Report, Step};
 use crate::supervise::Supervisor;
 use crate::sys::Sys;
 
+mod dm;
 mod error;
 mod load;
 mod root;
@@ -92,6 +93,8 @@ pub struct Boot<S: Sys> {
     early_loader: Option<io::Result<LoaderChild>>,
     /// The root device (and its mount) found while the modules loaded.
     early_root: root::EarlyRoot,
+    /// The device-mapper devices the command line asks for (step 5a).
+    dm: dm::DeviceMapper,
     /// The kernel's `/proc/sys/kernel/modprobe` while the helper is
     /// installed ([`crate::helper::install`]), to put back.
     helper_kernel_value: Option<String>,
@@ -119,6 +122,7 @@ impl<S: Sys> Boot<S> {
             supervisor: None,
             early_loader: None,
             early_root: root::EarlyRoot::default(),
+            dm: dm::DeviceMapper::default(),
             helper_kernel_value: None,
             helper_copy: None,
         }
@@ -274,6 +278,13 @@ impl<S: Sys> Boot<S> {
             d.restore(&self.paths.proc);
         }
         let source = self.sys.exec(init);
+        // EIO from a verity root: the init's blocks failed verification.
+        if source.raw_os_error() == Some(libc::EIO) {
+            if let Some(e) = self.verity_failure(None, format!("executing {}", init.path), &source)
+            {
+                return e;
+            }
+        }
         BootError::Exec {
             path: init.path.clone(),
             source,

@@ -7,7 +7,7 @@ use super::{Boot, BootError};
 use crate::boot_config::{BootConfig, RootConfig};
 use crate::clock::Fixed;
 use crate::handover::{self, InitCommand};
-use crate::rootdev::{self, BlockScanner, FoundDevice, RealWaiter};
+use crate::rootdev::{self, BlockScanner, FoundDevice, RealWaiter, RootWait};
 use crate::switch_root::{self, MOVED_MOUNTS};
 use crate::sys::Sys;
 
@@ -37,6 +37,13 @@ impl<S: Sys> Boot<S> {
         config: &BootConfig,
         kernel_args: &[String],
     ) -> Result<InitCommand, BootError> {
+        let wait = config
+            .root
+            .as_ref()
+            .map_or(RootWait::Upto(crate::boot_config::DEFAULT_ROOT_WAIT), |r| {
+                r.wait
+            });
+        self.set_up_device_mapper(wait)?;
         match &config.root {
             Some(root) => self.switch_to_root(root, config, kernel_args),
             None => self.init_in_initramfs(config, kernel_args),
@@ -106,7 +113,16 @@ impl<S: Sys> Boot<S> {
                     Some(f) => f,
                     None => self.wait_for_root(root)?,
                 };
-                let fstype = self.mount_found_root(root, &found, &new_root)?;
+                let fstype = self
+                    .mount_found_root(root, &found, &new_root)
+                    .map_err(|e| {
+                        self.verity_failure(
+                            Some(&found.device.name),
+                            "mounting the root".into(),
+                            &e,
+                        )
+                        .unwrap_or(e)
+                    })?;
                 (found, fstype)
             }
         };

@@ -75,6 +75,20 @@ pub fn probe_filesystem(buf: &[u8]) -> Option<FsInfo> {
         .or_else(|| probe_btrfs(buf))
         .or_else(|| probe_f2fs(buf))
         .or_else(|| probe_vfat(buf))
+        .or_else(|| probe_verity(buf))
+}
+
+/// The hash device of dm-verity: the superblock `veritysetup format`
+/// writes, whose UUID `systemd.verity_root_hash=UUID=` names (blkid's
+/// `TYPE="DM_verity_hash"`). Never mounted: no filesystem registers the
+/// type.
+fn probe_verity(buf: &[u8]) -> Option<FsInfo> {
+    let sb = modules_manifest::dm::VeritySuperblock::parse(buf)?.ok()?;
+    Some(FsInfo {
+        fstype: "DM_verity_hash",
+        uuid: nonzero_uuid(sb.uuid, format_uuid_be),
+        label: None,
+    })
 }
 
 fn probe_ext(buf: &[u8]) -> Option<FsInfo> {
@@ -199,6 +213,27 @@ mod tests {
         }
         b[1024 + 120..1024 + 124].copy_from_slice(b"root");
         b
+    }
+
+    #[test]
+    fn verity_hash_superblock_by_uuid() {
+        let mut b = vec![0u8; 4096];
+        b[0..8].copy_from_slice(b"verity\0\0");
+        b[8] = 1; // version
+        b[12] = 1; // hash type
+        b[16..32].copy_from_slice(&[0xab; 16]);
+        b[32..38].copy_from_slice(b"sha256");
+        b[64..68].copy_from_slice(&4096u32.to_le_bytes());
+        b[68..72].copy_from_slice(&4096u32.to_le_bytes());
+        b[72] = 8;
+        let fs = probe_filesystem(&b).unwrap();
+        assert_eq!(fs.fstype, "DM_verity_hash");
+        assert_eq!(
+            fs.uuid.as_deref(),
+            Some("abababab-abab-abab-abab-abababababab")
+        );
+        b[8] = 9; // a version we do not know: not a usable hash device
+        assert_eq!(probe_filesystem(&b), None);
     }
 
     #[test]

@@ -109,6 +109,16 @@ impl BlockScanner {
         Ok(path)
     }
 
+    /// True if `name` is `mapper!NAME` and `dev` is the device-mapper
+    /// device NAME (`dm/name` in sysfs): without udev, `/dev/mapper/NAME`
+    /// is only kmodinit's own node, so `root=/dev/mapper/NAME` is matched
+    /// through sysfs.
+    fn is_mapper_name(&self, dev: &BlockDevice, name: &str) -> bool {
+        name.strip_prefix("mapper!").is_some_and(|want| {
+            read_trimmed(&self.class_block.join(&dev.name).join("dm/name")).as_deref() == Some(want)
+        })
+    }
+
     fn read_head(node: &Path) -> Option<Vec<u8>> {
         let f = File::open(node).ok()?;
         read_at(&f, 0, PROBE_BYTES)
@@ -129,7 +139,10 @@ impl BlockScanner {
             })
         };
         match spec {
-            DeviceSpec::Name(n) => devices.iter().find(|d| &d.name == n).and_then(found),
+            DeviceSpec::Name(n) => devices
+                .iter()
+                .find(|d| &d.name == n || self.is_mapper_name(d, n))
+                .and_then(found),
             DeviceSpec::Number { major, minor } => devices
                 .iter()
                 .find(|d| d.major == *major && d.minor == *minor)
@@ -242,6 +255,25 @@ mod tests {
             class_block: root.join("class/block"),
             dev_dir: root.join("dev"),
         }
+    }
+
+    #[test]
+    fn dev_mapper_names_are_found_through_sysfs() {
+        let t = TempDir::new("mapper");
+        add_dev(&t.0, "vda", None, "254:0", &[0u8; 1024]);
+        add_dev(&t.0, "dm-0", None, "253:0", &[0u8; 1024]);
+        std::fs::create_dir_all(t.0.join("devices/dm-0/dm")).unwrap();
+        std::fs::write(t.0.join("devices/dm-0/dm/name"), "root\n").unwrap();
+        let s = scanner(&t.0);
+        let fake = FakeSys::new();
+        let by = |n: &str| {
+            s.find(&fake, &DeviceSpec::Name(n.into()))
+                .map(|f| f.device.name)
+        };
+        assert_eq!(by("mapper!root"), Some("dm-0".into()));
+        assert_eq!(by("dm-0"), Some("dm-0".into()));
+        assert_eq!(by("mapper!other"), None);
+        assert_eq!(by("mapper!vda"), None);
     }
 
     #[test]

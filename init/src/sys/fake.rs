@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use modules_manifest::dm::DmDevice;
 use nix::mount::MsFlags;
 
 use super::{Shutdown, Sys};
@@ -44,6 +45,8 @@ pub enum SysCall {
         path: PathBuf,
         value: String,
     },
+    /// A device-mapper device created (its table loaded and resumed).
+    DmCreate(DmDevice),
 }
 
 type FailRule = Box<dyn Fn(&SysCall) -> Option<i32> + Send>;
@@ -53,6 +56,8 @@ struct State {
     calls: Vec<SysCall>,
     mounted: BTreeSet<PathBuf>,
     sysctls: std::collections::BTreeMap<PathBuf, String>,
+    /// What [`Sys::dm_status`] answers (`V` unless set).
+    dm_status: Option<String>,
 }
 
 /// A machine that changes nothing and remembers every call.
@@ -107,6 +112,12 @@ impl FakeSys {
     /// The `/proc/sys` file `path` reads `value` (until written).
     pub fn sysctl(self, path: impl Into<PathBuf>, value: impl Into<String>) -> Self {
         self.lock().sysctls.insert(path.into(), value.into());
+        self
+    }
+
+    /// [`Sys::dm_status`] answers `status` for every device.
+    pub fn dm_status(self, status: impl Into<String>) -> Self {
+        self.lock().dm_status = Some(status.into());
         self
     }
 
@@ -235,6 +246,22 @@ impl Sys for FakeSys {
             .sysctls
             .insert(path.to_path_buf(), value.to_owned());
         Ok(())
+    }
+
+    /// Device-mapper devices get `253:N`, N counting from 0.
+    fn dm_create(&self, _control: &Path, dev: &DmDevice) -> io::Result<(u32, u32)> {
+        self.record(SysCall::DmCreate(dev.clone()))?;
+        let n = self
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| matches!(c, SysCall::DmCreate(_)))
+            .count();
+        Ok((253, n as u32 - 1))
+    }
+
+    fn dm_status(&self, _control: &Path, _name: &str) -> io::Result<String> {
+        Ok(self.lock().dm_status.clone().unwrap_or_else(|| "V".into()))
     }
 
     fn exec(&self, cmd: &InitCommand) -> io::Error {

@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use modules_manifest::dm::DmDevice;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::{Shutdown, Sys};
@@ -139,6 +140,14 @@ impl Sys for RealSys {
 
     fn write_sysctl(&self, path: &Path, value: &str) -> io::Result<()> {
         std::fs::write(path, value)
+    }
+
+    fn dm_create(&self, control: &Path, dev: &DmDevice) -> io::Result<(u32, u32)> {
+        super::dm::create(control, dev)
+    }
+
+    fn dm_status(&self, control: &Path, name: &str) -> io::Result<String> {
+        super::dm::status(control, name)
     }
 
     fn exec(&self, cmd: &InitCommand) -> io::Error {
