@@ -16,10 +16,13 @@ MKIMAGE := target/release/kmodinit-mkimage
 #   with -kernel; qemu-system-data: linuxboot_dma.bin and kvmvapic.bin;
 #   ipxe-qemu: efi-e1000.rom of the default NIC (initramfs/tests/boot.rs);
 # - libc6-dev (only a Recommends of gcc): cargo links host binaries and the
-#   static gnu fallback of /init against it.
+#   static gnu fallback of /init against it;
+# - cryptsetup-bin: veritysetup, which writes the verity roots of
+#   tests/tests/verity.rs (debugfs of e2fsprogs finds a file's block).
 DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools \
             linux-image-amd64 linux-headers-amd64 busybox-static \
-            e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
+            e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev \
+            cryptsetup-bin
 
 .PHONY: init-tiny-faults all deps tiny-deps bpo-kernel init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom

@@ -50,6 +50,8 @@ run_one() {
         depmod_*) opts=(-dict=dicts/depmod.dict) ;;
         # Superblocks and GPT entries sit past libFuzzer's 4 KiB default.
         rootdev) opts=(-max_len=24576) ;;
+        # A dm-mod.create= value may be 4 KiB, then four more options.
+        dm) opts=(-max_len=8192) ;;
     esac
     mkdir -p "corpus/$t" "artifacts/$t"
     local extra=()

@@ -288,7 +288,8 @@ impl<S: Sys> Boot<S> {
             device: dev.describe(),
             what,
             status,
-            source: source.to_string(),
+            // A mount error lists its attempts, each ending in ';'.
+            source: source.to_string().trim_end_matches(';').to_owned(),
         })
     }
 }
