@@ -83,7 +83,7 @@ pub fn probe_filesystem(buf: &[u8]) -> Option<FsInfo> {
 /// `TYPE="DM_verity_hash"`). Never mounted: no filesystem registers the
 /// type.
 fn probe_verity(buf: &[u8]) -> Option<FsInfo> {
-    let sb = modules_manifest::dm::VeritySuperblock::parse(buf)?.ok()?;
+    let sb = crate::verity::VeritySuperblock::parse(buf)?.ok()?;
     Some(FsInfo {
         fstype: "DM_verity_hash",
         uuid: nonzero_uuid(sb.uuid, format_uuid_be),
