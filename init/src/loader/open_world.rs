@@ -22,9 +22,9 @@ use modules_manifest::{
 };
 
 use crate::kernel::{Claims, SharedKernel};
-use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
-use crate::loader_events::{AddedModule, LoaderEvent};
+use crate::loader::engine::{self as loader, LoadObserver, LoaderOptions, NodeOutcome};
 use crate::report::ModuleState;
+use crate::wire::events::{AddedModule, LoaderEvent};
 
 /// Where the open world's events go (the loader child's pipe to PID 1; a
 /// recorder in tests). Called from any thread; each call is one event.

@@ -4,11 +4,11 @@
 //! [`Sys`], every path comes from its [`super::Paths`].
 
 use super::{Boot, BootError};
-use crate::boot_config::{BootConfig, RootConfig};
 use crate::clock::Fixed;
-use crate::handover::{self, InitCommand};
-use crate::rootdev::{self, BlockScanner, FoundDevice, RealWaiter};
-use crate::switch_root::{self, MOVED_MOUNTS};
+use crate::pid1::config::{BootConfig, RootConfig};
+use crate::pid1::handover::{self, InitCommand};
+use crate::pid1::rootdev::{self, BlockScanner, FoundDevice, RealWaiter};
+use crate::pid1::switch_root::{self, MOVED_MOUNTS};
 use crate::sys::Sys;
 
 /// What PID 1 learnt about the root while the modules loaded
@@ -229,9 +229,9 @@ mod tests {
     use nix::mount::MsFlags;
 
     use super::*;
-    use crate::boot::Paths;
-    use crate::boot_config::{InitConfig, MountOptions};
-    use crate::rootdev::{DeviceSpec, RootWait};
+    use crate::pid1::config::{InitConfig, MountOptions};
+    use crate::pid1::rootdev::{DeviceSpec, RootWait};
+    use crate::pid1::Paths;
     use crate::sys::{FakeSys, SysCall};
 
     /// An initramfs with a sysfs that lists `vda` (its node a plain file)
