@@ -7,7 +7,6 @@ use std::time::Duration;
 use modules_manifest::{KernelCmdline, Manifest, OnFailure};
 use nix::mount::MsFlags;
 
-use crate::kmsg::Verbosity;
 use crate::pid1::rootdev::{DeviceSpec, DeviceSpecError, RootWait};
 
 /// How long to wait for a root device when neither `rootwait`, `rootdelay=`
@@ -41,7 +40,6 @@ pub struct BootConfig {
     pub on_failure: Option<OnFailure>,
     /// Loader width; 0 = automatic.
     pub jobs: usize,
-    pub verbosity: Verbosity,
     /// `kmodinit.deadline=` / `deadline_ms`, else [`DEFAULT_DEADLINE`].
     pub deadline: Duration,
     /// `kmodinit.required_timeout=` / `required_timeout_ms`, else
@@ -206,7 +204,6 @@ pub fn merge(
         init,
         on_failure: cmdline.on_failure.or(manifest.and_then(|m| m.on_failure)),
         jobs: cmdline.jobs.or(manifest_jobs).unwrap_or(0),
-        verbosity: Verbosity::from_cmdline(cmdline.quiet, cmdline.debug),
         deadline: cmdline
             .deadline_ms
             .or(manifest.and_then(|m| m.deadline_ms))

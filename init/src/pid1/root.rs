@@ -70,10 +70,7 @@ impl<S: Sys> Boot<S> {
         let Some(found) = self.early_root.found.as_ref() else {
             return;
         };
-        let proc_filesystems =
-            std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
-        let types =
-            switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
+        let (types, proc_filesystems) = self.fstype_candidates(root, found);
         let registered = |t: &String| {
             proc_filesystems
                 .lines()
@@ -149,6 +146,16 @@ impl<S: Sys> Boot<S> {
         Ok(found)
     }
 
+    /// The types `found` may be mounted as, best first, and the
+    /// `/proc/filesystems` text they were chosen against.
+    fn fstype_candidates(&self, root: &RootConfig, found: &FoundDevice) -> (Vec<String>, String) {
+        let proc_filesystems =
+            std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
+        let types =
+            switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
+        (types, proc_filesystems)
+    }
+
     /// Mounts `found` on `new_root`; returns the type it was mounted as.
     fn mount_found_root(
         &mut self,
@@ -156,10 +163,7 @@ impl<S: Sys> Boot<S> {
         found: &FoundDevice,
         new_root: &std::path::Path,
     ) -> Result<String, BootError> {
-        let proc_filesystems =
-            std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
-        let types =
-            switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
+        let (types, _) = self.fstype_candidates(root, found);
         let fstype =
             switch_root::mount_root(&self.sys, &found.node, new_root, &types, &root.options)
                 .map_err(BootError::SwitchRoot)?;
@@ -291,7 +295,6 @@ mod tests {
             },
             on_failure: None,
             jobs: 0,
-            verbosity: crate::kmsg::Verbosity::from_cmdline(false, false),
             deadline: std::time::Duration::ZERO,
             required_timeout: std::time::Duration::ZERO,
         }
