@@ -77,7 +77,7 @@ impl<S: Sys> Boot<S> {
     /// After the go, while the child plans: copies `/init` to
     /// `/run/kmodinit/modprobe` and points the kernel's
     /// `/proc/sys/kernel/modprobe` at it ([`super::helper_install::activate`];
-    /// the 1.2 MB copy costs 8–19 ms under TCG, off the child's path to the
+    /// the 1.1 MB copy costs 8–19 ms under TCG, off the child's path to the
     /// load). True if the kernel now runs the helper.
     fn install_helper(&mut self) -> bool {
         let Some(copy) = self.helper_copy.take() else {
