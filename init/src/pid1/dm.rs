@@ -17,7 +17,7 @@ use modules_manifest::KernelCmdline;
 
 use super::{Boot, BootError};
 use crate::clock::Fixed;
-use crate::rootdev::{self, BlockScanner, DeviceSpec, FoundDevice, RealWaiter, RootWait};
+use crate::pid1::rootdev::{self, BlockScanner, DeviceSpec, FoundDevice, RealWaiter, RootWait};
 use crate::sys::Sys;
 
 /// What the command line asks for, and what was made of it.
@@ -300,7 +300,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::boot::Paths;
+    use crate::pid1::Paths;
     use crate::sys::{FakeSys, SysCall};
 
     struct Tree(PathBuf);
