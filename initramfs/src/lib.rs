@@ -10,7 +10,9 @@
 pub mod coldplug;
 pub mod compress;
 pub mod cpio;
+pub mod firmware;
 pub mod image;
+pub mod microcode;
 pub mod modprobe;
 pub mod modules;
 pub mod params;
