@@ -26,6 +26,7 @@ use crate::supervise::Supervisor;
 use crate::sys::Sys;
 
 mod error;
+mod firmware;
 mod load;
 mod root;
 
