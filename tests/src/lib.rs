@@ -141,6 +141,21 @@ impl Env {
         compress: &str,
         extra: &[&str],
     ) -> Result<PathBuf, HarnessError> {
+        self.mkimage_output(dir, manifest, modules_root, add, compress, extra)
+            .map(|(image, _)| image)
+    }
+
+    /// [`Env::mkimage_with`], also returning the tool's output (its
+    /// summary on stdout, its warnings on stderr).
+    pub fn mkimage_output(
+        &self,
+        dir: &Path,
+        manifest: &serde_json::Value,
+        modules_root: Option<&Path>,
+        add: &[(&Path, &str)],
+        compress: &str,
+        extra: &[&str],
+    ) -> Result<(PathBuf, std::process::Output), HarnessError> {
         let m = dir.join("manifest.json");
         let text = serde_json::to_string_pretty(manifest)
             .map_err(|e| HarnessError::Invalid(format!("manifest to JSON: {e}")))?;
@@ -168,8 +183,8 @@ impl Env {
             cmd.arg("--add").arg(format!("{}:{dst}", src.display()));
         }
         cmd.args(extra);
-        run_command(&mut cmd)?;
-        Ok(out)
+        let output = run_command(&mut cmd)?;
+        Ok((out, output))
     }
 
     /// A root disk holding the real init, as a whole-disk ext4 (`/dev/vda`,
