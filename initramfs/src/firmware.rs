@@ -189,15 +189,22 @@ pub fn select(
         return Ok(out);
     }
     let dirs = canonical_dirs(&opts.dirs);
+    // module → the names it lacks: one warning per module (iwlwifi names
+    // dozens of files, one per hardware revision).
+    let mut missing: BTreeMap<&ModuleName, Vec<&str>> = BTreeMap::new();
     for (name, modules) in &wanted {
         match lookup(name, &dirs, opts) {
             Some(found) => add_found(&mut out, name, &found, modules)?,
             None => {
-                let names: Vec<&str> = modules.iter().map(ModuleName::as_str).collect();
-                out.warnings
-                    .push(missing_warning(name, &names, &dirs, opts));
+                for m in modules {
+                    missing.entry(m).or_default().push(name);
+                }
             }
         }
+    }
+    for (module, names) in missing {
+        out.warnings
+            .push(missing_warning(module, &names, &dirs, opts));
     }
     Ok(out)
 }
@@ -272,8 +279,8 @@ fn lookup(
 }
 
 fn missing_warning(
-    name: &str,
-    modules: &[&str],
+    module: &ModuleName,
+    names: &[&str],
     dirs: &[(PathBuf, Option<PathBuf>)],
     opts: &FirmwareOptions,
 ) -> String {
@@ -287,26 +294,34 @@ fn missing_warning(
             }
         })
         .collect();
-    let mut variants = vec![name.to_owned()];
-    variants.extend(opts.kernel.suffixes.iter().map(|s| format!("{name}{s}")));
+    let mut variants = String::from("as is");
+    for s in &opts.kernel.suffixes {
+        variants.push_str(&format!(", {s}"));
+    }
+    let (files, it) = if names.len() == 1 {
+        ("", "it")
+    } else {
+        ("files ", "them")
+    };
     let mut w = format!(
-        "module {}: firmware {name} not found in {} (looked for {} in updates/{rel}, updates, {rel} \
-         and the directory itself): the image is built without it, and the driver may fail to \
-         probe at boot",
-        modules.join(", "),
+        "module {module}: firmware {files}{} not found in {} (looked for {variants} in \
+         updates/{rel}, updates, {rel} and the directory itself): the image is built without \
+         {it}, and the driver may fail to probe at boot",
+        names.join(", "),
         where_.join(", "),
-        variants.join(", "),
         rel = opts.release,
     );
     // A variant this kernel does not decompress is worth a hint.
-    for (_, c) in dirs {
-        let Some(dir) = c else { continue };
-        for s in [".zst", ".xz"] {
-            if !opts.kernel.suffixes.contains(&s) && dir.join(format!("{name}{s}")).is_file() {
-                w.push_str(&format!(
-                    "; {name}{s} exists but this kernel does not read {s} firmware ({})",
-                    opts.kernel.origin
-                ));
+    for name in names {
+        for (_, c) in dirs {
+            let Some(dir) = c else { continue };
+            for s in [".zst", ".xz"] {
+                if !opts.kernel.suffixes.contains(&s) && dir.join(format!("{name}{s}")).is_file() {
+                    w.push_str(&format!(
+                        "; {name}{s} exists but this kernel does not read {s} firmware ({})",
+                        opts.kernel.origin
+                    ));
+                }
             }
         }
     }

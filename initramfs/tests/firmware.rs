@@ -286,7 +286,8 @@ fn missing_firmware_warns_naming_module_and_file_and_none_leaves_all_out() {
     assert!(
         stderr.contains(&format!(
             "kmodinit-mkimage: warning: module wifi: firmware b.fw not found in {} \
-             (looked for b.fw, b.fw.xz in updates/{REL}, updates, {REL} and the directory itself)",
+             (looked for as is, .xz in updates/{REL}, updates, {REL} and the directory itself): \
+             the image is built without it",
             f.fw().display()
         )),
         "{stderr}"
@@ -298,7 +299,7 @@ fn missing_firmware_warns_naming_module_and_file_and_none_leaves_all_out() {
     let (_, stderr) = ok(&f.build(&image, &["--firmware-dir", gone.to_str().unwrap()]));
     assert!(
         stderr.contains(&format!(
-            "firmware wifi/a.bin not found in {} (missing)",
+            "module wifi: firmware files b.fw, wifi/a.bin not found in {} (missing)",
             gone.display()
         )),
         "{stderr}"
