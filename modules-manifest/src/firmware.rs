@@ -88,41 +88,31 @@ pub struct ModuleFirmware {
 /// `modules.firmware` for `firmware` (module → its firmware names);
 /// modules without firmware get no line.
 pub fn write_firmware_file(firmware: &BTreeMap<ModuleName, BTreeSet<String>>) -> String {
-    let mut t = String::new();
-    for (module, names) in firmware {
-        let names: Vec<&str> = names
-            .iter()
-            .map(String::as_str)
-            .filter(|n| is_plain_name(n))
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
-        t.push_str(module.as_str());
-        for n in names {
-            t.push(' ');
-            t.push_str(n);
-        }
-        t.push('\n');
-    }
-    t
+    // The same line format as modules.params, without the empty lines.
+    let plain: BTreeMap<ModuleName, BTreeSet<String>> = firmware
+        .iter()
+        .map(|(m, names)| {
+            let names = names.iter().filter(|n| is_plain_name(n)).cloned();
+            (m.clone(), names.collect::<BTreeSet<String>>())
+        })
+        .filter(|(_, names)| !names.is_empty())
+        .collect();
+    crate::modinfo::write_params_file(&plain)
 }
 
-/// Reads [`write_firmware_file`]'s format as firmware name → the modules
-/// that declare it (in file order). Lenient: a line whose first word is
-/// not a module name is skipped, as is a word that is no plain name.
-pub fn parse_firmware_file(text: &str) -> BTreeMap<String, Vec<ModuleName>> {
-    let mut out: BTreeMap<String, Vec<ModuleName>> = BTreeMap::new();
+/// The modules that [`write_firmware_file`]'s `text` says name the
+/// firmware file `name`, in file order, each once. Lenient: a line whose
+/// first word is not a module name is skipped. A scan rather than a map:
+/// `/init` looks up the few names the kernel failed to load.
+pub fn modules_naming(text: &str, name: &str) -> Vec<ModuleName> {
+    let mut out: Vec<ModuleName> = Vec::new();
     for line in text.lines() {
         let mut words = line.split_ascii_whitespace();
         let Some(Ok(module)) = words.next().map(ModuleName::new) else {
             continue;
         };
-        for w in words.filter(|w| is_plain_name(w)) {
-            let modules = out.entry(w.to_owned()).or_default();
-            if !modules.contains(&module) {
-                modules.push(module.clone());
-            }
+        if words.any(|w| w == name) && !out.contains(&module) {
+            out.push(module);
         }
     }
     out
@@ -185,13 +175,18 @@ mod tests {
         m.insert(name("iwlwifi"), BTreeSet::from(["b.fw".to_owned()]));
         let text = write_firmware_file(&m);
         assert_eq!(text, "iwlwifi b.fw\nkmi_fw b.fw kmodinit-test/a.bin\n");
-        let back = parse_firmware_file(&text);
-        assert_eq!(back["b.fw"], [name("iwlwifi"), name("kmi_fw")]);
-        assert_eq!(back["kmodinit-test/a.bin"], [name("kmi_fw")]);
-        assert_eq!(back.len(), 2);
+        assert_eq!(
+            modules_naming(&text, "b.fw"),
+            [name("iwlwifi"), name("kmi_fw")]
+        );
+        assert_eq!(
+            modules_naming(&text, "kmodinit-test/a.bin"),
+            [name("kmi_fw")]
+        );
+        assert!(modules_naming(&text, "kmodinit-test").is_empty());
 
-        let odd = parse_firmware_file("bad/name x.fw\n\nkmi_fw ../x ok.fw\nkmi_fw ok.fw\n");
-        assert_eq!(odd.len(), 1, "{odd:?}");
-        assert_eq!(odd["ok.fw"], [name("kmi_fw")]);
+        let odd = "bad/name x.fw\n\nkmi_fw ok.fw\nkmi_fw ok.fw\n";
+        assert!(modules_naming(odd, "x.fw").is_empty());
+        assert_eq!(modules_naming(odd, "ok.fw"), [name("kmi_fw")]);
     }
 }

@@ -306,6 +306,23 @@ pub fn report_state(report: &serde_json::Value, name: &str) -> Option<String> {
     }
 }
 
+/// The boot reached the real init as PID 1, without a fatal error and
+/// without PID 1 dying.
+pub fn assert_real_init_ran(b: &Boot) {
+    assert_init_never_died(b);
+    assert!(
+        !b.console.contains(FATAL_BANNER),
+        "fatal error; tail:\n{}",
+        b.console.tail(40)
+    );
+    assert_eq!(
+        b.console.real_init().map(|i| i.pid),
+        Some(1),
+        "the real init did not run; tail:\n{}",
+        b.console.tail(40)
+    );
+}
+
 /// The lines of the console that show PID 1 died (must never appear).
 pub fn assert_init_never_died(boot: &Boot) {
     assert!(

@@ -13,9 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kmodinit_e2e::{assert_init_never_died, boot, report_modules, Env, BUSYBOX, FATAL_BANNER};
+use kmodinit_e2e::{assert_real_init_ran, boot, report_modules, Env, BUSYBOX};
 use kmodinit_qemu::cpio::Cpio;
-use kmodinit_qemu::{Boot, RealInitRoot};
+use kmodinit_qemu::RealInitRoot;
 use serde_json::{json, Value};
 
 const FW_NAME: &str = "kmodinit-test/kmi_fw.bin";
@@ -72,21 +72,6 @@ fn build(
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn assert_real_init_ran(b: &Boot) {
-    assert_init_never_died(b);
-    assert!(
-        !b.console.contains(FATAL_BANNER),
-        "fatal error; tail:\n{}",
-        b.console.tail(40)
-    );
-    assert_eq!(
-        b.console.real_init().map(|i| i.pid),
-        Some(1),
-        "the real init did not run; tail:\n{}",
-        b.console.tail(40)
-    );
 }
 
 fn kmi_fw(report: &Value) -> &Value {

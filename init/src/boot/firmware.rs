@@ -19,7 +19,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use modules_manifest::firmware::{parse_firmware_file, FIRMWARE_FILE};
+use modules_manifest::firmware::{modules_naming, FIRMWARE_FILE};
 
 use crate::report::Report;
 
@@ -86,11 +86,11 @@ pub fn warning(req: &FailedRequest) -> String {
 /// the load whose firmware list (`map_text`, `modules.firmware`) names
 /// it, else a note on the boot. Each warning once.
 pub fn attribute_to(report: &mut Report, requests: &[FailedRequest], map_text: &str) {
-    let map = parse_firmware_file(map_text);
     for req in requests {
         let w = warning(req);
         let mut attributed = false;
-        if let (Some(modules), Some(load)) = (map.get(&req.name), report.load.as_mut()) {
+        let modules = modules_naming(map_text, &req.name);
+        if let Some(load) = report.load.as_mut() {
             for m in load
                 .modules
                 .iter_mut()
@@ -141,8 +141,11 @@ impl Watch {
             match self.kmsg.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    let record = String::from_utf8_lossy(&buf[..n]);
-                    if let Some(req) = failed_request(&record) {
+                    // The kernel escapes what is not printable (\xNN).
+                    let Ok(record) = std::str::from_utf8(&buf[..n]) else {
+                        continue;
+                    };
+                    if let Some(req) = failed_request(record) {
                         if !out.contains(&req) {
                             out.push(req);
                         }
@@ -180,8 +183,6 @@ impl Watch {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
-    use crate::report::{LoadReport, ModuleReport, ModuleState};
-    use modules_manifest::ModuleName;
 
     fn req(device: &str, name: &str, error: i32) -> FailedRequest {
         FailedRequest {
@@ -234,36 +235,27 @@ mod tests {
         }
     }
 
-    fn module(name: &str) -> ModuleReport {
-        ModuleReport {
-            name: ModuleName::new(name).unwrap(),
-            state: ModuleState::Loaded,
-            params: String::new(),
-            error: None,
-            blocked_by: None,
-            start: None,
-            end: None,
-            worker: None,
-            chains: Vec::new(),
-            warnings: Vec::new(),
-            reason: String::new(),
-            alternative: None,
-        }
+    /// A loaded module's report entry, as JSON.
+    fn module(name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "name": name, "state": "loaded", "params": "", "error": null,
+            "blocked_by": null, "start": null, "end": null, "worker": null,
+            "chains": []
+        })
     }
 
     #[test]
     fn failures_go_to_the_module_that_names_the_file_else_the_boot() {
         let mut report = Report {
-            load: Some(LoadReport {
-                modules: vec![module("kmi_fw"), module("e1000e")],
-                jobs: 1,
-                boottime_load_start: 0.0,
-                boottime_load_end: 0.0,
-                wall_s: 0.0,
-                critical_path_s: 0.0,
-                critical_path: Vec::new(),
-                failed_required_chains: Vec::new(),
-            }),
+            load: Some(
+                serde_json::from_value(serde_json::json!({
+                    "modules": [module("kmi_fw"), module("e1000e")],
+                    "jobs": 1, "boottime_load_start": 0.0, "boottime_load_end": 0.0,
+                    "wall_s": 0.0, "critical_path_s": 0.0, "critical_path": [],
+                    "failed_required_chains": []
+                }))
+                .unwrap(),
+            ),
             ..Report::default()
         };
         let reqs = [
