@@ -189,6 +189,11 @@ impl Env {
         for (src, dst) in add {
             cmd.arg("--add").arg(format!("{}:{dst}", src.display()));
         }
+        // Images the tests parse stay one archive whatever this machine's
+        // microcode (`--microcode auto` adds it for the running kernel).
+        if !extra.contains(&"--microcode") {
+            cmd.args(["--microcode", "none"]);
+        }
         cmd.args(extra);
         let output = run_command(&mut cmd)?;
         Ok((out, output))
