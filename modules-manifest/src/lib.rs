@@ -13,6 +13,7 @@
 pub mod cmdline;
 pub mod depmod;
 pub mod dm;
+pub mod firmware;
 pub mod manifest;
 pub mod modalias;
 pub mod modinfo;

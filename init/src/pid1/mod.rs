@@ -27,6 +27,7 @@ pub mod config;
 mod dm;
 mod error;
 pub mod failure;
+mod firmware;
 pub mod handover;
 pub mod helper_install;
 mod load;
