@@ -156,7 +156,7 @@ init-faults:
 # relocation-model=static again.
 TINY_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static \
 	-C link-self-contained=yes -C force-unwind-tables=no \
-	-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
+	-Zunstable-options -Zlocation-detail=none \
 	-Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
 init-tiny: tiny-deps
 	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
