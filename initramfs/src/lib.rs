@@ -10,6 +10,7 @@
 pub mod coldplug;
 pub mod compress;
 pub mod cpio;
+pub mod elf;
 pub mod image;
 pub mod modprobe;
 pub mod modules;
