@@ -2,12 +2,33 @@
 
 SHELL := /bin/bash
 MUSL  := x86_64-unknown-linux-musl
+ARM64_TARGET := aarch64-unknown-linux-musl
 # The Debian kernel that `make deps` installs (the newest one with headers).
 KVER  ?= $(shell ls -1 /lib/modules 2>/dev/null | while read v; do [ -e /lib/modules/$$v/build ] && echo $$v; done | sort -V | tail -1)
 BUILD := build
-INIT  := $(BUILD)/init
-INIT_FAULTS := $(BUILD)/init-faults
-INIT_TINY := $(BUILD)/init-tiny
+# The architecture /init is built for: empty (or x86_64) is this machine's,
+# into build/; `make init ARCH=arm64` (or riscv64) cross-builds into
+# build/ARCH/ on this x86-64 machine, linked by the toolchain's rust-lld
+# (.cargo/config.toml): no emulated build, no cross C toolchain.
+ARCH ?=
+ifeq ($(ARCH),arm64)
+  TARGET := $(ARM64_TARGET)
+  OUT    := $(BUILD)/arm64
+else ifeq ($(ARCH),riscv64)
+  TARGET := riscv64gc-unknown-linux-musl
+  OUT    := $(BUILD)/riscv64
+else ifeq ($(filter-out x86_64 amd64,$(ARCH)),)
+  TARGET := $(MUSL)
+  OUT    := $(BUILD)
+else
+  $(error ARCH=$(ARCH): expected x86_64 (the default), arm64 or riscv64)
+endif
+# The /init crate and its binary, as cargo names them.
+INIT_PKG := kmodinit
+INIT_BIN := kmodinit
+INIT  := $(OUT)/init
+INIT_FAULTS := $(OUT)/init-faults
+INIT_TINY := $(OUT)/init-tiny
 MKIMAGE := target/release/kmodinit-mkimage
 # Installed without Recommends (they pull QEMU's GUI stack: ~520 packages
 # instead of ~170 on a fresh bookworm), so everything the build and the
@@ -18,10 +39,10 @@ MKIMAGE := target/release/kmodinit-mkimage
 # - libc6-dev (only a Recommends of gcc): cargo links host binaries and the
 #   static gnu fallback of /init against it.
 DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools \
-            linux-image-amd64 linux-headers-amd64 busybox-static \
+            linux-image-amd64 linux-headers-amd64 busybox-static qemu-system-arm \
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
-.PHONY: init-tiny-faults all deps tiny-deps bpo-kernel init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+.PHONY: init-tiny-faults all deps tiny-deps bpo-kernel arm64-kernel arm64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init mkimage
@@ -36,20 +57,37 @@ deps:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "Debian packages: all present"; fi
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
+	@rustup target list --installed | grep -qx $(ARM64_TARGET) || rustup target add $(ARM64_TARGET)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	@$(MAKE) --no-print-directory tiny-deps
 	@$(MAKE) --no-print-directory bpo-kernel
+	@$(MAKE) --no-print-directory tiny-deps ARCH=arm64
+	@$(MAKE) --no-print-directory arm64-kernel
 
 # The pinned nightly of `make init-tiny`, with rust-src (for -Z build-std)
 # and the musl target. Pinned by date so the tiny build is reproducible and
 # its size comparable run to run; bump it deliberately, checking that
 # init-tiny still builds, boots and stays under its size target.
 TINY_TOOLCHAIN := nightly-2026-05-20
+#
+# For a cross ARCH the nightly's own rust-std of the target is not needed
+# (build-std compiles std from rust-src), only the musl C runtime that a
+# rust-std ships (`lib/self-contained`: crt objects, libc.a); the archive
+# this machine reaches has none for aarch64 at that date, so the stable
+# toolchain's (same musl 1.2.5) is copied into the nightly's sysroot once.
 tiny-deps:
 	@rustup toolchain list | grep -q '^$(TINY_TOOLCHAIN)' && \
 	  rustup +$(TINY_TOOLCHAIN) component list --installed 2>/dev/null | grep -q '^rust-src' && \
 	  rustup +$(TINY_TOOLCHAIN) target list --installed 2>/dev/null | grep -qx $(MUSL) || \
 	  rustup toolchain install $(TINY_TOOLCHAIN) --profile minimal -c rust-src -t $(MUSL)
+ifneq ($(TARGET),$(MUSL))
+	@set -e; n=$$(rustc +$(TINY_TOOLCHAIN) --print sysroot)/lib/rustlib/$(TARGET)/lib; \
+	if [ ! -f "$$n/self-contained/libc.a" ]; then \
+		rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET); \
+		s=$$(rustc --print sysroot)/lib/rustlib/$(TARGET)/lib/self-contained; \
+		mkdir -p "$$n"; cp -a "$$s" "$$n/"; echo "$(TINY_TOOLCHAIN): musl runtime of $(TARGET) from $$s"; \
+	fi
+endif
 
 # A second kernel for tests/tests/kernel_decompress.rs: the newest cloud
 # kernel of bookworm-backports (6.12 today), whose CONFIG_MODULE_DECOMPRESS
@@ -119,15 +157,46 @@ bpo-kernel:
 	echo "$(BPO_SUITE) kernel from $$mirror: $$(basename "$$deb") ($$(du -h "$$deb" | cut -f1)) extracted: $(BPO_DIR)/root/boot/vmlinuz-$$rel," \
 	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules in $(BPO_DIR)/root/lib/modules/$$rel"
 
+# Debian's arm64 kernel of the same release as the x86 one ($(KVER) with
+# -arm64 for -amd64), for tests/tests/arm64.rs, `make demo ARCH=arm64` and
+# the bench: linux-image-R and busybox-static (the real init's shell) of
+# arm64, fetched with this machine's apt sources but private package lists
+# and cache for architecture arm64 under $(ARM64_DIR)/apt (the system's apt
+# state, dpkg database and /lib/modules are untouched, nothing is
+# installed), extracted with `dpkg-deb -x` into $(ARM64_DIR)/root
+# (boot/vmlinuz-R, an uncompressed arm64 Image; lib/modules/R indexed by
+# `depmod -b`, as the package ships no modules.dep; bin/busybox).
+# Idempotent: with R already extracted nothing is fetched.
+ARM64_DIR := $(BUILD)/arm64
+arm64-kernel:
+	@set -euo pipefail; d="$(abspath $(ARM64_DIR))"; \
+	rel="$(KVER)"; [ -n "$$rel" ] || { echo "error: no x86 kernel with headers in /lib/modules: run make deps"; exit 1; }; \
+	rel="$${rel%-amd64}-arm64"; \
+	if [ "$$(cat "$$d/release" 2>/dev/null)" = "$$rel" ] && [ -f "$$d/root/lib/modules/$$rel/modules.dep" ] \
+	   && [ -f "$$d/root/boot/vmlinuz-$$rel" ] && [ -x "$$d/root/bin/busybox" ]; then \
+		echo "arm64 kernel: $$rel (already in $(ARM64_DIR)/root)"; exit 0; \
+	fi; \
+	mkdir -p "$$d/apt/lists/partial" "$$d/apt/cache/archives/partial" "$$d/debs"; \
+	A=(-o Dir::State::Lists="$$d/apt/lists" -o Dir::Cache="$$d/apt/cache" \
+	   -o APT::Architecture=arm64 -o APT::Architectures=arm64 -o APT::Sandbox::User=root -q); \
+	apt-get "$${A[@]}" update >"$$d/apt/update.log" 2>&1 || { cat "$$d/apt/update.log"; exit 1; }; \
+	rm -f "$$d/debs/"*.deb; \
+	(cd "$$d/debs" && apt-get "$${A[@]}" download "linux-image-$$rel" busybox-static); \
+	rm -rf "$$d/root.new"; for deb in "$$d/debs/"*.deb; do dpkg-deb -x "$$deb" "$$d/root.new"; done; \
+	depmod -b "$$d/root.new" "$$rel"; \
+	rm -rf "$$d/root"; mv "$$d/root.new" "$$d/root"; echo "$$rel" > "$$d/release"; rm -f "$$d/debs/"*.deb; \
+	echo "arm64 kernel $$rel extracted: $(ARM64_DIR)/root/boot/vmlinuz-$$rel," \
+	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules; busybox $(ARM64_DIR)/root/bin/busybox"
+
 # The static PID 1 on stable Rust. musl target; `file` must say "statically
 # linked". Default features: host commands (`kmodinit plan`, `--dry-run`), no
 # module decoders (images hold `.ko` files, see initramfs/README.md); add
 # `--features xz,zstd,gzip` for images that keep compressed modules on a
 # kernel that cannot decompress them. Sizes: init/SIZE.md.
 init:
-	cargo build --release -p kmodinit --target $(MUSL)
-	@mkdir -p $(BUILD)
-	cp target/$(MUSL)/release/kmodinit $(INIT)
+	cargo build --release -p $(INIT_PKG) --target $(TARGET)
+	@mkdir -p $(OUT)
+	cp target/$(TARGET)/release/$(INIT_BIN) $(INIT)
 	@file $(INIT) | grep -q 'static' || { echo "error: $(INIT) is not static"; exit 1; }
 	@ls -l $(INIT) | awk '{printf "built %s: %d bytes (%.0f KiB)\n", $$9, $$5, $$5/1024}'
 
@@ -138,9 +207,9 @@ init:
 # ~9 s (the kmodinit crate only); a shared dir only saves the first build's
 # dependencies (~8 s, once).
 init-faults:
-	CARGO_TARGET_DIR=target/faults cargo build --release -p kmodinit --target $(MUSL) --features fault-injection
-	@mkdir -p $(BUILD)
-	cp target/faults/$(MUSL)/release/kmodinit $(INIT_FAULTS)
+	CARGO_TARGET_DIR=target/faults cargo build --release -p $(INIT_PKG) --target $(TARGET) --features fault-injection
+	@mkdir -p $(OUT)
+	cp target/faults/$(TARGET)/release/$(INIT_BIN) $(INIT_FAULTS)
 	@file $(INIT_FAULTS) | grep -q 'static' || { echo "error: $(INIT_FAULTS) is not static"; exit 1; }
 
 # The smallest /init (init/SIZE.md): the same code on the pinned nightly,
@@ -154,28 +223,34 @@ init-faults:
 # fat LTO and one codegen unit apply. Own target dir, so the stable build's
 # cache is never swapped. RUSTFLAGS replaces .cargo/config.toml's, hence
 # relocation-model=static again.
+# A cross ARCH is linked by rust-lld directly (.cargo/config.toml's
+# `linker`), which takes --icf=all without -Wl.
+ifeq ($(TARGET),$(MUSL))
+TINY_LINK := -Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
+else
+TINY_LINK := -Clink-arg=--icf=all
+endif
 TINY_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static \
 	-C link-self-contained=yes -C force-unwind-tables=no \
-	-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
-	-Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
+	-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none $(TINY_LINK)
 init-tiny: tiny-deps
 	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
-	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit --target $(MUSL) --no-default-features \
+	  cargo +$(TINY_TOOLCHAIN) build --release -p $(INIT_PKG) --target $(TARGET) --no-default-features \
 	  -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
-	@mkdir -p $(BUILD)
-	cp target/tiny/$(MUSL)/release/kmodinit $(INIT_TINY)
+	@mkdir -p $(OUT)
+	cp target/tiny/$(TARGET)/release/$(INIT_BIN) $(INIT_TINY)
 	@file $(INIT_TINY) | grep -q 'static' || { echo "error: $(INIT_TINY) is not static"; exit 1; }
 	@ls -l $(INIT_TINY) | awk '{printf "built %s: %d bytes (%.0f KiB)\n", $$9, $$5, $$5/1024}'
 
 # The fault-injection twin of init-tiny (tests/tests/tiny.rs: a panic in
 # the loader child of the tiny build). Same target dir: std is built once.
-INIT_TINY_FAULTS := $(BUILD)/init-tiny-faults
+INIT_TINY_FAULTS := $(OUT)/init-tiny-faults
 init-tiny-faults: tiny-deps
 	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
-	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit --target $(MUSL) --no-default-features --features fault-injection \
+	  cargo +$(TINY_TOOLCHAIN) build --release -p $(INIT_PKG) --target $(TARGET) --no-default-features --features fault-injection \
 	  -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
-	@mkdir -p $(BUILD)
-	cp target/tiny/$(MUSL)/release/kmodinit $(INIT_TINY_FAULTS)
+	@mkdir -p $(OUT)
+	cp target/tiny/$(TARGET)/release/$(INIT_BIN) $(INIT_TINY_FAULTS)
 
 mkimage:
 	cargo build --release -p kmodinit-mkimage

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::{
-    run_command, scratch_dir, Boot, Ext4Image, GptDisk, HarnessError, HostKernel, RealInitRoot, Vm,
+    run_command, scratch_dir, Arch, Boot, Ext4Image, GptDisk, HarnessError, HostKernel,
+    RealInitRoot, Vm,
 };
 
 pub use fixtures::{workspace_root, Fixtures};
@@ -29,6 +30,8 @@ pub const DEMO_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "ext4"];
 /// Paths and tools shared by the end-to-end tests.
 #[derive(Debug, Clone)]
 pub struct Env {
+    /// The guest's architecture; its `/init` and busybox must match it.
+    pub arch: Arch,
     pub kernel: HostKernel,
     /// The static PID 1 (`make init` → `build/init`; `$KMODINIT_INIT`).
     pub init: PathBuf,
@@ -38,22 +41,39 @@ pub struct Env {
     pub work: PathBuf,
     /// Where the fixtures are built and staged (`build/fixtures`).
     pub fixtures_dir: PathBuf,
+    /// The static busybox of the guest's architecture (rescue shell, real
+    /// init).
+    pub busybox: PathBuf,
 }
 
 impl Env {
     /// The environment, or a message saying which `make` target is missing.
     pub fn new() -> Result<Env, HarnessError> {
+        Env::for_arch(Arch::X86_64)
+    }
+
+    /// The environment of a guest architecture: its kernel
+    /// ([`Arch::kernel`]), `/init` from `make init ARCH=…`
+    /// (`$KMODINIT_INIT` for x86-64 only), its busybox.
+    pub fn for_arch(arch: Arch) -> Result<Env, HarnessError> {
         let root = workspace_root();
-        let kernel = HostKernel::find()?;
+        let kernel = arch.kernel(&root)?;
         let init = std::env::var_os("KMODINIT_INIT")
+            .filter(|_| arch == Arch::X86_64)
             .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("build/init"));
+            .unwrap_or_else(|| root.join(arch.build_dir()).join("init"));
         let mkimage = std::env::var_os("KMODINIT_MKIMAGE")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/release/kmodinit-mkimage"));
+        let busybox = arch.busybox(&root);
+        let make_init = match arch {
+            Arch::X86_64 => "init".to_string(),
+            other => format!("init ARCH={other}"),
+        };
         for (what, path, target) in [
-            ("/init", &init, "init"),
+            ("/init", &init, make_init.as_str()),
             ("image tool", &mkimage, "mkimage"),
+            ("busybox", &busybox, "deps"),
         ] {
             if !path.is_file() {
                 return Err(HarnessError::Invalid(format!(
@@ -63,11 +83,23 @@ impl Env {
             }
         }
         Ok(Env {
+            arch,
             kernel,
             init,
             mkimage,
             work: root.join("build/e2e"),
             fixtures_dir: root.join("build/fixtures"),
+            busybox,
+        })
+    }
+
+    /// The arm64 environment shared by one test binary (`make init
+    /// ARCH=arm64`, the kernel and busybox of `make deps`); panics with the
+    /// reason (tests only).
+    pub fn arm64() -> &'static Env {
+        static ENV: OnceLock<Env> = OnceLock::new();
+        ENV.get_or_init(|| {
+            Env::for_arch(Arch::Arm64).unwrap_or_else(|e| panic!("arm64 e2e environment: {e}"))
         })
     }
 
@@ -83,10 +115,14 @@ impl Env {
     pub fn with_init(&self, var: &str, file: &str) -> Env {
         let init = std::env::var_os(var)
             .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("build").join(file));
+            .unwrap_or_else(|| workspace_root().join(self.arch.build_dir()).join(file));
+        let arch = match self.arch {
+            Arch::X86_64 => String::new(),
+            other => format!(" ARCH={other}"),
+        };
         assert!(
             init.is_file(),
-            "{} is missing: run `make {file}` (or `make test-e2e`)",
+            "{} is missing: run `make {file}{arch}` (or `make test-e2e`)",
             init.display()
         );
         Env {
@@ -161,7 +197,12 @@ impl Env {
             .arg(&self.init)
             .arg("--compress")
             .arg(compress);
-        if let Some(root) = modules_root {
+        // A foreign architecture's tree is never the host's `/`.
+        let foreign_root = self
+            .kernel
+            .modules_root()
+            .filter(|_| self.arch != Arch::X86_64);
+        if let Some(root) = modules_root.or(foreign_root) {
             cmd.arg("--modules-root").arg(root);
         }
         for (src, dst) in add {
@@ -176,7 +217,7 @@ impl Env {
     /// `UUID=`, `LABEL=`).
     pub fn root_disk(&self, dir: &Path) -> (Ext4Image, PathBuf) {
         let tree = dir.join("rootfs");
-        RealInitRoot::new()
+        self.real_init()
             .populate(&tree)
             .unwrap_or_else(|e| panic!("real-init root: {e}"));
         let fs = Ext4Image::new(32).unwrap_or_else(|e| panic!("uuid: {e}"));
@@ -189,7 +230,7 @@ impl Env {
     /// A GPT root disk (partition 1 = ext4 with the real init, `PARTUUID=`).
     pub fn gpt_root_disk(&self, dir: &Path) -> (GptDisk, PathBuf) {
         let tree = dir.join("rootfs");
-        RealInitRoot::new()
+        self.real_init()
             .populate(&tree)
             .unwrap_or_else(|e| panic!("real-init root: {e}"));
         let disk = GptDisk::new(32).unwrap_or_else(|e| panic!("uuid: {e}"));
@@ -199,10 +240,16 @@ impl Env {
         (disk, img)
     }
 
+    /// The real init's root of this architecture (its busybox).
+    pub fn real_init(&self) -> RealInitRoot {
+        RealInitRoot::new().busybox(&self.busybox)
+    }
+
     /// A VM for this kernel, logging to `dir/console.log`, stopping when the
     /// real init is done.
     pub fn vm(&self, dir: &Path, initrd: &Path) -> Vm {
         Vm::new(&self.kernel.vmlinuz)
+            .arch(self.arch)
             .initrd(initrd)
             .log_file(dir.join("console.log"))
             .stop_on(markers::DONE)
@@ -328,7 +375,7 @@ impl Env {
         init: &RealInitRoot,
     ) -> PathBuf {
         let script = self.real_init_script_of(dir, init);
-        let bb = Path::new(BUSYBOX);
+        let bb = self.busybox.as_path();
         self.mkimage(
             dir,
             manifest,
