@@ -274,11 +274,17 @@ fixtures:
 
 # The README's first command: build /init and the image, make a root disk,
 # boot it under QEMU (TCG) and show the module timeline and the real init.
+# `make demo ARCH=arm64`: the same on QEMU's arm64 virt board, with
+# Debian's arm64 kernel (`make arm64-kernel`, run by `make deps`).
 demo: init mkimage
-	cargo run -q --release -p kmodinit-qemu --bin kmodinit-demo -- --init $(INIT) --mkimage $(MKIMAGE)
+	cargo run -q --release -p kmodinit-qemu --bin kmodinit-demo -- --init $(INIT) --mkimage $(MKIMAGE) --arch "$(ARCH)"
+
+# The arm64 /init and its fault-injection twin, for tests/tests/arm64.rs.
+arm64-inits:
+	@$(MAKE) --no-print-directory init init-faults ARCH=arm64
 
 # QEMU boots (each test is #[ignore]d so `cargo test` alone stays fast).
-test-e2e: init init-faults init-tiny init-tiny-faults mkimage fixtures
+test-e2e: init init-faults init-tiny init-tiny-faults mkimage fixtures arm64-inits
 	cargo test -p kmodinit-e2e --no-fail-fast -- --ignored --test-threads=2
 
 test: lint test-unit test-e2e

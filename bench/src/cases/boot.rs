@@ -12,9 +12,15 @@ pub const ROOT_UUID: &str = "6b6d6f64-696e-6974-2d62-656e63680001";
 /// The root disk: the harness's real init (prints the uptime it starts at,
 /// kmodinit's report, /proc/modules, then powers off) on ext4 with our UUID.
 pub(crate) fn root_disk(work: &Path) -> Result<PathBuf, String> {
+    root_disk_with(work, Path::new(kmodinit_qemu::rootfs::HOST_BUSYBOX))
+}
+
+/// [`root_disk`] with another architecture's `busybox`.
+pub(crate) fn root_disk_with(work: &Path, busybox: &Path) -> Result<PathBuf, String> {
     let dir = work.join("rootfs");
     let _ = std::fs::remove_dir_all(&dir);
     kmodinit_qemu::RealInitRoot::new()
+        .busybox(busybox)
         .populate(&dir)
         .map_err(|e| e.to_string())?;
     let img = work.join("root.ext4");
@@ -41,7 +47,7 @@ pub(crate) fn root_manifest() -> serde_json::Value {
 /// A minimal busybox `/init` that insmods `files` (relative to the module
 /// directory, dependencies first) in order and switch_roots, the smallest
 /// thing that can boot this root.
-fn insmod_script(release: &str, files: &[&str]) -> String {
+pub(crate) fn insmod_script(release: &str, files: &[&str]) -> String {
     // /proc/uptime first: the kernel's part of the boot ends here.
     let mut s = String::from(
         "#!/bin/sh\nB=/bin/busybox\n$B mount -t proc proc /proc\nread t rest < /proc/uptime\n\
