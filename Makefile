@@ -24,8 +24,8 @@ else
   $(error ARCH=$(ARCH): expected x86_64 (the default), arm64 or riscv64)
 endif
 # The /init crate and its binary, as cargo names them.
-INIT_PKG := kmodinit
-INIT_BIN := kmodinit
+INIT_PKG := kmodinit-init
+INIT_BIN := init
 INIT  := $(OUT)/init
 INIT_FAULTS := $(OUT)/init-faults
 INIT_TINY := $(OUT)/init-tiny
@@ -42,10 +42,10 @@ DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools \
             linux-image-amd64 linux-headers-amd64 busybox-static qemu-system-arm \
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
-.PHONY: init-tiny-faults all deps tiny-deps bpo-kernel arm64-kernel arm64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+.PHONY: init-tiny-faults all host deps tiny-deps bpo-kernel arm64-kernel arm64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
-all: init mkimage
+all: init host
 
 # Idempotent: apt-get runs only when a package is missing. With CI=true the
 # tests treat a missing prerequisite as a failure (tests/README.md), so
@@ -189,8 +189,8 @@ arm64-kernel:
 	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules; busybox $(ARM64_DIR)/root/bin/busybox"
 
 # The static PID 1 on stable Rust. musl target; `file` must say "statically
-# linked". Default features: host commands (`kmodinit plan`, `--dry-run`), no
-# module decoders (images hold `.ko` files, see initramfs/README.md); add
+# linked". Default features: manifest errors with JSON paths, no module
+# decoders (images hold `.ko` files, see initramfs/README.md); add
 # `--features xz,zstd,gzip` for images that keep compressed modules on a
 # kernel that cannot decompress them. Sizes: init/SIZE.md.
 init:
@@ -202,7 +202,7 @@ init:
 
 # The test-only /init of tests/tests/panics.rs: `kmodinit.fault=` injects
 # panics (feature fault-injection, init/src/fault.rs). Its own target
-# dir, so the product's target/$(MUSL)/release/kmodinit (what `make init`
+# dir, so the product's target/$(TARGET)/release/$(INIT_BIN) (what `make init`
 # copies) is never swapped for it. Measured: after an edit both rebuild in
 # ~9 s (the kmodinit crate only); a shared dir only saves the first build's
 # dependencies (~8 s, once).
@@ -216,8 +216,8 @@ init-faults:
 # std rebuilt for size (-Z build-std, optimize_for_size) with panics that
 # abort on the spot (-Cpanic=immediate-abort: no panic hook, no message,
 # no unwinding, so no unwind tables either), no caller locations in panic
-# data, no decoders, no host commands and manifest errors without JSON
-# paths (--no-default-features: those are for `make init` builds), linked
+# data, no decoders and manifest errors without JSON paths
+# (--no-default-features), linked
 # by the toolchain's rust-lld with identical code folding (--icf=all:
 # -11 KiB). The release profile's opt-level z,
 # fat LTO and one codegen unit apply. Own target dir, so the stable build's
@@ -252,8 +252,11 @@ init-tiny-faults: tiny-deps
 	@mkdir -p $(OUT)
 	cp target/tiny/$(TARGET)/release/$(INIT_BIN) $(INIT_TINY_FAULTS)
 
-mkimage:
-	cargo build --release -p kmodinit-mkimage
+# The host tool (target/release/kmodinit: build, plan, report,
+# manifest-from-host) and the image builder under its own name.
+HOST := target/release/kmodinit
+mkimage host:
+	cargo build --release -p kmodinit -p kmodinit-mkimage
 
 lint:
 	cargo fmt --all -- --check
@@ -264,7 +267,7 @@ lint:
 # build without them.
 test-unit:
 	cargo test --workspace
-	cargo test -p kmodinit --features xz,zstd,gzip
+	cargo test -p kmodinit-init --features xz,zstd,gzip
 
 # The fixture kernel modules (tests/fixtures/*.c + the generated benchmark
 # farm), built against the installed headers and staged with depmod into
@@ -294,12 +297,14 @@ clean:
 	rm -rf $(BUILD)
 
 # Boots kmodinit and baseline images under QEMU (TCG, -smp 2), BENCH_RUNS runs
-# each (default 5; BENCH_CASES=1,2,3,4,5 picks cases); writes
+# each (default 5; BENCH_CASES=1,2,3,4,5,6 picks cases; 6 is the arm64 boot,
+# hence both arm64 builds); writes
 # bench/results/latest.md (summary at its top) and the timeline SVGs; README
 # is left alone (kmodinit-bench --readme README.md writes its section).
 # Then the pool-width sweep (fixed widths against the adaptive pool, 3 runs;
 # bench/results/sweep.md): about 8 more minutes on a quiet host.
-bench: init mkimage
+bench: init host
+	@$(MAKE) --no-print-directory init init-tiny ARCH=arm64
 	cargo build --release -p kmodinit-bench
 	KVER=$(KVER) target/release/kmodinit-bench
 	KVER=$(KVER) BENCH_RUNS=3 BENCH_CASES=1,2,3 target/release/kmodinit-bench sweep
@@ -329,4 +334,4 @@ fuzz-smoke: fuzz-deps
 # (init/tests/loom_coordinator.rs; ~3 minutes on 2 cores). Prints how many
 # interleavings each case explored; LOOM_MAX_PREEMPTIONS=N explores deeper.
 loom:
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p kmodinit --test loom_coordinator -- --test-threads 1 --nocapture
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p kmodinit-init --test loom_coordinator -- --test-threads 1 --nocapture

@@ -35,8 +35,10 @@ pub struct Env {
     pub kernel: HostKernel,
     /// The static PID 1 (`make init` → `build/init`; `$KMODINIT_INIT`).
     pub init: PathBuf,
-    /// `kmodinit-mkimage` (`make mkimage`; `$KMODINIT_MKIMAGE`).
+    /// `kmodinit-mkimage` (`make host`; `$KMODINIT_MKIMAGE`).
     pub mkimage: PathBuf,
+    /// The host tool, `kmodinit` (`make host`; `$KMODINIT_HOST`).
+    pub host_tool: PathBuf,
     /// Scratch space for images, disks and console logs (`build/e2e`).
     pub work: PathBuf,
     /// Where the fixtures are built and staged (`build/fixtures`).
@@ -65,6 +67,9 @@ impl Env {
         let mkimage = std::env::var_os("KMODINIT_MKIMAGE")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/release/kmodinit-mkimage"));
+        let host_tool = std::env::var_os("KMODINIT_HOST")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/release/kmodinit"));
         let busybox = arch.busybox(&root);
         let make_init = match arch {
             Arch::X86_64 => "init".to_string(),
@@ -72,7 +77,8 @@ impl Env {
         };
         for (what, path, target) in [
             ("/init", &init, make_init.as_str()),
-            ("image tool", &mkimage, "mkimage"),
+            ("image tool", &mkimage, "host"),
+            ("host tool", &host_tool, "host"),
             ("busybox", &busybox, "deps"),
         ] {
             if !path.is_file() {
@@ -87,6 +93,7 @@ impl Env {
             kernel,
             init,
             mkimage,
+            host_tool,
             work: root.join("build/e2e"),
             fixtures_dir: root.join("build/fixtures"),
             busybox,
