@@ -161,7 +161,7 @@ pub enum BuildError {
     #[error(
         "--init {init} is built for {init_machine}, but the modules of {release} are for \
          {module_machine} ({module}): give an /init built for {module_machine} \
-         (e.g. `make init ARCH=arm64` → build/arm64/init)"
+         (`make init ARCH=NAME` builds one in build/NAME/init)"
     )]
     InitMachine {
         init: PathBuf,
