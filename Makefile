@@ -9,14 +9,24 @@ BUILD := build
 # The architecture /init is built for: empty (or x86_64) is this machine's,
 # into build/; `make init ARCH=arm64` (or riscv64) cross-builds into
 # build/ARCH/ on this x86-64 machine, linked by the toolchain's rust-lld
-# (.cargo/config.toml): no emulated build, no cross C toolchain.
+# (.cargo/config.toml): no emulated build.
+# riscv64: no rust-std of riscv64gc-unknown-linux-musl reaches this machine
+# (static.rust-lang.org answers 404 for stable's, the pinned nightly lists
+# none), so `make init ARCH=riscv64` too builds std from the pinned
+# nightly's rust-src, with the musl runtime of `make riscv64-musl`.
 ARCH ?=
+INIT_CARGO := cargo
+INIT_STD   :=
+INIT_DEPS  :=
 ifeq ($(ARCH),arm64)
   TARGET := $(ARM64_TARGET)
   OUT    := $(BUILD)/arm64
 else ifeq ($(ARCH),riscv64)
   TARGET := riscv64gc-unknown-linux-musl
   OUT    := $(BUILD)/riscv64
+  INIT_CARGO  = cargo +$(TINY_TOOLCHAIN)
+  INIT_STD   := -Z build-std=std,panic_abort
+  INIT_DEPS  := tiny-deps
 else ifeq ($(filter-out x86_64 amd64,$(ARCH)),)
   TARGET := $(MUSL)
   OUT    := $(BUILD)
@@ -39,10 +49,10 @@ MKIMAGE := target/release/kmodinit-mkimage
 # - libc6-dev (only a Recommends of gcc): cargo links host binaries and the
 #   static gnu fallback of /init against it.
 DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools \
-            linux-image-amd64 linux-headers-amd64 busybox-static qemu-system-arm \
+            linux-image-amd64 linux-headers-amd64 busybox-static qemu-system-arm gcc-riscv64-linux-gnu qemu-user \
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
-.PHONY: init-tiny-faults all host deps tiny-deps bpo-kernel arm64-kernel arm64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+.PHONY: init-tiny-faults all host deps tiny-deps bpo-kernel arm64-kernel arm64-inits riscv64-musl riscv64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
 all: init host
@@ -62,6 +72,7 @@ deps:
 	@$(MAKE) --no-print-directory tiny-deps
 	@$(MAKE) --no-print-directory bpo-kernel
 	@$(MAKE) --no-print-directory tiny-deps ARCH=arm64
+	@$(MAKE) --no-print-directory tiny-deps ARCH=riscv64
 	@$(MAKE) --no-print-directory arm64-kernel
 
 # The pinned nightly of `make init-tiny`, with rust-src (for -Z build-std)
@@ -80,7 +91,9 @@ tiny-deps:
 	  rustup +$(TINY_TOOLCHAIN) component list --installed 2>/dev/null | grep -q '^rust-src' && \
 	  rustup +$(TINY_TOOLCHAIN) target list --installed 2>/dev/null | grep -qx $(MUSL) || \
 	  rustup toolchain install $(TINY_TOOLCHAIN) --profile minimal -c rust-src -t $(MUSL)
-ifneq ($(TARGET),$(MUSL))
+ifeq ($(ARCH),riscv64)
+	@$(MAKE) --no-print-directory riscv64-musl
+else ifneq ($(TARGET),$(MUSL))
 	@set -e; n=$$(rustc +$(TINY_TOOLCHAIN) --print sysroot)/lib/rustlib/$(TARGET)/lib; \
 	if [ ! -f "$$n/self-contained/libc.a" ]; then \
 		rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET); \
@@ -88,6 +101,44 @@ ifneq ($(TARGET),$(MUSL))
 		mkdir -p "$$n"; cp -a "$$s" "$$n/"; echo "$(TINY_TOOLCHAIN): musl runtime of $(TARGET) from $$s"; \
 	fi
 endif
+
+# The musl runtime of riscv64gc-unknown-linux-musl in the pinned nightly's
+# sysroot (lib/rustlib/TARGET/lib/self-contained), which a rust-std would
+# ship: crt1.o, crti.o, crtn.o, libc.a from Debian's musl-dev of riscv64
+# (trixie: bookworm has no riscv64), fetched with a private apt setup
+# under $(RISCV64_DIR)/apt as arm64-kernel does, from the mirror this
+# machine's apt uses for bookworm (`RISCV64_MIRROR=URI` overrides);
+# crtbegin.o, crtend.o and libgcc_eh.a (as libunwind.a: the unwinder std
+# links) from gcc-riscv64-linux-gnu. libgcc_eh of that glibc-built gcc
+# calls _dl_find_object (glibc ≥ 2.35), which musl lacks: a stub returning
+# "not found" is added, so the riscv64 builds print no backtrace (they
+# never unwind: panic = "abort"). Idempotent (a stamp file).
+RISCV64_DIR := $(BUILD)/riscv64
+RISCV64_MIRROR ?=
+riscv64-musl:
+	@set -euo pipefail; n="$$(rustc +$(TINY_TOOLCHAIN) --print sysroot)/lib/rustlib/riscv64gc-unknown-linux-musl/lib/self-contained"; \
+	if [ -f "$$n/kmodinit-stamp" ]; then echo "riscv64 musl runtime: $$(cat "$$n/kmodinit-stamp")"; exit 0; fi; \
+	d="$(abspath $(RISCV64_DIR))"; mkdir -p "$$d/apt/lists/partial" "$$d/apt/cache/archives/partial" "$$d/debs"; \
+	mirror='$(RISCV64_MIRROR)'; \
+	[ -n "$$mirror" ] || mirror=$$(apt-get indextargets --no-release-info \
+		--format '$$(TARGET_OF) $$(CREATED_BY) $$(RELEASE) $$(REPO_URI)' 2>/dev/null \
+		| awk '$$1 == "deb" && $$2 == "Packages" && $$3 == "bookworm" { print $$4; exit }'); \
+	[ -n "$$mirror" ] || { echo "error: no apt source of this machine names bookworm; set RISCV64_MIRROR=URI"; exit 1; }; \
+	echo "deb $$mirror trixie main" > "$$d/apt/sources.list"; \
+	A=(-o Dir::Etc::sourcelist="$$d/apt/sources.list" -o Dir::Etc::sourceparts=- \
+	   -o Dir::State::Lists="$$d/apt/lists" -o Dir::Cache="$$d/apt/cache" \
+	   -o APT::Architecture=riscv64 -o APT::Architectures=riscv64 -o APT::Sandbox::User=root -q); \
+	apt-get "$${A[@]}" update >"$$d/apt/update.log" 2>&1 || { cat "$$d/apt/update.log"; exit 1; }; \
+	rm -f "$$d/debs/"*.deb; (cd "$$d/debs" && apt-get "$${A[@]}" download musl-dev); \
+	rm -rf "$$d/musl"; dpkg-deb -x "$$d/debs/"musl-dev_*.deb "$$d/musl"; \
+	mkdir -p "$$n"; cp "$$d/musl/usr/lib/riscv64-linux-musl/"{crt1.o,crti.o,crtn.o,Scrt1.o,rcrt1.o,libc.a} "$$n/"; \
+	G=riscv64-linux-gnu-gcc; for o in crtbegin.o crtend.o crtbeginS.o crtendS.o; do cp "$$($$G -print-file-name=$$o)" "$$n/"; done; \
+	cp "$$($$G -print-file-name=libgcc_eh.a)" "$$n/libunwind.a"; \
+	printf 'int _dl_find_object(void *pc, void *result) { (void)pc; (void)result; return -1; }\n' > "$$d/dl_find_object.c"; \
+	$$G -O2 -fno-stack-protector -c "$$d/dl_find_object.c" -o "$$d/dl_find_object.o"; \
+	riscv64-linux-gnu-ar r "$$n/libunwind.a" "$$d/dl_find_object.o"; \
+	echo "$$(basename "$$d/debs/"musl-dev_*.deb) from $$mirror, $$($$G -dumpfullversion)'s crt and libgcc_eh" > "$$n/kmodinit-stamp"; \
+	echo "riscv64 musl runtime: $$(cat "$$n/kmodinit-stamp")"
 
 # A second kernel for tests/tests/kernel_decompress.rs: the newest cloud
 # kernel of bookworm-backports (6.12 today), whose CONFIG_MODULE_DECOMPRESS
@@ -193,8 +244,8 @@ arm64-kernel:
 # decoders (images hold `.ko` files, see initramfs/README.md); add
 # `--features xz,zstd,gzip` for images that keep compressed modules on a
 # kernel that cannot decompress them. Sizes: init/SIZE.md.
-init:
-	cargo build --release -p $(INIT_PKG) --target $(TARGET)
+init: $(INIT_DEPS)
+	$(INIT_CARGO) build --release -p $(INIT_PKG) --target $(TARGET) $(INIT_STD)
 	@mkdir -p $(OUT)
 	cp target/$(TARGET)/release/$(INIT_BIN) $(INIT)
 	@file $(INIT) | grep -q 'static' || { echo "error: $(INIT) is not static"; exit 1; }
@@ -206,8 +257,8 @@ init:
 # copies) is never swapped for it. Measured: after an edit both rebuild in
 # ~9 s (the kmodinit crate only); a shared dir only saves the first build's
 # dependencies (~8 s, once).
-init-faults:
-	CARGO_TARGET_DIR=target/faults cargo build --release -p $(INIT_PKG) --target $(TARGET) --features fault-injection
+init-faults: $(INIT_DEPS)
+	CARGO_TARGET_DIR=target/faults $(INIT_CARGO) build --release -p $(INIT_PKG) --target $(TARGET) $(INIT_STD) --features fault-injection
 	@mkdir -p $(OUT)
 	cp target/faults/$(TARGET)/release/$(INIT_BIN) $(INIT_FAULTS)
 	@file $(INIT_FAULTS) | grep -q 'static' || { echo "error: $(INIT_FAULTS) is not static"; exit 1; }
@@ -286,11 +337,23 @@ demo: init mkimage
 arm64-inits:
 	@$(MAKE) --no-print-directory init init-faults ARCH=arm64
 
+# riscv64 in `make test`: both builds, each then run once as a plain
+# process under qemu-user (musl's and std's start-up, the guard that
+# refuses to act outside PID 1: exit 2 with its message). Booting it needs
+# a riscv64 kernel with modules, which bookworm lacks (init/SIZE.md).
+riscv64-inits:
+	@$(MAKE) --no-print-directory init init-tiny ARCH=riscv64
+	@for b in $(BUILD)/riscv64/init $(BUILD)/riscv64/init-tiny; do \
+		rc=0; out=$$(qemu-riscv64 $$b 2>&1) || rc=$$?; \
+		if [ $$rc = 2 ] && grep -q "PID 1" <<<"$$out"; then echo "$$b runs under qemu-riscv64 (not PID 1: refuses, exit 2)"; \
+		else echo "error: $$b under qemu-riscv64: exit $$rc: $$out"; exit 1; fi; \
+	done
+
 # QEMU boots (each test is #[ignore]d so `cargo test` alone stays fast).
 test-e2e: init init-faults init-tiny init-tiny-faults mkimage fixtures arm64-inits
 	cargo test -p kmodinit-e2e --no-fail-fast -- --ignored --test-threads=2
 
-test: lint test-unit test-e2e
+test: lint test-unit riscv64-inits test-e2e
 
 clean:
 	cargo clean
