@@ -407,6 +407,25 @@ pub fn edit_image(image: &Path, edit: impl FnOnce(&mut kmodinit_qemu::cpio::Cpio
     c.write(image).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A FAT disk image (mkfs.vfat from dosfstools) labelled KMIVFAT, 4 MiB,
+/// as `dir/vfat.img`: a filesystem whose module the kernel asks for.
+pub fn vfat_disk(dir: &Path) -> PathBuf {
+    let img = dir.join("vfat.img");
+    let _ = std::fs::remove_file(&img);
+    let out = Command::new("mkfs.vfat")
+        .args(["-C", "-n", "KMIVFAT"])
+        .arg(&img)
+        .arg("8192")
+        .output()
+        .unwrap_or_else(|e| panic!("mkfs.vfat (dosfstools, make deps): {e}"));
+    assert!(
+        out.status.success(),
+        "mkfs.vfat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
+}
+
 /// The manifest path inside the image.
 pub const IMAGE_MANIFEST: &str = "etc/kmodinit/manifest.json";
 

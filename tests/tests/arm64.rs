@@ -9,12 +9,12 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use kmodinit_e2e::{
-    assert_init_never_died, boot, edit_image, report_modules, report_state, Env, FATAL_BANNER,
+    assert_init_never_died, boot, edit_image, report_modules, report_state, vfat_disk, Env,
+    FATAL_BANNER,
 };
 use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::{run_command, Arch, Boot, End, Ext4Image};
@@ -309,19 +309,6 @@ fn a_loader_panic_fails_its_module_and_the_boot_goes_on() {
         assert!(state == "loaded" || state == "failed", "{m}");
     }
     assert_loaded_once_in_the_kernel(&b, &report);
-}
-
-/// A FAT disk image (mkfs.vfat, dosfstools).
-fn vfat_disk(dir: &Path) -> PathBuf {
-    let img = dir.join("vfat.img");
-    let out = Command::new("mkfs.vfat")
-        .args(["-C", "-n", "KMIVFAT"])
-        .arg(&img)
-        .arg("8192")
-        .output()
-        .unwrap_or_else(|e| panic!("mkfs.vfat (dosfstools, make deps): {e}"));
-    assert!(out.status.success(), "{out:?}");
-    img
 }
 
 #[test]

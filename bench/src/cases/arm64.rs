@@ -76,18 +76,7 @@ pub fn arm64_case(env: &Env) -> Result<CaseOutput, String> {
                 continue;
             };
             real_init[i].push(r.uptime_s);
-            let init_start = boot
-                .console
-                .report()
-                .ok()
-                .and_then(|v| v.get("boottime_init_start")?.as_f64())
-                .or_else(|| {
-                    kmb_fields(boot.console.text())
-                        .get("init_start")?
-                        .parse()
-                        .ok()
-                });
-            if let Some(k) = init_start {
+            if let Some(k) = boot::init_start_s(&boot.console) {
                 initramfs_part[i].push(r.uptime_s - k);
             }
         }

@@ -66,6 +66,16 @@ pub(crate) fn insmod_script(release: &str, files: &[&str]) -> String {
     s
 }
 
+/// When `/init` started (s of uptime): kmodinit's report
+/// `boottime_init_start`, else the busybox script's first `/proc/uptime`.
+pub(crate) fn init_start_s(console: &kmodinit_qemu::Console) -> Option<f64> {
+    console
+        .report()
+        .ok()
+        .and_then(|v| v.get("boottime_init_start")?.as_f64())
+        .or_else(|| kmb_fields(console.text()).get("init_start")?.parse().ok())
+}
+
 /// Case 3: uptime when the real init starts, for three initramfs images.
 pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
     let work = env.work.join("boot");
@@ -143,18 +153,7 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
                     boot.console.real_init().map(|i| i.uptime_s),
                 ));
             }
-            let init_start = boot
-                .console
-                .report()
-                .ok()
-                .and_then(|v| v.get("boottime_init_start")?.as_f64())
-                .or_else(|| {
-                    kmb_fields(boot.console.text())
-                        .get("init_start")?
-                        .parse()
-                        .ok()
-                });
-            if let (Some(k), Some(r)) = (init_start, boot.console.real_init()) {
+            if let (Some(k), Some(r)) = (init_start_s(&boot.console), boot.console.real_init()) {
                 kernel_part[i].push(k);
                 initramfs_part[i].push(r.uptime_s - k);
             }
