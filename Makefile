@@ -209,7 +209,8 @@ bpo-kernel:
 	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules in $(BPO_DIR)/root/lib/modules/$$rel"
 
 # Debian's arm64 kernel of the same release as the x86 one ($(KVER) with
-# -arm64 for -amd64), for tests/tests/arm64.rs, `make demo ARCH=arm64` and
+# -arm64 for -amd64; the metapackage linux-image-arm64's release when the
+# archive no longer has that one), for tests/tests/arm64.rs, `make demo ARCH=arm64` and
 # the bench: linux-image-R and busybox-static (the real init's shell) of
 # arm64, fetched with this machine's apt sources but private package lists
 # and cache for architecture arm64 under $(ARM64_DIR)/apt (the system's apt
@@ -231,6 +232,14 @@ arm64-kernel:
 	A=(-o Dir::State::Lists="$$d/apt/lists" -o Dir::Cache="$$d/apt/cache" \
 	   -o APT::Architecture=arm64 -o APT::Architectures=arm64 -o APT::Sandbox::User=root -q); \
 	apt-get "$${A[@]}" update >"$$d/apt/update.log" 2>&1 || { cat "$$d/apt/update.log"; exit 1; }; \
+	if ! apt-cache "$${A[@]}" show "linux-image-$$rel" >/dev/null 2>&1; then \
+		new=$$(apt-cache "$${A[@]}" depends linux-image-arm64 2>/dev/null \
+			| awk '$$1 == "Depends:" && $$2 ~ /^linux-image-[0-9]/ { sub("^linux-image-", "", $$2); print $$2; exit }'); \
+		[ -n "$$new" ] || { echo "error: neither linux-image-$$rel nor linux-image-arm64 in the archive (see $$d/apt/update.log)"; exit 1; }; \
+		echo "arm64 kernel: no linux-image-$$rel in the archive; taking linux-image-arm64's $$new"; rel=$$new; \
+		if [ "$$(cat "$$d/release" 2>/dev/null)" = "$$rel" ] && [ -f "$$d/root/lib/modules/$$rel/modules.dep" ]; then \
+			echo "arm64 kernel: $$rel (already in $(ARM64_DIR)/root)"; exit 0; fi; \
+	fi; \
 	rm -f "$$d/debs/"*.deb; \
 	(cd "$$d/debs" && apt-get "$${A[@]}" download "linux-image-$$rel" busybox-static); \
 	rm -rf "$$d/root.new"; for deb in "$$d/debs/"*.deb; do dpkg-deb -x "$$deb" "$$d/root.new"; done; \
