@@ -49,7 +49,7 @@ MKIMAGE := target/release/kmodinit-mkimage
 # - libc6-dev (only a Recommends of gcc): cargo links host binaries and the
 #   static gnu fallback of /init against it.
 DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools \
-            linux-image-amd64 linux-headers-amd64 busybox-static qemu-system-arm gcc-riscv64-linux-gnu qemu-user \
+            linux-image-amd64 linux-headers-amd64 busybox-static qemu-system-arm gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu qemu-user \
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
 .PHONY: init-tiny-faults all host deps tiny-deps bpo-kernel arm64-kernel arm64-inits riscv64-musl riscv64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
@@ -217,7 +217,12 @@ bpo-kernel:
 # state, dpkg database and /lib/modules are untouched, nothing is
 # installed), extracted with `dpkg-deb -x` into $(ARM64_DIR)/root
 # (boot/vmlinuz-R, an uncompressed arm64 Image; lib/modules/R indexed by
-# `depmod -b`, as the package ships no modules.dep; bin/busybox).
+# `depmod -b`, as the package ships no modules.dep; bin/busybox), with
+# linux-headers-R for the fixture modules (cross-built with
+# gcc-aarch64-linux-gnu): its `build` link made relative, its kbuild tools
+# (host programs: fixdep, modpost) the host's of the same series, and its
+# Makefile includes the host's linux-headers-R-common (arch all), both
+# installed with linux-headers-amd64 of the same release.
 # Idempotent: with R already extracted nothing is fetched.
 ARM64_DIR := $(BUILD)/arm64
 arm64-kernel:
@@ -225,7 +230,8 @@ arm64-kernel:
 	rel="$(KVER)"; [ -n "$$rel" ] || { echo "error: no x86 kernel with headers in /lib/modules: run make deps"; exit 1; }; \
 	rel="$${rel%-amd64}-arm64"; \
 	if [ "$$(cat "$$d/release" 2>/dev/null)" = "$$rel" ] && [ -f "$$d/root/lib/modules/$$rel/modules.dep" ] \
-	   && [ -f "$$d/root/boot/vmlinuz-$$rel" ] && [ -x "$$d/root/bin/busybox" ]; then \
+	   && [ -f "$$d/root/boot/vmlinuz-$$rel" ] && [ -x "$$d/root/bin/busybox" ] \
+	   && [ -f "$$d/root/lib/modules/$$rel/build/Makefile" ]; then \
 		echo "arm64 kernel: $$rel (already in $(ARM64_DIR)/root)"; exit 0; \
 	fi; \
 	mkdir -p "$$d/apt/lists/partial" "$$d/apt/cache/archives/partial" "$$d/debs"; \
@@ -241,9 +247,12 @@ arm64-kernel:
 			echo "arm64 kernel: $$rel (already in $(ARM64_DIR)/root)"; exit 0; fi; \
 	fi; \
 	rm -f "$$d/debs/"*.deb; \
-	(cd "$$d/debs" && apt-get "$${A[@]}" download "linux-image-$$rel" busybox-static); \
+	(cd "$$d/debs" && apt-get "$${A[@]}" download "linux-image-$$rel" "linux-headers-$$rel" busybox-static); \
 	rm -rf "$$d/root.new"; for deb in "$$d/debs/"*.deb; do dpkg-deb -x "$$deb" "$$d/root.new"; done; \
 	depmod -b "$$d/root.new" "$$rel"; \
+	ln -sfn "../../../usr/src/linux-headers-$$rel" "$$d/root.new/lib/modules/$$rel/build"; \
+	kb=$$(basename "$$(dirname "$$(readlink "$$d/root.new/usr/src/linux-headers-$$rel/scripts")")"); \
+	mkdir -p "$$d/root.new/usr/lib"; ln -sfn "/usr/lib/$$kb" "$$d/root.new/usr/lib/$$kb"; \
 	rm -rf "$$d/root"; mv "$$d/root.new" "$$d/root"; echo "$$rel" > "$$d/release"; rm -f "$$d/debs/"*.deb; \
 	echo "arm64 kernel $$rel extracted: $(ARM64_DIR)/root/boot/vmlinuz-$$rel," \
 	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules; busybox $(ARM64_DIR)/root/bin/busybox"

@@ -72,6 +72,15 @@ impl Arch {
         }
     }
 
+    /// What `make -C KERNEL/build` needs to build external modules for this
+    /// architecture on the x86-64 build machine (Debian's cross compiler).
+    pub fn kbuild_args(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => &[],
+            Arch::Arm64 => &["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"],
+        }
+    }
+
     /// Where `/init` of this architecture is built, relative to the
     /// workspace: `build` for x86-64, `build/arm64` for arm64 (`make init
     /// ARCH=arm64`).

@@ -95,7 +95,7 @@ impl Env {
             mkimage,
             host_tool,
             work: root.join("build/e2e"),
-            fixtures_dir: root.join("build/fixtures"),
+            fixtures_dir: root.join(arch.build_dir()).join("fixtures"),
             busybox,
         })
     }
@@ -150,7 +150,9 @@ impl Env {
     pub fn fixtures(&self) -> &'static Fixtures {
         static FIX: OnceLock<Fixtures> = OnceLock::new();
         FIX.get_or_init(|| {
-            fixtures::build(&self.kernel, &self.fixtures_dir, true)
+            // The farm is for x86-64's benchmarks only.
+            let farm = self.arch == Arch::X86_64;
+            fixtures::build_for(&self.kernel, &self.fixtures_dir, farm, self.arch)
                 .unwrap_or_else(|e| panic!("building the fixture modules: {e}"))
         })
     }

@@ -1,11 +1,13 @@
 //! arm64: the `/init` of `make init ARCH=arm64` (and its fault-injection
 //! twin, `make init-faults ARCH=arm64`) on Debian's arm64 kernel of the
 //! same release as the x86 one (`make deps` extracts it under
-//! `build/arm64/root`), QEMU's `virt` board, TCG. Real Debian modules
-//! only: the demo to the real init on a virtio disk found by UUID,
+//! `build/arm64/root`), QEMU's `virt` board, TCG. Debian's modules: the
+//! demo to the real init on a virtio disk found by UUID,
 //! coldplug finding the virtio drivers by modalias (PCI and the device
 //! tree's `of:` aliases), a required chain that fails, a loader panic, and
-//! the kernel's `fs-vfat` request through the helper.
+//! the kernel's `fs-vfat` request through the helper; and the fixture
+//! modules cross-built for arm64, a shared dependency loaded once with its
+//! params.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -356,4 +358,51 @@ done"#,
     assert_eq!(vfat["state"], "loaded", "{vfat}");
     assert_eq!(report_state(&report, "fat").as_deref(), Some("loaded"));
     assert_loaded_once_in_the_kernel(&b, &report);
+}
+
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn cross_built_fixtures_load_once_with_their_params() {
+    // The fixture modules, built for arm64 against its headers with
+    // gcc-aarch64-linux-gnu: kmi_base is both chains' dependency.
+    let env = env();
+    let dir = env.scratch("arm64-fixtures");
+    let fixtures = env.fixtures();
+    let machine = Command::new("file")
+        .arg(&fixtures.built[0].1)
+        .output()
+        .unwrap();
+    let machine = String::from_utf8_lossy(&machine.stdout);
+    assert!(machine.contains("ARM aarch64"), "{machine}");
+    let manifest = json!({
+        "version": 1,
+        "chains": [
+            {"name": "left", "modules": ["kmi_a", {"name": "kmi_c", "params": "tag=c-chain"}]},
+            {"name": "right", "modules": ["kmi_b"]}
+        ],
+        "modules": {"kmi_base": {"params": "tag=from-modules"}},
+        "init": {"path": "/sbin/init", "args": []},
+        "on_failure": "poweroff"
+    });
+    let image = env.fixture_image(&dir, &manifest);
+    let b = boot(env.vm(&dir, &image).append("kmi_b.tag=from-cmdline"));
+    assert_real_init_on_arm64(&b);
+    let report = b.console.report().unwrap_or_else(|e| panic!("{e}"));
+    for name in ["kmi_base", "kmi_a", "kmi_b", "kmi_c"] {
+        assert_eq!(one(&report, name)["state"], "loaded", "{name}: {report}");
+    }
+    assert_loaded_once_in_the_kernel(&b, &report);
+    let params = b.console.module_params().unwrap_or_else(|e| panic!("{e}"));
+    for (key, value) in [
+        ("kmi_base.tag", "from-modules"),
+        ("kmi_b.tag", "from-cmdline"),
+        ("kmi_c.tag", "c-chain"),
+        ("kmi_a.tag", "unset"),
+    ] {
+        assert_eq!(
+            params.get(key).map(String::as_str),
+            Some(value),
+            "{key}: {params:?}"
+        );
+    }
 }
