@@ -23,7 +23,8 @@ pub struct Machine {
 
 impl Machine {
     /// The machine of an ELF header, `None` when `bytes` does not start
-    /// with one (a shell script, a truncated file).
+    /// with one (a shell script, a truncated file) or it names no machine
+    /// (`EM_NONE`, as hand-made test objects do): nothing to compare.
     pub fn from_header(bytes: &[u8]) -> Option<Machine> {
         let h = bytes.get(..HEADER_LEN)?;
         if h[..4] != *b"\x7fELF" {
@@ -40,7 +41,7 @@ impl Machine {
             2 => u16::from_be_bytes(raw),
             _ => return None,
         };
-        Some(Machine { bits, code })
+        (code != 0).then_some(Machine { bits, code })
     }
 
     /// The machine of the ELF file at `path` (its first bytes only).
@@ -128,6 +129,7 @@ mod tests {
         bad_class[4] = 7;
         assert_eq!(Machine::from_header(&bad_class), None);
         assert_eq!(Machine::from_header(b""), None);
+        assert_eq!(Machine::from_header(&header(64, false, 0)), None);
     }
 
     #[test]

@@ -133,6 +133,7 @@ impl<S: Sys> Boot<S> {
             }
         };
         let spawned = clock::boottime();
+        let firmware_watch = super::firmware::Watch::start(&self.paths.dev);
         if let Err(e) = child.go(config.jobs, config.deadline) {
             // The child is gone: supervising it says how it ended.
             log::error!("cannot tell the loader to start: {e}");
@@ -212,6 +213,10 @@ impl<S: Sys> Boot<S> {
             }
         }
         self.report.load = handover.load;
+        if let Some(watch) = firmware_watch {
+            let dir = crate::inputs::modules_dir(&self.paths.root, &self.paths.proc).ok();
+            watch.attribute(&mut self.report, dir.as_deref());
+        }
         Ok(())
     }
 
