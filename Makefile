@@ -282,9 +282,10 @@ init-faults: $(INIT_DEPS)
 	@file $(INIT_FAULTS) | grep -q 'static' || { echo "error: $(INIT_FAULTS) is not static"; exit 1; }
 
 # The smallest /init (init/SIZE.md): the same code on the pinned nightly,
-# std rebuilt for size (-Z build-std, optimize_for_size) with panics that
-# abort on the spot (-Cpanic=immediate-abort: no panic hook, no message,
-# no unwinding, so no unwind tables either), no caller locations in panic
+# std rebuilt for size (-Z build-std, optimize_for_size: no backtrace
+# symbolizer) with panic = "abort", so PID 1's panic hook still explains a
+# panic and carries out on_failure (init/SIZE.md: immediate-abort would
+# save 87 KiB and lose that), no unwind tables, no caller locations in panic
 # data, no decoders and manifest errors without JSON paths
 # (--no-default-features), linked
 # by the toolchain's rust-lld with identical code folding (--icf=all:
@@ -301,7 +302,7 @@ TINY_LINK := -Clink-arg=--icf=all
 endif
 TINY_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static \
 	-C link-self-contained=yes -C force-unwind-tables=no \
-	-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none $(TINY_LINK)
+	-Zunstable-options -Zlocation-detail=none $(TINY_LINK)
 init-tiny: tiny-deps
 	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
 	  cargo +$(TINY_TOOLCHAIN) build --release -p $(INIT_PKG) --target $(TARGET) --no-default-features \
