@@ -23,9 +23,11 @@ use crate::windows::{self, Windows};
 use kmodinit_report::ModuleState;
 use modules_manifest::{Action, EdgeKind};
 
+mod arm64;
 mod boot;
+pub use arm64::arm64_case;
 pub use boot::{boot_case, coldplug_case};
-pub(crate) use boot::{root_disk, root_manifest};
+pub(crate) use boot::{root_disk, root_disk_with, root_manifest};
 
 /// Paths and knobs shared by every case.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct Env {
     pub init_bin: PathBuf,
     pub mkimage: PathBuf,
     pub smp: u32,
+    /// The guest's architecture (x86-64 but for case 6).
+    pub arch: kmodinit_qemu::Arch,
 }
 
 /// One case's output.
@@ -69,6 +73,7 @@ pub(crate) fn run_vm(
         append,
         disks,
         env.smp,
+        env.arch,
         &work.join("console.log"),
     )
 }

@@ -5,7 +5,7 @@
 //! (`--readme README.md`): the README is the lead's to update.
 //!
 //! Usage:
-//!   kmodinit-bench [--runs N] [--cases 1,2,3,4,5] [--results DIR] [--readme FILE]
+//!   kmodinit-bench [--runs N] [--cases 1,2,3,4,5,6] [--results DIR] [--readme FILE]
 //!   kmodinit-bench svg REPORT.json OUT.svg [TITLE]   (kmodinit::timeline, the
 //!                           renderer of `kmodinit report --svg`)
 //!   kmodinit-bench sweep   (pool width sweep; BENCH_CASES, BENCH_RUNS,
@@ -68,7 +68,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         },
         server_runs: 0,
         cases: std::env::var("BENCH_CASES")
-            .unwrap_or_else(|_| "1,2,3,4,5".into())
+            .unwrap_or_else(|_| "1,2,3,4,5,6".into())
             .split(',')
             .filter_map(|c| c.trim().parse().ok())
             .collect(),
@@ -246,6 +246,7 @@ fn prepare_env(o: &Options) -> Result<Env, String> {
         mkimage: std::fs::canonicalize("target/release/kmodinit-mkimage")
             .unwrap_or_else(|_| "target/release/kmodinit-mkimage".into()),
         smp: 2,
+        arch: kmodinit_qemu::Arch::X86_64,
     })
 }
 
@@ -337,6 +338,15 @@ fn run(o: &Options) -> Result<(), String> {
             &mut md,
             "5. Boot to the real init: coldplug vs explicit chains (virtio ext4 root)",
             cases::coldplug_case(&env),
+        ) {
+            summary.extend(c.summary);
+        }
+    }
+    if o.cases.contains(&6) {
+        if let Some(c) = case_section(
+            &mut md,
+            "6. arm64: boot to the real init (virt board, virtio ext4 root)",
+            cases::arm64_case(&env),
         ) {
             summary.extend(c.summary);
         }

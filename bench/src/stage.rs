@@ -36,7 +36,12 @@ impl Image {
     /// The skeleton every baseline shares: `/dev/console`, the mount points,
     /// and busybox.
     pub fn busybox() -> Result<Image, String> {
-        let busybox = std::fs::read(BUSYBOX).map_err(|e| format!("{BUSYBOX}: {e}"))?;
+        Image::busybox_from(Path::new(BUSYBOX))
+    }
+
+    /// [`Image::busybox`] with another busybox (another architecture's).
+    pub fn busybox_from(path: &Path) -> Result<Image, String> {
+        let busybox = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut cpio = Cpio::new();
         for dir in ["bin", "dev", "proc", "sys", "run", "newroot", "etc"] {
             cpio.dir(dir);

@@ -29,17 +29,20 @@ impl Boot {
     }
 }
 
-/// Boots `kernel` + `initrd` with `append` (after the harness's own
-/// `console=ttyS0 panic=-1`) and raw virtio `disks`; blocks until QEMU is gone.
+/// Boots `kernel` + `initrd` on `arch` with `append` (after the harness's
+/// own `console=ttyS0 panic=-1`) and raw virtio `disks`; blocks until QEMU
+/// is gone.
 pub fn boot(
     kernel: &Path,
     initrd: &Path,
     append: &str,
     disks: &[PathBuf],
     smp: u32,
+    arch: kmodinit_qemu::Arch,
     log: &Path,
 ) -> Result<Boot, String> {
     let mut vm = kmodinit_qemu::Vm::new(kernel)
+        .arch(arch)
         .initrd(initrd)
         .append(append)
         .smp(smp)

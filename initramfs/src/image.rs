@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use modules_manifest::{modinfo, Manifest};
 
 use crate::compress::Compress;
+use crate::elf::Machine;
 use crate::firmware::FirmwareSelection;
 use crate::modprobe;
 use crate::modules::{self, ModuleCompression, ModulesError, Selection};
@@ -176,6 +177,18 @@ pub enum BuildError {
     ExtraModule(String),
     #[error("--init {path} is not a regular file")]
     InitNotFile { path: PathBuf },
+    #[error(
+        "--init {init} is built for {init_machine}, but the modules of {release} are for \
+         {module_machine} ({module}): give an /init built for {module_machine} \
+         (`make init ARCH=NAME` builds one in build/NAME/init)"
+    )]
+    InitMachine {
+        init: PathBuf,
+        init_machine: Machine,
+        release: String,
+        module: PathBuf,
+        module_machine: Machine,
+    },
     #[error("--add {src}: {source}")]
     AddSource {
         src: PathBuf,
@@ -244,6 +257,11 @@ pub fn assemble(
             path: opts.init.clone(),
         });
     }
+    // Not ELF (a script): nothing to compare.
+    let init_machine = Machine::of_file(&opts.init).map_err(|source| BuildError::Init {
+        path: opts.init.clone(),
+        source,
+    })?;
     tree.insert(
         ImagePath::relative("init")?,
         Node {
@@ -261,6 +279,9 @@ pub fn assemble(
 
     let mod_dir = ImagePath::relative("lib/modules")?.join(&opts.kernel_release)?;
     tree.insert(mod_dir.clone(), dir_node(0o755))?;
+    // The first module stored as ELF (a `.ko` `keep` left compressed is
+    // not) says the kernel's machine.
+    let mut machine_checked = init_machine.is_none();
     for f in &selection.files {
         let content = if f.decompress.is_some() {
             Content::Bytes(modules::decompressed_module(f)?)
@@ -270,6 +291,25 @@ pub fn assemble(
                 size: f.size,
             }
         };
+        if let (false, Some(init_machine)) = (machine_checked, init_machine) {
+            let module_machine = match &content {
+                Content::Bytes(bytes) => Machine::from_header(bytes),
+                // Unreadable here, it fails below with the path named.
+                Content::HostFile { path, .. } => Machine::of_file(path).ok().flatten(),
+            };
+            if let Some(module_machine) = module_machine {
+                if module_machine != init_machine {
+                    return Err(BuildError::InitMachine {
+                        init: opts.init.clone(),
+                        init_machine,
+                        release: opts.kernel_release.clone(),
+                        module: f.source.clone(),
+                        module_machine,
+                    });
+                }
+                machine_checked = true;
+            }
+        }
         tree.insert(
             mod_dir.join(&f.image_rel)?,
             Node {

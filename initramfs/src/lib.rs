@@ -11,6 +11,7 @@ pub mod cli;
 pub mod coldplug;
 pub mod compress;
 pub mod cpio;
+pub mod elf;
 pub mod firmware;
 pub mod image;
 pub mod microcode;

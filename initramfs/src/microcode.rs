@@ -86,17 +86,7 @@ const X86_MACHINES: [u16; 2] = [3, 62];
 /// for an x86 machine. A file that is not ELF counts as x86 (a script
 /// `/init` in tests).
 pub fn init_is_x86(init: &Path) -> io::Result<bool> {
-    let mut head = [0u8; 20];
-    let n = io::Read::read(&mut fs::File::open(init)?, &mut head)?;
-    if n < 20 || &head[..4] != b"\x7fELF" {
-        return Ok(true);
-    }
-    let machine = if head[5] == 2 {
-        u16::from_be_bytes([head[18], head[19]])
-    } else {
-        u16::from_le_bytes([head[18], head[19]])
-    };
-    Ok(X86_MACHINES.contains(&machine))
+    Ok(crate::elf::Machine::of_file(init)?.is_none_or(|m| X86_MACHINES.contains(&m.code)))
 }
 
 /// The vendors `mode` asks for, and a note when that is none for a

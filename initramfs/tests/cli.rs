@@ -1129,3 +1129,60 @@ fn modprobe_d_is_carried_with_its_origins_and_install_is_refused() {
         "{err}"
     );
 }
+
+// ------------------------------------------------------ architecture
+
+/// The first bytes of a 64-bit little-endian ELF file for `machine`
+/// (`e_machine`: 62 x86-64, 183 aarch64), as `/init` and `.ko` files start.
+fn elf_head(machine: u16) -> Vec<u8> {
+    let mut h = b"\x7fELF\x02\x01\x01".to_vec();
+    h.resize(16, 0);
+    h.extend_from_slice(&1u16.to_le_bytes()); // e_type ET_REL
+    h.extend_from_slice(&machine.to_le_bytes());
+    h.resize(64, 0);
+    h
+}
+
+#[test]
+fn an_init_of_another_machine_than_the_modules_is_refused_naming_both() {
+    let f = Fixture::new();
+    let d = f.moddir();
+    for m in ["drivers/a.ko", "drivers/b.ko", "crypto/crc_x.ko"] {
+        fs::write(d.join("kernel").join(m), elf_head(183)).unwrap();
+    }
+    // arm64 modules, arm64 /init: built (the tool runs on x86-64).
+    fs::write(f.init(), elf_head(183)).unwrap();
+    let img = f.out("arm64.img");
+    ok(&f.build(&img, &["--compress", "none"]));
+    assert_eq!(members(&img)["init"].data, elf_head(183));
+
+    // An x86-64 /init with them: refused, nothing written.
+    fs::write(f.init(), elf_head(62)).unwrap();
+    let before = listing(&f);
+    let err = failed(&f.build(&f.out("mixed.img"), &[]));
+    assert!(err.contains(&f.init().display().to_string()), "{err}");
+    assert!(
+        err.contains("built for x86-64, but the modules of 6.1.0-fake are for arm64 (aarch64)"),
+        "{err}"
+    );
+    assert!(err.contains("kernel/drivers/"), "names a module: {err}");
+    assert!(
+        err.contains("make init ARCH="),
+        "says how to build one: {err}"
+    );
+    assert_nothing_written(&f, &before);
+
+    // Compressed modules are read decompressed: the same refusal.
+    compress_fixture_modules(&f);
+    let d = f.moddir();
+    let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+    std::io::Write::write_all(&mut e, &elf_head(183)).unwrap();
+    fs::write(d.join("kernel/drivers/b.ko.xz"), e.finish().unwrap()).unwrap();
+    let err = failed(&f.build(&f.out("mixed-xz.img"), &[]));
+    assert!(err.contains("are for arm64 (aarch64)"), "{err}");
+    assert!(err.contains("b.ko.xz"), "{err}");
+
+    // A script as /init (not ELF) is not compared.
+    fs::write(f.init(), b"#!/bin/sh\n").unwrap();
+    ok(&f.build(&f.out("script.img"), &[]));
+}

@@ -6,6 +6,7 @@
 //! Nothing here touches the host's modules or mounts: disks are image files
 //! built by `mkfs.ext4 -d` and `sgdisk`, without root privileges.
 
+pub mod arch;
 pub mod console;
 pub mod cpio;
 pub mod disk;
@@ -14,6 +15,7 @@ pub mod kernel;
 pub mod rootfs;
 pub mod vm;
 
+pub use arch::Arch;
 pub use console::{Console, RunInit};
 pub use disk::{Ext4Image, F2fsImage, GptDisk};
 pub use error::run as run_command;

@@ -95,6 +95,15 @@ impl RealInitRoot {
         RealInitRoot::default()
     }
 
+    /// The static busybox to install (default [`HOST_BUSYBOX`]); another
+    /// architecture's for a foreign guest (`Arch::busybox`). Its applet
+    /// list is read by running the host's busybox, which has the same
+    /// applets when both come from the same Debian release.
+    pub fn busybox(mut self, path: impl Into<PathBuf>) -> RealInitRoot {
+        self.busybox = path.into();
+        self
+    }
+
     /// Module-name globs whose `/sys/module/*/parameters/*` get dumped
     /// (default `kmi_*`, the fixture modules).
     pub fn params_of(mut self, glob: impl Into<String>) -> RealInitRoot {
@@ -189,7 +198,8 @@ echo {DONE}
         }
         let bb = dir.join("bin/busybox");
         std::fs::copy(&self.busybox, &bb).map_err(io_err("copying busybox to", &bb))?;
-        let list = run(Command::new(&self.busybox).arg("--list"))?;
+        // A foreign busybox cannot run here: list the host's applets.
+        let list = run(Command::new(HOST_BUSYBOX).arg("--list"))?;
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
             let applet = applet.trim();
             if applet.is_empty() || applet == "busybox" || applet == "init" {

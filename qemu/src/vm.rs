@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::arch::Arch;
 use crate::console::Console;
 use crate::error::{io_err, HarnessError};
 
@@ -34,6 +35,7 @@ const TAIL_LINES: usize = 40;
 /// QEMU exiting instead of a hang.
 #[derive(Debug, Clone)]
 pub struct Vm {
+    arch: Arch,
     qemu: PathBuf,
     kernel: PathBuf,
     initrd: Option<PathBuf>,
@@ -89,7 +91,8 @@ impl Vm {
     /// A machine booting `kernel` (a bzImage such as `/boot/vmlinuz-*`).
     pub fn new(kernel: impl Into<PathBuf>) -> Vm {
         Vm {
-            qemu: PathBuf::from("qemu-system-x86_64"),
+            arch: Arch::X86_64,
+            qemu: PathBuf::from(Arch::X86_64.qemu_binary()),
             kernel: kernel.into(),
             initrd: None,
             append: Vec::new(),
@@ -104,13 +107,21 @@ impl Vm {
         }
     }
 
+    /// The guest's architecture (default x86-64): its QEMU binary, machine,
+    /// default CPU and serial console. Call before [`Vm::qemu_binary`].
+    pub fn arch(mut self, arch: Arch) -> Vm {
+        self.arch = arch;
+        self.qemu = PathBuf::from(arch.qemu_binary());
+        self
+    }
+
     pub fn initrd(mut self, path: impl Into<PathBuf>) -> Vm {
         self.initrd = Some(path.into());
         self
     }
 
     /// Appends words to the kernel command line (after `console=ttyS0
-    /// panic=-1`). May be called several times.
+    /// panic=-1`, or the architecture's serial port). May be called several times.
     pub fn append(mut self, words: impl AsRef<str>) -> Vm {
         self.append
             .extend(words.as_ref().split_whitespace().map(str::to_string));
@@ -172,7 +183,10 @@ impl Vm {
 
     /// The kernel command line the guest gets.
     pub fn command_line(&self) -> String {
-        let mut words = vec!["console=ttyS0".to_string(), "panic=-1".to_string()];
+        let mut words = vec![
+            format!("console={}", self.arch.console()),
+            "panic=-1".to_string(),
+        ];
         words.extend(self.append.iter().cloned());
         words.join(" ")
     }
@@ -183,8 +197,9 @@ impl Vm {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        if let Some(cpu) = &self.cpu {
-            args.extend(["-cpu".into(), cpu.clone()]);
+        args.extend(self.arch.machine_args().iter().map(|s| s.to_string()));
+        if let Some(cpu) = self.cpu.as_deref().or(self.arch.default_cpu()) {
+            args.extend(["-cpu".into(), cpu.to_string()]);
         }
         args.extend([
             "-smp".into(),
@@ -409,6 +424,22 @@ mod tests {
             args.last().map(String::as_str),
             Some(vm.command_line().as_str())
         );
+    }
+
+    #[test]
+    fn arm64_boots_the_virt_board_with_its_serial_console() {
+        let vm = Vm::new("/k/Image").arch(Arch::Arm64).append("quiet");
+        let joined = vm.qemu_args().join(" ");
+        assert!(
+            joined.starts_with(
+                "-accel tcg -nographic -no-reboot -nic none -M virt -cpu cortex-a72 -smp 2"
+            ),
+            "{joined}"
+        );
+        assert_eq!(vm.command_line(), "console=ttyAMA0 panic=-1 quiet");
+        assert_eq!(vm.qemu, PathBuf::from("qemu-system-aarch64"));
+        let max = vm.cpu("max").qemu_args().join(" ");
+        assert!(max.contains("-M virt -cpu max -smp"), "{max}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kmodinit_qemu::{run_command, HarnessError, HostKernel};
+use kmodinit_qemu::{run_command, Arch, HarnessError, HostKernel};
 
 /// The hand-written fixtures (`tests/fixtures/NAME.c`).
 pub const FIXTURES: &[&str] = &[
@@ -86,6 +86,16 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Harness
 /// into `out`. With `farm`, the benchmark farm is built too. Idempotent and
 /// safe to call from every test: the work is skipped when the stamp matches.
 pub fn build(kernel: &HostKernel, out: &Path, farm: bool) -> Result<Fixtures, HarnessError> {
+    build_for(kernel, out, farm, Arch::X86_64)
+}
+
+/// [`build`] for a kernel of `arch` (cross-compiled, [`Arch::kbuild_args`]).
+pub fn build_for(
+    kernel: &HostKernel,
+    out: &Path,
+    farm: bool,
+    arch: Arch,
+) -> Result<Fixtures, HarnessError> {
     let src_dir = workspace_root().join("tests/fixtures");
     let mut sources: Vec<(String, String)> = Vec::new();
     for entry in std::fs::read_dir(&src_dir).map_err(io("listing", &src_dir))? {
@@ -115,7 +125,7 @@ pub fn build(kernel: &HostKernel, out: &Path, farm: bool) -> Result<Fixtures, Ha
     }
 
     let mut hasher = DefaultHasher::new();
-    (&kernel.release, &sources, &generated, farm).hash(&mut hasher);
+    (&kernel.release, &sources, &generated, farm, arch.name()).hash(&mut hasher);
     let stamp_value = format!("{:016x}\n", hasher.finish());
     let stamp = out.join("stamp");
     let stage = out.join("stage");
@@ -157,6 +167,7 @@ pub fn build(kernel: &HostKernel, out: &Path, farm: bool) -> Result<Fixtures, Ha
             .arg("-C")
             .arg(kernel.build_dir())
             .arg(format!("M={}", built_dir.display()))
+            .args(arch.kbuild_args())
             .arg("-j2")
             .arg("modules"),
     )?;

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::{
-    run_command, scratch_dir, Boot, Ext4Image, GptDisk, HarnessError, HostKernel, RealInitRoot, Vm,
+    run_command, scratch_dir, Arch, Boot, Ext4Image, GptDisk, HarnessError, HostKernel,
+    RealInitRoot, Vm,
 };
 
 pub use fixtures::{workspace_root, Fixtures};
@@ -29,6 +30,8 @@ pub const DEMO_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "ext4"];
 /// Paths and tools shared by the end-to-end tests.
 #[derive(Debug, Clone)]
 pub struct Env {
+    /// The guest's architecture; its `/init` and busybox must match it.
+    pub arch: Arch,
     pub kernel: HostKernel,
     /// The static PID 1 (`make init` → `build/init`; `$KMODINIT_INIT`).
     pub init: PathBuf,
@@ -40,26 +43,43 @@ pub struct Env {
     pub work: PathBuf,
     /// Where the fixtures are built and staged (`build/fixtures`).
     pub fixtures_dir: PathBuf,
+    /// The static busybox of the guest's architecture (rescue shell, real
+    /// init).
+    pub busybox: PathBuf,
 }
 
 impl Env {
     /// The environment, or a message saying which `make` target is missing.
     pub fn new() -> Result<Env, HarnessError> {
+        Env::for_arch(Arch::X86_64)
+    }
+
+    /// The environment of a guest architecture: its kernel
+    /// ([`Arch::kernel`]), `/init` from `make init ARCH=…`
+    /// (`$KMODINIT_INIT` for x86-64 only), its busybox.
+    pub fn for_arch(arch: Arch) -> Result<Env, HarnessError> {
         let root = workspace_root();
-        let kernel = HostKernel::find()?;
+        let kernel = arch.kernel(&root)?;
         let init = std::env::var_os("KMODINIT_INIT")
+            .filter(|_| arch == Arch::X86_64)
             .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("build/init"));
+            .unwrap_or_else(|| root.join(arch.build_dir()).join("init"));
         let mkimage = std::env::var_os("KMODINIT_MKIMAGE")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/release/kmodinit-mkimage"));
         let host_tool = std::env::var_os("KMODINIT_HOST")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/release/kmodinit"));
+        let busybox = arch.busybox(&root);
+        let make_init = match arch {
+            Arch::X86_64 => "init".to_string(),
+            other => format!("init ARCH={other}"),
+        };
         for (what, path, target) in [
-            ("/init", &init, "init"),
+            ("/init", &init, make_init.as_str()),
             ("image tool", &mkimage, "host"),
             ("host tool", &host_tool, "host"),
+            ("busybox", &busybox, "deps"),
         ] {
             if !path.is_file() {
                 return Err(HarnessError::Invalid(format!(
@@ -69,12 +89,24 @@ impl Env {
             }
         }
         Ok(Env {
+            arch,
             kernel,
             init,
             mkimage,
             host_tool,
             work: root.join("build/e2e"),
-            fixtures_dir: root.join("build/fixtures"),
+            fixtures_dir: root.join(arch.build_dir()).join("fixtures"),
+            busybox,
+        })
+    }
+
+    /// The arm64 environment shared by one test binary (`make init
+    /// ARCH=arm64`, the kernel and busybox of `make deps`); panics with the
+    /// reason (tests only).
+    pub fn arm64() -> &'static Env {
+        static ENV: OnceLock<Env> = OnceLock::new();
+        ENV.get_or_init(|| {
+            Env::for_arch(Arch::Arm64).unwrap_or_else(|e| panic!("arm64 e2e environment: {e}"))
         })
     }
 
@@ -90,10 +122,14 @@ impl Env {
     pub fn with_init(&self, var: &str, file: &str) -> Env {
         let init = std::env::var_os(var)
             .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("build").join(file));
+            .unwrap_or_else(|| workspace_root().join(self.arch.build_dir()).join(file));
+        let arch = match self.arch {
+            Arch::X86_64 => String::new(),
+            other => format!(" ARCH={other}"),
+        };
         assert!(
             init.is_file(),
-            "{} is missing: run `make {file}` (or `make test-e2e`)",
+            "{} is missing: run `make {file}{arch}` (or `make test-e2e`)",
             init.display()
         );
         Env {
@@ -114,7 +150,9 @@ impl Env {
     pub fn fixtures(&self) -> &'static Fixtures {
         static FIX: OnceLock<Fixtures> = OnceLock::new();
         FIX.get_or_init(|| {
-            fixtures::build(&self.kernel, &self.fixtures_dir, true)
+            // The farm is for x86-64's benchmarks only.
+            let farm = self.arch == Arch::X86_64;
+            fixtures::build_for(&self.kernel, &self.fixtures_dir, farm, self.arch)
                 .unwrap_or_else(|e| panic!("building the fixture modules: {e}"))
         })
     }
@@ -183,7 +221,12 @@ impl Env {
             .arg(&self.init)
             .arg("--compress")
             .arg(compress);
-        if let Some(root) = modules_root {
+        // A foreign architecture's tree is never the host's `/`.
+        let foreign_root = self
+            .kernel
+            .modules_root()
+            .filter(|_| self.arch != Arch::X86_64);
+        if let Some(root) = modules_root.or(foreign_root) {
             cmd.arg("--modules-root").arg(root);
         }
         for (src, dst) in add {
@@ -203,7 +246,7 @@ impl Env {
     /// `UUID=`, `LABEL=`).
     pub fn root_disk(&self, dir: &Path) -> (Ext4Image, PathBuf) {
         let tree = dir.join("rootfs");
-        RealInitRoot::new()
+        self.real_init()
             .populate(&tree)
             .unwrap_or_else(|e| panic!("real-init root: {e}"));
         let fs = Ext4Image::new(32).unwrap_or_else(|e| panic!("uuid: {e}"));
@@ -216,7 +259,7 @@ impl Env {
     /// A GPT root disk (partition 1 = ext4 with the real init, `PARTUUID=`).
     pub fn gpt_root_disk(&self, dir: &Path) -> (GptDisk, PathBuf) {
         let tree = dir.join("rootfs");
-        RealInitRoot::new()
+        self.real_init()
             .populate(&tree)
             .unwrap_or_else(|e| panic!("real-init root: {e}"));
         let disk = GptDisk::new(32).unwrap_or_else(|e| panic!("uuid: {e}"));
@@ -226,10 +269,16 @@ impl Env {
         (disk, img)
     }
 
+    /// The real init's root of this architecture (its busybox).
+    pub fn real_init(&self) -> RealInitRoot {
+        RealInitRoot::new().busybox(&self.busybox)
+    }
+
     /// A VM for this kernel, logging to `dir/console.log`, stopping when the
     /// real init is done.
     pub fn vm(&self, dir: &Path, initrd: &Path) -> Vm {
         Vm::new(&self.kernel.vmlinuz)
+            .arch(self.arch)
             .initrd(initrd)
             .log_file(dir.join("console.log"))
             .stop_on(markers::DONE)
@@ -372,7 +421,7 @@ impl Env {
         init: &RealInitRoot,
     ) -> PathBuf {
         let script = self.real_init_script_of(dir, init);
-        let bb = Path::new(BUSYBOX);
+        let bb = self.busybox.as_path();
         self.mkimage(
             dir,
             manifest,
@@ -395,6 +444,25 @@ pub fn edit_image(image: &Path, edit: impl FnOnce(&mut kmodinit_qemu::cpio::Cpio
     let mut c = kmodinit_qemu::cpio::Cpio::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
     edit(&mut c);
     c.write(image).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A FAT disk image (mkfs.vfat from dosfstools) labelled KMIVFAT, 4 MiB,
+/// as `dir/vfat.img`: a filesystem whose module the kernel asks for.
+pub fn vfat_disk(dir: &Path) -> PathBuf {
+    let img = dir.join("vfat.img");
+    let _ = std::fs::remove_file(&img);
+    let out = Command::new("mkfs.vfat")
+        .args(["-C", "-n", "KMIVFAT"])
+        .arg(&img)
+        .arg("8192")
+        .output()
+        .unwrap_or_else(|e| panic!("mkfs.vfat (dosfstools, make deps): {e}"));
+    assert!(
+        out.status.success(),
+        "mkfs.vfat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
 }
 
 /// The manifest path inside the image.

@@ -8,9 +8,8 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::path::Path;
-use std::process::Command;
 
-use kmodinit_e2e::{assert_init_never_died, boot, report_modules, Env, BUSYBOX};
+use kmodinit_e2e::{assert_init_never_died, boot, report_modules, vfat_disk, Env, BUSYBOX};
 use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::{Ext4Image, RealInitRoot};
 use serde_json::json;
@@ -20,24 +19,6 @@ fn reason_of(report: &serde_json::Value, module: &str) -> String {
     let m = report_modules(report, module);
     assert_eq!(m.len(), 1, "{module} not listed once: {report}");
     m[0]["reason"].as_str().unwrap_or("").to_owned()
-}
-
-/// A FAT disk image (mkfs.vfat from dosfstools) labelled KMIVFAT.
-fn vfat_disk(dir: &Path) -> std::path::PathBuf {
-    let img = dir.join("vfat.img");
-    let _ = std::fs::remove_file(&img);
-    let out = Command::new("mkfs.vfat")
-        .args(["-C", "-n", "KMIVFAT"])
-        .arg(&img)
-        .arg("8192")
-        .output()
-        .unwrap_or_else(|e| panic!("mkfs.vfat (dosfstools, make deps): {e}"));
-    assert!(
-        out.status.success(),
-        "mkfs.vfat: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    img
 }
 
 /// Proof (3): vfat and fat are in the image but in no chain; the real init

@@ -12,9 +12,15 @@ pub const ROOT_UUID: &str = "6b6d6f64-696e-6974-2d62-656e63680001";
 /// The root disk: the harness's real init (prints the uptime it starts at,
 /// kmodinit's report, /proc/modules, then powers off) on ext4 with our UUID.
 pub(crate) fn root_disk(work: &Path) -> Result<PathBuf, String> {
+    root_disk_with(work, Path::new(kmodinit_qemu::rootfs::HOST_BUSYBOX))
+}
+
+/// [`root_disk`] with another architecture's `busybox`.
+pub(crate) fn root_disk_with(work: &Path, busybox: &Path) -> Result<PathBuf, String> {
     let dir = work.join("rootfs");
     let _ = std::fs::remove_dir_all(&dir);
     kmodinit_qemu::RealInitRoot::new()
+        .busybox(busybox)
         .populate(&dir)
         .map_err(|e| e.to_string())?;
     let img = work.join("root.ext4");
@@ -41,7 +47,7 @@ pub(crate) fn root_manifest() -> serde_json::Value {
 /// A minimal busybox `/init` that insmods `files` (relative to the module
 /// directory, dependencies first) in order and switch_roots, the smallest
 /// thing that can boot this root.
-fn insmod_script(release: &str, files: &[&str]) -> String {
+pub(crate) fn insmod_script(release: &str, files: &[&str]) -> String {
     // /proc/uptime first: the kernel's part of the boot ends here.
     let mut s = String::from(
         "#!/bin/sh\nB=/bin/busybox\n$B mount -t proc proc /proc\nread t rest < /proc/uptime\n\
@@ -58,6 +64,16 @@ fn insmod_script(release: &str, files: &[&str]) -> String {
          exec $B switch_root /newroot /sbin/init\n",
     );
     s
+}
+
+/// When `/init` started (s of uptime): kmodinit's report
+/// `boottime_init_start`, else the busybox script's first `/proc/uptime`.
+pub(crate) fn init_start_s(console: &kmodinit_qemu::Console) -> Option<f64> {
+    console
+        .report()
+        .ok()
+        .and_then(|v| v.get("boottime_init_start")?.as_f64())
+        .or_else(|| kmb_fields(console.text()).get("init_start")?.parse().ok())
 }
 
 /// Case 3: uptime when the real init starts, for three initramfs images.
@@ -137,18 +153,7 @@ pub fn boot_case(env: &Env) -> Result<CaseOutput, String> {
                     boot.console.real_init().map(|i| i.uptime_s),
                 ));
             }
-            let init_start = boot
-                .console
-                .report()
-                .ok()
-                .and_then(|v| v.get("boottime_init_start")?.as_f64())
-                .or_else(|| {
-                    kmb_fields(boot.console.text())
-                        .get("init_start")?
-                        .parse()
-                        .ok()
-                });
-            if let (Some(k), Some(r)) = (init_start, boot.console.real_init()) {
+            if let (Some(k), Some(r)) = (init_start_s(&boot.console), boot.console.real_init()) {
                 kernel_part[i].push(k);
                 initramfs_part[i].push(r.uptime_s - k);
             }

@@ -3,15 +3,16 @@
 //! shows the module timeline from `report.json` and the real init's marker.
 //!
 //! Usage: `kmodinit-demo [--init FILE] [--mkimage FILE] [--manifest FILE]
-//! [--work DIR]`.
+//! [--work DIR] [--arch x86_64|arm64]` (arm64: the kernel and busybox that
+//! `make deps` extracts under `build/arm64/root`, QEMU's `virt` board).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use kmodinit::timeline;
 use kmodinit_qemu::rootfs::markers;
-use kmodinit_qemu::{run_command, End, Ext4Image, HarnessError, HostKernel, RealInitRoot, Vm};
+use kmodinit_qemu::{run_command, Arch, End, Ext4Image, HarnessError, RealInitRoot, Vm};
 use kmodinit_report::Report;
 
 #[derive(Debug)]
@@ -20,6 +21,7 @@ struct Options {
     mkimage: PathBuf,
     manifest: PathBuf,
     work: PathBuf,
+    arch: Arch,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -28,6 +30,7 @@ fn parse_args() -> Result<Options, String> {
         mkimage: PathBuf::from("target/release/kmodinit-mkimage"),
         manifest: PathBuf::from("modules-manifest/examples/demo.json"),
         work: PathBuf::from("build/demo"),
+        arch: Arch::default(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -36,8 +39,13 @@ fn parse_args() -> Result<Options, String> {
             "--mkimage" => &mut o.mkimage,
             "--manifest" => &mut o.manifest,
             "--work" => &mut o.work,
+            "--arch" => {
+                let name = args.next().ok_or("--arch needs a value")?;
+                o.arch = name.parse().map_err(|e: HarnessError| e.to_string())?;
+                continue;
+            }
             "-h" | "--help" => {
-                return Err("usage: kmodinit-demo [--init FILE] [--mkimage FILE] [--manifest FILE] [--work DIR]".into())
+                return Err("usage: kmodinit-demo [--init FILE] [--mkimage FILE] [--manifest FILE] [--work DIR] [--arch x86_64|arm64]".into())
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         };
@@ -82,7 +90,7 @@ fn run(o: &Options) -> Result<(), HarnessError> {
             )));
         }
     }
-    let kernel = HostKernel::find()?;
+    let kernel = o.arch.kernel(Path::new("."))?;
     if o.work.exists() {
         std::fs::remove_dir_all(&o.work)
             .map_err(|e| invalid(format!("removing {}: {e}", o.work.display())))?;
@@ -97,7 +105,9 @@ fn run(o: &Options) -> Result<(), HarnessError> {
 
     // 1. The root disk: busybox and a real init that reports and powers off.
     let tree = o.work.join("rootfs");
-    RealInitRoot::new().populate(&tree)?;
+    RealInitRoot::new()
+        .busybox(o.arch.busybox(Path::new(".")))
+        .populate(&tree)?;
     let fs = Ext4Image::new(32)?;
     let disk = o.work.join("root.img");
     fs.build(&tree, &disk)?;
@@ -138,6 +148,8 @@ fn run(o: &Options) -> Result<(), HarnessError> {
             .arg(&image)
             .arg("--init")
             .arg(&o.init)
+            .arg("--modules-root")
+            .arg(kernel.modules_root().unwrap_or(Path::new("/")))
             .args(["--compress", "gzip"]),
     )?;
     let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
@@ -150,10 +162,12 @@ fn run(o: &Options) -> Result<(), HarnessError> {
     // 4. Boot.
     let log = o.work.join("console.log");
     println!(
-        "   booting    qemu-system-x86_64 -accel tcg (console: {})",
+        "   booting    {} -accel tcg (console: {})",
+        o.arch.qemu_binary(),
         log.display()
     );
     let boot = Vm::new(&kernel.vmlinuz)
+        .arch(o.arch)
         .initrd(&image)
         .disk(&disk)
         .log_file(&log)
