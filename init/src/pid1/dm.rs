@@ -148,7 +148,8 @@ impl<S: Sys> Boot<S> {
     }
 
     /// Waits for the device `spec` (a `root=`-style spec) within `wait`;
-    /// a wait longer than the first look is a note in the report.
+    /// a wait longer than the first look is a note in the report naming the
+    /// module whose driver brought the device.
     fn wait_for_dm_device(
         &mut self,
         who: &str,
@@ -177,8 +178,13 @@ impl<S: Sys> Boot<S> {
                 Fixed(waited.as_secs_f64(), 1)
             ))
         })?;
+        // Which module the wait was for: the driver of the disk that came.
+        let driver = scanner
+            .driver_module(&found.device)
+            .map(|m| format!(", driven by {m}"))
+            .unwrap_or_default();
         let note = format!(
-            "{who}: waited {} s for {spec} ({})",
+            "{who}: waited {} s for {spec} ({}{driver})",
             Fixed(started.elapsed().as_secs_f64(), 3),
             found.node.display()
         );

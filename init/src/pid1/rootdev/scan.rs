@@ -95,6 +95,16 @@ impl BlockScanner {
         })
     }
 
+    /// The kernel module whose driver serves `dev` (a partition: its
+    /// disk), from `device/driver/module` in sysfs; `None` for a device
+    /// without one (a builtin driver, a device-mapper device).
+    pub fn driver_module(&self, dev: &BlockDevice) -> Option<String> {
+        let disk = dev.disk.as_deref().unwrap_or(&dev.name);
+        let link =
+            std::fs::read_link(self.class_block.join(disk).join("device/driver/module")).ok()?;
+        Some(link.file_name()?.to_string_lossy().into_owned())
+    }
+
     /// The device node for `dev`, created (`mknod`, 0600) when devtmpfs
     /// does not have it yet.
     pub fn node(&self, sys: &impl Sys, dev: &BlockDevice) -> io::Result<PathBuf> {
@@ -274,6 +284,25 @@ mod tests {
         assert_eq!(by("dm-0"), Some("dm-0".into()));
         assert_eq!(by("mapper!other"), None);
         assert_eq!(by("mapper!vda"), None);
+    }
+
+    #[test]
+    fn a_disks_driver_module_is_read_from_sysfs_for_it_and_its_partitions() {
+        let t = TempDir::new("driver");
+        add_dev(&t.0, "vda", None, "254:0", &[0u8; 1024]);
+        add_dev(&t.0, "vda", Some(("vda1", 1)), "254:1", &[0u8; 1024]);
+        add_dev(&t.0, "dm-0", None, "253:0", &[0u8; 1024]);
+        let driver = t.0.join("bus/virtio/drivers/virtio_blk");
+        std::fs::create_dir_all(&driver).unwrap();
+        std::fs::create_dir_all(t.0.join("module/virtio_blk")).unwrap();
+        std::os::unix::fs::symlink("../../../../module/virtio_blk", driver.join("module")).unwrap();
+        std::fs::create_dir_all(t.0.join("devices/vda/device")).unwrap();
+        std::os::unix::fs::symlink(&driver, t.0.join("devices/vda/device/driver")).unwrap();
+        let s = scanner(&t.0);
+        let module = |n: &str| s.device(n).and_then(|d| s.driver_module(&d));
+        assert_eq!(module("vda").as_deref(), Some("virtio_blk"));
+        assert_eq!(module("vda1").as_deref(), Some("virtio_blk"));
+        assert_eq!(module("dm-0"), None);
     }
 
     #[test]
