@@ -13,6 +13,7 @@ use modules_manifest::{Compression, ModuleName};
 mod claims;
 mod fake;
 mod real;
+pub mod tpm;
 
 pub use claims::{Claims, SharedKernel};
 pub use fake::{FakeCall, FakeKernel, FakeOutcome};

@@ -25,6 +25,8 @@ pub mod kmsg;
 pub mod loader;
 pub mod loader_events;
 pub mod loader_process;
+pub mod measure;
+pub mod modules_lock;
 pub mod mount;
 pub mod open_world;
 pub mod report;

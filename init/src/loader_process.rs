@@ -39,14 +39,18 @@ use crate::coldplug;
 use crate::helper::channel::{run_server, ServerState};
 use crate::helper::install::Restorer;
 use crate::helper::request::Outcome;
+use crate::kernel::tpm::DeviceTpm;
 use crate::kernel::{Kernel, RealKernel};
 use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
 use crate::loader_events::{
     encode, EventReader, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
 };
+use crate::measure::{planned_files, MeasuredKernel, Measurer, PlannedFile};
+use crate::modules_lock::ModulesLock;
 use crate::open_world::{Inputs, OpenWorld};
 use crate::report::{Report, Step};
 use crate::supervise::{Handover, LoaderExit, Supervisor, Verdict};
+use modules_manifest::measure::Event;
 
 mod child;
 
@@ -370,6 +374,7 @@ impl LoaderChild {
                         // its exit status goes to the real init.
                         let mut last = report.clone();
                         settle(&mut last, end, self.exit.as_ref());
+                        take_measure_and_lock(&mut last, &sup);
                         let mut code = write_late(&last, report_path);
                         // The loader serves requests: whatever they add
                         // goes into the report until the loader ends.
@@ -378,7 +383,11 @@ impl LoaderChild {
                             if let Verdict::Proceed(end) = sup.verdict(boottime()) {
                                 let mut next = report.clone();
                                 settle(&mut next, end, self.exit.as_ref());
-                                if next.load != last.load {
+                                take_measure_and_lock(&mut next, &sup);
+                                if next.load != last.load
+                                    || next.measure != last.measure
+                                    || next.modules_locked != last.modules_locked
+                                {
                                     code = write_late(&next, report_path);
                                     last = next;
                                 }
@@ -404,6 +413,16 @@ impl LoaderChild {
             ),
         }
     }
+}
+
+/// What the supervisor has heard of measuring and locking, into `report`
+/// (the loader may extend and lock after the handover).
+fn take_measure_and_lock(report: &mut Report, sup: &Supervisor) {
+    report.measure = sup.measure().cloned().or(report.measure.take());
+    report.modules_locked = sup
+        .modules_locked()
+        .cloned()
+        .or(report.modules_locked.take());
 }
 
 /// Writes the reporter's report (atomically); the exit code to end with.

@@ -27,7 +27,9 @@ use crate::loader::NodeOutcome;
 pub use crate::loader_events::{
     AddedModule, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
 };
-use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
+use crate::report::{
+    ChainFailure, LoadReport, LockReport, MeasureEvent, MeasureReport, ModuleReport, ModuleState,
+};
 
 /// How the loader child ended, from `waitpid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +105,8 @@ pub struct Supervisor {
     panic: Option<String>,
     exit: Option<LoaderExit>,
     notes: Vec<String>,
+    measure: Option<MeasureReport>,
+    modules_locked: Option<LockReport>,
 }
 
 impl Supervisor {
@@ -127,6 +131,8 @@ impl Supervisor {
             panic: None,
             exit: None,
             notes: Vec::new(),
+            measure: None,
+            modules_locked: None,
         }
     }
 
@@ -181,7 +187,44 @@ impl Supervisor {
             // A timeline stamp: the report's `steps`, no supervision matter
             // (`LoaderChild` keeps them).
             LoaderEvent::Step { .. } => {}
+            LoaderEvent::MeasureStart {
+                pcr,
+                initial,
+                error,
+            } => {
+                self.measure = Some(MeasureReport {
+                    pcr,
+                    bank: "sha256".to_owned(),
+                    initial,
+                    error,
+                    ..MeasureReport::default()
+                })
+            }
+            LoaderEvent::Extended { digest, what } => match self.measure.as_mut() {
+                Some(m) => m.events.push(MeasureEvent { digest, what }),
+                None => self.odd("an extend before measuring started".to_owned()),
+            },
+            LoaderEvent::MeasureEnd { value, error } => match self.measure.as_mut() {
+                Some(m) => {
+                    m.final_value = value;
+                    m.error = error.or(m.error.take());
+                }
+                None => self.odd("a measurement's end before its start".to_owned()),
+            },
+            LoaderEvent::ModulesLocked { t, error } => {
+                self.modules_locked = Some(LockReport { t, error })
+            }
         }
+    }
+
+    /// Measured loading as the child told it so far.
+    pub fn measure(&self) -> Option<&MeasureReport> {
+        self.measure.as_ref()
+    }
+
+    /// When the child locked module loading, if it has.
+    pub fn modules_locked(&self) -> Option<&LockReport> {
+        self.modules_locked.as_ref()
     }
 
     /// A line of the stream that is not an event.

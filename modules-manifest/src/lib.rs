@@ -13,6 +13,7 @@
 pub mod cmdline;
 pub mod depmod;
 pub mod manifest;
+pub mod measure;
 pub mod modalias;
 pub mod modinfo;
 pub mod modprobe_d;
@@ -23,8 +24,8 @@ pub mod release;
 pub use cmdline::{CmdlineName, KernelCmdline};
 pub use depmod::{AliasTable, Compression, DepIndex, IndexError, ModuleEntry, SoftDep};
 pub use manifest::{
-    ChainEntry, ChainSpec, ColdplugSpec, InitSpec, Manifest, ManifestError, ModuleSpec, OnFailure,
-    RootSpec, SoftdepSpec,
+    ChainEntry, ChainSpec, ColdplugSpec, InitSpec, Manifest, ManifestError, MeasureSpec,
+    ModuleSpec, OnFailure, RootSpec, SoftdepSpec,
 };
 pub use name::ModuleName;
 pub use plan::{

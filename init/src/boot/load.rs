@@ -132,6 +132,7 @@ impl<S: Sys> Boot<S> {
                 )))
             }
         };
+        self.locks_modules = modules_manifest::measure::lock_modules(Some(manifest), cmdline);
         let spawned = clock::boottime();
         if let Err(e) = child.go(config.jobs, config.deadline) {
             // The child is gone: supervising it says how it ended.
@@ -173,6 +174,8 @@ impl<S: Sys> Boot<S> {
             exit: child.exit().map(ToString::to_string),
             ..LoaderInfo::default()
         });
+        self.report.measure = sup.measure().cloned();
+        self.report.modules_locked = sup.modules_locked().cloned();
         self.loader = Some(child);
         self.supervisor = Some(sup);
         let handover = verdict.map_err(|(message, hints)| BootError::Loader { message, hints })?;

@@ -98,6 +98,8 @@ pub struct Boot<S: Sys> {
     /// Where the helper's copy goes once the loader has its go
     /// ([`Boot::start_loader`] prepares, `load_modules` installs).
     helper_copy: Option<PathBuf>,
+    /// `lock_modules` is on: the loader locks module loading at its end.
+    locks_modules: bool,
 }
 
 impl<S: Sys> Boot<S> {
@@ -121,6 +123,7 @@ impl<S: Sys> Boot<S> {
             early_root: root::EarlyRoot::default(),
             helper_kernel_value: None,
             helper_copy: None,
+            locks_modules: false,
         }
     }
 
@@ -283,7 +286,12 @@ impl<S: Sys> Boot<S> {
     /// After PID 1's last report: a load still running gets a reporter that
     /// settles its pending modules in the report when it ends.
     fn hand_over_the_load(&mut self) {
-        let serving = self.helper_kernel_value.is_some() && self.loader_alive();
+        // A loader that lives on may still extend or lock module loading:
+        // the report records those too.
+        let serving = (self.helper_kernel_value.is_some()
+            || self.report.measure.is_some()
+            || self.locks_modules)
+            && self.loader_alive();
         if let (Some(loader), Some(sup)) = (self.loader.as_mut(), self.supervisor.take()) {
             loader.hand_over(sup, &self.report, &self.paths.report, serving);
         }

@@ -113,6 +113,21 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
     }
     drop(go);
 
+    // Measured loading and the lock, as the manifest and command line say.
+    let lock = modules_manifest::measure::lock_modules(Some(&manifest), input.cmdline)
+        .then(|| ModulesLock::open(input.proc_dir));
+    let measuring = match start_measuring(&input, &manifest, &plan, &modules_dir, &events) {
+        Ok(m) => m,
+        Err((message, hints)) => {
+            send(&events, &LoaderEvent::Fatal { message, hints });
+            if let Some(r) = &restorer {
+                r.restore();
+            }
+            return 1;
+        }
+    };
+    let measurer = measuring.as_ref().map(|(m, _, _)| Arc::clone(m));
+
     let opts = LoaderOptions {
         modules_dir,
         jobs,
@@ -120,7 +135,10 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
     };
     let sink_events = Arc::clone(&events);
     let world = OpenWorld::new(
-        Box::new(wrap(kernel)),
+        Box::new(MeasuredKernel {
+            inner: wrap(kernel),
+            measurer,
+        }),
         Inputs {
             index,
             manifest: manifest.clone(),
@@ -149,6 +167,17 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
                 });
             if let Err(e) = spawned {
                 log::error!("loader: cannot serve kernel module requests: {e}");
+            }
+        }
+        if let Some((m, head, files)) = &measuring {
+            let spawned = std::thread::Builder::new()
+                .name("measure".into())
+                .spawn_scoped(scope, move || m.measure_plan(head, files));
+            if let Err(e) = spawned {
+                // Nothing extends the plan's modules: they fail, or load
+                // unmeasured, as the measurer's failure says.
+                log::error!("measure: cannot start the measuring thread: {e}");
+                m.stop(format!("cannot start the measuring thread: {e}"));
             }
         }
         let main = scope.spawn(|| {
@@ -198,10 +227,97 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
         world.close();
         load
     });
+    if let Some(lock) = lock {
+        // The load, coldplug and the kernel's requests are over: nothing
+        // loads from now on, by the kernel's own refusal.
+        let error = lock.lock().err();
+        match &error {
+            None => log::info!("module loading locked (modules_disabled=1)"),
+            Some(e) => log::error!("lock_modules: {e}"),
+        }
+        send(
+            &events,
+            &LoaderEvent::ModulesLocked {
+                t: boottime(),
+                error,
+            },
+        );
+    }
     match load {
         Ok(_) => 0,
         // The panic hook has told PID 1 and ended the process already.
         Err(_) => 101,
+    }
+}
+
+/// The measurer, the head events and the plan's files, when measuring is
+/// on and a TPM answers. Without one: `Err` (the boot stops) when the
+/// measurement is required, else `None` and the report says why.
+type Measuring = (Arc<Measurer>, Vec<Event>, Vec<PlannedFile>);
+
+fn start_measuring(
+    input: &LoadInput<'_>,
+    manifest: &Manifest,
+    plan: &modules_manifest::Plan,
+    modules_dir: &Path,
+    events: &Events,
+) -> Result<Option<Measuring>, Fatal> {
+    let Some(spec) = modules_manifest::measure::settings(Some(manifest), input.cmdline) else {
+        return Ok(None);
+    };
+    let files = planned_files(plan, modules_dir);
+    let sink_events = Arc::clone(events);
+    let started = DeviceTpm::open(&input.root.join("dev"))
+        .map_err(|e| e.to_string())
+        .and_then(|tpm| {
+            Measurer::start(
+                Box::new(tpm),
+                spec.pcr,
+                spec.required,
+                &files,
+                Box::new(move |e| send(&sink_events, e)),
+            )
+        })
+        .and_then(|m| {
+            let bytes = std::fs::read(input.manifest_path).map_err(|e| {
+                format!(
+                    "cannot read {} to measure it: {e}",
+                    input.manifest_path.display()
+                )
+            })?;
+            Ok((m, bytes))
+        });
+    match started {
+        Ok((m, bytes)) => {
+            let head = modules_manifest::measure::head_events(&bytes, input.cmdline).to_vec();
+            log::info!(
+                "measure: {} module(s) into PCR {} before they load",
+                files.len(),
+                spec.pcr
+            );
+            Ok(Some((Arc::new(m), head, files)))
+        }
+        Err(why) if spec.required => Err((
+            format!("measured loading is required, and {why}"),
+            vec![
+                "the manifest's \"measure\": {\"required\": true} lets no module load unmeasured"
+                    .to_owned(),
+                "kmodinit.measure=off on the kernel command line boots without measuring"
+                    .to_owned(),
+            ],
+        )),
+        Err(why) => {
+            log::warn!("measure: {why}; loading unmeasured (measure.required is false)");
+            send(
+                events,
+                &LoaderEvent::MeasureStart {
+                    pcr: spec.pcr,
+                    initial: None,
+                    error: Some(format!("{why}: nothing measured")),
+                },
+            );
+            Ok(None)
+        }
     }
 }
 

@@ -46,6 +46,31 @@ pub struct Manifest {
     /// load the drivers of the devices present (their `modalias` matched
     /// against `modules.alias`). `None`: off.
     pub coldplug: Option<ColdplugSpec>,
+    /// `"measure": {"pcr": N, "required": bool}`: extend every module
+    /// inserted (file and parameters) into a TPM PCR first. `None`: off.
+    pub measure: Option<MeasureSpec>,
+    /// `"lock_modules": true`: write 1 to `/proc/sys/kernel/modules_disabled`
+    /// once the load and the module helper's service are over.
+    pub lock_modules: bool,
+}
+
+/// The PCR extended when `"measure"` names none: 9, where the kernel's EFI
+/// stub (and grub) measure the initrd, so that what the initrd brings into
+/// the kernel follows the initrd itself (init/PID1.md says why not another).
+pub const DEFAULT_MEASURE_PCR: u32 = 9;
+
+/// The highest PCR index of a PC client TPM.
+pub const MAX_PCR: u32 = 23;
+
+/// `"measure": {"pcr": N, "required": bool}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MeasureSpec {
+    /// 0..=23; default [`DEFAULT_MEASURE_PCR`].
+    pub pcr: u32,
+    /// No module loads unmeasured: without a TPM (or when an extend fails)
+    /// the boot stops and `on_failure` decides. Default false: the boot
+    /// goes on and the report says nothing was measured.
+    pub required: bool,
 }
 
 /// Coldplug: which matched drivers may load. A module matched by a
@@ -241,6 +266,11 @@ impl Manifest {
                 allow: c.allow.into_iter().map(|g| g.0.replace('-', "_")).collect(),
                 deny: c.deny.into_iter().map(|g| g.0.replace('-', "_")).collect(),
             }),
+            measure: raw.measure.map(|m| MeasureSpec {
+                pcr: m.pcr.0,
+                required: m.required,
+            }),
+            lock_modules: raw.lock_modules,
         };
         manifest.check()?;
         Ok(manifest)
