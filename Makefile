@@ -21,10 +21,10 @@ DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools \
             linux-image-amd64 linux-headers-amd64 busybox-static \
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 
-.PHONY: init-tiny-faults all deps tiny-deps bpo-kernel init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+.PHONY: init-tiny-faults all host deps tiny-deps bpo-kernel init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom
 
-all: init mkimage
+all: init host
 
 # Idempotent: apt-get runs only when a package is missing. With CI=true the
 # tests treat a missing prerequisite as a failure (tests/README.md), so
@@ -120,14 +120,14 @@ bpo-kernel:
 	     "$$(find "$$d/root/lib/modules/$$rel" -name '*.ko*' | wc -l) modules in $(BPO_DIR)/root/lib/modules/$$rel"
 
 # The static PID 1 on stable Rust. musl target; `file` must say "statically
-# linked". Default features: host commands (`kmodinit plan`, `--dry-run`), no
-# module decoders (images hold `.ko` files, see initramfs/README.md); add
+# linked". Default features: manifest errors with JSON paths, no module
+# decoders (images hold `.ko` files, see initramfs/README.md); add
 # `--features xz,zstd,gzip` for images that keep compressed modules on a
 # kernel that cannot decompress them. Sizes: init/SIZE.md.
 init:
-	cargo build --release -p kmodinit --target $(MUSL)
+	cargo build --release -p kmodinit-init --target $(MUSL)
 	@mkdir -p $(BUILD)
-	cp target/$(MUSL)/release/kmodinit $(INIT)
+	cp target/$(MUSL)/release/init $(INIT)
 	@file $(INIT) | grep -q 'static' || { echo "error: $(INIT) is not static"; exit 1; }
 	@ls -l $(INIT) | awk '{printf "built %s: %d bytes (%.0f KiB)\n", $$9, $$5, $$5/1024}'
 
@@ -138,17 +138,17 @@ init:
 # ~9 s (the kmodinit crate only); a shared dir only saves the first build's
 # dependencies (~8 s, once).
 init-faults:
-	CARGO_TARGET_DIR=target/faults cargo build --release -p kmodinit --target $(MUSL) --features fault-injection
+	CARGO_TARGET_DIR=target/faults cargo build --release -p kmodinit-init --target $(MUSL) --features fault-injection
 	@mkdir -p $(BUILD)
-	cp target/faults/$(MUSL)/release/kmodinit $(INIT_FAULTS)
+	cp target/faults/$(MUSL)/release/init $(INIT_FAULTS)
 	@file $(INIT_FAULTS) | grep -q 'static' || { echo "error: $(INIT_FAULTS) is not static"; exit 1; }
 
 # The smallest /init (init/SIZE.md): the same code on the pinned nightly,
 # std rebuilt for size (-Z build-std, optimize_for_size) with panics that
 # abort on the spot (-Cpanic=immediate-abort: no panic hook, no message,
 # no unwinding, so no unwind tables either), no caller locations in panic
-# data, no decoders, no host commands and manifest errors without JSON
-# paths (--no-default-features: those are for `make init` builds), linked
+# data, no decoders and manifest errors without JSON paths
+# (--no-default-features), linked
 # by the toolchain's rust-lld with identical code folding (--icf=all:
 # -11 KiB). The release profile's opt-level z,
 # fat LTO and one codegen unit apply. Own target dir, so the stable build's
@@ -160,10 +160,10 @@ TINY_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static \
 	-Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
 init-tiny: tiny-deps
 	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
-	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit --target $(MUSL) --no-default-features \
+	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit-init --target $(MUSL) --no-default-features \
 	  -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
 	@mkdir -p $(BUILD)
-	cp target/tiny/$(MUSL)/release/kmodinit $(INIT_TINY)
+	cp target/tiny/$(MUSL)/release/init $(INIT_TINY)
 	@file $(INIT_TINY) | grep -q 'static' || { echo "error: $(INIT_TINY) is not static"; exit 1; }
 	@ls -l $(INIT_TINY) | awk '{printf "built %s: %d bytes (%.0f KiB)\n", $$9, $$5, $$5/1024}'
 
@@ -172,13 +172,16 @@ init-tiny: tiny-deps
 INIT_TINY_FAULTS := $(BUILD)/init-tiny-faults
 init-tiny-faults: tiny-deps
 	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \
-	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit --target $(MUSL) --no-default-features --features fault-injection \
+	  cargo +$(TINY_TOOLCHAIN) build --release -p kmodinit-init --target $(MUSL) --no-default-features --features fault-injection \
 	  -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
 	@mkdir -p $(BUILD)
-	cp target/tiny/$(MUSL)/release/kmodinit $(INIT_TINY_FAULTS)
+	cp target/tiny/$(MUSL)/release/init $(INIT_TINY_FAULTS)
 
-mkimage:
-	cargo build --release -p kmodinit-mkimage
+# The host tool (target/release/kmodinit: build, plan, report,
+# manifest-from-host) and the image builder under its own name.
+HOST := target/release/kmodinit
+mkimage host:
+	cargo build --release -p kmodinit -p kmodinit-mkimage
 
 lint:
 	cargo fmt --all -- --check
@@ -189,7 +192,7 @@ lint:
 # build without them.
 test-unit:
 	cargo test --workspace
-	cargo test -p kmodinit --features xz,zstd,gzip
+	cargo test -p kmodinit-init --features xz,zstd,gzip
 
 # The fixture kernel modules (tests/fixtures/*.c + the generated benchmark
 # farm), built against the installed headers and staged with depmod into
@@ -199,11 +202,11 @@ fixtures:
 
 # The README's first command: build /init and the image, make a root disk,
 # boot it under QEMU (TCG) and show the module timeline and the real init.
-demo: init mkimage
+demo: init host
 	cargo run -q --release -p kmodinit-qemu --bin kmodinit-demo -- --init $(INIT) --mkimage $(MKIMAGE)
 
 # QEMU boots (each test is #[ignore]d so `cargo test` alone stays fast).
-test-e2e: init init-faults init-tiny init-tiny-faults mkimage fixtures
+test-e2e: init init-faults init-tiny init-tiny-faults host fixtures
 	cargo test -p kmodinit-e2e --no-fail-fast -- --ignored --test-threads=2
 
 test: lint test-unit test-e2e
@@ -218,7 +221,7 @@ clean:
 # is left alone (kmodinit-bench --readme README.md writes its section).
 # Then the pool-width sweep (fixed widths against the adaptive pool, 3 runs;
 # bench/results/sweep.md): about 8 more minutes on a quiet host.
-bench: init mkimage
+bench: init host
 	cargo build --release -p kmodinit-bench
 	KVER=$(KVER) target/release/kmodinit-bench
 	KVER=$(KVER) BENCH_RUNS=3 BENCH_CASES=1,2,3 target/release/kmodinit-bench sweep
@@ -248,4 +251,4 @@ fuzz-smoke: fuzz-deps
 # (init/tests/loom_coordinator.rs; ~3 minutes on 2 cores). Prints how many
 # interleavings each case explored; LOOM_MAX_PREEMPTIONS=N explores deeper.
 loom:
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p kmodinit --test loom_coordinator -- --test-threads 1 --nocapture
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p kmodinit-init --test loom_coordinator -- --test-threads 1 --nocapture

@@ -20,7 +20,7 @@ use crate::stage::Image;
 use crate::stats::{ratio, secs, Series};
 use crate::vm::{boot, kmb_fields, Boot};
 use crate::windows::{self, Windows};
-use kmodinit::report::ModuleState;
+use kmodinit_report::ModuleState;
 use modules_manifest::{Action, EdgeKind};
 
 mod boot;

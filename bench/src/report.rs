@@ -1,11 +1,11 @@
 //! Reading kmodinit's `report.json` (DESIGN.md, boot step 4) through the
-//! types `/init` writes it with (`kmodinit::report`), plus the two figures
+//! types `/init` writes it with (`kmodinit_report`), plus the two figures
 //! the benchmark derives from a report. Unknown fields are ignored, so a
 //! report from a newer `/init` still reads; a missing field is an error that
 //! names it.
 
-use kmodinit::report::ModuleState;
-pub use kmodinit::report::Report as BootReport;
+use kmodinit_report::ModuleState;
+pub use kmodinit_report::Report as BootReport;
 
 /// Parses a report; the error names what is wrong in it.
 pub fn from_json(text: &str) -> Result<BootReport, String> {
@@ -62,7 +62,7 @@ impl ReportFigures for BootReport {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use kmodinit::report::{LoadReport, ModuleReport};
+    use kmodinit_report::{LoadReport, ModuleReport};
     use modules_manifest::ModuleName;
 
     fn module(name: &str, state: ModuleState) -> ModuleReport {

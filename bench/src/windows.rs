@@ -147,7 +147,7 @@ fn gaps(
     run_init: Option<f64>,
     load_end: Option<f64>,
 ) -> BTreeMap<(String, String), f64> {
-    let mut by_t: Vec<&kmodinit::report::Step> = r.steps.iter().collect();
+    let mut by_t: Vec<&kmodinit_report::Step> = r.steps.iter().collect();
     by_t.sort_by(|a, b| a.t.total_cmp(&b.t));
     let mut out = BTreeMap::new();
     let mut last: BTreeMap<&str, f64> = BTreeMap::new();
@@ -333,7 +333,7 @@ pub fn markdown(runs: &[Windows], boots: &str, real_init: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use kmodinit::report::Step;
+    use kmodinit_report::Step;
 
     /// "Run /init" at `t` on the report's clock, printed 20 ms later by
     /// printk's clock.

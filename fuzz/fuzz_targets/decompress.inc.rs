@@ -7,7 +7,7 @@
 // refused with `TooLarge` one byte below. The targets use a 1 MiB cap instead
 // of the 64 MiB boot cap (same code path, 64 times more executions).
 
-use kmodinit::decompress::{decompress, decompress_slice, DecompressError};
+use kmodinit_init::decompress::{decompress, decompress_slice, DecompressError};
 use modules_manifest::Compression;
 
 const CAP: usize = 1 << 20;

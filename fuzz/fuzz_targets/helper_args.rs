@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use kmodinit::helper::args::{check_name, is_helper, parse, MAX_REQUEST_BYTES};
+use kmodinit_init::helper::args::{check_name, is_helper, parse, MAX_REQUEST_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     // argv entries are C strings: split on NUL; non-UTF-8 bytes become

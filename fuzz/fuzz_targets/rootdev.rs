@@ -5,7 +5,8 @@
 //! as a `root=` device spec parses or is refused.
 #![no_main]
 
-use kmodinit::rootdev::{gpt_entries, gpt_header, mbr_partitions, probe_filesystem, DeviceSpec};
+use kmodinit_blockdev::{gpt_entries, gpt_header, mbr_partitions, probe_filesystem};
+use kmodinit_init::rootdev::DeviceSpec;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,6 @@
 
 pub mod boot;
 pub mod boot_config;
-pub mod cli;
 pub mod clock;
 pub mod coldplug;
 pub mod decompress;
@@ -18,8 +17,6 @@ pub mod failure;
 pub mod fault;
 pub mod handover;
 pub mod helper;
-#[cfg(feature = "host-tools")]
-pub mod host_manifest;
 pub mod kernel;
 pub mod kmsg;
 pub mod loader;
@@ -29,14 +26,8 @@ pub mod measure;
 pub mod modules_lock;
 pub mod mount;
 pub mod open_world;
-pub mod report;
+pub use kmodinit_report as report;
 pub mod rootdev;
 pub mod supervise;
 pub mod switch_root;
 pub mod sys;
-#[cfg(feature = "host-tools")]
-pub mod timeline;
-
-/// The root device's old name, for code written before the split into
-/// `rootdev/` (`kmodinit::blockdev::DeviceSpec` still resolves).
-pub use rootdev as blockdev;

@@ -1,18 +1,16 @@
 //! `/init`: the kernel runs it as PID 1 from the initramfs. The boot below
 //! follows DESIGN.md's sequence, one call per step (the steps are
-//! `kmodinit::boot`). On a host (not PID 1) it refuses to touch the machine
-//! and offers `plan`, `--dry-run`, `report` and `manifest-from-host`.
+//! `kmodinit_init::boot`). On a host (not PID 1) it refuses to touch the machine;
+//! the host tool is a separate program (`host/`, `kmodinit`).
 
 use std::convert::Infallible;
 use std::process::ExitCode;
 
-use kmodinit::boot::{Boot, BootError, Paths};
-use kmodinit::cli::{self, HostCommand};
-use kmodinit::clock;
-use kmodinit::failure;
-use kmodinit::helper;
-use kmodinit::sys::RealSys;
-use modules_manifest::KernelCmdline;
+use kmodinit_init::boot::{Boot, BootError, Paths};
+use kmodinit_init::clock;
+use kmodinit_init::failure;
+use kmodinit_init::helper;
+use kmodinit_init::sys::RealSys;
 
 fn main() -> ExitCode {
     let boottime_init_start = clock::boottime();
@@ -29,7 +27,7 @@ fn main() -> ExitCode {
     if pid == 1 {
         pid1(boottime_init_start, args)
     }
-    host(&args)
+    host()
 }
 
 /// PID 1: single-threaded; the module loading runs in a child process. An
@@ -66,85 +64,14 @@ fn boot(b: &mut Boot<RealSys>, kernel_args: &[String]) -> Result<Infallible, Boo
     Err(b.exec_init(&init))
 }
 
-/// Not PID 1: refuse to touch the machine; `plan`, `--dry-run`, `report` and
-/// `manifest-from-host` only read (`report --svg` and `manifest-from-host
-/// --output` write the file they are asked for).
-fn host(args: &[String]) -> ExitCode {
-    let cmd = match cli::parse_args(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kmodinit: {e}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
-    };
-    let result = match cmd {
-        HostCommand::Help => {
-            print!("{}", cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        HostCommand::Refuse => {
-            eprintln!(
-                "kmodinit: not PID 1 (pid {}): refusing to mount, load modules or exec anything on this machine.\n\n{}",
-                nix::unistd::getpid(),
-                cli::USAGE
-            );
-            return ExitCode::from(2);
-        }
-        HostCommand::Plan {
-            manifest,
-            modules_dir,
-            cmdline,
-        } => cli::plan_from_files(&manifest, &modules_dir, &KernelCmdline::parse(&cmdline))
-            .map(|p| match p {
-                Some(p) => p.render_text(),
-                None => format!("no manifest at {}\n", manifest.display()),
-            })
-            .map_err(|e| e.to_string()),
-        HostCommand::DryRun {
-            cmdline,
-            manifest,
-            modules_dir,
-        } => {
-            let text = match cmdline {
-                Some(c) => c,
-                None => std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
-            };
-            cli::dry_run(&text, manifest.as_deref(), modules_dir.as_deref())
-                .map_err(|e| e.to_string())
-        }
-        HostCommand::Report { report, svg } => {
-            cli::report(&report, svg.as_deref()).map_err(|e| e.to_string())
-        }
-        #[cfg(feature = "host-tools")]
-        HostCommand::ManifestFromHost {
-            sysroot,
-            modules_root,
-            kernel_release,
-            output,
-        } => cli::manifest_from_host(
-            &sysroot,
-            modules_root.as_deref(),
-            kernel_release.as_deref(),
-            output.as_deref(),
-        )
-        .map(|(text, notes)| {
-            for n in notes {
-                eprintln!("kmodinit: {n}");
-            }
-            text
-        })
-        .map_err(|e| e.to_string()),
-        #[cfg(not(feature = "host-tools"))]
-        HostCommand::ManifestFromHost { .. } => Err(cli::USAGE.to_owned()),
-    };
-    match result {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("kmodinit: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// Not PID 1 and not the helper: a person ran `/init` on a running
+/// system. Refuse to touch the machine and point at the host tool.
+fn host() -> ExitCode {
+    eprintln!(
+        "init: kmodinit's /init runs as PID 1 from an initramfs; this is pid {}: refusing to mount, \
+         load modules or exec anything on this machine.\n\
+         On a host use the `kmodinit` tool: kmodinit build | plan | report | manifest-from-host.",
+        nix::unistd::getpid()
+    );
+    ExitCode::from(2)
 }

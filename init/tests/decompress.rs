@@ -6,7 +6,9 @@
 use std::fs::File;
 use std::path::PathBuf;
 
-use kmodinit::decompress::{decompress, decompress_slice, DecompressError, MAX_DECOMPRESSED_BYTES};
+use kmodinit_init::decompress::{
+    decompress, decompress_slice, DecompressError, MAX_DECOMPRESSED_BYTES,
+};
 use modules_manifest::Compression;
 
 fn data(name: &str) -> PathBuf {

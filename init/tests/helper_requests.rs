@@ -12,11 +12,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kmodinit::helper::channel::{self, ServerState};
-use kmodinit::helper::request::{self, Outcome};
-use kmodinit::kernel::FakeKernel;
-use kmodinit::loader::{self, LoaderOptions};
-use kmodinit::open_world::{Inputs, OpenWorld};
+use kmodinit_init::helper::channel::{self, ServerState};
+use kmodinit_init::helper::request::{self, Outcome};
+use kmodinit_init::kernel::FakeKernel;
+use kmodinit_init::loader::{self, LoaderOptions};
+use kmodinit_init::open_world::{Inputs, OpenWorld};
 use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
 
 /// `crypto_user` (the boot plan's module, slow) requests nothing itself;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use kmodinit::boot::{read_manifest, BootError};
+use kmodinit_init::boot::{read_manifest, BootError};
 
 #[test]
 fn an_endless_manifest_is_refused_at_the_size_bound() {

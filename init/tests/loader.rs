@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use kmodinit::kernel::{FakeKernel, FakeOutcome};
-use kmodinit::report::ModuleState;
+use kmodinit_init::kernel::{FakeKernel, FakeOutcome};
+use kmodinit_init::report::ModuleState;
 use modules_manifest::{Action, EdgeKind, Plan};
 
 /// The contract's example: storage = [virtio_pci, virtio_blk(queue_depth)],
@@ -407,9 +407,9 @@ fn critical_path_is_the_longest_path_under_measured_durations() {
 fn each_worker_is_named_and_timings_are_boottime() {
     let plan = design_example();
     let k = FakeKernel::new();
-    let before = kmodinit::clock::boottime();
+    let before = kmodinit_init::clock::boottime();
     let r = load_ok(&plan, &k, 3);
-    let after = kmodinit::clock::boottime();
+    let after = kmodinit_init::clock::boottime();
     for m in &r.modules {
         let (s, e) = (m.start.unwrap(), m.end.unwrap());
         assert!(before <= s && s <= e && e <= after);
@@ -419,7 +419,7 @@ fn each_worker_is_named_and_timings_are_boottime() {
 
 #[test]
 fn the_fixed_pools_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
-    use kmodinit::loader::{auto_jobs, available_cpus, AUTO_JOBS_PER_CPU, MAX_AUTO_JOBS};
+    use kmodinit_init::loader::{auto_jobs, available_cpus, AUTO_JOBS_PER_CPU, MAX_AUTO_JOBS};
     let cpus = available_cpus();
     // The affinity mask: what std sees too, unless a cgroup quota lowers it.
     let std_cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -476,8 +476,8 @@ fn flat(n: usize) -> Plan {
     b.build()
 }
 
-fn adaptive(jobs: usize, cpus: usize) -> kmodinit::loader::LoaderOptions {
-    kmodinit::loader::LoaderOptions { cpus, ..opts(jobs) }
+fn adaptive(jobs: usize, cpus: usize) -> kmodinit_init::loader::LoaderOptions {
+    kmodinit_init::loader::LoaderOptions { cpus, ..opts(jobs) }
 }
 
 #[test]
@@ -549,7 +549,7 @@ fn the_real_probe_sees_sleeping_fake_insertions() {
 
 #[test]
 fn the_proc_probe_reads_task_states() {
-    use kmodinit::loader::{ProcProbe, WorkerProbe};
+    use kmodinit_init::loader::{ProcProbe, WorkerProbe};
     let probe = ProcProbe::new();
     // Nobody registered: both count as on a CPU (about to run).
     assert_eq!(probe.on_cpu(2, 2), 2);

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Mutex;
 
 use common::*;
-use kmodinit::kernel::FakeKernel;
+use kmodinit_init::kernel::FakeKernel;
 use log::{Level, Log, Metadata, Record};
 use modules_manifest::{Action, EdgeKind};
 

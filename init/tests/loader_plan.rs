@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use common::*;
-use kmodinit::kernel::FakeKernel;
-use kmodinit::report::ModuleState;
+use kmodinit_init::kernel::FakeKernel;
+use kmodinit_init::report::ModuleState;
 use modules_manifest::{
     plan, plan_at_boot, Action, DepIndex, KernelCmdline, Manifest, Plan, PlanInput,
 };
@@ -97,7 +97,7 @@ fn a_failing_dependency_blocks_its_chain_and_is_named_as_the_cause() {
     let r = load_ok(&plan, &k, 8);
     let outcomes = [(
         "mbcache".to_owned(),
-        kmodinit::kernel::FakeOutcome::Fail(libc::ENOMEM),
+        kmodinit_init::kernel::FakeOutcome::Fail(libc::ENOMEM),
     )]
     .into();
     check_load(&plan, &k, &outcomes, &r, 8).unwrap();
@@ -303,7 +303,7 @@ fn an_alternative_the_kernel_refuses_is_a_note_and_blocks_nothing() {
     let r = load_ok(&plan, &k, 4);
     let outcomes = [(
         "crc32c_intel".to_owned(),
-        kmodinit::kernel::FakeOutcome::Fail(libc::ENODEV),
+        kmodinit_init::kernel::FakeOutcome::Fail(libc::ENODEV),
     )]
     .into();
     check_load(&plan, &k, &outcomes, &r, 4).unwrap();

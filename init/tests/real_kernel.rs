@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kmodinit::kernel::{InsertRequest, Kernel, RealKernel};
+use kmodinit_init::kernel::{InsertRequest, Kernel, RealKernel};
 use modules_manifest::{Compression, ModuleName};
 
 fn data(name: &str) -> PathBuf {

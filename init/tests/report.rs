@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use kmodinit::kernel::FakeKernel;
-use kmodinit::report::{Report, REPORT_VERSION};
+use kmodinit_init::kernel::FakeKernel;
+use kmodinit_report::{Report, REPORT_VERSION};
 use modules_manifest::Action;
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
@@ -109,7 +109,7 @@ fn an_unwritable_report_path_is_an_error_not_a_panic() {
 
 #[test]
 fn a_failed_alternative_gets_a_note_naming_what_loaded() {
-    use kmodinit::report::{note_alternatives, ModuleReport, ModuleState};
+    use kmodinit_report::{note_alternatives, ModuleReport, ModuleState};
     let m = |n: &str, state: ModuleState, alt: Option<&str>| ModuleReport {
         name: name(n),
         state,

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kmodinit::kernel::{FakeKernel, FakeOutcome};
-use kmodinit::loader::{LoaderOptions, PoolMode, WorkerProbe};
+use kmodinit_init::kernel::{FakeKernel, FakeOutcome};
+use kmodinit_init::loader::{LoaderOptions, PoolMode, WorkerProbe};
 use modules_manifest::{Action, EdgeKind, Plan};
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -7,6 +7,7 @@
 //! [`compress::Compress`] compresses; [`image::write_atomically`] puts it
 //! at the output path.
 
+pub mod cli;
 pub mod coldplug;
 pub mod compress;
 pub mod cpio;

@@ -27,7 +27,7 @@ pub use manifest::{
     ChainEntry, ChainSpec, ColdplugSpec, InitSpec, Manifest, ManifestError, MeasureSpec,
     ModuleSpec, OnFailure, RootSpec, SoftdepSpec,
 };
-pub use name::ModuleName;
+pub use name::{parse_proc_modules, ModuleName};
 pub use plan::{
     plan, plan_at_boot, Action, Alternative, CriticalPath, CycleLink, Edge, EdgeKind, NodeId, Plan,
     PlanChain, PlanError, PlanInput, PlanNode, Reason, CMDLINE_CHAIN, CMDLINE_POST_CHAIN,

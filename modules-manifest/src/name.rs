@@ -139,6 +139,15 @@ impl<'de> Deserialize<'de> for ModuleName {
     }
 }
 
+/// The modules a `/proc/modules` text lists (the first word of each
+/// line); a name that is not a module name is skipped.
+pub fn parse_proc_modules(text: &str) -> std::collections::BTreeSet<ModuleName> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|n| ModuleName::new(n).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +195,15 @@ mod tests {
                 Ok(n.into())
             );
         }
+    }
+
+    #[test]
+    fn proc_modules_names() {
+        let text = "ext4 1056768 1 - Live 0x0000000000000000\nvirtio-blk 20480 0 - Live 0x0\n\n";
+        let names: Vec<String> = super::parse_proc_modules(text)
+            .into_iter()
+            .map(|n| n.as_str().to_string())
+            .collect();
+        assert_eq!(names, ["ext4", "virtio_blk"]);
     }
 }

@@ -32,8 +32,10 @@ pub struct Env {
     pub kernel: HostKernel,
     /// The static PID 1 (`make init` → `build/init`; `$KMODINIT_INIT`).
     pub init: PathBuf,
-    /// `kmodinit-mkimage` (`make mkimage`; `$KMODINIT_MKIMAGE`).
+    /// `kmodinit-mkimage` (`make host`; `$KMODINIT_MKIMAGE`).
     pub mkimage: PathBuf,
+    /// The host tool, `kmodinit` (`make host`; `$KMODINIT_HOST`).
+    pub host_tool: PathBuf,
     /// Scratch space for images, disks and console logs (`build/e2e`).
     pub work: PathBuf,
     /// Where the fixtures are built and staged (`build/fixtures`).
@@ -51,9 +53,13 @@ impl Env {
         let mkimage = std::env::var_os("KMODINIT_MKIMAGE")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/release/kmodinit-mkimage"));
+        let host_tool = std::env::var_os("KMODINIT_HOST")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/release/kmodinit"));
         for (what, path, target) in [
             ("/init", &init, "init"),
-            ("image tool", &mkimage, "mkimage"),
+            ("image tool", &mkimage, "host"),
+            ("host tool", &host_tool, "host"),
         ] {
             if !path.is_file() {
                 return Err(HarnessError::Invalid(format!(
@@ -66,6 +72,7 @@ impl Env {
             kernel,
             init,
             mkimage,
+            host_tool,
             work: root.join("build/e2e"),
             fixtures_dir: root.join("build/fixtures"),
         })

@@ -3,9 +3,9 @@
 //!
 //! Boot 1: a kmodinit image (the demo's storage and fs chains, required,
 //! plus `loop` and `virtio_net`, optional) switches to an ext4 root disk
-//! that carries `/bin/kmodinit` (the `make init` build, which has the
-//! host-tools) and the kernel's depmod files (no `.ko`: the command reads
-//! only the index). Its `/sbin/init` runs `kmodinit manifest-from-host` and
+//! that carries `/bin/kmodinit` (the host tool, `make host`, with the
+//! shared libraries `ldd` names, as on an installed system) and the
+//! kernel's depmod files (no `.ko`: the command reads only the index). Its `/sbin/init` runs `kmodinit manifest-from-host` and
 //! prints the manifest and `/proc/modules` between markers.
 //!
 //! The test checks that manifest (root by the disk's UUID, the root's
@@ -67,6 +67,26 @@ poweroff -f
     )
 }
 
+/// Copies the host tool to `tree/dst` with the shared libraries and the
+/// loader `ldd` lists for it, at their paths.
+fn install_with_libraries(bin: &Path, tree: &Path, dst: &str) {
+    std::fs::copy(bin, tree.join(dst)).unwrap();
+    let out = std::process::Command::new("ldd").arg(bin).output().unwrap();
+    assert!(out.status.success(), "ldd {}", bin.display());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let libs: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .collect();
+    assert!(libs.iter().any(|l| l.contains("libc.so")), "{text}");
+    for lib in libs {
+        let to = tree.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        // Dereferenced: the image holds the file itself.
+        std::fs::copy(lib, &to).unwrap();
+    }
+}
+
 /// The root disk: the harness's real-init tree, the wrapper above as
 /// `/sbin/init`, `/bin/kmodinit`, and the depmod files of the kernel.
 /// With `gpt`, the filesystem is partition 1 of a GPT disk (`/dev/vda1`),
@@ -85,7 +105,7 @@ fn root_disk(env: &Env, dir: &Path, gpt: bool) -> (Ext4Image, PathBuf, &'static 
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    std::fs::copy(&env.init, tree.join("bin/kmodinit")).unwrap();
+    install_with_libraries(&env.host_tool, &tree, "bin/kmodinit");
     let mods = tree.join("lib/modules").join(&env.kernel.release);
     std::fs::create_dir_all(&mods).unwrap();
     for f in [

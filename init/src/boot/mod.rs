@@ -7,12 +7,11 @@
 //! [`crate::sys::FakeSys`] and a temporary directory. Step 3 (the loader
 //! child) is in `load.rs`, step 5 (switch_root or stay) in `root.rs`.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use modules_manifest::manifest::MAX_MANIFEST_BYTES;
-use modules_manifest::{KernelCmdline, Manifest, ModuleName, OnFailure};
+use modules_manifest::{KernelCmdline, Manifest, OnFailure};
 
 use crate::boot_config::{self, BootConfig};
 use crate::clock;
@@ -241,9 +240,7 @@ impl<S: Sys> Boot<S> {
     /// The report (again before exec, with `boottime_exec`). A report that
     /// cannot be written is logged, not fatal.
     pub fn write_report(&mut self) {
-        self.report.vm_hwm_kib = std::fs::read_to_string(self.paths.proc.join("self/status"))
-            .ok()
-            .and_then(|s| parse_vm_hwm_kib(&s));
+        self.report.vm_hwm_kib = Report::read_vm_hwm_kib(&self.paths.proc);
         failure::remember_report(&self.report);
         match self.report.write(&self.paths.report) {
             Ok(()) => self.report_written = true,
@@ -392,28 +389,11 @@ pub fn read_manifest(path: &Path) -> Result<Option<Manifest>, BootError> {
         })
 }
 
-/// The modules listed in a `/proc/modules` text (first word of each line);
-/// unparsable names are skipped.
-pub fn parse_proc_modules(text: &str) -> BTreeSet<ModuleName> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|n| ModuleName::new(n).ok())
-        .collect()
-}
-
 /// `/lib/modules/<release>` under `root`, the release read from
 /// `<proc>/sys/kernel/osrelease` (what `uname -r` prints).
 pub fn modules_dir(root: &Path, proc: &Path) -> io::Result<PathBuf> {
     let release = std::fs::read_to_string(proc.join("sys/kernel/osrelease"))?;
     Ok(root.join("lib/modules").join(release.trim()))
-}
-
-/// `VmHWM` (peak resident set) from a `/proc/<pid>/status` text, in KiB.
-pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -462,25 +442,6 @@ mod tests {
         assert!(!run.join("modprobe").exists());
         assert!(!run.join("helper.sock").exists());
         let _ = std::fs::remove_dir_all(&tmp);
-    }
-
-    #[test]
-    fn proc_modules_names() {
-        let text = "ext4 1056768 1 - Live 0x0000000000000000\nvirtio-blk 20480 0 - Live 0x0\n\n";
-        let names: Vec<String> = parse_proc_modules(text)
-            .into_iter()
-            .map(|n| n.as_str().to_string())
-            .collect();
-        assert_eq!(names, ["ext4", "virtio_blk"]);
-    }
-
-    #[test]
-    fn vm_hwm() {
-        assert_eq!(
-            parse_vm_hwm_kib("Name:\tinit\nVmHWM:\t    1234 kB\n"),
-            Some(1234)
-        );
-        assert_eq!(parse_vm_hwm_kib("Name:\tinit\n"), None);
     }
 
     #[test]

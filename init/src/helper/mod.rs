@@ -141,7 +141,7 @@ pub fn empty_manifest() -> Option<Manifest> {
 /// What `/proc/modules` lists now (empty if unreadable).
 pub fn proc_modules() -> BTreeSet<ModuleName> {
     std::fs::read_to_string("/proc/modules")
-        .map(|t| crate::boot::parse_proc_modules(&t))
+        .map(|t| modules_manifest::parse_proc_modules(&t))
         .unwrap_or_default()
 }
 

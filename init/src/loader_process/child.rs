@@ -198,7 +198,10 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
             // PID 1 waits for `done`: it goes first, the log line after.
             send(
                 &events,
-                &LoaderEvent::Done(LoadSummary::of(load, Report::read_vm_hwm_kib())),
+                &LoaderEvent::Done(LoadSummary::of(
+                    load,
+                    Report::read_vm_hwm_kib(std::path::Path::new("/proc")),
+                )),
             );
             log::info!(
                 "loaded {} module(s) in {} s with {} worker(s) (critical path {} s)",
@@ -418,7 +421,7 @@ fn read_index(
     })?;
     stamp("index");
     let loaded = std::fs::read_to_string(input.proc_dir.join("modules"))
-        .map(|t| boot::parse_proc_modules(&t))
+        .map(|t| modules_manifest::parse_proc_modules(&t))
         .unwrap_or_else(|_| BTreeSet::new());
     Ok((modules_dir, index, loaded))
 }

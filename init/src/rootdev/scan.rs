@@ -5,10 +5,10 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::partition::{read_at, read_partition_table};
-use super::probe::{probe_filesystem, FsInfo, PROBE_BYTES};
 use super::spec::DeviceSpec;
 use crate::sys::Sys;
+use kmodinit_blockdev::partition::{read_at, read_partition_table};
+use kmodinit_blockdev::{probe_filesystem, FsInfo, PROBE_BYTES};
 
 /// A block device listed in sysfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,7 +318,7 @@ mod tests {
         assert!(status.success());
         // The probe needs only the first PROBE_BYTES.
         let mut head = std::fs::read(&img).unwrap();
-        head.truncate(super::super::probe::PROBE_BYTES);
+        head.truncate(kmodinit_blockdev::PROBE_BYTES);
         add_dev(&t.0, "vda", None, "254:0", &head);
         let s = scanner(&t.0);
         let fake = FakeSys::new();
@@ -341,7 +341,7 @@ mod tests {
             0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
             0xee, 0xff,
         ];
-        let disk = super::super::partition::tests_support::gpt_disk(guid, "rootfs");
+        let disk = kmodinit_blockdev::partition::tests_support::gpt_disk(guid, "rootfs");
         add_dev(&t.0, "vda", None, "254:0", &disk);
         add_dev(&t.0, "vda", Some(("vda1", 1)), "254:1", &[0u8; 1024]);
         add_dev(&t.0, "vda", Some(("vda2", 2)), "254:2", &[0u8; 1024]);

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Once};
 use std::time::Duration;
 
-use kmodinit::kernel::{FakeCall, FakeKernel, FakeOutcome};
-use kmodinit::loader::{load, load_probed, LoaderOptions, PoolMode, WorkerProbe, MAX_AUTO_JOBS};
-use kmodinit::report::{LoadReport, ModuleState};
+use kmodinit_init::kernel::{FakeCall, FakeKernel, FakeOutcome};
+use kmodinit_init::loader::{
+    load, load_probed, LoaderOptions, PoolMode, WorkerProbe, MAX_AUTO_JOBS,
+};
+use kmodinit_init::report::{LoadReport, ModuleState};
 use modules_manifest::{
     Action, Compression, Edge, EdgeKind, ModuleName, Plan, PlanChain, PlanNode,
 };

@@ -24,27 +24,37 @@ pub struct Manifest {
     pub version: u32,
     pub chains: Vec<ChainSpec>,
     /// Per-module parameters, however the module is pulled in.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub modules: BTreeMap<ModuleName, ModuleSpec>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blocklist: Vec<ModuleName>,
     /// Worker-pool width; 0 means automatic.
+    #[serde(skip_serializing_if = "is_zero")]
     pub jobs: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<RootSpec>,
+    #[serde(skip_serializing_if = "InitSpec::is_default")]
     pub init: InitSpec,
     /// `None`: rescue if the image has a shell, else halt.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
     /// How long optional chains may hold the boot after the load phase
     /// starts (ms); `None`: the boot's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
     /// How long a required chain may take before it counts as failed (ms);
     /// `None`: the boot's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub required_timeout_ms: Option<u64>,
     /// Softdep overrides: each replaces the index's softdeps of its module
     /// (empty lists remove them). Names may be aliases, as in
     /// `modules.softdep`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub softdeps: BTreeMap<ModuleName, SoftdepSpec>,
     /// `"coldplug": {"enabled": bool, "allow": [glob], "deny": [glob]}`:
     /// load the drivers of the devices present (their `modalias` matched
     /// against `modules.alias`). `None`: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub coldplug: Option<ColdplugSpec>,
     /// `"measure": {"pcr": N, "required": bool}`: extend every module
     /// inserted (file and parameters) into a TPM PCR first. `None`: off.
@@ -98,6 +108,7 @@ pub struct ChainSpec {
     pub name: String,
     pub modules: Vec<ChainEntry>,
     /// A required chain that cannot complete triggers `on_failure`.
+    #[serde(skip_serializing_if = "is_false")]
     pub required: bool,
 }
 
@@ -105,23 +116,39 @@ pub struct ChainSpec {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChainEntry {
     pub name: ModuleName,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ModuleSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<String>,
+}
+
+// What `to_json` leaves out: what a reader takes as the default anyway,
+// so a written manifest holds only what was set.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Where the real root lives; the kernel command line overrides each field.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct RootSpec {
     /// `/dev/…`, `UUID=…`, `LABEL=…`, `PARTUUID=…`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fstype: Option<String>,
     /// Mount options, e.g. `ro` or `rw,noatime`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub flags: Option<String>,
     /// How long to wait for the device to appear, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
 }
 
@@ -138,6 +165,12 @@ impl Default for InitSpec {
             path: "/sbin/init".into(),
             args: Vec::new(),
         }
+    }
+}
+
+impl InitSpec {
+    fn is_default(&self) -> bool {
+        *self == InitSpec::default()
     }
 }
 

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use kmodinit::report::Report;
 use kmodinit::timeline;
 use kmodinit_qemu::rootfs::markers;
 use kmodinit_qemu::{run_command, End, Ext4Image, HarnessError, HostKernel, RealInitRoot, Vm};
+use kmodinit_report::Report;
 
 #[derive(Debug)]
 struct Options {

@@ -1,6 +1,5 @@
 //! `kmodinit manifest-from-host`: a manifest for the running machine, from
-//! what it has loaded and where its root is. Host only (cargo feature
-//! `host-tools`); PID 1 never links it.
+//! what it has loaded and where its root is.
 //!
 //! What it reads, all under `--sysroot` (default `/`, so tests use a fixture
 //! tree): `proc/modules` (the loaded modules), `proc/self/mountinfo` (the
@@ -39,7 +38,7 @@ use modules_manifest::{
     PlanError, PlanInput, RootSpec,
 };
 
-use crate::rootdev::{probe_filesystem, PROBE_BYTES};
+use kmodinit_blockdev::{probe_filesystem, PROBE_BYTES};
 
 /// Where `manifest-from-host` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,14 +175,6 @@ fn parse_mountinfo_line(line: &str) -> Option<RootMount> {
         fstype: right.next()?.to_owned(),
         source: unescape_mountinfo(right.next().unwrap_or("")),
     })
-}
-
-/// Loaded module names from a `/proc/modules` text, in its order.
-pub fn parse_proc_modules(text: &str) -> Vec<ModuleName> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|n| ModuleName::new(n).ok())
-        .collect()
 }
 
 /// The chain a module file belongs to: its directory under `kernel/`, one
@@ -446,7 +437,7 @@ pub fn manifest_from_host(paths: &HostPaths) -> Result<HostManifest, FromHostErr
         dir: modules_dir.clone(),
         source,
     })?;
-    let loaded_all = parse_proc_modules(&read(&sysroot.join("proc/modules"))?);
+    let loaded_all = modules_manifest::parse_proc_modules(&read(&sysroot.join("proc/modules"))?);
     let mut loaded: BTreeSet<ModuleName> = BTreeSet::new();
     for m in &loaded_all {
         if index.is_builtin(m) {
@@ -606,7 +597,7 @@ pub fn manifest_from_host(paths: &HostPaths) -> Result<HostManifest, FromHostErr
         manifest.chains.len(),
         plan.nodes.len()
     ));
-    let json = render_json(&manifest);
+    let json = String::from_utf8_lossy(&manifest.to_json()).into_owned();
     // What is written must read back as the manifest checked above.
     match Manifest::from_json(json.as_bytes()) {
         Ok(back) if back == manifest => {}
@@ -623,39 +614,6 @@ pub fn manifest_from_host(paths: &HostPaths) -> Result<HostManifest, FromHostErr
         notes,
         modules_dir,
     })
-}
-
-fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
-}
-
-/// The manifest as a person would write it: only the fields set, one chain
-/// a line.
-fn render_json(m: &Manifest) -> String {
-    let mut s = String::from("{\n  \"version\": 1,\n  \"chains\": [\n");
-    for (i, c) in m.chains.iter().enumerate() {
-        let mods: Vec<String> = c.modules.iter().map(|e| quote(e.name.as_str())).collect();
-        s.push_str(&format!(
-            "    {{\"name\": {}, \"required\": {}, \"modules\": [{}]}}{}\n",
-            quote(&c.name),
-            c.required,
-            mods.join(", "),
-            if i + 1 < m.chains.len() { "," } else { "" }
-        ));
-    }
-    s.push_str("  ]");
-    if let Some(r) = &m.root {
-        let mut fields = Vec::new();
-        if let Some(d) = &r.device {
-            fields.push(format!("\"device\": {}", quote(d)));
-        }
-        if let Some(t) = &r.fstype {
-            fields.push(format!("\"fstype\": {}", quote(t)));
-        }
-        s.push_str(&format!(",\n  \"root\": {{{}}}", fields.join(", ")));
-    }
-    s.push_str("\n}\n");
-    s
 }
 
 /// The fixture machine builder the unit tests share with

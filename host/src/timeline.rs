@@ -2,21 +2,18 @@
 //! terminal (`kmodinit report`, `make demo`) and a self-contained SVG boot
 //! chart (`kmodinit report --svg`, `make bench`). One renderer for the
 //! product, the demo and the benchmark, reading the report through
-//! [`crate::report::Report`], so none of them keeps a second parser.
+//! [`kmodinit_report::Report`], so none of them keeps a second parser.
 //!
 //! The SVG: one row per loader worker, one bar per module labelled with its
 //! name, one colour per chain (grey-blue: dependencies pulled in), a
 //! millisecond axis, and thin red lines from each dependency's bar end to
 //! its dependent's bar start. Plain text with no dependencies: it diffs and
 //! renders anywhere (GitHub, a browser, `rsvg-convert`).
-//!
-//! Cargo feature `host-tools` only: nothing here is linked into
-//! `make init-tiny`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::report::{ModuleState, Report};
+use kmodinit_report::{ModuleState, Report};
 
 /// Width of the text timeline's bars, in characters.
 const CHART_WIDTH: usize = 48;
@@ -626,9 +623,9 @@ mod tests {
     fn steps_are_listed_in_time_order_with_their_gaps() {
         let mut r = small();
         r.steps = vec![
-            crate::report::Step::init("start", 1.0),
-            crate::report::Step::init("fork", 1.02),
-            crate::report::Step {
+            kmodinit_report::Step::init("start", 1.0),
+            kmodinit_report::Step::init("fork", 1.02),
+            kmodinit_report::Step {
                 process: "loader".into(),
                 step: "index".into(),
                 t: 1.015,

@@ -21,7 +21,6 @@
 //! The rules one by one, on a small fixture tree, are
 //! `src/host_manifest.rs`'s unit tests.
 
-#![cfg(feature = "host-tools")]
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 #[path = "../../modules-manifest/tests/support/prerequisites.rs"]
@@ -35,7 +34,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use kmodinit::host_manifest::{manifest_from_host, HostPaths};
+use kmodinit::from_host::{manifest_from_host, HostPaths};
 use modules_manifest::{plan, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput};
 use prerequisites::{module_tree, modules_root, require};
 use sysroot::{uuid_text, Sysroot, VirtioRoot, ROOT_PART};

@@ -30,11 +30,11 @@ fn le16(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
 }
 
-pub(super) fn le32(b: &[u8], off: usize) -> Option<u32> {
+pub(crate) fn le32(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
 
-pub(super) fn le64(b: &[u8], off: usize) -> Option<u64> {
+pub(crate) fn le64(b: &[u8], off: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
@@ -50,7 +50,7 @@ pub fn format_uuid_be(b: &[u8; 16]) -> String {
     s
 }
 
-pub(super) fn uuid_at(b: &[u8], off: usize) -> Option<[u8; 16]> {
+pub(crate) fn uuid_at(b: &[u8], off: usize) -> Option<[u8; 16]> {
     b.get(off..off + 16)?.try_into().ok()
 }
 

@@ -124,7 +124,7 @@ pub fn mbr_partitions(buf: &[u8]) -> Option<Vec<PartitionId>> {
     Some(out)
 }
 
-pub(super) fn read_at(f: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
+pub fn read_at(f: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; len];
     let mut done = 0;
     while done < len {
@@ -168,7 +168,7 @@ mod tests {
             format_guid_mixed(&g),
             "00112233-4455-6677-8899-aabbccddeeff"
         );
-        let d = super::tests_support::gpt_disk(g, "rootfs");
+        let d = crate::partition::tests_support::gpt_disk(g, "rootfs");
         assert_eq!(
             mbr_partitions(&d),
             None,
@@ -202,9 +202,10 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap
-pub(super) mod tests_support {
+/// Disk images for tests, here and in `/init`'s root finder (linked only
+/// where used).
+#[doc(hidden)]
+pub mod tests_support {
     /// A 40-sector disk with a protective MBR and a GPT whose second entry
     /// is used.
     pub fn gpt_disk(unique: [u8; 16], name: &str) -> Vec<u8> {

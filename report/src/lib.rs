@@ -1,6 +1,6 @@
 //! What happened during boot, as `/run/kmodinit/report.json`. The schema is
 //! documented in `init/REPORT.md`; every time is `CLOCK_BOOTTIME` seconds
-//! (see [`crate::clock::boottime`]).
+//! (the clock of `/proc/uptime`).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -430,12 +430,31 @@ impl Report {
         result
     }
 
-    /// Reads `VmHWM` from `/proc/self/status` (kibibytes), if available.
-    pub fn read_vm_hwm_kib() -> Option<u64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    /// Reads `VmHWM` from `<proc>/self/status` (kibibytes), if available.
+    pub fn read_vm_hwm_kib(proc: &Path) -> Option<u64> {
+        let status = std::fs::read_to_string(proc.join("self/status")).ok()?;
+        parse_vm_hwm_kib(&status)
+    }
+}
+
+/// `VmHWM` (peak resident set) from a `/proc/<pid>/status` text, in KiB.
+pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_hwm() {
+        assert_eq!(
+            parse_vm_hwm_kib("Name:\tinit\nVmHWM:\t    1234 kB\n"),
+            Some(1234)
+        );
+        assert_eq!(parse_vm_hwm_kib("Name:\tinit\n"), None);
     }
 }
