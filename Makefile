@@ -16,8 +16,11 @@ MKIMAGE := target/release/kmodinit-mkimage
 #   with -kernel; qemu-system-data: linuxboot_dma.bin and kvmvapic.bin;
 #   ipxe-qemu: efi-e1000.rom of the default NIC (initramfs/tests/boot.rs);
 # - libc6-dev (only a Recommends of gcc): cargo links host binaries and the
-#   static gnu fallback of /init against it.
-DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools \
+#   static gnu fallback of /init against it;
+# - swtpm: the software TPM of tests/tests/measure.rs (each boot starts it
+#   on an empty state); swtpm-tools: swtpm_setup and swtpm_ioctl, to
+#   provision or poke a state by hand when a measure test fails.
+DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools swtpm swtpm-tools \
             linux-image-amd64 linux-headers-amd64 busybox-static \
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev
 

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use kmodinit::kernel::tpm::FakeTpm;
-use kmodinit::kernel::{FakeKernel, InsertError, InsertRequest, Inserted, Kernel};
-use kmodinit::loader::{load, LoaderOptions};
-use kmodinit::loader_events::LoaderEvent;
-use kmodinit::measure::{planned_files, MeasuredKernel, Measurer};
-use kmodinit::report::{LoadReport, ModuleState};
+use kmodinit_init::kernel::tpm::FakeTpm;
+use kmodinit_init::kernel::{FakeKernel, InsertError, InsertRequest, Inserted, Kernel};
+use kmodinit_init::loader::{load, LoaderOptions};
+use kmodinit_init::loader_events::LoaderEvent;
+use kmodinit_init::measure::{planned_files, MeasuredKernel, Measurer};
+use kmodinit_init::report::{LoadReport, ModuleState};
 use modules_manifest::measure::{extend, head_events, hex, module_events, sha256, Digest};
 use modules_manifest::{KernelCmdline, ModuleName, Plan};
 
@@ -282,7 +282,9 @@ fn a_module_the_plan_does_not_have_is_extended_after_the_plans() {
     let mut t = tpm.clone();
     assert_eq!(
         last,
-        Some(hex(&kmodinit::kernel::tpm::Tpm::read(&mut t, PCR).unwrap()))
+        Some(hex(
+            &kmodinit_init::kernel::tpm::Tpm::read(&mut t, PCR).unwrap()
+        ))
     );
 }
 

@@ -12,7 +12,6 @@ pub mod coldplug;
 pub mod compress;
 pub mod cpio;
 pub mod image;
-pub mod measure;
 pub mod modprobe;
 pub mod modules;
 pub mod params;

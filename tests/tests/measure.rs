@@ -2,7 +2,7 @@
 //! `swtpm` attached as `tpm-tis` (a fresh TPM per boot; x86-64 only):
 //! - two boots of one image and command line leave the same value in the
 //!   PCR (read by the real init from `/sys/class/tpm/tpm0/pcr-sha256/N`),
-//!   equal to `kmodinit-measure`'s prediction from the image and to the
+//!   equal to `kmodinit measure`'s prediction from the image and to the
 //!   replay of the report's events; another module parameter on the
 //!   command line gives another value (predicted too);
 //! - no TPM with `"required": true` stops the boot cleanly (`on_failure`);
@@ -118,15 +118,15 @@ fn replay(measure: &Value) -> String {
     hex(&v)
 }
 
-/// `kmodinit-measure --json` on the image and the boot's command line.
+/// `kmodinit measure --json` on the image and the boot's command line.
 fn predict(env: &Env, image: &Path, cmdline: &str, initial: &str) -> Value {
-    let tool = env.mkimage.with_file_name("kmodinit-measure");
-    let out = Command::new(&tool)
-        .args(["--json", "--image"])
+    let tool = &env.host_tool;
+    let out = Command::new(tool)
+        .args(["measure", "--json", "--image"])
         .arg(image)
         .args(["--cmdline", cmdline, "--initial", initial])
         .output()
-        .unwrap_or_else(|e| panic!("{} (make mkimage): {e}", tool.display()));
+        .unwrap_or_else(|e| panic!("{} (make host): {e}", tool.display()));
     assert!(
         out.status.success(),
         "{}",

@@ -11,8 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use modules_manifest::measure::{self, head_events, module_events, plan_order, Digest, Event};
 use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
 
-use crate::compress::Compress;
-use crate::cpio;
+use kmodinit_mkimage::compress::Compress;
+use kmodinit_mkimage::cpio;
 
 /// Where `/init` reads its manifest when the command line names none.
 pub const DEFAULT_MANIFEST: &str = "etc/kmodinit/manifest.json";
@@ -49,6 +49,44 @@ pub struct Prediction {
     pub initial: Digest,
     pub events: Vec<Event>,
     pub final_value: Digest,
+}
+
+impl Prediction {
+    /// The report's `measure` object (`pcr`, `bank`, `initial`, `events`,
+    /// `final`), so a verifier compares like with like.
+    pub fn render_json(&self) -> String {
+        let events: Vec<serde_json::Value> = self
+            .events
+            .iter()
+            .map(|e| serde_json::json!({"digest": measure::hex(&e.digest), "what": e.what}))
+            .collect();
+        let v = serde_json::json!({
+            "pcr": self.pcr,
+            "bank": "sha256",
+            "initial": measure::hex(&self.initial),
+            "events": events,
+            "final": measure::hex(&self.final_value),
+        });
+        let mut out = serde_json::to_string_pretty(&v).unwrap_or_default();
+        out.push('\n');
+        out
+    }
+
+    /// One line per extend, then the final value alone on the last line.
+    pub fn render_text(&self) -> String {
+        let mut out = format!(
+            "PCR {} (sha256), kernel {}, from {}:\n",
+            self.pcr,
+            self.kernel_release,
+            measure::hex(&self.initial)
+        );
+        for e in &self.events {
+            out.push_str(&format!("  {}  {}\n", measure::hex(&e.digest), e.what));
+        }
+        out.push_str(&measure::hex(&self.final_value));
+        out.push('\n');
+        out
+    }
 }
 
 /// Predicts the PCR value `image` (the bytes of an image file, compressed
@@ -164,7 +202,7 @@ mod tests {
     /// A small image: two modules (b depends on a), a manifest measuring
     /// into PCR 12, a command line param for b.
     fn image(compress: Compress) -> Vec<u8> {
-        use crate::tree::{Content, ImagePath, Kind, Node, Tree};
+        use kmodinit_mkimage::tree::{Content, ImagePath, Kind, Node, Tree};
         let mut t = Tree::new();
         let r = "lib/modules/6.1.0-test";
         let files: [(String, &[u8]); 4] = [
@@ -205,6 +243,12 @@ mod tests {
             v = measure::extend(&v, &e.digest);
         }
         assert_eq!(p.final_value, v);
+        assert!(p
+            .render_text()
+            .ends_with(&format!("\n{}\n", measure::hex(&v))));
+        let j: serde_json::Value = serde_json::from_str(&p.render_json()).unwrap();
+        assert_eq!(j["final"], measure::hex(&v));
+        assert_eq!(j["events"][4]["what"], "params b: tag=x");
         // The same for every compression, and another param gives another value.
         assert_eq!(
             predict(&image(Compress::None), "b.tag=x", [0; 32])
