@@ -186,9 +186,12 @@ HOST := target/release/kmodinit
 mkimage host:
 	cargo build --release -p kmodinit -p kmodinit-mkimage
 
+# The layout rule of /init (no import cycle between its modules; PID 1's
+# side and the loader's never import each other): init/tests/layout.rs.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test -q -p kmodinit-init --test layout
 
 # The decoders are off by default (kmodinit-mkimage stores modules
 # decompressed): the second run tests them, and the first the message of a

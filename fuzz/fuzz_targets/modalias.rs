@@ -8,7 +8,7 @@
 #![allow(dead_code)] // the included checks of the depmod targets
 
 use arbitrary::Arbitrary;
-use kmodinit_init::coldplug::{matches, uevent_modalias, valid_modalias, Settings, Verdict};
+use kmodinit_init::loader::coldplug::{matches, uevent_modalias, valid_modalias, Settings, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 include!("depmod.inc.rs");
@@ -23,7 +23,7 @@ struct Input<'a> {
 }
 
 fn check_alias_bytes(a: &str) {
-    assert!(!a.is_empty() && a.len() <= kmodinit_init::coldplug::MAX_MODALIAS_BYTES);
+    assert!(!a.is_empty() && a.len() <= kmodinit_init::loader::coldplug::MAX_MODALIAS_BYTES);
     assert!(a.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{a:?}");
     let (bus, _) = a.split_once(':').expect("a bus prefix");
     assert!(!bus.is_empty() && !bus.contains('/'));

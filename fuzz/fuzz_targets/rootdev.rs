@@ -6,7 +6,7 @@
 #![no_main]
 
 use kmodinit_blockdev::{gpt_entries, gpt_header, mbr_partitions, probe_filesystem};
-use kmodinit_init::rootdev::DeviceSpec;
+use kmodinit_init::pid1::rootdev::DeviceSpec;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::PlanBuilder;
 use kmodinit_init::kernel::FakeKernel;
-use kmodinit_init::loader::{auto_jobs, load, LoaderOptions};
+use kmodinit_init::loader::engine::{auto_jobs, load, LoaderOptions};
 use modules_manifest::{EdgeKind, Plan};
 
 struct Shape {
@@ -245,6 +245,6 @@ fn main() {
     println!(
         "\nauto_jobs(32, {cpus}) = {}",
         auto_jobs(32, cpus),
-        cpus = kmodinit_init::loader::available_cpus()
+        cpus = kmodinit_init::loader::engine::available_cpus()
     );
 }

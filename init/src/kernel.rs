@@ -167,6 +167,25 @@ fn errno_name(errno: i32) -> String {
     name.to_owned()
 }
 
+/// Which of the pool's workers are on a CPU: the adaptive pool's signal.
+///
+/// A module's init runs in the worker's thread: signature checks and
+/// relocation keep it runnable, `msleep` and firmware waits put it to sleep
+/// (task state `D` or `S`). Only the coordinator calls
+/// [`WorkerProbe::on_cpu`]; every worker calls [`WorkerProbe::register`] on
+/// its own thread as it starts. Thread-safe.
+pub trait WorkerProbe: Sync {
+    /// Worker number `worker` has started, on the calling thread.
+    fn register(&self, worker: usize);
+    /// How many of the workers `0..started` are running or waiting for a
+    /// CPU (not asleep). A worker that has not registered yet counts as
+    /// running; so does one the probe cannot see (then the pool stays at
+    /// about one worker per CPU). `busy` of them hold a job (the pool's
+    /// count; it takes at most that many): a job sent to an idle worker
+    /// makes it runnable at once, before it is seen inside the kernel.
+    fn on_cpu(&self, started: usize, busy: usize) -> usize;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -300,6 +300,31 @@ impl DevkmsgRatelimit {
     }
 }
 
+/// `NAME at FILE:LINE: MESSAGE` for a panic in the thread NAME.
+pub fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let where_ = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    format!(
+        "{}{where_}: {}",
+        thread.name().unwrap_or("?"),
+        panic_message(info)
+    )
+}
+
+/// The panic's message alone.
+pub fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
+    if let Some(s) = info.payload().downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = info.payload().downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {

@@ -1,15 +1,17 @@
 //! `/init`: the kernel runs it as PID 1 from the initramfs. The boot below
 //! follows DESIGN.md's sequence, one call per step (the steps are
-//! `kmodinit_init::boot`). On a host (not PID 1) it refuses to touch the machine;
+//! `kmodinit_init::pid1`); the loader child's entry is handed to PID 1
+//! here, so neither side names the other. On a host (not PID 1) it refuses to touch the machine;
 //! the host tool is a separate program (`host/`, `kmodinit`).
 
 use std::convert::Infallible;
 use std::process::ExitCode;
 
-use kmodinit_init::boot::{Boot, BootError, Paths};
 use kmodinit_init::clock;
-use kmodinit_init::failure;
 use kmodinit_init::helper;
+use kmodinit_init::loader;
+use kmodinit_init::pid1::failure;
+use kmodinit_init::pid1::{Boot, BootError, Paths};
 use kmodinit_init::sys::RealSys;
 
 fn main() -> ExitCode {
@@ -50,7 +52,7 @@ fn boot(b: &mut Boot<RealSys>, kernel_args: &[String]) -> Result<Infallible, Boo
     let cmdline = b.read_cmdline();
     // The loader child reads the module index while PID 1 reads the
     // manifest; it plans only once PID 1 says the manifest is valid.
-    b.start_loader(&cmdline);
+    b.start_loader(&cmdline, loader::child_main);
     let manifest = b.read_manifest(&cmdline)?;
     let config = b.configure(&cmdline, manifest.as_ref())?;
     b.step("config");

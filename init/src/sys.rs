@@ -2,9 +2,10 @@
 //! insertion ([`crate::kernel`]): mounts, the new root, device nodes, the
 //! console, reboot and exec.
 //!
-//! The boot steps ([`crate::boot`], [`crate::switch_root`], [`crate::mount`],
-//! [`crate::failure`]) only ever talk to a [`Sys`]. [`RealSys`] makes the
-//! system calls and holds the only `unsafe` code among them; [`FakeSys`]
+//! The boot steps ([`crate::pid1`], [`crate::pid1::switch_root`], [`crate::pid1::mount`],
+//! [`crate::pid1::failure`]) only ever talk to a [`Sys`]. [`RealSys`] makes the
+//! system calls and, with [`process`] (fork and the immediate exit), holds
+//! the only `unsafe` code among them; [`FakeSys`]
 //! records every call, answers the queries as configured and fails the calls
 //! a test asks it to, so the steps' order and flags are unit-tested without
 //! touching the host's mounts.
@@ -19,13 +20,22 @@ use std::path::Path;
 
 use nix::mount::MsFlags;
 
-use crate::handover::InitCommand;
-
 mod fake;
+pub mod process;
 mod real;
 
 pub use fake::{FakeSys, SysCall};
 pub use real::RealSys;
+
+/// A program ready to exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitCommand {
+    /// Absolute path inside the (new) root.
+    pub path: String,
+    /// `argv`, `argv[0]` included.
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+}
 
 /// How [`Sys::reboot`] ends the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

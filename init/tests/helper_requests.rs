@@ -12,11 +12,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kmodinit_init::helper::channel::{self, ServerState};
-use kmodinit_init::helper::request::{self, Outcome};
 use kmodinit_init::kernel::FakeKernel;
-use kmodinit_init::loader::{self, LoaderOptions};
-use kmodinit_init::open_world::{Inputs, OpenWorld};
+use kmodinit_init::loader::engine::{self as loader, LoaderOptions};
+use kmodinit_init::loader::open_world::{Inputs, OpenWorld};
+use kmodinit_init::loader::requests::{self as request, Outcome};
+use kmodinit_init::wire::helper::{self as channel, ServerState};
 use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
 
 /// `crypto_user` (the boot plan's module, slow) requests nothing itself;
@@ -248,4 +248,117 @@ fn a_flood_waits_beyond_the_cap_and_is_served_in_bounded_places() {
         most.load(Ordering::SeqCst),
         channel::MAX_CONCURRENT_REQUESTS
     );
+}
+
+/// A root for the helper's standalone path (no loader serves): the module
+/// tree of [`index`] under `lib/modules/6.1.0-x`, a `proc` with that
+/// release, `shared` loaded, and `cmdline`; the manifest only if given.
+fn standalone_root(tag: &str, cmdline: &str, manifest: Option<&str>) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("kmodinit-alone-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = root.join("lib/modules/6.1.0-x");
+    std::fs::create_dir_all(dir.join("kernel")).unwrap();
+    for m in [
+        "shared",
+        "crypto_user",
+        "fat",
+        "vfat",
+        "sha256_generic",
+        "sha256_ssse3",
+    ] {
+        std::fs::write(dir.join(format!("kernel/{m}.ko")), m).unwrap();
+    }
+    std::fs::write(
+        dir.join("modules.dep"),
+        "kernel/shared.ko:\nkernel/crypto_user.ko: kernel/shared.ko\nkernel/fat.ko: kernel/shared.ko\n\
+         kernel/vfat.ko: kernel/fat.ko kernel/shared.ko\nkernel/sha256_generic.ko:\nkernel/sha256_ssse3.ko:\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("modules.alias"),
+        "alias fs-vfat vfat\nalias crypto-sha256 sha256_generic\nalias crypto-sha256 sha256_ssse3\n",
+    )
+    .unwrap();
+    for f in ["modules.softdep", "modules.builtin"] {
+        std::fs::write(dir.join(f), "").unwrap();
+    }
+    let proc = root.join("proc");
+    std::fs::create_dir_all(proc.join("sys/kernel")).unwrap();
+    std::fs::write(proc.join("sys/kernel/osrelease"), "6.1.0-x\n").unwrap();
+    std::fs::write(proc.join("modules"), "shared 16384 0 - Live 0x0\n").unwrap();
+    std::fs::write(proc.join("cmdline"), cmdline).unwrap();
+    if let Some(m) = manifest {
+        std::fs::create_dir_all(root.join("etc/kmodinit")).unwrap();
+        std::fs::write(root.join("etc/kmodinit/manifest.json"), m).unwrap();
+    }
+    root
+}
+
+/// With no loader serving, the helper loads from the image itself, and the
+/// kernel command line still holds: a blacklisted module never loads,
+/// whoever asks (here the kernel, by alias), and `name.param=` reaches the
+/// module.
+#[test]
+fn the_standalone_helper_honours_the_command_line() {
+    use kmodinit_init::helper::standalone_in;
+    let root = standalone_root(
+        "cmdline",
+        "quiet modprobe.blacklist=sha256_ssse3 rd.driver.blacklist=vfat fat.codepage=437\n",
+        None,
+    );
+    let proc = root.join("proc");
+    let k = Arc::new(FakeKernel::new());
+
+    // vfat is blacklisted: the kernel's fs-vfat request loads nothing.
+    let o = standalone_in(Box::new(Arc::clone(&k)), &root, &proc, "fs-vfat");
+    assert_ne!(o, Outcome::Loaded);
+    assert_eq!(k.call_count("vfat"), 0, "{:?}", k.calls());
+
+    // Of crypto-sha256's two providers, the blacklisted one stays out
+    // (the outcome names it), the other loads.
+    let o = standalone_in(Box::new(Arc::clone(&k)), &root, &proc, "crypto-sha256");
+    assert_eq!(
+        o,
+        Outcome::Failed("sha256_ssse3: blacklisted on the kernel command line".into())
+    );
+    assert_eq!(k.call_count("sha256_generic"), 1);
+    assert_eq!(k.call_count("sha256_ssse3"), 0);
+
+    // fat is not blacklisted: it loads with the command line's parameter;
+    // `shared`, loaded per /proc/modules, is not inserted again.
+    let o = standalone_in(Box::new(Arc::clone(&k)), &root, &proc, "fat");
+    assert_eq!(o, Outcome::Loaded);
+    let fat = k.calls_for("fat");
+    assert_eq!(fat.len(), 1);
+    assert_eq!(fat[0].params, "codepage=437");
+    assert_eq!(k.call_count("shared"), 0);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `kmodinit.manifest=` names the manifest the standalone helper reads:
+/// its blocklist and params apply to requests too.
+#[test]
+fn the_standalone_helper_reads_the_manifest_the_command_line_names() {
+    use kmodinit_init::helper::standalone_in;
+    let manifest = r#"{"version": 1, "chains": [], "blocklist": ["sha256_generic"],
+        "modules": {"fat": {"params": "iocharset=utf8"}}}"#;
+    let root = standalone_root(
+        "manifest",
+        "kmodinit.manifest=/etc/kmodinit/manifest.json",
+        Some(manifest),
+    );
+    let k = Arc::new(FakeKernel::new());
+    let proc = root.join("proc");
+    assert_eq!(
+        standalone_in(Box::new(Arc::clone(&k)), &root, &proc, "crypto-sha256"),
+        Outcome::Failed("sha256_generic: on the manifest's blocklist".into())
+    );
+    assert_eq!(k.call_count("sha256_generic"), 0);
+    assert_eq!(k.call_count("sha256_ssse3"), 1);
+    assert_eq!(
+        standalone_in(Box::new(Arc::clone(&k)), &root, &proc, "fat"),
+        Outcome::Loaded
+    );
+    assert_eq!(k.calls_for("fat")[0].params, "iocharset=utf8");
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -1,11 +1,11 @@
-//! PID 1 reading a hostile manifest path (issue 8): whatever
+//! Reading a hostile manifest path: whatever
 //! `kmodinit.manifest=` points at, reading stops just past the 1 MiB bound
 //! and the error names the file; nothing unbounded is allocated.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::path::Path;
 
-use kmodinit_init::boot::{read_manifest, BootError};
+use kmodinit_init::inputs::{read_manifest, ManifestReadError};
 
 #[test]
 fn an_endless_manifest_is_refused_at_the_size_bound() {
@@ -13,7 +13,7 @@ fn an_endless_manifest_is_refused_at_the_size_bound() {
     let e = read_manifest(Path::new("/dev/zero")).unwrap_err();
     let m = e.to_string();
     eprintln!("[kmodinit.manifest=/dev/zero] {m}");
-    assert!(matches!(e, BootError::Manifest { .. }), "{m}");
+    assert!(matches!(e, ManifestReadError::Invalid { .. }), "{m}");
     assert!(m.contains("/dev/zero") && m.contains("limit"), "{m}");
 }
 
@@ -22,7 +22,7 @@ fn a_directory_as_manifest_is_a_read_error_naming_it() {
     let e = read_manifest(Path::new("/")).unwrap_err();
     let m = e.to_string();
     eprintln!("[kmodinit.manifest=/] {m}");
-    assert!(matches!(e, BootError::ReadManifest { .. }), "{m}");
+    assert!(matches!(e, ManifestReadError::Read { .. }), "{m}");
     assert!(m.contains("cannot read the manifest /"), "{m}");
 }
 

@@ -419,7 +419,9 @@ fn each_worker_is_named_and_timings_are_boottime() {
 
 #[test]
 fn the_fixed_pools_automatic_width_follows_the_graph_up_to_four_workers_per_cpu() {
-    use kmodinit_init::loader::{auto_jobs, available_cpus, AUTO_JOBS_PER_CPU, MAX_AUTO_JOBS};
+    use kmodinit_init::loader::engine::{
+        auto_jobs, available_cpus, AUTO_JOBS_PER_CPU, MAX_AUTO_JOBS,
+    };
     let cpus = available_cpus();
     // The affinity mask: what std sees too, unless a cgroup quota lowers it.
     let std_cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -476,8 +478,8 @@ fn flat(n: usize) -> Plan {
     b.build()
 }
 
-fn adaptive(jobs: usize, cpus: usize) -> kmodinit_init::loader::LoaderOptions {
-    kmodinit_init::loader::LoaderOptions { cpus, ..opts(jobs) }
+fn adaptive(jobs: usize, cpus: usize) -> kmodinit_init::loader::engine::LoaderOptions {
+    kmodinit_init::loader::engine::LoaderOptions { cpus, ..opts(jobs) }
 }
 
 #[test]
@@ -549,7 +551,7 @@ fn the_real_probe_sees_sleeping_fake_insertions() {
 
 #[test]
 fn the_proc_probe_reads_task_states() {
-    use kmodinit_init::loader::{ProcProbe, WorkerProbe};
+    use kmodinit_init::loader::engine::{ProcProbe, WorkerProbe};
     let probe = ProcProbe::new();
     // Nobody registered: both count as on a CPU (about to run).
     assert_eq!(probe.on_cpu(2, 2), 2);

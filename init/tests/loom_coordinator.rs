@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 use common::{expected_states, hard_ancestors, insert, opts, quiet_injected_panics, PlanBuilder};
 use kmodinit_init::kernel::{FakeOutcome, InsertError, InsertRequest, Inserted, Kernel};
-use kmodinit_init::loader::{load_on_loom, LoaderOptions, LoomFaults};
+use kmodinit_init::loader::engine::{load_on_loom, LoaderOptions, LoomFaults};
 use kmodinit_init::report::{LoadReport, ModuleState};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use modules_manifest::{Action, EdgeKind, Plan};

@@ -15,10 +15,10 @@ use std::time::Duration;
 use common::*;
 use kmodinit_init::kernel::tpm::FakeTpm;
 use kmodinit_init::kernel::{FakeKernel, InsertError, InsertRequest, Inserted, Kernel};
-use kmodinit_init::loader::{load, LoaderOptions};
-use kmodinit_init::loader_events::LoaderEvent;
-use kmodinit_init::measure::{planned_files, MeasuredKernel, Measurer};
+use kmodinit_init::loader::engine::{load, LoaderOptions};
+use kmodinit_init::loader::measure::{planned_files, MeasuredKernel, Measurer};
 use kmodinit_init::report::{LoadReport, ModuleState};
+use kmodinit_init::wire::events::LoaderEvent;
 use modules_manifest::measure::{extend, head_events, hex, module_events, sha256, Digest};
 use modules_manifest::{KernelCmdline, ModuleName, Plan};
 

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kmodinit_init::kernel::{FakeKernel, FakeOutcome};
-use kmodinit_init::loader::{self, LoaderOptions};
-use kmodinit_init::loader_events::{encode, EventReader, LoaderEvent};
-use kmodinit_init::open_world::{Inputs, OpenWorld, Want};
+use kmodinit_init::loader::engine::{self as loader, LoaderOptions};
+use kmodinit_init::loader::open_world::{Inputs, OpenWorld, Want};
+use kmodinit_init::pid1::supervise::{Supervisor, Verdict};
 use kmodinit_init::report::ModuleState;
-use kmodinit_init::supervise::{Supervisor, Verdict};
+use kmodinit_init::wire::events::{encode, EventReader, LoaderEvent};
 use modules_manifest::{DepIndex, KernelCmdline, Manifest, ModuleName, PlanInput};
 
 /// m0..m39: m_i depends on m_(i-1) and m_(i-7) when they exist (a dense,
@@ -126,14 +126,14 @@ impl loader::LoadObserver for ToStream {
 
 /// The boot plan's `planned` event (as the child sends it), then `stream`,
 /// fed to a supervisor: every event must be accepted, none noted as odd.
-fn supervise(s: &Setup, done: bool) -> kmodinit_init::supervise::Handover {
+fn supervise(s: &Setup, done: bool) -> kmodinit_init::pid1::supervise::Handover {
     let mut bytes = Vec::new();
     bytes.extend(encode(&LoaderEvent::Planned {
         modules: s
             .plan
             .nodes
             .iter()
-            .map(|n| kmodinit_init::loader_events::PlannedModule {
+            .map(|n| kmodinit_init::wire::events::PlannedModule {
                 name: n.name.clone(),
                 params: n.params.clone(),
                 chains: Vec::new(),
@@ -150,7 +150,7 @@ fn supervise(s: &Setup, done: bool) -> kmodinit_init::supervise::Handover {
     bytes.extend(s.stream.lock().unwrap().iter());
     if done {
         bytes.extend(encode(&LoaderEvent::Done(
-            kmodinit_init::loader_events::LoadSummary {
+            kmodinit_init::wire::events::LoadSummary {
                 jobs: 1,
                 boottime_load_end: 2.0,
                 critical_path_s: 0.0,

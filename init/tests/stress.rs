@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kmodinit_init::kernel::{FakeKernel, FakeOutcome};
-use kmodinit_init::loader::{LoaderOptions, PoolMode, WorkerProbe};
+use kmodinit_init::loader::engine::{LoaderOptions, PoolMode, WorkerProbe};
 use modules_manifest::{Action, EdgeKind, Plan};
 use std::sync::atomic::{AtomicU64, Ordering};
 

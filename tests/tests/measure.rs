@@ -148,7 +148,7 @@ fn the_same_image_gives_the_same_pcr_as_predicted_and_a_changed_param_another() 
         ("two", "kmi_a.tag=one"),
         ("other", "kmi_a.tag=other"),
     ] {
-        let (b, cmdline) = boot_with(&env, &dir, &image, append, true, tag);
+        let (b, cmdline) = boot_with(env, &dir, &image, append, true, tag);
         assert_real_init_ran(&b);
         let report = b.console.report().unwrap_or_else(|e| panic!("{e}"));
         for m in ["kmi_base", "kmi_a", "kmi_b", "kmi_c", "kmi_d", "kmi_e"] {
@@ -189,7 +189,7 @@ fn the_same_image_gives_the_same_pcr_as_predicted_and_a_changed_param_another() 
                 && pos("kmi_b") < pos("kmi_c")
         );
         assert!(whats.contains(&"params kmi_d: tag=dee"), "{whats:?}");
-        let predicted = predict(&env, &image, &cmdline, measure["initial"].as_str().unwrap());
+        let predicted = predict(env, &image, &cmdline, measure["initial"].as_str().unwrap());
         assert_eq!(
             predicted["final"].as_str(),
             Some(seen.as_str()),
@@ -214,7 +214,7 @@ fn no_tpm_with_required_measuring_stops_the_boot() {
     let env = Env::get();
     let dir = env.scratch("measure-no-tpm");
     let image = env.fixture_image(&dir, &manifest(true));
-    let (b, _) = boot_with(&env, &dir, &image, "", false, "boot");
+    let (b, _) = boot_with(env, &dir, &image, "", false, "boot");
     assert_init_never_died(&b);
     assert!(
         b.console.contains(FATAL_BANNER),
@@ -259,7 +259,7 @@ echo "{INSMOD_LINE}$(insmod $(find /lib/modules -name kmi_c.ko | head -n 1) 2>&1
 "#
     ));
     let image = env.fixture_image_with(&dir, &m, &init);
-    let (b, _) = boot_with(&env, &dir, &image, "", false, "boot");
+    let (b, _) = boot_with(env, &dir, &image, "", false, "boot");
     assert_real_init_ran(&b);
     let lock = b
         .console

@@ -1,5 +1,5 @@
 //! The helper's face: is this process the kernel's module helper, and what
-//! did it ask for. Pure (fuzzed: `fuzz/fuzz_targets/helper_args.rs`).
+//! did it ask for (the name's rules are the socket's, [`crate::wire::helper`]). Pure (fuzzed: `fuzz/fuzz_targets/helper_args.rs`).
 //!
 //! The kernel runs `/proc/sys/kernel/modprobe` as `PATH -q -- NAME`
 //! (`call_modprobe` in `kernel/kmod.c`), `NAME` at most 63 bytes (it
@@ -9,13 +9,7 @@
 
 use std::fmt;
 
-/// The longest request name the kernel makes (`MODULE_NAME_LEN` − 1).
-pub const MAX_REQUEST_BYTES: usize = 63;
-
-/// The file name the helper answers to: PID 1 installs the helper as
-/// `/run/kmodinit/modprobe` ([`crate::helper::HELPER_PATH`]); a person may
-/// link `/init` as `modprobe`.
-pub const FACE_NAME: &str = "modprobe";
+pub use crate::wire::helper::{check_name, NameError, FACE_NAME, MAX_REQUEST_BYTES};
 
 /// True if the process was started as the module helper: `argv[0]`'s last
 /// component is `modprobe` and it is not PID 1 (PID 1 is always the boot,
@@ -65,67 +59,9 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Why a request name is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameError {
-    Empty,
-    TooLong(usize),
-    /// The first character outside the allowed set.
-    BadChar(char),
-    /// Names starting with `-` or `.` read as options or hidden files.
-    BadStart(char),
-}
-
-impl fmt::Display for NameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameError::Empty => f.write_str("empty module name"),
-            NameError::TooLong(n) => write!(
-                f,
-                "module name of {n} bytes: longer than the kernel's {MAX_REQUEST_BYTES}"
-            ),
-            NameError::BadChar(c) => {
-                write!(f, "module name contains {c:?}: not a module name or alias")
-            }
-            NameError::BadStart(c) => write!(f, "module name starts with {c:?}"),
-        }
-    }
-}
-
-impl std::error::Error for NameError {}
-
 /// A name's first characters, for messages about hostile input.
 fn lossy(s: &str) -> String {
     s.chars().take(MAX_REQUEST_BYTES).collect()
-}
-
-/// True for the characters of the names the kernel requests: module names
-/// (`nls_cp437`), aliases with dashes and numbers (`fs-vfat`,
-/// `net-pf-10`, `char-major-10-229`, `binfmt-0000`), crypto names with
-/// templates (`crypto-cbc(aes)`, `crypto-authenc(hmac(sha256),cbc(aes))`,
-/// `crypto-sha256-all`), `symbol:NAME`, `devname:…`, and `.`/`+`/`@`
-/// which some driver names carry. No `/`, no blanks, no glob characters.
-fn allowed(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ',' | '.' | ':' | '(' | ')' | '+' | '@')
-}
-
-/// Checks a request name: 1 to [`MAX_REQUEST_BYTES`] bytes of [`allowed`]
-/// characters, not starting with `-` or `.`. Never a path: a name passing
-/// this cannot name a file outside the directory it is looked up in.
-pub fn check_name(name: &str) -> Result<&str, NameError> {
-    let Some(first) = name.chars().next() else {
-        return Err(NameError::Empty);
-    };
-    if name.len() > MAX_REQUEST_BYTES {
-        return Err(NameError::TooLong(name.len()));
-    }
-    if let Some(c) = name.chars().find(|&c| !allowed(c)) {
-        return Err(NameError::BadChar(c));
-    }
-    if first == '-' || first == '.' {
-        return Err(NameError::BadStart(first));
-    }
-    Ok(name)
 }
 
 /// Parses the arguments after `argv[0]`: `-q` (any number of times),

@@ -2,48 +2,26 @@
 //! as `/proc/sys/kernel/modprobe -q -- NAME` when it needs a module
 //! (`request_module("fs-vfat")`, `crypto-*`, `net-pf-*`, …).
 //!
-//! - [`args`]: the face (`argv[0]` named `modprobe`, not PID 1) and the
-//!   strict parsing and validation of the request (fuzzed).
-//! - [`channel`]: the socket between the helper and the loader child that
-//!   serves it while it lives (bounded, deduplicated).
-//! - [`request`]: a request through the open world
-//!   ([`crate::open_world`]), each module inserted once across the boot's
-//!   load, coldplug and every request.
-//! - [`install`]: PID 1's side: the helper's path, the kernel's value kept
-//!   and put back.
-//!
-//! [`run`] is the helper process itself: hand the request to the loader
-//! child if one serves, else load it from the image itself (the initramfs'
-//! `/lib/modules/RELEASE`, or after the handover the real root's, as
-//! modprobe would).
+//! [`run`] is the helper process itself: [`args`] checks what it was asked
+//! (fuzzed); it hands the request to the loader child over the socket of
+//! [`crate::wire::helper`] if one serves (each module inserted once across
+//! the boot's load, coldplug and every request), else loads it from the
+//! image itself ([`standalone_in`]: the initramfs' `/lib/modules/RELEASE`,
+//! or after the handover the real root's, as modprobe would). PID 1 installs
+//! it (`pid1::helper_install`).
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::ExitCode;
 
-use modules_manifest::{DepIndex, Manifest, ModuleName};
+use modules_manifest::{DepIndex, KernelCmdline, Manifest};
 
 pub mod args;
-pub mod channel;
-pub mod install;
-pub mod request;
 
-use crate::open_world::{Inputs, OpenWorld};
-use request::Outcome;
-
-/// Where PID 1 installs the helper (a copy of `/init`): under `/run`, so
-/// the same path works before and after switch_root.
-pub const HELPER_PATH: &str = "/run/kmodinit/modprobe";
-
-/// How long the loader keeps serving after its load and its last request
-/// (`kmodinit.helper_linger=MS`): long enough for the real init's first
-/// mounts (a filesystem whose module is only in the image), short enough
-/// that the image's module files (kept open, so in memory) and the loader
-/// go soon. 0: it stops with its load, and PID 1 restores before exec.
-pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The socket the loader child serves requests on.
-pub const SOCKET_PATH: &str = "/run/kmodinit/helper.sock";
+use crate::kernel::SharedKernel;
+use crate::loader::engine::LoaderOptions;
+use crate::loader::open_world::{Inputs, OpenWorld};
+use crate::loader::requests;
+use crate::wire::helper::{ask, Outcome, HELPER_PATH, SOCKET_PATH};
 
 /// The helper process: `argv[1..]` are the kernel's (or a person's)
 /// arguments. Exit status as modprobe's: 0 loaded (or already in, or
@@ -57,7 +35,7 @@ pub fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = match channel::ask(Path::new(SOCKET_PATH), &req.name) {
+    let outcome = match ask(Path::new(SOCKET_PATH), &req.name) {
         Ok((Outcome::NotFound, fallback)) => fall_through(&fallback, &req.name),
         Ok((o, _)) => o,
         // No loader serves (it ended, or none ran): load it ourselves.
@@ -97,32 +75,49 @@ fn fall_through(fallback: &str, name: &str) -> Outcome {
 }
 
 /// (b): no loader serves: resolve and load from `/lib/modules/RELEASE` of
-/// the root we run in, what `/proc/modules` shows skipped, with the
-/// image's manifest for params and blocklist if it is there, through a
-/// one-request open world (its events go nowhere: no report is open).
+/// the root we run in, as [`standalone_in`] does, with the real kernel.
 fn standalone(name: &str) -> Outcome {
-    let dir = match crate::boot::modules_dir(Path::new("/"), Path::new("/proc")) {
+    standalone_in(
+        Box::new(crate::kernel::RealKernel::new()),
+        Path::new("/"),
+        Path::new("/proc"),
+        name,
+    )
+}
+
+/// Loads `name` from `root`'s `lib/modules/RELEASE` (the release from
+/// `proc`) through a one-request open world (its events go nowhere: no
+/// report is open), as the boot would: the kernel command line of `proc`
+/// (`modprobe.blacklist=`, `rd.driver.blacklist=` and the blocklist keep
+/// a module out whoever asks; `name.param=` is appended), the manifest it
+/// names under `root` if it is there (params, blocklist, softdeps), what
+/// `proc/modules` lists counted as loaded.
+pub fn standalone_in(kernel: SharedKernel, root: &Path, proc: &Path, name: &str) -> Outcome {
+    let dir = match crate::inputs::modules_dir(root, proc) {
         Ok(d) => d,
         Err(e) => return Outcome::Failed(format!("kernel release: {e}")),
     };
     let Ok(index) = DepIndex::load(&dir) else {
         return Outcome::NotFound;
     };
-    let Some(manifest) = std::fs::read(crate::boot_config::DEFAULT_MANIFEST)
-        .ok()
-        .and_then(|b| Manifest::from_json(&b).ok())
-        .or_else(empty_manifest)
-    else {
-        return Outcome::Failed("no manifest".to_owned());
+    let cmdline =
+        KernelCmdline::parse(&std::fs::read_to_string(proc.join("cmdline")).unwrap_or_default());
+    let manifest_path = root.join(crate::inputs::manifest_path(&cmdline).trim_start_matches('/'));
+    let manifest = match crate::inputs::read_manifest(&manifest_path) {
+        Ok(Some(m)) => m,
+        // Not there (the real root after the handover): no manifest of
+        // ours applies; the command line still does.
+        Ok(None) => empty_manifest(),
+        Err(e) => return Outcome::Failed(e.to_string()),
     };
     let world = OpenWorld::new(
-        Box::new(crate::kernel::RealKernel::new()),
+        kernel,
         Inputs {
             index,
             manifest,
-            cmdline: modules_manifest::KernelCmdline::default(),
-            loaded: proc_modules(),
-            opts: crate::loader::LoaderOptions {
+            cmdline,
+            loaded: crate::inputs::loaded_modules(proc),
+            opts: LoaderOptions {
                 modules_dir: dir,
                 jobs: 1,
                 ..Default::default()
@@ -130,19 +125,27 @@ fn standalone(name: &str) -> Outcome {
         },
         Box::new(|_| {}),
     );
-    request::serve(&world, name)
+    requests::serve(&world, name)
 }
 
 /// A manifest with nothing in it (no params, no blocklist).
-pub fn empty_manifest() -> Option<Manifest> {
-    Manifest::from_json(br#"{"version":1,"chains":[]}"#).ok()
-}
-
-/// What `/proc/modules` lists now (empty if unreadable).
-pub fn proc_modules() -> BTreeSet<ModuleName> {
-    std::fs::read_to_string("/proc/modules")
-        .map(|t| modules_manifest::parse_proc_modules(&t))
-        .unwrap_or_default()
+fn empty_manifest() -> Manifest {
+    Manifest {
+        version: 1,
+        chains: Vec::new(),
+        modules: Default::default(),
+        blocklist: Vec::new(),
+        jobs: 0,
+        root: None,
+        init: Default::default(),
+        on_failure: None,
+        deadline_ms: None,
+        required_timeout_ms: None,
+        softdeps: Default::default(),
+        coldplug: None,
+        measure: None,
+        lock_modules: false,
+    }
 }
 
 /// The kernel runs the helper without fds 0–2: the first descriptors it

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use modules_manifest::{Compression, ModuleName};
 
+use super::WorkerProbe;
 use super::{InsertError, InsertRequest, Inserted, Kernel};
-use crate::loader::WorkerProbe;
 
 /// What the fake kernel does with one module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::mount::MsFlags;
 
+use super::InitCommand;
 use super::{Shutdown, Sys};
-use crate::handover::InitCommand;
 
 /// One recorded call of [`FakeSys`] (queries are answered, not recorded).
 #[derive(Debug, Clone, PartialEq, Eq)]

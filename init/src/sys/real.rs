@@ -12,8 +12,8 @@ use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
 
+use super::InitCommand;
 use super::{Shutdown, Sys};
-use crate::handover::InitCommand;
 
 /// The running machine.
 #[derive(Debug, Default, Clone, Copy)]

@@ -7,7 +7,7 @@ use std::sync::{mpsc, Once};
 use std::time::Duration;
 
 use kmodinit_init::kernel::{FakeCall, FakeKernel, FakeOutcome};
-use kmodinit_init::loader::{
+use kmodinit_init::loader::engine::{
     load, load_probed, LoaderOptions, PoolMode, WorkerProbe, MAX_AUTO_JOBS,
 };
 use kmodinit_init::report::{LoadReport, ModuleState};

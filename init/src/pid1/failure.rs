@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use modules_manifest::OnFailure;
 
-use crate::boot::Paths;
-use crate::handover::{self, InitCommand, CLEAN_ENV};
+use crate::pid1::handover::{self, InitCommand, CLEAN_ENV};
+use crate::pid1::Paths;
 use crate::sys::{Shutdown, Sys};
 
 /// The shell `rescue` runs.
@@ -155,30 +155,7 @@ pub fn ensure_stdio(sys: &impl Sys, dev: &Path) {
     }
 }
 
-/// `NAME at FILE:LINE: MESSAGE` for a panic in the thread NAME.
-pub fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
-    let where_ = info
-        .location()
-        .map(|l| format!(" at {}:{}", l.file(), l.line()))
-        .unwrap_or_default();
-    let thread = std::thread::current();
-    format!(
-        "{}{where_}: {}",
-        thread.name().unwrap_or("?"),
-        panic_message(info)
-    )
-}
-
-/// The panic's message alone.
-pub fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
-    if let Some(s) = info.payload().downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = info.payload().downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_string()
-    }
-}
+pub use crate::kmsg::{panic_message, panic_text};
 
 /// `on_failure` as far as PID 1 knows it (command line over manifest),
 /// for the panic hook: 0 unknown, then [`OnFailure`] + 1.
@@ -227,7 +204,7 @@ pub fn install_pid1_panic_hook<S: Sys + Send + Sync + 'static>(sys: S, paths: Pa
     std::panic::set_hook(Box::new(move |info| {
         let text = format!("panic in thread {}", panic_text(info));
         crate::kmsg::announce(&paths.dev, &paths.proc, &format!("kmodinit: {text}\n"));
-        let err = crate::boot::BootError::Panic(panic_message(info));
+        let err = crate::pid1::BootError::Panic(panic_message(info));
         let action = choose(
             policy(),
             None,

@@ -1,6 +1,6 @@
 //! switch_root: mount the real root, move the API filesystems into it, free
 //! the initramfs, and make the new root `/`. The mechanism; the step that
-//! runs it in order is [`crate::boot::Boot::enter_root`]. System calls go
+//! runs it in order is [`crate::pid1::Boot::enter_root`]. System calls go
 //! through [`Sys`].
 
 use std::fmt;
@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
-use crate::boot_config::MountOptions;
-use crate::rootdev::FsInfo;
+use crate::pid1::config::MountOptions;
+use crate::pid1::rootdev::FsInfo;
 use crate::sys::Sys;
 
 /// Where the real root is mounted before it becomes `/` (initramfs-tools'

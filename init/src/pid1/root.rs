@@ -4,11 +4,11 @@
 //! [`Sys`], every path comes from its [`super::Paths`].
 
 use super::{Boot, BootError};
-use crate::boot_config::{BootConfig, RootConfig};
 use crate::clock::Fixed;
-use crate::handover::{self, InitCommand};
-use crate::rootdev::{self, BlockScanner, FoundDevice, RealWaiter};
-use crate::switch_root::{self, MOVED_MOUNTS};
+use crate::pid1::config::{BootConfig, RootConfig};
+use crate::pid1::handover::{self, InitCommand};
+use crate::pid1::rootdev::{self, BlockScanner, FoundDevice, RealWaiter};
+use crate::pid1::switch_root::{self, MOVED_MOUNTS};
 use crate::sys::Sys;
 
 /// What PID 1 learnt about the root while the modules loaded
@@ -70,10 +70,7 @@ impl<S: Sys> Boot<S> {
         let Some(found) = self.early_root.found.as_ref() else {
             return;
         };
-        let proc_filesystems =
-            std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
-        let types =
-            switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
+        let (types, proc_filesystems) = self.fstype_candidates(root, found);
         let registered = |t: &String| {
             proc_filesystems
                 .lines()
@@ -149,6 +146,16 @@ impl<S: Sys> Boot<S> {
         Ok(found)
     }
 
+    /// The types `found` may be mounted as, best first, and the
+    /// `/proc/filesystems` text they were chosen against.
+    fn fstype_candidates(&self, root: &RootConfig, found: &FoundDevice) -> (Vec<String>, String) {
+        let proc_filesystems =
+            std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
+        let types =
+            switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
+        (types, proc_filesystems)
+    }
+
     /// Mounts `found` on `new_root`; returns the type it was mounted as.
     fn mount_found_root(
         &mut self,
@@ -156,10 +163,7 @@ impl<S: Sys> Boot<S> {
         found: &FoundDevice,
         new_root: &std::path::Path,
     ) -> Result<String, BootError> {
-        let proc_filesystems =
-            std::fs::read_to_string(self.paths.proc.join("filesystems")).unwrap_or_default();
-        let types =
-            switch_root::fstype_candidates(&root.fstypes, found.fs.as_ref(), &proc_filesystems);
+        let (types, _) = self.fstype_candidates(root, found);
         let fstype =
             switch_root::mount_root(&self.sys, &found.node, new_root, &types, &root.options)
                 .map_err(BootError::SwitchRoot)?;
@@ -229,9 +233,9 @@ mod tests {
     use nix::mount::MsFlags;
 
     use super::*;
-    use crate::boot::Paths;
-    use crate::boot_config::{InitConfig, MountOptions};
-    use crate::rootdev::{DeviceSpec, RootWait};
+    use crate::pid1::config::{InitConfig, MountOptions};
+    use crate::pid1::rootdev::{DeviceSpec, RootWait};
+    use crate::pid1::Paths;
     use crate::sys::{FakeSys, SysCall};
 
     /// An initramfs with a sysfs that lists `vda` (its node a plain file)
@@ -291,7 +295,6 @@ mod tests {
             },
             on_failure: None,
             jobs: 0,
-            verbosity: crate::kmsg::Verbosity::from_cmdline(false, false),
             deadline: std::time::Duration::ZERO,
             required_timeout: std::time::Duration::ZERO,
         }

@@ -1,11 +1,70 @@
-//! The loader child's side of [`super`]: what runs after the fork. It reads
-//! the index, waits for PID 1's go, reads the manifest, plans, opens the
-//! module files, loads (with coldplug and the kernel's requests through the
-//! open world) and streams events up its pipe; its panic hook reports a
-//! panic before the process ends.
-#![allow(unsafe_code)]
+//! The loader child process: what runs after PID 1's fork. It reads the
+//! index, waits for PID 1's go, reads the manifest, plans, opens the module
+//! files, loads (with coldplug and the kernel's requests through the open
+//! world) and streams events up its pipe; its panic hook reports a panic
+//! before the process ends.
+//!
+//! Inside: [`engine`] runs a plan on the worker pool against a
+//! [`crate::kernel::Kernel`], exactly once per module; [`open_world`] adds
+//! modules while the load runs; [`coldplug`] and [`requests`] are its two
+//! sources of such modules; [`restorer`] gives the kernel its helper back;
+//! [`error`] is how the child fails.
 
-use super::*;
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
+
+use crate::clock::boottime;
+use crate::kernel::tpm::DeviceTpm;
+use crate::kernel::RealKernel;
+use crate::report::Report;
+use crate::sys::process;
+use crate::wire::events::{encode, LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
+use crate::wire::fork::{ChildPipes, LoadInput};
+use crate::wire::go::{decode_go, GO_LEN};
+use crate::wire::helper::{run_server, Outcome, ServerState};
+use engine::{LoadObserver, LoaderOptions, NodeOutcome};
+use error::LoaderError;
+use measure::{planned_files, MeasuredKernel, Measurer, PlannedFile};
+use modules_lock::ModulesLock;
+use modules_manifest::measure::Event;
+use open_world::{Inputs, OpenWorld};
+use restorer::Restorer;
+
+pub mod coldplug;
+pub mod engine;
+pub mod error;
+pub mod measure;
+pub mod modules_lock;
+pub mod open_world;
+pub mod requests;
+pub mod restorer;
+
+/// The loader's diagnostic knobs, for benchmarks that compare its policies
+/// (not settings a user needs): the kernel hands command-line words like
+/// `KMODINIT_POOL=fixed` that it does not know to `/init` as environment
+/// variables, and the child inherits PID 1's environment.
+/// `KMODINIT_POOL=fixed` ([`engine::PoolMode::Fixed`]),
+/// `KMODINIT_ORDER=cost` ([`engine::Order::CostAware`]).
+fn diagnostic_options() -> LoaderOptions {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    LoaderOptions {
+        pool: match var("KMODINIT_POOL").as_str() {
+            "fixed" => engine::PoolMode::Fixed,
+            _ => engine::PoolMode::Adaptive,
+        },
+        order: match var("KMODINIT_ORDER").as_str() {
+            "cost" => engine::Order::CostAware,
+            _ => engine::Order::Unit,
+        },
+        ..LoaderOptions::default()
+    }
+}
 
 /// The event writer the child shares with its panic hook.
 type Events = Arc<Mutex<File>>;
@@ -49,12 +108,8 @@ impl LoadObserver for Streamer<'_> {
 }
 
 /// The child: plan, open the files, load, report. Returns the exit code.
-pub(super) fn child_main<K: Kernel + Send + 'static>(
-    input: LoadInput<'_>,
-    wrap: impl FnOnce(RealKernel) -> K,
-    events: OwnedFd,
-    go: OwnedFd,
-) -> i32 {
+pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
+    let ChildPipes { events, go } = pipes;
     let events: Events = Arc::new(Mutex::new(File::from(events)));
     install_child_panic_hook(&events);
     let _ = STEPS.set(Arc::clone(&events));
@@ -90,8 +145,9 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
             stamp("plan");
             p
         }
-        Err((message, hints)) => {
-            send(&events, &LoaderEvent::Fatal { message, hints });
+        Err(e) => {
+            log::error!("loader: {e}");
+            send(&events, &LoaderEvent::Fatal(e.to_wire()));
             if let Some(r) = &restorer {
                 r.restore();
             }
@@ -118,8 +174,8 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
         .then(|| ModulesLock::open(input.proc_dir));
     let measuring = match start_measuring(&input, &manifest, &plan, &modules_dir, &events) {
         Ok(m) => m,
-        Err((message, hints)) => {
-            send(&events, &LoaderEvent::Fatal { message, hints });
+        Err(e) => {
+            send(&events, &LoaderEvent::Fatal(e.to_wire()));
             if let Some(r) = &restorer {
                 r.restore();
             }
@@ -134,9 +190,15 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
         ..diagnostic_options()
     };
     let sink_events = Arc::clone(&events);
+    // Test build only: `kmodinit.fault=` panics or kills in the workers.
+    #[cfg(feature = "fault-injection")]
+    let kernel = crate::fault::Faults::from_cmdline(
+        &std::fs::read_to_string(input.proc_dir.join("cmdline")).unwrap_or_default(),
+    )
+    .kernel(kernel);
     let world = OpenWorld::new(
         Box::new(MeasuredKernel {
-            inner: wrap(kernel),
+            inner: kernel,
             measurer,
         }),
         Inputs {
@@ -181,7 +243,7 @@ pub(super) fn child_main<K: Kernel + Send + 'static>(
             }
         }
         let main = scope.spawn(|| {
-            loader::load_observed(
+            engine::load_observed(
                 &plan,
                 world.kernel(),
                 &opts,
@@ -264,7 +326,7 @@ fn start_measuring(
     plan: &modules_manifest::Plan,
     modules_dir: &Path,
     events: &Events,
-) -> Result<Option<Measuring>, Fatal> {
+) -> Result<Option<Measuring>, LoaderError> {
     let Some(spec) = modules_manifest::measure::settings(Some(manifest), input.cmdline) else {
         return Ok(None);
     };
@@ -300,15 +362,7 @@ fn start_measuring(
             );
             Ok(Some((Arc::new(m), head, files)))
         }
-        Err(why) if spec.required => Err((
-            format!("measured loading is required, and {why}"),
-            vec![
-                "the manifest's \"measure\": {\"required\": true} lets no module load unmeasured"
-                    .to_owned(),
-                "kmodinit.measure=off on the kernel command line boots without measuring"
-                    .to_owned(),
-            ],
-        )),
+        Err(why) if spec.required => Err(LoaderError::Measure(why)),
         Err(why) => {
             log::warn!("measure: {why}; loading unmeasured (measure.required is false)");
             send(
@@ -347,8 +401,8 @@ fn linger_while_requested(server: &ServerState, linger: Duration) {
 /// One kernel request, served through the open world (reason `kernel
 /// request:NAME` on the modules it brings in), logged.
 fn serve_request(world: &OpenWorld, name: &str) -> Outcome {
-    let reason = crate::helper::request::chain_name(name);
-    let outcome = crate::helper::request::serve(world, name);
+    let reason = crate::loader::requests::chain_name(name);
+    let outcome = crate::loader::requests::serve(world, name);
     match &outcome {
         Outcome::Loaded => log::info!("{reason}: loaded"),
         Outcome::Failed(why) => log::warn!("{reason}: {why}"),
@@ -392,14 +446,6 @@ fn open_ahead_list(
     files
 }
 
-/// A failure that leaves nothing to plan: the `fatal` event's message and
-/// hints.
-type Fatal = (String, Vec<String>);
-
-fn fatal(e: &BootError) -> Fatal {
-    (e.to_string(), e.hints())
-}
-
 /// Index and loaded set, read before PID 1's go.
 fn read_index(
     input: &LoadInput<'_>,
@@ -409,20 +455,16 @@ fn read_index(
         DepIndex,
         BTreeSet<modules_manifest::ModuleName>,
     ),
-    Fatal,
+    LoaderError,
 > {
-    let modules_dir = boot::modules_dir(input.root, input.proc_dir)
-        .map_err(|e| fatal(&BootError::KernelRelease(e)))?;
-    let index = DepIndex::load(&modules_dir).map_err(|source| {
-        fatal(&BootError::Index {
-            dir: modules_dir.clone(),
-            source,
-        })
+    let modules_dir = crate::inputs::modules_dir(input.root, input.proc_dir)
+        .map_err(LoaderError::KernelRelease)?;
+    let index = DepIndex::load(&modules_dir).map_err(|source| LoaderError::Index {
+        dir: modules_dir.clone(),
+        source,
     })?;
     stamp("index");
-    let loaded = std::fs::read_to_string(input.proc_dir.join("modules"))
-        .map(|t| modules_manifest::parse_proc_modules(&t))
-        .unwrap_or_else(|_| BTreeSet::new());
+    let loaded = crate::inputs::loaded_modules(input.proc_dir);
     Ok((modules_dir, index, loaded))
 }
 
@@ -435,44 +477,19 @@ fn wait_for_go(go: &mut File) -> Option<(usize, Duration)> {
 }
 
 /// Waits for PID 1's word on the helper, sent after the go
-/// ([`super::LoaderChild::helper_installed`]): true if the kernel now runs
+/// (`LoaderChild::helper_installed` in PID 1): true if the kernel now runs
 /// it; false if PID 1 could not install it or closed the pipe.
 fn wait_for_helper(go: &mut File) -> bool {
     let mut byte = [0u8; 1];
     go.read_exact(&mut byte).is_ok() && byte[0] == 1
 }
 
-/// PID 1's go message: `jobs`, then the deadline in ms, little-endian.
-pub(super) fn encode_go(jobs: usize, deadline: Duration) -> [u8; GO_LEN] {
-    let mut msg = [0u8; GO_LEN];
-    msg[..8].copy_from_slice(&u64::try_from(jobs).unwrap_or(u64::MAX).to_le_bytes());
-    let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
-    msg[8..].copy_from_slice(&ms.to_le_bytes());
-    msg
-}
-
-fn decode_go(msg: &[u8; GO_LEN]) -> (usize, Duration) {
-    let word = |r: std::ops::Range<usize>| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(msg.get(r).unwrap_or(&[0; 8]));
-        u64::from_le_bytes(b)
-    };
-    let jobs = usize::try_from(word(0..8)).unwrap_or(usize::MAX);
-    (jobs, Duration::from_millis(word(8..16)))
-}
-
 /// The manifest PID 1 has read and validated, read again by the child.
-fn read_manifest_again(path: &Path) -> Result<Manifest, Fatal> {
-    match boot::read_manifest(path) {
+fn read_manifest_again(path: &Path) -> Result<Manifest, LoaderError> {
+    match crate::inputs::read_manifest(path) {
         Ok(Some(m)) => Ok(m),
-        Ok(None) => Err((
-            format!(
-                "the manifest {} was removed during the boot",
-                path.display()
-            ),
-            Vec::new(),
-        )),
-        Err(e) => Err(fatal(&e)),
+        Ok(None) => Err(LoaderError::ManifestGone(path.to_path_buf())),
+        Err(e) => Err(LoaderError::Manifest(e)),
     }
 }
 
@@ -485,14 +502,14 @@ fn make_plan(
     modules_dir: &Path,
     index: &DepIndex,
     loaded: &BTreeSet<modules_manifest::ModuleName>,
-) -> Result<modules_manifest::Plan, Fatal> {
+) -> Result<modules_manifest::Plan, LoaderError> {
     let mut plan = modules_manifest::plan_at_boot(PlanInput {
         manifest,
         index,
         cmdline: input.cmdline,
         loaded,
     })
-    .map_err(|e| fatal(&BootError::Plan(e)))?;
+    .map_err(LoaderError::Plan)?;
     warn_unknown_cmdline_params(&mut plan, input.cmdline, modules_dir);
     for note in &plan.notes {
         log::info!("plan: {note}");
@@ -608,7 +625,7 @@ fn install_child_panic_hook(events: &Events) {
         .try_clone()
         .ok();
     std::panic::set_hook(Box::new(move |info| {
-        let message = crate::failure::panic_text(info);
+        let message = crate::kmsg::panic_text(info);
         crate::kmsg::announce(
             Path::new("/dev"),
             Path::new("/proc"),
@@ -617,8 +634,8 @@ fn install_child_panic_hook(events: &Events) {
         if let Some(mut f) = hook_pipe.as_ref() {
             let _ = f.write_all(&encode(&LoaderEvent::Panicked { message }));
         }
-        // SAFETY: ends this process at once, as panic = "abort" would.
-        unsafe { libc::_exit(101) }
+        // At once, as panic = "abort" would.
+        process::exit_now(101)
     }));
 }
 
@@ -628,20 +645,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_go_message_carries_the_width_and_the_deadline() {
+    fn the_child_reads_the_go_then_the_helper_word() {
+        use std::os::fd::OwnedFd;
+        let pipe =
+            || -> (OwnedFd, OwnedFd) { nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap() };
         let d = Duration::from_millis(12_345);
-        assert_eq!(decode_go(&encode_go(7, d)), (7, d));
-        assert_eq!(
-            decode_go(&encode_go(1, Duration::from_secs(3600))),
-            (1, Duration::from_secs(3600))
-        );
         // A stop is the pipe closing before 16 bytes came.
-        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (rx, tx) = pipe();
         File::from(tx).write_all(&[1, 2, 3]).unwrap();
         assert_eq!(wait_for_go(&mut File::from(rx)), None);
-        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let (rx, tx) = pipe();
         let mut tx = File::from(tx);
-        tx.write_all(&encode_go(4, d)).unwrap();
+        tx.write_all(&crate::wire::go::encode_go(4, d)).unwrap();
         let mut rx = File::from(rx);
         assert_eq!(wait_for_go(&mut rx), Some((4, d)));
         // Then PID 1's word on the helper: installed, not, or nothing.

@@ -7,13 +7,14 @@ use std::os::fd::AsFd;
 
 use modules_manifest::{KernelCmdline, Manifest};
 
+use super::config::BootConfig;
+use super::loader_child::LoaderChild;
+use super::supervise::Supervisor;
 use super::{Boot, BootError};
-use crate::boot_config::BootConfig;
 use crate::clock;
-use crate::loader_process::{LoadInput, LoaderChild};
 use crate::report::{LoaderInfo, ModuleState, Step};
-use crate::supervise::Supervisor;
 use crate::sys::Sys;
+use crate::wire::fork::{HelperInput, LoadInput, LoaderEntry};
 
 impl<S: Sys> Boot<S> {
     /// Step 3a, right after the command line: if the manifest file exists,
@@ -24,16 +25,18 @@ impl<S: Sys> Boot<S> {
     /// manifest. Without a manifest
     /// file nothing happens, as nothing will load. A failed fork is the
     /// boot's error only if the manifest turns out valid
-    /// ([`Boot::load_modules`]).
-    pub fn start_loader(&mut self, cmdline: &KernelCmdline) {
-        let manifest_path = std::path::Path::new(crate::boot_config::manifest_path(cmdline));
+    /// ([`Boot::load_modules`]). The child runs `entry` (the loader's,
+    /// handed over by `main.rs`).
+    pub fn start_loader(&mut self, cmdline: &KernelCmdline, entry: LoaderEntry) {
+        self.loader_entry = Some(entry);
+        let manifest_path = std::path::Path::new(crate::inputs::manifest_path(cmdline));
         if !manifest_path.exists() {
             return;
         }
         #[cfg(feature = "fault-injection")]
-        let faults = self.arm_faults();
+        self.arm_faults();
         let run_dir = self.run_dir();
-        let helper = match crate::helper::install::prepare(&self.sys, &self.paths.proc, &run_dir) {
+        let helper = match super::helper_install::prepare(&self.sys, &self.paths.proc, &run_dir) {
             Ok(h) => {
                 log::debug!("kernel module requests will go to {}", h.helper.display());
                 self.helper_kernel_value = Some(h.kernel_value.clone());
@@ -52,21 +55,18 @@ impl<S: Sys> Boot<S> {
             cmdline,
             proc_dir: &self.paths.proc,
             root: &self.paths.root,
-            helper: helper.as_ref().map(|h| crate::loader_process::HelperInput {
+            helper: helper.as_ref().map(|h| HelperInput {
                 listener: &h.listener,
                 kernel_value: &h.kernel_value,
                 run_dir: &run_dir,
                 linger: cmdline.helper_linger_ms.map_or(
-                    crate::helper::DEFAULT_LINGER,
+                    crate::wire::helper::DEFAULT_LINGER,
                     std::time::Duration::from_millis,
                 ),
             }),
             sys_dir: &self.paths.sys,
         };
-        #[cfg(not(feature = "fault-injection"))]
-        let child = LoaderChild::spawn(input, |k| k);
-        #[cfg(feature = "fault-injection")]
-        let child = LoaderChild::spawn(input, |k| faults.kernel(k));
+        let child = LoaderChild::spawn(input, entry);
         // The loader holds the socket now; PID 1's copy would keep it
         // open after the loader ends.
         drop(helper);
@@ -76,7 +76,7 @@ impl<S: Sys> Boot<S> {
 
     /// After the go, while the child plans: copies `/init` to
     /// `/run/kmodinit/modprobe` and points the kernel's
-    /// `/proc/sys/kernel/modprobe` at it ([`crate::helper::install::activate`];
+    /// `/proc/sys/kernel/modprobe` at it ([`super::helper_install::activate`];
     /// the 1.2 MB copy costs 8–19 ms under TCG, off the child's path to the
     /// load). True if the kernel now runs the helper.
     fn install_helper(&mut self) -> bool {
@@ -84,7 +84,7 @@ impl<S: Sys> Boot<S> {
             return false;
         };
         let exe = self.paths.proc.join("self/exe");
-        let installed = crate::helper::install::activate(&self.sys, &self.paths.proc, &copy, &exe);
+        let installed = super::helper_install::activate(&self.sys, &self.paths.proc, &copy, &exe);
         self.step("helper");
         match installed {
             Ok(()) => {
@@ -120,9 +120,9 @@ impl<S: Sys> Boot<S> {
     ) -> Result<(), BootError> {
         #[cfg(feature = "fault-injection")]
         crate::fault::Faults::from_cmdline(&self.report.cmdline).boot_point("reading the manifest");
-        if self.early_loader.is_none() {
+        if let (None, Some(entry)) = (&self.early_loader, self.loader_entry) {
             // The manifest appeared after the command line was read.
-            self.start_loader(cmdline);
+            self.start_loader(cmdline, entry);
         }
         let mut child = match self.early_loader.take() {
             Some(child) => child.map_err(BootError::SpawnLoader)?,
@@ -156,7 +156,7 @@ impl<S: Sys> Boot<S> {
         let uevents = config
             .root
             .as_ref()
-            .and_then(|_| crate::coldplug::uevent::Socket::open().ok());
+            .and_then(|_| crate::uevent::Socket::open().ok());
         let verdict = child.supervise_with(&mut sup, uevents.as_ref().map(|u| u.as_fd()), || {
             if let Some(u) = &uevents {
                 u.drain();
@@ -222,7 +222,7 @@ impl<S: Sys> Boot<S> {
     /// the command line, announced on the console and in the report
     /// (`panic-boot` panics in [`Boot::load_modules`], after the manifest).
     #[cfg(feature = "fault-injection")]
-    fn arm_faults(&mut self) -> crate::fault::Faults {
+    fn arm_faults(&mut self) {
         let faults = crate::fault::Faults::from_cmdline(&self.report.cmdline);
         for w in &faults.warnings {
             log::warn!("command line: {w}");
@@ -233,6 +233,5 @@ impl<S: Sys> Boot<S> {
             log::warn!("{note}");
             self.report.notes.push(note);
         }
-        faults
     }
 }

@@ -10,23 +10,31 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use modules_manifest::manifest::MAX_MANIFEST_BYTES;
 use modules_manifest::{KernelCmdline, Manifest, OnFailure};
 
-use crate::boot_config::{self, BootConfig};
 use crate::clock;
-use crate::failure::{self, FailureAction};
-use crate::handover::{self, InitCommand};
 use crate::kmsg::{self, DevkmsgRatelimit, Verbosity};
-use crate::loader_process::{self, LoaderChild};
-use crate::mount::{self, MountOutcome, EARLY_MOUNTS};
 use crate::report::{Report, Step};
-use crate::supervise::Supervisor;
 use crate::sys::Sys;
+use config::BootConfig;
+use failure::FailureAction;
+use handover::InitCommand;
+use loader_child::LoaderChild;
+use mount::{MountOutcome, EARLY_MOUNTS};
+use supervise::Supervisor;
 
+pub mod config;
 mod error;
+pub mod failure;
+pub mod handover;
+pub mod helper_install;
 mod load;
+pub mod loader_child;
+pub mod mount;
 mod root;
+pub mod rootdev;
+pub mod supervise;
+pub mod switch_root;
 
 pub use error::BootError;
 
@@ -46,7 +54,7 @@ pub struct Paths {
     /// The boot report, [`REPORT_PATH`].
     pub report: PathBuf,
     /// Where the real root is mounted before it becomes `/`
-    /// ([`crate::switch_root::NEW_ROOT`]).
+    /// ([`crate::pid1::switch_root::NEW_ROOT`]).
     pub new_root: PathBuf,
 }
 
@@ -65,7 +73,7 @@ impl Paths {
             proc: at("/proc"),
             sys: at("/sys"),
             report: at(REPORT_PATH),
-            new_root: at(crate::switch_root::NEW_ROOT),
+            new_root: at(crate::pid1::switch_root::NEW_ROOT),
         }
     }
 }
@@ -89,10 +97,12 @@ pub struct Boot<S: Sys> {
     /// go ([`Boot::load_modules`]) or stop ([`Boot::stop_loader`]); the
     /// fork's error, if it failed.
     early_loader: Option<io::Result<LoaderChild>>,
+    /// What the loader child runs ([`Boot::start_loader`]'s `entry`).
+    loader_entry: Option<crate::wire::fork::LoaderEntry>,
     /// The root device (and its mount) found while the modules loaded.
     early_root: root::EarlyRoot,
     /// The kernel's `/proc/sys/kernel/modprobe` while the helper is
-    /// installed ([`crate::helper::install`]), to put back.
+    /// installed ([`crate::pid1::helper_install`]), to put back.
     helper_kernel_value: Option<String>,
     /// Where the helper's copy goes once the loader has its go
     /// ([`Boot::start_loader`] prepares, `load_modules` installs).
@@ -119,6 +129,7 @@ impl<S: Sys> Boot<S> {
             loader: None,
             supervisor: None,
             early_loader: None,
+            loader_entry: None,
             early_root: root::EarlyRoot::default(),
             helper_kernel_value: None,
             helper_copy: None,
@@ -193,8 +204,9 @@ impl<S: Sys> Boot<S> {
         &mut self,
         cmdline: &KernelCmdline,
     ) -> Result<Option<Manifest>, BootError> {
-        let path = boot_config::manifest_path(cmdline);
-        let manifest = read_manifest(Path::new(path))?;
+        let path = crate::inputs::manifest_path(cmdline);
+        let manifest =
+            crate::inputs::read_manifest(Path::new(path)).map_err(BootError::Manifest)?;
         match &manifest {
             Some(m) => {
                 log::info!("manifest {path}: {} chain(s)", m.chains.len());
@@ -218,7 +230,7 @@ impl<S: Sys> Boot<S> {
         cmdline: &KernelCmdline,
         manifest: Option<&Manifest>,
     ) -> Result<BootConfig, BootError> {
-        let config = boot_config::merge(cmdline, manifest).map_err(BootError::Config)?;
+        let config = config::merge(cmdline, manifest).map_err(BootError::Config)?;
         failure::set_policy(config.on_failure);
         Ok(config)
     }
@@ -268,7 +280,7 @@ impl<S: Sys> Boot<S> {
         self.report.steps.push(Step::init("exec", now));
         self.write_report();
         self.hand_over_the_load();
-        loader_process::reap_strays(self.loader.as_ref().map(LoaderChild::pid));
+        loader_child::reap_strays(self.loader.as_ref().map(LoaderChild::pid));
         self.release_helper();
         if let Some(d) = self.devkmsg.as_mut() {
             d.restore(&self.paths.proc);
@@ -323,7 +335,7 @@ impl<S: Sys> Boot<S> {
             log::info!("the loader serves the kernel's module requests after the handover");
             return;
         }
-        crate::helper::install::restore(&self.sys, &self.paths.proc, &self.run_dir(), &value);
+        crate::pid1::helper_install::restore(&self.sys, &self.paths.proc, &self.run_dir(), &value);
     }
 
     /// The failure path: explain on the console and the kernel log, record
@@ -362,40 +374,6 @@ impl<S: Sys> Boot<S> {
     }
 }
 
-/// Reads and parses the manifest at `path`. A missing file is not an error
-/// (`Ok(None)`): the boot goes on with no modules. Reads at most one byte
-/// past [`MAX_MANIFEST_BYTES`], so a huge file or `kmodinit.manifest=/dev/zero`
-/// is refused by the size check instead of exhausting memory.
-pub fn read_manifest(path: &Path) -> Result<Option<Manifest>, BootError> {
-    use std::io::Read;
-    let read_error = |source| BootError::ReadManifest {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(read_error(source)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    Manifest::from_json(&bytes)
-        .map(Some)
-        .map_err(|source| BootError::Manifest {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-/// `/lib/modules/<release>` under `root`, the release read from
-/// `<proc>/sys/kernel/osrelease` (what `uname -r` prints).
-pub fn modules_dir(root: &Path, proc: &Path) -> io::Result<PathBuf> {
-    let release = std::fs::read_to_string(proc.join("sys/kernel/osrelease"))?;
-    Ok(root.join("lib/modules").join(release.trim()))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
@@ -411,12 +389,14 @@ mod tests {
         std::fs::create_dir_all(paths.proc.join("self")).unwrap_or_default();
         let exe = tmp.join("init");
         std::fs::write(&exe, b"binary").unwrap_or_default();
-        let sysctl = paths.proc.join(crate::helper::install::MODPROBE_SYSCTL);
+        let sysctl = paths
+            .proc
+            .join(crate::pid1::helper_install::MODPROBE_SYSCTL);
         let sys = FakeSys::new().sysctl(&sysctl, "/sbin/modprobe\n");
         let mut b = Boot::new(sys, paths, 0.0);
         let run = b.run_dir();
         assert_eq!(run, tmp.join("run/kmodinit"));
-        let inst = crate::helper::install::install(&b.sys, &b.paths.proc, &run, &exe);
+        let inst = crate::pid1::helper_install::install(&b.sys, &b.paths.proc, &run, &exe);
         let inst = inst.unwrap_or_else(|e| panic!("{e}"));
         b.helper_kernel_value = Some(inst.kernel_value.clone());
         drop(inst);
@@ -442,28 +422,5 @@ mod tests {
         assert!(!run.join("modprobe").exists());
         assert!(!run.join("helper.sock").exists());
         let _ = std::fs::remove_dir_all(&tmp);
-    }
-
-    #[test]
-    fn missing_manifest_is_none_and_unreadable_is_an_error() {
-        let p = Path::new("/nonexistent/kmodinit/manifest.json");
-        assert!(matches!(read_manifest(p), Ok(None)));
-        // A directory cannot be read as a file: an error naming the path.
-        let e = read_manifest(Path::new("/")).err().map(|e| e.to_string());
-        assert!(e
-            .unwrap_or_default()
-            .starts_with("cannot read the manifest /:"));
-    }
-
-    #[test]
-    fn modules_dir_from_osrelease() {
-        let d = std::env::temp_dir().join(format!("kmodinit-osrel-{}", std::process::id()));
-        std::fs::create_dir_all(d.join("sys/kernel")).unwrap();
-        std::fs::write(d.join("sys/kernel/osrelease"), "6.1.0-56-amd64\n").unwrap();
-        assert_eq!(
-            modules_dir(Path::new("/"), &d).unwrap(),
-            PathBuf::from("/lib/modules/6.1.0-56-amd64")
-        );
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -28,7 +28,7 @@ use modules_manifest::ModuleName;
 
 use crate::kernel::tpm::Tpm;
 use crate::kernel::{InsertError, InsertRequest, Inserted, Kernel};
-use crate::loader_events::LoaderEvent;
+use crate::wire::events::LoaderEvent;
 
 /// Where the measurer's events go (the loader child's pipe to PID 1).
 pub type MeasureSink = Box<dyn Fn(&LoaderEvent) + Send + Sync>;

@@ -1,5 +1,5 @@
 //! PID 1's side of the load. Module insertion runs in the loader child
-//! ([`crate::loader_process`]), which streams [`LoaderEvent`]s to PID 1 over a
+//! ([`crate::pid1::loader_child`]), which streams [`LoaderEvent`]s to PID 1 over a
 //! pipe; [`Supervisor`] turns those events, the child's exit and the clock
 //! into one [`Verdict`]: wait, hand over, or stop. Pure: no syscalls, no
 //! clock of its own (`now` is passed in), so every case is a unit test.
@@ -23,13 +23,11 @@
 
 use std::time::Duration;
 
-use crate::loader::NodeOutcome;
-pub use crate::loader_events::{
-    AddedModule, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
-};
 use crate::report::{
     ChainFailure, LoadReport, LockReport, MeasureEvent, MeasureReport, ModuleReport, ModuleState,
 };
+use crate::wire::events::NodeOutcome;
+pub use crate::wire::events::{AddedModule, LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
 
 /// How the loader child ended, from `waitpid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +179,7 @@ impl Supervisor {
             },
             LoaderEvent::Finished(o) => self.finish(o),
             LoaderEvent::Done(summary) => self.done = Some(summary),
-            LoaderEvent::Fatal { message, hints } => self.fatal = Some((message, hints)),
+            LoaderEvent::Fatal(f) => self.fatal = Some((f.to_string(), f.hints())),
             LoaderEvent::Panicked { message } => self.panic = Some(message),
             LoaderEvent::Planned { .. } => self.odd("a second plan".to_owned()),
             // A timeline stamp: the report's `steps`, no supervision matter
@@ -755,15 +753,18 @@ mod tests {
     #[test]
     fn fatal_from_the_child_stops_the_boot() {
         let mut s = Supervisor::new(D, R, 1.0, false);
-        s.event(LoaderEvent::Fatal {
+        s.event(LoaderEvent::Fatal(crate::wire::events::LoaderFailure {
+            kind: crate::wire::events::FailureKind::Index,
+            what: "/lib/modules/6.1.0-x".into(),
             message: "cannot read the module index".into(),
-            hints: vec!["rebuild".into()],
-        });
+        }));
         assert_eq!(
             s.verdict(1.1),
             Verdict::Fatal {
                 message: "cannot read the module index".into(),
-                hints: vec!["rebuild".into()]
+                hints: vec![
+                    "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?".into()
+                ]
             }
         );
     }

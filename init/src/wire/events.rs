@@ -13,7 +13,6 @@
 
 use modules_manifest::ModuleName;
 
-use crate::loader::NodeOutcome;
 use crate::report::{LoadReport, ModuleState};
 
 /// The longest line the reader accepts: a `module` line is a name, its
@@ -23,6 +22,20 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// At most this many `module`/`chain`/`note` lines before `planned`.
 pub const MAX_PLAN_LINES: usize = 1 << 20;
+
+/// The final outcome of one plan node: what the loader's engine tells its
+/// observer, and what goes up the pipe as `finished`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeOutcome {
+    /// The node's index in the plan (and in the report's `load.modules`).
+    pub id: usize,
+    pub state: ModuleState,
+    pub error: Option<String>,
+    pub blocked_by: Option<ModuleName>,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    pub worker: Option<usize>,
+}
 
 /// One module of the plan, as PID 1 needs it for the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +96,83 @@ impl LoadSummary {
     }
 }
 
+/// What kind of failure left the loader nothing to plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The kernel release could not be read.
+    KernelRelease,
+    /// The image's module index could not be read.
+    Index,
+    /// The manifest could not be read again, or is gone.
+    Manifest,
+    /// Nothing of the manifest can be planned.
+    Plan,
+    /// Measured loading is required and no TPM answers.
+    Measure,
+}
+
+impl FailureKind {
+    const ALL: [FailureKind; 5] = [
+        FailureKind::KernelRelease,
+        FailureKind::Index,
+        FailureKind::Manifest,
+        FailureKind::Plan,
+        FailureKind::Measure,
+    ];
+
+    /// Its word on the pipe.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::KernelRelease => "kernel-release",
+            FailureKind::Index => "index",
+            FailureKind::Manifest => "manifest",
+            FailureKind::Plan => "plan",
+            FailureKind::Measure => "measure",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<FailureKind> {
+        FailureKind::ALL.into_iter().find(|k| k.name() == word)
+    }
+}
+
+/// The loader's fatal error as PID 1 receives it: its kind, the file or
+/// directory it names (empty if none), and the message with its causes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoaderFailure {
+    pub kind: FailureKind,
+    pub what: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for LoaderFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LoaderFailure {}
+
+impl LoaderFailure {
+    /// What the user can try.
+    pub fn hints(&self) -> Vec<String> {
+        vec![match self.kind {
+            FailureKind::KernelRelease => "is /proc mounted? the early mount errors above say",
+            FailureKind::Index => {
+                "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?"
+            }
+            FailureKind::Manifest => {
+                "fix the manifest (kmodinit build validates it), or point kmodinit.manifest= at another"
+            }
+            FailureKind::Plan => "rebuild the image from this manifest and kernel release",
+            FailureKind::Measure => {
+                "the manifest's measure.required lets no module load unmeasured; kmodinit.measure=off on the kernel command line boots without measuring"
+            }
+        }
+        .to_owned()]
+    }
+}
+
 /// What the loader child tells PID 1.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoaderEvent {
@@ -109,7 +199,7 @@ pub enum LoaderEvent {
     /// Every node is decided (each had its `finished`): the load's totals.
     Done(LoadSummary),
     /// Nothing can be planned (the index is unreadable, …).
-    Fatal { message: String, hints: Vec<String> },
+    Fatal(LoaderFailure),
     /// The child's panic hook, just before the child dies.
     Panicked { message: String },
     /// The child reached the end of `step` at `t` (the report's `steps`).
@@ -205,11 +295,11 @@ pub fn encode(e: &LoaderEvent) -> Vec<u8> {
                 out.text(m.as_str());
             }
         }
-        LoaderEvent::Fatal { message, hints } => {
-            out.start("fatal").text(message);
-            for h in hints {
-                out.text(h);
-            }
+        LoaderEvent::Fatal(f) => {
+            out.start("fatal")
+                .text(f.kind.name())
+                .text(&f.what)
+                .text(&f.message);
         }
         LoaderEvent::Panicked { message } => {
             out.start("panicked").text(message);
@@ -443,10 +533,15 @@ impl EventReader {
                 vm_hwm_kib: f.opt(Fields::num)?,
                 critical_path: f.rest(Fields::name)?,
             }),
-            "fatal" => LoaderEvent::Fatal {
-                message: f.text()?,
-                hints: f.rest(Fields::text)?,
-            },
+            "fatal" => {
+                let kind = f.text()?;
+                LoaderEvent::Fatal(LoaderFailure {
+                    kind: FailureKind::parse(&kind)
+                        .ok_or_else(|| format!("unknown failure {kind:?}"))?,
+                    what: f.text()?,
+                    message: f.text()?,
+                })
+            }
             "panicked" => LoaderEvent::Panicked { message: f.text()? },
             "step" => LoaderEvent::Step {
                 step: f.text()?,
@@ -658,10 +753,11 @@ mod tests {
                 critical_path: vec![name("a"), name("b")],
                 vm_hwm_kib: None,
             }),
-            LoaderEvent::Fatal {
+            LoaderEvent::Fatal(LoaderFailure {
+                kind: FailureKind::Index,
+                what: "/lib/modules/6.1\\x".into(),
                 message: "cannot read\tthe index".into(),
-                hints: vec!["one".into(), "two\\".into()],
-            },
+            }),
             LoaderEvent::Panicked {
                 message: "boom".into(),
             },

@@ -150,18 +150,7 @@ impl LoadObserver for () {
     fn finished(&mut self, _outcome: &NodeOutcome) {}
 }
 
-/// The final outcome of one plan node, as [`LoadObserver::finished`] gets it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeOutcome {
-    /// The node's index in the plan (and in [`LoadReport::modules`]).
-    pub id: usize,
-    pub state: ModuleState,
-    pub error: Option<String>,
-    pub blocked_by: Option<ModuleName>,
-    pub start: Option<f64>,
-    pub end: Option<f64>,
-    pub worker: Option<usize>,
-}
+pub use crate::wire::events::NodeOutcome;
 
 /// As [`load`], telling `observer` when each kernel call starts and each
 /// node is decided. Same guarantees; `observer` is called exactly once per

@@ -15,16 +15,15 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use modules_manifest::{
     ChainEntry, ChainSpec, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput,
 };
 
 use crate::kernel::{Claims, SharedKernel};
-use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
-use crate::loader_events::{AddedModule, LoaderEvent};
+use crate::loader::engine::{self as loader, LoadObserver, LoaderOptions, NodeOutcome};
 use crate::report::ModuleState;
+use crate::wire::events::{AddedModule, LoaderEvent};
 
 /// Where the open world's events go (the loader child's pipe to PID 1; a
 /// recorder in tests). Called from any thread; each call is one event.
@@ -308,17 +307,6 @@ impl OpenWorld {
     /// Sessions running now.
     pub fn active(&self) -> usize {
         self.lock().active
-    }
-
-    /// Waits until no session runs, at most `timeout`; true if none does.
-    pub fn wait_idle(&self, timeout: Duration) -> bool {
-        let st = self.lock();
-        let (st, _) = self
-            .shared
-            .changed
-            .wait_timeout_while(st, timeout, |s| s.active > 0)
-            .unwrap_or_else(PoisonError::into_inner);
-        st.active == 0
     }
 
     /// Ends the load phase: later sessions get [`SessionError::Closed`];

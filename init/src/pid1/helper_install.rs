@@ -14,7 +14,6 @@
 //! exec if the loader has ended, else the loader itself when it stops
 //! ([`Restorer`]).
 
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -22,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use crate::sys::Sys;
 
-/// The sysctl under `/proc`.
-pub const MODPROBE_SYSCTL: &str = "sys/kernel/modprobe";
+pub use crate::wire::helper::MODPROBE_SYSCTL;
+use crate::wire::helper::{socket_name, FACE_NAME};
 
 /// What [`prepare`] set up.
 #[derive(Debug)]
@@ -45,7 +44,7 @@ pub fn prepare<S: Sys>(sys: &S, proc: &Path, run_dir: &Path) -> io::Result<Insta
         .trim()
         .to_owned();
     std::fs::create_dir_all(run_dir)?;
-    let helper = run_dir.join(super::args::FACE_NAME);
+    let helper = run_dir.join(FACE_NAME);
     let _ = std::fs::remove_file(&helper);
     let socket = run_dir.join(socket_name());
     let _ = std::fs::remove_file(&socket);
@@ -75,68 +74,14 @@ pub fn install<S: Sys>(sys: &S, proc: &Path, run_dir: &Path, exe: &Path) -> io::
     Ok(inst)
 }
 
-/// The socket's file name in the run directory.
-fn socket_name() -> &'static str {
-    Path::new(super::SOCKET_PATH)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("helper.sock")
-}
-
 /// Puts the kernel's value back (through `sys`) and removes the helper's
 /// files. Errors are logged: nothing else can be done about them.
 pub fn restore<S: Sys>(sys: &S, proc: &Path, run_dir: &Path, kernel_value: &str) {
     if let Err(e) = sys.write_sysctl(&proc.join(MODPROBE_SYSCTL), kernel_value) {
         log::error!("cannot restore /proc/{MODPROBE_SYSCTL} to {kernel_value:?}: {e}");
     }
-    let _ = std::fs::remove_file(run_dir.join(super::args::FACE_NAME));
+    let _ = std::fs::remove_file(run_dir.join(FACE_NAME));
     let _ = std::fs::remove_file(run_dir.join(socket_name()));
-}
-
-/// The loader's way to restore after the handover, when `/proc` and
-/// `/run` are no longer at their paths in its (old) root: descriptors
-/// opened at the start (the sysctl, the run directory).
-#[derive(Debug)]
-pub struct Restorer {
-    sysctl: File,
-    run_dir: File,
-    kernel_value: String,
-}
-
-impl Restorer {
-    /// Opens what [`Restorer::restore`] needs (in the loader, before the
-    /// handover).
-    pub fn open(proc: &Path, run_dir: &Path, kernel_value: String) -> io::Result<Restorer> {
-        Ok(Restorer {
-            sysctl: std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(proc.join(MODPROBE_SYSCTL))?,
-            run_dir: File::open(run_dir)?,
-            kernel_value,
-        })
-    }
-
-    /// The kernel's value, for "not in the image" replies (the helper runs
-    /// it instead).
-    pub fn kernel_value(&self) -> &str {
-        &self.kernel_value
-    }
-
-    /// Writes the kernel's value back and removes the helper's files.
-    pub fn restore(&self) {
-        use std::io::Write;
-        if let Err(e) = (&self.sysctl).write_all(self.kernel_value.as_bytes()) {
-            log::error!(
-                "cannot restore /proc/{MODPROBE_SYSCTL} to {:?}: {e}",
-                self.kernel_value
-            );
-        }
-        for name in [super::args::FACE_NAME, socket_name()] {
-            let _ =
-                nix::unistd::unlinkat(&self.run_dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -204,26 +149,5 @@ mod tests {
         assert!(install(&sys, &proc, &run, &d.join("missing")).is_err());
         assert!(sys.calls().is_empty());
         let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn the_loader_restores_through_its_descriptors() {
-        let d = tmp("restorer");
-        let (proc, run) = (d.join("proc"), d.join("run/kmodinit"));
-        std::fs::create_dir_all(&run).unwrap();
-        let sysctl = proc.join(MODPROBE_SYSCTL);
-        std::fs::write(&sysctl, "/run/kmodinit/modprobe").unwrap();
-        std::fs::write(run.join("modprobe"), b"x").unwrap();
-        let r = Restorer::open(&proc, &run, "/sbin/modprobe".into()).unwrap();
-        // Move the directories away, as switch_root does to the loader.
-        std::fs::rename(&d, d.with_extension("moved")).unwrap();
-        r.restore();
-        let moved = d.with_extension("moved");
-        assert_eq!(
-            std::fs::read_to_string(moved.join("proc").join(MODPROBE_SYSCTL)).unwrap(),
-            "/sbin/modprobe"
-        );
-        assert!(!moved.join("run/kmodinit/modprobe").exists());
-        let _ = std::fs::remove_dir_all(&moved);
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::boot_config::InitConfig;
+use crate::pid1::config::InitConfig;
 
 /// Tried in order when neither `init=` nor a manifest init exists, as the
 /// kernel does.
@@ -17,15 +17,7 @@ pub const CLEAN_ENV: &[&str] = &[
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 ];
 
-/// A program ready to exec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InitCommand {
-    /// Absolute path inside the (new) root.
-    pub path: String,
-    /// `argv`, `argv[0]` included.
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-}
+pub use crate::sys::InitCommand;
 
 /// No program to hand over to.
 #[derive(Debug, Clone, PartialEq, Eq)]

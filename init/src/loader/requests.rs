@@ -1,17 +1,9 @@
-//! What a request comes to, and the reason its modules carry in the report.
-//! The loading itself is the open world's ([`crate::open_world`]): each
+//! The loader's side of the kernel's module requests: serving one through
+//! the open world, and the reason its modules carry in the report.
+//! The loading itself is the open world's ([`crate::loader::open_world`]): each
 //! module inserted once across the boot's load, coldplug and every request.
 
-/// What became of a request (the helper's exit status follows modprobe's).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Loaded now, or already loaded or builtin: modprobe's 0.
-    Loaded,
-    /// Known to the image, but a module failed (the message says which).
-    Failed(String),
-    /// Neither a module nor an alias of one in the image.
-    NotFound,
-}
+pub use crate::wire::helper::Outcome;
 
 /// The report's reason for a request's modules: `kernel request:NAME`.
 pub fn chain_name(request: &str) -> String {
@@ -20,7 +12,7 @@ pub fn chain_name(request: &str) -> String {
 
 /// Serves `name` through `world`: not found if the index does not know
 /// it, else loaded or failed with the open world's problems.
-pub fn serve(world: &crate::open_world::OpenWorld, name: &str) -> Outcome {
+pub fn serve(world: &crate::loader::open_world::OpenWorld, name: &str) -> Outcome {
     if world.index().resolve(name).is_empty() {
         return Outcome::NotFound;
     }

@@ -12,14 +12,114 @@
 //! path, which the helper execs with the same arguments, empty if none).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::args::{check_name, MAX_REQUEST_BYTES};
-use super::request::Outcome;
+/// What became of a request (the helper's exit status follows modprobe's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Loaded now, or already loaded or builtin: modprobe's 0.
+    Loaded,
+    /// Known to the image, but a module failed (the message says which).
+    Failed(String),
+    /// Neither a module nor an alias of one in the image.
+    NotFound,
+}
+
+/// Where PID 1 installs the helper (a copy of `/init`): under `/run`, so
+/// the same path works before and after switch_root.
+pub const HELPER_PATH: &str = "/run/kmodinit/modprobe";
+
+/// The socket the loader child serves requests on.
+pub const SOCKET_PATH: &str = "/run/kmodinit/helper.sock";
+
+/// The socket's file name in the run directory.
+pub fn socket_name() -> &'static str {
+    std::path::Path::new(SOCKET_PATH)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("helper.sock")
+}
+
+/// The kernel's helper sysctl under `/proc`.
+pub const MODPROBE_SYSCTL: &str = "sys/kernel/modprobe";
+
+/// How long the loader keeps serving after its load and its last request
+/// (`kmodinit.helper_linger=MS`): long enough for the real init's first
+/// mounts (a filesystem whose module is only in the image), short enough
+/// that the image's module files (kept open, so in memory) and the loader
+/// go soon. 0: it stops with its load, and PID 1 restores before exec.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
+
+/// The longest request name the kernel makes (`MODULE_NAME_LEN` − 1).
+pub const MAX_REQUEST_BYTES: usize = 63;
+
+/// The file name the helper answers to: PID 1 installs the helper as
+/// `/run/kmodinit/modprobe` ([`HELPER_PATH`]); a person may
+/// link `/init` as `modprobe`.
+pub const FACE_NAME: &str = "modprobe";
+
+/// Why a request name is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    TooLong(usize),
+    /// The first character outside the allowed set.
+    BadChar(char),
+    /// Names starting with `-` or `.` read as options or hidden files.
+    BadStart(char),
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => f.write_str("empty module name"),
+            NameError::TooLong(n) => write!(
+                f,
+                "module name of {n} bytes: longer than the kernel's {MAX_REQUEST_BYTES}"
+            ),
+            NameError::BadChar(c) => {
+                write!(f, "module name contains {c:?}: not a module name or alias")
+            }
+            NameError::BadStart(c) => write!(f, "module name starts with {c:?}"),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// True for the characters of the names the kernel requests: module names
+/// (`nls_cp437`), aliases with dashes and numbers (`fs-vfat`,
+/// `net-pf-10`, `char-major-10-229`, `binfmt-0000`), crypto names with
+/// templates (`crypto-cbc(aes)`, `crypto-authenc(hmac(sha256),cbc(aes))`,
+/// `crypto-sha256-all`), `symbol:NAME`, `devname:…`, and `.`/`+`/`@`
+/// which some driver names carry. No `/`, no blanks, no glob characters.
+fn allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ',' | '.' | ':' | '(' | ')' | '+' | '@')
+}
+
+/// Checks a request name: 1 to [`MAX_REQUEST_BYTES`] bytes of [`allowed`]
+/// characters, not starting with `-` or `.`. Never a path: a name passing
+/// this cannot name a file outside the directory it is looked up in.
+pub fn check_name(name: &str) -> Result<&str, NameError> {
+    let Some(first) = name.chars().next() else {
+        return Err(NameError::Empty);
+    };
+    if name.len() > MAX_REQUEST_BYTES {
+        return Err(NameError::TooLong(name.len()));
+    }
+    if let Some(c) = name.chars().find(|&c| !allowed(c)) {
+        return Err(NameError::BadChar(c));
+    }
+    if first == '-' || first == '.' {
+        return Err(NameError::BadStart(first));
+    }
+    Ok(name)
+}
 
 /// Requests served at the same time; further helpers are not accepted
 /// until one is answered (they wait in the listen backlog), so a flood

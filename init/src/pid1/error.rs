@@ -6,35 +6,18 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use modules_manifest::depmod::IndexError;
-use modules_manifest::manifest::ManifestError;
-use modules_manifest::plan::PlanError;
-
-use crate::boot_config::ConfigError;
-use crate::handover::NoInit;
+use crate::inputs::ManifestReadError;
+use crate::pid1::config::ConfigError;
+use crate::pid1::handover::NoInit;
+use crate::pid1::rootdev::DeviceSpec;
+use crate::pid1::switch_root::SwitchRootError;
 use crate::report::ChainFailure;
-use crate::rootdev::DeviceSpec;
-use crate::switch_root::SwitchRootError;
 
 /// Why the boot stopped: one variant per step that can fail.
 #[derive(Debug)]
 pub enum BootError {
-    ReadManifest {
-        path: PathBuf,
-        source: io::Error,
-    },
-    Manifest {
-        path: PathBuf,
-        source: ManifestError,
-    },
+    Manifest(ManifestReadError),
     Config(ConfigError),
-    /// `/proc/sys/kernel/osrelease` (to find `/lib/modules/$(uname -r)`).
-    KernelRelease(io::Error),
-    Index {
-        dir: PathBuf,
-        source: IndexError,
-    },
-    Plan(PlanError),
     RequiredChains(Vec<ChainFailure>),
     RootNotFound {
         spec: DeviceSpec,
@@ -63,23 +46,8 @@ pub enum BootError {
 impl fmt::Display for BootError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BootError::ReadManifest { path, source } => {
-                write!(f, "cannot read the manifest {}: {source}", path.display())
-            }
-            BootError::Manifest { path, source } => {
-                write!(f, "the manifest {} is invalid: {source}", path.display())
-            }
+            BootError::Manifest(e) => e.fmt(f),
             BootError::Config(e) => write!(f, "bad boot setting: {e}"),
-            BootError::KernelRelease(e) => write!(
-                f,
-                "cannot read the kernel release from /proc/sys/kernel/osrelease: {e}"
-            ),
-            BootError::Index { dir, source } => write!(
-                f,
-                "cannot read the module index in {}: {source}",
-                dir.display()
-            ),
-            BootError::Plan(e) => write!(f, "the manifest does not plan against the modules: {e}"),
             BootError::RequiredChains(failures) => {
                 write!(f, "required module chain(s) failed:")?;
                 for c in failures {
@@ -108,24 +76,33 @@ impl fmt::Display for BootError {
     }
 }
 
-impl std::error::Error for BootError {}
+impl std::error::Error for BootError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BootError::Manifest(e) => Some(e),
+            BootError::Config(e) => Some(e),
+            BootError::SwitchRoot(e) => Some(e),
+            BootError::NoInit { source, .. } => Some(source),
+            BootError::Exec { source, .. } | BootError::SpawnLoader(source) => Some(source),
+            BootError::RequiredChains(_)
+            | BootError::RootNotFound { .. }
+            | BootError::Panic(_)
+            | BootError::Loader { .. } => None,
+        }
+    }
+}
 
 impl BootError {
     /// What the user can try, for the fatal-error explanation.
     pub fn hints(&self) -> Vec<String> {
         let debug = "boot with kmodinit.debug for a line per step and module".to_string();
         let mut h = match self {
-            BootError::ReadManifest { .. } | BootError::Manifest { .. } => vec![
-                "fix the manifest (kmodinit-mkimage validates it), or point kmodinit.manifest= at another".into(),
+            BootError::Manifest(_) => vec![
+                "fix the manifest (kmodinit build validates it), or point kmodinit.manifest= at another".into(),
             ],
             BootError::Config(_) => vec![
                 "check root= (forms: /dev/NAME, UUID=, LABEL=, PARTUUID=, PARTLABEL=, MAJ:MIN)".into(),
             ],
-            BootError::KernelRelease(_) => vec!["is /proc mounted? the early mount errors above say".into()],
-            BootError::Index { .. } => vec![
-                "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?".into(),
-            ],
-            BootError::Plan(_) => vec!["rebuild the image from this manifest and kernel release".into()],
             BootError::RequiredChains(failures) => {
                 // The loader words a caught worker panic "panic: …": that is
                 // kmodinit's bug, not something the kernel said.

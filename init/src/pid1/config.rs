@@ -7,11 +7,8 @@ use std::time::Duration;
 use modules_manifest::{KernelCmdline, Manifest, OnFailure};
 use nix::mount::MsFlags;
 
-use crate::kmsg::Verbosity;
-use crate::rootdev::{DeviceSpec, DeviceSpecError, RootWait};
+use crate::pid1::rootdev::{DeviceSpec, DeviceSpecError, RootWait};
 
-/// Where the manifest lives unless `kmodinit.manifest=` says otherwise.
-pub const DEFAULT_MANIFEST: &str = "/etc/kmodinit/manifest.json";
 /// How long to wait for a root device when neither `rootwait`, `rootdelay=`
 /// nor the manifest's `wait_ms` says: long enough for a slow disk
 /// controller, short enough that a typo in `root=` ends in `on_failure`
@@ -43,7 +40,6 @@ pub struct BootConfig {
     pub on_failure: Option<OnFailure>,
     /// Loader width; 0 = automatic.
     pub jobs: usize,
-    pub verbosity: Verbosity,
     /// `kmodinit.deadline=` / `deadline_ms`, else [`DEFAULT_DEADLINE`].
     pub deadline: Duration,
     /// `kmodinit.required_timeout=` / `required_timeout_ms`, else
@@ -102,11 +98,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// The manifest path: `kmodinit.manifest=` else the default.
-pub fn manifest_path(cmdline: &KernelCmdline) -> &str {
-    cmdline.manifest.as_deref().unwrap_or(DEFAULT_MANIFEST)
-}
 
 /// Parses a comma-separated mount option string. `ro`/`rw` are returned
 /// separately (the last one wins); `defaults` and options that only clear a
@@ -213,7 +204,6 @@ pub fn merge(
         init,
         on_failure: cmdline.on_failure.or(manifest.and_then(|m| m.on_failure)),
         jobs: cmdline.jobs.or(manifest_jobs).unwrap_or(0),
-        verbosity: Verbosity::from_cmdline(cmdline.quiet, cmdline.debug),
         deadline: cmdline
             .deadline_ms
             .or(manifest.and_then(|m| m.deadline_ms))
@@ -362,15 +352,5 @@ mod tests {
             parse_mount_options(""),
             (MsFlags::empty(), String::new(), None)
         );
-    }
-
-    #[test]
-    fn manifest_path_override() {
-        assert_eq!(manifest_path(&KernelCmdline::default()), DEFAULT_MANIFEST);
-        let c = KernelCmdline {
-            manifest: Some("/m.json".into()),
-            ..Default::default()
-        };
-        assert_eq!(manifest_path(&c), "/m.json");
     }
 }

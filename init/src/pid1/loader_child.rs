@@ -1,5 +1,6 @@
-//! The loader child process: everything that can hang (a module init that
-//! never returns) or panic (a loader bug) runs here, never in PID 1.
+//! PID 1's handle on the loader child process (`crate::loader`):
+//! everything that can hang (a module init that never returns) or panic (a
+//! loader bug) runs there, never in PID 1.
 //!
 //! PID 1 forks it (single-threaded at that point, so the child's copy of
 //! every lock is free) right after reading the command line, if the
@@ -17,104 +18,30 @@
 //! of its module files, so switch_root deleting the initramfs does not
 //! matter; the reporter is forked after switch_root, so `/run/kmodinit` is
 //! at its usual path.
-#![allow(unsafe_code)]
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::boot::{self, BootError};
 use crate::clock::boottime;
-use crate::coldplug;
-use crate::helper::channel::{run_server, ServerState};
-use crate::helper::install::Restorer;
-use crate::helper::request::Outcome;
-use crate::kernel::tpm::DeviceTpm;
-use crate::kernel::{Kernel, RealKernel};
-use crate::loader::{self, LoadObserver, LoaderOptions, NodeOutcome};
-use crate::loader_events::{
-    encode, EventReader, LoadSummary, LoaderEvent, PlannedChain, PlannedModule,
-};
-use crate::measure::{planned_files, MeasuredKernel, Measurer, PlannedFile};
-use crate::modules_lock::ModulesLock;
-use crate::open_world::{Inputs, OpenWorld};
+use crate::pid1::supervise::{Handover, LoaderExit, Supervisor, Verdict};
 use crate::report::{Report, Step};
-use crate::supervise::{Handover, LoaderExit, Supervisor, Verdict};
-use modules_manifest::measure::Event;
-
-mod child;
-
-use child::{child_main, encode_go};
+use crate::sys::process;
+use crate::wire::events::{EventReader, LoaderEvent};
+use crate::wire::fork::{ChildPipes, LoadInput, LoaderEntry};
+use crate::wire::go::encode_go;
 
 /// The longest PID 1 sleeps in `poll` without looking at the clock and the
 /// child again (a child that dies closes its pipe, which wakes PID 1 at
 /// once; this only bounds a wait whose deadline was computed late).
 const MAX_POLL: Duration = Duration::from_secs(1);
-
-/// What the child needs from PID 1 at the fork: the command line it has
-/// read and the manifest's path (the manifest itself, the width of the
-/// pool and the deadline come with [`LoaderChild::go`]).
-#[derive(Debug, Clone, Copy)]
-pub struct LoadInput<'a> {
-    /// The manifest PID 1 reads and validates meanwhile; the child reads
-    /// it again after [`LoaderChild::go`].
-    pub manifest_path: &'a Path,
-    pub cmdline: &'a KernelCmdline,
-    /// `/proc` (the loaded modules, the kernel release).
-    pub proc_dir: &'a Path,
-    /// `/` of the initramfs (holds `lib/modules`).
-    pub root: &'a Path,
-    /// `/sys` (coldplug walks its `devices`).
-    pub sys_dir: &'a Path,
-    /// The kernel's module requests, served by the loader while it lives
-    /// (`None`: the helper is not installed).
-    pub helper: Option<HelperInput<'a>>,
-}
-
-/// What the loader needs to serve the kernel's module requests
-/// ([`crate::helper`]).
-#[derive(Debug, Clone, Copy)]
-pub struct HelperInput<'a> {
-    /// The request socket PID 1 bound (inherited across the fork).
-    pub listener: &'a std::os::unix::net::UnixListener,
-    /// The kernel's own `/proc/sys/kernel/modprobe`, to put back.
-    pub kernel_value: &'a str,
-    /// `/run/kmodinit`.
-    pub run_dir: &'a Path,
-    /// How long to go on serving after the load and the last request.
-    pub linger: Duration,
-}
-
-/// The loader's diagnostic knobs, for benchmarks that compare its policies
-/// (not settings a user needs): the kernel hands command-line words like
-/// `KMODINIT_POOL=fixed` that it does not know to `/init` as environment
-/// variables, and the child inherits PID 1's environment.
-/// `KMODINIT_POOL=fixed` ([`loader::PoolMode::Fixed`]),
-/// `KMODINIT_ORDER=cost` ([`loader::Order::CostAware`]).
-fn diagnostic_options() -> LoaderOptions {
-    let var = |k: &str| std::env::var(k).unwrap_or_default();
-    LoaderOptions {
-        pool: match var("KMODINIT_POOL").as_str() {
-            "fixed" => loader::PoolMode::Fixed,
-            _ => loader::PoolMode::Adaptive,
-        },
-        order: match var("KMODINIT_ORDER").as_str() {
-            "cost" => loader::Order::CostAware,
-            _ => loader::Order::Unit,
-        },
-        ..LoaderOptions::default()
-    }
-}
 
 /// PID 1's handle on the loader child.
 #[derive(Debug)]
@@ -130,40 +57,35 @@ pub struct LoaderChild {
     go: Option<File>,
 }
 
-/// PID 1's go: the pool width and the deadline, 16 bytes.
-const GO_LEN: usize = 16;
-
 impl LoaderChild {
-    /// Forks the loader child, which runs [`child_main`] with `input` and
-    /// `wrap` (the kernel the child inserts with: [`RealKernel`], or a
-    /// fault-injecting decorator in the test build) and never returns.
-    pub fn spawn<K: Kernel + Send + 'static>(
-        input: LoadInput<'_>,
-        wrap: impl FnOnce(RealKernel) -> K,
-    ) -> std::io::Result<LoaderChild> {
+    /// Forks the loader child, which runs `entry` with `input` (the
+    /// loader's `child_main`, handed over by `main.rs`) and ends with its
+    /// status.
+    pub fn spawn(input: LoadInput<'_>, entry: LoaderEntry) -> std::io::Result<LoaderChild> {
         let (events_rx, events_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let (go_rx, go_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        // SAFETY: PID 1 is single-threaded here (it never starts a thread),
-        // so the child's copy of the address space holds no lock another
-        // thread owned; the child runs ordinary Rust and ends in `_exit`.
-        match unsafe { nix::unistd::fork() }? {
-            nix::unistd::ForkResult::Child => {
-                drop(events_rx);
-                drop(go_tx);
-                let code = child_main(input, wrap, events_tx, go_rx);
-                // SAFETY: `_exit` ends the child without running PID 1's
-                // atexit handlers or flushing its copies of PID 1's buffers.
-                unsafe { libc::_exit(code) }
-            }
-            nix::unistd::ForkResult::Parent { child } => Ok(LoaderChild {
-                pid: child,
-                events: Some(File::from(events_rx)),
-                reader: EventReader::default(),
-                exit: None,
-                steps: Vec::new(),
-                go: Some(File::from(go_tx)),
-            }),
-        }
+        let mut pipes = Some((events_tx, go_rx, events_rx, go_tx));
+        let pid = process::fork(|| {
+            let Some((events, go, events_rx, go_tx)) = pipes.take() else {
+                return 1;
+            };
+            drop(events_rx);
+            drop(go_tx);
+            entry(input, ChildPipes { events, go })
+        })?;
+        let Some((events_tx, go_rx, events_rx, go_tx)) = pipes.take() else {
+            return Err(std::io::Error::other("the loader's pipes went missing"));
+        };
+        drop(events_tx);
+        drop(go_rx);
+        Ok(LoaderChild {
+            pid,
+            events: Some(File::from(events_rx)),
+            reader: EventReader::default(),
+            exit: None,
+            steps: Vec::new(),
+            go: Some(File::from(go_tx)),
+        })
     }
 
     /// Tells the child to plan and load: the manifest is valid, the pool is
@@ -363,48 +285,45 @@ impl LoaderChild {
         if !pending && !serving {
             return;
         }
-        // SAFETY: PID 1 is single-threaded (as in `spawn`); the reporter is
-        // single-threaded too and ends in `_exit`.
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => {
-                sup.to_the_end();
-                let code = match self.supervise(&mut sup) {
-                    Ok(end) => {
-                        // No reaping here: the loader is PID 1's child, so
-                        // its exit status goes to the real init.
-                        let mut last = report.clone();
-                        settle(&mut last, end, self.exit.as_ref());
-                        take_measure_and_lock(&mut last, &sup);
-                        let mut code = write_late(&last, report_path);
-                        // The loader serves requests: whatever they add
-                        // goes into the report until the loader ends.
-                        while self.events.is_some() {
-                            self.pump(&mut sup, MAX_POLL, None);
-                            if let Verdict::Proceed(end) = sup.verdict(boottime()) {
-                                let mut next = report.clone();
-                                settle(&mut next, end, self.exit.as_ref());
-                                take_measure_and_lock(&mut next, &sup);
-                                if next.load != last.load
-                                    || next.measure != last.measure
-                                    || next.modules_locked != last.modules_locked
-                                {
-                                    code = write_late(&next, report_path);
-                                    last = next;
-                                }
+        // PID 1 is single-threaded (as `process::fork` needs); so is the
+        // reporter.
+        let forked = process::fork(|| {
+            sup.to_the_end();
+            match self.supervise(&mut sup) {
+                Ok(end) => {
+                    // No reaping here: the loader is PID 1's child, so its
+                    // exit status goes to the real init.
+                    let mut last = report.clone();
+                    settle(&mut last, end, self.exit.as_ref());
+                    take_measure_and_lock(&mut last, &sup);
+                    let mut code = write_late(&last, report_path);
+                    // The loader serves requests: whatever they add goes
+                    // into the report until the loader ends.
+                    while self.events.is_some() {
+                        self.pump(&mut sup, MAX_POLL, None);
+                        if let Verdict::Proceed(end) = sup.verdict(boottime()) {
+                            let mut next = report.clone();
+                            settle(&mut next, end, self.exit.as_ref());
+                            take_measure_and_lock(&mut next, &sup);
+                            if next.load != last.load
+                                || next.measure != last.measure
+                                || next.modules_locked != last.modules_locked
+                            {
+                                code = write_late(&next, report_path);
+                                last = next;
                             }
                         }
-                        code
                     }
-                    Err((message, _)) => {
-                        log::error!("loader after the handover: {message}");
-                        1
-                    }
-                };
-                // SAFETY: ends the reporter without running PID 1's exit
-                // path.
-                unsafe { libc::_exit(code) }
+                    code
+                }
+                Err((message, _)) => {
+                    log::error!("loader after the handover: {message}");
+                    1
+                }
             }
-            Ok(nix::unistd::ForkResult::Parent { child }) => {
+        });
+        match forked {
+            Ok(child) => {
                 log::debug!("reporter (pid {child}) settles the report when the loader is done");
             }
             Err(e) => log::error!(

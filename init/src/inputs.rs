@@ -1,0 +1,136 @@
+//! Reading the boot's inputs, shared by every process of `/init`: the
+//! manifest file (bounded, validated), where it is, and the module tree of
+//! the running kernel. The command line is parsed by `modules_manifest`.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use modules_manifest::manifest::{ManifestError, MAX_MANIFEST_BYTES};
+use modules_manifest::{KernelCmdline, Manifest};
+
+/// Where the image builder installs the manifest.
+pub const DEFAULT_MANIFEST: &str = "/etc/kmodinit/manifest.json";
+
+/// The manifest the boot reads: `kmodinit.manifest=` or the default.
+pub fn manifest_path(cmdline: &KernelCmdline) -> &str {
+    cmdline.manifest.as_deref().unwrap_or(DEFAULT_MANIFEST)
+}
+
+/// Why the manifest could not be read; each names the file.
+#[derive(Debug)]
+pub enum ManifestReadError {
+    /// It exists but cannot be read.
+    Read { path: PathBuf, source: io::Error },
+    /// It is not a valid manifest.
+    Invalid {
+        path: PathBuf,
+        source: ManifestError,
+    },
+}
+
+impl fmt::Display for ManifestReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestReadError::Read { path, source } => {
+                write!(f, "cannot read the manifest {}: {source}", path.display())
+            }
+            ManifestReadError::Invalid { path, source } => {
+                write!(f, "the manifest {} is invalid: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ManifestReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ManifestReadError::Read { source, .. } => Some(source),
+            ManifestReadError::Invalid { source, .. } => Some(source),
+        }
+    }
+}
+
+/// The manifest at `path`: `None` if there is no such file. At most
+/// [`MAX_MANIFEST_BYTES`] are read (a longer file is refused by the
+/// parser).
+pub fn read_manifest(path: &Path) -> Result<Option<Manifest>, ManifestReadError> {
+    let read_error = |source| ManifestReadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(read_error(source)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    Manifest::from_json(&bytes)
+        .map(Some)
+        .map_err(|source| ManifestReadError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// `/lib/modules/<release>` under `root`, the release read from
+/// `<proc>/sys/kernel/osrelease` (what `uname -r` prints).
+pub fn modules_dir(root: &Path, proc: &Path) -> io::Result<PathBuf> {
+    let release = std::fs::read_to_string(proc.join("sys/kernel/osrelease"))?;
+    Ok(root.join("lib/modules").join(release.trim()))
+}
+
+/// What `<proc>/modules` lists now (empty if unreadable).
+pub fn loaded_modules(proc: &Path) -> std::collections::BTreeSet<modules_manifest::ModuleName> {
+    std::fs::read_to_string(proc.join("modules"))
+        .map(|t| modules_manifest::parse_proc_modules(&t))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_path_follows_the_command_line() {
+        assert_eq!(manifest_path(&KernelCmdline::default()), DEFAULT_MANIFEST);
+        let c = KernelCmdline {
+            manifest: Some("/m.json".into()),
+            ..Default::default()
+        };
+        assert_eq!(manifest_path(&c), "/m.json");
+    }
+
+    #[test]
+    fn a_missing_manifest_is_none_and_a_bad_one_names_the_file() {
+        assert!(
+            read_manifest(Path::new("/nonexistent/kmodinit/manifest.json"))
+                .unwrap()
+                .is_none()
+        );
+        let d = std::env::temp_dir().join(format!("kmodinit-inputs-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("m.json");
+        std::fs::write(&p, b"{\"version\": 2}").unwrap();
+        let e = read_manifest(&p).unwrap_err();
+        assert!(e.to_string().contains(&p.display().to_string()), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn modules_dir_from_osrelease() {
+        let d = std::env::temp_dir().join(format!("kmodinit-osrel-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("sys/kernel")).unwrap();
+        std::fs::write(d.join("sys/kernel/osrelease"), "6.1.0-56-amd64\n").unwrap();
+        assert_eq!(
+            modules_dir(Path::new("/"), &d).unwrap(),
+            PathBuf::from("/lib/modules/6.1.0-56-amd64")
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,35 @@
+#![allow(unsafe_code)]
+//! Processes: the fork of the loader child and of the reporter, and the
+//! immediate exit that ends a forked child or a panicking loader. The only
+//! `unsafe` of process handling is here; waiting for children and polling
+//! pipes go through nix's safe calls where they are used.
+
+use std::io;
+
+use nix::unistd::{ForkResult, Pid};
+
+/// Forks. In the child, runs `child` and ends the process with its status
+/// ([`exit_now`]), so the child never returns into the caller's stack;
+/// the parent gets the child's pid.
+///
+/// Call it only while the calling process has one thread (PID 1 never
+/// starts one): the child's copy of the address space then holds no lock
+/// another thread owned.
+pub fn fork(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+    // SAFETY: the caller is single-threaded (documented above; PID 1 and
+    // the reporter never start a thread), so the child inherits no lock
+    // held by another thread; it runs ordinary Rust and ends in `_exit`.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => exit_now(child()),
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// Ends this process at once with `status`: no atexit handlers, no
+/// flushing of buffers a forked child shares with its parent, no unwinding
+/// (what `panic = "abort"` would do after a panic hook, with a status of
+/// our choosing).
+pub fn exit_now(status: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it never returns.
+    unsafe { libc::_exit(status) }
+}
