@@ -154,7 +154,7 @@ fn run(
         ..LoaderOptions::default()
     };
     let (report, final_value) = std::thread::scope(|s| {
-        let m = s.spawn(|| measurer.measure_plan(&head, &files));
+        let m = s.spawn(|| measurer.measure_plan(&head, &files, &|p| std::fs::File::open(p)));
         let r = load(plan, &k, &opts);
         (r, m.join().unwrap())
     });
@@ -263,11 +263,13 @@ fn a_module_the_plan_does_not_have_is_extended_after_the_plans() {
     let files = planned_files(&plan, &tree.0);
     let m = Measurer::start(Box::new(tpm.clone()), PCR, true, &files, sink(&events)).unwrap();
     let late = ModuleName::new("late").unwrap();
+    let path = &tree.0.join("kernel/late.ko");
+    let (m, late) = (&m, &late);
     std::thread::scope(|s| {
         // Asked for before the plan is measured: it waits for the plan.
-        let waiting = s.spawn(|| m.admit(&late, &tree.0.join("kernel/late.ko"), "x=1"));
+        let waiting = s.spawn(move || m.admit(late, path, "x=1", || std::fs::File::open(path)));
         std::thread::sleep(Duration::from_millis(20));
-        m.measure_plan(&[], &files);
+        m.measure_plan(&[], &files, &|p| std::fs::File::open(p));
         waiting.join().unwrap().unwrap();
     });
     let all: Vec<Digest> = tpm.extends().into_iter().map(|(_, d)| d).collect();

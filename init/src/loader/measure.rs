@@ -19,7 +19,6 @@
 //! with the reason), otherwise the boot goes on and the report says so.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -111,10 +110,16 @@ impl Measurer {
     }
 
     /// Extends `head` (manifest, command line), then each planned module
-    /// in the order given, hashing each file while no lock is held.
-    /// Blocking: runs on its own thread beside the load. Returns the
-    /// PCR's value at the end, if measuring did not stop.
-    pub fn measure_plan(&self, head: &[Event], planned: &[PlannedFile]) -> Option<Digest> {
+    /// in the order given, hashing each file (as `open` gives it: the
+    /// kernel's descriptor opened ahead, which outlives switch_root) while
+    /// no lock is held. Blocking: runs on its own thread beside the load.
+    /// Returns the PCR's value at the end, if measuring did not stop.
+    pub fn measure_plan(
+        &self,
+        head: &[Event],
+        planned: &[PlannedFile],
+        open: &dyn Fn(&Path) -> std::io::Result<std::fs::File>,
+    ) -> Option<Digest> {
         {
             let mut s = self.lock();
             for e in head {
@@ -124,7 +129,10 @@ impl Measurer {
             }
         }
         for p in planned {
-            let digest = hash_file(&p.path);
+            let digest = open(&p.path)
+                .map_err(|e| e.to_string())
+                .and_then(|f| hash_open(&f))
+                .map_err(|e| format!("cannot read {} to measure it: {e}", p.path.display()));
             let mut s = self.lock();
             if s.failed.is_some() {
                 break;
@@ -161,7 +169,16 @@ impl Measurer {
     /// planned module is extended, or extends a module the plan does not
     /// have (once the plan's are). `Err` when it cannot be measured and
     /// measuring is required, or when its file could not be read.
-    pub fn admit(&self, name: &ModuleName, path: &Path, params: &str) -> Result<(), InsertError> {
+    /// `open` gives the file of a module the plan does not have (called
+    /// only for those).
+    pub fn admit(
+        &self,
+        name: &ModuleName,
+        path: &Path,
+        params: &str,
+        open: impl FnOnce() -> std::io::Result<std::fs::File>,
+    ) -> Result<(), InsertError> {
+        let mut open = Some(open);
         let mut s = self.lock();
         loop {
             if s.measured.contains(name) {
@@ -181,8 +198,19 @@ impl Measurer {
             if !s.planned.contains(name) && s.plan_done {
                 // Added while the load runs: extended now, one at a time
                 // (hashing under the lock: these come one by one).
-                let digest = hash_file(path)
-                    .map_err(|why| InsertError::other(format!("not measured: {why}")))?;
+                let file = match open.take() {
+                    Some(open) => open(),
+                    None => Err(std::io::Error::other("opened once already")),
+                };
+                let digest = file
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| hash_open(&f))
+                    .map_err(|e| {
+                        InsertError::other(format!(
+                            "not measured: cannot read {} to measure it: {e}",
+                            path.display()
+                        ))
+                    })?;
                 for e in module_events(name, digest, params) {
                     if !self.extend(&mut s, &e) {
                         return self.admit_after_failure(&s);
@@ -284,19 +312,25 @@ impl Measurer {
 /// is far below).
 const MAX_MODULE_BYTES: u64 = 1 << 30;
 
-/// The SHA-256 of the file at `path`, read in 64 KiB pieces.
-fn hash_file(path: &Path) -> Result<Digest, String> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read {} to measure it: {e}", path.display()))?;
+/// The SHA-256 of an open file, read in 64 KiB pieces from its start with
+/// `pread` (the descriptor's shared offset is left alone).
+fn hash_open(file: &std::fs::File) -> Result<Digest, String> {
+    use std::os::unix::fs::FileExt;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut r = file.take(MAX_MODULE_BYTES);
+    let mut at = 0u64;
     loop {
-        match r.read(&mut buf) {
+        match file.read_at(&mut buf, at) {
             Ok(0) => return Ok(h.finish()),
-            Ok(n) => h.update(&buf[..n]),
+            Ok(n) => {
+                h.update(&buf[..n]);
+                at += n as u64;
+                if at > MAX_MODULE_BYTES {
+                    return Err(format!("larger than {MAX_MODULE_BYTES} bytes"));
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("cannot read {} to measure it: {e}", path.display())),
+            Err(e) => return Err(e.to_string()),
         }
     }
 }
@@ -317,9 +351,15 @@ impl<K> std::fmt::Debug for MeasuredKernel<K> {
 }
 
 impl<K: Kernel> Kernel for MeasuredKernel<K> {
+    fn module_file(&self, path: &Path) -> std::io::Result<std::fs::File> {
+        self.inner.module_file(path)
+    }
+
     fn insert(&self, req: &InsertRequest<'_>) -> Result<Inserted, InsertError> {
         if let Some(m) = &self.measurer {
-            m.admit(req.name, req.path, req.params)?;
+            m.admit(req.name, req.path, req.params, || {
+                self.inner.module_file(req.path)
+            })?;
         }
         self.inner.insert(req)
     }

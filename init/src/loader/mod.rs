@@ -21,7 +21,7 @@ use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
 
 use crate::clock::boottime;
 use crate::kernel::tpm::DeviceTpm;
-use crate::kernel::RealKernel;
+use crate::kernel::{Kernel, RealKernel};
 use crate::report::Report;
 use crate::sys::process;
 use crate::wire::events::{encode, LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
@@ -234,7 +234,10 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
         if let Some((m, head, files)) = &measuring {
             let spawned = std::thread::Builder::new()
                 .name("measure".into())
-                .spawn_scoped(scope, move || m.measure_plan(head, files));
+                .spawn_scoped(scope, {
+                    let kernel = world.kernel();
+                    move || m.measure_plan(head, files, &|p| kernel.module_file(p))
+                });
             if let Err(e) = spawned {
                 // Nothing extends the plan's modules: they fail, or load
                 // unmeasured, as the measurer's failure says.
