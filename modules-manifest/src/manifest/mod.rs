@@ -464,6 +464,38 @@ mod tests {
     }
 
     #[test]
+    fn measure_and_lock_modules_are_checked_and_default_off() {
+        let m = Manifest::from_json(br#"{"version": 1}"#).unwrap();
+        assert_eq!((m.measure, m.lock_modules), (None, false));
+        let m = Manifest::from_json(
+            br#"{"version": 1, "measure": {"required": true}, "lock_modules": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m.measure,
+            Some(MeasureSpec {
+                pcr: DEFAULT_MEASURE_PCR,
+                required: true
+            })
+        );
+        assert!(m.lock_modules);
+        let m = Manifest::from_json(br#"{"version": 1, "measure": {"pcr": 23}}"#).unwrap();
+        assert_eq!(m.measure.map(|s| (s.pcr, s.required)), Some((23, false)));
+        let e = err(r#"{"version": 1, "measure": {"pcr": 24}}"#);
+        assert!(e.path.starts_with("measure.pcr"), "{e}");
+        assert!(e.to_string().contains("expected 0 to 23"), "{e}");
+        let e = err(r#"{"version": 1, "measure": {"bank": "sha1"}}"#);
+        assert!(e.to_string().contains("bank"), "{e}");
+        let e = err(r#"{"version": 1, "lock_modules": 1}"#);
+        assert!(e.path.starts_with("lock_modules"), "{e}");
+        // Written back and read again: the same.
+        let m =
+            Manifest::from_json(br#"{"version": 1, "measure": {"pcr": 12}, "lock_modules": true}"#)
+                .unwrap();
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+    }
+
+    #[test]
     fn coldplug_is_checked_and_defaults_to_on_when_given() {
         let m = Manifest::from_json(
             br#"{"version": 1, "coldplug": {"deny": ["virtio-b*"], "allow": ["virtio_*", "e1000[ef]"]}}"#,
