@@ -18,8 +18,6 @@
 //! Modules added while the load runs (coldplug, the kernel's requests)
 //! follow as the same pair of events, in the order they come.
 
-use serde::Serialize;
-
 use crate::cmdline::{CmdlineName, KernelCmdline};
 use crate::manifest::{Manifest, MeasureSpec};
 use crate::name::ModuleName;
@@ -59,35 +57,57 @@ pub fn lock_modules(manifest: Option<&Manifest>, cmdline: &KernelCmdline) -> boo
 }
 
 /// The command-line settings that are measured: the parsed values, not
-/// the text, as one JSON object (fields in a fixed order, maps sorted),
-/// so that options the loader does not read (`console=`, `root=`) and
-/// their order leave the value alone.
+/// the text, as `key=value` fields joined by `; ` in a fixed order (maps
+/// sorted), so that options the loader does not read (`console=`,
+/// `root=`) and their order leave the value alone. Written by hand rather
+/// than through serde: `/init` pays bytes for every serialiser.
 pub fn cmdline_settings(cmdline: &KernelCmdline) -> String {
-    #[derive(Serialize)]
-    struct Settings<'a> {
-        module_params: &'a std::collections::BTreeMap<ModuleName, Vec<String>>,
-        blacklist: &'a std::collections::BTreeSet<ModuleName>,
-        load: Vec<&'a str>,
-        load_post: Vec<&'a str>,
-        skip: Vec<&'a str>,
-        coldplug: Option<bool>,
-        measure: Option<Option<u32>>,
-        lock_modules: Option<bool>,
+    fn names<'a>(list: impl Iterator<Item = &'a str>) -> String {
+        list.collect::<Vec<_>>().join(",")
     }
-    fn names(list: &[CmdlineName<ModuleName>]) -> Vec<&str> {
-        list.iter().map(|n| n.name.as_str()).collect()
+    fn flag(v: Option<bool>) -> &'static str {
+        match v {
+            None => "",
+            Some(true) => "1",
+            Some(false) => "0",
+        }
     }
-    let s = Settings {
-        module_params: &cmdline.module_params,
-        blacklist: &cmdline.blacklist,
-        load: names(&cmdline.load),
-        load_post: names(&cmdline.load_post),
-        skip: cmdline.skip.iter().map(|n| n.name.as_str()).collect(),
-        coldplug: cmdline.coldplug,
-        measure: cmdline.measure,
-        lock_modules: cmdline.lock_modules,
+    let mut fields = Vec::new();
+    for (module, params) in &cmdline.module_params {
+        fields.push(format!("{module}.{}", params.join(" ")));
+    }
+    let measure = match cmdline.measure {
+        None => String::new(),
+        Some(None) => "off".to_owned(),
+        Some(Some(pcr)) => pcr.to_string(),
     };
-    serde_json::to_string(&s).unwrap_or_default()
+    fields.extend([
+        format!(
+            "blacklist={}",
+            names(cmdline.blacklist.iter().map(ModuleName::as_str))
+        ),
+        format!(
+            "load={}",
+            names(
+                cmdline
+                    .load
+                    .iter()
+                    .map(|n: &CmdlineName<ModuleName>| n.name.as_str())
+            )
+        ),
+        format!(
+            "load_post={}",
+            names(cmdline.load_post.iter().map(|n| n.name.as_str()))
+        ),
+        format!(
+            "skip={}",
+            names(cmdline.skip.iter().map(|n| n.name.as_str()))
+        ),
+        format!("coldplug={}", flag(cmdline.coldplug)),
+        format!("measure={measure}"),
+        format!("lock_modules={}", flag(cmdline.lock_modules)),
+    ]);
+    fields.join("; ")
 }
 
 /// The first two events: the manifest's bytes, the command line's settings.
