@@ -236,7 +236,12 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
                 .name("measure".into())
                 .spawn_scoped(scope, {
                     let kernel = world.kernel();
-                    move || m.measure_plan(head, files, &|p| kernel.module_file(p))
+                    move || {
+                        let value = m.measure_plan(head, files, &|p| kernel.module_file(p));
+                        // When the plan's extends ended (the report's steps).
+                        stamp("measured");
+                        value
+                    }
                 });
             if let Err(e) = spawned {
                 // Nothing extends the plan's modules: they fail, or load

@@ -253,6 +253,13 @@ impl LoaderChild {
     }
 
     /// Collects the exit status if the child has ended (no blocking).
+    /// Takes the events already in the pipe, without waiting (1 ms poll):
+    /// what the loader said after PID 1 stopped supervising, such as its
+    /// module lock or late extends, when it may have ended since.
+    pub fn drain_ready(&mut self, sup: &mut Supervisor) {
+        while self.events.is_some() && self.pump(sup, Duration::from_millis(1), None) {}
+    }
+
     pub fn try_reap(&mut self, sup: &mut Supervisor) {
         if self.exit.is_none() {
             self.reap(sup, false);

@@ -278,6 +278,7 @@ impl<S: Sys> Boot<S> {
         let now = clock::boottime();
         self.report.boottime_exec = Some(now);
         self.report.steps.push(Step::init("exec", now));
+        self.take_measure_and_lock();
         self.write_report();
         self.hand_over_the_load();
         loader_child::reap_strays(self.loader.as_ref().map(LoaderChild::pid));
@@ -289,6 +290,23 @@ impl<S: Sys> Boot<S> {
         BootError::Exec {
             path: init.path.clone(),
             source,
+        }
+    }
+
+    /// What the loader said of its measuring and its lock since PID 1
+    /// stopped supervising (it may have locked and ended since, with no
+    /// reporter to come), into the report written before exec.
+    fn take_measure_and_lock(&mut self) {
+        if !self.locks_modules && self.report.measure.is_none() {
+            return;
+        }
+        if let (Some(loader), Some(sup)) = (self.loader.as_mut(), self.supervisor.as_mut()) {
+            loader.drain_ready(sup);
+            self.report.measure = sup.measure().cloned().or(self.report.measure.take());
+            self.report.modules_locked = sup
+                .modules_locked()
+                .cloned()
+                .or(self.report.modules_locked.take());
         }
     }
 
