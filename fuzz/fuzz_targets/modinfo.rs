@@ -3,10 +3,13 @@
 //! or a set of names, never a panic or an out-of-bounds read; every name is
 //! non-empty, blank-free and written with `_`. The same bytes as a
 //! `modules.params` file (what `/init` reads) parse without panic too.
+//! The same for firmware: the `firmware=` records
+//! (`firmware::module_firmware`, every kept name plain) and a lookup in
+//! the bytes as a `modules.firmware` file (`firmware::modules_naming`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modules_manifest::modinfo;
+use modules_manifest::{firmware, modinfo};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(names) = modinfo::module_params(data) {
@@ -22,5 +25,11 @@ fuzz_target!(|data: &[u8]| {
         for p in params {
             assert!(!p.is_empty() && !p.contains('='));
         }
+    }
+    if let Ok(fw) = firmware::module_firmware(data) {
+        assert!(fw.firmware.iter().all(|n| firmware::is_plain_name(n)));
+    }
+    for name in text.split_ascii_whitespace().take(4) {
+        let _ = firmware::modules_naming(&text, name);
     }
 });

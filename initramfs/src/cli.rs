@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use crate::coldplug::{ColdplugSource, ImageColdplug};
 use crate::compress::Compress;
+use crate::firmware::{FirmwareMode, FirmwareOptions, KernelFirmware};
 use crate::image::{self, AddSpec, Options, Summary};
+use crate::microcode::{self, MicrocodeMode};
 use crate::modules::ModuleCompression;
 
 /// Environment variable naming the default `/init` binary.
@@ -117,6 +119,30 @@ pub struct BuildArgs {
     /// coldplug matches a device. Comma-separated, repeatable.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     extra_modules: Vec<String>,
+
+    /// Firmware directories to take the modules' firmware files from
+    /// (their .modinfo `firmware=` entries), searched in order as the
+    /// kernel searches /lib/firmware: updates/RELEASE, updates, RELEASE,
+    /// the directory itself; the plain file first, then the compressed
+    /// variants the kernel reads (.xz; .zst when the kernel's config says
+    /// so). Also where --microcode looks. Default: MODULES_ROOT/lib/firmware.
+    #[arg(long = "firmware-dir", value_name = "DIR", num_args = 1..)]
+    firmware_dir: Vec<PathBuf>,
+
+    /// `auto` (the default) carries the firmware files the image's modules
+    /// name; a file not found is a warning naming the module, never an
+    /// error. `none` leaves all firmware out.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = FirmwareMode::Auto)]
+    firmware: FirmwareMode,
+
+    /// Early microcode, as an uncompressed archive before the compressed
+    /// image (kernel/x86/microcode/GenuineIntel.bin, AuthenticAMD.bin, from
+    /// the firmware directories' intel-ucode/* and amd-ucode/*.bin, the
+    /// layout of Debian's intel-microcode and amd64-microcode). `auto`:
+    /// this machine's CPU vendor when building for the running kernel,
+    /// none otherwise; `all`: both vendors; `none`. x86 only.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = MicrocodeMode::Auto)]
+    microcode: MicrocodeMode,
 }
 
 /// The error `main` prints: one line, prefixed with the program name.
@@ -167,11 +193,29 @@ pub fn run(cli: BuildArgs) -> Result<Summary, CliError> {
         Some(p) => p,
         None => default_init()?,
     };
+    let for_host = building_for_this_host(&cli.kernel_release, &cli.modules_root);
+    let firmware = FirmwareOptions {
+        mode: cli.firmware,
+        dirs: if cli.firmware_dir.is_empty() {
+            vec![cli.modules_root.join("lib/firmware")]
+        } else {
+            cli.firmware_dir
+        },
+        release: cli.kernel_release.clone(),
+        kernel: KernelFirmware::for_kernel(&cli.modules_root, &cli.kernel_release),
+    };
+    let host_vendor = if for_host {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| microcode::vendor_in_cpuinfo(&c))
+    } else {
+        None
+    };
     let modprobe_dirs = if cli.no_modprobe_d {
         Vec::new()
     } else if !cli.modprobe_d.is_empty() {
         cli.modprobe_d
-    } else if building_for_this_host(&cli.kernel_release, &cli.modules_root) {
+    } else if for_host {
         crate::modprobe::HOST_DIRS
             .iter()
             .map(PathBuf::from)
@@ -197,6 +241,9 @@ pub fn run(cli: BuildArgs) -> Result<Summary, CliError> {
         compress: cli.compress,
         module_compression: cli.module_compression,
         mtime: source_date_epoch()?,
+        firmware,
+        microcode: cli.microcode,
+        host_vendor,
     };
     Ok(image::build(&opts)?)
 }
@@ -268,6 +315,24 @@ fn print_summary(program: &str, s: &Summary) {
         println!(
             "  decompressed: {} module files stored as .ko (--module-compression none)",
             s.decompressed
+        );
+    }
+    println!(
+        "  firmware:     {} files, {} ({} bytes)",
+        s.firmware_files,
+        human(s.firmware_bytes),
+        s.firmware_bytes
+    );
+    if s.microcode_bytes > 0 {
+        let parts: Vec<String> = s
+            .microcode
+            .iter()
+            .map(|(path, n, bytes)| format!("{path} ({n} files, {bytes} bytes)"))
+            .collect();
+        println!(
+            "  microcode:    {} bytes, uncompressed, before the image: {}",
+            s.microcode_bytes,
+            parts.join(", ")
         );
     }
     println!("  entries:      {}", s.entries);

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use modules_manifest::{modinfo, Manifest};
 
 use crate::compress::Compress;
+use crate::firmware::FirmwareSelection;
 use crate::modprobe;
 use crate::modules::{self, ModuleCompression, ModulesError, Selection};
 use crate::tree::{Conflict, Content, ImagePath, Kind, Node, PathError, Tree, WriteError};
@@ -103,6 +104,13 @@ pub struct Options {
     /// though no chain loads them (`--extra-modules`): for the kernel's
     /// requests through `/init`'s module helper.
     pub extra_modules: Vec<String>,
+    /// The modules' firmware files (`--firmware`, `--firmware-dir`).
+    pub firmware: crate::firmware::FirmwareOptions,
+    /// `--microcode`.
+    pub microcode: crate::microcode::MicrocodeMode,
+    /// The building machine's CPU vendor, when the image is for the
+    /// running kernel (`--microcode auto` uses it).
+    pub host_vendor: Option<crate::microcode::Vendor>,
 }
 
 /// What was built, for the summary.
@@ -124,6 +132,13 @@ pub struct Summary {
     pub notes: Vec<String>,
     /// Things that will probably go wrong at boot, but need not.
     pub warnings: Vec<String>,
+    /// Firmware files under /lib/firmware, and their bytes.
+    pub firmware_files: usize,
+    pub firmware_bytes: u64,
+    /// The early microcode archive: (path, source files, bytes) per
+    /// vendor, and the archive's length (0: none).
+    pub microcode: Vec<(String, usize, u64)>,
+    pub microcode_bytes: u64,
 }
 
 /// A build that failed; nothing was written to the output path.
@@ -147,6 +162,10 @@ pub enum BuildError {
     Modprobe(#[from] modprobe::ModprobeError),
     #[error(transparent)]
     Coldplug(#[from] crate::coldplug::ColdplugError),
+    #[error(transparent)]
+    Firmware(#[from] crate::firmware::FirmwareError),
+    #[error(transparent)]
+    Microcode(#[from] crate::microcode::MicrocodeError),
     #[error("--init {path}: {source}")]
     Init {
         path: PathBuf,
@@ -187,7 +206,9 @@ pub enum BuildError {
 
 /// Builds the image tree without writing anything: validates the manifest
 /// against the module tree, resolves every source file.
-pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildError> {
+pub fn assemble(
+    opts: &Options,
+) -> Result<(Tree, Selection, Manifest, FirmwareSelection), BuildError> {
     let manifest_bytes = fs::read(&opts.manifest).map_err(|source| BuildError::ReadManifest {
         path: opts.manifest.clone(),
         source,
@@ -260,6 +281,15 @@ pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildErro
     for (name, bytes) in &selection.index {
         tree.insert(mod_dir.join(name)?, file_node(bytes.clone()))?;
     }
+    let firmware = crate::firmware::select(&selection.files, &opts.firmware)?;
+    firmware.insert_into(&mut tree)?;
+    let firmware_index = firmware.index_file();
+    if !firmware_index.is_empty() {
+        tree.insert(
+            mod_dir.join(modules_manifest::firmware::FIRMWARE_FILE)?,
+            file_node(firmware_index),
+        )?;
+    }
 
     for add in &opts.add {
         match &add.dst {
@@ -267,7 +297,7 @@ pub fn assemble(opts: &Options) -> Result<(Tree, Selection, Manifest), BuildErro
             None => add_dir_contents(&mut tree, &add.src, None)?,
         }
     }
-    Ok((tree, selection, manifest))
+    Ok((tree, selection, manifest, firmware))
 }
 
 /// Plans the manifest, merges the modprobe.d settings for the modules of
@@ -373,7 +403,7 @@ fn select_with_modprobe_d(
 /// file in the same directory, fsync, rename): on any error the output
 /// path is untouched.
 pub fn build(opts: &Options) -> Result<Summary, BuildError> {
-    let (tree, selection, manifest) = assemble(opts)?;
+    let (tree, selection, manifest, firmware) = assemble(opts)?;
     let (cpio, uncompressed) = tree.write_cpio(opts.mtime, Vec::new())?;
     let compressed = opts
         .compress
@@ -383,9 +413,23 @@ pub fn build(opts: &Options) -> Result<Summary, BuildError> {
             source,
         })?;
     drop(cpio);
-    write_atomically(&opts.output, &compressed)?;
+    let (vendors, mut microcode_notes) =
+        crate::microcode::vendors(opts.microcode, opts.host_vendor, &opts.init);
+    let microcode = crate::microcode::build(&vendors, &opts.firmware.dirs, opts.mtime)?;
+    microcode_notes.extend(microcode.notes.iter().cloned());
+    // The early archive first, uncompressed: the kernel's microcode
+    // loaders read it before anything else; the unpacker reads both.
+    let image = if microcode.archive.is_empty() {
+        compressed
+    } else {
+        let mut image = microcode.archive.clone();
+        image.extend_from_slice(&compressed);
+        image
+    };
+    write_atomically(&opts.output, &image)?;
 
     let mut warnings = selection.warnings.clone();
+    warnings.extend(firmware.warnings.iter().cloned());
     if manifest.root.is_none() {
         let present = ImagePath::absolute(&manifest.init.path)
             .ok()
@@ -411,15 +455,21 @@ pub fn build(opts: &Options) -> Result<Summary, BuildError> {
             .count(),
         entries: tree.len(),
         uncompressed_bytes: uncompressed,
-        compressed_bytes: compressed.len() as u64,
+        compressed_bytes: (image.len() - microcode.archive.len()) as u64,
         largest: tree.largest_files(5),
         notes: selection
             .notes
             .iter()
             .chain(&selection.plan.notes)
+            .chain(&firmware.notes)
+            .chain(&microcode_notes)
             .cloned()
             .collect(),
         warnings,
+        firmware_files: firmware.files,
+        firmware_bytes: firmware.bytes,
+        microcode: microcode.blobs,
+        microcode_bytes: microcode.archive.len() as u64,
     })
 }
 

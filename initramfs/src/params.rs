@@ -53,17 +53,27 @@ pub fn params_of_file(path: &Path) -> Result<BTreeSet<String>, ModulesError> {
         path: path.to_owned(),
         why,
     };
+    let elf = elf_of_file(path).map_err(|e| match e {
+        ModulesError::Decompress { what, .. } => bad(what),
+        e => e,
+    })?;
+    modinfo::module_params(&elf).map_err(|e| bad(e.to_string()))
+}
+
+/// A module file's ELF bytes: the file, decompressed first if it is a
+/// `.ko.xz`/`.ko.zst`/`.ko.gz` (by its magic number).
+pub fn elf_of_file(path: &Path) -> Result<Vec<u8>, ModulesError> {
     let raw = fs::read(path).map_err(|source| ModulesError::ModuleFile {
         path: path.to_owned(),
         source,
     })?;
-    let elf = match Compress::detect(&raw) {
-        Compress::None => raw,
-        c => c
-            .decompress(&raw)
-            .map_err(|e| bad(format!("{} decompression: {e}", c.name())))?,
-    };
-    modinfo::module_params(&elf).map_err(|e| bad(e.to_string()))
+    match Compress::detect(&raw) {
+        Compress::None => Ok(raw),
+        c => c.decompress(&raw).map_err(|e| ModulesError::Decompress {
+            path: path.to_owned(),
+            what: format!("{} decompression: {e}", c.name()),
+        }),
+    }
 }
 
 /// Checks every parameter the plan passes to an inserted module against

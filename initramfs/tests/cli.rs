@@ -146,10 +146,16 @@ fn failed(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
-/// Decompresses by magic number, then parses the cpio with our reader.
+/// Decompresses by magic number, then parses the cpio with our reader
+/// (after the early microcode archive, which `--microcode auto` prepends
+/// when a test builds for the running kernel on a machine with microcode).
 fn members(image: &Path) -> BTreeMap<String, Member> {
     let raw = fs::read(image).unwrap();
-    let cpio_bytes = Compress::detect(&raw).decompress(&raw).unwrap();
+    let early = kmodinit_mkimage::microcode::early_archive_len(&raw)
+        .filter(|&n| n < raw.len())
+        .unwrap_or(0);
+    let raw = &raw[early..];
+    let cpio_bytes = Compress::detect(raw).decompress(raw).unwrap();
     cpio::read(&cpio_bytes)
         .unwrap()
         .into_iter()

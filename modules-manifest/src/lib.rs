@@ -12,6 +12,7 @@
 
 pub mod cmdline;
 pub mod depmod;
+pub mod firmware;
 pub mod manifest;
 pub mod measure;
 pub mod modalias;

@@ -168,6 +168,22 @@ pub fn note_alternatives(modules: &mut [ModuleReport]) {
     }
 }
 
+/// Keeps in `into` the warnings PID 1 added to the modules of `before`
+/// (firmware requests the kernel could not satisfy), when the loader's
+/// later view of the load replaces PID 1's. Each warning once.
+pub fn keep_warnings(into: &mut LoadReport, before: &LoadReport) {
+    for m in &mut into.modules {
+        let Some(b) = before.modules.iter().find(|b| b.name == m.name) else {
+            continue;
+        };
+        for w in &b.warnings {
+            if !m.warnings.contains(w) {
+                m.warnings.push(w.clone());
+            }
+        }
+    }
+}
+
 impl ModuleReport {
     /// Seconds spent in the kernel call (0 when none was made).
     pub fn duration(&self) -> f64 {

@@ -27,6 +27,7 @@ pub const FIXTURES: &[&str] = &[
     "kmi_crypto",
     "kmi_post",
     "kmi_after",
+    "kmi_fw",
 ];
 
 /// The benchmark farm: `FARM_SHARED` shared roots, `FARM_CHAINS` chains of

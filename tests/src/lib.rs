@@ -148,6 +148,21 @@ impl Env {
         compress: &str,
         extra: &[&str],
     ) -> Result<PathBuf, HarnessError> {
+        self.mkimage_output(dir, manifest, modules_root, add, compress, extra)
+            .map(|(image, _)| image)
+    }
+
+    /// [`Env::mkimage_with`], also returning the tool's output (its
+    /// summary on stdout, its warnings on stderr).
+    pub fn mkimage_output(
+        &self,
+        dir: &Path,
+        manifest: &serde_json::Value,
+        modules_root: Option<&Path>,
+        add: &[(&Path, &str)],
+        compress: &str,
+        extra: &[&str],
+    ) -> Result<(PathBuf, std::process::Output), HarnessError> {
         let m = dir.join("manifest.json");
         let text = serde_json::to_string_pretty(manifest)
             .map_err(|e| HarnessError::Invalid(format!("manifest to JSON: {e}")))?;
@@ -174,9 +189,14 @@ impl Env {
         for (src, dst) in add {
             cmd.arg("--add").arg(format!("{}:{dst}", src.display()));
         }
+        // Images the tests parse stay one archive whatever this machine's
+        // microcode (`--microcode auto` adds it for the running kernel).
+        if !extra.contains(&"--microcode") {
+            cmd.args(["--microcode", "none"]);
+        }
         cmd.args(extra);
-        run_command(&mut cmd)?;
-        Ok(out)
+        let output = run_command(&mut cmd)?;
+        Ok((out, output))
     }
 
     /// A root disk holding the real init, as a whole-disk ext4 (`/dev/vda`,
@@ -289,6 +309,23 @@ pub fn report_state(report: &serde_json::Value, name: &str) -> Option<String> {
         [m] => m["state"].as_str().map(str::to_string),
         _ => None,
     }
+}
+
+/// The boot reached the real init as PID 1, without a fatal error and
+/// without PID 1 dying.
+pub fn assert_real_init_ran(b: &Boot) {
+    assert_init_never_died(b);
+    assert!(
+        !b.console.contains(FATAL_BANNER),
+        "fatal error; tail:\n{}",
+        b.console.tail(40)
+    );
+    assert_eq!(
+        b.console.real_init().map(|i| i.pid),
+        Some(1),
+        "the real init did not run; tail:\n{}",
+        b.console.tail(40)
+    );
 }
 
 /// The lines of the console that show PID 1 died (must never appear).

@@ -139,7 +139,7 @@ fn chain_modules(m: &serde_json::Value, required: bool) -> BTreeSet<String> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["required"] == required)
+        .filter(|c| c["required"].as_bool().unwrap_or(false) == required)
         .flat_map(|c| c["modules"].as_array().unwrap().iter())
         .map(|e| e.as_str().unwrap().to_owned())
         .collect()

@@ -51,22 +51,17 @@ pub enum PoolMode {
     /// (probes, firmware) or CPU-bound (signature checks, relocation) init.
     #[default]
     Adaptive,
-    /// Every ready module goes to a worker at once, up to the cap (the
-    /// pool before issue 16; benchmarks compare against it). Diagnostic:
+    /// Every ready module goes to a worker at once, up to the cap; the
+    /// benchmarks compare the adaptive pool against it. Diagnostic:
     /// `KMODINIT_POOL=fixed` on the kernel command line.
     Fixed,
 }
 
 /// Which ready module goes to the pool first.
 ///
-/// Measured (issue 16, QEMU TCG `-smp 2`, quiet host, interleaved runs of
-/// the adaptive pool): weighing modules by file size does not shorten the
-/// real-module load, it lengthens it. 182 Debian modules: 2.955 s
-/// cost-aware against 2.639 s by module count (3 runs each, ranges
-/// 2.793–3.042 and 2.531–2.757); with the earlier probe 3.313 against
-/// 2.773 s, and over 5 runs 3.363 against 2.944 s. On the farm and the
-/// demo boot neither wins consistently (farm: 0.929 against 0.934 s in one
-/// sweep, 0.947 against 0.908 s in the next). So the count is the default.
+/// By module count, not by file size: under QEMU, weighing modules by
+/// file size lengthened the load of 182 Debian modules by 10–15 %, and
+/// on the fixture farm and the demo boot neither order wins consistently.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Order {
     /// Longest remaining path first counted in modules, every module the

@@ -1,7 +1,7 @@
 //! The helper's install: point the kernel at it for the boot, and give
 //! the kernel its own value back when nothing serves any more.
 //!
-//! Two parts, so that the 1.2 MB copy is off the path to the load. Before
+//! Two parts, so that the 1.1 MB copy is off the path to the load. Before
 //! forking the loader, PID 1 [`prepare`]s: it reads
 //! `/proc/sys/kernel/modprobe` (the kernel's value, usually
 //! `/sbin/modprobe`) and binds the request socket in `/run/kmodinit`. After

@@ -77,7 +77,7 @@ impl<S: Sys> Boot<S> {
     /// After the go, while the child plans: copies `/init` to
     /// `/run/kmodinit/modprobe` and points the kernel's
     /// `/proc/sys/kernel/modprobe` at it ([`super::helper_install::activate`];
-    /// the 1.2 MB copy costs 8–19 ms under TCG, off the child's path to the
+    /// the 1.1 MB copy costs 8–19 ms under TCG, off the child's path to the
     /// load). True if the kernel now runs the helper.
     fn install_helper(&mut self) -> bool {
         let Some(copy) = self.helper_copy.take() else {
@@ -134,6 +134,7 @@ impl<S: Sys> Boot<S> {
         };
         self.locks_modules = modules_manifest::measure::lock_modules(Some(manifest), cmdline);
         let spawned = clock::boottime();
+        let firmware_watch = super::firmware::Watch::start(&self.paths.dev);
         if let Err(e) = child.go(config.jobs, config.deadline) {
             // The child is gone: supervising it says how it ended.
             log::error!("cannot tell the loader to start: {e}");
@@ -215,6 +216,10 @@ impl<S: Sys> Boot<S> {
             }
         }
         self.report.load = handover.load;
+        if let Some(watch) = firmware_watch {
+            let dir = crate::inputs::modules_dir(&self.paths.root, &self.paths.proc).ok();
+            watch.attribute(&mut self.report, dir.as_deref());
+        }
         Ok(())
     }
 

@@ -371,6 +371,7 @@ fn settle(report: &mut Report, end: Handover, exit: Option<&LoaderExit>) {
     if let Some(before) = &report.load {
         // The boot's decision stays PID 1's.
         load.failed_required_chains = before.failed_required_chains.clone();
+        crate::report::keep_warnings(&mut load, before);
     }
     report.boottime_load_end = load.boottime_load_end;
     report.load = Some(load);

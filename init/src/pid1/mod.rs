@@ -26,6 +26,7 @@ use supervise::Supervisor;
 pub mod config;
 mod error;
 pub mod failure;
+mod firmware;
 pub mod handover;
 pub mod helper_install;
 mod load;

@@ -1,6 +1,6 @@
-//! [`RealSys`]: the system calls of the boot. The only `unsafe` code of the
-//! boot steps (the loader's is in `kernel/real.rs`, the fork in
-//! `loader_process.rs`).
+//! [`RealSys`]: the system calls of the boot. With `sys/process.rs` (fork
+//! and `_exit`) and the loader's `kernel/real.rs`, the only `unsafe` code
+//! of `/init`.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;

@@ -112,12 +112,27 @@ pub struct ChainSpec {
     pub required: bool,
 }
 
-/// A chain entry: `"name"` or `{"name": …, "params": …}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A chain entry: `"name"` or `{"name": …, "params": …}`, written back
+/// in the same two forms.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChainEntry {
     pub name: ModuleName,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<String>,
+}
+
+impl Serialize for ChainEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        match &self.params {
+            None => self.name.serialize(s),
+            Some(p) => {
+                let mut st = s.serialize_struct("ChainEntry", 2)?;
+                st.serialize_field("name", &self.name)?;
+                st.serialize_field("params", p)?;
+                st.end()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -532,6 +547,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+        // Written as a person would: entries as names unless they carry
+        // params, and what a reader defaults left out.
+        let plain = Manifest::from_json(br#"{"version": 1, "chains": [{"name": "s", "modules": ["a", {"name": "b", "params": "x=1"}]}]}"#).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&plain.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"version": 1, "chains": [{"name": "s", "modules": ["a", {"name": "b", "params": "x=1"}]}]})
+        );
     }
 
     #[test]

@@ -7,19 +7,15 @@ pub use crate::kernel::WorkerProbe;
 /// as it starts, and its task state from `/proc/self/task/TID/stat`. A
 /// worker asleep (`S`, `D`) is off the CPU, wherever it sleeps.
 ///
-/// Measured under QEMU TCG `-smp 2` on 182 Debian modules (issue 16, a
-/// quiet host, 3 interleaved runs each): a first version also read each
-/// sleeping worker's wait channel and counted waits behind another
-/// insertion (`module_mutex`, ftrace, static calls, RCU grace periods, …)
-/// as on a CPU, so that more workers would not only queue there. It kept
-/// the real set at about 2 busy workers plus those waiting for async
-/// probing, and loaded it in 2.955–3.313 s, while a fixed pool of 8 took
-/// 2.781–2.883 s: a worker that waits for a lock leaves its CPU to another
-/// insertion's signature check or relocation. Counting every sleep as off
-/// the CPU, with the width capped at [`super::auto_jobs`] (4 × CPUs), puts
-/// the adaptive pool within 1–3 % of the fixed pool of 8 on every case of
-/// the sweep. CPU-bound init stays runnable (`R`), so it still gets about
-/// one worker per CPU.
+/// Every sleep counts as off the CPU, including a wait behind another
+/// insertion (`module_mutex`, ftrace, static calls, RCU grace periods):
+/// a worker waiting for a lock leaves its CPU to another insertion's
+/// signature check or relocation, so counting such waits as busy keeps
+/// the pool too narrow (measured under QEMU on 182 Debian modules: 6–15 %
+/// slower than a fixed pool of 8). With the width capped at
+/// [`super::auto_jobs`] (4 × CPUs) the adaptive pool stays within a few
+/// per cent of the best fixed width (`bench/results/sweep.md`). CPU-bound
+/// init stays runnable (`R`), so it still gets about one worker per CPU.
 #[derive(Debug, Default)]
 pub struct ProcProbe {
     /// (worker, tid).
