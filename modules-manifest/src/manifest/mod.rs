@@ -58,9 +58,11 @@ pub struct Manifest {
     pub coldplug: Option<ColdplugSpec>,
     /// `"measure": {"pcr": N, "required": bool}`: extend every module
     /// inserted (file and parameters) into a TPM PCR first. `None`: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub measure: Option<MeasureSpec>,
     /// `"lock_modules": true`: write 1 to `/proc/sys/kernel/modules_disabled`
     /// once the load and the module helper's service are over.
+    #[serde(skip_serializing_if = "is_false")]
     pub lock_modules: bool,
 }
 
