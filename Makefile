@@ -147,9 +147,10 @@ init-faults:
 	@file $(INIT_FAULTS) | grep -q 'static' || { echo "error: $(INIT_FAULTS) is not static"; exit 1; }
 
 # The smallest /init (init/SIZE.md): the same code on the pinned nightly,
-# std rebuilt for size (-Z build-std, optimize_for_size) with panics that
-# abort on the spot (-Cpanic=immediate-abort: no panic hook, no message,
-# no unwinding, so no unwind tables either), no caller locations in panic
+# std rebuilt for size (-Z build-std, optimize_for_size: no backtrace
+# symbolizer) with panic = "abort", so PID 1's panic hook still explains a
+# panic and carries out on_failure (init/SIZE.md: immediate-abort would
+# save 87 KiB and lose that), no unwind tables, no caller locations in panic
 # data, no decoders and manifest errors without JSON paths
 # (--no-default-features), linked
 # by the toolchain's rust-lld with identical code folding (--icf=all:
@@ -159,7 +160,7 @@ init-faults:
 # relocation-model=static again.
 TINY_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static \
 	-C link-self-contained=yes -C force-unwind-tables=no \
-	-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
+	-Zunstable-options -Zlocation-detail=none \
 	-Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
 init-tiny: tiny-deps
 	RUSTFLAGS="$(TINY_RUSTFLAGS)" CARGO_TARGET_DIR=target/tiny CARGO_PROFILE_RELEASE_PANIC=abort \

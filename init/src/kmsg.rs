@@ -302,8 +302,10 @@ impl DevkmsgRatelimit {
 
 /// `NAME at FILE:LINE: MESSAGE` for a panic in the thread NAME.
 pub fn panic_text(info: &std::panic::PanicHookInfo<'_>) -> String {
+    // A build without caller locations (`make init-tiny`) has none to say.
     let where_ = info
         .location()
+        .filter(|l| l.line() != 0)
         .map(|l| format!(" at {}:{}", l.file(), l.line()))
         .unwrap_or_default();
     let thread = std::thread::current();

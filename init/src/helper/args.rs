@@ -9,13 +9,16 @@
 
 use std::fmt;
 
-pub use crate::wire::helper::{check_name, NameError, FACE_NAME, MAX_REQUEST_BYTES};
+pub use crate::wire::helper::{
+    check_name, is_helper_path, NameError, FACE_NAME, MAX_REQUEST_BYTES,
+};
 
-/// True if the process was started as the module helper: `argv[0]`'s last
-/// component is `modprobe` and it is not PID 1 (PID 1 is always the boot,
-/// whatever its name).
+/// True if the process was started as the module helper: it is not PID 1
+/// (PID 1 is always the boot, whatever its name), and `argv[0]` is the
+/// path the kernel runs (`/proc/PID/exe`, [`is_helper_path`]) or ends in
+/// `modprobe` (a person's link to `/init`).
 pub fn is_helper(argv0: &str, pid: i32) -> bool {
-    pid != 1 && argv0.rsplit('/').next() == Some(FACE_NAME)
+    pid != 1 && (argv0.rsplit('/').next() == Some(FACE_NAME) || is_helper_path(argv0))
 }
 
 /// One request: a module name or alias, validated ([`check_name`]).
@@ -111,6 +114,11 @@ mod tests {
         assert!(!is_helper("/init", 345));
         assert!(!is_helper("/sbin/modprobe.real", 345));
         assert!(!is_helper("", 345));
+        assert!(is_helper("/proc/123/exe", 345));
+        assert!(!is_helper("/proc/123/exe", 1));
+        assert!(!is_helper("/proc/self/exe", 345));
+        assert!(!is_helper("/proc//exe", 345));
+        assert!(!is_helper("/proc/12/exe/x", 345));
     }
 
     #[test]

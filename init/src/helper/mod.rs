@@ -21,7 +21,7 @@ use crate::kernel::SharedKernel;
 use crate::loader::engine::LoaderOptions;
 use crate::loader::open_world::{Inputs, OpenWorld};
 use crate::loader::requests;
-use crate::wire::helper::{ask, Outcome, HELPER_PATH, SOCKET_PATH};
+use crate::wire::helper::{ask, is_helper_path, Outcome, SOCKET_PATH};
 
 /// The helper process: `argv[1..]` are the kernel's (or a person's)
 /// arguments. Exit status as modprobe's: 0 loaded (or already in, or
@@ -65,7 +65,7 @@ pub fn run(args: &[String]) -> ExitCode {
 /// only if there is none or it cannot be run.
 fn fall_through(fallback: &str, name: &str) -> Outcome {
     use std::os::unix::process::CommandExt;
-    if fallback.starts_with('/') && fallback != HELPER_PATH && Path::new(fallback).is_file() {
+    if fallback.starts_with('/') && !is_helper_path(fallback) && Path::new(fallback).is_file() {
         let e = std::process::Command::new(fallback)
             .args(["-q", "--", name])
             .exec();

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use crate::wire::helper::{socket_name, FACE_NAME, MODPROBE_SYSCTL};
+use crate::wire::helper::{socket_name, MODPROBE_SYSCTL};
 
 /// The loader's way to restore after the handover, when `/proc` and
 /// `/run` are no longer at their paths in its (old) root: descriptors
@@ -38,7 +38,7 @@ impl Restorer {
         &self.kernel_value
     }
 
-    /// Writes the kernel's value back and removes the helper's files.
+    /// Writes the kernel's value back and removes the socket.
     pub fn restore(&self) {
         use std::io::Write;
         if let Err(e) = (&self.sysctl).write_all(self.kernel_value.as_bytes()) {
@@ -47,10 +47,11 @@ impl Restorer {
                 self.kernel_value
             );
         }
-        for name in [FACE_NAME, socket_name()] {
-            let _ =
-                nix::unistd::unlinkat(&self.run_dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-        }
+        let _ = nix::unistd::unlinkat(
+            &self.run_dir,
+            socket_name(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
     }
 }
 
@@ -73,8 +74,8 @@ mod tests {
         let (proc, run) = (d.join("proc"), d.join("run/kmodinit"));
         std::fs::create_dir_all(&run).unwrap();
         let sysctl = proc.join(MODPROBE_SYSCTL);
-        std::fs::write(&sysctl, "/run/kmodinit/modprobe").unwrap();
-        std::fs::write(run.join("modprobe"), b"x").unwrap();
+        std::fs::write(&sysctl, "/proc/7/exe").unwrap();
+        std::fs::write(run.join("helper.sock"), b"").unwrap();
         let r = Restorer::open(&proc, &run, "/sbin/modprobe".into()).unwrap();
         // Move the directories away, as switch_root does to the loader.
         std::fs::rename(&d, d.with_extension("moved")).unwrap();
@@ -84,7 +85,7 @@ mod tests {
             std::fs::read_to_string(moved.join("proc").join(MODPROBE_SYSCTL)).unwrap(),
             "/sbin/modprobe"
         );
-        assert!(!moved.join("run/kmodinit/modprobe").exists());
+        assert!(!moved.join("run/kmodinit/helper.sock").exists());
         let _ = std::fs::remove_dir_all(&moved);
     }
 }

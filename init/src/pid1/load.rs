@@ -19,8 +19,8 @@ use crate::wire::fork::{HelperInput, LoadInput, LoaderEntry};
 impl<S: Sys> Boot<S> {
     /// Step 3a, right after the command line: if the manifest file exists,
     /// prepares the kernel's module helper (its socket bound before the
-    /// fork: the child inherits it; PID 1 copies the binary and points the
-    /// kernel at it after its go, [`Boot::install_helper`]) and forks the
+    /// fork: the child inherits it; PID 1 points the kernel at the loader's
+    /// executable after its go, [`Boot::install_helper`]) and forks the
     /// loader child, which reads the module index while PID 1 reads the
     /// manifest. Without a manifest
     /// file nothing happens, as nothing will load. A failed fork is the
@@ -38,9 +38,7 @@ impl<S: Sys> Boot<S> {
         let run_dir = self.run_dir();
         let helper = match super::helper_install::prepare(&self.sys, &self.paths.proc, &run_dir) {
             Ok(h) => {
-                log::debug!("kernel module requests will go to {}", h.helper.display());
                 self.helper_kernel_value = Some(h.kernel_value.clone());
-                self.helper_copy = Some(h.helper.clone());
                 Some(h)
             }
             Err(e) => {
@@ -74,21 +72,20 @@ impl<S: Sys> Boot<S> {
         self.step("fork");
     }
 
-    /// After the go, while the child plans: copies `/init` to
-    /// `/run/kmodinit/modprobe` and points the kernel's
-    /// `/proc/sys/kernel/modprobe` at it ([`super::helper_install::activate`];
-    /// the 1.1 MB copy costs 8–19 ms under TCG, off the child's path to the
-    /// load). True if the kernel now runs the helper.
-    fn install_helper(&mut self) -> bool {
-        let Some(copy) = self.helper_copy.take() else {
+    /// After the go, while the child plans: points the kernel's
+    /// `/proc/sys/kernel/modprobe` at the loader's executable,
+    /// `/proc/PID/exe` ([`super::helper_install::activate`]). True if the
+    /// kernel now runs the helper.
+    fn install_helper(&mut self, loader_pid: i32) -> bool {
+        if self.helper_kernel_value.is_none() {
             return false;
-        };
-        let exe = self.paths.proc.join("self/exe");
-        let installed = super::helper_install::activate(&self.sys, &self.paths.proc, &copy, &exe);
+        }
+        let helper = crate::wire::helper::helper_path(loader_pid);
+        let installed = super::helper_install::activate(&self.sys, &self.paths.proc, &helper);
         self.step("helper");
         match installed {
             Ok(()) => {
-                log::debug!("kernel module requests go to {}", copy.display());
+                log::debug!("kernel module requests go to {helper}");
                 true
             }
             Err(e) => {
@@ -140,7 +137,7 @@ impl<S: Sys> Boot<S> {
             log::error!("cannot tell the loader to start: {e}");
         }
         // While the child plans: PID 1 is idle until the load's events.
-        let installed = self.install_helper();
+        let installed = self.install_helper(child.pid());
         // An error: the child is gone, as above.
         let _ = child.helper_installed(installed);
         let any_required = manifest.chains.iter().any(|c| c.required);

@@ -105,9 +105,6 @@ pub struct Boot<S: Sys> {
     /// The kernel's `/proc/sys/kernel/modprobe` while the helper is
     /// installed ([`crate::pid1::helper_install`]), to put back.
     helper_kernel_value: Option<String>,
-    /// Where the helper's copy goes once the loader has its go
-    /// ([`Boot::start_loader`] prepares, `load_modules` installs).
-    helper_copy: Option<PathBuf>,
     /// `lock_modules` is on: the loader locks module loading at its end.
     locks_modules: bool,
 }
@@ -133,7 +130,6 @@ impl<S: Sys> Boot<S> {
             loader_entry: None,
             early_root: root::EarlyRoot::default(),
             helper_kernel_value: None,
-            helper_copy: None,
             locks_modules: false,
         }
     }
@@ -406,8 +402,6 @@ mod tests {
         let paths = Paths::under(&tmp);
         std::fs::create_dir_all(paths.proc.join("sys/kernel")).unwrap_or_default();
         std::fs::create_dir_all(paths.proc.join("self")).unwrap_or_default();
-        let exe = tmp.join("init");
-        std::fs::write(&exe, b"binary").unwrap_or_default();
         let sysctl = paths
             .proc
             .join(crate::pid1::helper_install::MODPROBE_SYSCTL);
@@ -415,7 +409,7 @@ mod tests {
         let mut b = Boot::new(sys, paths, 0.0);
         let run = b.run_dir();
         assert_eq!(run, tmp.join("run/kmodinit"));
-        let inst = crate::pid1::helper_install::install(&b.sys, &b.paths.proc, &run, &exe);
+        let inst = crate::pid1::helper_install::install(&b.sys, &b.paths.proc, &run, "/proc/7/exe");
         let inst = inst.unwrap_or_else(|e| panic!("{e}"));
         b.helper_kernel_value = Some(inst.kernel_value.clone());
         drop(inst);
@@ -433,12 +427,8 @@ mod tests {
             .collect();
         assert_eq!(
             writes,
-            [
-                run.join("modprobe").display().to_string(),
-                "/sbin/modprobe".to_owned()
-            ]
+            ["/proc/7/exe".to_owned(), "/sbin/modprobe".to_owned()]
         );
-        assert!(!run.join("modprobe").exists());
         assert!(!run.join("helper.sock").exists());
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -30,9 +30,23 @@ pub enum Outcome {
     NotFound,
 }
 
-/// Where PID 1 installs the helper (a copy of `/init`): under `/run`, so
-/// the same path works before and after switch_root.
-pub const HELPER_PATH: &str = "/run/kmodinit/modprobe";
+/// The helper's path for the kernel while the loader child `loader_pid`
+/// lives: its executable, `/init` itself, through `/proc`. No copy of the
+/// binary is made: the path stays valid after switch_root (the loader keeps
+/// the deleted `/init` open as its executable, and `/proc` moves into the
+/// real root), and it goes with the loader, which gives the kernel its own
+/// helper back before it ends.
+pub fn helper_path(loader_pid: i32) -> String {
+    format!("/proc/{loader_pid}/exe")
+}
+
+/// True if `argv0` is a [`helper_path`]: how the kernel runs the helper.
+pub fn is_helper_path(argv0: &str) -> bool {
+    argv0
+        .strip_prefix("/proc/")
+        .and_then(|r| r.strip_suffix("/exe"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// The socket the loader child serves requests on.
 pub const SOCKET_PATH: &str = "/run/kmodinit/helper.sock";
@@ -58,9 +72,8 @@ pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 /// The longest request name the kernel makes (`MODULE_NAME_LEN` − 1).
 pub const MAX_REQUEST_BYTES: usize = 63;
 
-/// The file name the helper answers to: PID 1 installs the helper as
-/// `/run/kmodinit/modprobe` ([`HELPER_PATH`]); a person may
-/// link `/init` as `modprobe`.
+/// The file name the helper answers to when a person links `/init` as
+/// `modprobe` (the kernel runs it as [`helper_path`]).
 pub const FACE_NAME: &str = "modprobe";
 
 /// Why a request name is refused.
