@@ -770,6 +770,59 @@ mod tests {
     }
 
     #[test]
+    fn measuring_and_the_lock_are_kept_for_the_report() {
+        let mut s = Supervisor::new(D, R, 1.0, false);
+        assert!(s.measure().is_none() && s.modules_locked().is_none());
+        // An extend before the start is odd, and noted.
+        s.event(LoaderEvent::Extended {
+            digest: "00".repeat(32),
+            what: "manifest".into(),
+        });
+        s.event(LoaderEvent::MeasureStart {
+            pcr: 9,
+            initial: Some("00".repeat(32)),
+            error: None,
+        });
+        for what in ["manifest", "module kmi_a"] {
+            s.event(LoaderEvent::Extended {
+                digest: "ab".repeat(32),
+                what: what.into(),
+            });
+        }
+        s.event(LoaderEvent::MeasureEnd {
+            value: Some("cd".repeat(32)),
+            error: None,
+        });
+        s.event(LoaderEvent::ModulesLocked {
+            t: 3.5,
+            error: None,
+        });
+        let m = s.measure().cloned().unwrap_or_default();
+        assert_eq!((m.pcr, m.bank.as_str()), (9, "sha256"));
+        assert_eq!(m.events.len(), 2);
+        assert_eq!(m.events[1].what, "module kmi_a");
+        assert_eq!(m.final_value, Some("cd".repeat(32)));
+        assert_eq!(m.error, None);
+        assert_eq!(s.modules_locked().map(|l| l.t), Some(3.5));
+        // A later failure keeps the events and says why.
+        s.event(LoaderEvent::MeasureEnd {
+            value: None,
+            error: Some("extending PCR 9 failed".into()),
+        });
+        let m = s.measure().cloned().unwrap_or_default();
+        assert_eq!(m.events.len(), 2);
+        assert_eq!(m.final_value, None);
+        assert_eq!(m.error.as_deref(), Some("extending PCR 9 failed"));
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("an extend before measuring started")),
+            "{:?}",
+            s.notes
+        );
+    }
+
+    #[test]
     fn added_modules_are_optional_and_follow_the_plan() {
         let mut s = sup();
         for id in 0..4 {
