@@ -49,8 +49,11 @@ MKIMAGE := target/release/kmodinit-mkimage
 # - libc6-dev (only a Recommends of gcc): cargo links host binaries and the
 #   static gnu fallback of /init against it;
 # - cryptsetup-bin: veritysetup, which writes the verity roots of
-#   tests/tests/verity.rs (debugfs of e2fsprogs finds a file's block).
-DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools \
+#   tests/tests/verity.rs (debugfs of e2fsprogs finds a file's block);
+# - swtpm: the software TPM of tests/tests/measure.rs (each boot starts it
+#   on an empty state); swtpm-tools: swtpm_setup and swtpm_ioctl, to
+#   provision or poke a state by hand when a measure test fails.
+DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools swtpm swtpm-tools \
             linux-image-amd64 linux-headers-amd64 busybox-static qemu-system-arm gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu qemu-user \
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev \
             cryptsetup-bin

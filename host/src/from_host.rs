@@ -566,6 +566,8 @@ pub fn manifest_from_host(paths: &HostPaths) -> Result<HostManifest, FromHostErr
         softdeps: BTreeMap::new(),
         // The chains already name what this machine loaded.
         coldplug: None,
+        measure: None,
+        lock_modules: false,
     };
     manifest
         .check()

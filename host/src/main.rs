@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use kmodinit::from_host::{self, HostPaths};
+use kmodinit::measure;
 use kmodinit::plan::{self, Mode};
 use kmodinit::show_report::{self, DEFAULT_REPORT};
 use kmodinit_mkimage::cli::{build_and_report, BuildArgs};
@@ -36,6 +37,28 @@ enum Command {
     /// Write a manifest for this machine: its loaded modules by subsystem,
     /// the root's drivers required, the root by UUID.
     ManifestFromHost(FromHostArgs),
+    /// Predict the TPM PCR value an image and a command line give with
+    /// measured loading, from the image alone.
+    Measure(MeasureArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MeasureArgs {
+    /// The image (newc cpio; gzip, zstd, xz or uncompressed).
+    #[arg(long, value_name = "IMG")]
+    image: PathBuf,
+    /// The boot's kernel command line (module parameters,
+    /// kmodinit.measure=, kmodinit.skip=, ... change the value).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    cmdline: String,
+    /// The PCR's value before kmodinit's first extend (64 hex digits, as
+    /// the report's measure.initial). Default: zero, as PCRs 8-16 and 23
+    /// start at power-on.
+    #[arg(long, value_name = "HEX")]
+    initial: Option<String>,
+    /// Print the report's "measure" object as JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +128,7 @@ fn main() -> ExitCode {
             show_report::show(&a.report, a.svg.as_deref()).map_err(|e| Box::new(e) as Box<_>)
         }
         Command::ManifestFromHost(a) => run_from_host(a),
+        Command::Measure(a) => run_measure(a),
     };
     match result {
         Ok(out) => {
@@ -149,6 +173,23 @@ fn run_plan(a: PlanArgs) -> Result<String, Error> {
     let p = plan::plan_files(&a.manifest, &a.modules_dir, &cmdline, mode, &loaded)?;
     out.push_str(&p.render_text());
     Ok(out)
+}
+
+fn run_measure(a: MeasureArgs) -> Result<String, Error> {
+    let initial = match a.initial.as_deref() {
+        None => [0; 32],
+        Some(text) => modules_manifest::measure::parse_hex(text)
+            .ok_or("--initial: expected 64 hex digits (a SHA-256 PCR value)")?,
+    };
+    let image =
+        std::fs::read(&a.image).map_err(|e| format!("cannot read {}: {e}", a.image.display()))?;
+    let p = measure::predict(&image, &a.cmdline, initial)
+        .map_err(|e| format!("{}: {e}", a.image.display()))?;
+    Ok(if a.json {
+        p.render_json()
+    } else {
+        p.render_text()
+    })
 }
 
 fn run_from_host(a: FromHostArgs) -> Result<String, Error> {

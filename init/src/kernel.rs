@@ -13,6 +13,7 @@ use modules_manifest::{Compression, ModuleName};
 mod claims;
 mod fake;
 mod real;
+pub mod tpm;
 
 pub use claims::{Claims, SharedKernel};
 pub use fake::{FakeCall, FakeKernel, FakeOutcome};
@@ -29,6 +30,14 @@ pub trait Kernel: Sync {
     /// function returned. `Ok(Inserted::AlreadyLoaded)` when the kernel
     /// already had it (`EEXIST`).
     fn insert(&self, req: &InsertRequest<'_>) -> Result<Inserted, InsertError>;
+
+    /// The module file at `path`, to read what `insert` would insert (the
+    /// measurement hashes it): by default opened by path; [`RealKernel`]
+    /// gives its descriptor opened ahead, which still reads after
+    /// switch_root has deleted the initramfs.
+    fn module_file(&self, path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::File::open(path)
+    }
 }
 
 /// A shared kernel (the loader child's loads share one through

@@ -75,6 +75,11 @@ pub struct KernelCmdline {
     /// `kmodinit.coldplug=0|1`: turns coldplug off or on whatever the
     /// manifest says.
     pub coldplug: Option<bool>,
+    /// `kmodinit.measure=PCR` (measure into that PCR) or `off`:
+    /// `Some(None)` turns measuring off whatever the manifest says.
+    pub measure: Option<Option<u32>>,
+    /// `kmodinit.lock_modules=0|1`.
+    pub lock_modules: Option<bool>,
     /// `kmodinit.debug`.
     pub debug: bool,
     /// Device-mapper options, as typed ([`DmOptions`]).
@@ -473,6 +478,23 @@ impl KernelCmdline {
                 Some("0") => self.coldplug = Some(false),
                 other => self.warnings.push(format!(
                     "kmodinit.coldplug={}: expected 0 or 1; ignored",
+                    other.unwrap_or("")
+                )),
+            },
+            ("kmodinit", "measure") => match value.map(|v| (v, v.parse::<u32>())) {
+                Some((_, Ok(n))) if n <= crate::manifest::MAX_PCR => self.measure = Some(Some(n)),
+                Some(("off", _)) => self.measure = Some(None),
+                other => self.warnings.push(format!(
+                    "kmodinit.measure={}: expected a PCR (0 to {}) or off; ignored",
+                    other.map_or("", |(v, _)| v),
+                    crate::manifest::MAX_PCR
+                )),
+            },
+            ("kmodinit", "lock_modules") => match value {
+                Some("1") => self.lock_modules = Some(true),
+                Some("0") => self.lock_modules = Some(false),
+                other => self.warnings.push(format!(
+                    "kmodinit.lock_modules={}: expected 0 or 1; ignored",
                     other.unwrap_or("")
                 )),
             },

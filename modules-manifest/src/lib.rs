@@ -15,6 +15,7 @@ pub mod depmod;
 pub mod dm;
 pub mod firmware;
 pub mod manifest;
+pub mod measure;
 pub mod modalias;
 pub mod modinfo;
 pub mod modprobe_d;
@@ -25,8 +26,8 @@ pub mod release;
 pub use cmdline::{CmdlineName, KernelCmdline};
 pub use depmod::{AliasTable, Compression, DepIndex, IndexError, ModuleEntry, SoftDep};
 pub use manifest::{
-    ChainEntry, ChainSpec, ColdplugSpec, InitSpec, Manifest, ManifestError, ModuleSpec, OnFailure,
-    RootSpec, SoftdepSpec,
+    ChainEntry, ChainSpec, ColdplugSpec, InitSpec, Manifest, ManifestError, MeasureSpec,
+    ModuleSpec, OnFailure, RootSpec, SoftdepSpec,
 };
 pub use name::{parse_proc_modules, ModuleName};
 pub use plan::{

@@ -13,6 +13,7 @@ pub mod disk;
 mod error;
 pub mod kernel;
 pub mod rootfs;
+pub mod tpm;
 pub mod vm;
 
 pub use arch::Arch;
@@ -22,4 +23,5 @@ pub use error::run as run_command;
 pub use error::HarnessError;
 pub use kernel::HostKernel;
 pub use rootfs::RealInitRoot;
+pub use tpm::SwTpm;
 pub use vm::{scratch_dir, Boot, End, Vm, CPU_WITHOUT_CX16};

@@ -48,6 +48,7 @@ pub struct Vm {
     stop_on: Vec<String>,
     inputs: Vec<(String, String)>,
     log: Option<PathBuf>,
+    extra: Vec<String>,
 }
 
 /// How a boot ended (a timeout is an error, see [`HarnessError::Timeout`]).
@@ -104,6 +105,7 @@ impl Vm {
             stop_on: Vec::new(),
             inputs: Vec::new(),
             log: None,
+            extra: Vec::new(),
         }
     }
 
@@ -175,6 +177,13 @@ impl Vm {
         self
     }
 
+    /// Adds QEMU arguments as they are (e.g. a TPM's `-chardev`,
+    /// `-tpmdev`, `-device`: [`crate::SwTpm::qemu_args`]).
+    pub fn qemu_extra(mut self, args: impl IntoIterator<Item = String>) -> Vm {
+        self.extra.extend(args);
+        self
+    }
+
     /// Uses another QEMU binary (default `qemu-system-x86_64` from `PATH`).
     pub fn qemu_binary(mut self, path: impl Into<PathBuf>) -> Vm {
         self.qemu = path.into();
@@ -218,6 +227,7 @@ impl Vm {
                 format!("file={},if=virtio,format=raw", disk.display()),
             ]);
         }
+        args.extend(self.extra.iter().cloned());
         args.extend(["-append".into(), self.command_line()]);
         args
     }

@@ -298,6 +298,51 @@ pub struct Report {
     /// in the order they were recorded (see init/REPORT.md for the names).
     #[serde(default)]
     pub steps: Vec<Step>,
+    /// Measured loading (manifest `measure`, `kmodinit.measure=`): what
+    /// was extended into which PCR. `None` when it was not asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<MeasureReport>,
+    /// When module loading was locked (`lock_modules`): `None` until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules_locked: Option<LockReport>,
+}
+
+/// Measured loading, as the loader child did it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeasureReport {
+    pub pcr: u32,
+    /// Always `sha256`.
+    pub bank: String,
+    /// The PCR's value before the first extend (hex); `None` when nothing
+    /// was measured.
+    pub initial: Option<String>,
+    /// Every extend, in order: replaying them from `initial` gives `final`.
+    pub events: Vec<MeasureEvent>,
+    /// The PCR's value read after the last extend (hex).
+    #[serde(rename = "final")]
+    pub final_value: Option<String>,
+    /// Why nothing (or not everything) was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One extend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeasureEvent {
+    /// SHA-256, hex.
+    pub digest: String,
+    /// `manifest`, `cmdline {…}`, `module NAME`, `params NAME: PARAMS`.
+    pub what: String,
+}
+
+/// `/proc/sys/kernel/modules_disabled` set to 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockReport {
+    /// Boot time (s) of the write.
+    pub t: f64,
+    /// Why the write failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One stamp of the boot's timeline: `process` (`init` for PID 1, `loader`
@@ -352,6 +397,8 @@ impl Default for Report {
             vm_hwm_kib: None,
             loader: None,
             steps: Vec::new(),
+            measure: None,
+            modules_locked: None,
         }
     }
 }

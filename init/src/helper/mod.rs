@@ -143,6 +143,8 @@ fn empty_manifest() -> Manifest {
         required_timeout_ms: None,
         softdeps: Default::default(),
         coldplug: None,
+        measure: None,
+        lock_modules: false,
     }
 }
 

@@ -105,6 +105,10 @@ impl Drop for Decide<'_> {
 }
 
 impl Kernel for Claims {
+    fn module_file(&self, path: &std::path::Path) -> std::io::Result<std::fs::File> {
+        self.inner.module_file(path)
+    }
+
     fn insert(&self, req: &InsertRequest<'_>) -> Result<Inserted, InsertError> {
         let (claim, first) = {
             let mut claims = self.lock();

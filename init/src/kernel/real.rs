@@ -135,6 +135,14 @@ impl RealKernel {
 }
 
 impl Kernel for RealKernel {
+    fn module_file(&self, path: &Path) -> std::io::Result<File> {
+        match self.opened.get(path) {
+            // A duplicate shares the offset: readers use pread.
+            Some(f) => f.try_clone(),
+            None => File::open(path),
+        }
+    }
+
     fn insert(&self, req: &InsertRequest<'_>) -> Result<Inserted, InsertError> {
         let params = CString::new(req.params).map_err(|_| {
             InsertError::other(format!("parameters {:?} contain a NUL byte", req.params))
@@ -361,6 +369,25 @@ mod tests {
             *slots.free.lock().unwrap_or_else(PoisonError::into_inner),
             2
         );
+    }
+
+    #[test]
+    fn a_module_file_opened_ahead_reads_after_its_path_is_gone() {
+        let dir = std::env::temp_dir().join(format!("kmodinit-ahead-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let (kept, other) = (dir.join("kept.ko"), dir.join("other.ko"));
+        std::fs::write(&kept, b"kept bytes").unwrap_or_else(|e| panic!("{e}"));
+        let mut k = RealKernel::new();
+        assert_eq!(k.open_ahead([kept.as_path()]), 1);
+        std::fs::remove_file(&kept).unwrap_or_else(|e| panic!("{e}"));
+        let mut text = String::new();
+        let f = k.module_file(&kept).unwrap_or_else(|e| panic!("{e}"));
+        (&f).read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text, "kept bytes");
+        // One not opened ahead is opened by path, and its absence is the error.
+        assert!(k.module_file(&other).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum LoaderError {
     ManifestGone(PathBuf),
     /// Nothing of the manifest can be planned.
     Plan(PlanError),
+    /// Measured loading is required and cannot start (no TPM, …).
+    Measure(String),
 }
 
 impl fmt::Display for LoaderError {
@@ -48,6 +50,7 @@ impl fmt::Display for LoaderError {
             LoaderError::Plan(e) => {
                 write!(f, "the manifest does not plan against the modules: {e}")
             }
+            LoaderError::Measure(why) => write!(f, "measured loading is required, and {why}"),
         }
     }
 }
@@ -58,7 +61,7 @@ impl std::error::Error for LoaderError {
             LoaderError::KernelRelease(e) => Some(e),
             LoaderError::Index { source, .. } => Some(source),
             LoaderError::Manifest(e) => Some(e),
-            LoaderError::ManifestGone(_) => None,
+            LoaderError::ManifestGone(_) | LoaderError::Measure(_) => None,
             LoaderError::Plan(e) => Some(e),
         }
     }
@@ -74,7 +77,9 @@ impl LoaderError {
                 ManifestReadError::Read { path, .. } | ManifestReadError::Invalid { path, .. },
             )
             | LoaderError::ManifestGone(path) => path.display().to_string(),
-            LoaderError::KernelRelease(_) | LoaderError::Plan(_) => String::new(),
+            LoaderError::KernelRelease(_) | LoaderError::Plan(_) | LoaderError::Measure(_) => {
+                String::new()
+            }
         };
         let kind = match self {
             LoaderError::KernelRelease(_) => crate::wire::events::FailureKind::KernelRelease,
@@ -83,6 +88,7 @@ impl LoaderError {
                 crate::wire::events::FailureKind::Manifest
             }
             LoaderError::Plan(_) => crate::wire::events::FailureKind::Plan,
+            LoaderError::Measure(_) => crate::wire::events::FailureKind::Measure,
         };
         LoaderFailure {
             kind,

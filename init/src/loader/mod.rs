@@ -20,7 +20,8 @@ use std::time::Duration;
 use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
 
 use crate::clock::boottime;
-use crate::kernel::RealKernel;
+use crate::kernel::tpm::DeviceTpm;
+use crate::kernel::{Kernel, RealKernel};
 use crate::report::Report;
 use crate::sys::process;
 use crate::wire::events::{encode, LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
@@ -29,12 +30,17 @@ use crate::wire::go::{decode_go, GO_LEN};
 use crate::wire::helper::{run_server, Outcome, ServerState};
 use engine::{LoadObserver, LoaderOptions, NodeOutcome};
 use error::LoaderError;
+use measure::{planned_files, MeasuredKernel, Measurer, PlannedFile};
+use modules_lock::ModulesLock;
+use modules_manifest::measure::Event;
 use open_world::{Inputs, OpenWorld};
 use restorer::Restorer;
 
 pub mod coldplug;
 pub mod engine;
 pub mod error;
+pub mod measure;
+pub mod modules_lock;
 pub mod open_world;
 pub mod requests;
 pub mod restorer;
@@ -163,6 +169,21 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
     }
     drop(go);
 
+    // Measured loading and the lock, as the manifest and command line say.
+    let lock = modules_manifest::measure::lock_modules(Some(&manifest), input.cmdline)
+        .then(|| ModulesLock::open(input.proc_dir));
+    let measuring = match start_measuring(&input, &manifest, &plan, &modules_dir, &events) {
+        Ok(m) => m,
+        Err(e) => {
+            send(&events, &LoaderEvent::Fatal(e.to_wire()));
+            if let Some(r) = &restorer {
+                r.restore();
+            }
+            return 1;
+        }
+    };
+    let measurer = measuring.as_ref().map(|(m, _, _)| Arc::clone(m));
+
     let opts = LoaderOptions {
         modules_dir,
         jobs,
@@ -176,7 +197,10 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
     )
     .kernel(kernel);
     let world = OpenWorld::new(
-        Box::new(kernel),
+        Box::new(MeasuredKernel {
+            inner: kernel,
+            measurer,
+        }),
         Inputs {
             index,
             manifest: manifest.clone(),
@@ -205,6 +229,25 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
                 });
             if let Err(e) = spawned {
                 log::error!("loader: cannot serve kernel module requests: {e}");
+            }
+        }
+        if let Some((m, head, files)) = &measuring {
+            let spawned = std::thread::Builder::new()
+                .name("measure".into())
+                .spawn_scoped(scope, {
+                    let kernel = world.kernel();
+                    move || {
+                        let value = m.measure_plan(head, files, &|p| kernel.module_file(p));
+                        // When the plan's extends ended (the report's steps).
+                        stamp("measured");
+                        value
+                    }
+                });
+            if let Err(e) = spawned {
+                // Nothing extends the plan's modules: they fail, or load
+                // unmeasured, as the measurer's failure says.
+                log::error!("measure: cannot start the measuring thread: {e}");
+                m.stop(format!("cannot start the measuring thread: {e}"));
             }
         }
         let main = scope.spawn(|| {
@@ -257,10 +300,89 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
         world.close();
         load
     });
+    if let Some(lock) = lock {
+        // The load, coldplug and the kernel's requests are over: nothing
+        // loads from now on, by the kernel's own refusal.
+        let error = lock.lock().err();
+        match &error {
+            None => log::info!("module loading locked (modules_disabled=1)"),
+            Some(e) => log::error!("lock_modules: {e}"),
+        }
+        send(
+            &events,
+            &LoaderEvent::ModulesLocked {
+                t: boottime(),
+                error,
+            },
+        );
+    }
     match load {
         Ok(_) => 0,
         // The panic hook has told PID 1 and ended the process already.
         Err(_) => 101,
+    }
+}
+
+/// The measurer, the head events and the plan's files, when measuring is
+/// on and a TPM answers. Without one: `Err` (the boot stops) when the
+/// measurement is required, else `None` and the report says why.
+type Measuring = (Arc<Measurer>, Vec<Event>, Vec<PlannedFile>);
+
+fn start_measuring(
+    input: &LoadInput<'_>,
+    manifest: &Manifest,
+    plan: &modules_manifest::Plan,
+    modules_dir: &Path,
+    events: &Events,
+) -> Result<Option<Measuring>, LoaderError> {
+    let Some(spec) = modules_manifest::measure::settings(Some(manifest), input.cmdline) else {
+        return Ok(None);
+    };
+    let files = planned_files(plan, modules_dir);
+    let sink_events = Arc::clone(events);
+    let started = DeviceTpm::open(&input.root.join("dev"))
+        .map_err(|e| e.to_string())
+        .and_then(|tpm| {
+            Measurer::start(
+                Box::new(tpm),
+                spec.pcr,
+                spec.required,
+                &files,
+                Box::new(move |e| send(&sink_events, e)),
+            )
+        })
+        .and_then(|m| {
+            let bytes = std::fs::read(input.manifest_path).map_err(|e| {
+                format!(
+                    "cannot read {} to measure it: {e}",
+                    input.manifest_path.display()
+                )
+            })?;
+            Ok((m, bytes))
+        });
+    match started {
+        Ok((m, bytes)) => {
+            let head = modules_manifest::measure::head_events(&bytes, input.cmdline).to_vec();
+            log::info!(
+                "measure: {} module(s) into PCR {} before they load",
+                files.len(),
+                spec.pcr
+            );
+            Ok(Some((Arc::new(m), head, files)))
+        }
+        Err(why) if spec.required => Err(LoaderError::Measure(why)),
+        Err(why) => {
+            log::warn!("measure: {why}; loading unmeasured (measure.required is false)");
+            send(
+                events,
+                &LoaderEvent::MeasureStart {
+                    pcr: spec.pcr,
+                    initial: None,
+                    error: Some(format!("{why}: nothing measured")),
+                },
+            );
+            Ok(None)
+        }
     }
 }
 

@@ -250,6 +250,8 @@ mod tests {
             required_timeout_ms: None,
             softdeps: Default::default(),
             coldplug: None,
+            measure: None,
+            lock_modules: false,
         }
     }
 

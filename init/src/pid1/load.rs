@@ -129,6 +129,7 @@ impl<S: Sys> Boot<S> {
                 )))
             }
         };
+        self.locks_modules = modules_manifest::measure::lock_modules(Some(manifest), cmdline);
         let spawned = clock::boottime();
         let firmware_watch = super::firmware::Watch::start(&self.paths.dev);
         if let Err(e) = child.go(config.jobs, config.deadline) {
@@ -171,6 +172,8 @@ impl<S: Sys> Boot<S> {
             exit: child.exit().map(ToString::to_string),
             ..LoaderInfo::default()
         });
+        self.report.measure = sup.measure().cloned();
+        self.report.modules_locked = sup.modules_locked().cloned();
         self.loader = Some(child);
         self.supervisor = Some(sup);
         let handover = verdict.map_err(|(message, hints)| BootError::Loader { message, hints })?;

@@ -253,6 +253,13 @@ impl LoaderChild {
     }
 
     /// Collects the exit status if the child has ended (no blocking).
+    /// Takes the events already in the pipe, without waiting (1 ms poll):
+    /// what the loader said after PID 1 stopped supervising, such as its
+    /// module lock or late extends, when it may have ended since.
+    pub fn drain_ready(&mut self, sup: &mut Supervisor) {
+        while self.events.is_some() && self.pump(sup, Duration::from_millis(1), None) {}
+    }
+
     pub fn try_reap(&mut self, sup: &mut Supervisor) {
         if self.exit.is_none() {
             self.reap(sup, false);
@@ -295,6 +302,7 @@ impl LoaderChild {
                     // exit status goes to the real init.
                     let mut last = report.clone();
                     settle(&mut last, end, self.exit.as_ref());
+                    take_measure_and_lock(&mut last, &sup);
                     let mut code = write_late(&last, report_path);
                     // The loader serves requests: whatever they add goes
                     // into the report until the loader ends.
@@ -303,7 +311,11 @@ impl LoaderChild {
                         if let Verdict::Proceed(end) = sup.verdict(boottime()) {
                             let mut next = report.clone();
                             settle(&mut next, end, self.exit.as_ref());
-                            if next.load != last.load {
+                            take_measure_and_lock(&mut next, &sup);
+                            if next.load != last.load
+                                || next.measure != last.measure
+                                || next.modules_locked != last.modules_locked
+                            {
                                 code = write_late(&next, report_path);
                                 last = next;
                             }
@@ -327,6 +339,16 @@ impl LoaderChild {
             ),
         }
     }
+}
+
+/// What the supervisor has heard of measuring and locking, into `report`
+/// (the loader may extend and lock after the handover).
+fn take_measure_and_lock(report: &mut Report, sup: &Supervisor) {
+    report.measure = sup.measure().cloned().or(report.measure.take());
+    report.modules_locked = sup
+        .modules_locked()
+        .cloned()
+        .or(report.modules_locked.take());
 }
 
 /// Writes the reporter's report (atomically); the exit code to end with.

@@ -108,6 +108,8 @@ pub struct Boot<S: Sys> {
     /// The kernel's `/proc/sys/kernel/modprobe` while the helper is
     /// installed ([`crate::pid1::helper_install`]), to put back.
     helper_kernel_value: Option<String>,
+    /// `lock_modules` is on: the loader locks module loading at its end.
+    locks_modules: bool,
 }
 
 impl<S: Sys> Boot<S> {
@@ -132,6 +134,7 @@ impl<S: Sys> Boot<S> {
             early_root: root::EarlyRoot::default(),
             dm: dm::DeviceMapper::default(),
             helper_kernel_value: None,
+            locks_modules: false,
         }
     }
 
@@ -276,6 +279,7 @@ impl<S: Sys> Boot<S> {
         let now = clock::boottime();
         self.report.boottime_exec = Some(now);
         self.report.steps.push(Step::init("exec", now));
+        self.take_measure_and_lock();
         self.write_report();
         self.hand_over_the_load();
         loader_child::reap_strays(self.loader.as_ref().map(LoaderChild::pid));
@@ -297,10 +301,32 @@ impl<S: Sys> Boot<S> {
         }
     }
 
+    /// What the loader said of its measuring and its lock since PID 1
+    /// stopped supervising (it may have locked and ended since, with no
+    /// reporter to come), into the report written before exec.
+    fn take_measure_and_lock(&mut self) {
+        if !self.locks_modules && self.report.measure.is_none() {
+            return;
+        }
+        if let (Some(loader), Some(sup)) = (self.loader.as_mut(), self.supervisor.as_mut()) {
+            loader.drain_ready(sup);
+            self.report.measure = sup.measure().cloned().or(self.report.measure.take());
+            self.report.modules_locked = sup
+                .modules_locked()
+                .cloned()
+                .or(self.report.modules_locked.take());
+        }
+    }
+
     /// After PID 1's last report: a load still running gets a reporter that
     /// settles its pending modules in the report when it ends.
     fn hand_over_the_load(&mut self) {
-        let serving = self.helper_kernel_value.is_some() && self.loader_alive();
+        // A loader that lives on may still extend or lock module loading:
+        // the report records those too.
+        let serving = (self.helper_kernel_value.is_some()
+            || self.report.measure.is_some()
+            || self.locks_modules)
+            && self.loader_alive();
         if let (Some(loader), Some(sup)) = (self.loader.as_mut(), self.supervisor.take()) {
             loader.hand_over(sup, &self.report, &self.paths.report, serving);
         }

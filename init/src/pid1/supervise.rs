@@ -23,7 +23,9 @@
 
 use std::time::Duration;
 
-use crate::report::{ChainFailure, LoadReport, ModuleReport, ModuleState};
+use crate::report::{
+    ChainFailure, LoadReport, LockReport, MeasureEvent, MeasureReport, ModuleReport, ModuleState,
+};
 use crate::wire::events::NodeOutcome;
 pub use crate::wire::events::{AddedModule, LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
 
@@ -101,6 +103,8 @@ pub struct Supervisor {
     panic: Option<String>,
     exit: Option<LoaderExit>,
     notes: Vec<String>,
+    measure: Option<MeasureReport>,
+    modules_locked: Option<LockReport>,
 }
 
 impl Supervisor {
@@ -125,6 +129,8 @@ impl Supervisor {
             panic: None,
             exit: None,
             notes: Vec::new(),
+            measure: None,
+            modules_locked: None,
         }
     }
 
@@ -179,7 +185,44 @@ impl Supervisor {
             // A timeline stamp: the report's `steps`, no supervision matter
             // (`LoaderChild` keeps them).
             LoaderEvent::Step { .. } => {}
+            LoaderEvent::MeasureStart {
+                pcr,
+                initial,
+                error,
+            } => {
+                self.measure = Some(MeasureReport {
+                    pcr,
+                    bank: "sha256".to_owned(),
+                    initial,
+                    error,
+                    ..MeasureReport::default()
+                })
+            }
+            LoaderEvent::Extended { digest, what } => match self.measure.as_mut() {
+                Some(m) => m.events.push(MeasureEvent { digest, what }),
+                None => self.odd("an extend before measuring started".to_owned()),
+            },
+            LoaderEvent::MeasureEnd { value, error } => match self.measure.as_mut() {
+                Some(m) => {
+                    m.final_value = value;
+                    m.error = error.or(m.error.take());
+                }
+                None => self.odd("a measurement's end before its start".to_owned()),
+            },
+            LoaderEvent::ModulesLocked { t, error } => {
+                self.modules_locked = Some(LockReport { t, error })
+            }
         }
+    }
+
+    /// Measured loading as the child told it so far.
+    pub fn measure(&self) -> Option<&MeasureReport> {
+        self.measure.as_ref()
+    }
+
+    /// When the child locked module loading, if it has.
+    pub fn modules_locked(&self) -> Option<&LockReport> {
+        self.modules_locked.as_ref()
     }
 
     /// A line of the stream that is not an event.
@@ -723,6 +766,59 @@ mod tests {
                     "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?".into()
                 ]
             }
+        );
+    }
+
+    #[test]
+    fn measuring_and_the_lock_are_kept_for_the_report() {
+        let mut s = Supervisor::new(D, R, 1.0, false);
+        assert!(s.measure().is_none() && s.modules_locked().is_none());
+        // An extend before the start is odd, and noted.
+        s.event(LoaderEvent::Extended {
+            digest: "00".repeat(32),
+            what: "manifest".into(),
+        });
+        s.event(LoaderEvent::MeasureStart {
+            pcr: 9,
+            initial: Some("00".repeat(32)),
+            error: None,
+        });
+        for what in ["manifest", "module kmi_a"] {
+            s.event(LoaderEvent::Extended {
+                digest: "ab".repeat(32),
+                what: what.into(),
+            });
+        }
+        s.event(LoaderEvent::MeasureEnd {
+            value: Some("cd".repeat(32)),
+            error: None,
+        });
+        s.event(LoaderEvent::ModulesLocked {
+            t: 3.5,
+            error: None,
+        });
+        let m = s.measure().cloned().unwrap_or_default();
+        assert_eq!((m.pcr, m.bank.as_str()), (9, "sha256"));
+        assert_eq!(m.events.len(), 2);
+        assert_eq!(m.events[1].what, "module kmi_a");
+        assert_eq!(m.final_value, Some("cd".repeat(32)));
+        assert_eq!(m.error, None);
+        assert_eq!(s.modules_locked().map(|l| l.t), Some(3.5));
+        // A later failure keeps the events and says why.
+        s.event(LoaderEvent::MeasureEnd {
+            value: None,
+            error: Some("extending PCR 9 failed".into()),
+        });
+        let m = s.measure().cloned().unwrap_or_default();
+        assert_eq!(m.events.len(), 2);
+        assert_eq!(m.final_value, None);
+        assert_eq!(m.error.as_deref(), Some("extending PCR 9 failed"));
+        assert!(
+            s.notes
+                .iter()
+                .any(|n| n.contains("an extend before measuring started")),
+            "{:?}",
+            s.notes
         );
     }
 

@@ -107,14 +107,17 @@ pub enum FailureKind {
     Manifest,
     /// Nothing of the manifest can be planned.
     Plan,
+    /// Measured loading is required and no TPM answers.
+    Measure,
 }
 
 impl FailureKind {
-    const ALL: [FailureKind; 4] = [
+    const ALL: [FailureKind; 5] = [
         FailureKind::KernelRelease,
         FailureKind::Index,
         FailureKind::Manifest,
         FailureKind::Plan,
+        FailureKind::Measure,
     ];
 
     /// Its word on the pipe.
@@ -124,6 +127,7 @@ impl FailureKind {
             FailureKind::Index => "index",
             FailureKind::Manifest => "manifest",
             FailureKind::Plan => "plan",
+            FailureKind::Measure => "measure",
         }
     }
 
@@ -161,6 +165,9 @@ impl LoaderFailure {
                 "fix the manifest (kmodinit build validates it), or point kmodinit.manifest= at another"
             }
             FailureKind::Plan => "rebuild the image from this manifest and kernel release",
+            FailureKind::Measure => {
+                "the manifest's measure.required lets no module load unmeasured; kmodinit.measure=off on the kernel command line boots without measuring"
+            }
         }
         .to_owned()]
     }
@@ -197,6 +204,23 @@ pub enum LoaderEvent {
     Panicked { message: String },
     /// The child reached the end of `step` at `t` (the report's `steps`).
     Step { step: String, t: f64 },
+    /// Measured loading starts: PCR `pcr` (SHA-256 bank) holds `initial`
+    /// (hex); `None` with `error` when nothing is measured (no TPM).
+    MeasureStart {
+        pcr: u32,
+        initial: Option<String>,
+        error: Option<String>,
+    },
+    /// One extend made (hex digest, what it stands for).
+    Extended { digest: String, what: String },
+    /// The PCR's value read after the last extend so far (hex), or why
+    /// measuring stopped.
+    MeasureEnd {
+        value: Option<String>,
+        error: Option<String>,
+    },
+    /// `/proc/sys/kernel/modules_disabled` was set at `t` (or failed).
+    ModulesLocked { t: f64, error: Option<String> },
 }
 
 /// The event as the bytes the child writes.
@@ -282,6 +306,27 @@ pub fn encode(e: &LoaderEvent) -> Vec<u8> {
         }
         LoaderEvent::Step { step, t } => {
             out.start("step").text(step).time(*t);
+        }
+        LoaderEvent::MeasureStart {
+            pcr,
+            initial,
+            error,
+        } => {
+            out.start("measure")
+                .num(u64::from(*pcr))
+                .opt_text(initial.as_deref())
+                .opt_text(error.as_deref());
+        }
+        LoaderEvent::Extended { digest, what } => {
+            out.start("extended").text(digest).text(what);
+        }
+        LoaderEvent::MeasureEnd { value, error } => {
+            out.start("measured")
+                .opt_text(value.as_deref())
+                .opt_text(error.as_deref());
+        }
+        LoaderEvent::ModulesLocked { t, error } => {
+            out.start("locked").time(*t).opt_text(error.as_deref());
         }
     }
     out.0.push(b'\n');
@@ -502,6 +547,23 @@ impl EventReader {
                 step: f.text()?,
                 t: f.time()?,
             },
+            "measure" => LoaderEvent::MeasureStart {
+                pcr: u32::try_from(f.num()?).map_err(|_| "PCR out of range")?,
+                initial: f.opt_text()?,
+                error: f.opt_text()?,
+            },
+            "extended" => LoaderEvent::Extended {
+                digest: f.text()?,
+                what: f.text()?,
+            },
+            "measured" => LoaderEvent::MeasureEnd {
+                value: f.opt_text()?,
+                error: f.opt_text()?,
+            },
+            "locked" => LoaderEvent::ModulesLocked {
+                t: f.time()?,
+                error: f.opt_text()?,
+            },
             other => return Err(format!("unknown event {other:?}")),
         };
         f.end()?;
@@ -702,6 +764,28 @@ mod tests {
             LoaderEvent::Step {
                 step: "index".into(),
                 t: 1.25,
+            },
+            LoaderEvent::MeasureStart {
+                pcr: 9,
+                initial: Some("00".repeat(32)),
+                error: None,
+            },
+            LoaderEvent::MeasureStart {
+                pcr: 23,
+                initial: None,
+                error: Some("no TPM".into()),
+            },
+            LoaderEvent::Extended {
+                digest: "ab".repeat(32),
+                what: "params kmi_a: tag=x\ty".into(),
+            },
+            LoaderEvent::MeasureEnd {
+                value: Some("cd".repeat(32)),
+                error: None,
+            },
+            LoaderEvent::ModulesLocked {
+                t: 7.5,
+                error: Some("EPERM".into()),
             },
         ]
     }

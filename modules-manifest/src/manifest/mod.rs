@@ -56,6 +56,33 @@ pub struct Manifest {
     /// against `modules.alias`). `None`: off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coldplug: Option<ColdplugSpec>,
+    /// `"measure": {"pcr": N, "required": bool}`: extend every module
+    /// inserted (file and parameters) into a TPM PCR first. `None`: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measure: Option<MeasureSpec>,
+    /// `"lock_modules": true`: write 1 to `/proc/sys/kernel/modules_disabled`
+    /// once the load and the module helper's service are over.
+    #[serde(skip_serializing_if = "is_false")]
+    pub lock_modules: bool,
+}
+
+/// The PCR extended when `"measure"` names none: 9, where the kernel's EFI
+/// stub (and grub) measure the initrd, so that what the initrd brings into
+/// the kernel follows the initrd itself (init/PID1.md says why not another).
+pub const DEFAULT_MEASURE_PCR: u32 = 9;
+
+/// The highest PCR index of a PC client TPM.
+pub const MAX_PCR: u32 = 23;
+
+/// `"measure": {"pcr": N, "required": bool}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MeasureSpec {
+    /// 0..=23; default [`DEFAULT_MEASURE_PCR`].
+    pub pcr: u32,
+    /// No module loads unmeasured: without a TPM (or when an extend fails)
+    /// the boot stops and `on_failure` decides. Default false: the boot
+    /// goes on and the report says nothing was measured.
+    pub required: bool,
 }
 
 /// Coldplug: which matched drivers may load. A module matched by a
@@ -289,6 +316,11 @@ impl Manifest {
                 allow: c.allow.into_iter().map(|g| g.0.replace('-', "_")).collect(),
                 deny: c.deny.into_iter().map(|g| g.0.replace('-', "_")).collect(),
             }),
+            measure: raw.measure.map(|m| MeasureSpec {
+                pcr: m.pcr.0,
+                required: m.required,
+            }),
+            lock_modules: raw.lock_modules,
         };
         manifest.check()?;
         Ok(manifest)
@@ -446,6 +478,38 @@ mod tests {
 
     fn err(json: &str) -> ManifestError {
         Manifest::from_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn measure_and_lock_modules_are_checked_and_default_off() {
+        let m = Manifest::from_json(br#"{"version": 1}"#).unwrap();
+        assert_eq!((m.measure, m.lock_modules), (None, false));
+        let m = Manifest::from_json(
+            br#"{"version": 1, "measure": {"required": true}, "lock_modules": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m.measure,
+            Some(MeasureSpec {
+                pcr: DEFAULT_MEASURE_PCR,
+                required: true
+            })
+        );
+        assert!(m.lock_modules);
+        let m = Manifest::from_json(br#"{"version": 1, "measure": {"pcr": 23}}"#).unwrap();
+        assert_eq!(m.measure.map(|s| (s.pcr, s.required)), Some((23, false)));
+        let e = err(r#"{"version": 1, "measure": {"pcr": 24}}"#);
+        assert!(e.path.starts_with("measure.pcr"), "{e}");
+        assert!(e.to_string().contains("expected 0 to 23"), "{e}");
+        let e = err(r#"{"version": 1, "measure": {"bank": "sha1"}}"#);
+        assert!(e.to_string().contains("bank"), "{e}");
+        let e = err(r#"{"version": 1, "lock_modules": 1}"#);
+        assert!(e.path.starts_with("lock_modules"), "{e}");
+        // Written back and read again: the same.
+        let m =
+            Manifest::from_json(br#"{"version": 1, "measure": {"pcr": 12}, "lock_modules": true}"#)
+                .unwrap();
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
     }
 
     #[test]

@@ -35,6 +35,40 @@ pub(super) struct RawManifest {
     pub(super) softdeps: SoftdepsTable,
     #[serde(default)]
     pub(super) coldplug: Option<RawColdplug>,
+    #[serde(default)]
+    pub(super) measure: Option<RawMeasure>,
+    #[serde(default)]
+    pub(super) lock_modules: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMeasure {
+    #[serde(default)]
+    pub(super) pcr: Pcr,
+    #[serde(default)]
+    pub(super) required: bool,
+}
+
+/// A PCR index, 0 to [`MAX_PCR`].
+pub(super) struct Pcr(pub(super) u32);
+
+impl Default for Pcr {
+    fn default() -> Self {
+        Pcr(DEFAULT_MEASURE_PCR)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pcr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(n) if n <= MAX_PCR => Ok(Pcr(n)),
+            _ => Err(de::Error::custom(format!(
+                "PCR {n}: expected 0 to {MAX_PCR}"
+            ))),
+        }
+    }
 }
 
 #[derive(Deserialize)]
