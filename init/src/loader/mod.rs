@@ -44,6 +44,7 @@ pub mod modules_lock;
 pub mod open_world;
 pub mod requests;
 pub mod restorer;
+pub mod tpm_driver;
 
 /// The loader's diagnostic knobs, for benchmarks that compare its policies
 /// (not settings a user needs): the kernel hands command-line words like
@@ -140,7 +141,7 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
         let plan = make_plan(&input, &manifest, &modules_dir, &index, &loaded)?;
         Ok((plan, modules_dir, index, loaded, manifest))
     });
-    let (plan, modules_dir, index, loaded, manifest) = match planned {
+    let (mut plan, modules_dir, index, loaded, manifest) = match planned {
         Ok(p) => {
             stamp("plan");
             p
@@ -169,6 +170,29 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
     }
     drop(go);
 
+    // Measured loading with a TPM whose driver is a module: that driver
+    // loads first, since nothing can measure before the device exists.
+    let dev = input.root.join("dev");
+    if modules_manifest::measure::settings(Some(&manifest), input.cmdline).is_some()
+        && !tpm_driver::device_exists(&dev)
+        && !tpm_driver::nodes_first(&plan).is_empty()
+    {
+        let note = match tpm_driver::load_first(
+            &plan,
+            &modules_dir,
+            &kernel,
+            &dev,
+            tpm_driver::DEVICE_WAIT,
+        ) {
+            Ok(names) => format!(
+                "measure: the TPM's driver loaded before the plan, as the device did not exist yet: {} (measured in their plan place)",
+                names.join(", ")
+            ),
+            Err(why) => format!("measure: {why}"),
+        };
+        log::info!("{note}");
+        plan.notes.push(note);
+    }
     // Measured loading and the lock, as the manifest and command line say.
     let lock = modules_manifest::measure::lock_modules(Some(&manifest), input.cmdline)
         .then(|| ModulesLock::open(input.proc_dir));
