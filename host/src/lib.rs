@@ -6,9 +6,11 @@
 //! prints the load plan of a manifest against a module tree, strictly or as
 //! the boot would make it; [`show_report`] reads a boot's `report.json` and
 //! renders it through [`timeline`]; [`from_host`] writes a manifest for the
-//! running machine. The binary (`src/main.rs`) only parses arguments.
+//! running machine; [`update`] builds `/boot/initrd.img-RELEASE` as the
+//! kernel hooks of the Debian package ask. The binary (`src/main.rs`) only parses arguments.
 
 pub mod from_host;
 pub mod plan;
 pub mod show_report;
 pub mod timeline;
+pub mod update;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use kmodinit::from_host::{self, HostPaths};
 use kmodinit::plan::{self, Mode};
 use kmodinit::show_report::{self, DEFAULT_REPORT};
+use kmodinit::update;
 use kmodinit_mkimage::cli::{build_and_report, BuildArgs};
 use modules_manifest::KernelCmdline;
 
@@ -36,6 +37,41 @@ enum Command {
     /// Write a manifest for this machine: its loaded modules by subsystem,
     /// the root's drivers required, the root by UUID.
     ManifestFromHost(FromHostArgs),
+    /// Build /boot/initrd.img-RELEASE from /etc/kmodinit/ (kmodinit.conf,
+    /// manifest.json), atomically: the old image stays until the new one is
+    /// complete. What the kernel hooks run (host/README.md).
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpdateArgs {
+    /// The kernel release, or `all`: every kernel under lib/modules.
+    #[arg(
+        short = 'k',
+        long = "kernel",
+        value_name = "RELEASE|all",
+        default_value = "all"
+    )]
+    kernel: String,
+    /// The root of the system the images are for.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    sysroot: PathBuf,
+    /// Where the images go.
+    #[arg(long, value_name = "DIR", default_value = "/boot")]
+    boot_dir: PathBuf,
+    /// The configuration directory (kmodinit.conf, manifest.json).
+    #[arg(long, value_name = "DIR", default_value = "/etc/kmodinit")]
+    config_dir: PathBuf,
+    /// Where init and init-tiny are installed.
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/kmodinit")]
+    lib_dir: PathBuf,
+}
+
+/// The image builder's flags, parsed as `kmodinit build` parses them.
+#[derive(Debug, Parser)]
+struct BuildOnly {
+    #[command(flatten)]
+    args: BuildArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +141,7 @@ fn main() -> ExitCode {
             show_report::show(&a.report, a.svg.as_deref()).map_err(|e| Box::new(e) as Box<_>)
         }
         Command::ManifestFromHost(a) => run_from_host(a),
+        Command::Update(a) => run_update(a),
     };
     match result {
         Ok(out) => {
@@ -170,5 +207,61 @@ fn run_from_host(a: FromHostArgs) -> Result<String, Error> {
             eprintln!("kmodinit: manifest written to {}", path.display());
             Ok(String::new())
         }
+    }
+}
+
+fn run_update(a: UpdateArgs) -> Result<String, Error> {
+    let paths = update::UpdatePaths {
+        sysroot: a.sysroot,
+        boot: a.boot_dir,
+        config_dir: a.config_dir,
+        lib_dir: a.lib_dir,
+    };
+    let config = update::Config::load(&paths.config_dir)?;
+    let build = |r: &update::BuildRequest| -> Result<(), String> {
+        let argv = std::iter::once("kmodinit build".to_string()).chain(r.args.iter().cloned());
+        let b = BuildOnly::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let s = kmodinit_mkimage::cli::run(b.args).map_err(|e| {
+            let mut m = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                if !m.contains(&c.to_string()) {
+                    m.push_str(&format!(": {c}"));
+                }
+                src = c.source();
+            }
+            m
+        })?;
+        eprintln!(
+            "kmodinit: {} modules, {} bytes",
+            s.modules, s.compressed_bytes
+        );
+        Ok(())
+    };
+    let mut failed = None;
+    for release in update::releases(&paths, &a.kernel)? {
+        let mut log = Vec::new();
+        let r = update::update_one(&paths, &config, &release, &build, &mut log);
+        for l in &log {
+            eprintln!(
+                "{}",
+                if l.starts_with("kmodinit:") {
+                    l.clone()
+                } else {
+                    format!("kmodinit:   {l}")
+                }
+            );
+        }
+        match r {
+            Ok(image) => eprintln!("kmodinit: {} written", image.display()),
+            Err(e) => {
+                eprintln!("kmodinit: error: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(Box::new(e)),
+        None => Ok(String::new()),
     }
 }
