@@ -218,6 +218,7 @@ fn run_update(a: UpdateArgs) -> Result<String, Error> {
         lib_dir: a.lib_dir,
     };
     let config = update::Config::load(&paths.config_dir)?;
+    let summary = std::cell::RefCell::new(String::new());
     let build = |r: &update::BuildRequest| -> Result<(), String> {
         let argv = std::iter::once("kmodinit build".to_string()).chain(r.args.iter().cloned());
         let b = BuildOnly::try_parse_from(argv).map_err(|e| e.to_string())?;
@@ -232,10 +233,12 @@ fn run_update(a: UpdateArgs) -> Result<String, Error> {
             }
             m
         })?;
-        eprintln!(
-            "kmodinit: {} modules, {} bytes",
-            s.modules, s.compressed_bytes
-        );
+        summary.replace(format!(
+            "kmodinit:   {} modules, {} bytes ({})",
+            s.modules,
+            s.compressed_bytes,
+            s.compress.name()
+        ));
         Ok(())
     };
     let mut failed = None;
@@ -243,14 +246,15 @@ fn run_update(a: UpdateArgs) -> Result<String, Error> {
         let mut log = Vec::new();
         let r = update::update_one(&paths, &config, &release, &build, &mut log);
         for l in &log {
-            eprintln!(
-                "{}",
-                if l.starts_with("kmodinit:") {
-                    l.clone()
-                } else {
-                    format!("kmodinit:   {l}")
-                }
-            );
+            if l.starts_with("kmodinit:") {
+                eprintln!("{l}");
+            } else {
+                eprintln!("kmodinit:   {l}");
+            }
+        }
+        let s = summary.take();
+        if !s.is_empty() {
+            eprintln!("{s}");
         }
         match r {
             Ok(image) => eprintln!("kmodinit: {} written", image.display()),

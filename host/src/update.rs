@@ -218,15 +218,13 @@ pub struct Choice {
 /// is `/proc/1/root`) and the kernel is the running one. `Err` says why not.
 pub fn on_target_machine(sysroot: &Path, release: &str) -> Result<(), String> {
     let proc1 = sysroot.join("proc/1/root");
-    let (root, init_root) = match (std::fs::metadata(sysroot), std::fs::metadata(&proc1)) {
-        (Ok(a), Ok(b)) => (a, b),
-        _ => {
-            return Err(format!(
-                "{} cannot be read (no /proc: a chroot?)",
-                proc1.display()
-            ))
-        }
-    };
+    let root = std::fs::metadata(sysroot).map_err(|e| format!("{}: {e}", sysroot.display()))?;
+    let init_root = std::fs::metadata(&proc1).map_err(|e| {
+        format!(
+            "PID 1's root {} cannot be read ({e}): taken as a chroot",
+            proc1.display()
+        )
+    })?;
     if (root.dev(), root.ino()) != (init_root.dev(), init_root.ino()) {
         return Err("this is a chroot (/ is not PID 1's root)".into());
     }
@@ -592,7 +590,7 @@ mod tests {
         // A temp tree has no proc/1/root: not the target machine.
         let ch = choose(&p, &c, "6.1.0-9-amd64");
         assert_eq!(ch.source, Source::Generic);
-        assert!(ch.why.contains("no /proc"), "{}", ch.why);
+        assert!(ch.why.contains("taken as a chroot"), "{}", ch.why);
         c.mode = Mode::Host;
         assert_eq!(choose(&p, &c, "6.1.0-9-amd64").source, Source::Host);
         let f = p.config_dir.join(MANIFEST_FILE);
