@@ -5,6 +5,9 @@
 set -euo pipefail
 host=$1 mkimage=$2 init=$3 tiny=$4 out=$5
 here=$(cd "$(dirname "$0")" && pwd)
+# Maintainer: $DEBFULLNAME <$DEBEMAIL> as dch takes it; a local build without
+# them says so (lintian's bogus-mail-host).
+maint="${DEBFULLNAME:-kmodinit local build} <${DEBEMAIL:-kmodinit@localhost}>"
 version=$(awk -F'"' '/^version/ { print $2; exit }' "$here/../host/Cargo.toml")
 arch=$(dpkg --print-architecture)
 P="$out/deb-root"
@@ -19,11 +22,13 @@ install -m 0644 "$here/kmodinit.conf" "$P/etc/kmodinit/kmodinit.conf"
 install -m 0755 "$here/hooks/postinst.d-kmodinit" "$P/etc/kernel/postinst.d/kmodinit"
 install -m 0755 "$here/hooks/postrm.d-kmodinit" "$P/etc/kernel/postrm.d/kmodinit"
 install -m 0644 "$here/copyright" "$P/usr/share/doc/kmodinit/copyright"
+install -d "$P/usr/share/lintian/overrides"
+install -m 0644 "$here/lintian-overrides" "$P/usr/share/lintian/overrides/kmodinit"
 install -m 0644 "$here/../README.md" "$P/usr/share/doc/kmodinit/README.md"
 install -m 0644 "$here/../host/README.md" "$P/usr/share/doc/kmodinit/host-README.md"
 date=$(git -C "$here/.." log -1 --format=%aD 2>/dev/null || date -R)
-printf 'kmodinit (%s) unstable; urgency=medium\n\n  * Built from git %s.\n\n -- kmodinit maintainers <kmodinit@localhost>  %s\n' \
-    "$version" "$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)" "$date" \
+printf 'kmodinit (%s) unstable; urgency=medium\n\n  * Built from git %s.\n\n -- %s  %s\n' \
+    "$version" "$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)" "$maint" "$date" \
     | gzip -9n > "$P/usr/share/doc/kmodinit/changelog.gz"
 install -m 0755 "$here/postinst" "$here/postrm" "$P/DEBIAN/"
 printf '/etc/kmodinit/kmodinit.conf\n/etc/kernel/postinst.d/kmodinit\n/etc/kernel/postrm.d/kmodinit\n' > "$P/DEBIAN/conffiles"
@@ -37,7 +42,7 @@ cat > "$P/DEBIAN/control" <<CONTROL
 Package: kmodinit
 Version: $version
 Architecture: $arch
-Maintainer: kmodinit maintainers <kmodinit@localhost>
+Maintainer: $maint
 Installed-Size: $size
 Depends: $depends
 Provides: linux-initramfs-tool
