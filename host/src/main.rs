@@ -241,7 +241,7 @@ fn run_update(a: UpdateArgs) -> Result<String, Error> {
         ));
         Ok(())
     };
-    let mut failed = None;
+    let mut failed = Vec::new();
     for release in update::releases(&paths, &a.kernel)? {
         let mut log = Vec::new();
         let r = update::update_one(&paths, &config, &release, &build, &mut log);
@@ -260,12 +260,13 @@ fn run_update(a: UpdateArgs) -> Result<String, Error> {
             Ok(image) => eprintln!("kmodinit: {} written", image.display()),
             Err(e) => {
                 eprintln!("kmodinit: error: {e}");
-                failed = Some(e);
+                failed.push(release);
             }
         }
     }
-    match failed {
-        Some(e) => Err(Box::new(e)),
-        None => Ok(String::new()),
+    if failed.is_empty() {
+        Ok(String::new())
+    } else {
+        Err(format!("no new image for {} (reasons above)", failed.join(", ")).into())
     }
 }
