@@ -56,10 +56,10 @@ MKIMAGE := target/release/kmodinit-mkimage
 DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools swtpm swtpm-tools \
             linux-image-amd64 linux-headers-amd64 busybox-static qemu-system-arm gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu qemu-user \
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev \
-            cryptsetup-bin
+            cryptsetup-bin debootstrap binutils
 
 .PHONY: init-tiny-faults all host deps tiny-deps bpo-kernel arm64-kernel arm64-inits riscv64-musl riscv64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
-        fuzz-deps fuzz-corpus fuzz-smoke loom
+        fuzz-deps fuzz-corpus fuzz-smoke loom deb test-distro
 
 all: init host
 
@@ -333,6 +333,18 @@ init-tiny-faults: tiny-deps
 HOST := target/release/kmodinit
 mkimage host:
 	cargo build --release -p kmodinit -p kmodinit-mkimage
+
+# The Debian package: build/kmodinit_VERSION_ARCH.deb (dpkg-deb; contents and
+# scripts in debian/, host/README.md "Install on Debian").
+deb: host init init-tiny
+	bash debian/build-deb.sh target/release/kmodinit $(MKIMAGE) $(INIT) $(INIT_TINY) $(BUILD)
+
+# Debootstraps a bookworm with systemd (cached in build/distro/), installs the
+# package in it, lets the kernel's postinst hook build the image, boots it
+# under QEMU against initramfs-tools' image of the same system
+# (tests/distro/run.sh; tests/README.md).
+test-distro: deb
+	bash tests/distro/run.sh
 
 # The layout rule of /init (no import cycle between its modules; PID 1's
 # side and the loader's never import each other): init/tests/layout.rs.

@@ -11,6 +11,7 @@ use kmodinit::from_host::{self, HostPaths};
 use kmodinit::measure;
 use kmodinit::plan::{self, Mode};
 use kmodinit::show_report::{self, DEFAULT_REPORT};
+use kmodinit::update;
 use kmodinit_mkimage::cli::{build_and_report, BuildArgs};
 use modules_manifest::KernelCmdline;
 
@@ -40,6 +41,10 @@ enum Command {
     /// Predict the TPM PCR value an image and a command line give with
     /// measured loading, from the image alone.
     Measure(MeasureArgs),
+    /// Build /boot/initrd.img-RELEASE from /etc/kmodinit/ (kmodinit.conf,
+    /// manifest.json), atomically: the old image stays until the new one is
+    /// complete. What the kernel hooks run (host/README.md).
+    Update(UpdateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +64,37 @@ struct MeasureArgs {
     /// Print the report's "measure" object as JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct UpdateArgs {
+    /// The kernel release, or `all`: every kernel under lib/modules.
+    #[arg(
+        short = 'k',
+        long = "kernel",
+        value_name = "RELEASE|all",
+        default_value = "all"
+    )]
+    kernel: String,
+    /// The root of the system the images are for.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    sysroot: PathBuf,
+    /// Where the images go.
+    #[arg(long, value_name = "DIR", default_value = "/boot")]
+    boot_dir: PathBuf,
+    /// The configuration directory (kmodinit.conf, manifest.json).
+    #[arg(long, value_name = "DIR", default_value = "/etc/kmodinit")]
+    config_dir: PathBuf,
+    /// Where init and init-tiny are installed.
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/kmodinit")]
+    lib_dir: PathBuf,
+}
+
+/// The image builder's flags, parsed as `kmodinit build` parses them.
+#[derive(Debug, Parser)]
+struct BuildOnly {
+    #[command(flatten)]
+    args: BuildArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +165,7 @@ fn main() -> ExitCode {
         }
         Command::ManifestFromHost(a) => run_from_host(a),
         Command::Measure(a) => run_measure(a),
+        Command::Update(a) => run_update(a),
     };
     match result {
         Ok(out) => {
@@ -211,5 +248,66 @@ fn run_from_host(a: FromHostArgs) -> Result<String, Error> {
             eprintln!("kmodinit: manifest written to {}", path.display());
             Ok(String::new())
         }
+    }
+}
+
+fn run_update(a: UpdateArgs) -> Result<String, Error> {
+    let paths = update::UpdatePaths {
+        sysroot: a.sysroot,
+        boot: a.boot_dir,
+        config_dir: a.config_dir,
+        lib_dir: a.lib_dir,
+    };
+    let config = update::Config::load(&paths.config_dir)?;
+    let summary = std::cell::RefCell::new(String::new());
+    let build = |r: &update::BuildRequest| -> Result<(), String> {
+        let argv = std::iter::once("kmodinit build".to_string()).chain(r.args.iter().cloned());
+        let b = BuildOnly::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let s = kmodinit_mkimage::cli::run(b.args).map_err(|e| {
+            let mut m = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                if !m.contains(&c.to_string()) {
+                    m.push_str(&format!(": {c}"));
+                }
+                src = c.source();
+            }
+            m
+        })?;
+        summary.replace(format!(
+            "kmodinit:   {} modules, {} bytes ({})",
+            s.modules,
+            s.compressed_bytes,
+            s.compress.name()
+        ));
+        Ok(())
+    };
+    let mut failed = Vec::new();
+    for release in update::releases(&paths, &a.kernel)? {
+        let mut log = Vec::new();
+        let r = update::update_one(&paths, &config, &release, &build, &mut log);
+        for l in &log {
+            if l.starts_with("kmodinit:") {
+                eprintln!("{l}");
+            } else {
+                eprintln!("kmodinit:   {l}");
+            }
+        }
+        let s = summary.take();
+        if !s.is_empty() {
+            eprintln!("{s}");
+        }
+        match r {
+            Ok(image) => eprintln!("kmodinit: {} written", image.display()),
+            Err(e) => {
+                eprintln!("kmodinit: error: {e}");
+                failed.push(release);
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(String::new())
+    } else {
+        Err(format!("no new image for {} (reasons above)", failed.join(", ")).into())
     }
 }

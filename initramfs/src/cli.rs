@@ -52,7 +52,7 @@ pub struct BuildArgs {
 
     /// The static PID 1 to install as /init (mode 0755). Default: $KMODINIT_INIT,
     /// else build/init of the workspace this tool was built in (`make init`
-    /// builds it).
+    /// builds it), else the packaged /usr/lib/kmodinit/init.
     #[arg(long, value_name = "FILE")]
     init: Option<PathBuf>,
 
@@ -149,7 +149,7 @@ pub struct BuildArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(
-        "no --init given and {0} does not exist: run `make init` first \
+        "no --init given and neither {0} nor {INSTALLED_INIT} exists: run `make init` first \
          (or pass --init FILE, or set {INIT_ENV})"
     )]
     NoDefaultInit(PathBuf),
@@ -255,8 +255,12 @@ fn building_for_this_host(release: &str, modules_root: &Path) -> bool {
     running.trim() == release && modules_root == Path::new("/")
 }
 
+/// Where the Debian package installs `/init` (`make deb`).
+pub const INSTALLED_INIT: &str = "/usr/lib/kmodinit/init";
+
 /// `$KMODINIT_INIT`, else `<workspace>/build/init` found from this
-/// executable's path (`<workspace>/target/<profile>/kmodinit` or `kmodinit-mkimage`).
+/// executable's path (`<workspace>/target/<profile>/kmodinit` or `kmodinit-mkimage`),
+/// else the packaged [`INSTALLED_INIT`].
 fn default_init() -> Result<PathBuf, CliError> {
     if let Some(p) = std::env::var_os(INIT_ENV).filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(p));
@@ -270,6 +274,8 @@ fn default_init() -> Result<PathBuf, CliError> {
         .unwrap_or_else(|| PathBuf::from("build/init"));
     if candidate.is_file() {
         Ok(candidate)
+    } else if Path::new(INSTALLED_INIT).is_file() {
+        Ok(PathBuf::from(INSTALLED_INIT))
     } else {
         Err(CliError::NoDefaultInit(candidate))
     }

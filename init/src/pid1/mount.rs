@@ -56,7 +56,11 @@ pub const EARLY_MOUNTS: &[EarlyMount] = &[
         source: "tmpfs",
         target: "/run",
         fstype: "tmpfs",
-        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        // As systemd mounts it (mode=755,nodev,nosuid,strictatime): it is
+        // handed over as it is, and systemd does not remount it.
+        flags: MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_STRICTATIME),
         data: Some("mode=0755"),
     },
 ];
