@@ -405,6 +405,28 @@ impl<S: Sys> Boot<S> {
     }
 }
 
+/// The one kernel-log line at the handover: `kmodinit: initramfs N ms: …`,
+/// from PID 1's first step to exec, then each step's own time (since the
+/// step before it) in ms.
+pub fn handover_line(start: f64, steps: &[Step]) -> String {
+    let ms = |s: f64| (s * 1000.0).round().max(0.0) as u64;
+    let total = steps.last().map_or(0, |s| ms(s.t - start));
+    let mut prev = start;
+    let parts: Vec<String> = steps
+        .iter()
+        .filter(|s| s.process == "init" && s.step != "start")
+        .map(|s| {
+            let d = ms(s.t - prev);
+            prev = s.t;
+            format!("{} {d}", s.step)
+        })
+        .collect();
+    format!(
+        "kmodinit: initramfs {total} ms: {} (ms per step)",
+        parts.join(", ")
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
@@ -448,33 +470,6 @@ mod tests {
         assert!(!run.join("helper.sock").exists());
         let _ = std::fs::remove_dir_all(&tmp);
     }
-}
-
-/// The one kernel-log line at the handover: `kmodinit: initramfs N ms: …`,
-/// from PID 1's first step to exec, then each step's own time (since the
-/// step before it) in ms.
-pub fn handover_line(start: f64, steps: &[Step]) -> String {
-    let ms = |s: f64| (s * 1000.0).round().max(0.0) as u64;
-    let total = steps.last().map_or(0, |s| ms(s.t - start));
-    let mut prev = start;
-    let parts: Vec<String> = steps
-        .iter()
-        .filter(|s| s.process == "init" && s.step != "start")
-        .map(|s| {
-            let d = ms(s.t - prev);
-            prev = s.t;
-            format!("{} {d}", s.step)
-        })
-        .collect();
-    format!(
-        "kmodinit: initramfs {total} ms: {} (ms per step)",
-        parts.join(", ")
-    )
-}
-
-#[cfg(test)]
-mod handover_line_tests {
-    use super::*;
 
     #[test]
     fn totals_and_per_step_times() {
