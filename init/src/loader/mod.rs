@@ -17,14 +17,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
+use modules_manifest::{DepIndex, Manifest};
 
 use crate::clock::boottime;
 use crate::kernel::tpm::DeviceTpm;
 use crate::kernel::{Kernel, RealKernel};
 use crate::report::Report;
 use crate::sys::process;
-use crate::wire::events::{encode, LoadSummary, LoaderEvent, PlannedChain, PlannedModule};
+use crate::wire::events::{encode, LoadSummary, LoaderEvent};
 use crate::wire::fork::{ChildPipes, LoadInput};
 use crate::wire::go::{decode_go, GO_LEN};
 use crate::wire::helper::{run_server, Outcome, ServerState};
@@ -34,6 +34,7 @@ use measure::{planned_files, MeasuredKernel, Measurer, PlannedFile};
 use modules_lock::ModulesLock;
 use modules_manifest::measure::Event;
 use open_world::{Inputs, OpenWorld};
+use planning::{make_plan, open_ahead_list, planned_event, read_manifest_again};
 use restorer::Restorer;
 
 pub mod coldplug;
@@ -42,6 +43,7 @@ pub mod error;
 pub mod measure;
 pub mod modules_lock;
 pub mod open_world;
+pub mod planning;
 pub mod requests;
 pub mod restorer;
 pub mod tpm_driver;
@@ -443,41 +445,6 @@ fn serve_request(world: &OpenWorld, name: &str) -> Outcome {
     outcome
 }
 
-/// The most module files the child opens ahead. PID 1 (and so the child)
-/// starts with the kernel's default of 1,024 descriptors; this leaves room
-/// for the pool, the pipe and the uevent socket.
-pub const MAX_OPEN_AHEAD: usize = 768;
-
-/// The module files to open before the load: the plan's, then the image's
-/// other modules (coldplug and the kernel's requests may need any of them
-/// after switch_root has unlinked the initramfs), at most
-/// [`MAX_OPEN_AHEAD`] in all; the rest are opened when inserted.
-fn open_ahead_list(
-    plan: &modules_manifest::Plan,
-    index: &DepIndex,
-    modules_dir: &Path,
-) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<std::path::PathBuf> = plan
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.action {
-            modules_manifest::Action::Insert { path, .. } => Some(modules_dir.join(path)),
-            _ => None,
-        })
-        .collect();
-    let planned: BTreeSet<&str> = plan.module_files().collect();
-    let mut others: Vec<&str> = index
-        .modules
-        .values()
-        .map(|m| m.path.as_str())
-        .filter(|p| !planned.contains(p))
-        .collect();
-    others.sort_unstable();
-    let room = MAX_OPEN_AHEAD.saturating_sub(files.len());
-    files.extend(others.into_iter().take(room).map(|p| modules_dir.join(p)));
-    files
-}
-
 /// Index and loaded set, read before PID 1's go.
 fn read_index(
     input: &LoadInput<'_>,
@@ -514,133 +481,6 @@ fn wait_for_go(go: &mut File) -> Option<(usize, Duration)> {
 fn wait_for_helper(go: &mut File) -> bool {
     let mut byte = [0u8; 1];
     go.read_exact(&mut byte).is_ok() && byte[0] == 1
-}
-
-/// The manifest PID 1 has read and validated, read again by the child.
-fn read_manifest_again(path: &Path) -> Result<Manifest, LoaderError> {
-    match crate::inputs::read_manifest(path) {
-        Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(LoaderError::ManifestGone(path.to_path_buf())),
-        Err(e) => Err(LoaderError::Manifest(e)),
-    }
-}
-
-/// The plan: only what leaves nothing to plan stops the boot (the child
-/// says so with `fatal`); a module that cannot be planned fails alone
-/// (`plan_at_boot`).
-fn make_plan(
-    input: &LoadInput<'_>,
-    manifest: &Manifest,
-    modules_dir: &Path,
-    index: &DepIndex,
-    loaded: &BTreeSet<modules_manifest::ModuleName>,
-) -> Result<modules_manifest::Plan, LoaderError> {
-    let mut plan = modules_manifest::plan_at_boot(PlanInput {
-        manifest,
-        index,
-        cmdline: input.cmdline,
-        loaded,
-    })
-    .map_err(LoaderError::Plan)?;
-    warn_unknown_cmdline_params(&mut plan, input.cmdline, modules_dir);
-    for note in &plan.notes {
-        log::info!("plan: {note}");
-    }
-    Ok(plan)
-}
-
-/// The largest `modules.params` read, in bytes (the image builder writes
-/// one short line per module).
-const MAX_PARAMS_FILE_BYTES: u64 = 4 << 20;
-
-/// A command-line `name.param=value` whose module does not declare
-/// `param` (per the image's `modules.params`, written by the image builder
-/// from each module's `.modinfo`) is a warning in the log and on the
-/// module's report entry; it is still passed on (the kernel ignores an
-/// unknown parameter itself, and a stale list must not drop a real one).
-/// An image without the file is not checked.
-fn warn_unknown_cmdline_params(
-    plan: &mut modules_manifest::Plan,
-    cmdline: &KernelCmdline,
-    modules_dir: &Path,
-) {
-    use modules_manifest::modinfo;
-    if cmdline.module_params.is_empty() {
-        return;
-    }
-    let mut text = String::new();
-    let read = File::open(modules_dir.join(modinfo::PARAMS_FILE))
-        .and_then(|f| f.take(MAX_PARAMS_FILE_BYTES).read_to_string(&mut text));
-    if read.is_err() {
-        return;
-    }
-    let known = modinfo::parse_params_file(&text);
-    for node in &mut plan.nodes {
-        let (Some(given), Some(declared)) =
-            (cmdline.module_params.get(&node.name), known.get(&node.name))
-        else {
-            continue;
-        };
-        for p in modinfo::unknown_params(&given.join(" "), declared) {
-            let list: Vec<&str> = declared.iter().map(String::as_str).collect();
-            let w = format!(
-                "{name}.{p} on the kernel command line: {name} has no parameter {p} \
-                 (its parameters: {}); the kernel will ignore it",
-                if list.is_empty() {
-                    "none".to_owned()
-                } else {
-                    list.join(", ")
-                },
-                name = node.name
-            );
-            log::warn!("kmodinit: {w}");
-            node.warnings.push(w);
-        }
-    }
-}
-
-/// The `planned` event of `plan`, the load starting at `t`.
-fn planned_event(plan: &modules_manifest::Plan, t: f64) -> LoaderEvent {
-    let mut chains_of: Vec<Vec<String>> = vec![Vec::new(); plan.nodes.len()];
-    for c in &plan.chains {
-        for &id in &c.nodes {
-            if let Some(list) = chains_of.get_mut(id) {
-                if !list.contains(&c.name) {
-                    list.push(c.name.clone());
-                }
-            }
-        }
-    }
-    LoaderEvent::Planned {
-        modules: plan
-            .nodes
-            .iter()
-            .zip(chains_of)
-            .map(|(n, chains)| {
-                let (reason, alternative) = crate::report::plan_facts(n);
-                PlannedModule {
-                    name: n.name.clone(),
-                    params: n.params.clone(),
-                    chains,
-                    required: n.required,
-                    warnings: n.warnings.clone(),
-                    reason,
-                    alternative,
-                }
-            })
-            .collect(),
-        chains: plan
-            .chains
-            .iter()
-            .map(|c| PlannedChain {
-                name: c.name.clone(),
-                required: c.required,
-                nodes: c.nodes.clone(),
-            })
-            .collect(),
-        notes: plan.notes.clone(),
-        boottime_load_start: t,
-    }
 }
 
 /// In the child: a panic is logged, told to PID 1 (`panicked`), and the
@@ -698,31 +538,5 @@ mod tests {
         assert!(!wait_for_helper(&mut rx));
         drop(tx);
         assert!(!wait_for_helper(&mut rx));
-    }
-
-    #[test]
-    fn the_plans_files_open_first_then_the_images_others_up_to_the_cap() {
-        let mut dep = String::from("kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n");
-        for i in 0..MAX_OPEN_AHEAD + 10 {
-            dep.push_str(&format!("kernel/x{i:04}.ko:\n"));
-        }
-        let index = DepIndex::parse(&dep, "", "", "").unwrap();
-        let manifest =
-            Manifest::from_json(br#"{"version": 1, "chains": [{"name": "c", "modules": ["a"]}]}"#)
-                .unwrap();
-        let plan = modules_manifest::plan_at_boot(PlanInput {
-            manifest: &manifest,
-            index: &index,
-            cmdline: &KernelCmdline::default(),
-            loaded: &BTreeSet::new(),
-        })
-        .unwrap();
-        let files = open_ahead_list(&plan, &index, Path::new("/m"));
-        assert_eq!(files.len(), MAX_OPEN_AHEAD);
-        assert_eq!(files[0], Path::new("/m/kernel/b.ko"));
-        assert_eq!(files[1], Path::new("/m/kernel/a.ko"));
-        assert_eq!(files[2], Path::new("/m/kernel/x0000.ko"));
-        let distinct: BTreeSet<_> = files.iter().collect();
-        assert_eq!(distinct.len(), files.len());
     }
 }
