@@ -10,24 +10,8 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use kmodinit_e2e::{assert_init_never_died, boot, report_modules, report_state, Env, FATAL_BANNER};
-use kmodinit_qemu::Boot;
+use kmodinit_e2e::{assert_real_init_ran, boot, report_modules, report_state, Env};
 use serde_json::{json, Value};
-
-fn assert_real_init_ran(b: &Boot) {
-    assert_init_never_died(b);
-    assert!(
-        !b.console.contains(FATAL_BANNER),
-        "fatal error; tail:\n{}",
-        b.console.tail(40)
-    );
-    assert_eq!(
-        b.console.real_init().map(|i| i.pid),
-        Some(1),
-        "the real init did not run; tail:\n{}",
-        b.console.tail(40)
-    );
-}
 
 fn module<'a>(report: &'a Value, name: &str) -> &'a Value {
     let m = report_modules(report, name);

@@ -14,7 +14,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use kmodinit_e2e::{assert_init_never_died, boot, report_state, Env, FATAL_BANNER};
+use kmodinit_e2e::{
+    assert_init_never_died, assert_real_init_ran, boot, report_state, Env, FATAL_BANNER,
+};
 use kmodinit_qemu::{Boot, RealInitRoot, SwTpm};
 use serde_json::{json, Value};
 use verifier::*;
@@ -77,21 +79,6 @@ fn boot_with(
     let b = boot(vm);
     drop(swtpm);
     (b, cmdline)
-}
-
-fn assert_real_init_ran(b: &Boot) {
-    assert_init_never_died(b);
-    assert!(
-        !b.console.contains(FATAL_BANNER),
-        "fatal; tail:\n{}",
-        b.console.tail(40)
-    );
-    assert_eq!(
-        b.console.real_init().map(|i| i.pid),
-        Some(1),
-        "the real init did not run; tail:\n{}",
-        b.console.tail(40)
-    );
 }
 
 /// The PCR as the kernel showed it to the real init, lower-case hex.
