@@ -1,11 +1,13 @@
 //! Reading the boot's inputs, shared by every process of `/init`: the
-//! manifest file (bounded, validated), where it is, and the module tree of
-//! the running kernel. The command line is parsed by `modules_manifest`.
+//! manifest file (bounded, validated), where it is, the module tree of the
+//! running kernel and its compiled index. The command line is parsed by
+//! `modules_manifest`.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use modules_manifest::compiled::{self, CompiledError, CompiledIndex, MAX_INDEX_BYTES};
 use modules_manifest::manifest::{ManifestError, MAX_MANIFEST_BYTES};
 use modules_manifest::{KernelCmdline, Manifest};
 
@@ -81,6 +83,57 @@ pub fn read_manifest(path: &Path) -> Result<Option<Manifest>, ManifestReadError>
 pub fn modules_dir(root: &Path, proc: &Path) -> io::Result<PathBuf> {
     let release = std::fs::read_to_string(proc.join("sys/kernel/osrelease"))?;
     Ok(root.join("lib/modules").join(release.trim()))
+}
+
+/// Why the image's compiled index could not be used.
+#[derive(Debug)]
+pub enum IndexReadError {
+    /// The module directory has no compiled index.
+    Missing,
+    /// It exists but cannot be read.
+    Read(io::Error),
+    /// Its header or contents are refused (another format version or
+    /// kernel release, damaged).
+    Compiled(CompiledError),
+}
+
+impl fmt::Display for IndexReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IndexReadError::Missing => {
+                f.write_str("no such file: build the image with kmodinit build, which writes it")
+            }
+            IndexReadError::Read(e) => e.fmt(f),
+            IndexReadError::Compiled(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for IndexReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IndexReadError::Missing => None,
+            IndexReadError::Read(e) => Some(e),
+            IndexReadError::Compiled(e) => Some(e),
+        }
+    }
+}
+
+/// The compiled index of `modules_dir` (`lib/modules/<release>`, as
+/// [`modules_dir`] gives it: the index must be for that release), read
+/// whole, at most [`MAX_INDEX_BYTES`], and decoded.
+pub fn read_index(modules_dir: &Path) -> Result<CompiledIndex, IndexReadError> {
+    let file = match std::fs::File::open(modules_dir.join(compiled::INDEX_FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(IndexReadError::Missing),
+        Err(e) => return Err(IndexReadError::Read(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_INDEX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(IndexReadError::Read)?;
+    let release = modules_dir.file_name().and_then(|r| r.to_str());
+    compiled::decode(&bytes, release).map_err(IndexReadError::Compiled)
 }
 
 /// What `<proc>/modules` lists now (empty if unreadable).

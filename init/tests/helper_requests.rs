@@ -17,7 +17,7 @@ use kmodinit_init::loader::engine::{self as loader, LoaderOptions};
 use kmodinit_init::loader::open_world::{Inputs, OpenWorld};
 use kmodinit_init::loader::requests::{self as request, Outcome};
 use kmodinit_init::wire::helper::{self as channel, ServerState};
-use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
+use modules_manifest::{CompiledIndex, DepIndex, KernelCmdline, Manifest, PlanInput};
 
 /// `crypto_user` (the boot plan's module, slow) requests nothing itself;
 /// `fs-vfat` → vfat ← fat; `crypto-sha256` → sha256_generic and
@@ -268,20 +268,21 @@ fn standalone_root(tag: &str, cmdline: &str, manifest: Option<&str>) -> std::pat
     ] {
         std::fs::write(dir.join(format!("kernel/{m}.ko")), m).unwrap();
     }
-    std::fs::write(
-        dir.join("modules.dep"),
+    // As `kmodinit build` writes it: the depmod text compiled.
+    let index = DepIndex::parse(
         "kernel/shared.ko:\nkernel/crypto_user.ko: kernel/shared.ko\nkernel/fat.ko: kernel/shared.ko\n\
          kernel/vfat.ko: kernel/fat.ko kernel/shared.ko\nkernel/sha256_generic.ko:\nkernel/sha256_ssse3.ko:\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("modules.alias"),
+        "",
+        "",
         "alias fs-vfat vfat\nalias crypto-sha256 sha256_generic\nalias crypto-sha256 sha256_ssse3\n",
     )
     .unwrap();
-    for f in ["modules.softdep", "modules.builtin"] {
-        std::fs::write(dir.join(f), "").unwrap();
-    }
+    let compiled = CompiledIndex::compile("6.1.0-x", index, Default::default(), []);
+    std::fs::write(
+        dir.join(modules_manifest::compiled::INDEX_FILE),
+        modules_manifest::compiled::encode(&compiled),
+    )
+    .unwrap();
     let proc = root.join("proc");
     std::fs::create_dir_all(proc.join("sys/kernel")).unwrap();
     std::fs::write(proc.join("sys/kernel/osrelease"), "6.1.0-x\n").unwrap();

@@ -112,6 +112,14 @@ pub struct BuildArgs {
     #[arg(long)]
     allow_unknown_params: bool,
 
+    /// Also write the pruned depmod text files (modules.dep, modules.alias,
+    /// modules.softdep, modules.builtin, modules.builtin.modinfo) and
+    /// modules.params into the image, for tools in the image that read
+    /// them (busybox modprobe). /init reads only the compiled index
+    /// (kmodinit.index), which every image holds.
+    #[arg(long)]
+    depmod_text: bool,
+
     /// Modules (names or aliases) to put into the image, with their
     /// dependencies and softdeps, without loading them at boot: no chain
     /// names them, so they load only when the kernel asks for them (its
@@ -244,6 +252,7 @@ pub fn run(cli: BuildArgs) -> Result<Summary, CliError> {
         firmware,
         microcode: cli.microcode,
         host_vendor,
+        depmod_text: cli.depmod_text,
     };
     Ok(image::build(&opts)?)
 }

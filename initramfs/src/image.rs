@@ -112,6 +112,9 @@ pub struct Options {
     /// The building machine's CPU vendor, when the image is for the
     /// running kernel (`--microcode auto` uses it).
     pub host_vendor: Option<crate::microcode::Vendor>,
+    /// Also write the pruned depmod text files and `modules.params` into the
+    /// image (`--depmod-text`), beside the compiled index `/init` reads.
+    pub depmod_text: bool,
 }
 
 /// What was built, for the summary.
@@ -432,6 +435,15 @@ fn select_with_modprobe_d(
         modinfo::write_params_file(&params.0).into_bytes(),
     ));
     modules::verify_pruned(&manifest, &selection)?;
+    // Resolved once, here: /init reads only this file.
+    let compiled =
+        crate::index::compile(&opts.kernel_release, &manifest, &selection.index, &params.0)?;
+    if !opts.depmod_text {
+        selection.index.clear();
+    }
+    selection
+        .index
+        .push((modules_manifest::compiled::INDEX_FILE, compiled));
     notes.extend(coldplug_notes);
     warnings.append(&mut selection.warnings);
     selection.notes = notes;

@@ -14,6 +14,7 @@ pub mod cpio;
 pub mod elf;
 pub mod firmware;
 pub mod image;
+pub mod index;
 pub mod microcode;
 pub mod modprobe;
 pub mod modules;

@@ -117,6 +117,8 @@ pub enum ModulesError {
     },
     #[error("module file {path}: reading its parameters: {why}")]
     ModuleParams { path: PathBuf, why: String },
+    #[error("compiling the image's module index: {why}")]
+    CompileIndex { why: String },
     #[error(
         "module {module} has no parameter {} (declared at {at}: {params:?}); its parameters are: {}. \
          Fix the name, or pass --allow-unknown-params to build anyway (the kernel ignores an \

@@ -106,6 +106,9 @@ impl Fixture {
             self.init().display().to_string(),
             "--output".into(),
             output.display().to_string(),
+            // These tests read the pruned depmod text; the compiled index
+            // of the default image: `the_image_holds_the_compiled_index…`.
+            "--depmod-text".into(),
         ];
         a.extend(extra.iter().map(|s| s.to_string()));
         a
@@ -969,12 +972,73 @@ fn debian_demo_manifest_includes_exactly_the_planned_modules() {
         m[&ext4].data,
         fs::read(dir.join("kernel/fs/ext4/ext4.ko")).unwrap()
     );
-    // The pruned modules.dep has one line per module file, nothing else.
-    let dep = text(&m, &format!("lib/modules/{release}/modules.dep"));
-    assert_eq!(dep.lines().count(), planned.len());
+    // No depmod text by default; the compiled index has one module per
+    // module file, nothing else, and is for this release.
+    assert!(!m.contains_key(&format!("lib/modules/{release}/modules.dep")));
+    let compiled = modules_manifest::compiled::decode(
+        &m[&format!("lib/modules/{release}/kmodinit.index")].data,
+        Some(release),
+    )
+    .unwrap();
+    assert_eq!(compiled.index.modules.len(), planned.len());
     assert!(
         stdout.contains(&format!("modules:      {} files", planned.len())),
         "{stdout}"
+    );
+}
+
+/// The default image holds the compiled index and no depmod text; it
+/// answers every lookup as the text files of a `--depmod-text` build of
+/// the same image do.
+#[test]
+fn the_image_holds_the_compiled_index_and_no_depmod_text_by_default() {
+    use modules_manifest::{compiled, DepIndex};
+    let f = Fixture::new();
+    let with_text = f.out("text.img");
+    ok(&f.build(&with_text, &[]));
+    let mut args = f.args(&f.out("default.img"), &[]);
+    args.retain(|a| a != "--depmod-text");
+    ok(&run(&args, &[]));
+    let dir = format!("lib/modules/{FAKE_RELEASE}");
+    let plain = members(&f.out("default.img"));
+    let text_members = members(&with_text);
+    for name in [
+        "modules.dep",
+        "modules.alias",
+        "modules.softdep",
+        "modules.builtin",
+        "modules.params",
+    ] {
+        assert!(!plain.contains_key(&format!("{dir}/{name}")), "{name}");
+    }
+    let index_file = format!("{dir}/{}", compiled::INDEX_FILE);
+    assert_eq!(plain[&index_file].data, text_members[&index_file].data);
+    let c = compiled::decode(&plain[&index_file].data, Some(FAKE_RELEASE)).unwrap();
+    let e = compiled::decode(&plain[&index_file].data, Some("6.1.0-other")).unwrap_err();
+    assert!(e.to_string().contains("6.1.0-fake") && e.to_string().contains("6.1.0-other"));
+    let t = |n: &str| {
+        text_members
+            .get(&format!("{dir}/{n}"))
+            .map(|m| String::from_utf8(m.data.clone()).unwrap())
+            .unwrap_or_default()
+    };
+    let from_text = DepIndex::parse(
+        &t("modules.dep"),
+        &t("modules.builtin"),
+        &t("modules.softdep"),
+        &t("modules.alias"),
+    )
+    .unwrap();
+    assert_eq!(c.index.modules, from_text.modules);
+    assert_eq!(c.index.builtin, from_text.builtin);
+    assert_eq!(c.index.softdeps, from_text.softdeps);
+    assert_eq!(c.index.aliases.len(), from_text.aliases.len());
+    for key in c.index.resolved.keys() {
+        assert_eq!(c.index.resolved[key], from_text.resolve(key), "{key}");
+    }
+    assert_eq!(
+        c.params,
+        modules_manifest::modinfo::parse_params_file(&t("modules.params"))
     );
 }
 

@@ -11,6 +11,7 @@
 //! fails alone) → [`Plan`].
 
 pub mod cmdline;
+pub mod compiled;
 pub mod depmod;
 pub mod dm;
 pub mod firmware;
@@ -24,6 +25,7 @@ pub mod plan;
 pub mod release;
 
 pub use cmdline::{CmdlineName, KernelCmdline};
+pub use compiled::{CompiledError, CompiledIndex};
 pub use depmod::{AliasTable, Compression, DepIndex, IndexError, ModuleEntry, SoftDep};
 pub use manifest::{
     ChainEntry, ChainSpec, ColdplugSpec, InitSpec, Manifest, ManifestError, MeasureSpec,

@@ -135,35 +135,29 @@ fn a_dependency_missing_from_modules_dep_fails_only_its_optional_chain() {
         "on_failure": "poweroff"
     });
     let image = env.fixture_image(&dir, &manifest);
-    // kmodinit-mkimage refuses to plan such an image, so break a good one:
-    // kmi_a's modules.dep line still names kmi_base, which loses its own
-    // line and its file, as in an image put together by hand.
+    // kmodinit build refuses to plan such an image, so break a good one:
+    // in its compiled index kmi_a still names kmi_base, which loses its own
+    // entry and its file, as in an image put together by hand.
     edit_image(&image, |c| {
+        use modules_manifest::compiled;
         let base = c
             .paths()
             .into_iter()
             .find(|p| p.ends_with("/kmi_base.ko"))
             .map(str::to_string)
             .expect("kmi_base.ko in the image");
-        let dep_path = c
+        let index_path = c
             .paths()
             .into_iter()
-            .find(|p| p.ends_with("/modules.dep"))
+            .find(|p| p.ends_with(compiled::INDEX_FILE))
             .map(str::to_string)
-            .expect("modules.dep in the image");
-        let moddir = dep_path.trim_end_matches("modules.dep");
-        let rel = base
-            .strip_prefix(moddir)
-            .expect("kmi_base.ko in the module directory");
-        let dep = String::from_utf8(c.data(&dep_path).expect("modules.dep").to_vec()).unwrap();
-        let kept: String = dep
-            .lines()
-            .filter(|l| !l.starts_with(&format!("{rel}:")))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(kept.len() < dep.len(), "no line for {rel} in:\n{dep}");
-        assert!(kept.contains(rel), "kmi_a no longer names {rel}:\n{kept}");
-        c.file(&dep_path, kept.into_bytes(), 0o644);
+            .expect("the compiled index in the image");
+        let mut index = compiled::decode(c.data(&index_path).expect("the index"), None).unwrap();
+        let kmi_base = modules_manifest::ModuleName::new("kmi_base").unwrap();
+        assert!(index.index.modules.remove(&kmi_base).is_some());
+        let a = &index.index.modules[&modules_manifest::ModuleName::new("kmi_a").unwrap()];
+        assert!(a.deps.contains(&kmi_base), "kmi_a no longer names kmi_base");
+        c.file(&index_path, compiled::encode(&index), 0o644);
         assert!(c.remove(&base));
     });
     let b = boot(env.vm(&dir, &image));

@@ -6,14 +6,15 @@
 //! (fuzzed); it hands the request to the loader child over the socket of
 //! [`crate::wire::helper`] if one serves (each module inserted once across
 //! the boot's load, coldplug and every request), else loads it from the
-//! image itself ([`standalone_in`]: the initramfs' `/lib/modules/RELEASE`,
-//! or after the handover the real root's, as modprobe would). PID 1 installs
-//! it (`pid1::helper_install`).
+//! image itself ([`standalone_in`]: the compiled index of the initramfs'
+//! `/lib/modules/RELEASE`; a root without one, as the real root after the
+//! handover, has nothing of ours to load). PID 1 installs it
+//! (`pid1::helper_install`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use modules_manifest::{DepIndex, KernelCmdline, Manifest};
+use modules_manifest::{KernelCmdline, Manifest};
 
 pub mod args;
 
@@ -97,8 +98,17 @@ pub fn standalone_in(kernel: SharedKernel, root: &Path, proc: &Path, name: &str)
         Ok(d) => d,
         Err(e) => return Outcome::Failed(format!("kernel release: {e}")),
     };
-    let Ok(index) = DepIndex::load(&dir) else {
-        return Outcome::NotFound;
+    // Only an image kmodinit built has one: the real root's own modules
+    // are its modprobe's, which the kernel runs again once the loader ends.
+    let index = match crate::inputs::read_index(&dir) {
+        Ok(c) => c.index,
+        Err(crate::inputs::IndexReadError::Missing) => return Outcome::NotFound,
+        Err(e) => {
+            return Outcome::Failed(format!(
+                "{}: {e}",
+                dir.join(modules_manifest::compiled::INDEX_FILE).display()
+            ))
+        }
     };
     let cmdline =
         KernelCmdline::parse(&std::fs::read_to_string(proc.join("cmdline")).unwrap_or_default());

@@ -6,10 +6,9 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use modules_manifest::depmod::IndexError;
 use modules_manifest::plan::PlanError;
 
-use crate::inputs::ManifestReadError;
+use crate::inputs::{IndexReadError, ManifestReadError};
 use crate::wire::events::LoaderFailure;
 
 /// A failure that leaves the loader nothing to plan.
@@ -17,8 +16,11 @@ use crate::wire::events::LoaderFailure;
 pub enum LoaderError {
     /// `/proc/sys/kernel/osrelease` could not be read.
     KernelRelease(io::Error),
-    /// The image's module index could not be read.
-    Index { dir: PathBuf, source: IndexError },
+    /// The image's compiled module index could not be used (`file`).
+    Index {
+        file: PathBuf,
+        source: IndexReadError,
+    },
     /// The manifest PID 1 validated could not be read again.
     Manifest(ManifestReadError),
     /// The manifest PID 1 validated is gone.
@@ -36,10 +38,10 @@ impl fmt::Display for LoaderError {
                 f,
                 "cannot read the kernel release from /proc/sys/kernel/osrelease: {e}"
             ),
-            LoaderError::Index { dir, source } => write!(
+            LoaderError::Index { file, source } => write!(
                 f,
-                "cannot read the module index in {}: {source}",
-                dir.display()
+                "cannot use the module index {}: {source}",
+                file.display()
             ),
             LoaderError::Manifest(e) => e.fmt(f),
             LoaderError::ManifestGone(path) => write!(
@@ -72,7 +74,7 @@ impl LoaderError {
     /// message with its causes.
     pub fn to_wire(&self) -> LoaderFailure {
         let what = match self {
-            LoaderError::Index { dir, .. } => dir.display().to_string(),
+            LoaderError::Index { file, .. } => file.display().to_string(),
             LoaderError::Manifest(
                 ManifestReadError::Read { path, .. } | ManifestReadError::Invalid { path, .. },
             )

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use modules_manifest::{DepIndex, Manifest};
+use modules_manifest::{CompiledIndex, Manifest};
 
 use crate::clock::boottime;
 use crate::kernel::tpm::DeviceTpm;
@@ -137,11 +137,11 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
         return 0;
     };
     stamp("go");
-    let planned = read.and_then(|(modules_dir, index, loaded)| {
+    let planned = read.and_then(|(modules_dir, compiled, loaded)| {
         let manifest = read_manifest_again(input.manifest_path)?;
         stamp("manifest");
-        let plan = make_plan(&input, &manifest, &modules_dir, &index, &loaded)?;
-        Ok((plan, modules_dir, index, loaded, manifest))
+        let plan = make_plan(&input, &manifest, &compiled, &loaded)?;
+        Ok((plan, modules_dir, compiled.index, loaded, manifest))
     });
     let (mut plan, modules_dir, index, loaded, manifest) = match planned {
         Ok(p) => {
@@ -445,21 +445,21 @@ fn serve_request(world: &OpenWorld, name: &str) -> Outcome {
     outcome
 }
 
-/// Index and loaded set, read before PID 1's go.
+/// The image's compiled index and the loaded set, read before PID 1's go.
 fn read_index(
     input: &LoadInput<'_>,
 ) -> Result<
     (
         std::path::PathBuf,
-        DepIndex,
+        CompiledIndex,
         BTreeSet<modules_manifest::ModuleName>,
     ),
     LoaderError,
 > {
     let modules_dir = crate::inputs::modules_dir(input.root, input.proc_dir)
         .map_err(LoaderError::KernelRelease)?;
-    let index = DepIndex::load(&modules_dir).map_err(|source| LoaderError::Index {
-        dir: modules_dir.clone(),
+    let index = crate::inputs::read_index(&modules_dir).map_err(|source| LoaderError::Index {
+        file: modules_dir.join(modules_manifest::compiled::INDEX_FILE),
         source,
     })?;
     stamp("index");

@@ -3,12 +3,10 @@
 //! parameters as warnings), the `planned` event PID 1 receives, and the
 //! module files to open before the load.
 
-use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::Read;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
+use modules_manifest::{CompiledIndex, DepIndex, KernelCmdline, Manifest, ModuleName, PlanInput};
 
 use super::error::LoaderError;
 use crate::wire::events::{LoaderEvent, PlannedChain, PlannedModule};
@@ -64,50 +62,38 @@ pub(super) fn read_manifest_again(path: &Path) -> Result<Manifest, LoaderError> 
 pub(super) fn make_plan(
     input: &LoadInput<'_>,
     manifest: &Manifest,
-    modules_dir: &Path,
-    index: &DepIndex,
+    compiled: &CompiledIndex,
     loaded: &BTreeSet<modules_manifest::ModuleName>,
 ) -> Result<modules_manifest::Plan, LoaderError> {
     let mut plan = modules_manifest::plan_at_boot(PlanInput {
         manifest,
-        index,
+        index: &compiled.index,
         cmdline: input.cmdline,
         loaded,
     })
     .map_err(LoaderError::Plan)?;
-    warn_unknown_cmdline_params(&mut plan, input.cmdline, modules_dir);
+    warn_unknown_cmdline_params(&mut plan, input.cmdline, &compiled.params);
     for note in &plan.notes {
         log::info!("plan: {note}");
     }
     Ok(plan)
 }
 
-/// The largest `modules.params` read, in bytes (the image builder writes
-/// one short line per module).
-const MAX_PARAMS_FILE_BYTES: u64 = 4 << 20;
-
 /// A command-line `name.param=value` whose module does not declare
-/// `param` (per the image's `modules.params`, written by the image builder
-/// from each module's `.modinfo`) is a warning in the log and on the
-/// module's report entry; it is still passed on (the kernel ignores an
+/// `param` (per the compiled index's parameter lists, written by the image
+/// builder from each module's `.modinfo`) is a warning in the log and on
+/// the module's report entry; it is still passed on (the kernel ignores an
 /// unknown parameter itself, and a stale list must not drop a real one).
-/// An image without the file is not checked.
+/// A module the index lists no parameters for is not checked.
 fn warn_unknown_cmdline_params(
     plan: &mut modules_manifest::Plan,
     cmdline: &KernelCmdline,
-    modules_dir: &Path,
+    known: &BTreeMap<ModuleName, BTreeSet<String>>,
 ) {
     use modules_manifest::modinfo;
     if cmdline.module_params.is_empty() {
         return;
     }
-    let mut text = String::new();
-    let read = File::open(modules_dir.join(modinfo::PARAMS_FILE))
-        .and_then(|f| f.take(MAX_PARAMS_FILE_BYTES).read_to_string(&mut text));
-    if read.is_err() {
-        return;
-    }
-    let known = modinfo::parse_params_file(&text);
     for node in &mut plan.nodes {
         let (Some(given), Some(declared)) =
             (cmdline.module_params.get(&node.name), known.get(&node.name))

@@ -2,7 +2,9 @@
 
 use super::fnmatch::fnmatch;
 use super::hash::FastMap;
-use super::{content_lines, IndexError, IndexErrorKind};
+use super::IndexErrorKind;
+#[cfg(feature = "depmod-text")]
+use super::{content_lines, IndexError};
 use crate::name::ModuleName;
 
 /// `modules.alias`: exact aliases in a hash map; glob patterns in a vector
@@ -47,7 +49,7 @@ impl AliasTable {
 
     /// Adds without restoring the glob order; true if a glob was added.
     /// Bulk loading pushes everything, then sorts once.
-    pub(super) fn push(
+    pub(crate) fn push(
         &mut self,
         pattern: &str,
         module: ModuleName,
@@ -83,7 +85,7 @@ impl AliasTable {
         }
     }
 
-    pub(super) fn sort_globs(&mut self) {
+    pub(crate) fn sort_globs(&mut self) {
         // Stable, and nearly linear on already sorted input.
         self.globs.sort_by(|a, b| {
             a.sort_key
@@ -127,6 +129,16 @@ impl AliasTable {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The exact aliases and their modules, in no particular order.
+    pub(crate) fn exact_entries(&self) -> impl Iterator<Item = (&str, &[ModuleName])> {
+        self.exact.iter().map(|(a, m)| (a.as_str(), m.as_slice()))
+    }
+
+    /// The glob patterns (normalised) and their modules, in lookup order.
+    pub(crate) fn glob_entries(&self) -> impl Iterator<Item = (&str, &ModuleName)> {
+        self.globs.iter().map(|g| (g.pattern.as_str(), &g.module))
     }
 
     /// Number of `alias` lines.
@@ -176,6 +188,7 @@ fn normalize_alias(raw: &str) -> Result<String, IndexErrorKind> {
     Ok(out)
 }
 
+#[cfg(feature = "depmod-text")]
 /// The pattern and module of an `alias PATTERN MODULE` line; `None` for
 /// any other shape.
 pub(super) fn split_alias_line(line: &str) -> Option<(&str, &str)> {
@@ -186,6 +199,7 @@ pub(super) fn split_alias_line(line: &str) -> Option<(&str, &str)> {
     }
 }
 
+#[cfg(feature = "depmod-text")]
 pub(super) fn parse_alias(
     text: &str,
     file: &str,
@@ -215,7 +229,7 @@ pub(super) fn parse_alias(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "depmod-text"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use crate::depmod::{DepIndex, IndexErrorKind as K};

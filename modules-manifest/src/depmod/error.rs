@@ -169,6 +169,7 @@ impl fmt::Display for IndexErrorKind {
 
 impl IndexErrorKind {
     /// This failure at `line` of `file`.
+    #[cfg(feature = "depmod-text")]
     pub(super) fn at(self, file: &str, line: usize) -> IndexError {
         IndexError {
             file: file.to_owned(),
