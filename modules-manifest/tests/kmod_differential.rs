@@ -17,6 +17,12 @@
 //! and a second check proves the merged plans differ from those only by
 //! adding the later lines' modules.
 //!
+//! The plans compared are the boot's: the host's index is compiled as
+//! `kmodinit build` compiles it, written to bytes and read back as `/init`
+//! reads it, and planned by [`plan_at_boot`] on that; each must also equal
+//! the host's strict [`plan`] on the text index (nodes, edges, params,
+//! reasons, notes), so the compiled path changes nothing.
+//!
 //! Without a module tree or `modprobe` the test fails under `CI=true` and
 //! says it is skipped otherwise. modprobe runs once per module, on as many
 //! threads as there are CPUs (about 2.5 ms each).
@@ -30,7 +36,8 @@ use std::path::Path;
 use std::process::Command;
 
 use modules_manifest::{
-    plan, Action, DepIndex, KernelCmdline, Manifest, ModuleName, Plan, PlanInput, SoftDep,
+    compiled, plan, plan_at_boot, Action, CompiledIndex, DepIndex, KernelCmdline, Manifest,
+    ModuleName, Plan, PlanInput, SoftDep,
 };
 
 /// The softdeps of `modules.softdep` as kmod reads them: the first line of
@@ -136,19 +143,38 @@ fn kmod_answers(
     })
 }
 
-fn plan_one(idx: &DepIndex, m: &ModuleName) -> Result<Plan, String> {
+/// `idx` through the image's path: compiled on the host, encoded, decoded
+/// as `/init` decodes it (release checked).
+fn through_the_image(idx: &DepIndex, release: &str) -> DepIndex {
+    let c = CompiledIndex::compile(release, idx.clone(), BTreeMap::new(), []);
+    compiled::decode(&compiled::encode(&c), Some(release))
+        .unwrap()
+        .index
+}
+
+/// The boot's plan of the chain `[m]` on the compiled index `boot`, after
+/// checking it equals the host's strict plan on the text index `host`.
+fn plan_one(host: &DepIndex, boot: &DepIndex, m: &ModuleName) -> Result<Plan, String> {
     let manifest = Manifest::from_json(
         format!(r#"{{"version": 1, "chains": [{{"name": "m", "modules": ["{m}"]}}]}}"#).as_bytes(),
     )
     .map_err(|e| e.to_string())?;
     let loaded = BTreeSet::new();
-    plan(PlanInput {
+    let cmdline = KernelCmdline::parse("");
+    let input = |index| PlanInput {
         manifest: &manifest,
-        index: idx,
-        cmdline: &KernelCmdline::parse(""),
+        index,
+        cmdline: &cmdline,
         loaded: &loaded,
-    })
-    .map_err(|e| e.to_string())
+    };
+    let at_boot = plan_at_boot(input(boot)).map_err(|e| e.to_string())?;
+    let on_host = plan(input(host)).map_err(|e| e.to_string())?;
+    if at_boot != on_host {
+        return Err(format!(
+            "the boot's plan on the compiled index differs from the host's: {at_boot:?} against {on_host:?}"
+        ));
+    }
+    Ok(at_boot)
 }
 
 /// The modules of a plan: inserted or builtin (nothing is loaded on the
@@ -205,6 +231,8 @@ fn every_module_plans_as_kmod_resolves_it() {
     let softdep_text =
         std::fs::read_to_string(tree.modules_dir.join("modules.softdep")).unwrap_or_default();
     kmod_like.softdeps = first_line_softdeps(&softdep_text);
+    let boot_merged = through_the_image(&merged, &tree.release);
+    let boot_kmod_like = through_the_image(&kmod_like, &tree.release);
 
     let mut modules: Vec<ModuleName> = merged.modules.keys().cloned().collect();
     modules.sort();
@@ -221,7 +249,7 @@ fn every_module_plans_as_kmod_resolves_it() {
                 continue;
             }
         };
-        let ours = match plan_one(&kmod_like, m) {
+        let ours = match plan_one(&kmod_like, &boot_kmod_like, m) {
             Ok(p) => p,
             Err(e) => {
                 divergences.push(format!("{m}: kmodinit cannot plan it: {e}"));
@@ -234,7 +262,7 @@ fn every_module_plans_as_kmod_resolves_it() {
         }
         // The merged softdep lines only ever add modules, and the merged
         // plan keeps kmod's order for those both have.
-        let full = match plan_one(&merged, m) {
+        let full = match plan_one(&merged, &boot_merged, m) {
             Ok(p) => p,
             Err(e) => {
                 divergences.push(format!("{m}: the merged index cannot plan it: {e}"));
