@@ -1,6 +1,6 @@
 //! The loader child process: what runs after PID 1's fork. It reads the
-//! index, waits for PID 1's go, reads the manifest, plans, opens the module
-//! files, loads (with coldplug and the kernel's requests through the open
+//! compiled index and the manifest, plans and opens the module files while
+//! PID 1 decides, waits for PID 1's go, then loads (with coldplug and the kernel's requests through the open
 //! world) and streams events up its pipe; its panic hook reports a panic
 //! before the process ends.
 //!
@@ -126,8 +126,22 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
             .map_err(|e| log::error!("loader: cannot serve kernel module requests: {e}"))
             .ok()
     });
-    // While PID 1 parses the manifest.
-    let read = read_index(&input);
+    // While PID 1 parses the manifest and decides: the index, the plan and
+    // the open files are ready when the go comes, so the first insertion
+    // follows it at once. Nothing here is acted on before the go: without
+    // one (PID 1 stops, or refuses the manifest) the work is dropped.
+    let mut kernel = RealKernel::new();
+    let planned = read_index(&input).and_then(|(modules_dir, compiled, loaded)| {
+        let manifest = read_manifest_again(input.manifest_path)?;
+        stamp("manifest");
+        let plan = make_plan(&input, &manifest, &compiled, &loaded)?;
+        stamp("plan");
+        let files = open_ahead_list(&plan, &compiled.index, &modules_dir);
+        let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
+        log::debug!("loader: {opened} module file(s) open");
+        stamp("open_ahead");
+        Ok((plan, modules_dir, compiled.index, loaded, manifest))
+    });
     let mut go = File::from(go);
     let Some((jobs, deadline)) = wait_for_go(&mut go) else {
         // PID 1 loads nothing (or is gone): neither do we.
@@ -137,17 +151,8 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
         return 0;
     };
     stamp("go");
-    let planned = read.and_then(|(modules_dir, compiled, loaded)| {
-        let manifest = read_manifest_again(input.manifest_path)?;
-        stamp("manifest");
-        let plan = make_plan(&input, &manifest, &compiled, &loaded)?;
-        Ok((plan, modules_dir, compiled.index, loaded, manifest))
-    });
     let (mut plan, modules_dir, index, loaded, manifest) = match planned {
-        Ok(p) => {
-            stamp("plan");
-            p
-        }
+        Ok(p) => p,
         Err(e) => {
             log::error!("loader: {e}");
             send(&events, &LoaderEvent::Fatal(e.to_wire()));
@@ -157,13 +162,9 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
             return 1;
         }
     };
-    let mut kernel = RealKernel::new();
-    let files = open_ahead_list(&plan, &index, &modules_dir);
-    let opened = kernel.open_ahead(files.iter().map(std::path::PathBuf::as_path));
-    log::debug!("loader: {opened} module file(s) open");
-    stamp("open_ahead");
     // A module's init may request another: the kernel must find the
-    // helper from the first insertion on. PID 1 copies it after its go.
+    // helper from the first insertion on. PID 1 points the kernel at it
+    // after its go.
     if input.helper.is_some() {
         if !wait_for_helper(&mut go) {
             log::warn!("loader: the kernel's module requests are not served (PID 1 could not install the helper)");
