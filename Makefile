@@ -58,7 +58,7 @@ DEB_PKGS := qemu-system-x86 qemu-system-data seabios ipxe-qemu f2fs-tools swtpm 
             e2fsprogs dosfstools kmod cpio file libarchive-tools zstd xz-utils gdisk make gcc libc6-dev \
             cryptsetup-bin debootstrap binutils
 
-.PHONY: init-tiny-faults all host deps tiny-deps bpo-kernel arm64-kernel arm64-inits riscv64-musl riscv64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
+.PHONY: init-tiny-faults all host baseline-init deps tiny-deps bpo-kernel arm64-kernel arm64-inits riscv64-musl riscv64-inits init init-faults init-tiny mkimage image demo fixtures test test-unit test-e2e lint bench fuzz clean \
         fuzz-deps fuzz-corpus fuzz-smoke loom deb test-distro
 
 all: init host
@@ -399,14 +399,27 @@ clean:
 	cargo clean
 	rm -rf $(BUILD)
 
+# The /init before the compiled index (it parsed the depmod text and planned
+# after PID 1's go), for bench case 7's same-run comparison: BASELINE_REV
+# exported with git archive and built as `make init` builds, into
+# build/baseline/init (its own target directory).
+BASELINE_REV ?= 58042b1
+baseline-init:
+	rm -rf $(BUILD)/baseline/src && mkdir -p $(BUILD)/baseline/src
+	git archive $(BASELINE_REV) | tar -x -C $(BUILD)/baseline/src
+	cd $(BUILD)/baseline/src && cargo build --release -p kmodinit-init --target x86_64-unknown-linux-musl --target-dir ../target
+	cp $(BUILD)/baseline/target/x86_64-unknown-linux-musl/release/init $(BUILD)/baseline/init
+	@echo "built $(BUILD)/baseline/init from $(BASELINE_REV): $$(stat -c %s $(BUILD)/baseline/init) bytes"
+
 # Boots kmodinit and baseline images under QEMU (TCG, -smp 2), BENCH_RUNS runs
-# each (default 5; BENCH_CASES=1,2,3,4,5,6 picks cases; 6 is the arm64 boot,
-# hence both arm64 builds); writes
+# each (default 5; BENCH_CASES=1,2,3,4,5,6,7 picks cases; 6 is the arm64 boot,
+# hence both arm64 builds; 7 compares with baseline-init and needs
+# init-tiny); writes
 # bench/results/latest.md (summary at its top) and the timeline SVGs; README
 # is left alone (kmodinit-bench --readme README.md writes its section).
 # Then the pool-width sweep (fixed widths against the adaptive pool, 3 runs;
 # bench/results/sweep.md): about 8 more minutes on a quiet host.
-bench: init host
+bench: init init-tiny host baseline-init
 	@$(MAKE) --no-print-directory init init-tiny ARCH=arm64
 	cargo build --release -p kmodinit-bench
 	KVER=$(KVER) target/release/kmodinit-bench

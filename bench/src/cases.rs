@@ -25,9 +25,11 @@ use modules_manifest::{Action, EdgeKind};
 
 mod arm64;
 mod boot;
+mod compiled;
 pub use arm64::arm64_case;
 pub use boot::{boot_case, coldplug_case};
 pub(crate) use boot::{root_disk, root_disk_with, root_manifest};
+pub use compiled::compiled_case;
 
 /// Paths and knobs shared by every case.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 //! (`--readme README.md`): the README is the lead's to update.
 //!
 //! Usage:
-//!   kmodinit-bench [--runs N] [--cases 1,2,3,4,5,6] [--results DIR] [--readme FILE]
+//!   kmodinit-bench [--runs N] [--cases 1,2,3,4,5,6,7] [--results DIR] [--readme FILE]
 //!   kmodinit-bench svg REPORT.json OUT.svg [TITLE]   (kmodinit::timeline, the
 //!                           renderer of `kmodinit report --svg`)
 //!   kmodinit-bench sweep   (pool width sweep; BENCH_CASES, BENCH_RUNS,
@@ -68,7 +68,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         },
         server_runs: 0,
         cases: std::env::var("BENCH_CASES")
-            .unwrap_or_else(|_| "1,2,3,4,5,6".into())
+            .unwrap_or_else(|_| "1,2,3,4,5,6,7".into())
             .split(',')
             .filter_map(|c| c.trim().parse().ok())
             .collect(),
@@ -347,6 +347,15 @@ fn run(o: &Options) -> Result<(), String> {
             &mut md,
             "6. arm64: boot to the real init (virt board, virtio ext4 root)",
             cases::arm64_case(&env),
+        ) {
+            summary.extend(c.summary);
+        }
+    }
+    if o.cases.contains(&7) {
+        if let Some(c) = case_section(
+            &mut md,
+            "7. The compiled index: start window against the previous /init, sizes",
+            cases::compiled_case(&env),
         ) {
             summary.extend(c.summary);
         }
