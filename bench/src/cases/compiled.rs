@@ -225,6 +225,7 @@ pub fn compiled_case(env: &Env) -> Result<CaseOutput, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
