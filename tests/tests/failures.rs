@@ -1,6 +1,6 @@
 //! Group 4: failures. A missing module file, a module whose init fails
-//! (`kmi_fail`, -ENODEV), a modules.dep dependency the image lacks (the
-//! planner fails that module alone), a malformed manifest, an unknown module, a root
+//! (`kmi_fail`, -ENODEV), a dependency the image's compiled index names
+//! but does not hold (the planner fails that module alone), a malformed manifest, an unknown module, a root
 //! device that never appears (each `on_failure` mode) and a wrong fstype:
 //! the console explains, the machine does what `on_failure` says, and PID 1
 //! never dies ("Attempted to kill init").
