@@ -24,9 +24,16 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(devices) = &got {
         assert!(!devices.is_empty() && devices.len() <= MAX_DEVICES);
         for d in devices {
-            assert!(!d.name.is_empty() && d.name.len() <= MAX_NAME, "{:?}", d.name);
+            assert!(
+                !d.name.is_empty() && d.name.len() <= MAX_NAME,
+                "{:?}",
+                d.name
+            );
             assert!(!d.name.contains('/') && d.name != "." && d.name != "..");
-            assert!(d.uuid.as_ref().is_none_or(|u| !u.is_empty() && u.len() <= MAX_UUID));
+            assert!(d
+                .uuid
+                .as_ref()
+                .is_none_or(|u| !u.is_empty() && u.len() <= MAX_UUID));
             assert!(!d.targets.is_empty() && d.targets.len() <= MAX_TARGETS);
             for t in &d.targets {
                 assert!(t.length > 0);

@@ -25,12 +25,16 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(req) = got {
         let name = req.name.as_str();
-        assert!(!name.is_empty() && name.len() <= MAX_REQUEST_BYTES, "{name:?}");
+        assert!(
+            !name.is_empty() && name.len() <= MAX_REQUEST_BYTES,
+            "{name:?}"
+        );
         assert!(name.is_ascii(), "{name:?}");
         assert!(!name.contains('/'), "{name:?}");
         assert!(!name.starts_with('-') && !name.starts_with('.'), "{name:?}");
         assert!(
-            name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-,.:()+@".contains(&b)),
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-,.:()+@".contains(&b)),
             "{name:?}"
         );
         assert_eq!(check_name(name), Ok(name));
@@ -38,9 +42,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(args.last().map(String::as_str), Some(name));
         // Every argument before it is `-q`, `--quiet` or one `--`.
         let before = &args[..args.len() - 1];
-        assert!(before.iter().filter(|a| *a == "--").count() <= 1, "{args:?}");
         assert!(
-            before.iter().all(|a| a == "-q" || a == "--quiet" || a == "--"),
+            before.iter().filter(|a| *a == "--").count() <= 1,
+            "{args:?}"
+        );
+        assert!(
+            before
+                .iter()
+                .all(|a| a == "-q" || a == "--quiet" || a == "--"),
             "{args:?}"
         );
     }

@@ -8,7 +8,9 @@
 #![allow(dead_code)] // the included checks of the depmod targets
 
 use arbitrary::Arbitrary;
-use kmodinit_init::loader::coldplug::{matches, uevent_modalias, valid_modalias, Settings, Verdict};
+use kmodinit_init::loader::coldplug::{
+    matches, uevent_modalias, valid_modalias, Settings, Verdict,
+};
 use libfuzzer_sys::fuzz_target;
 
 include!("depmod.inc.rs");

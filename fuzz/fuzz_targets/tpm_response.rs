@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
         let size = u32::from_be_bytes([data[2], data[3], data[4], data[5]]) as usize;
         assert_eq!(size, data.len());
         assert_eq!(&data[6..10], &[0, 0, 0, 0]);
-        assert!(data.windows(32).any(|w| w == d), "the digest comes from the response");
+        assert!(
+            data.windows(32).any(|w| w == d),
+            "the digest comes from the response"
+        );
     }
 });
