@@ -103,7 +103,8 @@ struct PlanArgs {
     #[arg(long, value_name = "FILE")]
     manifest: PathBuf,
     /// The directory holding modules.dep and the other depmod files
-    /// (lib/modules/RELEASE of a tree or an image).
+    /// (lib/modules/RELEASE of a tree), or an image's, which holds the
+    /// compiled index kmodinit.index.
     #[arg(long, value_name = "DIR")]
     modules_dir: PathBuf,
     /// The kernel command line to plan with (its name.param=,

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use modules_manifest::measure::{self, head_events, module_events, plan_order, Digest, Event};
-use modules_manifest::{DepIndex, KernelCmdline, Manifest, PlanInput};
+use modules_manifest::{compiled, KernelCmdline, Manifest, PlanInput};
 
 use kmodinit_mkimage::compress::Compress;
 use kmodinit_mkimage::cpio;
@@ -26,7 +26,7 @@ pub enum PredictError {
     NoManifest(String),
     #[error("the image's manifest /{path}: {message}")]
     Manifest { path: String, message: String },
-    #[error("the image holds {0} module trees (lib/modules/*/modules.dep); expected one")]
+    #[error("the image holds {0} module trees (lib/modules/*/kmodinit.index); expected one")]
     Releases(usize),
     #[error("the image's module index: {0}")]
     Index(String),
@@ -128,7 +128,12 @@ pub fn predict(image: &[u8], cmdline: &str, initial: Digest) -> Result<Predictio
     })?;
     let spec = measure::settings(Some(&manifest), &cmdline).ok_or(PredictError::NotMeasured)?;
     let (release, modules_dir) = module_tree(tmp.path())?;
-    let index = DepIndex::load(&modules_dir).map_err(|e| PredictError::Index(e.to_string()))?;
+    // The compiled index /init reads, so the plan is the boot's.
+    let bytes = std::fs::read(modules_dir.join(compiled::INDEX_FILE))
+        .map_err(|e| PredictError::Index(e.to_string()))?;
+    let index = compiled::decode(&bytes, Some(&release))
+        .map_err(|e| PredictError::Index(e.to_string()))?
+        .index;
     let plan = modules_manifest::plan_at_boot(PlanInput {
         manifest: &manifest,
         index: &index,
@@ -170,12 +175,12 @@ fn decompress(image: &[u8]) -> Result<Vec<u8>, PredictError> {
         .map_err(|e| PredictError::Archive(format!("{}: {e}", format.name())))
 }
 
-/// The one `lib/modules/RELEASE` holding a `modules.dep`.
+/// The one `lib/modules/RELEASE` holding a compiled index.
 fn module_tree(root: &Path) -> Result<(String, PathBuf), PredictError> {
     let mut found = Vec::new();
     if let Ok(dirs) = std::fs::read_dir(root.join("lib/modules")) {
         for d in dirs.flatten() {
-            if d.path().join("modules.dep").is_file() {
+            if d.path().join(compiled::INDEX_FILE).is_file() {
                 found.push((d.file_name().to_string_lossy().into_owned(), d.path()));
             }
         }
@@ -205,11 +210,21 @@ mod tests {
         use kmodinit_mkimage::tree::{Content, ImagePath, Kind, Node, Tree};
         let mut t = Tree::new();
         let r = "lib/modules/6.1.0-test";
+        let index = modules_manifest::DepIndex::parse(
+            "kernel/a.ko:\nkernel/b.ko: kernel/a.ko\n",
+            "",
+            "",
+            "",
+        )
+        .unwrap();
+        let index = compiled::encode(&modules_manifest::CompiledIndex::compile(
+            "6.1.0-test",
+            index,
+            Default::default(),
+            [],
+        ));
         let files: [(String, &[u8]); 4] = [
-            (
-                format!("{r}/modules.dep"),
-                b"kernel/a.ko:\nkernel/b.ko: kernel/a.ko\n",
-            ),
+            (format!("{r}/{}", compiled::INDEX_FILE), &index),
             (format!("{r}/kernel/a.ko"), b"module a"),
             (format!("{r}/kernel/b.ko"), b"module b"),
             (

@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use modules_manifest::compiled;
 use modules_manifest::depmod::IndexError;
 use modules_manifest::manifest::ManifestError;
 use modules_manifest::plan::PlanError;
@@ -35,6 +36,8 @@ pub enum PlanCommandError {
     },
     #[error("cannot read the module index in {dir}: {source}")]
     Index { dir: PathBuf, source: IndexError },
+    #[error("cannot use the compiled index {file}: {why}")]
+    Compiled { file: PathBuf, why: String },
     #[error("cannot read {path}: {source}")]
     Proc {
         path: PathBuf,
@@ -72,10 +75,7 @@ pub fn plan_files(
         path: manifest_path.to_path_buf(),
         source,
     })?;
-    let index = DepIndex::load(modules_dir).map_err(|source| PlanCommandError::Index {
-        dir: modules_dir.to_path_buf(),
-        source,
-    })?;
+    let index = read_index(modules_dir)?;
     let input = PlanInput {
         manifest: &manifest,
         index: &index,
@@ -87,6 +87,27 @@ pub fn plan_files(
         Mode::AtBoot => plan_at_boot(input),
     }
     .map_err(PlanCommandError::Plan)
+}
+
+/// The index of `dir`: its depmod text files, or, in an image's module
+/// directory (which holds only `kmodinit.index` unless built with
+/// `--depmod-text`), the compiled index the image's `/init` reads.
+fn read_index(dir: &Path) -> Result<DepIndex, PlanCommandError> {
+    let compiled_file = dir.join(compiled::INDEX_FILE);
+    if !dir.join("modules.dep").is_file() && compiled_file.is_file() {
+        let compiled_error = |why: String| PlanCommandError::Compiled {
+            file: compiled_file.clone(),
+            why,
+        };
+        let bytes = std::fs::read(&compiled_file).map_err(|e| compiled_error(e.to_string()))?;
+        return compiled::decode(&bytes, None)
+            .map(|c| c.index)
+            .map_err(|e| compiled_error(e.to_string()));
+    }
+    DepIndex::load(dir).map_err(|source| PlanCommandError::Index {
+        dir: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// The modules `<proc>/modules` lists now.

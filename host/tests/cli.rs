@@ -211,3 +211,49 @@ fn plan_is_strict_and_at_boot_plans_as_the_boot_does() {
     ));
     assert!(text.contains("params: x=2"), "{text}");
 }
+
+/// An image's module directory holds only the compiled index: `plan` reads
+/// it and plans as it does from the tree's depmod text.
+#[test]
+fn plan_reads_an_images_compiled_index() {
+    let t = Tree::new();
+    let m = t.manifest(r#"{"version":1,"chains":[{"name":"s","modules":["a"]}]}"#);
+    let img = t.path("image.img");
+    stdout(&kmodinit(
+        &[
+            "build",
+            "--manifest",
+            s(&m),
+            "--kernel-release",
+            "6.1.0-fake",
+            "--modules-root",
+            s(t.tmp.path()),
+            "--init",
+            s(&t.path("init")),
+            "--output",
+            s(&img),
+            "--compress",
+            "none",
+        ],
+        &[],
+    ));
+    let unpacked = t.path("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    for member in kmodinit_mkimage::cpio::read(&fs::read(&img).unwrap()).unwrap() {
+        let path = unpacked.join(&member.header.name);
+        if !member.data.is_empty() {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, &member.data).unwrap();
+        }
+    }
+    let image_dir = unpacked.join("lib/modules/6.1.0-fake");
+    assert!(image_dir.join("kmodinit.index").is_file());
+    assert!(!image_dir.join("modules.dep").exists());
+    let plan_of = |dir: &Path| {
+        stdout(&kmodinit(
+            &["plan", "--manifest", s(&m), "--modules-dir", s(dir)],
+            &[],
+        ))
+    };
+    assert_eq!(plan_of(&image_dir), plan_of(&t.modules_dir()));
+}
