@@ -74,6 +74,12 @@ pub trait Sys {
     fn is_mount_point(&self, path: &Path) -> io::Result<bool>;
     /// True if `path` lives on ramfs or tmpfs (an initramfs PID 1 may empty).
     fn is_ram_fs(&self, path: &Path) -> bool;
+    /// Runs `job` in a forked child and returns at once (the child ends
+    /// when `job` returns; a panic in it ends only the child). The caller
+    /// must be single-threaded, as PID 1 is. If the fork fails, `job` runs
+    /// here. For work whose result nobody waits for: emptying the
+    /// initramfs while the real init starts.
+    fn in_background(&self, job: &mut dyn FnMut());
     fn chdir(&self, path: &Path) -> io::Result<()>;
     fn chroot(&self, path: &Path) -> io::Result<()>;
     /// Creates the block device node `path` for `major:minor`, mode 0600.

@@ -37,7 +37,11 @@ echo "KMI-MODPROBE $(cat /proc/sys/kernel/modprobe)"
 i=0
 while ! grep -q 'kernel request:fs-vfat' /run/kmodinit/report.json 2>/dev/null && [ $i -lt 120 ]; do
   sleep 1; i=$((i+1))
-done"#,
+done
+L=$(cat /proc/sys/kernel/modprobe); L=${L#/proc/}; L=${L%/exe}
+i=0
+while [ -e /proc/$L/root/init ] && [ $i -lt 100 ]; do usleep 100000; i=$((i+1)); done
+echo "KMI-OLDROOT [$(ls -A /proc/$L/root | tr '\n' ' ')]""#,
     );
     let tree = dir.join("rootfs");
     init.populate(&tree).unwrap();
@@ -94,6 +98,16 @@ done"#,
             .is_some_and(|pid| pid.parse::<u32>().is_ok_and(|n| n > 1)),
         "{helper}"
     );
+    // The initramfs, still the loader's root, was emptied after the
+    // handover (in the background, while the real init started).
+    let old_root = c.line_from("KMI-OLDROOT ").unwrap_or("");
+    assert!(old_root.starts_with("KMI-OLDROOT ["), "{old_root}");
+    for gone in ["init", "lib", "etc"] {
+        assert!(
+            !old_root.split([' ', '[', ']']).any(|e| e == gone),
+            "{gone} still in the initramfs: {old_root}"
+        );
+    }
     let report = c.report().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reason_of(&report, "vfat"), "kernel request:fs-vfat");
     let fat_reason = reason_of(&report, "fat");

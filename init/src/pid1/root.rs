@@ -210,10 +210,15 @@ impl<S: Sys> Boot<S> {
         }
         self.step("mounts_moved");
         // Only a RAM filesystem is ours to empty (a safety net should /init
-        // ever run from a real disk).
+        // ever run from a real disk). In a child, so the real init starts
+        // while the RAM is given back: the fork keeps the old root as the
+        // child's root and working directory, which the switch below does
+        // not move; it never crosses into another mount; the real init
+        // inherits and reaps it.
         if self.sys.is_ram_fs(&old_root) {
-            let n = switch_root::remove_same_fs(&old_root);
-            log::debug!("freed the initramfs: {n} entries removed");
+            self.sys.in_background(&mut || {
+                switch_root::remove_same_fs(&old_root);
+            });
         }
         self.step("initramfs_freed");
         switch_root::enter(&self.sys, &new_root).map_err(BootError::SwitchRoot)?;

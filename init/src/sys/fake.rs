@@ -186,6 +186,12 @@ impl Sys for FakeSys {
         self.ram_fs.contains(path)
     }
 
+    /// Runs `job` here: a test process has threads, which a fork of it
+    /// would copy without their locks' owners.
+    fn in_background(&self, job: &mut dyn FnMut()) {
+        job();
+    }
+
     fn chdir(&self, path: &Path) -> io::Result<()> {
         self.record(SysCall::Chdir(path.to_path_buf()))
     }

@@ -65,6 +65,18 @@ impl Sys for RealSys {
         }
     }
 
+    fn in_background(&self, job: &mut dyn FnMut()) {
+        let forked = crate::sys::process::fork(|| {
+            // Not PID 1's hook: a panic here must not carry out on_failure.
+            std::panic::set_hook(Box::new(|_| crate::sys::process::exit_now(1)));
+            job();
+            0
+        });
+        if forked.is_err() {
+            job();
+        }
+    }
+
     fn chdir(&self, path: &Path) -> io::Result<()> {
         nix::unistd::chdir(path)?;
         Ok(())
