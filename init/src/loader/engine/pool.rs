@@ -233,12 +233,13 @@ impl<'env, K: Kernel> Workers<'env> for Threads<'_, 'env, K> {
         let probe = self.probe;
         let work_rx = self.work_rx.clone();
         let done_tx = self.done_tx.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("kmodinit-load-{worker}"))
-            .spawn_scoped(self.scope, move || {
+        let h = crate::sys::process::thread(&format!("kmodinit-load-{worker}")).spawn_scoped(
+            self.scope,
+            move || {
                 probe.register(worker);
                 work(worker, kernel, &work_rx, |d| done_tx.send(d).is_ok())
-            })?;
+            },
+        )?;
         self.handles.push(h);
         Ok(())
     }
