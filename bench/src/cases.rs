@@ -54,8 +54,26 @@ pub struct CaseOutput {
     pub markdown: String,
     /// (what, value) lines for the README summary.
     pub summary: Vec<(String, String)>,
-    /// Peak RSS samples from kmodinit's reports, KiB.
+    /// Peak RSS samples of PID 1 from kmodinit's reports, KiB.
     pub hwm_kib: Vec<u64>,
+    /// Peak RSS samples of the loader child, KiB.
+    pub loader_hwm_kib: Vec<u64>,
+}
+
+/// The peak RSS target of PID 1 and of the loader child, each.
+pub const PEAK_RSS_TARGET_KIB: u64 = 2048;
+
+/// "max M KiB (median D, N runs)" of peak RSS samples, or "–".
+pub fn peak_rss(samples: &[u64]) -> String {
+    let Some(max) = samples.iter().max() else {
+        return "–".into();
+    };
+    let med = crate::stats::median(&samples.iter().map(|&h| h as f64).collect::<Vec<_>>());
+    format!(
+        "max {max} KiB (median {}, {} runs)",
+        med.map_or("–".into(), |m| format!("{m:.0}")),
+        samples.len()
+    )
 }
 
 /// Kernel command line words shared by all boots (the harness adds
@@ -310,6 +328,7 @@ struct KmSeries {
     crit: Series,
     counts: Vec<String>,
     hwm: Vec<u64>,
+    loader_hwm: Vec<u64>,
     reports: Vec<BootReport>,
     /// The time around the load phase of each boot with a report.
     windows: Vec<Windows>,
@@ -361,6 +380,9 @@ impl KmSeries {
         }
         if let Some(h) = r.vm_hwm_kib {
             self.hwm.push(h);
+        }
+        if let Some(h) = r.loader.as_ref().and_then(|l| l.vm_hwm_kib) {
+            self.loader_hwm.push(h);
         }
         let fields = kmb_fields(boot.console.text());
         if let Some(n) = fields.get("modules") {
@@ -614,6 +636,7 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
 
     let km_med = km.wall.median();
     out.hwm_kib = km.hwm.clone();
+    out.loader_hwm_kib = km.loader_hwm.clone();
     let km_count = crate::stats::median(
         &km.counts
             .iter()
@@ -730,6 +753,21 @@ pub fn load_case(env: &Env, case: &LoadCase) -> Result<CaseOutput, String> {
             l.len()
         );
     }
+    let _ = writeln!(
+        md,
+        "\nPeak RSS (VmHWM) in kmodinit's default boots (target ≤ {PEAK_RSS_TARGET_KIB} KiB each): \
+         PID 1 {}; loader child {}.",
+        peak_rss(&km.hwm),
+        peak_rss(&km.loader_hwm)
+    );
+    out.summary.push((
+        format!("{title}: peak RSS, PID 1 / loader child (max over runs, KiB; target ≤ {PEAK_RSS_TARGET_KIB})"),
+        format!(
+            "{} / {}",
+            km.hwm.iter().max().map_or("–".into(), u64::to_string),
+            km.loader_hwm.iter().max().map_or("–".into(), u64::to_string)
+        ),
+    ));
     out.summary.push((
         format!("{title}: kmodinit / limit (target ≤ 1.05×)"),
         ratio(km_med, limit.median()),

@@ -119,7 +119,7 @@ struct Case {
     /// loom explores every interleaving with at most this many preemptions
     /// (forced thread switches); `None`: every interleaving. Each case's
     /// bound keeps it within about a minute on two shared cores (all cases:
-    /// 2.5 minutes, 1.7 million interleavings; `make loom` prints the count
+    /// 2.3 minutes, 2.7 million interleavings; `make loom` prints the count
     /// of each).
     preemption_bound: Option<usize>,
 }
@@ -432,14 +432,54 @@ fn one_worker_died_one_idle() {
     );
 }
 
-/// The adaptive pool on one CPU whose probe says the workers run: it never
-/// has more than one insertion out, so it starts one worker, and every
-/// module still loads exactly once.
+/// Three independent modules, nothing after them.
+fn three_leaves() -> Plan {
+    let mut b = PlanBuilder::new();
+    for m in ["m0", "m1", "m2"] {
+        b.module(m, &[]);
+    }
+    b.build()
+}
+
+/// [`three_leaves`] on the adaptive pool told 1 CPU, with a cap of `jobs`.
+fn three_leaves_case(
+    jobs: usize,
+    faults: LoomFaults,
+    workers: std::ops::RangeInclusive<usize>,
+    bound: Option<usize>,
+) -> Case {
+    Case {
+        plan: three_leaves(),
+        outcomes: vec![
+            ("m0", FakeOutcome::Fail(ENODEV)),
+            ("m2", FakeOutcome::Exists),
+        ],
+        jobs,
+        faults,
+        cpus: Some(1),
+        workers,
+        preemption_bound: bound,
+    }
+}
+
+/// The adaptive pool on one CPU whose probe says the workers run, with
+/// modules that head no path: it never has more than one insertion out,
+/// so it starts one worker, and every module still loads exactly once.
 #[test]
 fn adaptive_one_cpu_workers_running() {
-    let mut case = three_roots_case(3, LoomFaults::default(), 1, Some(3));
-    case.cpus = Some(1);
+    let case = three_leaves_case(3, LoomFaults::default(), 1..=1, Some(3));
     check("adaptive_one_cpu_workers_running", case);
+}
+
+/// The same pool and probe with three roots that each head a longest path
+/// (m3 follows them): none waits for the CPU rule, so three workers start
+/// before any completion is taken.
+#[test]
+fn adaptive_path_heads_start_at_once() {
+    // Three workers: the bound of three_workers_started_on_demand.
+    let mut case = three_roots_case(3, LoomFaults::default(), 3, Some(2));
+    case.cpus = Some(1);
+    check("adaptive_path_heads_start_at_once", case);
 }
 
 /// The adaptive pool on one CPU whose probe says the workers sleep: after
@@ -451,9 +491,7 @@ fn adaptive_one_cpu_workers_asleep() {
         asleep: true,
         ..LoomFaults::default()
     };
-    let mut case = three_roots_case(3, faults, 1, Some(1));
-    case.cpus = Some(1);
-    case.workers = 1..=3;
+    let case = three_leaves_case(3, faults, 1..=3, Some(1));
     check("adaptive_one_cpu_workers_asleep", case);
 }
 
@@ -466,8 +504,6 @@ fn adaptive_widens_while_a_worker_dies() {
         workers_die_from: Some(1),
         ..LoomFaults::default()
     };
-    let mut case = three_roots_case(2, faults, 2, Some(2));
-    case.cpus = Some(1);
-    case.workers = 1..=2;
+    let case = three_leaves_case(2, faults, 1..=2, Some(2));
     check("adaptive_widens_while_a_worker_dies", case);
 }

@@ -258,18 +258,27 @@ pub fn run<'s, 'w: 's>(
     let start = |wants: Vec<Want>| {
         if !wants.is_empty() {
             let w = world.clone();
-            scope.spawn(move || match w.load(wants) {
-                Ok(outcomes) => {
-                    for o in outcomes {
-                        if let (ModuleState::Skipped, Some(why)) = (o.state, o.error) {
-                            let n = format!("coldplug: {} not loaded: {why}", o.name);
-                            log::info!("{n}");
-                            w.notice(n);
+            let count = wants.len();
+            let spawned =
+                crate::sys::process::thread("coldplug-load").spawn_scoped(scope, move || {
+                    match w.load(wants) {
+                        Ok(outcomes) => {
+                            for o in outcomes {
+                                if let (ModuleState::Skipped, Some(why)) = (o.state, o.error) {
+                                    let n = format!("coldplug: {} not loaded: {why}", o.name);
+                                    log::info!("{n}");
+                                    w.notice(n);
+                                }
+                            }
                         }
+                        Err(e) => log::warn!("coldplug: {e}"),
                     }
-                }
-                Err(e) => log::warn!("coldplug: {e}"),
-            });
+                });
+            if let Err(e) = spawned {
+                world.notice(format!(
+                    "coldplug: cannot start a thread to load {count} matched module(s): {e}"
+                ));
+            }
         }
     };
     start(matcher.wants(world, &walked.aliases));

@@ -47,8 +47,11 @@ pub enum PoolMode {
     /// About one insertion on a CPU per CPU: a ready module waits while
     /// `cpus` or more workers are busy, unless the [`WorkerProbe`] shows
     /// that some of them sleep inside a module's init (then it goes to an
-    /// idle worker or a new one, up to the cap). No tuning for sleeping
-    /// (probes, firmware) or CPU-bound (signature checks, relocation) init.
+    /// idle worker or a new one, up to the cap). A ready module that heads
+    /// a longest remaining path (it has dependents, and no module in
+    /// flight has more behind it) never waits for the probe: it starts at
+    /// once, up to the cap. No tuning for sleeping (probes, firmware) or
+    /// CPU-bound (signature checks, relocation) init.
     #[default]
     Adaptive,
     /// Every ready module goes to a worker at once, up to the cap; the

@@ -117,6 +117,11 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
     install_child_panic_hook(&events);
     let _ = STEPS.set(Arc::clone(&events));
     stamp("start");
+    // Before any thread or large allocation; a kernel without the prctl
+    // (before 3.15) or without THP has no huge page to refuse.
+    if let Err(e) = process::refuse_huge_pages() {
+        log::debug!("loader: transparent huge pages stay allowed: {e}");
+    }
 
     // Requests that come before the index is read wait in the socket's
     // backlog. The restorer's descriptors reach /proc and /run after the
@@ -247,29 +252,25 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
     let load = std::thread::scope(|scope| {
         if let (Some(h), Some(r)) = (input.helper, restorer.as_ref()) {
             let (w, server) = (world.clone(), &server);
-            let spawned = std::thread::Builder::new()
-                .name("helper-server".into())
-                .spawn_scoped(scope, move || {
-                    run_server(h.listener, server, r.kernel_value(), |name| {
-                        serve_request(&w, name)
-                    });
+            let spawned = process::thread("helper-server").spawn_scoped(scope, move || {
+                run_server(h.listener, server, r.kernel_value(), |name| {
+                    serve_request(&w, name)
                 });
+            });
             if let Err(e) = spawned {
                 log::error!("loader: cannot serve kernel module requests: {e}");
             }
         }
         if let Some((m, head, files)) = &measuring {
-            let spawned = std::thread::Builder::new()
-                .name("measure".into())
-                .spawn_scoped(scope, {
-                    let kernel = world.kernel();
-                    move || {
-                        let value = m.measure_plan(head, files, &|p| kernel.module_file(p));
-                        // When the plan's extends ended (the report's steps).
-                        stamp("measured");
-                        value
-                    }
-                });
+            let spawned = process::thread("measure").spawn_scoped(scope, {
+                let kernel = world.kernel();
+                move || {
+                    let value = m.measure_plan(head, files, &|p| kernel.module_file(p));
+                    // When the plan's extends ended (the report's steps).
+                    stamp("measured");
+                    value
+                }
+            });
             if let Err(e) = spawned {
                 // Nothing extends the plan's modules: they fail, or load
                 // unmeasured, as the measurer's failure says.
@@ -277,20 +278,33 @@ pub fn child_main(input: LoadInput<'_>, pipes: ChildPipes) -> i32 {
                 m.stop(format!("cannot start the measuring thread: {e}"));
             }
         }
-        let main = scope.spawn(|| {
+        let load_plan = || {
             engine::load_observed(
                 &plan,
                 world.kernel(),
                 &opts,
                 &mut Streamer { events: &events },
             )
-        });
-        if coldplug.enabled {
-            coldplug::run(scope, &world, &coldplug, input.sys_dir, until, &|| {
-                main.is_finished()
-            });
-        }
-        let load = main.join();
+        };
+        let load = match process::thread("load").spawn_scoped(scope, load_plan) {
+            Ok(main) => {
+                if coldplug.enabled {
+                    coldplug::run(scope, &world, &coldplug, input.sys_dir, until, &|| {
+                        main.is_finished()
+                    });
+                }
+                main.join()
+            }
+            Err(e) => {
+                // Short of threads: the plan on this one, coldplug after it.
+                log::warn!("loader: cannot start the load thread ({e}); loading on this one");
+                let load = load_plan();
+                if coldplug.enabled {
+                    coldplug::run(scope, &world, &coldplug, input.sys_dir, until, &|| true);
+                }
+                Ok(load)
+            }
+        };
         if let Ok(load) = &load {
             // PID 1 waits for `done`: it goes first, the log line after.
             send(

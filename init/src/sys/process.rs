@@ -33,3 +33,29 @@ pub fn exit_now(status: i32) -> ! {
     // SAFETY: `_exit` has no preconditions; it never returns.
     unsafe { libc::_exit(status) }
 }
+
+/// The stack of every thread the loader child starts (the pool's workers,
+/// the load, coldplug, measuring, the helper server and its requests):
+/// what they run needs a few KiB, and a mapping smaller than a huge page
+/// can never be backed by one. Rust's default is 2 MiB, and a 2 MiB stack
+/// mapping that happens to hold an aligned 2 MiB range gets a transparent
+/// huge page on its first touch (Debian's kernels: THP `always`), which
+/// adds 2 MiB to the process's resident memory for a few KiB of stack.
+pub const THREAD_STACK_BYTES: usize = 256 * 1024;
+
+/// A builder for a thread named `name` with a [`THREAD_STACK_BYTES`]
+/// stack.
+pub fn thread(name: &str) -> std::thread::Builder {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .stack_size(THREAD_STACK_BYTES)
+}
+
+/// Keeps transparent huge pages out of this process's memory (and of the
+/// children it forks; the flag survives exec, so PID 1, whose exec starts
+/// the real init, never sets it). For the loader child: its memory is a
+/// few hundred KiB in many small mappings, and one huge page would add up
+/// to 2 MiB to its resident size.
+pub fn refuse_huge_pages() -> io::Result<()> {
+    nix::sys::prctl::set_thp_disable(true).map_err(io::Error::from)
+}

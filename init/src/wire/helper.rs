@@ -278,9 +278,8 @@ where
             };
             state.busy.fetch_add(1, Ordering::AcqRel);
             let (inflight, serve) = (&inflight, &serve);
-            let spawned = std::thread::Builder::new()
-                .name("helper-request".into())
-                .spawn_scoped(s, move || {
+            let spawned =
+                crate::sys::process::thread("helper-request").spawn_scoped(s, move || {
                     answer(conn, fallback, |name| {
                         inflight.run(name, &state.joined, || serve(name))
                     });

@@ -26,6 +26,16 @@ pub(super) struct Graph {
 }
 
 impl Graph {
+    /// The cost of the longest path that starts after node `id` (its
+    /// dependents' heights; 0 for a node nothing depends on).
+    pub(super) fn behind(&self, id: usize) -> u64 {
+        self.succs[id]
+            .iter()
+            .map(|&(s, _)| self.height[s])
+            .max()
+            .unwrap_or(0)
+    }
+
     pub(super) fn new(plan: &Plan, costs: &[u64]) -> Self {
         let n = plan.nodes.len();
         let mut preds = vec![Vec::new(); n];
@@ -109,7 +119,8 @@ pub(super) struct Run<'g, 'o> {
     /// dispatched (and so passed to the kernel) at most once.
     pub(super) queued: Vec<bool>,
     pub(super) decided: usize,
-    pub(super) in_flight: usize,
+    /// Nodes handed to the pool whose completion has not come yet.
+    pub(super) in_flight: Vec<usize>,
 }
 
 impl<'g, 'o> Run<'g, 'o> {
@@ -123,7 +134,7 @@ impl<'g, 'o> Run<'g, 'o> {
             ready: BinaryHeap::new(),
             queued: vec![false; n],
             decided: 0,
-            in_flight: 0,
+            in_flight: Vec::new(),
         };
         for i in 0..n {
             if let Some(o) = forced_outcome(plan, graph, i) {
@@ -266,7 +277,10 @@ impl<'g, 'o> Run<'g, 'o> {
             // Ready modules stay in the queue, in order, until the pool can
             // start them: a module that becomes ready later with more work
             // behind it still goes first.
-            while self.next_insert(plan).is_some() && pool.can_take() {
+            while let Some(next) = self.next_insert(plan) {
+                if !pool.can_take(self.heads_longest_path(next)) {
+                    break;
+                }
                 let Some(id) = self.take_insert(plan) else {
                     break;
                 };
@@ -291,12 +305,12 @@ impl<'g, 'o> Run<'g, 'o> {
                     self.pending_finish(plan, id, o);
                     continue;
                 }
-                self.in_flight += 1;
+                self.in_flight.push(id);
             }
             if self.decided >= n {
                 break;
             }
-            if self.in_flight == 0 {
+            if self.in_flight.is_empty() {
                 // Nothing running, and nothing ready or nothing the pool
                 // would start (it always can when idle): the plan's edges
                 // cannot be satisfied. Fail what is left instead of waiting
@@ -307,7 +321,9 @@ impl<'g, 'o> Run<'g, 'o> {
             let holding = self.next_insert(plan).is_some();
             match pool.recv(holding) {
                 Received::Done(d) => {
-                    self.in_flight -= 1;
+                    if let Some(at) = self.in_flight.iter().position(|&i| i == d.id) {
+                        self.in_flight.swap_remove(at);
+                    }
                     let mut o = match d.result {
                         Ok(Inserted::Loaded) => Outcome::new(ModuleState::Loaded),
                         Ok(Inserted::AlreadyLoaded) => Outcome::new(ModuleState::Already),
@@ -334,6 +350,24 @@ impl<'g, 'o> Run<'g, 'o> {
                 }
             }
         }
+    }
+
+    /// Whether ready node `id` heads a longest remaining path: it has
+    /// dependents (a path of two modules or more starts at it), and no
+    /// node in flight has more work waiting behind it ([`Graph::behind`])
+    /// than `id` carries, itself included ([`Graph::height`]). Holding such
+    /// a node lengthens the load by the time it is held, however busy the
+    /// CPUs are, so the pool starts it at once ([`Dispatch::can_take`]). A
+    /// node in flight is compared by what follows it only: its own
+    /// insertion is under way. A module without dependents delays only
+    /// itself, and stays under the adaptive pool's CPU rule.
+    pub(super) fn heads_longest_path(&self, id: usize) -> bool {
+        let graph = self.graph;
+        !graph.succs[id].is_empty()
+            && self
+                .in_flight
+                .iter()
+                .all(|&r| graph.behind(r) <= graph.height[id])
     }
 
     /// Decides everything without a pool: the plan has nothing to insert,

@@ -36,8 +36,11 @@ pub(super) enum Received {
 /// Where the coordinator sends ready jobs and gets completions from.
 pub(super) trait Dispatch<'p> {
     /// Whether a job sent now would start at once (on an idle worker, a new
-    /// one, or inline) under the pool's rule. May start no thread itself.
-    fn can_take(&mut self) -> bool;
+    /// one, or inline) under the pool's rule. `on_path`: the job heads a
+    /// longest remaining path ([`Run::heads_longest_path`]), so the adaptive
+    /// pool starts it whenever a worker is idle or may be started, without
+    /// its CPU rule. May start no thread itself.
+    fn can_take(&mut self, on_path: bool) -> bool;
     /// Hands `job` to a worker; gives it back if no worker can take it.
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>>;
     /// The next completion. `holding`: the coordinator holds ready jobs
@@ -92,7 +95,11 @@ pub(super) const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::
 /// dispatched since (a fresh insertion starts on a CPU), less the
 /// completions since; the probe runs only when the coordinator holds a job
 /// that rule refused and no completion came for [`PROBE_INTERVAL`] (up to
-/// [`MAX_PROBE_INTERVAL`] after probes that changed nothing).
+/// [`MAX_PROBE_INTERVAL`] after probes that changed nothing). The rule
+/// holds only modules off the longest remaining path: one that heads it
+/// goes to a worker at once, up to `limit` (holding it would add the wait
+/// to the load's length whatever the CPUs do, and a fresh insertion counted
+/// on a CPU may be about to sleep in its init).
 pub(super) struct OnDemand<'k, K, W> {
     pub(super) workers: W,
     pub(super) kernel: &'k K,
@@ -121,13 +128,16 @@ impl<K, W> OnDemand<'_, K, W> {
 }
 
 impl<'p, K: Kernel, W: Workers<'p>> Dispatch<'p> for OnDemand<'_, K, W> {
-    fn can_take(&mut self) -> bool {
+    fn can_take(&mut self, on_path: bool) -> bool {
         if self.spawned == 0 && self.limit == 0 {
             // No thread could be started: every call runs inline.
             return true;
         }
         self.room()
-            && (self.mode == PoolMode::Fixed || self.busy < self.cpus || self.on_cpu < self.cpus)
+            && (self.mode == PoolMode::Fixed
+                || on_path
+                || self.busy < self.cpus
+                || self.on_cpu < self.cpus)
     }
 
     fn send(&mut self, job: Job<'p>) -> Result<(), Job<'p>> {
@@ -223,12 +233,13 @@ impl<'env, K: Kernel> Workers<'env> for Threads<'_, 'env, K> {
         let probe = self.probe;
         let work_rx = self.work_rx.clone();
         let done_tx = self.done_tx.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("kmodinit-load-{worker}"))
-            .spawn_scoped(self.scope, move || {
+        let h = crate::sys::process::thread(&format!("kmodinit-load-{worker}")).spawn_scoped(
+            self.scope,
+            move || {
                 probe.register(worker);
                 work(worker, kernel, &work_rx, |d| done_tx.send(d).is_ok())
-            })?;
+            },
+        )?;
         self.handles.push(h);
         Ok(())
     }
@@ -294,7 +305,7 @@ impl<'k, K: Kernel> Inline<'k, K> {
 }
 
 impl<'p, K: Kernel> Dispatch<'p> for Inline<'_, K> {
-    fn can_take(&mut self) -> bool {
+    fn can_take(&mut self, _on_path: bool) -> bool {
         true
     }
 
