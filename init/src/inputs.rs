@@ -88,6 +88,12 @@ pub fn modules_dir(root: &Path, proc: &Path) -> io::Result<PathBuf> {
 /// Why the image's compiled index could not be used.
 #[derive(Debug)]
 pub enum IndexReadError {
+    /// The image has no module directory for the running kernel; the
+    /// releases it has modules for.
+    NoModules {
+        running: String,
+        present: Vec<String>,
+    },
     /// The module directory has no compiled index.
     Missing,
     /// It exists but cannot be read.
@@ -100,6 +106,16 @@ pub enum IndexReadError {
 impl fmt::Display for IndexReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            IndexReadError::NoModules { running, present } => write!(
+                f,
+                "the image holds no modules for the running kernel {running} ({}): \
+                 build the image for {running}",
+                if present.is_empty() {
+                    "it holds none".to_owned()
+                } else {
+                    format!("it holds modules for {}", present.join(", "))
+                }
+            ),
             IndexReadError::Missing => {
                 f.write_str("no such file: build the image with kmodinit build, which writes it")
             }
@@ -112,7 +128,7 @@ impl fmt::Display for IndexReadError {
 impl std::error::Error for IndexReadError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            IndexReadError::Missing => None,
+            IndexReadError::NoModules { .. } | IndexReadError::Missing => None,
             IndexReadError::Read(e) => Some(e),
             IndexReadError::Compiled(e) => Some(e),
         }
@@ -125,6 +141,9 @@ impl std::error::Error for IndexReadError {
 pub fn read_index(modules_dir: &Path) -> Result<CompiledIndex, IndexReadError> {
     let file = match std::fs::File::open(modules_dir.join(compiled::INDEX_FILE)) {
         Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !modules_dir.is_dir() => {
+            return Err(no_modules(modules_dir))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(IndexReadError::Missing),
         Err(e) => return Err(IndexReadError::Read(e)),
     };
@@ -134,6 +153,24 @@ pub fn read_index(modules_dir: &Path) -> Result<CompiledIndex, IndexReadError> {
         .map_err(IndexReadError::Read)?;
     let release = modules_dir.file_name().and_then(|r| r.to_str());
     compiled::decode(&bytes, release).map_err(IndexReadError::Compiled)
+}
+
+/// `modules_dir` does not exist: which releases its parent has instead.
+fn no_modules(modules_dir: &Path) -> IndexReadError {
+    let running = modules_dir
+        .file_name()
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut present: Vec<String> = modules_dir
+        .parent()
+        .and_then(|p| std::fs::read_dir(p).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    IndexReadError::NoModules { running, present }
 }
 
 /// What `<proc>/modules` lists now (empty if unreadable).
@@ -147,6 +184,35 @@ pub fn loaded_modules(proc: &Path) -> std::collections::BTreeSet<modules_manifes
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_for_another_kernel_or_none_is_refused_naming_both() {
+        use modules_manifest::{CompiledIndex, DepIndex};
+        let d = std::env::temp_dir().join(format!("kmodinit-inputs-index-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let built = d.join("lib/modules/6.1.0-56-amd64");
+        std::fs::create_dir_all(&built).unwrap();
+        // No module directory for the running kernel.
+        let e = read_index(&d.join("lib/modules/6.1.0-57-amd64")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the image holds no modules for the running kernel 6.1.0-57-amd64 (it holds \
+             modules for 6.1.0-56-amd64): build the image for 6.1.0-57-amd64"
+        );
+        // A directory without the file.
+        assert!(matches!(read_index(&built), Err(IndexReadError::Missing)));
+        // An index written for another release, copied into this one's place.
+        let index = DepIndex::parse("kernel/a.ko:\n", "", "", "").unwrap();
+        let c = CompiledIndex::compile("6.1.0-55-amd64", index, Default::default(), []);
+        std::fs::write(built.join(compiled::INDEX_FILE), compiled::encode(&c)).unwrap();
+        let e = read_index(&built).unwrap_err().to_string();
+        assert!(
+            e.contains("for kernel 6.1.0-55-amd64")
+                && e.contains("running kernel is 6.1.0-56-amd64"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn manifest_path_follows_the_command_line() {

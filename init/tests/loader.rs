@@ -595,65 +595,6 @@ fn a_module_heading_the_longest_path_starts_without_waiting_for_the_probe() {
     assert_eq!(k.max_concurrent(), 1);
 }
 
-/// The bench's fixture farm, delays scaled down: 3 shared roots, 6 chains
-/// of 5 modules; module j of chain i needs module j-1 (the first: root
-/// i % 3), the last also root (i + 1) % 3.
-fn sleeping_farm() -> (Plan, FakeKernel) {
-    let mut b = PlanBuilder::new();
-    let mut k = FakeKernel::new();
-    for (s, ms) in [24, 12, 18].into_iter().enumerate() {
-        let name = format!("s{s}");
-        b.module(&name, &[]);
-        k = k.delay(&name, Duration::from_millis(ms));
-    }
-    for i in 0..6 {
-        for j in 0..5 {
-            let name = format!("c{i}_{j}");
-            let first = if j == 0 {
-                format!("s{}", i % 3)
-            } else {
-                format!("c{i}_{}", j - 1)
-            };
-            let next_root = format!("s{}", (i + 1) % 3);
-            let deps: Vec<&str> = if j == 4 {
-                vec![first.as_str(), next_root.as_str()]
-            } else {
-                vec![first.as_str()]
-            };
-            b.module(&name, &deps);
-            let ms = 8 + ((i * 7 + j * 13) % 9) as u64 * 4;
-            k = k.delay(&name, Duration::from_millis(ms));
-        }
-    }
-    (b.build(), k)
-}
-
-#[test]
-fn a_sleeping_farm_loads_in_about_its_critical_path() {
-    // Two CPUs, the fake kernel as the probe (it sees sleeping insertions
-    // off the CPU), the automatic cap. The load against the longest path
-    // of the module times measured in the same run: what the pool added is
-    // the time modules on that path waited to start (one probe interval,
-    // 4 ms, is 2.5 % of this path). Best of three runs, so that one run
-    // slowed by the machine does not decide.
-    let (plan, k) = sleeping_farm();
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        k.reset();
-        let r = load_opts_with_watchdog(
-            &plan,
-            &k,
-            &adaptive(0, 2),
-            Some(&k),
-            Duration::from_secs(60),
-        );
-        check_load(&plan, &k, &no_outcomes(), &r, 0).unwrap();
-        assert!(r.critical_path_s > 0.1, "{} s", r.critical_path_s);
-        best = best.min(r.wall_s / r.critical_path_s);
-    }
-    assert!(best < 1.05, "load / critical path = {best:.3}");
-}
-
 #[test]
 fn the_real_probe_sees_sleeping_fake_insertions() {
     // The /proc probe of the host process: threads sleeping in the fake

@@ -755,15 +755,15 @@ mod tests {
         let mut s = Supervisor::new(D, R, 1.0, false);
         s.event(LoaderEvent::Fatal(crate::wire::events::LoaderFailure {
             kind: crate::wire::events::FailureKind::Index,
-            what: "/lib/modules/6.1.0-x".into(),
-            message: "cannot read the module index".into(),
+            what: "/lib/modules/6.1.0-x/kmodinit.index".into(),
+            message: "cannot use the module index".into(),
         }));
         assert_eq!(
             s.verdict(1.1),
             Verdict::Fatal {
-                message: "cannot read the module index".into(),
+                message: "cannot use the module index".into(),
                 hints: vec![
-                    "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?".into()
+                    "the image must hold lib/modules/$(uname -r)/kmodinit.index, written by kmodinit build for the running kernel release: was it built for this kernel, by the kmodinit of this /init?".into()
                 ]
             }
         );

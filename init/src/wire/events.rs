@@ -159,7 +159,7 @@ impl LoaderFailure {
         vec![match self.kind {
             FailureKind::KernelRelease => "is /proc mounted? the early mount errors above say",
             FailureKind::Index => {
-                "the image must hold lib/modules/$(uname -r) for the running kernel: was it built for this kernel release?"
+                "the image must hold lib/modules/$(uname -r)/kmodinit.index, written by kmodinit build for the running kernel release: was it built for this kernel, by the kmodinit of this /init?"
             }
             FailureKind::Manifest => {
                 "fix the manifest (kmodinit build validates it), or point kmodinit.manifest= at another"
