@@ -294,18 +294,13 @@ init-faults: $(INIT_DEPS)
 # save 87 KiB and lose that), no unwind tables, no caller locations in panic
 # data, no decoders and manifest errors without JSON paths
 # (--no-default-features), linked
-# by the toolchain's rust-lld with identical code folding (--icf=all:
-# -11 KiB). The release profile's opt-level z,
+# by the toolchain's rust-lld (.cargo/config.toml's `linker`) with
+# identical code folding (--icf=all: -11 KiB) and without unwind tables
+# (init/no-unwind-tables.ld). The release profile's opt-level z,
 # fat LTO and one codegen unit apply. Own target dir, so the stable build's
-# cache is never swapped. RUSTFLAGS replaces .cargo/config.toml's, hence
-# relocation-model=static again.
-# A cross ARCH is linked by rust-lld directly (.cargo/config.toml's
-# `linker`), which takes --icf=all without -Wl.
-ifeq ($(TARGET),$(MUSL))
-TINY_LINK := -Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
-else
-TINY_LINK := -Clink-arg=--icf=all
-endif
+# cache is never swapped. RUSTFLAGS replaces .cargo/config.toml's
+# rustflags, hence relocation-model=static and the link arguments again.
+TINY_LINK := -Clink-arg=--icf=all -Clink-arg=--no-eh-frame-hdr -Clink-arg=-Tinit/no-unwind-tables.ld
 TINY_RUSTFLAGS := -C relocation-model=static -C target-feature=+crt-static \
 	-C link-self-contained=yes -C force-unwind-tables=no \
 	-Zunstable-options -Zlocation-detail=none $(TINY_LINK)
