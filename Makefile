@@ -399,10 +399,14 @@ clean:
 # exported with git archive and built as `make init` builds, into
 # build/baseline/init (its own target directory).
 BASELINE_REV ?= 58042b1
+# The source is unpacked outside this tree: cargo merges the .cargo/config.toml
+# of every directory above the one it runs in, and this tree's link settings
+# are not the baseline's.
+BASELINE_SRC := $(or $(TMPDIR),/tmp)/kmodinit-baseline-$(BASELINE_REV)
 baseline-init:
-	rm -rf $(BUILD)/baseline/src && mkdir -p $(BUILD)/baseline/src
-	git archive $(BASELINE_REV) | tar -x -C $(BUILD)/baseline/src
-	cd $(BUILD)/baseline/src && cargo build --release -p kmodinit-init --target x86_64-unknown-linux-musl --target-dir ../target
+	rm -rf $(BASELINE_SRC) && mkdir -p $(BASELINE_SRC)
+	git archive $(BASELINE_REV) | tar -x -C $(BASELINE_SRC)
+	cd $(BASELINE_SRC) && cargo build --release -p kmodinit-init --target x86_64-unknown-linux-musl --target-dir $(CURDIR)/$(BUILD)/baseline/target
 	cp $(BUILD)/baseline/target/x86_64-unknown-linux-musl/release/init $(BUILD)/baseline/init
 	@echo "built $(BUILD)/baseline/init from $(BASELINE_REV): $$(stat -c %s $(BUILD)/baseline/init) bytes"
 
