@@ -1,6 +1,7 @@
 //! Group 4: failures. A missing module file, a module whose init fails
 //! (`kmi_fail`, -ENODEV), a dependency the image's compiled index names
-//! but does not hold (the planner fails that module alone), a malformed manifest, an unknown module, a root
+//! but does not hold (the planner fails that module alone), a compiled index
+//! for another kernel release or format version, a malformed manifest, an unknown module, a root
 //! device that never appears (each `on_failure` mode) and a wrong fstype:
 //! the console explains, the machine does what `on_failure` says, and PID 1
 //! never dies ("Attempted to kill init").
@@ -183,6 +184,98 @@ fn a_dependency_missing_from_modules_dep_fails_only_its_optional_chain() {
         "the planner's note is not on the console; tail:\n{}",
         b.console.tail(40)
     );
+}
+
+/// What a test makes of a compiled index's bytes.
+type IndexEdit = dyn Fn(Vec<u8>) -> Vec<u8>;
+
+/// Replaces the image's compiled index by what `edit` makes of its bytes.
+fn edit_compiled_index(image: &std::path::Path, edit: &IndexEdit) {
+    edit_image(image, |c| {
+        let path = c
+            .paths()
+            .into_iter()
+            .find(|p| p.ends_with(modules_manifest::compiled::INDEX_FILE))
+            .map(str::to_string)
+            .expect("the compiled index in the image");
+        let bytes = c.data(&path).expect("the index").to_vec();
+        c.file(&path, edit(bytes), 0o644);
+    });
+}
+
+/// The release and format checks of the compiled index at boot: an image
+/// whose index was written for another kernel release, or in another
+/// format version, stops the boot with a message naming both, and the
+/// machine does what `on_failure` says; nothing is loaded from it.
+#[test]
+#[ignore = "boots QEMU: run by make test-e2e"]
+fn an_index_for_another_release_or_format_is_refused_by_name() {
+    use modules_manifest::compiled;
+    const OTHER: &str = "6.1.0-0-elsewhere";
+    let env = Env::get();
+    let running = env.kernel.release.clone();
+    let manifest = json!({
+        "version": 1,
+        "chains": [{"name": "c", "modules": ["kmi_a"]}],
+        "on_failure": "poweroff"
+    });
+    let other_release = |bytes: Vec<u8>| {
+        let mut index = compiled::decode(&bytes, None).unwrap();
+        assert_ne!(index.release, OTHER);
+        index.release = OTHER.to_string();
+        compiled::encode(&index)
+    };
+    // The format version is the u32 after the magic.
+    let other_format = |mut bytes: Vec<u8>| {
+        let at = compiled::MAGIC.len();
+        bytes[at..at + 4].copy_from_slice(&(compiled::FORMAT_VERSION + 6).to_le_bytes());
+        bytes
+    };
+    let cases: [(&str, &IndexEdit, String); 2] = [
+        (
+            "index-release",
+            &other_release,
+            format!(
+                "compiled index is for kernel {OTHER}, but the running kernel is {running}: \
+                 rebuild the image for {running}"
+            ),
+        ),
+        (
+            "index-format",
+            &other_format,
+            format!(
+                "compiled index format version {}, but this /init reads version {}",
+                compiled::FORMAT_VERSION + 6,
+                compiled::FORMAT_VERSION
+            ),
+        ),
+    ];
+    for (name, edit, message) in cases {
+        let dir = env.scratch(name);
+        let image = env.fixture_image(&dir, &manifest);
+        edit_compiled_index(&image, edit);
+        let b = boot(env.vm(&dir, &image));
+        assert_fatal_then_power_off(&b);
+        assert_eq!(
+            b.console.text().matches(message.as_str()).count(),
+            // The loader's error line and the fatal banner's.
+            2,
+            "{name}: the console does not say {message:?} exactly twice; tail:\n{}",
+            b.console.tail(40)
+        );
+        assert!(
+            b.console.real_init().is_none(),
+            "{name}: the real init must not run"
+        );
+        // The kernel says this at the first out-of-tree (fixture) module
+        // it loads, as in the other failure boots' consoles.
+        assert!(
+            !b.console
+                .contains("loading out-of-tree module taints kernel"),
+            "{name}: a module was loaded from a refused index; tail:\n{}",
+            b.console.tail(40)
+        );
+    }
 }
 
 #[test]

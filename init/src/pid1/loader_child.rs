@@ -292,6 +292,12 @@ impl LoaderChild {
         if !pending && !serving {
             return;
         }
+        if sup.is_fatal() {
+            // The loader stopped before loading (it puts the kernel's
+            // helper back itself) and PID 1 has explained why: a reporter
+            // would only log the same failure again.
+            return;
+        }
         // PID 1 is single-threaded (as `process::fork` needs); so is the
         // reporter.
         let forked = process::fork(|| {

@@ -246,6 +246,12 @@ impl Supervisor {
         self.exit.is_some()
     }
 
+    /// True once the child has said it cannot load (index, manifest, plan
+    /// or measuring): it stops without loading anything.
+    pub fn is_fatal(&self) -> bool {
+        self.fatal.is_some()
+    }
+
     /// What to do at boot time `now`.
     pub fn verdict(&mut self, now: f64) -> Verdict {
         if let Some((message, hints)) = &self.fatal {
@@ -753,11 +759,13 @@ mod tests {
     #[test]
     fn fatal_from_the_child_stops_the_boot() {
         let mut s = Supervisor::new(D, R, 1.0, false);
+        assert!(!s.is_fatal());
         s.event(LoaderEvent::Fatal(crate::wire::events::LoaderFailure {
             kind: crate::wire::events::FailureKind::Index,
             what: "/lib/modules/6.1.0-x/kmodinit.index".into(),
             message: "cannot use the module index".into(),
         }));
+        assert!(s.is_fatal(), "the handover forks no reporter after this");
         assert_eq!(
             s.verdict(1.1),
             Verdict::Fatal {
