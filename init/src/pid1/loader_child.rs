@@ -293,7 +293,7 @@ impl LoaderChild {
             return;
         }
         if sup.is_fatal() {
-            // The loader stopped before loading (it puts the kernel's
+            // The loader stopped before its plan (it puts the kernel's
             // helper back itself) and PID 1 has explained why: a reporter
             // would only log the same failure again.
             return;

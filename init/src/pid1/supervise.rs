@@ -247,7 +247,7 @@ impl Supervisor {
     }
 
     /// True once the child has said it cannot load (index, manifest, plan
-    /// or measuring): it stops without loading anything.
+    /// or measuring): it stops without loading the plan.
     pub fn is_fatal(&self) -> bool {
         self.fatal.is_some()
     }
