@@ -187,6 +187,12 @@ impl Cpio {
         self.entries.keys().map(String::as_str).collect()
     }
 
+    /// The first path (in sorted order) that ends with `suffix`, e.g.
+    /// `"/ext4.ko"` or `"kmodinit.index"`.
+    pub fn path_ending(&self, suffix: &str) -> Option<String> {
+        self.entries.keys().find(|p| p.ends_with(suffix)).cloned()
+    }
+
     /// The archive bytes (uncompressed newc, with the trailer).
     pub fn to_bytes(&self) -> Result<Vec<u8>, HarnessError> {
         let mut w = newc::Writer::new(Vec::new());
@@ -223,6 +229,23 @@ impl Cpio {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_ending_finds_the_first_sorted_match() {
+        let mut c = Cpio::new();
+        c.file("lib/modules/r/b/x.ko", Vec::new(), 0o644)
+            .file("lib/modules/r/a/x.ko", Vec::new(), 0o644)
+            .file("lib/modules/r/kmodinit.index", Vec::new(), 0o644);
+        assert_eq!(
+            c.path_ending("/x.ko").as_deref(),
+            Some("lib/modules/r/a/x.ko")
+        );
+        assert_eq!(
+            c.path_ending("kmodinit.index").as_deref(),
+            Some("lib/modules/r/kmodinit.index")
+        );
+        assert_eq!(c.path_ending("/y.ko"), None);
+    }
 
     #[test]
     fn entries_are_sorted_with_parents_and_aligned() {

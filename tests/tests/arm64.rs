@@ -210,10 +210,7 @@ fn a_failed_required_chain_carries_out_on_failure() {
     // The image the builder refused to make: virtio_blk.ko is gone.
     edit_image(&image, |c| {
         let path = c
-            .paths()
-            .into_iter()
-            .find(|p| p.ends_with("/virtio_blk.ko"))
-            .map(str::to_string)
+            .path_ending("/virtio_blk.ko")
             .expect("virtio_blk.ko in the image");
         assert!(c.remove(&path));
     });

@@ -55,12 +55,7 @@ fn missing_module_file_fails_that_module_only() {
     });
     let image = env.fixture_image(&dir, &manifest);
     edit_image(&image, |c| {
-        let path = c
-            .paths()
-            .into_iter()
-            .find(|p| p.ends_with("/kmi_e.ko"))
-            .map(str::to_string)
-            .expect("kmi_e.ko in the image");
+        let path = c.path_ending("/kmi_e.ko").expect("kmi_e.ko in the image");
         assert!(c.remove(&path));
     });
     let b = boot(env.vm(&dir, &image));
@@ -142,16 +137,10 @@ fn a_dependency_missing_from_modules_dep_fails_only_its_optional_chain() {
     edit_image(&image, |c| {
         use modules_manifest::compiled;
         let base = c
-            .paths()
-            .into_iter()
-            .find(|p| p.ends_with("/kmi_base.ko"))
-            .map(str::to_string)
+            .path_ending("/kmi_base.ko")
             .expect("kmi_base.ko in the image");
         let index_path = c
-            .paths()
-            .into_iter()
-            .find(|p| p.ends_with(compiled::INDEX_FILE))
-            .map(str::to_string)
+            .path_ending(compiled::INDEX_FILE)
             .expect("the compiled index in the image");
         let mut index = compiled::decode(c.data(&index_path).expect("the index"), None).unwrap();
         let kmi_base = modules_manifest::ModuleName::new("kmi_base").unwrap();
@@ -193,10 +182,7 @@ type IndexEdit = dyn Fn(Vec<u8>) -> Vec<u8>;
 fn edit_compiled_index(image: &std::path::Path, edit: &IndexEdit) {
     edit_image(image, |c| {
         let path = c
-            .paths()
-            .into_iter()
-            .find(|p| p.ends_with(modules_manifest::compiled::INDEX_FILE))
-            .map(str::to_string)
+            .path_ending(modules_manifest::compiled::INDEX_FILE)
             .expect("the compiled index in the image");
         let bytes = c.data(&path).expect("the index").to_vec();
         c.file(&path, edit(bytes), 0o644);
